@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?= -n 2
+
+.PHONY: install demo test test-sqlite test-postgres chromium bench-vote-loop
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+demo: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py demo
+	@set -m; $(PY) manage.py db_worker --no-reload > var/worker.log 2>&1 & WORKER=$$!; \
+	trap "kill $$WORKER 2>/dev/null" EXIT INT TERM; \
+	echo; echo "prefloop is running at http://$(HOST):$(PORT)/  (API: http://$(HOST):$(PORT)/api/projects/, schema: /api/schema/, admin: /admin/)"; \
+	echo "job worker log: var/worker.log; stop with Ctrl-C"; echo; \
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+# The suite runs twice: on the embedded SQLite default and on PostgreSQL.
+# pytest exits 5 when it collected no test, which fails here like any other error.
+test: install chromium test-sqlite test-postgres
+
+test-sqlite: install
+	DATABASE_URL= $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench-vote-loop: install
+	$(PY) bench/vote_loop.py

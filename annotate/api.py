@@ -1,0 +1,186 @@
+"""REST API of the annotate app: parse, authorise, call a service, serialise. Nothing else."""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import selectors, serializers as s
+from annotate.errors import InvalidVote
+from annotate.models import Assignment, Membership, User
+from annotate.services.assignment import next_comparison
+from annotate.services.importing import import_file
+from annotate.services.projects import membership_set, project_create
+from annotate.services.voting import VoteInput, record_vote
+
+RESEARCHER = Membership.Role.RESEARCHER
+ANNOTATOR = Membership.Role.ANNOTATOR
+
+
+class CanCreateProjects(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return request.method != "POST" or request.user.role in (User.Role.RESEARCHER, User.Role.ADMIN)
+
+
+class ProjectListApi(APIView):
+    permission_classes = APIView.permission_classes + [CanCreateProjects]
+
+    @extend_schema(responses=s.ProjectSerializer(many=True))
+    def get(self, request):
+        projects = selectors.projects_for_user(request.user)
+        return Response(s.ProjectSerializer(projects, many=True).data)
+
+    @extend_schema(request=s.ProjectSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request):
+        data = s.ProjectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(created_by=request.user, **data.validated_data)
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=s.ProjectSerializer)
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id)
+        if request.user.is_admin or project.memberships.filter(user=request.user, role=RESEARCHER).exists():
+            return Response(s.ProjectSerializer(project).data)
+        return Response(
+            {**s.AnnotatorProjectSerializer(project).data, "progress": selectors.annotator_progress(request.user, project).as_dict()}
+        )
+
+
+class ProjectProgressApi(APIView):
+    @extend_schema(responses=dict)
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        return Response(selectors.project_progress(project).as_dict())
+
+
+class ProjectComparisonsApi(APIView):
+    @extend_schema(responses=s.ComparisonProgressSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self)
+        names = selectors.comparison_model_names([c.pk for c in page])
+        return paginator.get_paginated_response(
+            s.ComparisonProgressSerializer(page, many=True, context={"model_names": names}).data
+        )
+
+
+class ProjectVotesApi(APIView):
+    @extend_schema(responses=s.ResearcherVoteSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.project_votes(project), request, view=self)
+        return paginator.get_paginated_response(s.ResearcherVoteSerializer(page, many=True).data)
+
+
+class ProjectMembersApi(APIView):
+    @extend_schema(request=s.MembershipInputSerializer, responses={201: dict})
+    def post(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        data = s.MembershipInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
+        if user is None:
+            raise InvalidVote("username", "no active user with this name")
+        membership = membership_set(
+            project=project, user=user, role=data.validated_data["role"], cap=data.validated_data["cap"]
+        )
+        return Response({"username": user.username, "role": membership.role, "cap": membership.cap}, status=201)
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ProjectImportApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=s.ImportInputSerializer, responses={201: dict})
+    def post(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        data = s.ImportInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.PREFLOOP_MAX_UPLOAD_BYTES:
+            raise InvalidVote("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
+        # The client's name only shapes error messages and format detection; never a path.
+        name = SAFE_NAME.sub("_", Path(upload.name or "upload").name).lstrip(".")[:100] or "upload"
+        with tempfile.TemporaryDirectory(prefix="prefloop-import-") as folder:
+            path = Path(folder) / name
+            with open(path, "wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            report = import_file(
+                project=project,
+                path=path,
+                format=data.validated_data["format"] or None,
+                pairing=data.validated_data["pairing"],
+                pairing_options={"pairs_per_prompt": data.validated_data["pairs_per_prompt"]},
+                round=data.validated_data["round"],
+                priority=data.validated_data["priority"],
+            )
+        return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class NextAssignmentApi(APIView):
+    """Lease the next comparison (or return your open lease). Sides are randomised per lease."""
+
+    @extend_schema(request=s.NextInputSerializer, responses=dict)
+    def post(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=ANNOTATOR)
+        data = s.NextInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = next_comparison(annotator=request.user, project=project, exclude_assignments=data.validated_data["exclude"])
+        if result.assignment is None:
+            return Response({"assignment": None, "reason": result.reason})
+        return Response({"assignment": selectors.assignment_payload(result.assignment), "reason": result.reason})
+
+
+class AssignmentVoteApi(APIView):
+    """Submit the vote for an assignment. Send the same idempotency key when retrying."""
+
+    @extend_schema(request=s.VoteInputSerializer, responses={201: dict, 200: dict})
+    def post(self, request, assignment_id: int):
+        data = s.VoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        key = request.headers.get("Idempotency-Key") or v.get("idempotency_key") or ""
+        assignment = get_object_or_404(Assignment.objects.select_related("project"), pk=assignment_id, annotator=request.user)
+        if v.get("votes"):
+            votes = [VoteInput(**vote) for vote in v["votes"]]
+        else:
+            aspects = assignment.project.aspect_names
+            if len(aspects) != 1:
+                raise InvalidVote("votes", f"this project needs one vote per aspect {aspects}")
+            votes = [VoteInput(aspect=aspects[0], choice=v["choice"], ranking=v["ranking"], strength=v["strength"], rationale=v["rationale"])]
+        result = record_vote(
+            annotator=request.user, assignment_id=assignment.pk, votes=votes, idempotency_key=key,
+            time_spent_ms=v["time_spent_ms"],
+        )
+        body = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
+                "votes": s.VoteOutputSerializer(result.votes, many=True).data}
+        return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+
+
+class MyVotesApi(APIView):
+    """An annotator's own votes in a project (their work only, no model names)."""
+
+    @extend_schema(responses=s.VoteOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.annotator_votes(request.user, project), request, view=self)
+        return paginator.get_paginated_response(s.VoteOutputSerializer(page, many=True).data)

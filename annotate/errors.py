@@ -1,0 +1,59 @@
+"""Domain errors raised by annotate services; the API maps each to one HTTP status."""
+from __future__ import annotations
+
+
+class AnnotateError(Exception):
+    """Base class: `code` is a stable machine-readable name, the message is for people."""
+
+    code = "error"
+    http_status = 400
+
+
+class NotFound(AnnotateError):
+    # Also used for objects that exist but belong to someone else: never leak existence.
+    code = "not_found"
+    http_status = 404
+
+
+class AssignmentExpired(AnnotateError):
+    code = "assignment_expired"
+    http_status = 410
+
+
+class AlreadyVoted(AnnotateError):
+    code = "already_voted"
+    http_status = 409
+
+
+class IdempotencyKeyReused(AnnotateError):
+    code = "idempotency_key_reused"
+    http_status = 409
+
+
+class InvalidVote(AnnotateError):
+    code = "invalid_vote"
+    http_status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ImportDataError(AnnotateError):
+    """A problem in an import file. Nothing was written when this is raised."""
+
+    code = "import_error"
+    http_status = 400
+
+    def __init__(self, problems: list[tuple[str, int | None, str | None, str]]):
+        # problems: (file, line or None, field or None, message)
+        self.problems = problems
+        shown = "\n".join(self.format(p) for p in problems[:20])
+        more = f"\n... and {len(problems) - 20} more problems" if len(problems) > 20 else ""
+        super().__init__(shown + more)
+
+    @staticmethod
+    def format(problem: tuple[str, int | None, str | None, str]) -> str:
+        file, line, field, message = problem
+        where = file + (f":{line}" if line is not None else "")
+        return f"{where}: " + (f"field '{field}': " if field else "") + message

@@ -1,0 +1,1 @@
+"""Write-side functions of the annotate app (HackSoft services): one transaction each, domain errors."""

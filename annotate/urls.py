@@ -1,0 +1,19 @@
+"""URLs of the machine API (mounted at /api/)."""
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from annotate import api
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("projects/", api.ProjectListApi.as_view(), name="project-list"),
+    path("projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<int:project_id>/progress/", api.ProjectProgressApi.as_view(), name="project-progress"),
+    path("projects/<int:project_id>/comparisons/", api.ProjectComparisonsApi.as_view(), name="project-comparisons"),
+    path("projects/<int:project_id>/votes/", api.ProjectVotesApi.as_view(), name="project-votes"),
+    path("projects/<int:project_id>/members/", api.ProjectMembersApi.as_view(), name="project-members"),
+    path("projects/<int:project_id>/imports/", api.ProjectImportApi.as_view(), name="project-imports"),
+    path("projects/<int:project_id>/next/", api.NextAssignmentApi.as_view(), name="assignment-next"),
+    path("projects/<int:project_id>/my-votes/", api.MyVotesApi.as_view(), name="my-votes"),
+    path("assignments/<int:assignment_id>/vote/", api.AssignmentVoteApi.as_view(), name="assignment-vote"),
+]

@@ -1,0 +1,11 @@
+"""Top-level URLs: admin, the machine API with its OpenAPI schema, and the web UI."""
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("annotate.urls")),
+    path("", include("frontend.urls")),
+]

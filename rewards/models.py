@@ -1,0 +1,1 @@
+"""Reward models (Bradley-Terry): filled in by the reward-model issue."""

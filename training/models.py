@@ -1,0 +1,1 @@
+"""Policies and rounds: filled in by the on-policy loop issue."""
