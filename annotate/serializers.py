@@ -105,3 +105,17 @@ class ImportInputSerializer(serializers.Serializer):
     pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, default=2)
     round = serializers.IntegerField(required=False, min_value=0, default=0)
     priority = serializers.IntegerField(required=False, default=0)
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl")
+    raw = serializers.BooleanField(default=False)
+    rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
+    ties = serializers.ChoiceField(choices=["label", "drop", "both-orders"], default="label")
+    conversational = serializers.BooleanField(default=False)
+    round = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
+    annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)

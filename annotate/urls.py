@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/<int:project_id>/votes/", api.ProjectVotesApi.as_view(), name="project-votes"),
     path("projects/<int:project_id>/members/", api.ProjectMembersApi.as_view(), name="project-members"),
     path("projects/<int:project_id>/imports/", api.ProjectImportApi.as_view(), name="project-imports"),
+    path("projects/<int:project_id>/export/", api.ProjectExportApi.as_view(), name="project-export"),
     path("projects/<int:project_id>/next/", api.NextAssignmentApi.as_view(), name="assignment-next"),
     path("projects/<int:project_id>/my-votes/", api.MyVotesApi.as_view(), name="my-votes"),
     path("assignments/<int:assignment_id>/vote/", api.AssignmentVoteApi.as_view(), name="assignment-vote"),

@@ -1,0 +1,66 @@
+"""Votes on one pair of completions → one aggregated label. Pure Python, no Django.
+
+Rules (written into every export's metadata):
+- majority: the most frequent of a|b|tie|both_bad; a shared top count is a tie (no clear winner).
+- bt: Bradley-Terry-consistent, as the leaderboard counts (DESIGN.md §4): a tie or both-bad gives
+  half a point to each side; the side with more points wins; equal points → tie, or both_bad
+  when both-bad votes outnumber tie votes.
+- unanimous: a label only when every vote agrees; other pairs are left out.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+RULES = ("majority", "bt", "unanimous")
+LABELS = ("a", "b", "tie", "both_bad")
+
+
+@dataclass(frozen=True)
+class PairVote:
+    """One annotator's judgement of a pair, oriented to the pair's (a, b)."""
+
+    choice: str  # a | b | tie | both_bad
+    annotator: str  # pseudonymous id
+    strength: int | None = None
+    rationale: str = ""
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    label: str | None  # None: the rule gives no label (unanimous without unanimity)
+    counts: dict[str, int]
+    agreement: float  # share of votes that agree with the label (0 when no label)
+    strength: float | None  # mean strength of the votes for the winning side
+
+
+def aggregate(votes: Iterable[PairVote], rule: str = "majority") -> Aggregate:
+    votes = list(votes)
+    counts = Counter(v.choice for v in votes)
+    n = len(votes)
+    if rule == "majority":
+        top = max(counts.values())
+        leaders = [label for label in LABELS if counts[label] == top]
+        label = leaders[0] if len(leaders) == 1 else "tie"
+    elif rule == "bt":
+        a = counts["a"] + 0.5 * (counts["tie"] + counts["both_bad"])
+        b = counts["b"] + 0.5 * (counts["tie"] + counts["both_bad"])
+        label = "a" if a > b else "b" if b > a else ("both_bad" if counts["both_bad"] > counts["tie"] else "tie")
+    elif rule == "unanimous":
+        label = votes[0].choice if len(counts) == 1 else None
+    else:
+        raise ValueError(f"unknown aggregation rule {rule!r}; known: {list(RULES)}")
+    agreeing = counts[label] if label else 0
+    strengths = [v.strength for v in votes if v.choice == label and label in ("a", "b") and v.strength is not None]
+    return Aggregate(
+        label=label,
+        counts={k: counts[k] for k in LABELS},
+        agreement=agreeing / n if n else 0.0,
+        strength=sum(strengths) / len(strengths) if strengths else None,
+    )
+
+
+def pair_votes_from_ranking(ranking: list[int]) -> list[tuple[int, int]]:
+    """A best-first ranking of K completions → its K(K-1)/2 (winner, loser) pairs."""
+    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]

@@ -1,0 +1,201 @@
+"""Writes export rows as JSONL, Parquet or a Hugging Face `datasets` folder, streaming, with a manifest.
+
+The manifest (`<out>.manifest.json`, or `prefloop_export.json` inside an hf folder) records
+how the data was made (rule, tie policy, filters), the counts and the SHA-256 of the content.
+The content itself carries no timestamp, so the same snapshot exports byte for byte the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from django.db import connection, transaction
+
+from annotate.export.rows import (
+    RAW_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    ExportFilters,
+    ExportOptions,
+    ExportStats,
+    iter_preference_rows,
+    iter_vote_rows,
+)
+from annotate.models import Project
+
+FORMATS = ("jsonl", "parquet", "hf")
+BATCH_ROWS = 5000
+Progress = Callable[[int], None]  # rows written so far
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    manifest_path: Path
+    rows: int
+    sha256: str
+    metadata: dict
+
+
+def _arrow_schema(*, raw: bool, conversational: bool):
+    import pyarrow as pa
+
+    if raw:
+        return pa.schema(
+            [
+                ("schema_version", pa.string()), ("vote_id", pa.int64()), ("comparison_id", pa.int64()),
+                ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()), ("annotator", pa.string()),
+                ("source", pa.string()), ("choice", pa.string()), ("ranking", pa.list_(pa.int64())),
+                ("strength", pa.int64()), ("rationale", pa.string()), ("shown", pa.list_(pa.int64())),
+                ("shown_models", pa.list_(pa.string())), ("winner_id", pa.int64()), ("loser_id", pa.int64()),
+                ("winner_position", pa.string()), ("time_spent_ms", pa.int64()), ("created_at", pa.string()),
+            ]
+        )
+    text = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])) if conversational else pa.string()
+    provenance = pa.struct(
+        [
+            ("model", pa.string()), ("source", pa.string()), ("policy_checkpoint_id", pa.int64()),
+            ("round", pa.int64()), ("sampler_params", pa.string()), ("seed", pa.int64()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("schema_version", pa.string()), ("pair_id", pa.string()), ("comparison_id", pa.int64()),
+            ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()), ("category", pa.string()),
+            ("prompt", text), ("chosen", text), ("rejected", text), ("chosen_side", pa.string()),
+            ("response_a", text), ("response_b", text), ("label", pa.string()), ("votes", pa.int64()),
+            ("votes_a", pa.int64()), ("votes_b", pa.int64()), ("votes_tie", pa.int64()), ("votes_both_bad", pa.int64()),
+            ("agreement", pa.float64()), ("strength", pa.float64()), ("margin", pa.float64()),
+            ("rationales", pa.list_(pa.string())), ("annotators", pa.list_(pa.string())),
+            ("provenance_a", provenance), ("provenance_b", provenance),
+        ]
+    )
+
+
+def _batched(rows: Iterable[dict], size: int = BATCH_ROWS) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_jsonl(rows: Iterable[dict], path: Path, progress: Progress) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for batch in _batched(rows):
+            out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in batch))
+            count += len(batch)
+            progress(count)
+    return count
+
+
+def _write_parquet(rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = schema.with_metadata({"prefloop": json.dumps(metadata, sort_keys=True)})
+    count = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in _batched(rows):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
+            progress(count)
+        if count == 0:
+            writer.write_table(schema.empty_table())
+    return count
+
+
+def _write_hf(rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
+    import datasets
+
+    with tempfile.TemporaryDirectory(prefix="prefloop-export-") as tmp:
+        staged = Path(tmp) / "data.parquet"
+        count = _write_parquet(rows, staged, schema, metadata, progress)
+        dataset = datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / "cache"))
+        if path.exists():
+            shutil.rmtree(path)
+        dataset.save_to_disk(str(path))
+    return count
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "prefloop_export.json") if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def export_dataset(
+    *,
+    project: Project,
+    out: Path,
+    format: str = "jsonl",
+    filters: ExportFilters = ExportFilters(),
+    options: ExportOptions = ExportOptions(),
+    raw: bool = False,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export a project's preferences (or raw votes with raw=True) to `out`; returns counts and hash."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress = progress or (lambda n: None)
+    stats = ExportStats()
+    metadata = {
+        "schema_version": RAW_SCHEMA_VERSION if raw else SCHEMA_VERSION,
+        "project": project.name,
+        "project_id": project.pk,
+        "kind": "votes" if raw else "preferences",
+        "aggregation_rule": None if raw else options.rule,
+        "ties": None if raw else options.ties,
+        "conversational": options.conversational,
+        "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
+    }
+    schema = _arrow_schema(raw=raw, conversational=options.conversational)
+    # One snapshot for the whole export: votes arriving meanwhile are all in or all out.
+    with transaction.atomic(durable=True) if connection.vendor == "postgresql" else _no_transaction():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
+        tmp = out.with_name(out.name + ".partial")
+        if format == "jsonl":
+            count = _write_jsonl(rows, tmp, progress)
+        elif format == "parquet":
+            count = _write_parquet(rows, tmp, schema, metadata, progress)
+        else:
+            count = _write_hf(rows, tmp, schema, metadata, progress)
+    # Atomic publish: a reader never sees a half-written export under the final name.
+    if out.is_dir():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    digest = _sha256(out)
+    manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
+                "created_at": datetime.now(timezone.utc).isoformat()}
+    manifest_path = out / "prefloop_export.json" if format == "hf" else out.with_name(out.name + ".manifest.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest)
+
+
+class _no_transaction:
+    # SQLite's transactions here are IMMEDIATE (they take the write lock), which would stall
+    # every voter for the length of an export; WAL readers see committed rows chunk by chunk.
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
