@@ -21,10 +21,11 @@ from annotate import selectors, serializers as s
 from annotate.errors import InvalidVote
 from annotate.export.rows import ExportFilters, ExportOptions
 from annotate.export.writers import export_dataset
-from annotate.models import Assignment, Membership, User
+from annotate.models import Assignment, Comparison, Membership, User
 from annotate.services.assignment import next_comparison
 from annotate.services.importing import import_file
-from annotate.services.projects import membership_set, project_create
+from annotate.quality.report import project_quality
+from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -76,9 +77,9 @@ class ProjectComparisonsApi(APIView):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self)
-        names = selectors.comparison_model_names([c.pk for c in page])
+        completions = selectors.comparison_completions([c.pk for c in page])
         return paginator.get_paginated_response(
-            s.ComparisonProgressSerializer(page, many=True, context={"model_names": names}).data
+            s.ComparisonProgressSerializer(page, many=True, context={"completions": completions}).data
         )
 
 
@@ -100,10 +101,33 @@ class ProjectMembersApi(APIView):
         user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
             raise InvalidVote("username", "no active user with this name")
-        membership = membership_set(
-            project=project, user=user, role=data.validated_data["role"], cap=data.validated_data["cap"]
+        membership = membership_set(project=project, user=user, **{k: data.validated_data[k] for k in ("role", "cap", "paused")})
+        return Response(
+            {"username": user.username, "role": membership.role, "cap": membership.cap, "paused": membership.paused},
+            status=201,
         )
-        return Response({"username": user.username, "role": membership.role, "cap": membership.cap}, status=201)
+
+
+class ComparisonGoldApi(APIView):
+    """Mark a comparison as a gold check with a known answer (researchers of its project)."""
+
+    @extend_schema(request=s.GoldInputSerializer, responses=dict)
+    def post(self, request, comparison_id: int):
+        comparison = get_object_or_404(Comparison, pk=comparison_id)
+        selectors.project_for_user(request.user, comparison.project_id, role=RESEARCHER)
+        data = s.GoldInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        comparison = comparison_set_gold(comparison=comparison, **data.validated_data)
+        return Response({"id": comparison.pk, "gold_label": comparison.gold_label, "gold_winner_id": comparison.gold_winner_id})
+
+
+class ProjectQualityApi(APIView):
+    """Agreement per aspect (Krippendorff's alpha, percent agreement) and per-annotator diagnostics."""
+
+    @extend_schema(responses=dict)
+    def get(self, request, project_id: int):
+        project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        return Response(project_quality(project).as_dict())
 
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")

@@ -43,12 +43,21 @@ class Project(models.Model):
     annotator_cap = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most assignments one annotator may take here (blank: no cap)."
     )
+    # Gold (attention) checks: comparisons with a known answer, mixed invisibly into queues.
+    gold_rate = models.FloatField(default=0.0, help_text="Share of handed-out work that is a gold check (0-1).")
+    gold_min_accuracy = models.FloatField(
+        null=True, blank=True, help_text="Pause an annotator whose gold accuracy falls below this (blank: never)."
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(default=5, help_text="Gold answers needed before pausing.")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="projects")
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(overlap_target__gte=1), name="project_overlap_at_least_one")]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap_target__gte=1), name="project_overlap_at_least_one"),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="project_gold_rate_share"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -71,6 +80,9 @@ class Membership(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     cap = models.PositiveIntegerField(null=True, blank=True, help_text="Overrides the project's annotator cap.")
+    # Set when gold checks fail (or by a researcher); a paused annotator gets no work here.
+    paused = models.BooleanField(default=False)
+    paused_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_once")]
@@ -137,6 +149,12 @@ class Comparison(models.Model):
     is_open = models.BooleanField(default=True)
     # Votes that arrived with imported data; they count toward the overlap target.
     imported_votes = models.PositiveSmallIntegerField(default=0)
+    # A gold check: its answer is known. Gold comparisons have no overlap limit, are never
+    # complete, and stay out of exports and leaderboards.
+    gold_label = models.CharField(
+        max_length=8, blank=True, choices=[("", "not gold"), ("winner", "winner"), ("tie", "tie"), ("both_bad", "both bad")]
+    )
+    gold_winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Finished assignments; kept in step with Assignment rows by the voting service.
     votes_done = models.PositiveIntegerField(default=0)
     # Live leases holding a slot; imported_votes + votes_done + leases_open never exceeds the target.
@@ -148,12 +166,16 @@ class Comparison(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "round", "key"], name="comparison_once_per_round"),
+            models.CheckConstraint(
+                condition=Q(gold_label="winner", gold_winner__isnull=False) | (~Q(gold_label="winner") & Q(gold_winner__isnull=True)),
+                name="comparison_gold_winner_iff_winner",
+            ),
         ]
         indexes = [
             models.Index(
                 fields=["project", "-priority", "id"],
                 name="comparison_frontier",
-                condition=Q(is_open=True, is_complete=False),
+                condition=Q(is_open=True, is_complete=False, gold_label=""),
             ),
         ]
 

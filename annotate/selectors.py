@@ -78,7 +78,7 @@ def project_progress(project: Project, *, now: datetime | None = None) -> Projec
     now = now or timezone.now()
     target = project.overlap_target
     # Aliases differ from field names: Django refuses an aggregate named like the field it sums.
-    totals = Comparison.objects.filter(project=project).aggregate(
+    totals = Comparison.objects.filter(project=project, gold_label="").aggregate(
         n=Count("id"),
         n_open=Count("id", filter=Q(is_open=True)),
         n_complete=Count("id", filter=Q(is_complete=True)),
@@ -118,16 +118,17 @@ def comparison_progress(project: Project) -> QuerySet[Comparison]:
     )
 
 
-def comparison_model_names(comparison_ids: list[int]) -> dict[int, list[str]]:
-    names: dict[int, list[str]] = {}
+def comparison_completions(comparison_ids: list[int]) -> dict[int, list[dict]]:
+    """Per comparison, its completions' ids and model names, in canonical order (researchers only)."""
+    found: dict[int, list[dict]] = {}
     rows = (
         ComparisonItem.objects.filter(comparison_id__in=comparison_ids)
         .order_by("comparison_id", "position")
-        .values_list("comparison_id", "completion__model_name")
+        .values_list("comparison_id", "completion_id", "completion__model_name")
     )
-    for comparison_id, name in rows:
-        names.setdefault(comparison_id, []).append(name)
-    return names
+    for comparison_id, completion_id, name in rows:
+        found.setdefault(comparison_id, []).append({"id": completion_id, "model": name})
+    return found
 
 
 def project_votes(project: Project) -> QuerySet[Vote]:

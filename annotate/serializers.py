@@ -11,7 +11,8 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = [
             "id", "name", "instructions", "overlap_target", "allow_tie", "allow_both_bad", "strength_scale",
-            "rationale", "aspects", "lease_seconds", "annotator_cap", "created_at",
+            "rationale", "aspects", "lease_seconds", "annotator_cap", "gold_rate", "gold_min_accuracy",
+            "gold_min_answers", "created_at",
         ]
         read_only_fields = ["id", "created_at"]
 
@@ -35,6 +36,12 @@ class MembershipInputSerializer(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=["annotator", "researcher"], default="annotator")
     cap = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    paused = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class GoldInputSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=["", "winner", "tie", "both_bad"])
+    winner_completion_id = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
 class NextInputSerializer(serializers.Serializer):
@@ -70,16 +77,20 @@ class VoteOutputSerializer(serializers.ModelSerializer):
 class ComparisonProgressSerializer(serializers.ModelSerializer):
     prompt_id = serializers.IntegerField()
     models = serializers.SerializerMethodField()
+    completions = serializers.SerializerMethodField()
 
     class Meta:
         model = Comparison
         fields = [
             "id", "prompt_id", "round", "priority", "is_open", "is_complete", "imported_votes", "votes_done",
-            "leases_open", "models",
+            "leases_open", "models", "completions", "gold_label", "gold_winner_id",
         ]
 
     def get_models(self, obj) -> list[str]:
-        return self.context["model_names"].get(obj.pk, [])
+        return [c["model"] for c in self.context["completions"].get(obj.pk, [])]
+
+    def get_completions(self, obj) -> list[dict]:
+        return self.context["completions"].get(obj.pk, [])
 
 
 class ResearcherVoteSerializer(serializers.ModelSerializer):

@@ -16,5 +16,7 @@ urlpatterns = [
     path("projects/<int:project_id>/export/", api.ProjectExportApi.as_view(), name="project-export"),
     path("projects/<int:project_id>/next/", api.NextAssignmentApi.as_view(), name="assignment-next"),
     path("projects/<int:project_id>/my-votes/", api.MyVotesApi.as_view(), name="my-votes"),
+    path("projects/<int:project_id>/quality/", api.ProjectQualityApi.as_view(), name="project-quality"),
+    path("comparisons/<int:comparison_id>/gold/", api.ComparisonGoldApi.as_view(), name="comparison-gold"),
     path("assignments/<int:assignment_id>/vote/", api.AssignmentVoteApi.as_view(), name="assignment-vote"),
 ]

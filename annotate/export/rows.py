@@ -93,7 +93,8 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
 
 def _comparison_chunks(project: Project, filters: ExportFilters) -> Iterator[list[int]]:
     """Ids of comparisons that have matching votes, in id order, CHUNK at a time (keyset paging)."""
-    comparisons = Comparison.objects.filter(project=project)
+    # Gold checks are quality-control items, not data.
+    comparisons = Comparison.objects.filter(project=project, gold_label="")
     if filters.rounds is not None:
         comparisons = comparisons.filter(round__in=filters.rounds)
     last = 0

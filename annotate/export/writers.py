@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,11 +167,7 @@ def export_dataset(
         "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
     }
     schema = _arrow_schema(raw=raw, conversational=options.conversational)
-    # One snapshot for the whole export: votes arriving meanwhile are all in or all out.
-    with transaction.atomic(durable=True) if connection.vendor == "postgresql" else _no_transaction():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    with _snapshot():
         rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
         tmp = out.with_name(out.name + ".partial")
         if format == "jsonl":
@@ -191,11 +188,18 @@ def export_dataset(
     return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest)
 
 
-class _no_transaction:
-    # SQLite's transactions here are IMMEDIATE (they take the write lock), which would stall
-    # every voter for the length of an export; WAL readers see committed rows chunk by chunk.
-    def __enter__(self):
-        return self
+@contextmanager
+def _snapshot():
+    """One snapshot for the whole export on PostgreSQL: votes arriving meanwhile are all out.
 
-    def __exit__(self, *exc):
-        return False
+    Inside a caller's transaction the caller's isolation applies. Not on SQLite: its
+    transactions here are IMMEDIATE (they take the write lock) and would stall every voter for
+    the length of an export; WAL readers see committed rows chunk by chunk instead.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield

@@ -28,7 +28,7 @@ _MAX_CANDIDATES = 20
 class AssignmentResult:
     assignment: Assignment | None
     # "assigned" (new lease), "resumed" (an open lease of this annotator), or why there is none:
-    # "complete" (no comparison needs this annotator), "cap_reached", "lease_limit".
+    # "complete" (no comparison needs this annotator), "cap_reached", "lease_limit", "paused".
     reason: str
 
 
@@ -63,6 +63,8 @@ def next_comparison(
         # Serialises this annotator's own requests (two tabs, a double click): caps and
         # "resume your open lease" are then exact.
         membership = annotator_membership(annotator=annotator, project=project, lock=True)
+        if membership.paused:
+            return AssignmentResult(None, "paused")
 
         open_leases = list(
             Assignment.objects.filter(
@@ -90,11 +92,16 @@ def next_comparison(
             if taken >= cap:
                 return AssignmentResult(None, "cap_reached")
 
+        if project.gold_rate and _shuffler.random() < project.gold_rate:
+            gold = _lease_gold(annotator=annotator, project=project, now=now, lease=lease)
+            if gold is not None:
+                return AssignmentResult(gold, "assigned")
+
         target = project.overlap_target
         tried: list[int] = []
         for _ in range(_MAX_CANDIDATES):
             candidates = (
-                Comparison.objects.filter(project=project, is_open=True, is_complete=False)
+                Comparison.objects.filter(project=project, is_open=True, is_complete=False, gold_label="")
                 .exclude(pk__in=tried)
                 .alias(taken=F("imported_votes") + F("votes_done") + F("leases_open"))
                 .filter(taken__lt=target)
@@ -113,18 +120,33 @@ def next_comparison(
             if comparison.imported_votes + comparison.votes_done + comparison.leases_open >= target:
                 tried.append(comparison.pk)
                 continue
-            order = list(comparison.items.values_list("completion_id", flat=True))
-            _shuffler.shuffle(order)
-            assignment = Assignment.objects.create(
-                comparison=comparison,
-                annotator=annotator,
-                project=project,
-                leased_until=now + lease,
-                shown_order=order,
-            )
-            Comparison.objects.filter(pk=comparison.pk).update(leases_open=F("leases_open") + 1)
-            return AssignmentResult(assignment, "assigned")
+            return AssignmentResult(_lease(comparison, annotator=annotator, project=project, until=now + lease), "assigned")
         return AssignmentResult(None, "complete")
+
+
+def _lease(comparison: Comparison, *, annotator: User, project: Project, until: datetime) -> Assignment:
+    """Create the lease with freshly drawn sides; the caller holds the comparison's row lock."""
+    order = list(comparison.items.values_list("completion_id", flat=True))
+    _shuffler.shuffle(order)
+    assignment = Assignment.objects.create(
+        comparison=comparison, annotator=annotator, project=project, leased_until=until, shown_order=order
+    )
+    Comparison.objects.filter(pk=comparison.pk).update(leases_open=F("leases_open") + 1)
+    return assignment
+
+
+def _lease_gold(*, annotator: User, project: Project, now: datetime, lease: timedelta) -> Assignment | None:
+    """A gold check this annotator has not seen. Looks and behaves like any other comparison;
+    gold has no overlap limit, so no capacity check."""
+    gold = (
+        Comparison.objects.filter(project=project, is_open=True)
+        .exclude(gold_label="")
+        .exclude(assignments__annotator=annotator)
+        .order_by("?")
+        .select_for_update(of=("self",))
+        .first()
+    )
+    return _lease(gold, annotator=annotator, project=project, until=now + lease) if gold else None
 
 
 def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> int:

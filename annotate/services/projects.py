@@ -33,7 +33,34 @@ def project_set_overlap_target(*, project: Project, overlap_target: int) -> Proj
 
 
 def membership_set(
-    *, project: Project, user: User, role: str = Membership.Role.ANNOTATOR, cap: int | None = None
+    *,
+    project: Project,
+    user: User,
+    role: str = Membership.Role.ANNOTATOR,
+    cap: int | None = None,
+    paused: bool | None = None,
 ) -> Membership:
-    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role, "cap": cap})
+    defaults: dict = {"role": role, "cap": cap}
+    if paused is not None:  # resuming clears the reason; pausing by hand records it
+        defaults.update(paused=paused, paused_reason="paused by a researcher" if paused else "")
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults=defaults)
     return membership
+
+
+@transaction.atomic
+def comparison_set_gold(*, comparison: Comparison, label: str, winner_completion_id: int | None = None) -> Comparison:
+    """Mark a comparison as a gold check with a known answer ("winner", "tie", "both_bad"), or unmark ("")."""
+    if label not in ("", "winner", "tie", "both_bad"):
+        raise InvalidVote("label", 'must be "winner", "tie", "both_bad" or "" (not gold)')
+    members = set(comparison.items.values_list("completion_id", flat=True))
+    if label == "winner" and winner_completion_id not in members:
+        raise InvalidVote("winner_completion_id", f"must be one of this comparison's completions {sorted(members)}")
+    if label != "winner" and winner_completion_id is not None:
+        raise InvalidVote("winner_completion_id", 'only for label "winner"')
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    comparison.gold_label = label
+    comparison.gold_winner_id = winner_completion_id if label == "winner" else None
+    taken = comparison.imported_votes + comparison.votes_done
+    comparison.is_complete = not label and taken >= comparison.project.overlap_target
+    comparison.save(update_fields=["gold_label", "gold_winner", "is_complete"])
+    return comparison

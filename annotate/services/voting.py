@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate.errors import AlreadyVoted, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
-from annotate.models import Assignment, Comparison, Project, User, Vote
+from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
 
 SIDES = string.ascii_lowercase
 
@@ -73,7 +73,7 @@ def record_vote(
             counter_update = {"votes_done": F("votes_done") + 1}
             if assignment.state == Assignment.State.LEASED:
                 counter_update["leases_open"] = F("leases_open") - 1
-            else:
+            elif not comparison.gold_label:
                 # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                 taken = comparison.imported_votes + comparison.votes_done + comparison.leases_open
                 if taken >= assignment.project.overlap_target:
@@ -97,13 +97,45 @@ def record_vote(
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.DONE, completed_at=now)
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
-            counter_update["is_complete"] = comparison.imported_votes + done >= assignment.project.overlap_target
+            counter_update["is_complete"] = (
+                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target
+            )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
+            if comparison.gold_label:
+                pause_if_failing_gold(annotator=annotator, project=assignment.project)
             transaction.on_commit(lambda: _announce_vote(assignment))
             return VoteResult(assignment=assignment, votes=created, replayed=False)
     except IntegrityError as exc:
         # Only a key used by another submission at the same instant gets here.
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.") from exc
+
+
+def gold_is_correct(vote: Vote, comparison: Comparison) -> bool:
+    if comparison.gold_label == "winner":
+        return vote.winner_id == comparison.gold_winner_id
+    return vote.choice == comparison.gold_label
+
+
+def pause_if_failing_gold(*, annotator: User, project: Project) -> bool:
+    """Pause the annotator in `project` when their gold accuracy is below the project's threshold."""
+    if project.gold_min_accuracy is None:
+        return False
+    aspect = project.aspect_names[0]
+    answers = list(
+        Vote.objects.filter(annotator=annotator, comparison__project=project, aspect=aspect)
+        .exclude(comparison__gold_label="")
+        .select_related("comparison")
+    )
+    if len(answers) < project.gold_min_answers:
+        return False
+    accuracy = sum(gold_is_correct(v, v.comparison) for v in answers) / len(answers)
+    if accuracy >= project.gold_min_accuracy:
+        return False
+    Membership.objects.filter(project=project, user=annotator).update(
+        paused=True,
+        paused_reason=f"gold accuracy {accuracy:.0%} on {len(answers)} checks is below {project.gold_min_accuracy:.0%}",
+    )
+    return True
 
 
 def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | None:

@@ -1,0 +1,1 @@
+"""Annotation quality: agreement, per-annotator diagnostics and gold checks."""
