@@ -163,3 +163,15 @@ def annotator_progress(annotator: User, project: Project, *, now: datetime | Non
     return AnnotatorProgress(
         done=done.count(), today=done.filter(completed_at__gte=start_of_day).count(), cap=cap
     )
+
+
+def preference_pairs(project: Project, *, filters=None, options=None, stats=None):
+    """Aggregated preference rows for other apps (reward models, training): the export's rows.
+
+    Yields dicts with prompt, chosen, rejected, label, strength, margin, agreement, category,
+    pair_id, provenance_a/b (see docs/export-format.md). Pass ExportOptions(ties="drop") for
+    plain chosen/rejected pairs or ties="both-orders" to train ties toward equal scores.
+    """
+    from annotate.export.rows import ExportFilters, ExportOptions, iter_preference_rows
+
+    return iter_preference_rows(project, filters or ExportFilters(), options or ExportOptions(), stats)
