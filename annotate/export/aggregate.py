@@ -34,30 +34,35 @@ class Aggregate:
     strength: float | None  # mean strength of the votes for the winning side
 
 
-def aggregate(votes: Iterable[PairVote], rule: str = "majority") -> Aggregate:
-    votes = list(votes)
-    counts = dict.fromkeys(LABELS, 0)
-    for vote in votes:
-        counts[vote.choice] += 1
-    n = len(votes)
+def label_from_counts(counts: dict[str, int], rule: str = "majority") -> tuple[str | None, float]:
+    """(label, agreement) from the counts of a, b, tie and both_bad votes on one pair."""
+    n = counts["a"] + counts["b"] + counts["tie"] + counts["both_bad"]
     if rule == "majority":
         top = max(counts.values())
         leaders = [label for label in LABELS if counts[label] == top]
         label = leaders[0] if len(leaders) == 1 else "tie"
     elif rule == "bt":
-        a = counts["a"] + 0.5 * (counts["tie"] + counts["both_bad"])
-        b = counts["b"] + 0.5 * (counts["tie"] + counts["both_bad"])
+        half = 0.5 * (counts["tie"] + counts["both_bad"])
+        a, b = counts["a"] + half, counts["b"] + half
         label = "a" if a > b else "b" if b > a else ("both_bad" if counts["both_bad"] > counts["tie"] else "tie")
     elif rule == "unanimous":
-        label = votes[0].choice if counts[votes[0].choice] == n else None
+        label = next((label for label in LABELS if counts[label] == n), None) if n else None
     else:
         raise ValueError(f"unknown aggregation rule {rule!r}; known: {list(RULES)}")
-    agreeing = counts[label] if label else 0
+    return label, (counts[label] / n if label and n else 0.0)
+
+
+def aggregate(votes: Iterable[PairVote], rule: str = "majority") -> Aggregate:
+    votes = list(votes)
+    counts = dict.fromkeys(LABELS, 0)
+    for vote in votes:
+        counts[vote.choice] += 1
+    label, agreement = label_from_counts(counts, rule)
     strengths = [v.strength for v in votes if v.choice == label and label in ("a", "b") and v.strength is not None]
     return Aggregate(
         label=label,
         counts=counts,
-        agreement=agreeing / n if n else 0.0,
+        agreement=agreement,
         strength=sum(strengths) / len(strengths) if strengths else None,
     )
 

@@ -16,10 +16,10 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, TextField
+from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from annotate.export.aggregate import RULES, PairVote, aggregate, pair_votes_from_ranking
+from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking
 from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
 
 SCHEMA_VERSION = "prefloop.preference/1"
@@ -69,6 +69,23 @@ class ExportStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class _PairTally:
+    """Votes on one pair of one aspect, oriented to the pair (a = lower completion id)."""
+
+    __slots__ = ("counts", "strength_sum", "strength_n", "annotators", "rationales")
+
+    def __init__(self, counts=None, strength_sum=None, strength_n=None):
+        self.counts = counts or {"a": 0, "b": 0, "tie": 0, "both_bad": 0}
+        self.strength_sum = strength_sum or {"a": 0, "b": 0}
+        self.strength_n = strength_n or {"a": 0, "b": 0}
+        self.annotators: list[str] = []
+        self.rationales: list[str] = []
+
+
+A_WINS = Q(winner_id__lt=F("loser_id"))
+B_WINS = Q(winner_id__gt=F("loser_id"))
 
 
 @lru_cache(maxsize=100_000)
@@ -184,23 +201,36 @@ def iter_preference_rows(
     stats = stats if stats is not None else ExportStats()
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
-        votes = _fetch(
+        in_chunk = (
             Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
             .filter(comparison__pk__gte=first, comparison__pk__lte=last)  # lets the planner range-scan the join
-            .order_by("comparison_id", "id")
-            .values_list(
-                "comparison_id", "aspect", "choice", "id", "winner_id", "loser_id", "strength", "rationale",
-                "annotator_id", "external_annotator",
+        )
+        pairwise = in_chunk.exclude(choice=Vote.Choice.RANKED)
+        # Counting happens in SQL: per (comparison, aspect), votes for the lower completion id
+        # (winner_id < loser_id) are "a". Python then touches each vote once, for its voter.
+        grouped = _fetch(
+            pairwise.order_by("comparison_id", "aspect")
+            .values("comparison_id", "aspect")
+            .annotate(
+                va=Count("id", filter=A_WINS), vb=Count("id", filter=B_WINS),
+                vt=Count("id", filter=Q(choice="tie")), vbb=Count("id", filter=Q(choice="both_bad")),
+                sa=Sum("strength", filter=A_WINS), na=Count("strength", filter=A_WINS),
+                sb=Sum("strength", filter=B_WINS), nb=Count("strength", filter=B_WINS),
+            )
+            .values_list("comparison_id", "aspect", "va", "vb", "vt", "vbb", "sa", "na", "sb", "nb")
+        )
+        voters = _fetch(
+            pairwise.order_by("comparison_id", "id").values_list(
+                "comparison_id", "aspect", "annotator_id", "external_annotator", "rationale"
             )
         )
-        if not votes:
+        ranked = _fetch(
+            in_chunk.filter(choice=Vote.Choice.RANKED)
+            .order_by("comparison_id", "id")
+            .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator")
+        )
+        if not grouped and not ranked:
             continue
-        # Rankings are JSON and rare: fetched only for the ranked votes of this chunk.
-        rankings = {}
-        if any(v[2] == Vote.Choice.RANKED for v in votes):
-            rankings = dict(
-                Vote.objects.filter(pk__in=[v[3] for v in votes if v[2] == Vote.Choice.RANKED]).values_list("id", "ranking")
-            )
         chunk = _chunk_comparisons(project, filters, first, last)
         meta, prompts = {}, {}
         for cid, pid, rnd, text, category, metadata in _fetch(chunk.values_list(
@@ -224,37 +254,48 @@ def iter_preference_rows(
             completion["provenance"] = _provenance(completion)
             completions[row[1]] = completion
 
-        # (comparison, aspect, a, b) -> votes oriented to a < b
-        pairs: dict[tuple[int, str, int, int], list[PairVote]] = defaultdict(list)
-        for comparison_id, aspect, choice, vote_id, winner, loser, strength, rationale, user_id, external in votes:
+        pairs: dict[tuple[int, str, int, int], _PairTally] = {}
+        by_unit: dict[tuple[int, str], _PairTally] = {}
+        for comparison_id, aspect, va, vb, vt, vbb, sa, na, sb, nb in grouped:
+            x, y = members[comparison_id][:2]
+            tally = _PairTally({"a": va, "b": vb, "tie": vt, "both_bad": vbb}, {"a": sa or 0, "b": sb or 0}, {"a": na, "b": nb})
+            pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = tally
+        for comparison_id, aspect, user_id, external, rationale in voters:
+            tally = by_unit[(comparison_id, aspect)]
+            tally.annotators.append(pseudonym(user_id) if user_id else external)
+            if rationale:
+                tally.rationales.append(rationale)
+        for comparison_id, aspect, ranking, strength, rationale, user_id, external in ranked:
+            # A best-first ranking of K is one vote on each of its K(K-1)/2 pairs.
             who = pseudonym(user_id) if user_id else external
-            if choice == Vote.Choice.RANKED:
-                oriented = [(w, l, strength) for w, l in pair_votes_from_ranking(rankings[vote_id])]
-            elif choice in ("a", "b"):
-                oriented = [(winner, loser, strength)]
-            else:
-                x, y = members[comparison_id][:2]
-                pairs[(comparison_id, aspect, min(x, y), max(x, y))].append(PairVote(choice, who, None, rationale))
-                continue
-            for w, l, s in oriented:
-                a, b = min(w, l), max(w, l)
-                pairs[(comparison_id, aspect, a, b)].append(PairVote("a" if w == a else "b", who, s, rationale))
-        stats.comparisons += len({v[0] for v in votes})
-        stats.votes += len(votes)
+            for w, l in pair_votes_from_ranking(json.loads(ranking) if isinstance(ranking, str) else ranking):
+                key = (comparison_id, aspect, min(w, l), max(w, l))
+                tally = pairs.setdefault(key, _PairTally())
+                side = "a" if w < l else "b"
+                tally.counts[side] += 1
+                if strength is not None:
+                    tally.strength_sum[side] += strength
+                    tally.strength_n[side] += 1
+                tally.annotators.append(who)
+                if rationale:
+                    tally.rationales.append(rationale)
+        stats.comparisons += len({key[0] for key in pairs})
+        stats.votes += len(voters) + len(ranked)
 
-        for (comparison_id, aspect, a, b), pair_votes in pairs.items():
+        for (comparison_id, aspect, a, b), tally in sorted(pairs.items()):
             ca, cb = completions[a], completions[b]
             if not (ca["text_available"] and cb["text_available"]):
                 stats.skipped_no_text += 1
                 continue
-            result = aggregate(pair_votes, options.rule)
-            if result.label is None:
+            label, agreement = label_from_counts(tally.counts, options.rule)
+            if label is None:
                 stats.skipped_no_label += 1
                 continue
-            if filters.min_agreement is not None and result.agreement < filters.min_agreement:
+            if filters.min_agreement is not None and agreement < filters.min_agreement:
                 stats.skipped_agreement += 1
                 continue
-            is_tie = result.label in ("tie", "both_bad")
+            is_tie = label in ("tie", "both_bad")
+            strength = tally.strength_sum[label] / tally.strength_n[label] if not is_tie and tally.strength_n[label] else None
             if is_tie and options.ties == "drop":
                 stats.skipped_ties += 1
                 continue
@@ -270,17 +311,17 @@ def iter_preference_rows(
                 "prompt": _prompt_value(prompt, options.conversational),
                 "response_a": _response_value(ca["text"], options.conversational),
                 "response_b": _response_value(cb["text"], options.conversational),
-                "label": result.label,
-                "votes": len(pair_votes),
-                "votes_a": result.counts["a"],
-                "votes_b": result.counts["b"],
-                "votes_tie": result.counts["tie"],
-                "votes_both_bad": result.counts["both_bad"],
-                "agreement": result.agreement,
-                "strength": result.strength,
-                "margin": 0.0 if is_tie else (result.strength or 0.0),
-                "rationales": [v.rationale for v in pair_votes if v.rationale],
-                "annotators": [v.annotator for v in pair_votes],
+                "label": label,
+                "votes": len(tally.annotators),
+                "votes_a": tally.counts["a"],
+                "votes_b": tally.counts["b"],
+                "votes_tie": tally.counts["tie"],
+                "votes_both_bad": tally.counts["both_bad"],
+                "agreement": agreement,
+                "strength": strength,
+                "margin": 0.0 if is_tie else (strength or 0.0),
+                "rationales": tally.rationales,
+                "annotators": tally.annotators,
                 "provenance_a": ca["provenance"],
                 "provenance_b": cb["provenance"],
             }
@@ -288,19 +329,19 @@ def iter_preference_rows(
                 if options.ties == "both-orders":
                     for better, worse in ((ca, cb), (cb, ca)):
                         stats.rows += 1
-                        stats.labels[result.label] += 1
+                        stats.labels[label] += 1
                         yield {**base, "chosen": _response_value(better["text"], options.conversational),
                                "rejected": _response_value(worse["text"], options.conversational),
                                "chosen_side": "a" if better is ca else "b"}
                     continue
                 row = {**base, "chosen": None, "rejected": None, "chosen_side": None}
             else:
-                win, lose = (ca, cb) if result.label == "a" else (cb, ca)
+                win, lose = (ca, cb) if label == "a" else (cb, ca)
                 row = {**base, "chosen": _response_value(win["text"], options.conversational),
                        "rejected": _response_value(lose["text"], options.conversational),
-                       "chosen_side": result.label}
+                       "chosen_side": label}
             stats.rows += 1
-            stats.labels[result.label] += 1
+            stats.labels[label] += 1
             yield row
 
 
