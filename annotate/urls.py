@@ -2,7 +2,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from annotate import api
+from annotate import api, api_leaderboard
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -19,4 +19,5 @@ urlpatterns = [
     path("projects/<int:project_id>/quality/", api.ProjectQualityApi.as_view(), name="project-quality"),
     path("comparisons/<int:comparison_id>/gold/", api.ComparisonGoldApi.as_view(), name="comparison-gold"),
     path("assignments/<int:assignment_id>/vote/", api.AssignmentVoteApi.as_view(), name="assignment-vote"),
+    path("projects/<int:project_id>/leaderboard/", api_leaderboard.ProjectLeaderboardApi.as_view(), name="project-leaderboard"),
 ]
