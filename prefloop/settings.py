@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "rewards",
     "training",
     "frontend",
+    "prefloop.jobs",
 ]
 
 MIDDLEWARE = [
@@ -115,7 +116,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+# The web UI's own sign-in page (frontend/urls.py); the admin keeps /admin/login/.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "projects"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -136,6 +140,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Pairwise preference collection, export and the RLHF loop.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`; name each choice set instead of hashing a suffix.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "prefloop.jobs.models.Job.Status",
+        "RewardModelStatusEnum": "rewards.models.RewardModel.Status",
+    },
 }
 
 # --- channels and jobs ----------------------------------------------------------------------
@@ -146,6 +155,15 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+# Background jobs (docs/jobs.md): "db" = the table above, run by `manage.py db_worker`;
+# "celery" = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); "immediate" = in-process.
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "db")
+PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
+# A running job silent for this long (no progress, no heartbeat) is failed as killed.
+PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "redis://127.0.0.1:6379/0"
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # --- prefloop -------------------------------------------------------------------------------
 # Where the real data sets live (PRD, HH-RLHF, LFQA, Copilot Arena); read, never copied.

@@ -6,6 +6,9 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/jobs/", include("prefloop.jobs.urls")),
     path("api/", include("annotate.urls")),
+    path("api/", include("rewards.urls")),
+    path("", include("rewards.page_urls")),
     path("", include("frontend.urls")),
 ]

@@ -5,6 +5,7 @@ See assignment.md beside this package for the flow and the locking argument.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,8 +58,17 @@ def next_comparison(
     annotator never gets the same comparison twice.
     """
     now = now or timezone.now()
+    swept = _reclaim_now_and_then(project=project, now=now)
+    result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
+    if result.reason == "complete" and not swept:
+        # Lapsed leases may be holding the last free slots: sweep now rather than say "no work".
+        reclaim_expired_leases(project=project, now=now)
+        result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
+    return result
+
+
+def _assign(*, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime) -> AssignmentResult:
     lease = timedelta(seconds=project.lease_seconds)
-    reclaim_expired_leases(project=project, now=now)
     with transaction.atomic():
         # Serialises this annotator's own requests (two tabs, a double click): caps and
         # "resume your open lease" are then exact.
@@ -108,7 +118,7 @@ def next_comparison(
                 .exclude(assignments__annotator=annotator)
                 .order_by("-priority", "id")
             )
-            comparison = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+            comparison = candidates.select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
             if comparison is None:
                 # Every candidate may just be locked by concurrent leases: wait for the first
                 # rather than tell this annotator there is no work while slots are free.
@@ -147,6 +157,21 @@ def _lease_gold(*, annotator: User, project: Project, now: datetime, lease: time
         .first()
     )
     return _lease(gold, annotator=annotator, project=project, until=now + lease) if gold else None
+
+
+_last_reclaim: dict[int, float] = {}
+RECLAIM_EVERY_SECONDS = 5.0
+
+
+def _reclaim_now_and_then(*, project: Project, now: datetime) -> bool:
+    """Reclaim at most every few seconds per process and project (leases last minutes; the sweep
+    is a query on every request otherwise). A `now` in the future (tests) always sweeps."""
+    clock = time.monotonic()
+    if now > timezone.now() + timedelta(seconds=1) or clock - _last_reclaim.get(project.pk, -1e9) >= RECLAIM_EVERY_SECONDS:
+        _last_reclaim[project.pk] = clock
+        reclaim_expired_leases(project=project, now=now)
+        return True
+    return False
 
 
 def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> int:

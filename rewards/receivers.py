@@ -1,0 +1,35 @@
+"""Signal receivers: automatic retraining when a round's comparisons reach their overlap target."""
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
+    """annotate.signals.vote_recorded → maybe_auto_retrain for the voted comparison's round.
+
+    Runs after the vote committed; a failure here is logged, never raised into the vote request.
+    """
+    from rewards.models import RewardSettings
+    from rewards.services import maybe_auto_retrain
+
+    try:
+        # The cheap check first: on every vote, and auto-retrain is usually off.
+        if not RewardSettings.objects.filter(project_id=assignment.project_id, auto_retrain=True).exists():
+            return
+        maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
+    except Exception:  # noqa: BLE001
+        logger.exception("auto-retrain check failed for assignment %s", getattr(assignment, "pk", None))
+
+
+def fail_versions_of_failed_jobs(sender, job, **kwargs) -> None:
+    """prefloop.jobs.signals.job_finished → a version whose training job ended without success
+    (failed, cancelled, or reaped after a kill -9) is marked failed, never left "training"."""
+    if job.kind != "train_reward_model" or job.status == "succeeded":
+        return
+    from rewards.models import RewardModel
+
+    RewardModel.objects.filter(
+        job_id=job.pk, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING]
+    ).update(status=RewardModel.Status.FAILED, error=f"training job {job.pk} {job.status}: {job.error[-500:]}")

@@ -1,0 +1,54 @@
+"""DRF serializers of the rewards API: versions out, training options and scoring requests in."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from rewards.models import RewardModel, RewardSettings
+from rewards.services import MAX_SCORE_ITEMS
+
+
+class RewardModelSerializer(serializers.ModelSerializer):
+    parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    data = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RewardModel
+        fields = [
+            "id", "project", "version", "status", "is_current", "base_model", "parent", "parent_version", "trigger",
+            "options", "data", "metrics", "job_id", "error", "created_by", "created_at", "started_at", "finished_at",
+        ]
+
+    def get_data(self, obj: RewardModel) -> dict:
+        # The full pair-id list stays in the detail view; lists get the counts and digest.
+        return {k: v for k, v in obj.data_snapshot.items() if k != "pair_ids"}
+
+
+class RewardModelDetailSerializer(RewardModelSerializer):
+    class Meta(RewardModelSerializer.Meta):
+        fields = RewardModelSerializer.Meta.fields + ["data_snapshot", "curves", "artifact_path"]
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    options = serializers.DictField(required=False, default=dict, help_text="RewardTrainConfig fields and data filters.")
+
+
+class ScoreItemSerializer(serializers.Serializer):
+    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    response = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class ScoreRequestSerializer(serializers.Serializer):
+    completion_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=MAX_SCORE_ITEMS)
+    items = ScoreItemSerializer(many=True, required=False, max_length=MAX_SCORE_ITEMS)
+
+    def validate(self, attrs):
+        if ("completion_ids" in attrs) == ("items" in attrs):
+            raise serializers.ValidationError("give exactly one of completion_ids or items")
+        return attrs
+
+
+class RewardSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RewardSettings
+        fields = ["auto_retrain", "default_options"]

@@ -1,0 +1,85 @@
+"""Web pages of the rewards app: the versions list with curves, a metrics diff, retrain and make-current."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate.errors import AnnotateError, NotFound
+from annotate.models import Membership
+from annotate.selectors import project_for_user
+from rewards import selectors, services
+from rewards.charts import version_charts
+
+RESEARCHER = Membership.Role.RESEARCHER
+
+
+def _researcher_project(request, project_id: int):
+    try:
+        return project_for_user(request.user, project_id, role=RESEARCHER)
+    except NotFound:
+        raise Http404("No such project.") from None
+
+
+def _jobs(job_ids: list[int]) -> dict:
+    from prefloop.jobs.models import Job
+
+    return {job.pk: job for job in Job.objects.filter(pk__in=[i for i in job_ids if i])}
+
+
+@login_required
+@require_GET
+def reward_models_page(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    versions = list(selectors.reward_models(project))
+    jobs = _jobs([v.job_id for v in versions])
+    rows = [{"version": v, "charts": version_charts(v.curves), "job": jobs.get(v.job_id)} for v in versions]
+    by_number = {v.version: v for v in versions}
+    diff = None
+    a, b = request.GET.get("a"), request.GET.get("b")
+    if a and b and a.isdigit() and b.isdigit() and int(a) in by_number and int(b) in by_number:
+        diff = {"a": by_number[int(a)], "b": by_number[int(b)],
+                "rows": selectors.metrics_diff(by_number[int(a)], by_number[int(b)])}
+    ready = [v for v in versions if v.status == v.Status.READY]
+    return render(request, "rewards/reward_models.html", {
+        "project": project, "rows": rows, "diff": diff, "settings": services.reward_settings(project),
+        "ready": ready, "default_a": ready[1].version if len(ready) > 1 else None,
+        "default_b": ready[0].version if ready else None,
+    })
+
+
+@login_required
+@require_POST
+def retrain(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    try:
+        reward_model, job = services.request_training(project=project, user=request.user)
+        messages.success(request, f"Version {reward_model.version} queued (job {job.pk}).")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("reward-models-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def make_current(request, project_id: int, reward_model_id: int):
+    project = _researcher_project(request, project_id)
+    reward_model = selectors.reward_models(project).filter(pk=reward_model_id).first()
+    if reward_model is None:
+        raise Http404("No such reward model.")
+    try:
+        services.mark_current(reward_model=reward_model)
+        messages.success(request, f"Version {reward_model.version} is now current.")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("reward-models-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def update_settings(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    services.update_reward_settings(project=project, auto_retrain=request.POST.get("auto_retrain") == "on")
+    return redirect("reward-models-page", project_id=project.pk)

@@ -1,0 +1,57 @@
+"""The live server of the browser tests: Channels' daphne process, set up like the test process."""
+from __future__ import annotations
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from channels.testing.live import set_database_connection
+from daphne.testing import DaphneProcess
+from django.db import connections
+
+FAST_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",  # what tests/conftest.py uses for test users
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+
+def _server_setup():
+    """Runs in the forked server process: the test database, and the test process's fast hasher."""
+    from django.conf import settings
+    from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
+
+    set_database_connection()
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+    get_hashers.cache_clear()
+    get_hashers_by_algorithm.cache_clear()
+
+
+class _ServerProcess(DaphneProcess):
+    def __init__(self, host, get_application, kwargs=None, setup=None, teardown=None, port=None):
+        super().__init__(host, get_application, kwargs, setup=_server_setup, teardown=teardown, port=port)
+
+    def start(self):
+        # Fork with no database connection open. SQLite keeps per-process state about open files
+        # (locks, the WAL index mapping); a child that inherits it can keep reading a WAL index the
+        # parent has since replaced, and so miss rows the test wrote (seen: a user "not found").
+        connections.close_all()
+        super().start()
+
+
+class BrowserTestCase(ChannelsLiveServerTestCase):
+    """A daphne live server (HTTP and websockets) per class, and Playwright's browser per test."""
+
+    ProtocolServerProcess = _ServerProcess
+
+    @pytest.fixture(autouse=True)
+    def _browser(self, browser, artifacts_dir):
+        self.browser = browser
+        self.artifacts = artifacts_dir
+
+    def new_page(self, viewport, *, fail_on_js_errors: bool = True):
+        context = self.browser.new_context(viewport=viewport)
+        self.addCleanup(context.close)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if fail_on_js_errors:
+            self.addCleanup(lambda: self.assertEqual(errors, [], "JavaScript errors on the page"))
+        return page
