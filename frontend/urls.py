@@ -16,5 +16,6 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/annotate/next/", views.annotate_next, name="annotate-next"),
     path("projects/<int:project_id>/dashboard/", views.dashboard, name="dashboard"),
-    # The analysis issue adds projects/<id>/leaderboard/ and projects/<id>/quality/ beside the dashboard.
+    path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
+    path("projects/<int:project_id>/quality/", views.quality, name="quality"),
 ]

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.errors import NotFound
@@ -114,6 +115,39 @@ def annotate_next(request, project_id: int):
 def dashboard(request, project_id: int):
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
     return render(request, "frontend/dashboard.html", {**dashboard_context(project), "tab": "progress"})
+
+
+@login_required
+@require_GET
+@not_found_as_404
+def leaderboard(request, project_id: int):
+    from annotate.leaderboard.compute import LeaderboardOptions
+    from annotate.leaderboard.data import project_leaderboard
+    from annotate.leaderboard.plots import battle_count_svg, ratings_ci_svg, win_rate_svg
+
+    project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
+    style = request.GET.get("style") == "1"
+    result = project_leaderboard(project, options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
+    plots = {}
+    if result.ratings:
+        # The SVGs are built with every label escaped (annotate/leaderboard/plots.py).
+        plots = {
+            "ratings": mark_safe(ratings_ci_svg(result)),
+            "win_rate": mark_safe(win_rate_svg(result)),
+            "battles": mark_safe(battle_count_svg(result)),
+        }
+    return render(request, "frontend/leaderboard.html", {"project": project, "tab": "leaderboard", "result": result,
+                                                         "plots": plots, "style": style})
+
+
+@login_required
+@require_GET
+@not_found_as_404
+def quality(request, project_id: int):
+    from annotate.quality.report import project_quality
+
+    project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
+    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project)})
 
 
 CHOICE_LABELS = {"a": ("A is better", "1"), "b": ("B is better", "2"), "tie": ("Tie", "3"), "both_bad": ("Both bad", "4")}
