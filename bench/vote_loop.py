@@ -224,8 +224,8 @@ class ServerConfig:
     workers: int
     worker_class: str  # sync | gthread
     threads: int
-    app: str = "prefloop.wsgi:application"  # or bench's "fastpath:application" (experiment)
-    settings: str = "prefloop.settings"  # or bench's "settings_nohealth" (experiment)
+    app: str = "prefloop.wsgi:application"  # any WSGI app importable from bench/ or the repo
+    settings: str = "prefloop.settings"  # any settings module
     fastpath_steps: str = ""
 
     def describe(self) -> str:
@@ -461,10 +461,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--app", default="prefloop.wsgi:application",
-                        help='WSGI app; "fastpath:application" runs bench/fastpath.py\'s experimental query cuts')
-    parser.add_argument("--fastpath-steps", default="reclaim,next,vote", help="steps of bench/fastpath.py to apply")
+                        help="WSGI app to serve (default: prefloop.wsgi:application)")
+    parser.add_argument("--fastpath-steps", default="", help="free-form label for an experimental app, printed in the report")
     parser.add_argument("--settings", default="prefloop.settings",
-                        help='"settings_nohealth": bench/settings_nohealth.py (no per-request SELECT 1)')
+                        help="settings module for the server (default: prefloop.settings)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--url", help="an already running server using --database-url; no gunicorn is started")
     parser.add_argument("--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)")
@@ -524,7 +524,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its gunicorn
     config = None if args.url else ServerConfig(
         args.workers, args.worker_class, args.threads, args.app, args.settings,
-        args.fastpath_steps if args.app.startswith("fastpath") else "",
+        args.fastpath_steps,
     )
     args.load_before = os.getloadavg()[0]
     print(f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...", flush=True)

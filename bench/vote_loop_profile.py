@@ -141,7 +141,6 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", vote_loop.DEFAULT_DB))
     parser.add_argument("--sql", action="store_true", help="print every statement of one next and one vote")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--fastpath", default="", help="comma-separated bench/fastpath.py steps to apply (experiment)")
     args = parser.parse_args()
 
     setup = vote_loop.run_child(["--child", "setup", "--database-url", args.database_url,
@@ -149,11 +148,6 @@ def main() -> None:
     os.environ["DJANGO_DEBUG"] = "0"
     vote_loop.django_setup(args.database_url)
     from rest_framework.test import APIClient
-
-    if args.fastpath:
-        import fastpath
-
-        print(f"fastpath steps applied: {fastpath.apply(args.fastpath.split(','))}")
 
     client = APIClient()
     headers_list = [{"HTTP_AUTHORIZATION": f"Token {t}"} for t in setup["tokens"]]
