@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
-from channels.testing.live import set_database_connection
 from daphne.testing import DaphneProcess
 from django.db import connections
 
@@ -18,7 +17,8 @@ def _server_setup():
     from django.conf import settings
     from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
 
-    set_database_connection()
+    # No channels.testing.live.set_database_connection(): the fork inherits settings that already
+    # name the test database, and that helper prefixes "test_" once more (test_test_test without xdist).
     settings.PASSWORD_HASHERS = FAST_HASHERS
     get_hashers.cache_clear()
     get_hashers_by_algorithm.cache_clear()

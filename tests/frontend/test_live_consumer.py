@@ -1,20 +1,18 @@
 """The dashboard websocket: only the project's researchers (and admins) connect; votes push updates."""
 from __future__ import annotations
 
-import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 
 from annotate.models import User
 from annotate.services.assignment import next_comparison
 from annotate.services.voting import VoteInput, record_vote
 from frontend.routing import websocket_urlpatterns
+from tests.async_helpers import run_async
 from tests.factories import make_comparisons, make_project, make_user
 
 # Transactional: votes broadcast on commit, and the consumer reads through its own thread.
@@ -28,20 +26,7 @@ def communicator(project_id: int, user=None) -> WebsocketCommunicator:
     return comm
 
 
-def run(coroutine_function):
-    """Run an async test body on a fresh loop in its own thread: after a browser test, this worker's
-    main thread already has Playwright's loop running, where async_to_sync refuses to work."""
-
-    async def body_then_close_connections():
-        try:
-            return await coroutine_function()
-        finally:
-            # The consumer's database work ran in asgiref's shared thread; close what it opened
-            # there, or PostgreSQL refuses to drop the test database at the end of the run.
-            await sync_to_async(connections.close_all)()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, body_then_close_connections()).result()
+run = run_async
 
 
 async def connected(comm) -> bool:

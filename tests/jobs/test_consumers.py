@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -12,6 +11,7 @@ from annotate.models import User
 from prefloop.jobs.context import JobContext
 from prefloop.jobs.models import Job
 from prefloop.jobs.routing import websocket_urlpatterns
+from tests.async_helpers import run_async
 from tests.factories import make_project, make_user
 
 # The consumer reads the database from another thread, so the rows must be committed.
@@ -46,7 +46,7 @@ def test_people_who_may_not_see_the_job_are_refused(setup, who):
         await comm.disconnect()
         return connected, code
 
-    assert async_to_sync(connect)() == (False, 4404)
+    assert run_async(connect) == (False, 4404)
 
 
 def test_a_researcher_receives_progress_as_the_job_reports_it(setup):
@@ -65,7 +65,7 @@ def test_a_researcher_receives_progress_as_the_job_reports_it(setup):
         await project_comm.disconnect()
         return first, update, project_update
 
-    first, update, project_update = async_to_sync(watch)()
+    first, update, project_update = run_async(watch)
     assert first == {"type": "job.progress", "job": {"id": job.pk, "kind": "selftest.sleep", "status": "running",
                                                     "progress": 0.0, "message": ""}}
     assert update["job"]["progress"] == 0.25 and update["job"]["message"] == "loading votes"
@@ -81,4 +81,4 @@ def test_annotators_may_not_watch_a_projects_jobs(setup):
         await comm.disconnect()
         return connected
 
-    assert async_to_sync(connect)() is False
+    assert run_async(connect) is False
