@@ -111,10 +111,7 @@ def project_progress(project: Project, *, now: datetime | None = None) -> Projec
 def comparison_progress(project: Project) -> QuerySet[Comparison]:
     """Per comparison: votes collected against the target; for researchers."""
     return (
-        Comparison.objects.filter(project=project)
-        .select_related("prompt")
-        .annotate(models=Count("items"))
-        .order_by("-priority", "id")
+        Comparison.objects.filter(project=project).select_related("prompt").order_by("-priority", "id")
     )
 
 

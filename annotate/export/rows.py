@@ -111,16 +111,21 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
     return q
 
 
+def _exported_comparisons(project: Project, filters: ExportFilters):
+    # Gold checks are quality-control items, not data.
+    comparisons = Comparison.objects.filter(project=project, gold_label="")
+    if filters.rounds is not None:
+        comparisons = comparisons.filter(round__in=filters.rounds)
+    return comparisons
+
+
 def _comparison_ranges(project: Project, filters: ExportFilters) -> Iterator[tuple[int, int]]:
     """(first id, last id) of successive CHUNKs of the project's comparisons (keyset paging).
 
     Queries then filter on an id range, not an IN list: thousands of bound ids cost more to
     send and plan than the rows they fetch.
     """
-    # Gold checks are quality-control items, not data.
-    comparisons = Comparison.objects.filter(project=project, gold_label="")
-    if filters.rounds is not None:
-        comparisons = comparisons.filter(round__in=filters.rounds)
+    comparisons = _exported_comparisons(project, filters)
     last = 0
     while True:
         ids = list(comparisons.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK])
@@ -128,13 +133,6 @@ def _comparison_ranges(project: Project, filters: ExportFilters) -> Iterator[tup
             return
         yield ids[0], ids[-1]
         last = ids[-1]
-
-
-def _chunk_comparisons(project: Project, filters: ExportFilters, first: int, last: int):
-    comparisons = Comparison.objects.filter(project=project, gold_label="", pk__gte=first, pk__lte=last)
-    if filters.rounds is not None:
-        comparisons = comparisons.filter(round__in=filters.rounds)
-    return comparisons
 
 
 def _fetch(queryset) -> list[tuple]:
@@ -231,7 +229,7 @@ def iter_preference_rows(
         )
         if not grouped and not ranked:
             continue
-        chunk = _chunk_comparisons(project, filters, first, last)
+        chunk = _exported_comparisons(project, filters).filter(pk__gte=first, pk__lte=last)
         meta, prompts = {}, {}
         for cid, pid, rnd, text, category, metadata in _fetch(chunk.values_list(
             "id", "prompt_id", "round", "prompt__text", "prompt__category", Cast("prompt__metadata", TextField())
