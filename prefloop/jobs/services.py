@@ -67,7 +67,9 @@ def dispatch_job(job_id: int, *, queue: str = "default") -> None:
         elif backend == "celery":
             _dispatch_celery(job_id, queue)
         elif backend == "immediate":
-            run_job(job_id, worker=default_worker_name("immediate"))
+            # A foreground command (run_round) asks for tqdm bars on its jobs.
+            bar = getattr(settings, "PREFLOOP_JOB_PROGRESS_BAR", False)
+            run_job(job_id, worker=default_worker_name("immediate"), ctx=JobContext.for_cli() if bar else None)
         else:
             raise ValueError(f"PREFLOOP_JOB_BACKEND must be one of {BACKENDS}, not {backend!r}")
     except Exception as exc:  # noqa: BLE001

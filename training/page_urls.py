@@ -1,0 +1,13 @@
+"""URLs of the training web pages (mounted at the site root)."""
+from django.urls import path
+
+from training import views
+
+urlpatterns = [
+    path("projects/<int:project_id>/loop/", views.loop_page, name="loop-page"),
+    path("projects/<int:project_id>/loop/status/", views.loop_status, name="loop-status"),
+    path("projects/<int:project_id>/loop/rounds/", views.start_round, name="loop-start-round"),
+    path("projects/<int:project_id>/loop/rounds/<int:round_id>/advance/", views.advance_round, name="loop-advance-round"),
+    path("projects/<int:project_id>/loop/rounds/<int:round_id>/cancel/", views.cancel_round, name="loop-cancel-round"),
+    path("projects/<int:project_id>/loop/demo-policy/", views.build_demo_policy, name="loop-demo-policy"),
+]

@@ -1,0 +1,134 @@
+"""Web pages of the training app: the loop (policies, rounds, per-round charts) and its actions."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate.errors import AnnotateError, NotFound
+from annotate.models import Membership
+from annotate.selectors import project_for_user
+from training import selectors, services
+from training.charts import loop_charts
+from training.params import METHODS, PAIR_STRATEGIES, RoundParams
+
+RESEARCHER = Membership.Role.RESEARCHER
+
+
+def _researcher_project(request, project_id: int):
+    try:
+        return project_for_user(request.user, project_id, role=RESEARCHER)
+    except NotFound:
+        raise Http404("No such project.") from None
+
+
+def _round(request, project, round_id: int):
+    found = selectors.rounds(project).filter(pk=round_id).first()
+    if found is None:
+        raise Http404("No such round.")
+    return found
+
+
+def _context(project) -> dict:
+    from prefloop.jobs.models import Job
+
+    rounds = list(selectors.rounds(project))
+    policies = list(selectors.policies(project))
+    job_ids = [r.job_id for r in rounds if r.job_id] + [p.job_id for p in policies if p.job_id]
+    jobs = {j.pk: j for j in Job.objects.filter(pk__in=job_ids)}
+    active = next((r for r in rounds if r.is_active), None)
+    loop = selectors.loop_of(project)
+    building = next((p for p in policies if p.status in ("queued", "training")), None)
+    return {
+        "project": project, "tab": "loop", "loop": loop, "rounds": rounds, "policies": policies, "jobs": jobs,
+        "active": active, "active_job": jobs.get(active.job_id) if active and active.job_id else None,
+        "active_progress": services.round_progress(active) if active else None,
+        "building": building, "building_job": jobs.get(building.job_id) if building else None,
+        "charts": loop_charts(list(reversed(rounds))),
+        "methods": METHODS, "strategies": PAIR_STRATEGIES,
+        "defaults": RoundParams.from_dict(loop.defaults if loop else {}),
+        "live": bool(active or building),
+    }
+
+
+@login_required
+@require_GET
+def loop_page(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    return render(request, "training/loop.html", _context(project))
+
+
+@login_required
+@require_GET
+def loop_status(request, project_id: int):
+    """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
+    project = _researcher_project(request, project_id)
+    return render(request, "training/_status.html", _context(project))
+
+
+def _params_from_form(post) -> dict:
+    params = {}
+    for name in ("prompts", "k", "pairs_per_prompt", "max_new_tokens", "seed"):
+        if post.get(name):
+            params[name] = post[name]
+    for name in ("temperature", "top_p"):
+        if post.get(name):
+            params[name] = post[name]
+    if post.get("pair_strategy"):
+        params["pair_strategy"] = post["pair_strategy"]
+    params["ai_feedback"] = post.get("ai_feedback") == "on"
+    params["auto_advance"] = post.get("auto_advance") == "on"
+    return params
+
+
+@login_required
+@require_POST
+def start_round(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    try:
+        round_, job = services.start_round(project=project, method=request.POST.get("method", ""),
+                                           params=_params_from_form(request.POST), user=request.user)
+        messages.success(request, f"Round {round_.number} started: sampling (job {job.pk}).")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("loop-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def advance_round(request, project_id: int, round_id: int):
+    project = _researcher_project(request, project_id)
+    round_ = _round(request, project, round_id)
+    try:
+        job = services.advance_round(round_=round_, user=request.user, force=request.POST.get("force") == "1")
+        messages.success(request, f"Round {round_.number}: reward model retraining (job {job.pk}).")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("loop-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def cancel_round(request, project_id: int, round_id: int):
+    project = _researcher_project(request, project_id)
+    round_ = _round(request, project, round_id)
+    try:
+        services.cancel_round(round_=round_, user=request.user)
+        messages.success(request, f"Round {round_.number} cancelled.")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("loop-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def build_demo_policy(request, project_id: int):
+    project = _researcher_project(request, project_id)
+    try:
+        policy, job = services.request_demo_policy(project=project, user=request.user)
+        messages.success(request, f"Building policy v{policy.version} (job {job.pk}).")
+    except AnnotateError as exc:
+        messages.error(request, str(exc))
+    return redirect("loop-page", project_id=project.pk)
