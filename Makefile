@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test test-sqlite test-postgres chromium bench-vote-loop
+.PHONY: install demo test test-sqlite test-postgres chromium bench-vote-loop prod prod-smoke
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,18 @@ test-postgres: install
 
 bench-vote-loop: install
 	$(PY) bench/vote_loop.py
+
+# The production profile (docs/operations.md). The environment must name DJANGO_SECRET_KEY,
+# DJANGO_ALLOWED_HOSTS, DATABASE_URL (PostgreSQL) and REDIS_URL; the settings refuse to start otherwise.
+WORKERS ?= 4
+PROD := DJANGO_SETTINGS_MODULE=prefloop.settings.production
+prod: install
+	$(PROD) $(PY) manage.py check --deploy --fail-level WARNING
+	$(PROD) $(PY) manage.py migrate --noinput
+	$(PROD) $(PY) manage.py collectstatic --noinput -v0
+	$(PROD) exec $(VENV)/bin/uvicorn prefloop.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+	  --lifespan off --no-server-header --proxy-headers --forwarded-allow-ips "$${FORWARDED_ALLOW_IPS:-127.0.0.1}"
+
+# Starts the production profile (uvicorn, 2 workers) on the local PostgreSQL and Redis and votes through it.
+prod-smoke: install
+	DATABASE_URL=$(PG_URL) $(PY) -m pytest tests/prod -p no:xdist -q

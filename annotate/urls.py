@@ -1,8 +1,7 @@
 """URLs of the machine API (mounted at /api/)."""
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
-
 from annotate import api, api_leaderboard
+from prefloop.accounts.api import obtain_auth_token  # DRF's, behind the login lockout
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),

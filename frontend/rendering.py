@@ -27,9 +27,11 @@ ALLOWED_ATTRIBUTES = {
     "code": {"class"},
     "span": {"class"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
 }
+# Table cell alignment travels as a class, never as style="": the CSP (prefloop/security.py) has no
+# 'unsafe-inline', so a style attribute would be blocked (and reported) in the browser.
+ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
+ALLOWED_CLASSES = {"th": ALIGN_CLASSES, "td": ALIGN_CLASSES}
 URL_SCHEMES = {"http", "https", "mailto"}
 LINK_REL = "noopener noreferrer nofollow"
 
@@ -50,9 +52,20 @@ def _highlight(code: str, lang: str, _attrs) -> str:
     return pygments_highlight(code, lexer, _formatter)
 
 
+def _table_cell_open(self, tokens, idx, options, env) -> str:
+    """markdown-it writes style="text-align:right" on aligned cells; write class="align-right"."""
+    token = tokens[idx]
+    style = token.attrs.pop("style", None)
+    if isinstance(style, str) and style.startswith("text-align:"):
+        token.attrs["class"] = f"align-{style.split(':', 1)[1].strip()}"
+    return self.renderToken(tokens, idx, options, env)
+
+
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(["table", "strikethrough"])
+    md.add_render_rule("th_open", _table_cell_open)
+    md.add_render_rule("td_open", _table_cell_open)
     # Remote images would load on the annotator's machine (tracking, layout jumps): show them as links.
     md.disable("image")
     return md
@@ -64,10 +77,10 @@ def sanitize_html(html: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes=ALLOWED_CLASSES,
         url_schemes=URL_SCHEMES,
         link_rel=LINK_REL,
         set_tag_attribute_values={"a": {"target": "_blank"}},
-        filter_style_properties={"text-align"},
         strip_comments=True,
     )
 

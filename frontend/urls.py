@@ -1,17 +1,15 @@
-"""URLs of the web UI: sign-in, project list, annotator queue, researcher dashboard."""
+"""URLs of the web UI: sign-in, set-password (invitations), project list, annotator queue, researcher dashboard."""
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from frontend import views
+from prefloop.accounts.views import LoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="frontend/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", LoginView.as_view(), name="login"),  # with the login lockout
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("prefloop.accounts.urls")),  # invitations' set-password page; no sign-up
     path("projects/", views.project_list, name="projects"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/annotate/next/", views.annotate_next, name="annotate-next"),

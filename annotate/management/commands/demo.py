@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Membership, Project, User
@@ -31,6 +31,11 @@ class Command(BaseCommand):
     help = "Create the demo project (PRD Vicuna80 questions, 5 models' answers, human votes) and accounts."
 
     def handle(self, *args, **opts):
+        if not settings.PREFLOOP_DEMO_ACCOUNTS:
+            raise CommandError(
+                "demo creates accounts with printed passwords and is disabled under the production settings "
+                "(PREFLOOP_DEMO_ACCOUNTS is off); invite people with `manage.py invite_user` instead"
+            )
         project = Project.objects.filter(name=PROJECT).first() or project_create(
             name=PROJECT,
             instructions=(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("PREFLOOP_VAR_DIR", BASE_DIR / "var"))
 
 
@@ -22,7 +22,8 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 # The embedded default is for a developer's laptop; production settings refuse these values.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "prefloop-embedded-default-not-for-production")
+EMBEDDED_SECRET_KEY = "prefloop-embedded-default-not-for-production"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", EMBEDDED_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 
@@ -45,9 +46,12 @@ INSTALLED_APPS = [
     "training",
     "frontend",
     "prefloop.jobs",
+    "prefloop.accounts",
 ]
 
 MIDDLEWARE = [
+    "prefloop.health.HealthCheckMiddleware",  # /healthz/ for load balancers: before host and HTTPS checks
+    "prefloop.security.SecurityHeadersMiddleware",  # CSP on every response, the HTTPS redirect too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -103,6 +107,19 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "annotate.User"
 
+# Every password check goes through the login lockout (prefloop/accounts/lockout.py).
+AUTHENTICATION_BACKENDS = ["prefloop.accounts.backends.LockoutModelBackend"]
+PREFLOOP_LOGIN_MAX_FAILURES = int(os.environ.get("PREFLOOP_LOGIN_MAX_FAILURES", "5"))
+PREFLOOP_LOGIN_FAILURE_WINDOW = int(os.environ.get("PREFLOOP_LOGIN_FAILURE_WINDOW", "900"))
+PREFLOOP_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("PREFLOOP_LOGIN_LOCKOUT_SECONDS", "900"))
+PREFLOOP_LOGIN_IP_MAX_FAILURES = int(os.environ.get("PREFLOOP_LOGIN_IP_MAX_FAILURES", "50"))
+# Invitation (set-password) links stay valid this long, and work once (prefloop/accounts/services.py).
+PASSWORD_RESET_TIMEOUT = int(os.environ.get("PREFLOOP_INVITE_TIMEOUT", str(7 * 24 * 3600)))
+# Printed in front of invitation links by `manage.py invite_user` (e.g. https://prefloop.example.org).
+PREFLOOP_BASE_URL = os.environ.get("PREFLOOP_BASE_URL", "")
+# `manage.py demo` creates accounts with printed passwords; the production settings turn this off.
+PREFLOOP_DEMO_ACCOUNTS = True
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -120,6 +137,16 @@ STATIC_ROOT = VAR_DIR / "static"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- security headers -----------------------------------------------------------------------
+# An enforcing Content-Security-Policy on every response, in development too, so the browser tests
+# prove the pages work under it (prefloop/security.py). No 'unsafe-inline', no 'unsafe-eval'.
+from prefloop.security import DEFAULT_CSP  # noqa: E402
+
+PREFLOOP_CSP = DEFAULT_CSP
+PREFLOOP_CSP_REPORT_URI = os.environ.get("PREFLOOP_CSP_REPORT_URI", "")
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -153,6 +180,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds the login lockout's counters: Redis when there is one, so every worker shares them.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": os.environ.get("PREFLOOP_CACHE_PREFIX", "prefloop")}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
