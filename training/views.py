@@ -65,7 +65,8 @@ def loop_page(request, project_id: int):
 def loop_status(request, project_id: int):
     """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
     project = _researcher_project(request, project_id)
-    return render(request, "training/_status.html", _context(project))
+    template = "training/_history.html" if request.GET.get("part") == "history" else "training/_status.html"
+    return render(request, template, _context(project))
 
 
 def _params_from_form(post) -> dict:
