@@ -46,7 +46,7 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         self.browser = browser
         self.artifacts = artifacts_dir
 
-    def new_page(self, viewport, *, fail_on_js_errors: bool = True):
+    def new_page(self, viewport, *, fail_on_js_errors: bool = True, fail_on_csp_violations: bool = True):
         context = self.browser.new_context(viewport=viewport)
         self.addCleanup(context.close)
         page = context.new_page()
@@ -54,4 +54,20 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         if fail_on_js_errors:
             self.addCleanup(lambda: self.assertEqual(errors, [], "JavaScript errors on the page"))
+        # Everything the Content-Security-Policy blocked (prefloop/security.py): an inline script or
+        # style, an eval, a connection elsewhere. A page that needs one is broken in production.
+        page.csp_violations = violations = []
+        page.add_init_script(CSP_LISTENER)
+        page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
+        page.expose_function("__prefloopCspViolation", lambda text: violations.append(text))
+        if fail_on_csp_violations:
+            self.addCleanup(lambda: self.assertEqual(violations, [], "Content-Security-Policy violations on the page"))
         return page
+
+
+# Runs before the page's own scripts (and outside the CSP): reports each violation to the test.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__prefloopCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"} at ${event.sourceFile}:${event.lineNumber}`);
+});
+"""
