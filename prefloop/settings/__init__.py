@@ -171,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "prefloop.jobs.models.Job.Status",
         "RewardModelStatusEnum": "rewards.models.RewardModel.Status",
+        "PolicyMethodEnum": "training.models.Policy.Method",
+        "RoundMethodEnum": "training.models.Round.Method",
     },
 }
 
