@@ -1,0 +1,92 @@
+"""Best-of-N rejection sampling (Llama 2, DeepSeek R1): N samples per prompt, keep the best by reward, SFT on them.
+
+The kept responses are trained with the policy's own tokens (eos included when the sample
+ended), so the update imitates exactly what it was rewarded for: L = −Σ_t log π(y*_t | x, y*_<t).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from training.ml.config import BestOfNConfig
+from training.ml.data import format_prompt
+from training.ml.results import UpdateResult
+
+RewardFn = Callable[[list[str], list[str]], list[float]]
+Progress = Callable[[int, int, dict], None]
+
+
+def train_best_of_n(
+    *,
+    policy_path: Path | str,
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    out_dir: Path | str,
+    config: BestOfNConfig = BestOfNConfig(),
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> UpdateResult:
+    """Sample config.n responses per prompt, keep each prompt's highest-reward one, SFT the policy on them.
+
+    Ties in reward keep the first sample drawn. progress(step, total, metrics) per optimiser step;
+    should_stop() True raises TrainingStopped (nothing saved).
+    """
+    import math
+
+    import torch
+
+    from training.ml.policy import load_policy, save_policy
+    from training.ml.sampling import generate_ids, to_sample
+    from training.ml.sft import sft_train
+
+    prompts = [p for p in prompts if p.strip()]
+    if not prompts:
+        raise ValueError("no prompts")
+    started = time.perf_counter()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(config.seed)
+    model, tokenizer = load_policy(policy_path, device=device, dtype=torch.float32)
+    rollouts = generate_ids(model, tokenizer, [format_prompt(p) for p in prompts], n=config.n, params=config.sampler)
+    texts = [to_sample(tokenizer, r, config.sampler.seed).text for r in rollouts]
+    rewards = [float(r) for r in reward_fn([prompts[r.prompt_index] for r in rollouts], texts)]
+    kept, kept_rewards = [], []
+    for i in range(len(prompts)):
+        group = range(i * config.n, (i + 1) * config.n)
+        best = max(group, key=lambda j: (rewards[j], -j))
+        kept.append(rollouts[best])
+        kept_rewards.append(rewards[best])
+    examples = []
+    for rollout in kept:
+        ids = (rollout.prompt_ids + rollout.response_ids)[: config.max_length]
+        mask = [0] * len(rollout.prompt_ids) + [1] * (len(ids) - len(rollout.prompt_ids))
+        examples.append((ids, mask))
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    steps = config.max_steps or config.epochs * steps_per_epoch
+    curve = sft_train(
+        model, examples, steps=steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+        pad_token_id=tokenizer.pad_token_id, progress=progress, should_stop=should_stop,
+    )
+    token_counts = [len(r.response_ids) - int(r.finished) for r in rollouts]
+    kept_tokens = [len(r.response_ids) - int(r.finished) for r in kept]
+    metrics = {
+        "method": "best_of_n",
+        "prompts": len(prompts),
+        "n": config.n,
+        "samples": len(rollouts),
+        "mean_reward_all": sum(rewards) / len(rewards),
+        "mean_reward_kept": sum(kept_rewards) / len(kept_rewards),
+        "mean_tokens_all": sum(token_counts) / len(token_counts),
+        "mean_tokens_kept": sum(kept_tokens) / len(kept_tokens),
+        "steps": len(curve),
+        "loss_first": curve[0]["loss"] if curve else None,
+        "loss_last": curve[-1]["loss"] if curve else None,
+        "seconds": time.perf_counter() - started,
+        "device": device,
+    }
+    meta = {"method": "best_of_n", "parent": str(policy_path), "config": config.as_dict(), "metrics": metrics}
+    path = save_policy(model.to("cpu"), tokenizer, Path(out_dir), meta=meta)
+    return UpdateResult(path=str(path), metrics=metrics, curve=curve)
+
+
+__all__ = ["train_best_of_n"]

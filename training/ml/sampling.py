@@ -1,0 +1,183 @@
+"""Samplers: K completions per prompt from a policy, with the transformers backend or vLLM on a GPU.
+
+Both backends answer `generate(prompts, n=, params=)` with one list of n Samples per prompt, in
+prompt order. Prompts are raw questions; both format them with `format_prompt` so sampling and
+every update see the same text. finish_reason is "stop" (the model emitted eos) or "length"
+(max_new_tokens reached), vLLM's terms. num_tokens counts generated tokens without the eos.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from training.ml.config import SamplerParams
+from training.ml.data import format_prompt
+
+__all__ = [
+    "Sample", "Sampler", "TransformersSampler", "VLLMSampler", "format_prompt", "generate_ids", "make_sampler",
+    "vllm_available",
+]
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    num_tokens: int  # generated tokens, eos excluded
+    finish_reason: str  # "stop" | "length"
+    seed: int  # the sampler seed of the call that drew it (SamplerParams.seed)
+    token_ids: tuple[int, ...] = ()  # generated ids, eos included when finish_reason == "stop"
+
+
+class Sampler(Protocol):
+    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]: ...
+
+
+@dataclass
+class Rollout:
+    """Token-level view of one sample (what PPO and the metrics need)."""
+
+    prompt_index: int
+    prompt_ids: list[int]
+    response_ids: list[int]  # eos included when finished
+    finished: bool
+
+
+def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, params: SamplerParams, batch_size: int = 32) -> list[Rollout]:
+    """n rollouts per formatted prompt text (prompt-major order), seeded by params.seed for the whole call.
+
+    Batched with left padding; generation stops at the tokenizer's eos. top_k is switched off so
+    the distribution is the one temperature and top_p describe (the vLLM backend's default too).
+    The global RNG is restored afterwards, so sampling does not shift a training run's randomness.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    greedy = params.temperature == 0
+    gen_config = GenerationConfig(
+        do_sample=not greedy, temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
+        top_k=None, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    was_training = model.training
+    model.eval()
+    rollouts: list[Rollout] = []
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(params.seed)
+        for start in range(0, len(prompt_texts), batch_size):
+            chunk = list(prompt_texts[start : start + batch_size])
+            encoded = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
+            input_ids = encoded["input_ids"].to(device)
+            attention = encoded["attention_mask"].to(device)
+            out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_config)
+            generated = out[:, input_ids.shape[1]:].tolist()
+            for row, ids in enumerate(generated):
+                i = row // n
+                prompt_ids = input_ids[i][attention[i].bool()].tolist()
+                finished = eos in ids
+                response = ids[: ids.index(eos) + 1] if finished else ids
+                rollouts.append(Rollout(start + i, prompt_ids, response, finished))
+    if was_training:
+        model.train()
+    return rollouts
+
+
+def to_sample(tokenizer, rollout: Rollout, seed: int) -> Sample:
+    ids = rollout.response_ids
+    body = ids[:-1] if rollout.finished else ids
+    text = tokenizer.decode(body, skip_special_tokens=True).strip()
+    return Sample(text=text, num_tokens=len(body), finish_reason="stop" if rollout.finished else "length", seed=seed,
+                  token_ids=tuple(ids))
+
+
+class TransformersSampler:
+    """`model.generate()` on CPU or one GPU; from a policy folder or an already loaded (model, tokenizer)."""
+
+    def __init__(self, model_path: Path | str | None = None, *, model=None, tokenizer=None, device: str | None = None,
+                 batch_size: int = 32):
+        if model_path is not None and isinstance(model_path, tuple):
+            model, tokenizer = model_path
+            model_path = None
+        if model_path is not None:
+            from training.ml.policy import load_policy
+
+            model, tokenizer = load_policy(model_path, device=device)
+        if model is None or tokenizer is None:
+            raise ValueError("TransformersSampler needs model_path or both model and tokenizer")
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]:
+        if n < 1:
+            raise ValueError("n must be positive")
+        rollouts = generate_ids(self.model, self.tokenizer, [format_prompt(p) for p in prompts], n=n, params=params,
+                                batch_size=self.batch_size)
+        out: list[list[Sample]] = [[] for _ in prompts]
+        for rollout in rollouts:
+            out[rollout.prompt_index].append(to_sample(self.tokenizer, rollout, params.seed))
+        return out
+
+
+class VLLMSampler:
+    """vLLM's offline engine on a GPU (same interface; needs `pip install vllm` and CUDA).
+
+    Uses the documented API: `LLM(model=path, dtype=..., seed=...)` once, then per call
+    `llm.generate(prompts, SamplingParams(n=, temperature=, top_p=, max_tokens=, seed=))`, whose
+    RequestOutputs come back in prompt order, each with n CompletionOutputs (text, token_ids,
+    finish_reason "stop" | "length"). A per-request seed makes a call reproducible on one GPU and
+    vLLM version; it does not reproduce the transformers backend's draws.
+    """
+
+    def __init__(self, model_path: Path | str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.5,
+                 max_model_len: int | None = None, enforce_eager: bool = False):
+        from vllm import LLM
+
+        from training.ml.policy import check_policy_folder
+
+        path = str(check_policy_folder(Path(model_path)))
+        self.llm = LLM(model=path, tokenizer=path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, enforce_eager=enforce_eager)
+        self.eos_token_id = self.llm.get_tokenizer().eos_token_id
+
+    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        sampling = SamplingParams(
+            n=n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed,
+            skip_special_tokens=True,
+        )
+        outputs = self.llm.generate([format_prompt(p) for p in prompts], sampling, use_tqdm=False)
+        result = []
+        for request in outputs:
+            samples = []
+            for completion in request.outputs:
+                ids = tuple(completion.token_ids)
+                body = ids[:-1] if ids and ids[-1] == self.eos_token_id else ids
+                finish = "stop" if completion.finish_reason == "stop" else "length"
+                samples.append(Sample(text=completion.text.strip(), num_tokens=len(body), finish_reason=finish,
+                                      seed=params.seed, token_ids=ids))
+            result.append(samples)
+        return result
+
+
+def vllm_available() -> bool:
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_sampler(model_path: Path | str, backend: str = "auto", **kwargs) -> Sampler:
+    """A sampler for a policy folder. backend "auto": vLLM when importable and a GPU is present, else transformers."""
+    if backend not in ("auto", "transformers", "vllm"):
+        raise ValueError(f"backend must be 'auto', 'transformers' or 'vllm' (got {backend!r})")
+    if backend == "vllm" or (backend == "auto" and vllm_available()):
+        if backend == "vllm" and not vllm_available():
+            raise RuntimeError("backend='vllm' needs the vllm package and a CUDA GPU")
+        return VLLMSampler(model_path, **kwargs)
+    return TransformersSampler(model_path, **kwargs)
