@@ -1,6 +1,6 @@
 """The production profile end to end: uvicorn with 2 workers, PostgreSQL, Redis, invitations, a vote.
 
-`make prod-smoke` runs this module. The server is a real process with the production settings
+`make prod-smoke` runs this module (and the settings refusals beside it). The server is a real process with the production settings
 (throwaway secret, ALLOWED_HOSTS=127.0.0.1) on the test database; the test plays the TLS proxy
 (X-Forwarded-Proto: https) and the clients, and reads what was stored through the ORM.
 """
@@ -12,6 +12,7 @@ import re
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
+from websockets.sync.client import connect
 
 from annotate.models import User, Vote
 from tests.prod.server import (
@@ -99,25 +100,52 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
                           data={"username": "smoke-annotator", "role": "annotator"})
     assert status == 201, body
 
-    status, lease, _ = api(prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={})
-    assert status == 200 and lease["assignment"], lease
-    assignment = lease["assignment"]["assignment_id"]
-    vote = {"choice": "a", "rationale": "A adds up.", "time_spent_ms": 4200}
-    key = "6f1c0e9a-0000-4000-8000-00000000beef"
-    status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
-                          headers={"Idempotency-Key": key})
-    assert status == 201, body
-    # A retry with the same key (the other worker may answer it) stores nothing new.
-    status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
-                          headers={"Idempotency-Key": key})
-    assert status == 200 and body["replayed"] is True
+    # The researcher's live dashboard socket: it hears about the vote through the Redis channel layer
+    # even when another worker stored it.
+    with dashboard_socket(prod, "smoke-researcher", project["id"]) as dashboard:
+        assert 'id="votes-done">0<' in receive_progress(dashboard)
 
-    stored = Vote.objects.get(idempotency_key=key)
-    assert (stored.annotator.username, stored.choice, stored.rationale, stored.assignment_id) == (
-        "smoke-annotator", "a", "A adds up.", assignment)
-    assert Vote.objects.filter(annotator__username="smoke-annotator").count() == 1
-    status, votes, _ = api(prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher)
-    assert status == 200 and votes["count"] == 1
+        status, lease, _ = api(prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={})
+        assert status == 200 and lease["assignment"], lease
+        assignment = lease["assignment"]["assignment_id"]
+        vote = {"choice": "a", "rationale": "A adds up.", "time_spent_ms": 4200}
+        key = "6f1c0e9a-0000-4000-8000-00000000beef"
+        status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
+                              headers={"Idempotency-Key": key})
+        assert status == 201, body
+        # A retry with the same key (the other worker may answer it) stores nothing new.
+        status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
+                              headers={"Idempotency-Key": key})
+        assert status == 200 and body["replayed"] is True
+
+        stored = Vote.objects.get(idempotency_key=key)
+        assert (stored.annotator.username, stored.choice, stored.rationale, stored.assignment_id) == (
+            "smoke-annotator", "a", "A adds up.", assignment)
+        assert Vote.objects.filter(annotator__username="smoke-annotator").count() == 1
+        status, votes, _ = api(prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher)
+        assert status == 200 and votes["count"] == 1
+        while 'id="votes-done">1<' not in receive_progress(dashboard):
+            pass
+
+
+def dashboard_socket(prod: Server, username: str, project_id: int):
+    """Sign in on the web page (session cookie), then open the dashboard's websocket as the browser would."""
+    browser = Browser(prod)
+    _, _, page = browser.get("/login/")
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    status, _, _ = browser.post_form("/login/", {"csrfmiddlewaretoken": csrf, "username": username, "password": PASSWORD})
+    assert status == 302 and "sessionid" in browser.cookies
+    return connect(
+        f"ws://127.0.0.1:{prod.port}/ws/projects/{project_id}/progress/", origin=browser.origin, proxy=None,
+        additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", "X-Forwarded-Proto": "https"},
+        open_timeout=10,
+    )
+
+
+def receive_progress(socket) -> str:
+    message = json.loads(socket.recv(timeout=10))
+    assert message["target"] == "#live-progress"
+    return message["content"]
 
 
 def test_pages_carry_the_security_headers(prod):
