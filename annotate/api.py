@@ -139,6 +139,10 @@ class ProjectImportApi(APIView):
     @extend_schema(request=s.ImportInputSerializer, responses={201: dict})
     def post(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
+        # Refused from the header, before the body is read and spooled to disk.
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if declared.isdigit() and int(declared) > settings.PREFLOOP_MAX_UPLOAD_BYTES + 64 * 1024:
+            raise InvalidVote("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
         data = s.ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]

@@ -119,7 +119,7 @@ class ImportInputSerializer(serializers.Serializer):
 
 
 class ExportQuerySerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl")
+    format = serializers.ChoiceField(choices=["jsonl", "parquet", "csv"], default="jsonl")
     raw = serializers.BooleanField(default=False)
     rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
     ties = serializers.ChoiceField(choices=["label", "drop", "both-orders"], default="label")

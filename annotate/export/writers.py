@@ -1,4 +1,4 @@
-"""Writes export rows as JSONL, Parquet or a Hugging Face `datasets` folder, streaming, with a manifest.
+"""Writes export rows as JSONL, Parquet, CSV or a Hugging Face `datasets` folder, streaming, with a manifest.
 
 The manifest (`<out>.manifest.json`, or `prefloop_export.json` inside an hf folder) records
 how the data was made (rule, tie policy, filters), the counts and the SHA-256 of the content.
@@ -6,6 +6,7 @@ The content itself carries no timestamp, so the same snapshot exports byte for b
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -30,7 +31,9 @@ from annotate.export.rows import (
 )
 from annotate.models import Project
 
-FORMATS = ("jsonl", "parquet", "hf")
+FORMATS = ("jsonl", "parquet", "csv", "hf")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BATCH_ROWS = 5000
 Progress = Callable[[int], None]  # rows written so far
 
@@ -95,6 +98,32 @@ def _write_jsonl(rows: Iterable[dict], path: Path, progress: Progress) -> int:
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for batch in _batched(rows):
             out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in batch))
+            count += len(batch)
+            progress(count)
+    return count
+
+
+def csv_cell(value) -> str | int | float:
+    """One CSV cell: lists and objects as JSON; a text that a spreadsheet would run as a formula gets a
+    leading apostrophe (numbers stay numbers: -0.5 is a value, "-1+2" typed as text is not)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _write_csv(rows: Iterable[dict], path: Path, schema, progress: Progress) -> int:
+    count = 0
+    columns = list(schema.names)
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(columns)
+        for batch in _batched(rows):
+            writer.writerows([csv_cell(row.get(c)) for c in columns] for row in batch)
             count += len(batch)
             progress(count)
     return count
@@ -174,6 +203,8 @@ def export_dataset(
             count = _write_jsonl(rows, tmp, progress)
         elif format == "parquet":
             count = _write_parquet(rows, tmp, schema, metadata, progress)
+        elif format == "csv":
+            count = _write_csv(rows, tmp, schema, progress)
         else:
             count = _write_hf(rows, tmp, schema, metadata, progress)
     # Atomic publish: a reader never sees a half-written export under the final name.

@@ -1,4 +1,4 @@
-"""python manage.py export_dataset --project NAME --format jsonl|parquet|hf --out PATH [filters]"""
+"""python manage.py export_dataset --project NAME --format jsonl|parquet|csv|hf --out PATH [filters]"""
 from __future__ import annotations
 
 import json

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from django.conf import settings
+
 from annotate.errors import ImportDataError
 from annotate.models import Project
 from annotate.services.importing.adapters import (
@@ -19,6 +21,7 @@ from annotate.services.importing.adapters import (
 )
 from annotate.services.importing.readers import (
     Problems,
+    binary_kind,
     csv_header,
     first_json_object,
     read_pairs_jsonl,
@@ -30,6 +33,11 @@ from annotate.services.importing.records import ImportBatch
 from annotate.services.importing.writer import ImportReport, Progress, write_batch
 
 __all__ = ["FORMATS", "ImportReport", "detect_format", "import_file", "read_batch"]
+
+# Archives and compressions other than gzip are refused by name, before anything is read.
+REFUSED_SUFFIXES = {".zip": "zip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz", ".7z": "7-zip",
+                    ".tar": "tar", ".tgz": "tar", ".rar": "rar"}
+DEFAULT_MAX_IMPORT_BYTES = 2 * 1024**3
 
 FORMATS: dict[str, Callable[[Path, Problems], ImportBatch]] = {
     "prompts-jsonl": read_prompts_jsonl,
@@ -54,6 +62,7 @@ def detect_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] == [".parquet"]:
         return "parquet"
+    _refuse_binary(path)
     if ".csv" in suffixes:
         header = csv_header(path)
         if "acceptedIndex" in header:
@@ -76,11 +85,34 @@ def detect_format(path: Path) -> str:
     raise ImportDataError([(path.name, 1, None, f"cannot detect the format from keys {sorted(keys)}; pass --format")])
 
 
+def max_import_bytes() -> int:
+    return int(getattr(settings, "PREFLOOP_MAX_IMPORT_BYTES", DEFAULT_MAX_IMPORT_BYTES))
+
+
+def check_input(path: Path) -> None:
+    """Refuse what no reader should open: archives by name, files over the size limit (before reading)."""
+    compression = next((REFUSED_SUFFIXES[s.lower()] for s in path.suffixes if s.lower() in REFUSED_SUFFIXES), None)
+    if compression:
+        raise ImportDataError([(path.name, None, None, f"{compression} files are not accepted; give the file itself or gzip it (.gz)")])
+    if path.is_file() and path.stat().st_size > max_import_bytes():
+        raise ImportDataError([(path.name, None, None, f"larger than the import limit of {max_import_bytes()} bytes "
+                                                       "(PREFLOOP_MAX_IMPORT_BYTES); refused without reading it")])
+
+
+def _refuse_binary(path: Path) -> None:
+    kind = binary_kind(path)
+    if kind:
+        raise ImportDataError([(path.name, 1, None, f"this is {kind}, not JSON Lines or CSV text")])
+
+
 def read_batch(path: Path, format: str | None = None) -> ImportBatch:
     """Read and validate a whole file; raise ImportDataError listing every problem found."""
+    check_input(path)
     format = format or detect_format(path)
     if format not in FORMATS:
         raise ImportDataError([(path.name, None, None, f"unknown format {format!r}; known: {sorted(FORMATS)}")])
+    if format in ("prompts-jsonl", "pairs-jsonl", "prompts-csv", "hh-rlhf", "lfqa", "copilot-arena") and path.is_file():
+        _refuse_binary(path)
     problems = Problems()
     try:
         batch = FORMATS[format](path, problems)

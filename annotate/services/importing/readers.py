@@ -37,6 +37,23 @@ csv.field_size_limit(MAX_FIELD_BYTES)
 CHOICES = ("a", "b", "tie", "both_bad")
 
 
+# Compressed inputs: only gzip (.gz) is read, through a byte budget so a bomb stops early.
+MAX_EXPANSION = 100  # decompressed bytes per compressed byte, beyond MIN_BUDGET_BYTES
+MIN_BUDGET_BYTES = 32 * 1024 * 1024
+MAX_BLANK_LINES = 100_000
+# Leading bytes of files that are not text, for a precise refusal instead of "invalid JSON".
+BINARY_SIGNATURES = {
+    b"PK\x03\x04": "a zip archive", b"\x89PNG": "a PNG image", b"\x28\xb5\x2f\xfd": "zstd-compressed data",
+    b"BZh": "bzip2-compressed data", b"\xfd7zXZ": "xz-compressed data", b"7z\xbc\xaf": "a 7-zip archive",
+    b"\x1f\x8b": "gzip-compressed data (name it .gz)", b"%PDF": "a PDF document", b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+}
+
+
+class TooLarge(OSError):
+    """The (decompressed) input passed its byte budget; reading stopped there."""
+
+
 class Problems(list):
     """Collects problems; stops a reader after `limit` so a garbage file fails fast."""
 
@@ -50,32 +67,126 @@ class Problems(list):
         return len(self) >= self.limit
 
 
+class _Budgeted(io.RawIOBase):
+    """A binary stream that raises TooLarge once more than `budget` bytes were read from it."""
+
+    def __init__(self, inner, budget: int, what: str):
+        self.inner, self.budget, self.what, self.seen = inner, budget, what, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.inner.read(min(len(buffer), 1 << 16))
+        self.seen += len(data)
+        if self.seen > self.budget:
+            raise TooLarge(f"{self.what} exceeds {self.budget} bytes; refused")
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def decompressed_budget(path: Path) -> int:
+    return max(MIN_BUDGET_BYTES, MAX_EXPANSION * path.stat().st_size)
+
+
+def binary_kind(path: Path) -> str | None:
+    """What a file that is not text looks like ("a PNG image"), from its first bytes; None for text."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            head = handle.read(512)
+    except (OSError, EOFError):
+        return "not readable as gzip" if path.suffix == ".gz" else None
+    for signature, kind in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    if b"\x00" in head:
+        return "binary data (NUL bytes)"
+    return None
+
+
+def bad_text(value: str) -> str | None:
+    """Why a string cannot be stored as text (NUL, lone surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (U+{ord(value[exc.start]):04X}) at character {exc.start}: not valid Unicode"
+    return None
+
+
+def bad_json_text(value, depth: int = 0) -> str | None:
+    """bad_text for every string (keys too) inside a JSON value (PostgreSQL's jsonb refuses NUL)."""
+    if isinstance(value, str):
+        return bad_text(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = bad_text(str(key)) or bad_json_text(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = bad_json_text(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def open_binary(path: Path) -> io.BufferedIOBase:
+    if path.suffix == ".gz":
+        return io.BufferedReader(_Budgeted(gzip.open(path, "rb"), decompressed_budget(path),
+                                           f"decompressed, the file (more than {MAX_EXPANSION}x its size)"))
+    return open(path, "rb")
+
+
 def open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    raw = open_binary(path)
     # newline="" keeps CR/LF inside fields byte-exact; the csv module needs it too.
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
 def iter_json_lines(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; bad JSON or encoding is a problem."""
+    """(line number, object) for each non-empty line; bad JSON or encoding is a problem.
+
+    Lines are read as bytes and decoded one by one, so an encoding error names its own line;
+    a line is at most MAX_FIELD_BYTES and a file holds at most MAX_BLANK_LINES blank lines,
+    so neither an endless line nor a flood of empty ones can hold the reader.
+    """
     name = path.name
-    with open_text(path) as handle:
+    blank = 0
+    with open_binary(path) as handle:
         line_no = 0
         while True:
-            try:
-                line = handle.readline()
-            except UnicodeDecodeError as exc:
-                problems.add(name, line_no + 1, None, f"not valid UTF-8 ({exc.reason})")
-                return
-            if not line:
+            raw = handle.readline(MAX_FIELD_BYTES + 1)
+            if not raw:
                 return
             line_no += 1
+            if len(raw) > MAX_FIELD_BYTES:
+                problems.add(name, line_no, None, f"line longer than {MAX_FIELD_BYTES} bytes; refused")
+                return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.add(name, line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                if problems.full:
+                    return
+                continue
             if not line.strip():
+                blank += 1
+                if blank > MAX_BLANK_LINES:
+                    problems.add(name, line_no, None, f"more than {MAX_BLANK_LINES} blank lines; refused")
+                    return
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 problems.add(name, line_no, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            except RecursionError:
+                problems.add(name, line_no, None, "invalid JSON: nested too deeply")
             else:
                 if isinstance(obj, dict):
                     yield line_no, obj
@@ -98,8 +209,10 @@ def text_field(row: dict, field: str, file: str, line: int | None, problems: Pro
         return ""
     if required and not value.strip():
         problems.add(file, line, field, "must not be empty")
-    if "\x00" in value:
-        problems.add(file, line, field, "contains a NUL character")
+    problem = bad_text(value)
+    if problem:
+        problems.add(file, line, field, problem)
+        return ""
     return value
 
 
@@ -113,6 +226,9 @@ def optional_id(row: dict, field: str, file: str, line: int | None, problems: Pr
     if isinstance(value, str) and len(value) > 100:
         problems.add(file, line, field, "must be at most 100 characters")
         return ""
+    if isinstance(value, str) and bad_text(value):
+        problems.add(file, line, field, bad_text(value))
+        return ""
     return f"id:{value}"
 
 
@@ -122,6 +238,10 @@ def metadata_field(row: dict, file: str, line: int | None, problems: Problems, f
         return {}
     if not isinstance(value, dict):
         problems.add(file, line, field, "must be an object")
+        return {}
+    problem = bad_json_text(value)
+    if problem:
+        problems.add(file, line, field, problem)
         return {}
     return value
 
@@ -291,18 +411,18 @@ def read_parquet(path: Path, problems: Problems) -> ImportBatch:
 def first_json_object(path: Path) -> dict[str, Any] | None:
     try:
         with open_text(path) as handle:
-            for line in handle:
+            while line := handle.readline(MAX_FIELD_BYTES + 1):
                 if line.strip():
                     obj = json.loads(line)
                     return obj if isinstance(obj, dict) else None
-    except (UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError, gzip.BadGzipFile):
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError, EOFError, RecursionError):
         return None
     return None
 
 
 def csv_header(path: Path) -> list[str]:
     try:
-        with open_text(path) as handle:
-            return next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError, gzip.BadGzipFile):
+        with open_binary(path) as handle:  # only the first line: bad bytes further down are the reader's to report
+            return next(csv.reader([handle.readline(MAX_FIELD_BYTES).decode("utf-8")]), [])
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError):
         return []
