@@ -32,13 +32,13 @@ def project_for_user(user: User, project_id: int, *, role: str | None = None) ->
     return project
 
 
-def assignment_payload(assignment: Assignment) -> dict:
+def assignment_payload(assignment: Assignment, *, texts: dict[int, str] | None = None) -> dict:
     """What an annotator sees: texts by side, the project's rules. No model names, no ids of
-    completions, nothing about other annotators' votes."""
+    completions, nothing about other annotators' votes. `texts` (completion id → text) when the
+    caller already has them."""
     project = assignment.project
-    texts = dict(
-        Completion.objects.filter(pk__in=assignment.shown_order).values_list("id", "text")
-    )
+    if texts is None:
+        texts = dict(Completion.objects.filter(pk__in=assignment.shown_order).values_list("id", "text"))
     prompt = assignment.comparison.prompt
     return {
         "assignment_id": assignment.pk,

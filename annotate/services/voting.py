@@ -1,24 +1,26 @@
 """Recording votes: validated against the project, idempotent per client key, one transaction."""
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from annotate.errors import AlreadyVoted, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
 from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
+from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
 
 
 @dataclass(frozen=True)
 class VoteInput:
-    aspect: str
+    aspect: str | None = None  # None: the project's only aspect
     choice: str | None = None  # a | b | tie | both_bad, for a pair
     ranking: Sequence[str] | None = None  # sides best first ("b", "a", "c"), for K > 2
     strength: int | None = None
@@ -50,6 +52,11 @@ def record_vote(
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _record_vote_pg(
+            annotator=annotator, assignment_id=assignment_id, votes=votes, key=idempotency_key,
+            time_spent_ms=time_spent_ms, now=now,
+        )
     try:
         with transaction.atomic():
             replay = _replay(annotator=annotator, assignment_id=assignment_id, key=idempotency_key)
@@ -149,6 +156,10 @@ def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | No
 
 def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence[VoteInput]) -> list[dict]:
     aspects = project.aspect_names
+    if any(v.aspect is None for v in votes):
+        if len(aspects) != 1 or len(votes) != 1:
+            raise InvalidVote("votes", f"this project needs one vote per aspect {aspects}")
+        votes = [replace(votes[0], aspect=aspects[0])]
     given = [v.aspect for v in votes]
     if sorted(given) != sorted(aspects):
         raise InvalidVote("votes", f"need exactly one vote for each aspect {aspects}, got {given}")
@@ -193,3 +204,113 @@ def _announce_vote(assignment: Assignment) -> None:
     from annotate.signals import vote_recorded
 
     vote_recorded.send(sender=Assignment, assignment=assignment)
+
+
+# --- PostgreSQL: one locking read and one writing statement -----------------------------------
+# Same rules as the ORM path above, in two statements; assignment.md gives the locking argument.
+
+_PROJECT_FIELDS = [f for f in Project._meta.concrete_fields]
+# Locks the comparison row (the lock every counter change takes). A row we had to wait for is
+# re-read at its newest version; the assignment's columns may be older than the lock, so the
+# write below re-checks the state it acts on.
+_READ_SQL = (
+    "SELECT a.comparison_id, a.state, a.shown_order::text, c.imported_votes, c.votes_done, c.leases_open,"
+    " c.gold_label, c.round, EXISTS (SELECT 1 FROM annotate_vote v WHERE v.idempotency_key = %s), "
+    + ", ".join(f'p."{f.column}"' for f in _PROJECT_FIELDS)
+    + """
+    FROM annotate_assignment a
+    JOIN annotate_comparison c ON c.id = a.comparison_id
+    JOIN annotate_project p ON p.id = a.project_id
+    WHERE a.id = %s AND a.annotator_id = %s
+    FOR UPDATE OF c"""
+)
+# Close the assignment only from the state we validated against; the counters and the votes
+# follow only if it closed. {values} is one typed VALUES row per aspect.
+_WRITE_SQL = """
+    WITH done AS (
+        UPDATE annotate_assignment SET state = 'done', completed_at = %s
+        WHERE id = %s AND state = %s
+        RETURNING id
+    ), counters AS (
+        UPDATE annotate_comparison SET votes_done = votes_done + 1, leases_open = leases_open - %s, is_complete = %s
+        WHERE id = %s AND EXISTS (SELECT 1 FROM done)
+    )
+    INSERT INTO annotate_vote (comparison_id, assignment_id, annotator_id, external_annotator, source, aspect, choice,
+                               ranking, strength, rationale, shown_order, winner_id, loser_id, time_spent_ms,
+                               idempotency_key, created_at)
+    SELECT %s, done.id, %s, '', 'human', v.aspect, v.choice, v.ranking, v.strength, v.rationale,
+           %s::jsonb, v.winner_id, v.loser_id, %s, %s, %s
+    FROM done CROSS JOIN (VALUES {values}) AS v (aspect, choice, ranking, strength, rationale, winner_id, loser_id)
+    RETURNING id, aspect, choice, strength, rationale, winner_id, loser_id, ranking::text"""
+_VALUES_ROW = "(%s::varchar, %s::varchar, %s::jsonb, %s::smallint, %s::text, %s::bigint, %s::bigint)"
+
+
+def _record_vote_pg(
+    *, annotator: User, assignment_id: int, votes: Sequence[VoteInput], key: str, time_spent_ms: int | None,
+    now: datetime,
+) -> VoteResult:
+    try:
+        with transaction.atomic(), prepared_cursor() as cursor:
+            # Twice at most: a second read happens only when the assignment changed while we
+            # waited for the lock, and then we hold the lock, so nothing can change it again.
+            for _ in range(2):
+                cursor.execute(_READ_SQL, [key, assignment_id, annotator.pk])
+                row = cursor.fetchone()
+                if row is None:
+                    raise NotFound("No such assignment.")
+                comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, *values = row
+                if key_seen:
+                    replay = _replay(annotator=annotator, assignment_id=assignment_id, key=key)
+                    if replay:
+                        return replay
+                project = Project.from_db(connection.alias, [f.attname for f in _PROJECT_FIELDS], values)
+                if isinstance(project.aspects, str):
+                    project.aspects = json.loads(project.aspects)
+                shown = json.loads(shown_order)
+                rows = _validated_rows(project=project, shown_order=shown, votes=votes)
+                if state == Assignment.State.DONE:
+                    raise AlreadyVoted("This assignment already has a vote.")
+                if state != Assignment.State.LEASED and not gold_label:
+                    # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
+                    if imported + done + leases >= project.overlap_target:
+                        raise AssignmentExpired("The lease expired and this comparison went to someone else.")
+                complete = not gold_label and imported + done + 1 >= project.overlap_target
+                release = 1 if state == Assignment.State.LEASED else 0
+                params = [now, assignment_id, state, release, complete, comparison_id,
+                          comparison_id, annotator.pk, shown_order, time_spent_ms, key, now]
+                for r in rows:
+                    ranking = json.dumps(r["ranking"]) if r.get("ranking") is not None else None
+                    params += [r["aspect"], r["choice"], ranking, r["strength"], r["rationale"], r.get("winner_id"), r.get("loser_id")]
+                cursor.execute(_WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params)
+                written = cursor.fetchall()
+                if written:
+                    break
+            else:  # pragma: no cover - the second pass runs under the lock
+                raise RuntimeError(f"assignment {assignment_id} kept changing under its comparison's lock")
+            assignment = Assignment(
+                pk=assignment_id, comparison_id=comparison_id, annotator_id=annotator.pk, project_id=project.pk,
+                state=Assignment.State.DONE, shown_order=shown, completed_at=now,
+            )
+            assignment.project = project
+            assignment.annotator = annotator
+            assignment.comparison = Comparison(
+                pk=comparison_id, project_id=project.pk, round=round_number, gold_label=gold_label, is_complete=complete,
+                imported_votes=imported, votes_done=done + 1,
+            )
+            created = [
+                Vote(
+                    pk=vote_id, comparison_id=comparison_id, assignment=assignment, annotator=annotator, source=Vote.Source.HUMAN,
+                    aspect=aspect, choice=choice, strength=strength, rationale=rationale, shown_order=shown,
+                    winner_id=winner_id, loser_id=loser_id, ranking=json.loads(ranking) if ranking else None,
+                    time_spent_ms=time_spent_ms, idempotency_key=key, created_at=now,
+                )
+                for vote_id, aspect, choice, strength, rationale, winner_id, loser_id, ranking in written
+            ]
+            if gold_label:
+                pause_if_failing_gold(annotator=annotator, project=project)
+            transaction.on_commit(lambda: _announce_vote(assignment))
+            return VoteResult(assignment=assignment, votes=created, replayed=False)
+    except IntegrityError as exc:
+        # Only a key used by another submission at the same instant gets here.
+        raise IdempotencyKeyReused("This idempotency key belongs to another submission.") from exc
+
