@@ -42,7 +42,7 @@ class JobContext:
         self.job: Job | None = None
         self._lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         self._dirty = False
-        self._last_write = 0.0
+        self._last_write = float("-inf")  # the first write lands even on a machine up for less than the interval
         self._last_cancel_check = 0.0
         self._cancel_requested = False
         self.stop_seen = False  # the handler was told to stop (run_job then records "cancelled")
