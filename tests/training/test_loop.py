@@ -127,8 +127,8 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, tiny_model_dir):
     comparisons = Comparison.objects.filter(project=project, round=1)
     assert comparisons.count() == round1.metrics["sampling"]["comparisons"] > 0
 
-    votes = vote_longer(annotator, project)
-    assert votes == comparisons.count()
+    vote_longer(annotator, project)
+    assert Vote.objects.filter(assignment__comparison__round=1).count() == comparisons.count()
     demo_lengths = sampled_lengths(project, 1, demo)
     new = check_round_done(project, round1, "dpo")
     assert new.data["pairs"] > 0 and new.data["rounds"] == [1]

@@ -60,7 +60,8 @@ def train_dpo(
     stops after the current step and raises TrainingStopped (nothing is saved).
     """
     import torch
-    from transformers import TrainerCallback
+    import datasets
+    from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
     from trl import DPOConfig as TrlDPOConfig, DPOTrainer
 
@@ -103,15 +104,20 @@ def train_dpo(
             dataset_num_proc=None, remove_unused_columns=False,
         )
         verbosity = hf_logging.get_verbosity()
+        bars_were_off = datasets.utils.are_progress_bars_disabled()
         hf_logging.set_verbosity_error()
+        datasets.utils.disable_progress_bars()  # a job's log is not a terminal
         try:
             trainer = DPOTrainer(
                 model=model, ref_model=reference, args=args, train_dataset=preference_dataset(examples),
                 processing_class=tokenizer, callbacks=[_Report()],
             )
+            trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log dict otherwise
             output = trainer.train()
         finally:
             hf_logging.set_verbosity(verbosity)
+            if not bars_were_off:
+                datasets.utils.enable_progress_bars()
     if stopped["at"] is not None:
         raise TrainingStopped(f"stopped at step {stopped['at']}")
     model = trainer.model
