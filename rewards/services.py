@@ -48,12 +48,45 @@ def split_options(options: dict) -> tuple[dict, dict]:
     return {k: v for k, v in options.items() if k in config_keys}, {k: v for k, v in options.items() if k in DATA_KEYS}
 
 
+def model_roots() -> list[Path]:
+    """Folders a researcher may name a base model from (PREFLOOP_MODEL_ROOTS, as the training app)."""
+    roots = getattr(settings, "PREFLOOP_MODEL_ROOTS", None) or [Path(settings.VAR_DIR) / "models"]
+    return [Path(r).resolve() for r in roots]
+
+
+def check_base_model(name: str) -> str:
+    """A base model is a built-in alias or a local folder inside PREFLOOP_MODEL_ROOTS with safetensors
+    weights: never a URL or hub id (nothing is fetched), never a path that leaves the roots
+    (`..`, absolute elsewhere, a symlink out), never a folder holding pickle weights."""
+    from rewards.ml.artifact import BASE_MODEL_ALIASES, UnsafeArtifact, check_safe
+
+    text = str(name or "").strip()
+    if text in BASE_MODEL_ALIASES:
+        return text
+    if "://" in text or text.lower().startswith(("http:", "https:", "hf:", "s3:")):
+        raise InvalidTrainingOptions("base_model: URLs are not accepted; nothing is downloaded")
+    path = Path(text)
+    if not path.is_absolute():
+        raise InvalidTrainingOptions(f"base_model must be one of {list(BASE_MODEL_ALIASES)} or an absolute folder path")
+    resolved = path.resolve()  # follows symlinks: a link inside a root that points out is outside
+    roots = model_roots()
+    if not any(resolved == root or root in resolved.parents for root in roots):
+        raise InvalidTrainingOptions(f"base_model must be inside {', '.join(str(r) for r in roots)} (PREFLOOP_MODEL_ROOTS)")
+    if resolved.is_dir():
+        try:
+            check_safe(resolved)
+        except UnsafeArtifact as exc:
+            raise InvalidTrainingOptions(f"base_model: {exc}") from None
+    return text
+
+
 def _validated(project: Project, options: dict, *, now: datetime) -> tuple[RewardTrainConfig, dict]:
     train, data = split_options(options)
     try:
         config = RewardTrainConfig.from_dict(train)
     except (TypeError, ValueError) as exc:
         raise InvalidTrainingOptions(str(exc)) from None
+    check_base_model(config.base_model)
     filters: dict = {"rule": data.get("rule") or "majority"}
     if filters["rule"] not in RULES:
         raise InvalidTrainingOptions(f"rule must be one of {RULES}")
@@ -89,9 +122,10 @@ def reward_settings(project: Project) -> RewardSettings:
 
 
 def update_reward_settings(*, project: Project, auto_retrain: bool | None = None, default_options: dict | None = None) -> RewardSettings:
+    if default_options is not None:  # validated before anything is written, even the settings row
+        _validated(project, default_options, now=timezone.now())
     found = reward_settings(project)
     if default_options is not None:
-        _validated(project, default_options, now=timezone.now())
         found.default_options = default_options
     if auto_retrain is not None:
         found.auto_retrain = auto_retrain
@@ -109,7 +143,8 @@ def request_training(
     Options are the project's default options overridden by `options`; the parent is the
     current version (lineage: what this one is meant to replace).
     """
-    merged = {**reward_settings(project).default_options, **(options or {})}
+    stored = RewardSettings.objects.filter(project=project).values_list("default_options", flat=True).first()
+    merged = {**(stored or {}), **(options or {})}
     config, filters = _validated(project, merged, now=timezone.now())
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
@@ -224,6 +259,7 @@ def run_training(
         from rewards.ml.train import train_reward_model
 
         config = RewardTrainConfig.from_dict(reward_model.options)
+        check_base_model(config.base_model)  # again: the folder may have changed since the request
         snapshot = dict(reward_model.data_snapshot)
         pairs, stats = training_pairs(reward_model.project, filters=snapshot["filters"], ties=config.ties)
         if config.ties == "drop":

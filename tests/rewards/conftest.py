@@ -34,6 +34,13 @@ def easy_pairs():
     ]
 
 
+@pytest.fixture(autouse=True)
+def _model_roots(settings, tmp_path_factory):
+    # A base_model folder must sit inside PREFLOOP_MODEL_ROOTS (rewards.services.check_base_model);
+    # the tiny model lives under pytest's temporary root.
+    settings.PREFLOOP_MODEL_ROOTS = [tmp_path_factory.getbasetemp()]
+
+
 @pytest.fixture
 def model_dir(settings, tmp_path):
     settings.PREFLOOP_REWARD_MODEL_DIR = tmp_path / "reward-models"

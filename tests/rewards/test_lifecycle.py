@@ -68,7 +68,8 @@ def test_a_crash_while_saving_leaves_the_version_failed_and_no_artifact(voted_pr
 
 def test_an_exception_in_the_engine_fails_the_version(voted_project, tiny_model_dir, model_dir):
     project, _, _ = voted_project
-    queued, _ = services.request_training(project=project, options=tiny_options("/no/such/model"), enqueue=False)
+    missing = tiny_model_dir.parent / "no-such-model"  # inside the allowed roots, but not there
+    queued, _ = services.request_training(project=project, options=tiny_options(missing), enqueue=False)
     with pytest.raises(Exception):
         services.run_training(reward_model_id=queued.pk)
     queued.refresh_from_db()
