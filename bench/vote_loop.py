@@ -1,27 +1,36 @@
-"""Vote-loop benchmark: N concurrent simulated annotators doing next+vote against gunicorn on PostgreSQL.
+"""Vote-loop benchmark: N concurrent simulated annotators doing next+vote against a real server on PostgreSQL.
 
 One loop is what an annotator's client does per comparison: `POST /api/projects/{id}/next/`,
 then `POST /api/assignments/{id}/vote/` with a fresh idempotency key and a random allowed
 choice. The script sets up a bench project (overlap 3, lease 600 s, enough comparisons that
-nobody runs dry), starts gunicorn on a free loopback port, runs the annotators with asyncio +
-aiohttp for `--duration` seconds after a warm-up, then runs the same client against a trivial
-authenticated endpoint (two `GET /api/projects/` per loop) as a baseline, prints loops/s,
-requests/s, latency percentiles and the ratio, and checks against the database that every
-acknowledged 201 is exactly one stored vote and that no comparison went past its overlap
-target. It exits non-zero when a check fails. Target: >= 300 loops/s on 2 cores (client and
-server on the same cores); no test asserts a time.
+nobody runs dry), starts the server on a free loopback port, and runs the annotators with
+asyncio + aiohttp for `--duration` seconds after a warm-up, in three phases:
 
-Default server: gunicorn, 4 sync workers. On the shared 2-core box, sync and gthread
-(2 x 8, 3 x 4 threads) were within run-to-run noise on throughput, and sync had the tighter
-tail (p99/p50 about 1.1-1.5 against 2-7 for gthread): the views are CPU-bound Python, so
-threads only add GIL hand-offs. `--worker-class gthread --threads N` to compare.
+1. the vote loop;
+2. the peer baseline: the same client against a trivial authenticated endpoint (two
+   `GET /api/projects/` per loop), so the loop's cost reads as a ratio on any machine;
+3. the vote loop again while a reward-model training run (`manage.py train_reward_model`, the
+   job's code path, MiniLM on CPU at `nice 19`) works on the same cores (`--training-duration 0`
+   skips it); the report gives the slowdown against phase 1 (goal: at most 20 %).
 
-    .venv/bin/python bench/vote_loop.py                          # about a minute
-    .venv/bin/python bench/vote_loop.py --worker-class gthread --threads 4
+Then it checks against the database that every acknowledged 201 is exactly one stored vote
+and that no comparison went past its overlap target, and exits non-zero when a check fails.
+Goal: >= 300 loops/s and p99 < 150 ms on 2 cores (client and server on the same cores); no
+test asserts a time.
+
+Servers: `--server uvicorn` (the production profile's ASGI server, `--workers` processes) or
+`--server gunicorn` (sync workers, or gthread with `--threads`). `--production` serves
+`prefloop.settings.production` (PostgreSQL pool, Redis for cache and channels, HTTPS behind a
+proxy: the client sends X-Forwarded-Proto like the proxy would) with a throwaway secret key;
+without it the embedded settings run with DJANGO_DEBUG=0.
+
+    .venv/bin/python bench/vote_loop.py --production --server uvicorn --workers 2   # about 4 minutes
+    .venv/bin/python bench/vote_loop.py --server gunicorn --workers 4 --training-duration 0
     .venv/bin/python bench/vote_loop.py --url http://127.0.0.1:8000   # a server already running on --database-url
 
-Django (set-up and verification) runs in child processes (`--child ...`) so the client process
-stays light: it imports only asyncio and aiohttp.
+Django (set-up, training and verification) runs in child processes so the client process stays
+light: it imports only asyncio and aiohttp. Look at the load average printed first: the figures
+mean something only when nothing else ran on the cores.
 """
 from __future__ import annotations
 
@@ -207,6 +216,22 @@ def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
     }
 
 
+def start_training(env: dict, project_id: int, log) -> subprocess.Popen:
+    """A reward-model training run on the bench project's votes, at the lowest CPU priority, as a
+    job worker on the web machine would be run (docs/operations.md); stopped after the phase."""
+    command = ["nice", "-n", "19", sys.executable, str(ROOT / "manage.py"), "train_reward_model",
+               "--project", str(project_id), "--epochs", "50", "--max-steps", "100000", "--eval-every", "100000",
+               "--max-length", "128", "--batch-size", "8"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def training_started(log) -> bool:
+    """True once the run is past loading (its first log lines) — or it already failed."""
+    log.flush()
+    log.seek(0)
+    return bool(log.read().strip())
+
+
 def run_child(argv: list[str]) -> dict:
     """Run a `--child` mode of this script in a fresh interpreter; return its RESULT json."""
     proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -221,37 +246,74 @@ def run_child(argv: list[str]) -> dict:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    server: str  # uvicorn | gunicorn
     workers: int
-    worker_class: str  # sync | gthread
+    worker_class: str  # gunicorn: sync | gthread
     threads: int
-    app: str = "prefloop.wsgi:application"  # any WSGI app importable from bench/ or the repo
-    settings: str = "prefloop.settings"  # any settings module
-    fastpath_steps: str = ""
+    production: bool
+
+    @property
+    def settings(self) -> str:
+        return "prefloop.settings.production" if self.production else "prefloop.settings"
 
     def describe(self) -> str:
-        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
-        extra = "" if self.app.startswith("prefloop.") else f", app {self.app} (steps {self.fastpath_steps})"
-        extra += "" if self.settings == "prefloop.settings" else f", settings {self.settings}"
-        return f"gunicorn {self.workers} {self.worker_class} workers{threads}, DJANGO_DEBUG=0{extra}"
+        if self.server == "uvicorn":
+            kind = f"uvicorn {self.workers} workers (ASGI, uvloop + httptools)"
+        else:
+            threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
+            kind = f"gunicorn {self.workers} {self.worker_class} workers{threads} (WSGI)"
+        return f"{kind}, settings {self.settings}" + ("" if self.production else " with DJANGO_DEBUG=0")
+
+
+def server_env(config: ServerConfig | None, database_url: str) -> dict:
+    """Environment of the server and of the training child: the same settings module for both."""
+    import secrets
+
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
+    if config is None or not config.production:
+        env["DJANGO_SETTINGS_MODULE"] = "prefloop.settings"
+        return env
+    env.update(
+        DJANGO_SETTINGS_MODULE="prefloop.settings.production",
+        DJANGO_SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
+        PREFLOOP_CACHE_PREFIX="bench-vote-loop", PREFLOOP_CHANNELS_PREFIX="bench-vote-loop",
+        PREFLOOP_JOB_BACKEND="db", LOG_LEVEL="WARNING",
+    )
+    return env
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port: from BENCH_PORTS ("first-last", for machines shared by several people) or any."""
+    first, _, last = os.environ.get("BENCH_PORTS", "0-0").partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in BENCH_PORTS={os.environ['BENCH_PORTS']}")
 
 
-def start_gunicorn(config: ServerConfig, database_url: str, port: int, log) -> subprocess.Popen:
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"), config.app, "--pythonpath", str(ROOT / "bench"),
-        "--bind", f"127.0.0.1:{port}", "--workers", str(config.workers), "--worker-class", config.worker_class,
-        "--backlog", "2048", "--log-level", "warning", "--keep-alive", "5",
-    ]
-    if config.worker_class == "gthread":
-        command += ["--threads", str(config.threads)]
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "DJANGO_SETTINGS_MODULE": config.settings,
-           "BENCH_FASTPATH_STEPS": config.fastpath_steps}
-    # Its own session, so stop_server can end gunicorn and its workers by this one group id.
+def start_server(config: ServerConfig, env: dict, port: int, log) -> subprocess.Popen:
+    bin_dir = Path(sys.executable).parent
+    if config.server == "uvicorn":
+        command = [
+            str(bin_dir / "uvicorn"), "prefloop.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(config.workers), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+            "--backlog", "2048", "--no-server-header",
+        ]
+    else:
+        command = [
+            str(bin_dir / "gunicorn"), "prefloop.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(config.workers), "--worker-class", config.worker_class,
+            "--backlog", "2048", "--log-level", "warning", "--keep-alive", "5",
+        ]
+        if config.worker_class == "gthread":
+            command += ["--threads", str(config.threads)]
+    # Its own session, so stop_server can end the server and its workers by this one group id.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
@@ -267,18 +329,20 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def wait_until_up(url: str, proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
-    """Poll until the server answers any HTTP status (401 without a token is fine)."""
-    import urllib.error
-    import urllib.request
+    """Poll until the server answers any HTTP status (401 without a token is fine; no redirect is followed)."""
+    import http.client
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode} before answering")
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
         try:
-            urllib.request.urlopen(url + "/api/projects/", timeout=2)
-            return
-        except urllib.error.HTTPError:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+            conn.request("GET", "/api/projects/", headers={"X-Forwarded-Proto": "https"})
+            conn.getresponse().read()
+            conn.close()
             return
         except OSError:
             time.sleep(0.2)
@@ -358,7 +422,8 @@ async def baseline_loop(session, base: str, project_id: int, headers: dict, rng:
 
 async def annotator(loop_fn, session, base: str, project_id: int, token: str, phase: Phase, seed: int,
                     rec: Recorder, max_loops: int) -> None:
-    headers = {"Authorization": f"Token {token}"}
+    # What the TLS proxy in front of the production profile adds; harmless otherwise.
+    headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"}
     rng = random.Random(seed)
     for _ in range(max_loops):
         if time.monotonic() >= phase.end:
@@ -435,10 +500,10 @@ class Check:
     detail: str
 
 
-def checks_from(verify: dict, rec: Recorder) -> list[Check]:
+def checks_from(verify: dict, acked: list[dict]) -> list[Check]:
     return [
         Check("every 201 is one stored vote", verify["acked"] == verify["stored"] == verify["stored_distinct"]
-              and not verify["acked_not_stored"] and not verify["stored_not_acked"] and verify["acked"] == len(rec.acked),
+              and not verify["acked_not_stored"] and not verify["stored_not_acked"] and verify["acked"] == len(acked),
               f"acknowledged {verify['acked']}, stored {verify['stored']}, acked-not-stored {verify['acked_not_stored']},"
               f" stored-not-acked {verify['stored_not_acked']}"),
         Check("no comparison over its overlap target", not verify["over_target_by_counters"] and not verify["over_target_by_rows"],
@@ -452,25 +517,30 @@ def checks_from(verify: dict, rec: Recorder) -> list[Check]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--annotators", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of the vote loop")
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--baseline-duration", type=float, default=6.0, help="measured seconds of the baseline (0: skip)")
-    parser.add_argument("--comparisons", type=int, default=15_000, help="comparisons in the bench project (x3 slots)")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
+    parser.add_argument("--annotators", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds of each vote-loop phase")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--baseline-duration", type=float, default=20.0, help="measured seconds of the baseline (0: skip)")
+    parser.add_argument("--training-duration", type=float, default=None,
+                        help="measured seconds of the vote loop during training (default: --duration; 0: skip)")
+    parser.add_argument("--training-warmup", type=float, default=25.0,
+                        help="seconds between starting the training run and measuring (model loading)")
+    parser.add_argument("--comparisons", type=int, default=30_000, help="comparisons in the bench project (x3 slots)")
+    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn only")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
-    parser.add_argument("--app", default="prefloop.wsgi:application",
-                        help="WSGI app to serve (default: prefloop.wsgi:application)")
-    parser.add_argument("--fastpath-steps", default="", help="free-form label for an experimental app, printed in the report")
-    parser.add_argument("--settings", default="prefloop.settings",
-                        help="settings module for the server (default: prefloop.settings)")
+    parser.add_argument("--production", action="store_true",
+                        help="serve prefloop.settings.production (needs Redis at BENCH_REDIS_URL, default redis://127.0.0.1:6379/7)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
-    parser.add_argument("--url", help="an already running server using --database-url; no gunicorn is started")
+    parser.add_argument("--url", help="an already running server using --database-url; no server is started")
     parser.add_argument("--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)")
     parser.add_argument("--child", choices=["setup", "verify"], help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.training_duration is None:
+        args.training_duration = args.duration
+    return args
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -481,32 +551,54 @@ def child_main(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def measure(args: argparse.Namespace, base: str, setup: dict) -> tuple[Recorder, Phase, Recorder | None, Phase | None]:
-    tokens, project_id = setup["tokens"], setup["project_id"]
-    slots = args.comparisons * OVERLAP
-    rec, phase = asyncio.run(run_phase(vote_loop, base, project_id, tokens, args.warmup, args.duration, slots, "vote"))
-    if args.baseline_duration <= 0:
-        return rec, phase, None, None
-    base_rec, base_phase = asyncio.run(
-        run_phase(baseline_loop, base, project_id, tokens, 1.0, args.baseline_duration, 10**6, "baseline")
-    )
-    return rec, phase, base_rec, base_phase
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def report(args, config: ServerConfig | None, rec, phase, base_rec, base_phase, verify: dict) -> bool:
+@dataclass
+class Run:
+    """What one vote-loop phase observed."""
+
+    rec: Recorder
+    phase: Phase
+    training_cpu_s: float | None = None
+    training_alive: bool | None = None
+
+
+def vote_phase(args, base: str, setup: dict, duration: float, max_loops: int) -> tuple[Recorder, Phase]:
+    return asyncio.run(run_phase(vote_loop, base, setup["project_id"], setup["tokens"], args.warmup, duration,
+                                 max_loops, "vote"))
+
+
+def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict) -> bool:
     server = config.describe() if config else f"external server at {args.url}"
     print(f"\nserver: {server}; {os.cpu_count()} cores shared with the client; {args.annotators} annotators;"
           f" PostgreSQL {args.database_url.rsplit('@', 1)[-1]}")
-    print(f"load average before the run: {args.load_before:.2f} (anything above ~0.5 means other work shared the cores)")
-    loops = print_phase("vote loop: POST next + POST vote", rec, phase)
-    if base_rec is not None:
-        base = print_phase("baseline: 2 x GET /api/projects/ (token auth, one membership query)", base_rec, base_phase)
+    print(f"load average before the run: {args.load_before} (above ~1 means other work shared the cores)")
+    alone = runs["vote"]
+    loops = print_phase("vote loop: POST next + POST vote", alone.rec, alone.phase)
+    if "baseline" in runs:
+        base = print_phase("baseline: 2 x GET /api/projects/ (token auth, one membership query)",
+                           runs["baseline"].rec, runs["baseline"].phase)
         if loops.per_s:
             print(f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
                   f" requests (throughput); p50 latency {loops.p50_ms / base.p50_ms:.2f}x")
-    print(f"\nloops/s {loops.per_s:.1f} (target >= 300 on 2 cores)")
-    print("\nverification against the database:")
-    checks = checks_from(verify, rec)
+    if "training" in runs:
+        run = runs["training"]
+        trained = print_phase("vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase)
+        print(f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}")
+        if loops.per_s:
+            print(f"\nslowdown during training: throughput {100 * (1 - trained.per_s / loops.per_s):+.1f} %,"
+                  f" p50 {trained.p50_ms / loops.p50_ms:.2f}x, p99 {trained.p99_ms / loops.p99_ms:.2f}x (goal: at most 20 %)")
+    print(f"\nloops/s {loops.per_s:.1f}, p99 {loops.p99_ms:.0f} ms (goal: >= 300 loops/s, p99 < 150 ms on 2 cores)")
+    print("\nverification against the database (all phases):")
+    acked = [a for run in runs.values() for a in run.rec.acked]
+    checks = checks_from(verify, acked)
     for check in checks:
         print(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
     return all(check.ok for check in checks)
@@ -521,27 +613,45 @@ def main() -> int:
     if args.child:
         child_main(args)
         return 0
-    signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its gunicorn
-    config = None if args.url else ServerConfig(
-        args.workers, args.worker_class, args.threads, args.app, args.settings,
-        args.fastpath_steps,
-    )
-    args.load_before = os.getloadavg()[0]
+    signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its server
+    config = None if args.url else ServerConfig(args.server, args.workers, args.worker_class, args.threads, args.production)
+    args.load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+    print(f"load average at start: {args.load_before}", flush=True)
     print(f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...", flush=True)
     setup = run_child(["--child", "setup", "--database-url", args.database_url,
                        "--annotators", str(args.annotators), "--comparisons", str(args.comparisons)])
     print(f"set-up done in {setup['seconds']:.1f} s (project {setup['project_id']})", flush=True)
     log_path = Path(args.log or tempfile.mkstemp(prefix="vote-loop-acks-", suffix=".jsonl")[1])
+    env = server_env(config, args.database_url)
     proc, server_log = None, tempfile.TemporaryFile(mode="w+")
+    training, training_log = None, tempfile.TemporaryFile(mode="w+")
+    runs: dict[str, Run] = {}
+    slots = args.comparisons * OVERLAP
     try:
         base = args.url.rstrip("/") if args.url else None
         if config:
             port = free_port()
-            proc = start_gunicorn(config, args.database_url, port, server_log)
+            proc = start_server(config, env, port, server_log)
             base = f"http://127.0.0.1:{port}"
         wait_until_up(base, proc)
         print(f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...", flush=True)
-        rec, phase, base_rec, base_phase = measure(args, base, setup)
+        runs["vote"] = Run(*vote_phase(args, base, setup, args.duration, slots))
+        if args.baseline_duration > 0:
+            print("baseline ...", flush=True)
+            runs["baseline"] = Run(*asyncio.run(run_phase(
+                baseline_loop, base, setup["project_id"], setup["tokens"], 1.0, args.baseline_duration, 10**6, "baseline")))
+        if args.training_duration > 0:
+            print(f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...", flush=True)
+            training = start_training(env, setup["project_id"], training_log)
+            time.sleep(args.training_warmup)
+            if training.poll() is not None:
+                training_log.seek(0)
+                raise RuntimeError(f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}")
+            cpu_before = cpu_seconds(training.pid)
+            run = Run(*vote_phase(args, base, setup, args.training_duration, slots))
+            run.training_cpu_s = cpu_seconds(training.pid) - cpu_before
+            run.training_alive = training.poll() is None
+            runs["training"] = run
     except BaseException:
         server_log.seek(0)
         tail = server_log.read()[-2000:]
@@ -549,12 +659,14 @@ def main() -> int:
             print("server log tail:\n" + tail, file=sys.stderr)
         raise
     finally:
+        if training is not None:
+            stop_server(training)
         if proc is not None:
             stop_server(proc)
-    log_path.write_text("".join(json.dumps(a) + "\n" for a in rec.acked))
+    log_path.write_text("".join(json.dumps(a) + "\n" for run in runs.values() for a in run.rec.acked))
     verify = run_child(["--child", "verify", "--database-url", args.database_url,
                         "--project-id", str(setup["project_id"]), "--log", str(log_path)])
-    ok = report(args, config, rec, phase, base_rec, base_phase, verify)
+    ok = report(args, config, runs, verify)
     print(f"client log: {log_path}")
     return 0 if ok else 1
 
