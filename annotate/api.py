@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.pagination import LimitOffsetPagination
+from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response

@@ -1,10 +1,19 @@
-"""Maps domain errors to HTTP responses: {"error": code, "detail": message, "field"?: name}."""
+"""Maps domain errors to HTTP responses: {"error": code, "detail": message, "field"?: name}.
+
+Anything unexpected becomes a generic JSON 500 ({"error": "server_error", "detail": ...}): the
+traceback goes to the log (and to Django's got_request_exception receivers), never to the client.
+"""
 from __future__ import annotations
 
+import logging
+
+from django.core.signals import got_request_exception
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
 from annotate.errors import AnnotateError, ImportDataError, InvalidVote
+
+logger = logging.getLogger("django.request")
 
 
 def exception_handler(exc, context):
@@ -15,4 +24,11 @@ def exception_handler(exc, context):
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]
         return Response(body, status=exc.http_status)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        return response
+    request = context.get("request")
+    logger.error("Internal Server Error: %s", getattr(request, "path", "?"), exc_info=(type(exc), exc, exc.__traceback__))
+    got_request_exception.send(sender=None, request=getattr(request, "_request", request))
+    set_rollback()  # like any other error: an atomic request writes nothing
+    return Response({"error": "server_error", "detail": "Internal server error."}, status=500)

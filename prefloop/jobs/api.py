@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
