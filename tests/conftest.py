@@ -81,3 +81,14 @@ def tiny_model_dir(tmp_path_factory, minilm_tokenizer):
     BertForSequenceClassification(config).save_pretrained(folder)
     minilm_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # The login lockout counts failed sign-ins in the cache (per process here, and 127.0.0.1 for
+    # every test client): without this, failures from earlier tests would add up and lock later ones.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
