@@ -87,8 +87,13 @@ def tiny_model_dir(tmp_path_factory, minilm_tokenizer):
 def _fresh_cache():
     # The login lockout counts failed sign-ins in the cache (per process here, and 127.0.0.1 for
     # every test client): without this, failures from earlier tests would add up and lock later ones.
-    from django.core.cache import cache
+    # Only the in-process cache is cleared: clearing a Redis cache would FLUSHDB a shared server.
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
 
-    cache.clear()
+    cache = caches["default"]
+    if isinstance(cache, LocMemCache):
+        cache.clear()
     yield
-    cache.clear()
+    if isinstance(cache, LocMemCache):
+        cache.clear()
