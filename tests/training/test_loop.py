@@ -23,13 +23,21 @@ TINY_POLICY = {"n_layer": 1, "n_embd": 64, "n_head": 2, "max_length": 96, "steps
 
 
 @pytest.fixture
-def loop_env(settings, tmp_path, tiny_model_dir):
+def loop_env(settings, tmp_path):
     settings.PREFLOOP_JOB_BACKEND = "immediate"
     settings.PREFLOOP_POLICY_DIR = tmp_path / "policies"
     settings.PREFLOOP_REWARD_MODEL_DIR = tmp_path / "reward-models"
     settings.PREFLOOP_JOB_DIR = tmp_path / "jobs"
     settings.PREFLOOP_MODEL_ROOTS = [tmp_path / "models"]
     return tmp_path
+
+
+@pytest.fixture
+def reward_base(loop_env, tiny_model_dir):
+    """The tiny BERT copied under PREFLOOP_MODEL_ROOTS, where reward-model base models must live."""
+    import shutil
+
+    return shutil.copytree(tiny_model_dir, loop_env / "models" / "tiny-bert")
 
 
 @pytest.fixture
@@ -43,14 +51,14 @@ def project_env(api, loop_env):
     return project, api(researcher), api(annotator)
 
 
-def reward_options(tiny_model_dir) -> dict:
-    return {"base_model": str(tiny_model_dir), "max_length": 96, "lr": 5e-3, "batch_size": 8, "max_steps": 30,
+def reward_options(reward_base) -> dict:
+    return {"base_model": str(reward_base), "max_length": 96, "lr": 5e-3, "batch_size": 8, "max_steps": 30,
             "eval_fraction": 0.2, "ties": "drop"}
 
 
-def round_params(tiny_model_dir, **update) -> dict:
+def round_params(reward_base, **update) -> dict:
     return {"k": 4, "pairs_per_prompt": 6, "max_new_tokens": 32, "temperature": 1.0, "top_p": 1.0, "seed": 3,
-            "reward_model": reward_options(tiny_model_dir), "update": update}
+            "reward_model": reward_options(reward_base), "update": update}
 
 
 def vote_longer(client, project) -> int:
@@ -106,7 +114,7 @@ def check_round_done(project, round_: Round, method: str) -> Policy:
     return new
 
 
-def test_dpo_loop_two_rounds_through_the_api(project_env, tiny_model_dir):
+def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     project, researcher, annotator = project_env
     built = researcher.post(f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": TINY_POLICY}, format="json")
     assert built.status_code == 202, built.content
@@ -115,7 +123,7 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, tiny_model_dir):
     loop = Loop.objects.get(project=project)
     assert loop.reference_id == loop.current_id == demo.pk and loop.eval_prompt_ids
 
-    round1 = start_round(researcher, project, "dpo", round_params(tiny_model_dir, max_steps=30, lr=5e-4, beta=0.1))
+    round1 = start_round(researcher, project, "dpo", round_params(reward_base, max_steps=30, lr=5e-4, beta=0.1))
     round1.refresh_from_db()
     assert round1.state == Round.State.LABELING, round1.reason
     # Provenance: every sample points at the policy and round it came from, with its sampler parameters.
@@ -133,7 +141,7 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, tiny_model_dir):
     new = check_round_done(project, round1, "dpo")
     assert new.data["pairs"] > 0 and new.data["rounds"] == [1]
 
-    round2 = start_round(researcher, project, "dpo", round_params(tiny_model_dir))
+    round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     round2.refresh_from_db()
     assert round2.state == Round.State.LABELING and round2.policy_id == new.pk
     new_lengths = sampled_lengths(project, 2, new)
@@ -157,19 +165,19 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, tiny_model_dir):
     ("ppo", {"max_steps": 6, "batch_size": 8}),
     ("best_of_n", {"n": 4, "max_steps": 30}),
 ])
-def test_ppo_and_best_of_n_rounds(project_env, tiny_model_dir, demo_policy_dir, method, update):
+def test_ppo_and_best_of_n_rounds(project_env, reward_base, demo_policy_dir, method, update):
     project, researcher, annotator = project_env
     registered = researcher.post(f"/api/projects/{project.pk}/policies/",
                                  {"kind": "base", "model_path": str(demo_policy_dir), "name": "SFT"}, format="json")
     assert registered.status_code == 201, registered.content
     base = Policy.objects.get(pk=registered.json()["id"])
-    round1 = start_round(researcher, project, method, {**round_params(tiny_model_dir, **update), "ai_feedback": True})
+    round1 = start_round(researcher, project, method, {**round_params(reward_base, **update), "ai_feedback": True})
     vote_longer(annotator, project)
     new = check_round_done(project, round1, method)
     assert new.data["reward_model_version"] == round1.reward_model.version
     # AI feedback needs a reward model: round 1 had none, round 2 gets it, kept apart from human votes.
     assert not AIFeedback.objects.filter(comparison__round=1).exists()
-    round2 = start_round(researcher, project, method, {**round_params(tiny_model_dir, **update), "ai_feedback": True})
+    round2 = start_round(researcher, project, method, {**round_params(reward_base, **update), "ai_feedback": True})
     round2.refresh_from_db()
     assert round2.state == Round.State.LABELING and round2.policy_id == new.pk
     feedback = AIFeedback.objects.filter(comparison__round=2)
@@ -206,14 +214,14 @@ def demo_policy_dir(loop_env, settings, demo_policy_root):
     return target
 
 
-def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy_dir, tiny_model_dir):
+def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy_dir, reward_base):
     from training import services
     from training.errors import RoundStateError
 
     project, researcher, annotator = project_env
     researcher.post(f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": str(demo_policy_dir)},
                     format="json")
-    round1 = start_round(researcher, project, "dpo", round_params(tiny_model_dir))
+    round1 = start_round(researcher, project, "dpo", round_params(reward_base))
     # One active round per project.
     again = researcher.post(f"/api/projects/{project.pk}/rounds/", {"method": "dpo"}, format="json")
     assert again.status_code == 409 and "still labeling" in again.json()["detail"]
@@ -231,5 +239,5 @@ def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy
     assert not Comparison.objects.filter(project=project, round=1, is_open=True).exists()
     assert annotator.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"] is None
     # A new round takes the next number.
-    round2 = start_round(researcher, project, "dpo", round_params(tiny_model_dir))
+    round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     assert round2.number == 2

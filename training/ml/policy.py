@@ -175,7 +175,7 @@ def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_si
     backend.no_truncation()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
-        padding_side="left", model_input_names=["input_ids", "attention_mask"], model_max_length=max_length,
+        padding_side="left", model_input_names=["input_ids", "attention_mask"], model_max_length=max(max_length, 512),
     )
     return prepare_tokenizer(tokenizer)
 
