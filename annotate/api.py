@@ -15,6 +15,7 @@ from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from annotate.pagination import paginated
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -58,7 +59,7 @@ class ProjectListApi(APIView):
 
 
 class ProjectDetailApi(APIView):
-    @extend_schema(responses=s.ProjectSerializer)
+    @extend_schema(responses=s.PROJECT_FOR_MEMBER)
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
         if request.user.is_admin or project.memberships.filter(user=request.user, role=RESEARCHER).exists():
@@ -76,7 +77,7 @@ class ProjectProgressApi(APIView):
 
 
 class ProjectComparisonsApi(APIView):
-    @extend_schema(responses=s.ComparisonProgressSerializer(many=True))
+    @extend_schema(responses=paginated(s.ComparisonProgressSerializer(), "PaginatedComparisonProgressList"))
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
@@ -88,7 +89,7 @@ class ProjectComparisonsApi(APIView):
 
 
 class ProjectVotesApi(APIView):
-    @extend_schema(responses=s.ResearcherVoteSerializer(many=True))
+    @extend_schema(responses=paginated(s.ResearcherVoteSerializer(), "PaginatedResearcherVoteList"))
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
@@ -319,7 +320,7 @@ def _vote_output(vote) -> dict:
 class MyVotesApi(APIView):
     """An annotator's own votes in a project (their work only, no model names)."""
 
-    @extend_schema(responses=s.VoteOutputSerializer(many=True))
+    @extend_schema(responses=paginated(s.VoteOutputSerializer(), "PaginatedVoteOutputList"))
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
         paginator = LimitOffsetPagination()

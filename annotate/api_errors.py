@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
@@ -24,6 +25,9 @@ def exception_handler(exc, context):
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]
         return Response(body, status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):  # a model's full_clean() or constraint check: bad input
+        set_rollback()
+        return Response({"error": "invalid", "detail": "; ".join(exc.messages)}, status=400)
     response = drf_exception_handler(exc, context)
     if response is not None:
         return response

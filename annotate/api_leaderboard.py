@@ -22,7 +22,7 @@ class LeaderboardQuerySerializer(serializers.Serializer):
     style_control = serializers.BooleanField(default=False)
     elo = serializers.BooleanField(default=False, help_text="also the online Elo (K=4) over votes in order")
     aspect = serializers.CharField(required=False)
-    round = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False)
 
     def to_internal_value(self, data):
         # ?round=1&round=2 arrives as a QueryDict list

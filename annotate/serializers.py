@@ -1,6 +1,7 @@
 """DRF serializers: input validation and output shapes of the annotate API."""
 from __future__ import annotations
 
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from annotate.models import Comparison, Project, Vote
@@ -15,6 +16,16 @@ class ProjectSerializer(serializers.ModelSerializer):
             "gold_min_answers", "created_at",
         ]
         read_only_fields = ["id", "created_at"]
+        # Bounds the database (and the model's check constraints) would otherwise refuse with a 500.
+        extra_kwargs = {
+            "overlap_target": {"min_value": 1, "max_value": 1000},
+            "strength_scale": {"min_value": 0, "max_value": 10},
+            "lease_seconds": {"min_value": 10, "max_value": 7 * 24 * 3600},
+            "annotator_cap": {"min_value": 0, "max_value": 2**31 - 1},
+            "gold_rate": {"min_value": 0.0, "max_value": 1.0},
+            "gold_min_accuracy": {"min_value": 0.0, "max_value": 1.0},
+            "gold_min_answers": {"min_value": 0, "max_value": 1000},
+        }
 
     def validate_aspects(self, value):
         if not isinstance(value, list) or not all(isinstance(a, str) and 0 < len(a) <= 64 for a in value):
@@ -30,6 +41,26 @@ class AnnotatorProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "instructions", "aspects", "allow_tie", "allow_both_bad", "strength_scale", "rationale"]
+
+
+class AnnotatorProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    today = serializers.IntegerField()
+    cap = serializers.IntegerField(allow_null=True)
+
+
+class AnnotatorProjectWithProgressSerializer(AnnotatorProjectSerializer):
+    progress = AnnotatorProgressSerializer(read_only=True)
+
+    class Meta(AnnotatorProjectSerializer.Meta):
+        fields = AnnotatorProjectSerializer.Meta.fields + ["progress"]
+
+
+# GET /api/projects/{id}/: researchers and admins get the settings, annotators the rules and their progress.
+PROJECT_FOR_MEMBER = PolymorphicProxySerializer(
+    component_name="ProjectForMember", serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
+    resource_type_field_name=None,
+)
 
 
 class MembershipInputSerializer(serializers.Serializer):
@@ -124,7 +155,7 @@ class ExportQuerySerializer(serializers.Serializer):
     rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
     ties = serializers.ChoiceField(choices=["label", "drop", "both-orders"], default="label")
     conversational = serializers.BooleanField(default=False)
-    round = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)

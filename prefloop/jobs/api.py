@@ -4,6 +4,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from annotate.pagination import paginated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,7 +31,7 @@ class JobListApi(APIView):
             OpenApiParameter("status", str, enum=Job.Status.values),
             OpenApiParameter("kind", str),
         ],
-        responses=JobSerializer(many=True),
+        responses=paginated(JobSerializer(), "PaginatedJobList"),
     )
     def get(self, request):
         reap_stale_jobs()
