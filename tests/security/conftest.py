@@ -145,3 +145,7 @@ def _add_training_rows(world: World) -> None:
 @pytest.fixture
 def world(db) -> World:
     return build_world()
+
+
+# The browser tests here run in Debian's chromium, set up as in tests/e2e/.
+from tests.e2e.conftest import artifacts_dir, browser_type_launch_args  # noqa: E402,F401
