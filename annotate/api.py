@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.authentication import TokenScheme
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -225,6 +226,16 @@ class HotPathTokenAuthentication(TokenAuthentication):
         if not user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
         return user, key
+
+
+class HotPathTokenScheme(TokenScheme):
+    """The same `Authorization: Token <key>` scheme in the OpenAPI schema, under its own name:
+    drf-spectacular wants one class per security-scheme name (else check --deploy warns)."""
+
+    target_class = HotPathTokenAuthentication
+    name = "hotPathTokenAuth"
+    match_subclasses = False
+    priority = 1
 
 
 HOT_PATH_AUTHENTICATION = [HotPathTokenAuthentication, SessionAuthentication]

@@ -26,6 +26,7 @@ def _int_param(request, name: str) -> int | None:
 
 class JobListApi(APIView):
     @extend_schema(
+        operation_id="jobs_list",
         parameters=[
             OpenApiParameter("project", int, description="Only this project's jobs."),
             OpenApiParameter("status", str, enum=Job.Status.values),
