@@ -39,6 +39,8 @@ class ExportFilters:
     annotators: tuple[str, ...] | None = None  # usernames or imported voter ids
     aspect: str | None = None
     sources: tuple[str, ...] = (Vote.Source.HUMAN, Vote.Source.IMPORTED)
+    # Votes with ids up to this only: the snapshot bound an export records in its manifest.
+    max_vote_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
         q &= Q(created_at__lt=filters.until)
     if filters.aspect:
         q &= Q(aspect=filters.aspect)
+    if filters.max_vote_id is not None:
+        q &= Q(id__lte=filters.max_vote_id)
     if filters.annotators is not None:
         user_ids = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
         q &= Q(annotator_id__in=user_ids) | Q(annotator__isnull=True, external_annotator__in=filters.annotators)

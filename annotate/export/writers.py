@@ -14,11 +14,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from django.db import connection, transaction
+from django.db.models import Max
 
 from annotate.export.rows import (
     RAW_SCHEMA_VERSION,
@@ -185,18 +186,22 @@ def export_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda n: None)
     stats = ExportStats()
-    metadata = {
-        "schema_version": RAW_SCHEMA_VERSION if raw else SCHEMA_VERSION,
-        "project": project.name,
-        "project_id": project.pk,
-        "kind": "votes" if raw else "preferences",
-        "aggregation_rule": None if raw else options.rule,
-        "ties": None if raw else options.ties,
-        "conversational": options.conversational,
-        "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
-    }
     schema = _arrow_schema(raw=raw, conversational=options.conversational)
-    with _snapshot():
+    with _snapshot() as max_vote_id:
+        # The snapshot's bound goes into the filters (and so the manifest): exporting again with
+        # those filters reads exactly these votes, so the same snapshot exports byte for byte.
+        if filters.max_vote_id is None or filters.max_vote_id > max_vote_id:
+            filters = replace(filters, max_vote_id=max_vote_id)
+        metadata = {
+            "schema_version": RAW_SCHEMA_VERSION if raw else SCHEMA_VERSION,
+            "project": project.name,
+            "project_id": project.pk,
+            "kind": "votes" if raw else "preferences",
+            "aggregation_rule": None if raw else options.rule,
+            "ties": None if raw else options.ties,
+            "conversational": options.conversational,
+            "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
+        }
         rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
         tmp = out.with_name(out.name + ".partial")
         if format == "jsonl":
@@ -221,19 +226,36 @@ def export_dataset(
 
 @contextmanager
 def _snapshot():
-    """One snapshot for the whole export on PostgreSQL: votes arriving meanwhile are all out.
+    """One snapshot for the whole export; yields its bound, the highest vote id it includes.
 
-    Inside a caller's transaction the caller's isolation applies. Not on SQLite: its
-    transactions here are IMMEDIATE (they take the write lock) and would stall every voter for
-    the length of an export; WAL readers see committed rows chunk by chunk instead.
+    PostgreSQL: vote ids are handed out before their transactions commit, so "every vote up to
+    id N" is only a stable set once no transaction that could still commit an id <= N is open.
+    A SHARE lock on the vote table waits for the open vote transactions (milliseconds; new
+    votes wait that long too), N is read under it, and the export then reads one REPEATABLE
+    READ snapshot taken after that, filtered to ids <= N. Inside a caller's transaction the
+    caller's isolation applies and N is read as is.
+
+    SQLite: not one transaction (they are IMMEDIATE here and would stall every voter for the
+    length of an export); its writers commit one at a time in id order, so max(id) is already
+    a stable bound, and WAL readers see committed rows chunk by chunk.
     """
     if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
+        yield _max_vote_id()
         return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE annotate_vote IN SHARE MODE")
+        bound = _max_vote_id()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             # The export walks id ranges through indexes; PostgreSQL's default page cost (4, for
             # spinning disks) makes it hash-join whole tables for every chunk instead: O(n²).
             cursor.execute("SET LOCAL random_page_cost = 1.1")
-        yield
+        yield bound
+
+
+def _max_vote_id() -> int:
+    from annotate.models import Vote
+
+    return Vote.objects.aggregate(m=Max("id"))["m"] or 0

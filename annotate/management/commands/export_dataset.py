@@ -44,6 +44,8 @@ class Command(BaseCommand):
         parser.add_argument("--annotator", action="append", dest="annotators", help="repeat for a set")
         parser.add_argument("--aspect")
         parser.add_argument("--source", choices=["human", "imported", "all"], default="all")
+        parser.add_argument("--max-vote-id", type=int,
+                            help="votes up to this id only; give an earlier manifest's filters.max_vote_id to re-export its snapshot")
 
     def handle(self, *args, **opts):
         project = Project.objects.filter(name=opts["project"]).first()
@@ -59,6 +61,7 @@ class Command(BaseCommand):
             annotators=tuple(opts["annotators"]) if opts["annotators"] else None,
             aspect=opts["aspect"],
             sources=("human", "imported") if opts["source"] == "all" else (opts["source"],),
+            max_vote_id=opts["max_vote_id"],
         )
         options = ExportOptions(rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"])
         with tqdm(desc=f"export {project.name}", unit="row", disable=opts["verbosity"] == 0) as bar:
