@@ -50,12 +50,6 @@ def policy_dir(policy: Policy) -> Path:
     return policies_root() / f"project-{policy.project_id}" / f"v{policy.version}"
 
 
-def model_roots() -> list[Path]:
-    """Folders a researcher may register base policies from (PREFLOOP_MODEL_ROOTS)."""
-    roots = getattr(settings, "PREFLOOP_MODEL_ROOTS", None) or [Path(settings.VAR_DIR) / "models"]
-    return [Path(r).resolve() for r in roots]
-
-
 def check_model_path(model_path: str) -> Path:
     """A local causal-LM folder inside one of the allowed roots, with safetensors weights; never a URL
     or hub id (nothing is downloaded) and never a path that escapes the roots (.., symlinks)."""
@@ -68,6 +62,8 @@ def check_model_path(model_path: str) -> Path:
     if not path.is_absolute():
         raise InvalidModelPath("model_path must be an absolute path")
     resolved = path.resolve()
+    from rewards.services import model_roots
+
     roots = model_roots()
     if not any(resolved == root or root in resolved.parents for root in roots):
         raise InvalidModelPath(f"model_path must be inside {', '.join(str(r) for r in roots)} (PREFLOOP_MODEL_ROOTS)")
@@ -216,6 +212,13 @@ def start_round(*, project: Project, method: str, params: dict | None = None, us
     loop = loop_for(project)
     merged = RoundParams.from_dict({**loop.defaults, **(params or {})})
     _check_update_overrides(method, merged.update)
+    from rewards.errors import InvalidTrainingOptions
+    from rewards.services import validate_options
+
+    try:
+        validate_options(project=project, options=merged.reward_model)
+    except InvalidTrainingOptions as exc:
+        raise InvalidRoundParams(f"reward_model: {exc}") from None
     if loop.current.status != Policy.Status.READY:
         raise LoopNotReady(f"the current policy v{loop.current.version} is {loop.current.status}")
     with transaction.atomic():
@@ -260,8 +263,11 @@ def _enqueue(round_: Round, kind: str, user=None):
     from prefloop.jobs.services import enqueue_job
 
     job = enqueue_job(kind=kind, params={"round_id": round_.pk}, project=round_.project, user=user)
-    Round.objects.filter(pk=round_.pk).update(job_id=job.pk)
-    round_.job_id = job.pk
+    history = list(round_.history)
+    if history and history[-1].get("job_id") is None:  # the step just entered is this job's
+        history[-1] = {**history[-1], "job_id": job.pk}
+    Round.objects.filter(pk=round_.pk).update(job_id=job.pk, history=history)
+    round_.job_id, round_.history = job.pk, history
     return job
 
 
@@ -339,7 +345,8 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
         candidate = mine[rng.randrange(len(mine))] if mine else None
         if candidate is not None and text_of[candidate] != row.text:
             pairs.append((row.prompt_id, (ids[(row.prompt_id, row.key)], candidate)))
-    comparison_ids = add_comparisons(project=round_.project, round=round_.number, pairs=pairs)
+    # Handed out before older material: the loop waits on these votes.
+    comparison_ids = add_comparisons(project=round_.project, round=round_.number, pairs=pairs, priority=100 + round_.number)
     feedback = 0
     if params.ai_feedback and reward_model is not None and rewards:
         feedback = _store_ai_feedback(reward_model, comparison_ids, pairs, rewards)
@@ -566,7 +573,10 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         from training.ml.metrics import evaluate_policy
 
         scorer = RewardScorer(Path(reward_model.artifact_path))
-        config = _update_config(round_.method, params.update, seed=params.seed + round_.number)
+        overrides = dict(params.update)
+        if round_.method != Round.Method.DPO:  # rollouts sample like the round did, unless told otherwise
+            overrides.setdefault("sampler", params.sampler(seed_offset=round_.number))
+        config = _update_config(round_.method, overrides, seed=params.seed + round_.number)
         folder = policy_dir(policy)
         if folder.exists():
             shutil.rmtree(folder)
