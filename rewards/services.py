@@ -116,6 +116,12 @@ def _validated(project: Project, options: dict, *, now: datetime) -> tuple[Rewar
     return config, filters
 
 
+def validate_options(*, project: Project, options: dict) -> None:
+    """Raise InvalidTrainingOptions now for options a later request_training would refuse (writes nothing)."""
+    found = RewardSettings.objects.filter(project=project).first()
+    _validated(project, {**(found.default_options if found else {}), **(options or {})}, now=timezone.now())
+
+
 def reward_settings(project: Project) -> RewardSettings:
     found, _ = RewardSettings.objects.get_or_create(project=project)
     return found
