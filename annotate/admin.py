@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from annotate import models
+from prefloop.accounts.admin import make_set_password_links
 
 
 @admin.register(models.User)
@@ -10,6 +11,7 @@ class PrefloopUserAdmin(UserAdmin):
     list_display = ["username", "role", "is_active", "last_login"]
     list_filter = ["role", "is_active"]
     fieldsets = UserAdmin.fieldsets + (("prefloop", {"fields": ["role"]}),)
+    actions = [make_set_password_links]  # invitations and resets; `manage.py invite_user` does the same
 
 
 class MembershipInline(admin.TabularInline):

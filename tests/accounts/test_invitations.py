@@ -92,3 +92,17 @@ def test_reissue_gives_an_existing_user_a_new_link_and_the_old_one_dies_once_eit
     new = invite("jo", "--reissue")
     assert set_password(new).status_code == 302
     assert "has been used or has expired" in set_password(old).content.decode()
+
+
+def test_an_admin_can_make_a_set_password_link_from_the_user_list():
+    invite("kim")
+    admin = User.objects.create_user("boss", password="pw-for-tests-only", role="admin", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin)
+    kim = User.objects.get(username="kim")
+    response = client.post(
+        "/admin/annotate/user/", {"action": "make_set_password_links", "_selected_action": [kim.pk]}, follow=True
+    )
+    link = re.search(r"Set-password link for kim: http://testserver(/accounts/set-password/[\w-]+/[\w-]+/)", response.content.decode()).group(1)
+    assert set_password(link).status_code == 302
+    assert User.objects.get(username="kim").check_password(NEW_PASSWORD)
