@@ -2,6 +2,8 @@
 
 Every knob reads an environment variable with an embedded default, so a fresh clone runs with no
 configuration and a deployment sets DATABASE_URL, REDIS_URL, PREFLOOP_DATA_DIR and friends.
+Production runs `prefloop.settings.production` (this module plus PostgreSQL, Redis, HTTPS and the
+refusals of unsafe values; docs/operations.md).
 """
 from __future__ import annotations
 
