@@ -166,6 +166,10 @@ def test_pages_carry_the_security_headers(prod):
     _, _, api_headers = api(prod, "GET", "/api/projects/")
     assert "frame-ancestors 'none'" in api_headers["Content-Security-Policy"]
     assert api_headers["X-Content-Type-Options"] == "nosniff"
+    # Static files: collected with hashed names and served by WhiteNoise from the workers, compressed.
+    stylesheet = re.search(r'href="(/static/frontend/app\.[0-9a-f]{12}\.css)"', page).group(1)
+    status, headers, body = prod.request("GET", stylesheet, headers={"X-Forwarded-Proto": "https", "Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip" and "immutable" in headers["Cache-Control"]
     # Plain HTTP (nothing said it came through TLS) is sent to HTTPS.
     status, headers, _ = prod.request("GET", "/login/")
     assert status == 301 and headers["Location"] == f"https://127.0.0.1:{prod.port}/login/"
