@@ -9,6 +9,17 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may download weights
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def pytest_configure(config):
+    """One torch thread per test process: under `pytest -n 2` on 2 cores, two threads per worker
+    oversubscribe the CPU and tiny models run several times slower (seen here)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
+
 TOPICS = [
     ("a river", "water"), ("the moon", "light"), ("a forest", "trees"), ("a city", "streets"), ("the sea", "waves"),
     ("a garden", "flowers"), ("a library", "books"), ("a kitchen", "food"), ("a school", "lessons"), ("a farm", "animals"),

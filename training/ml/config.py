@@ -84,8 +84,9 @@ class DPOConfig(_Config):
     """Direct preference optimisation against the frozen reference (trl's DPOTrainer)."""
 
     beta: float = 0.1
-    lr: float = 5e-5
-    max_steps: int = 60
+    # Defaults suit the demo policy (a ~1M-parameter GPT-2 from scratch); a pretrained LLM wants ~5e-7..1e-6.
+    lr: float = 5e-4
+    max_steps: int = 40
     batch_size: int = 16
     max_length: int = 192  # prompt + completion tokens (trl truncates beyond)
     seed: int = 0
@@ -105,7 +106,7 @@ class DPOConfig(_Config):
 class PPOConfig(_Config):
     """PPO with a KL penalty to the reference: maximise J = E[r] − β·KL(π‖π_ref) (see ppo.py)."""
 
-    lr: float = 1e-4
+    lr: float = 1e-3  # demo-policy scale; ~1e-6 for a pretrained LLM
     max_steps: int = 8  # PPO updates: each is one rollout of batch_size prompts + ppo_epochs passes
     batch_size: int = 32  # prompts per rollout (one response each)
     mini_batch_size: int = 16
@@ -141,7 +142,7 @@ class BestOfNConfig(_Config):
     """Rejection sampling: n samples per prompt, keep the best by reward, SFT on the kept ones."""
 
     n: int = 4
-    lr: float = 5e-4
+    lr: float = 1e-3  # demo-policy scale; ~1e-5 for a pretrained LLM
     epochs: int = 2
     max_steps: int | None = None  # caps epochs
     batch_size: int = 16
