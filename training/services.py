@@ -318,48 +318,53 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
         previous_rows = _sampled_rows(round_, parent, prompts, previous, sampler_params.as_dict())
     _stop_check(should_stop)
     _progress(progress, 0.8, "choosing pairs")
-    ids = add_sampled_completions(project=round_.project, completions=rows + previous_rows)
-    by_prompt = {p.pk: [] for p in prompts}
-    for row in rows:
-        by_prompt[row.prompt_id].append(ids[(row.prompt_id, row.key)])
-    text_of = {ids[(r.prompt_id, r.key)]: r.text for r in rows + previous_rows}
-    rewards = None
+    everything = rows + previous_rows
     reward_model = _current_reward_model(round_.project)
+    scores: dict[tuple[int, str], float] | None = None  # scored before the transaction: no lock held meanwhile
     if params.pair_strategy == "uncertain" or params.ai_feedback:
         if reward_model is None:
-            if params.pair_strategy == "uncertain":
-                say("no current reward model: pairs are chosen at random instead of by uncertainty")
+            say("no current reward model: no AI feedback, and pairs are drawn at random instead of by uncertainty")
         else:
-            rewards = _score(reward_model, rows + previous_rows, ids)
-    strategy = params.pair_strategy if (params.pair_strategy != "uncertain" or rewards) else "random"
-    pairs = []
-    for prompt in prompts:
-        groups = [by_prompt[prompt.pk]]
-        for a, b in select_pairs(groups, strategy=strategy, per_prompt=params.pairs_per_prompt, rewards=rewards,
-                                 seed=params.seed + round_.number * 7919 + prompt.pk):
-            if text_of[a] != text_of[b]:
-                pairs.append((prompt.pk, (a, b)))
-    for row in previous_rows:  # cross pairs: the parent's answer against one of this policy's
-        mine = by_prompt[row.prompt_id]
-        rng = random.Random(f"cross:{round_.pk}:{row.key}")
-        candidate = mine[rng.randrange(len(mine))] if mine else None
-        if candidate is not None and text_of[candidate] != row.text:
-            pairs.append((row.prompt_id, (ids[(row.prompt_id, row.key)], candidate)))
-    # Handed out before older material: the loop waits on these votes.
-    comparison_ids = add_comparisons(project=round_.project, round=round_.number, pairs=pairs, priority=100 + round_.number)
-    feedback = 0
-    if params.ai_feedback and reward_model is not None and rewards:
-        feedback = _store_ai_feedback(reward_model, comparison_ids, pairs, rewards)
-    metrics = {
-        "sampling": {
-            "prompts": len(prompts), "completions": len(rows), "parent_completions": len(previous_rows),
-            "comparisons": len(set(comparison_ids)), "pair_strategy": strategy, "ai_feedback": feedback,
-            "mean_length_tokens": _mean([r.metadata["num_tokens"] for r in rows]),
-            "mean_length_chars": _mean([len(r.text) for r in rows]),
-            "empty": sum(1 for r in rows if not r.text.strip()),
+            scores = _score(reward_model, everything)
+    strategy = params.pair_strategy if (params.pair_strategy != "uncertain" or scores) else "random"
+    # The samples, their comparisons and the move to labeling commit together: a round cancelled
+    # meanwhile makes the transition fail and leaves nothing behind.
+    with transaction.atomic():
+        ids = add_sampled_completions(project=round_.project, completions=everything)
+        rewards = {ids[key]: value for key, value in scores.items()} if scores else None
+        by_prompt = {p.pk: [] for p in prompts}
+        for row in rows:
+            by_prompt[row.prompt_id].append(ids[(row.prompt_id, row.key)])
+        text_of = {ids[(r.prompt_id, r.key)]: r.text for r in everything}
+        pairs = []
+        for prompt in prompts:
+            for a, b in select_pairs([by_prompt[prompt.pk]], strategy=strategy, per_prompt=params.pairs_per_prompt,
+                                     rewards=rewards, seed=params.seed + round_.number * 7919 + prompt.pk):
+                if text_of[a] != text_of[b]:
+                    pairs.append((prompt.pk, (a, b)))
+        for row in previous_rows:  # cross pairs: the parent's answer against one of this policy's
+            mine = by_prompt[row.prompt_id]
+            rng = random.Random(f"cross:{round_.pk}:{row.key}")
+            candidate = mine[rng.randrange(len(mine))] if mine else None
+            if candidate is not None and text_of[candidate] != row.text:
+                pairs.append((row.prompt_id, (ids[(row.prompt_id, row.key)], candidate)))
+        # Handed out before older material: the loop waits on these votes.
+        comparison_ids = add_comparisons(project=round_.project, round=round_.number, pairs=pairs,
+                                         priority=100 + round_.number)
+        feedback = 0
+        if params.ai_feedback and reward_model is not None and rewards:
+            feedback = _store_ai_feedback(reward_model, comparison_ids, pairs, rewards)
+        metrics = {
+            "sampling": {
+                "prompts": len(prompts), "completions": len(rows), "parent_completions": len(previous_rows),
+                "comparisons": len(set(comparison_ids)), "pair_strategy": strategy, "ai_feedback": feedback,
+                "mean_length_tokens": _mean([r.metadata["num_tokens"] for r in rows]),
+                "mean_length_chars": _mean([len(r.text) for r in rows]),
+                "empty": sum(1 for r in rows if not r.text.strip()),
+            }
         }
-    }
-    _transition(round_, Round.State.SAMPLING, Round.State.LABELING, metrics=metrics, job_id=None)
+        locked = Round.objects.select_for_update().get(pk=round_.pk)
+        _transition(locked, Round.State.SAMPLING, Round.State.LABELING, metrics=metrics, job_id=None)
     say(f"round {round_.number}: {len(set(comparison_ids))} comparisons open for labeling")
     _progress(progress, 1.0, "labeling open")
     round_.refresh_from_db()
@@ -386,15 +391,16 @@ def _current_reward_model(project: Project):
     return RewardModel.objects.filter(project=project, is_current=True, status=RewardModel.Status.READY).first()
 
 
-def _score(reward_model, rows: list[SampledCompletion], ids: dict[tuple[int, str], int]) -> dict[int, float]:
-    from rewards.services import score_items
+def _score(reward_model, rows: list[SampledCompletion]) -> dict[tuple[int, str], float]:
+    """r(prompt, sample) under the reward model, keyed by (prompt id, sample key)."""
+    from rewards.services import MAX_SCORE_ITEMS, score_items
 
     prompts = dict(Prompt.objects.filter(pk__in={r.prompt_id for r in rows}).values_list("id", "text"))
-    scores: dict[int, float] = {}
-    for start in range(0, len(rows), 256):
-        chunk = rows[start:start + 256]
+    scores: dict[tuple[int, str], float] = {}
+    for start in range(0, len(rows), MAX_SCORE_ITEMS):
+        chunk = rows[start:start + MAX_SCORE_ITEMS]
         values = score_items(reward_model=reward_model, items=[(prompts[r.prompt_id], r.text) for r in chunk])
-        scores.update({ids[(r.prompt_id, r.key)]: v for r, v in zip(chunk, values)})
+        scores.update({(r.prompt_id, r.key): v for r, v in zip(chunk, values)})
     return scores
 
 

@@ -242,3 +242,27 @@ def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy
     # A new round takes the next number.
     round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     assert round2.number == 2
+
+
+def test_a_round_cancelled_while_sampling_leaves_nothing_behind(project_env, demo_policy_dir):
+    from training import services
+    from training.errors import RoundStateError
+
+    project, researcher, annotator = project_env
+    services.register_base_policy(project=project, model_path=str(demo_policy_dir))
+    round_, _ = services.start_round(project=project, method="dpo", params={"k": 2, "max_new_tokens": 8}, enqueue=False)
+    calls = []
+
+    def cancel_midway() -> bool:
+        # The researcher presses "Stop round" while the samples are being drawn.
+        if not calls:
+            services.cancel_round(round_=Round.objects.get(pk=round_.pk))
+        calls.append(1)
+        return False
+
+    with pytest.raises(RoundStateError):
+        services.run_sampling(round_id=round_.pk, should_stop=cancel_midway)
+    round_.refresh_from_db()
+    assert round_.state == Round.State.CANCELLED
+    assert not Completion.objects.filter(prompt__project=project, round=round_.number).exists()
+    assert not Comparison.objects.filter(project=project, round=round_.number).exists()
