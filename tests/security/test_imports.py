@@ -152,8 +152,10 @@ def _bomb(path: Path, expanded_bytes: int, unit: bytes) -> None:
 
 @pytest.mark.parametrize(
     "unit, expected, ratio",
-    [(prompts_line(1).encode() * 8, "exceeds", 200), (b"a" * 64, "exceeds", 1000), (b"\n", "blank lines", 1000)],
-    ids=["one-row-repeated", "one-endless-line", "only-empty-lines"],
+    # valid rows (one 200 kB prompt, repeated), one line with no end, nothing but newlines
+    [(prompts_line(1, prompt="x" * 200_000).encode(), "exceeds", 500), (b"a" * 64, "exceeds", 1000),
+     (b"\n", "blank lines", 1000)],
+    ids=["valid-rows-repeated", "one-endless-line", "only-empty-lines"],
 )
 def test_a_gzip_bomb_is_refused_with_bounded_memory(project, tmp_path, unit, expected, ratio):
     path = tmp_path / "bomb.jsonl.gz"
