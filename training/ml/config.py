@@ -121,7 +121,10 @@ class PPOConfig(_Config):
     gamma: float = 1.0
     lam: float = 0.95
     whiten_advantages: bool = True
-    reward_scale: float = 1.0  # rewards are multiplied by this before use (keep |r| ~ 1)
+    # Scores standardised over each rollout batch ((r − mean) / std) before the KL term is added:
+    # a Bradley-Terry reward model's scale is arbitrary (its rewards may span 0.01), β should not depend on it.
+    normalize_rewards: bool = True
+    reward_scale: float = 1.0  # multiplies the (normalised) scores
     value_lr: float | None = None  # None: lr
     max_grad_norm: float = 1.0
     sampler: SamplerParams = field(default_factory=SamplerParams)

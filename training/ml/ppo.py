@@ -3,7 +3,7 @@
 Objective: maximise J(π) = E_{x, y~π}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)).
 One update = one rollout + `ppo_epochs` passes over it in minibatches:
   1. rollout: one response per prompt from the current policy (the sampler's temperature/top_p);
-  2. score: r(x, y) from `reward_fn`; per-token reward r_t = −β (log π_old(y_t) − log π_ref(y_t)),
+  2. score: r(x, y) from `reward_fn`, standardised over the batch (normalize_rewards); per-token reward r_t = −β (log π_old(y_t) − log π_ref(y_t)),
      plus r(x, y) on the last token (Ziegler et al. 2019);
   3. advantages: GAE(γ, λ) over the response tokens with the value head's V_t;
   4. loss: clipped surrogate + vf_coef · (clipped) value loss; AdamW step per minibatch;
@@ -226,7 +226,11 @@ def train_ppo(
         params = replace(config.sampler, seed=config.sampler.seed + 1_000 * config.seed + update)
         rollouts = generate_ids(model, tokenizer, [format_prompt(p) for p in batch_prompts], n=1, params=params)
         responses = [to_sample(tokenizer, r, params.seed).text for r in rollouts]
-        scores = torch.tensor([float(s) for s in reward_fn(batch_prompts, responses)], device=device) * config.reward_scale
+        raw_scores = torch.tensor([float(s) for s in reward_fn(batch_prompts, responses)], device=device)
+        scores = raw_scores
+        if config.normalize_rewards and len(raw_scores) > 1:
+            scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() + 1e-6)
+        scores = scores * config.reward_scale
         batch = build_batch([r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts], pad_token_id=pad, device=device)
         mask = batch.response_mask.float()
         with torch.no_grad():
@@ -267,9 +271,9 @@ def train_ppo(
         sequence_kl = kl.sum(-1).mean().item()
         point = {
             "step": update,
-            "mean_reward": (scores / config.reward_scale).mean().item(),
+            "mean_reward": raw_scores.mean().item(),
             "kl": sequence_kl,
-            "objective": (scores.mean().item() - kl_ctl.value * sequence_kl),
+            "objective": raw_scores.mean().item() - kl_ctl.value * sequence_kl,  # J = E[r] − β·KL
             "beta": kl_ctl.value,
             "mean_response_tokens": float(mask.sum(-1).mean().item()),
             **{k: v / max(1, n_minibatches) for k, v in stats.items()},
