@@ -230,8 +230,6 @@ def test_every_route_is_in_the_matrix():
             unfilled.append(f"{found.route}: no value for {sorted(needed - given)}")
     assert not missing, "routes missing from tests/security/test_authorization_matrix.py ROUTES:\n" + "\n".join(missing)
     assert not unfilled, "\n".join(unfilled)
-    stale = set(ROUTES) - {r.name for r in app_routes()}
-    assert not stale, f"ROUTES names no longer in the URL conf: {sorted(stale)}"
 
 
 def test_every_websocket_route_is_in_the_matrix():
