@@ -361,6 +361,8 @@ class Recorder:
     errors: Counter = field(default_factory=Counter)
     no_work: Counter = field(default_factory=Counter)
     acked: list[dict] = field(default_factory=list)
+    # CPU seconds used inside the measuring window: {"server": .., "postgres": .., "client": ..}
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def request(self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]) -> None:
         self.requests.setdefault(kind, []).append((start, seconds))
@@ -447,8 +449,57 @@ async def run_phase(loop_fn, base: str, project_id: int, tokens: list[str], warm
             for i, token in enumerate(tokens)
         ]
         # Bounded even if the server hangs: the warm-up, the window, one request timeout per step.
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S)
+        await asyncio.wait_for(asyncio.gather(measure_cpu(phase, rec), *tasks),
+                               timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S)
     return rec, phase
+
+
+SERVER_PID: int | None = None  # set by main when it starts the server
+DATABASE_NAME = ""
+
+
+def process_table() -> list[tuple[int, int, str, float]]:
+    """(pid, ppid, command line, CPU seconds) of every process, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        table.append((int(entry.name), int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick))
+    return table
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of the server (supervisor + workers), the bench database's PostgreSQL
+    backends, and this client process; differences over a window give CPU per loop."""
+    table = process_table()
+    server, children = set(), {}
+    for pid, ppid, _, _ in table:
+        children.setdefault(ppid, []).append(pid)
+    stack = [SERVER_PID] if SERVER_PID else []
+    while stack:
+        pid = stack.pop()
+        server.add(pid)
+        stack.extend(children.get(pid, []))
+    times = os.times()
+    return {
+        "server": sum(cpu for pid, _, _, cpu in table if pid in server),
+        "postgres": sum(cpu for _, _, cmd, cpu in table if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd),
+        "client": times.user + times.system,
+    }
+
+
+async def measure_cpu(phase: Phase, rec: Recorder) -> None:
+    await asyncio.sleep(max(0.0, phase.start - time.monotonic()))
+    before = cpu_by_role()
+    await asyncio.sleep(max(0.0, phase.end - time.monotonic()))
+    after = cpu_by_role()
+    rec.cpu = {role: after[role] - before[role] for role in before}
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -490,6 +541,14 @@ def print_phase(title: str, rec: Recorder, phase: Phase) -> Stats:
     for kind, samples in sorted(rec.requests.items()):
         print_stats(f"  {kind}", window_stats(samples, phase))
     print(f"  errors: {dict(rec.errors) or 'none'}" + (f"; no work: {dict(rec.no_work)}" if rec.no_work else ""))
+    # Requests that finished inside the window, as loops (two requests each): CPU spent in the
+    # window divided by work finished in it, whatever the latency.
+    finished = sum(1 for t, s in all_requests if phase.start <= t + s <= phase.end) / 2
+    if rec.cpu and finished:
+        per_loop = {role: 1000 * seconds / finished for role, seconds in rec.cpu.items()}
+        total = sum(per_loop.values())
+        print("  CPU per loop (load-independent): " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in per_loop.items())
+              + f" = {total:.1f} ms -> about {2000 / total:.0f} loops/s if these alone had 2 idle cores")
     return loops
 
 
@@ -609,6 +668,7 @@ def interrupt(signum, frame) -> None:
 
 
 def main() -> int:
+    global SERVER_PID, DATABASE_NAME
     args = parse_args()
     if args.child:
         child_main(args)
@@ -633,6 +693,8 @@ def main() -> int:
             port = free_port()
             proc = start_server(config, env, port, server_log)
             base = f"http://127.0.0.1:{port}"
+            SERVER_PID = proc.pid
+        DATABASE_NAME = args.database_url.rsplit("/", 1)[-1]
         wait_until_up(base, proc)
         print(f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...", flush=True)
         runs["vote"] = Run(*vote_phase(args, base, setup, args.duration, slots))
