@@ -652,7 +652,7 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
         trained = print_phase("vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase)
         print(f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}")
         if loops.per_s:
-            print(f"\nslowdown during training: throughput {100 * (1 - trained.per_s / loops.per_s):+.1f} %,"
+            print(f"\nduring training: throughput {100 * (trained.per_s / loops.per_s - 1):+.1f} %,"
                   f" p50 {trained.p50_ms / loops.p50_ms:.2f}x, p99 {trained.p99_ms / loops.p99_ms:.2f}x (goal: at most 20 %)")
     print(f"\nloops/s {loops.per_s:.1f}, p99 {loops.p99_ms:.0f} ms (goal: >= 300 loops/s, p99 < 150 ms on 2 cores)")
     print("\nverification against the database (all phases):")
