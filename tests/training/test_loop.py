@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 
-from annotate.models import Assignment, Comparison, Completion, User, Vote
+from annotate.models import Assignment, Comparison, Completion, Prompt, User, Vote
 from annotate.services.importing import import_file
 from prefloop.jobs.models import Job
 from tests.factories import make_project, make_user
@@ -19,6 +19,9 @@ from training.models import AIFeedback, Loop, Policy, Round
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
+EXTRA_STARTS = ("How does", "Why is", "What makes", "Explain how")
+EXTRA_TOPICS = ("a city plan its streets", "the sky blue", "a good cup of tea", "a list sort in Python",
+                "a bridge carry weight", "a team share work")
 TINY_POLICY = {"n_layer": 1, "n_embd": 64, "n_head": 2, "max_length": 96, "steps": 60, "batch_size": 8}
 
 
@@ -48,12 +51,18 @@ def project_env(api, loop_env):
     researcher = make_user("res", role=User.Role.RESEARCHER)
     project = make_project(annotators=[annotator], researchers=[researcher], overlap_target=1)
     import_file(project=project, path=SAMPLE)
+    # More prompts than the sample's eight: enough pairs for a tiny reward model to learn the
+    # annotator's taste, and enough fresh samples for the mean length to be a stable figure.
+    Prompt.objects.bulk_create(
+        Prompt(project=project, key=f"extra-{i}", text=f"{start} {topic}?")
+        for i, (start, topic) in enumerate((s, t) for s in EXTRA_STARTS for t in EXTRA_TOPICS)
+    )
     return project, api(researcher), api(annotator)
 
 
 def reward_options(reward_base) -> dict:
-    return {"base_model": str(reward_base), "max_length": 96, "lr": 5e-3, "batch_size": 8, "max_steps": 30,
-            "eval_fraction": 0.2, "ties": "drop"}
+    return {"base_model": str(reward_base), "max_length": 96, "lr": 2e-3, "batch_size": 8, "epochs": 4,
+            "eval_fraction": 0.1, "ties": "drop"}
 
 
 def round_params(reward_base, **update) -> dict:
@@ -162,8 +171,8 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
 
 
 @pytest.mark.parametrize("method,update", [
-    ("ppo", {"max_steps": 6, "batch_size": 8}),
-    ("best_of_n", {"n": 4, "max_steps": 30}),
+    ("ppo", {"lr": 2e-3, "max_steps": 8, "batch_size": 16, "mini_batch_size": 8, "kl_coef": 0.02}),
+    ("best_of_n", {"n": 4, "lr": 2e-3, "epochs": 4, "batch_size": 8}),
 ])
 def test_ppo_and_best_of_n_rounds(project_env, reward_base, demo_policy_dir, method, update):
     project, researcher, annotator = project_env

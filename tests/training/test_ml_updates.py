@@ -126,3 +126,16 @@ def test_ppo_against_a_reward_model_that_learned_length_makes_fresh_samples_long
     )
     before, after = mean_tokens(demo_policy.path, eval_prompts), mean_tokens(result.path, eval_prompts)
     assert after > before * 1.2, (before, after)
+
+
+def test_a_stopped_dpo_update_raises_and_writes_no_policy(demo_policy, tmp_path):
+    from training.ml.config import DPOConfig
+    from training.ml.data import PreferenceExample
+    from training.ml.dpo import train_dpo
+    from training.ml.results import TrainingStopped
+
+    examples = [PreferenceExample("What is a river?", "a river is full of water. it is calm.", "a river.")] * 8
+    with pytest.raises(TrainingStopped, match="stopped at step 1"):
+        train_dpo(policy_path=demo_policy.path, reference_path=demo_policy.path, examples=examples,
+                  out_dir=tmp_path / "dpo", config=DPOConfig(max_steps=5, batch_size=4), should_stop=lambda: True)
+    assert not list(tmp_path.iterdir())

@@ -60,7 +60,7 @@ class DemoPolicyConfig(_Config):
     n_embd: int = 128
     n_head: int = 4
     max_length: int = 128  # tokens of prompt + answer in SFT; also the model's n_positions
-    steps: int = 300
+    steps: int = 500
     lr: float = 2e-3
     batch_size: int = 16
     seed: int = 0

@@ -48,8 +48,9 @@ class Rollout:
 def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, params: SamplerParams, batch_size: int = 32) -> list[Rollout]:
     """n rollouts per formatted prompt text (prompt-major order), seeded by params.seed for the whole call.
 
-    Batched with left padding; generation stops at the tokenizer's eos. top_k is switched off so
-    the distribution is the one temperature and top_p describe (the vLLM backend's default too).
+    Batched with left padding; generation stops at the tokenizer's eos. top_k=0 switches top-k off
+    so the distribution is the one temperature and top_p describe (vLLM's default too); left unset
+    (None), transformers 5 fills in its global default top_k=50.
     The global RNG is restored afterwards, so sampling does not shift a training run's randomness.
     """
     import torch
@@ -60,7 +61,7 @@ def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, param
     greedy = params.temperature == 0
     gen_config = GenerationConfig(
         do_sample=not greedy, temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
-        top_k=None, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
+        top_k=0, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     was_training = model.training
