@@ -1,26 +1,14 @@
 """Web pages of the rewards app: the versions list with curves, a metrics diff, retrain and make-current."""
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.errors import AnnotateError, NotFound
-from annotate.models import Membership
-from annotate.selectors import project_for_user
+from annotate.web import flash_outcome, researcher_project_or_404
 from rewards import selectors, services
 from rewards.charts import version_charts
-
-RESEARCHER = Membership.Role.RESEARCHER
-
-
-def _researcher_project(request, project_id: int):
-    try:
-        return project_for_user(request.user, project_id, role=RESEARCHER)
-    except NotFound:
-        raise Http404("No such project.") from None
 
 
 def _jobs(job_ids: list[int]) -> dict:
@@ -32,7 +20,7 @@ def _jobs(job_ids: list[int]) -> dict:
 @login_required
 @require_GET
 def reward_models_page(request, project_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     versions = list(selectors.reward_models(project))
     jobs = _jobs([v.job_id for v in versions])
     rows = [{"version": v, "charts": version_charts(v.curves), "job": jobs.get(v.job_id)} for v in versions]
@@ -53,33 +41,35 @@ def reward_models_page(request, project_id: int):
 @login_required
 @require_POST
 def retrain(request, project_id: int):
-    project = _researcher_project(request, project_id)
-    try:
+    project = researcher_project_or_404(request, project_id)
+
+    def retrain_now() -> str:
         reward_model, job = services.request_training(project=project, user=request.user)
-        messages.success(request, f"Version {reward_model.version} queued (job {job.pk}).")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Version {reward_model.version} queued (job {job.pk})."
+
+    flash_outcome(request, retrain_now)
     return redirect("reward-models-page", project_id=project.pk)
 
 
 @login_required
 @require_POST
 def make_current(request, project_id: int, reward_model_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     reward_model = selectors.reward_models(project).filter(pk=reward_model_id).first()
     if reward_model is None:
         raise Http404("No such reward model.")
-    try:
+
+    def make_it_current() -> str:
         services.mark_current(reward_model=reward_model)
-        messages.success(request, f"Version {reward_model.version} is now current.")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Version {reward_model.version} is now current."
+
+    flash_outcome(request, make_it_current)
     return redirect("reward-models-page", project_id=project.pk)
 
 
 @login_required
 @require_POST
 def update_settings(request, project_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     services.update_reward_settings(project=project, auto_retrain=request.POST.get("auto_retrain") == "on")
     return redirect("reward-models-page", project_id=project.pk)

@@ -1,27 +1,15 @@
 """Web pages of the training app: the loop (policies, rounds, per-round charts) and its actions."""
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.errors import AnnotateError, NotFound
-from annotate.models import Membership
-from annotate.selectors import project_for_user
+from annotate.web import flash_outcome, researcher_project_or_404
 from training import selectors, services
 from training.charts import loop_charts
 from training.params import METHODS, PAIR_STRATEGIES, RoundParams
-
-RESEARCHER = Membership.Role.RESEARCHER
-
-
-def _researcher_project(request, project_id: int):
-    try:
-        return project_for_user(request.user, project_id, role=RESEARCHER)
-    except NotFound:
-        raise Http404("No such project.") from None
 
 
 def _round(request, project, round_id: int):
@@ -56,7 +44,7 @@ def _context(project) -> dict:
 @login_required
 @require_GET
 def loop_page(request, project_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     return render(request, "training/loop.html", _context(project))
 
 
@@ -64,7 +52,7 @@ def loop_page(request, project_id: int):
 @require_GET
 def loop_status(request, project_id: int):
     """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     template = "training/_history.html" if request.GET.get("part") == "history" else "training/_status.html"
     return render(request, template, _context(project))
 
@@ -87,49 +75,53 @@ def _params_from_form(post) -> dict:
 @login_required
 @require_POST
 def start_round(request, project_id: int):
-    project = _researcher_project(request, project_id)
-    try:
+    project = researcher_project_or_404(request, project_id)
+
+    def start() -> str:
         round_, job = services.start_round(project=project, method=request.POST.get("method", ""),
                                            params=_params_from_form(request.POST), user=request.user)
-        messages.success(request, f"Round {round_.number} started: sampling (job {job.pk}).")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Round {round_.number} started: sampling (job {job.pk})."
+
+    flash_outcome(request, start)
     return redirect("loop-page", project_id=project.pk)
 
 
 @login_required
 @require_POST
 def advance_round(request, project_id: int, round_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     round_ = _round(request, project, round_id)
-    try:
+
+    def advance() -> str:
         job = services.advance_round(round_=round_, user=request.user, force=request.POST.get("force") == "1")
-        messages.success(request, f"Round {round_.number}: reward model retraining (job {job.pk}).")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Round {round_.number}: reward model retraining (job {job.pk})."
+
+    flash_outcome(request, advance)
     return redirect("loop-page", project_id=project.pk)
 
 
 @login_required
 @require_POST
 def cancel_round(request, project_id: int, round_id: int):
-    project = _researcher_project(request, project_id)
+    project = researcher_project_or_404(request, project_id)
     round_ = _round(request, project, round_id)
-    try:
+
+    def cancel() -> str:
         services.cancel_round(round_=round_, user=request.user)
-        messages.success(request, f"Round {round_.number} cancelled.")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Round {round_.number} cancelled."
+
+    flash_outcome(request, cancel)
     return redirect("loop-page", project_id=project.pk)
 
 
 @login_required
 @require_POST
 def build_demo_policy(request, project_id: int):
-    project = _researcher_project(request, project_id)
-    try:
+    project = researcher_project_or_404(request, project_id)
+
+    def build() -> str:
         policy, job = services.request_demo_policy(project=project, user=request.user)
-        messages.success(request, f"Building policy v{policy.version} (job {job.pk}).")
-    except AnnotateError as exc:
-        messages.error(request, str(exc))
+        return f"Building policy v{policy.version} (job {job.pk})."
+
+    flash_outcome(request, build)
     return redirect("loop-page", project_id=project.pk)

@@ -42,11 +42,16 @@ def check_safe(folder: Path) -> None:
         raise UnsafeArtifact(f"refusing to load {folder}: no .safetensors weights")
 
 
-def save_artifact(model, tokenizer, folder: Path, *, meta: dict) -> Path:
+def save_artifact(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None,
+                  format: str = ARTIFACT_FORMAT, meta_file: str = META_FILE, check=None) -> Path:
     """Write model (safetensors), tokenizer and `meta` to `folder` atomically; returns the folder.
 
-    `folder` must not exist yet: a version's artifact is written once.
+    `folder` must not exist yet: an artifact is written once. extra: {file name: {tensor name:
+    tensor}} saved with safetensors beside the weights (a policy's value head). `check` validates
+    the finished temporary folder before it is renamed into place (default: check_safe).
     """
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     if folder.exists():
         raise FileExistsError(f"{folder} already exists")
@@ -56,11 +61,14 @@ def save_artifact(model, tokenizer, folder: Path, *, meta: dict) -> Path:
         unwrapped = getattr(model, "module", model)
         unwrapped.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / META_FILE).write_text(json.dumps({"format": ARTIFACT_FORMAT, **meta}, indent=2, sort_keys=True, default=str))
-        check_safe(tmp)
+        for name, tensors in (extra or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name))
+        (tmp / meta_file).write_text(json.dumps({"format": format, **meta}, indent=2, sort_keys=True, default=str))
+        (check or check_safe)(tmp)
         for path in tmp.iterdir():  # durable before the rename makes it visible
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,16 +9,13 @@ loads with `load_policy` (bf16 on a GPU that supports it).
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rewards.ml.artifact import PICKLE_SUFFIXES, UnsafeArtifact
+from rewards.ml.artifact import PICKLE_SUFFIXES, UnsafeArtifact, save_artifact
 from training.ml.config import DemoPolicyConfig
 from training.ml.data import format_prompt, join_response
 from training.ml.results import PolicyBuildResult
@@ -100,30 +97,8 @@ def save_policy(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, 
     extra: {file name: {tensor name: tensor}} written with safetensors beside the weights (PPO's value head).
     `folder` must not exist yet: a policy is written once.
     """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"{folder} already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        unwrapped = getattr(model, "module", model)
-        unwrapped.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for name, tensors in (extra or {}).items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name))
-        (tmp / META_FILE).write_text(json.dumps({"format": POLICY_FORMAT, **meta}, indent=2, sort_keys=True, default=str))
-        check_policy_folder(tmp)
-        for path in tmp.iterdir():  # durable before the rename makes it visible
-            if path.is_file():
-                with open(path, "rb") as fh:
-                    os.fsync(fh.fileno())
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return save_artifact(model, tokenizer, Path(folder), meta=meta, extra=extra, format=POLICY_FORMAT,
+                         meta_file=META_FILE, check=check_policy_folder)
 
 
 def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None):
