@@ -40,9 +40,12 @@ class ContentSecurityPolicyTests(BrowserTestCase):
         page.goto(f"{self.live_server_url}/projects/{project.pk}/dashboard/")
         expect(page.locator("#live-state")).to_have_attribute("data-state", "live")  # htmx + websocket allowed
         # The progress bar is drawn without style=: an SVG rect with a width attribute (one vote so far).
-        drawn = page.locator(".meter-fill rect").evaluate("e => [Number(e.getAttribute('width')), e.getBoundingClientRect().width]")
-        self.assertGreater(drawn[0], 0)
-        self.assertGreater(drawn[1], 0)
+        # (Polled: the live region may be swapped by a websocket refresh while it is measured.)
+        page.wait_for_function(
+            "() => { const r = document.querySelector('.meter-fill rect');"
+            " return r !== null && Number(r.getAttribute('width')) > 0 && r.getBoundingClientRect().width > 0; }",
+            timeout=10000,
+        )
         for path in ("leaderboard", "quality", "reward-models"):
             page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
             # The page's stylesheet applied: the topbar is a flex row, not unstyled blocks.
