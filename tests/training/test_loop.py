@@ -7,6 +7,7 @@ Jobs run with the "immediate" backend: each one runs when its transaction commit
 """
 from __future__ import annotations
 
+import json
 import statistics
 
 import pytest
@@ -275,3 +276,35 @@ def test_a_round_cancelled_while_sampling_leaves_nothing_behind(project_env, dem
     assert round_.state == Round.State.CANCELLED
     assert not Completion.objects.filter(prompt__project=project, round=round_.number).exists()
     assert not Comparison.objects.filter(project=project, round=round_.number).exists()
+
+
+def test_run_round_command_takes_a_round_from_sampling_to_done(project_env, demo_policy_dir, reward_base, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from training import services
+
+    project, researcher, annotator = project_env
+    services.register_base_policy(project=project, model_path=str(demo_policy_dir))
+    out = StringIO()
+    call_command("run_round", "--project", str(project.pk), "--method", "dpo", "--k", "2", "--max-new-tokens", "16",
+                 "--prompts", "6", "--param", "auto_advance=false", "--update", "max_steps=3",
+                 "--reward", f"base_model={reward_base}", "--reward", "max_steps=3", "--reward", "max_length=64",
+                 stdout=out, stderr=StringIO())
+    round_ = Round.objects.get(project=project)
+    assert round_.state == Round.State.LABELING and "open for labeling" in out.getvalue()
+    # Not labelled yet: the command says so and changes nothing.
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="comparisons complete"):
+        call_command("run_round", "--project", project.name, stdout=StringIO(), stderr=StringIO())
+    vote_longer(annotator, project)  # auto_advance is off: the round waits for the command
+    round_.refresh_from_db()
+    assert round_.state == Round.State.LABELING
+    out = StringIO()
+    call_command("run_round", "--project", project.name, stdout=out, stderr=StringIO())
+    round_.refresh_from_db()
+    assert round_.state == Round.State.DONE, round_.reason
+    assert json.loads(out.getvalue().strip().splitlines()[-1])["state"] == "done"
+    assert round_.new_policy.method == "dpo" and round_.new_policy.config["max_steps"] == 3

@@ -9,6 +9,7 @@ A round stops at labeling until people have voted; run the command again to go o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 
 from django.conf import settings
@@ -16,6 +17,23 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.errors import AnnotateError
 from annotate.models import Project
+
+
+@contextlib.contextmanager
+def _settings(**values):
+    """Set settings for this command's run and put the old values back (a test may call it in-process)."""
+    missing = object()
+    old = {name: getattr(settings, name, missing) for name in values}
+    for name, value in values.items():
+        setattr(settings, name, value)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            if value is missing:
+                delattr(settings, name)
+            else:
+                setattr(settings, name, value)
 
 
 def _pair(text: str) -> tuple[str, object]:
@@ -52,13 +70,19 @@ class Command(BaseCommand):
         parser.add_argument("--enqueue", action="store_true", help="queue the jobs for the workers; do not run them here")
 
     def handle(self, *args, **opts):
+        project = self._project(opts["project"])
+        # Unless told to enqueue, this process runs each job as it is queued, with a progress bar.
+        foreground = {} if opts["enqueue"] else {"PREFLOOP_JOB_BACKEND": "immediate", "PREFLOOP_JOB_PROGRESS_BAR": True}
+        with _settings(**foreground):
+            active = self._step(project, opts)
+        if active is not None:
+            active.refresh_from_db()
+            self._report(active)
+
+    def _step(self, project, opts):
         from training import services
         from training.models import Round
 
-        project = self._project(opts["project"])
-        if not opts["enqueue"]:
-            settings.PREFLOOP_JOB_BACKEND = "immediate"  # this process runs each job as it is queued
-            settings.PREFLOOP_JOB_PROGRESS_BAR = True
         try:
             if opts["build_demo_policy"] and not services.Loop.objects.filter(project=project).exists():
                 policy, job = services.request_demo_policy(project=project)
@@ -72,7 +96,7 @@ class Command(BaseCommand):
                     raise CommandError("no active round to cancel")
                 services.cancel_round(round_=active)
                 self.stdout.write(f"round {active.number} cancelled")
-                return
+                return None
             if active is None:
                 if not opts["method"]:
                     raise CommandError("no active round: give --method dpo|ppo|best_of_n to start one")
@@ -84,8 +108,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"round {active.number} is {active.state} (job {active.job_id}); workers are on it")
         except AnnotateError as exc:
             raise CommandError(str(exc)) from None
-        active.refresh_from_db()
-        self._report(active)
+        return active
 
     def _report(self, round_) -> None:
         from training.services import round_progress
