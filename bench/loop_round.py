@@ -50,6 +50,7 @@ def main() -> dict:
     from annotate.services.importing import import_file
     from annotate.services.projects import membership_set, project_create
     from training import services
+    from training.policies import request_demo_policy
     from training.models import Policy, Round
 
     settings.PREFLOOP_JOB_BACKEND = "immediate"
@@ -66,7 +67,7 @@ def main() -> dict:
 
     t = time.perf_counter()
     config = {"steps": args.policy_steps} if args.policy_steps else {}
-    policy, _ = services.request_demo_policy(project=project, config=config)
+    policy, _ = request_demo_policy(project=project, config=config)
     policy.refresh_from_db()
     if policy.status != Policy.Status.READY:
         raise SystemExit(f"demo policy failed: {policy.error}")

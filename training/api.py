@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotate.models import Membership
 from annotate.selectors import project_for_user
-from training import selectors, serializers as s, services
+from training import policies, selectors, serializers as s, services
 from training.errors import InvalidModelPath
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -30,9 +30,9 @@ class PolicyListApi(APIView):
         if v["kind"] == "base":
             if not v["model_path"]:
                 raise InvalidModelPath("model_path is required for kind=base")
-            policy = services.register_base_policy(project=project, model_path=v["model_path"], name=v["name"], user=request.user)
+            policy = policies.register_base_policy(project=project, model_path=v["model_path"], name=v["name"], user=request.user)
             return Response(s.PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
-        policy, job = services.request_demo_policy(project=project, user=request.user, config=v["config"])
+        policy, job = policies.request_demo_policy(project=project, user=request.user, config=v["config"])
         return Response({"job_id": job.pk, "policy": s.PolicySerializer(policy).data}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -46,7 +46,7 @@ class LoopApi(APIView):
     @extend_schema(responses=s.LoopSerializer)
     def get(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        return Response(s.LoopSerializer(services.loop_for(project)).data)
+        return Response(s.LoopSerializer(policies.loop_for(project)).data)
 
 
 class RoundListApi(APIView):

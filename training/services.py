@@ -1,4 +1,4 @@
-"""Services of the on-policy loop: policies, the loop, rounds and their transitions (see rounds.md).
+"""Services of the on-policy loop: rounds and their transitions (see rounds.md; policies and the loop: policies.py).
 
 Every transition of a round is a job (`training.sample_round`, `train_reward_model`,
 `training.update_policy`); the job_finished receiver moves the round on. The functions here that
@@ -9,188 +9,32 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, Vote
+from annotate.models import Comparison, ComparisonItem, Project, Prompt, Vote
 from annotate.services.sampled import SampledCompletion, add_comparisons, add_sampled_completions
-from training.errors import InvalidModelPath, InvalidRoundParams, LoopNotReady, RoundStateError
+from rewards.services import json_safe
+from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import AIFeedback, Loop, Policy, Round
+from training.policies import (
+    BUILD_JOB, EVAL_PROMPTS, Log, Progress, ShouldStop, creator, error_text, loop_for, next_version, policy_dir,
+    step_progress,
+)
 from training.params import METHODS, RoundParams
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
-Log = Callable[[str], None]
-ShouldStop = Callable[[], bool]
-
 SAMPLE_JOB = "training.sample_round"
 UPDATE_JOB = "training.update_policy"
-BUILD_JOB = "training.build_policy"
 REWARD_JOB = "train_reward_model"
-EVAL_PROMPTS = 16
 METRIC_KEYS = (
     "mean_reward", "kl_to_reference", "win_rate_vs_previous", "win_rate_vs_reference",
     "mean_length_tokens", "mean_length_chars",
 )
-
-
-# --- paths -----------------------------------------------------------------------------------
-def policies_root() -> Path:
-    return Path(getattr(settings, "PREFLOOP_POLICY_DIR", Path(settings.VAR_DIR) / "policies"))
-
-
-def policy_dir(policy: Policy) -> Path:
-    """Generated server-side from ids only: never from a user-supplied name."""
-    return policies_root() / f"project-{policy.project_id}" / f"v{policy.version}"
-
-
-def check_model_path(model_path: str) -> Path:
-    """A local causal-LM folder inside one of the allowed roots, with safetensors weights; never a URL
-    or hub id (nothing is downloaded) and never a path that escapes the roots (.., symlinks)."""
-    text = str(model_path or "").strip()
-    if not text:
-        raise InvalidModelPath("model_path is required")
-    if "://" in text or text.startswith(("hf:", "hub:")):
-        raise InvalidModelPath("model_path must be a local folder; URLs and hub ids are not fetched")
-    path = Path(text)
-    if not path.is_absolute():
-        raise InvalidModelPath("model_path must be an absolute path")
-    resolved = path.resolve()
-    from rewards.services import model_roots
-
-    roots = model_roots()
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        raise InvalidModelPath(f"model_path must be inside {', '.join(str(r) for r in roots)} (PREFLOOP_MODEL_ROOTS)")
-    if not resolved.is_dir() or not (resolved / "config.json").is_file():
-        raise InvalidModelPath(f"model_path {text!r} is not a model folder with a config.json")
-    from rewards.ml.artifact import UnsafeArtifact, check_safe
-
-    try:
-        check_safe(resolved)
-    except UnsafeArtifact as exc:
-        raise InvalidModelPath(str(exc)) from None
-    return resolved
-
-
-# --- policies and the loop ---------------------------------------------------------------------
-def _next_version(project: Project) -> int:
-    return (Policy.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
-
-
-def register_base_policy(*, project: Project, model_path: str, name: str = "", user=None) -> Policy:
-    """A user's own SFT model as a ready policy; the first one becomes the loop's reference."""
-    folder = check_model_path(model_path)
-    with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
-        policy = Policy.objects.create(
-            project=project, version=_next_version(project), name=name[:200], method=Policy.Method.BASE,
-            status=Policy.Status.READY, base_model=str(folder), artifact_path=str(folder),
-            created_by=_user(user), finished_at=timezone.now(),
-        )
-        ensure_loop(project=project, policy=policy)
-    return policy
-
-
-def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
-    """Queue the demo policy: a small GPT-2 built in code and SFT'd on the project's own answers."""
-    from prefloop.jobs.services import enqueue_job
-
-    with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
-        policy = Policy.objects.create(
-            project=project, version=_next_version(project), name="demo SFT", method=Policy.Method.DEMO,
-            config=dict(config or {}), created_by=_user(user),
-        )
-        job = None
-        if enqueue:
-            job = enqueue_job(kind=BUILD_JOB, params={"policy_id": policy.pk}, project=project, user=user)
-            Policy.objects.filter(pk=policy.pk).update(job_id=job.pk)
-            policy.job_id = job.pk
-    return policy, job
-
-
-def demo_corpus(project: Project, *, limit: int = 2000) -> list[tuple[str, str]]:
-    """(prompt, answer) texts of the project's external completions: what the demo policy imitates."""
-    rows = (
-        Completion.objects.filter(prompt__project=project, source=Completion.Source.EXTERNAL, text_available=True)
-        .exclude(text="").order_by("id").values_list("prompt__text", "text")[:limit]
-    )
-    return list(rows)
-
-
-def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Progress | None = None,
-                     log: Log | None = None, should_stop: ShouldStop | None = None) -> Policy:
-    """Build the demo policy (in a job); ready only once its folder is completely written."""
-    policy = Policy.objects.select_related("project").get(pk=policy_id)
-    if policy.method != Policy.Method.DEMO:
-        raise RoundStateError(f"policy v{policy.version} is {policy.method}; only demo policies are built")
-    claimed = Policy.objects.filter(pk=policy.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]).update(
-        status=Policy.Status.TRAINING, job_id=job_id)
-    if not claimed:
-        raise RoundStateError(f"policy v{policy.version} is {policy.status}, not queued")
-    try:
-        from training.ml.config import DemoPolicyConfig
-        from training.ml.policy import build_demo_policy
-
-        corpus = demo_corpus(policy.project)
-        if not corpus:
-            raise InvalidRoundParams("the project has no answers with text to train the demo policy on")
-        texts = [(p, a) for p, a in corpus]
-        config = DemoPolicyConfig.from_dict(policy.config or {})
-        folder = policy_dir(policy)
-        if folder.exists():
-            shutil.rmtree(folder)
-        if log:
-            log(f"building the demo policy on {len(texts)} answers")
-        result = build_demo_policy(texts, folder, config=config, progress=_step_progress(progress, "SFT"),
-                                   should_stop=should_stop)
-        Policy.objects.filter(pk=policy.pk).update(
-            status=Policy.Status.READY, artifact_path=str(result.path), config=config.as_dict(),
-            data={"texts": len(texts), "source": "external completions of the project"},
-            metrics=_json(result.metrics), finished_at=timezone.now(),
-        )
-    except BaseException as exc:
-        Policy.objects.filter(pk=policy.pk).update(status=Policy.Status.FAILED, error=_error(exc), finished_at=timezone.now())
-        raise
-    policy.refresh_from_db()
-    ensure_loop(project=policy.project, policy=policy)
-    return policy
-
-
-def ensure_loop(*, project: Project, policy: Policy) -> Loop:
-    """The project's loop, created with `policy` as reference and current if there is none yet.
-    The reference is fixed from then on; held-out evaluation prompts are drawn once, seeded."""
-    found = Loop.objects.filter(project=project).first()
-    if found is not None:
-        return found
-    prompt_ids = list(Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True))
-    n_eval = min(EVAL_PROMPTS, max(1, len(prompt_ids) // 5)) if len(prompt_ids) > 1 else 0
-    eval_ids = sorted(random.Random(f"eval:{project.pk}").sample(prompt_ids, n_eval)) if n_eval else []
-    loop, _ = Loop.objects.get_or_create(
-        project=project, defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids}
-    )
-    return loop
-
-
-def loop_for(project: Project) -> Loop:
-    loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
-    if loop is None:
-        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
-    return loop
-
-
-def set_loop_defaults(*, project: Project, defaults: dict) -> Loop:
-    loop = loop_for(project)
-    params = RoundParams.from_dict({**loop.defaults, **defaults})
-    loop.defaults = {k: v for k, v in params.as_dict().items() if k in {**loop.defaults, **defaults}}
-    loop.save(update_fields=["defaults", "updated_at"])
-    return loop
 
 
 # --- rounds: start ------------------------------------------------------------------------------
@@ -229,7 +73,7 @@ def start_round(*, project: Project, method: str, params: dict | None = None, us
         loop = Loop.objects.select_related("current").get(pk=loop.pk)
         round_ = Round.objects.create(
             project=project, number=next_round_number(project), method=method, policy=loop.current,
-            params=merged.as_dict(), created_by=_user(user), history=[_event(Round.State.SAMPLING)],
+            params=merged.as_dict(), created_by=creator(user), history=[_event(Round.State.SAMPLING)],
         )
         job = _enqueue(round_, SAMPLE_JOB, user) if enqueue else None
     return round_, job
@@ -569,7 +413,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=round_.project_id).first()
         policy = Policy.objects.create(
-            project=round_.project, version=_next_version(round_.project), method=round_.method,
+            project=round_.project, version=next_version(round_.project), method=round_.method,
             parent=round_.policy, round=round_, status=Policy.Status.TRAINING, job_id=job_id,
             created_by=round_.created_by,
         )
@@ -587,7 +431,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         if folder.exists():
             shutil.rmtree(folder)
         common = dict(policy_path=round_.policy.artifact_path, out_dir=folder, config=config,
-                      progress=_step_progress(progress, round_.method, start=0.0, end=0.8), should_stop=should_stop)
+                      progress=step_progress(progress, round_.method, start=0.0, end=0.8), should_stop=should_stop)
         prompts = [p.text for p in round_prompts(round_, params)]
         if round_.method == Round.Method.DPO:
             from training.ml.dpo import train_dpo
@@ -622,13 +466,13 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
             policy_path=round_.policy.artifact_path, reference_path=loop.reference.artifact_path,
             previous_path=None, prompts=held_out, reward_fn=scorer.score, params=sampler,
         )
-        update_metrics = _json(result.metrics)
-        metrics = {"update": update_metrics, "eval": _json(_pick(evaluation)), "eval_before": _json(_pick(before)),
+        update_metrics = json_safe(result.metrics)
+        metrics = {"update": update_metrics, "eval": json_safe(_pick(evaluation)), "eval_before": json_safe(_pick(before)),
                    "eval_prompts": len(held_out)}
         with transaction.atomic():
             Policy.objects.filter(pk=policy.pk).update(
-                status=Policy.Status.READY, artifact_path=str(result.path), config=_json(config.as_dict()),
-                data={**data, "reward_model_id": reward_model.pk}, metrics=metrics, curve=_json(result.curve),
+                status=Policy.Status.READY, artifact_path=str(result.path), config=json_safe(config.as_dict()),
+                data={**data, "reward_model_id": reward_model.pk}, metrics=metrics, curve=json_safe(result.curve),
                 finished_at=timezone.now(),
             )
             Loop.objects.filter(pk=loop.pk).update(current=policy, updated_at=timezone.now())
@@ -638,7 +482,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         say(f"policy v{policy.version}: mean reward {evaluation.get('mean_reward'):.3f}, "
             f"KL {evaluation.get('kl_to_reference'):.3f}, mean length {evaluation.get('mean_length_tokens'):.1f} tokens")
     except BaseException as exc:
-        Policy.objects.filter(pk=policy.pk).update(status=Policy.Status.FAILED, error=_error(exc), finished_at=timezone.now())
+        Policy.objects.filter(pk=policy.pk).update(status=Policy.Status.FAILED, error=error_text(exc), finished_at=timezone.now())
         raise
     round_.refresh_from_db()
     return round_
@@ -707,7 +551,7 @@ def _transition(round_: Round, expected: str, new: str, *, metrics: dict | None 
     update = {"state": new, "history": [*round_.history, _event(new, job_id=None if job_id == "keep" else job_id)],
               "updated_at": now, **fields}
     if metrics:
-        update["metrics"] = {**round_.metrics, **_json(metrics)}
+        update["metrics"] = {**round_.metrics, **json_safe(metrics)}
     if reason:
         update["reason"] = reason[:4000]
     if job_id != "keep":
@@ -724,26 +568,9 @@ def _event(state: str, *, job_id: int | None = None) -> dict:
     return {"state": state, "at": timezone.now().isoformat(), "job_id": job_id}
 
 
-def _user(user):
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
-
-
 def _progress(progress: Progress | None, fraction: float, message: str) -> None:
     if progress:
         progress(fraction, message)
-
-
-def _step_progress(progress: Progress | None, label: str, *, start: float = 0.0, end: float = 1.0):
-    """Engine progress(step, total, metrics) → job progress(fraction, message) in [start, end]."""
-    if progress is None:
-        return None
-
-    def report(step: int, total: int, metrics: dict | None = None) -> None:
-        fraction = start + (end - start) * (step / total if total else 0.0)
-        loss = (metrics or {}).get("loss")
-        progress(fraction, f"{label} step {step}/{total}" + (f", loss {loss:.4f}" if isinstance(loss, float) else ""))
-
-    return report
 
 
 def _stop_check(should_stop: ShouldStop | None) -> None:
@@ -764,11 +591,3 @@ def _tail(text: str, limit: int = 500) -> str:
     return first[:limit]
 
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:4000]
-
-
-def _json(value):
-    from rewards.services import json_safe
-
-    return json_safe(value)

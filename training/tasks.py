@@ -32,7 +32,7 @@ def update_policy(job, ctx) -> dict:
 
 def build_policy(job, ctx) -> dict:
     """params: {"policy_id": id} — build and SFT the demo policy."""
-    from training import services
+    from training import policies
 
-    policy = _run(services.run_build_policy, job, ctx, policy_id=job.params["policy_id"], job_id=job.pk)
+    policy = _run(policies.run_build_policy, job, ctx, policy_id=job.params["policy_id"], job_id=job.pk)
     return {"policy_id": policy.pk, "version": policy.version, "metrics": policy.metrics}

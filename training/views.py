@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.web import flash_outcome, researcher_project_or_404
-from training import selectors, services
+from training import policies, selectors, services
 from training.charts import loop_charts
 from training.params import METHODS, PAIR_STRATEGIES, RoundParams
 
@@ -120,7 +120,7 @@ def build_demo_policy(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
 
     def build() -> str:
-        policy, job = services.request_demo_policy(project=project, user=request.user)
+        policy, job = policies.request_demo_policy(project=project, user=request.user)
         return f"Building policy v{policy.version} (job {job.pk})."
 
     flash_outcome(request, build)

@@ -42,7 +42,7 @@ class LoopPageTests(BrowserTestCase):
     def test_researcher_starts_a_round_and_sees_it_reach_labeling_live(self):
         from prefloop.jobs.services import run_job
         from training.models import Round
-        from training.services import register_base_policy
+        from training.policies import register_base_policy
 
         researcher = make_user("res-loop", role=User.Role.RESEARCHER)
         project = sample_project(researchers=[researcher], name="Loop questions")

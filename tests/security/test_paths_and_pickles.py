@@ -225,7 +225,7 @@ def test_artifact_folders_are_built_from_ids_only(db, settings, tmp_path):
 
 def test_policy_model_path_traversal_is_refused(api, researcher_project, tmp_path):
     try:
-        from training.services import check_model_path  # noqa: F401
+        from training.policies import check_model_path  # noqa: F401
     except ImportError:
         pytest.skip("training.services not yet present")
     researcher, project = researcher_project

@@ -17,6 +17,7 @@ from annotate.services.importing import import_file
 from prefloop.jobs.models import Job
 from tests.factories import make_project, make_user
 from training.models import AIFeedback, Loop, Policy, Round
+from training.policies import register_base_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -259,7 +260,7 @@ def test_a_round_cancelled_while_sampling_leaves_nothing_behind(project_env, dem
     from training.errors import RoundStateError
 
     project, researcher, annotator = project_env
-    services.register_base_policy(project=project, model_path=str(demo_policy_dir))
+    register_base_policy(project=project, model_path=str(demo_policy_dir))
     round_, _ = services.start_round(project=project, method="dpo", params={"k": 2, "max_new_tokens": 8}, enqueue=False)
     calls = []
 
@@ -283,10 +284,8 @@ def test_run_round_command_takes_a_round_from_sampling_to_done(project_env, demo
 
     from django.core.management import call_command
 
-    from training import services
-
     project, researcher, annotator = project_env
-    services.register_base_policy(project=project, model_path=str(demo_policy_dir))
+    register_base_policy(project=project, model_path=str(demo_policy_dir))
     out = StringIO()
     call_command("run_round", "--project", str(project.pk), "--method", "dpo", "--k", "2", "--max-new-tokens", "16",
                  "--prompts", "6", "--param", "auto_advance=false", "--update", "max_steps=3",

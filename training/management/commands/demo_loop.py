@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from training.models import Policy
-        from training.services import request_demo_policy
+        from training.policies import request_demo_policy
 
         name = opts["project"]
         project = Project.objects.filter(pk=int(name)).first() if name.isdigit() else Project.objects.filter(name=name).first()

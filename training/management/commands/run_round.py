@@ -81,11 +81,12 @@ class Command(BaseCommand):
 
     def _step(self, project, opts):
         from training import services
-        from training.models import Round
+        from training.models import Loop, Round
+        from training.policies import request_demo_policy
 
         try:
-            if opts["build_demo_policy"] and not services.Loop.objects.filter(project=project).exists():
-                policy, job = services.request_demo_policy(project=project)
+            if opts["build_demo_policy"] and not Loop.objects.filter(project=project).exists():
+                policy, job = request_demo_policy(project=project)
                 policy.refresh_from_db()
                 self.stdout.write(f"demo policy v{policy.version}: {policy.status}")
                 if policy.status != "ready" and not opts["enqueue"]:
