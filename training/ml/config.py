@@ -43,8 +43,13 @@ class SamplerParams(_Config):
     top_p: float = 1.0
     max_new_tokens: int = 64
     seed: int = 0
+    top_k: int = 0  # 0 (or -1, stored as 0): off, every token is a candidate; k: only the k most likely
 
     def __post_init__(self) -> None:
+        if self.top_k == -1:  # vLLM's older spelling of "off"
+            object.__setattr__(self, "top_k", 0)
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be 0 or -1 (off) or a positive integer (got {self.top_k!r})")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0.0 < self.top_p <= 1.0:

@@ -61,7 +61,7 @@ def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, param
     greedy = params.temperature == 0
     gen_config = GenerationConfig(
         do_sample=not greedy, temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
-        top_k=0, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
+        top_k=params.top_k, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     was_training = model.training
@@ -126,43 +126,63 @@ class TransformersSampler:
 class VLLMSampler:
     """vLLM's offline engine on a GPU (same interface; needs `pip install vllm` and CUDA).
 
-    Uses the documented API: `LLM(model=path, dtype=..., seed=...)` once, then per call
-    `llm.generate(prompts, SamplingParams(n=, temperature=, top_p=, max_tokens=, seed=))`, whose
-    RequestOutputs come back in prompt order, each with n CompletionOutputs (text, token_ids,
-    finish_reason "stop" | "length"). A per-request seed makes a call reproducible on one GPU and
-    vLLM version; it does not reproduce the transformers backend's draws.
+    Prompts are plain strings or conversations (lists of {role, content}). With a tokenizer that
+    has a chat template they go through `LLM.chat` (the template renders them, generation prompt
+    added); otherwise through `LLM.generate` in the Question/Answer format. A peft LoRA folder is
+    served as its base model plus the adapter through vLLM's `LoRARequest`. RequestOutputs come
+    back in prompt order, each with n CompletionOutputs (text, token_ids, finish_reason). A
+    per-request seed makes a call reproducible on one GPU and vLLM version; it does not reproduce
+    the transformers backend's draws. See training/ml/vllm_backend.py for the exact translation.
     """
 
-    def __init__(self, model_path: Path | str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.5,
-                 max_model_len: int | None = None, enforce_eager: bool = False):
-        from vllm import LLM
+    def __init__(self, model_path: Path | str, *, base_path: Path | str | None = None, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None, enforce_eager: bool = False,
+                 seed: int = 0):
+        from vllm import LLM, SamplingParams
 
+        from training.ml import vllm_backend
         from training.ml.policy import check_policy_folder
 
-        path = str(check_policy_folder(Path(model_path)))
-        self.llm = LLM(model=path, tokenizer=path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enforce_eager=enforce_eager)
-        self.eos_token_id = self.llm.get_tokenizer().eos_token_id
+        self.adapter = vllm_backend.adapter_folder(check_policy_folder(Path(model_path)), base_path=base_path)
+        self.llm = LLM(**vllm_backend.engine_kwargs(
+            self.adapter, dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len, enforce_eager=enforce_eager,
+        ))
+        self.lora_request = None
+        if self.adapter.adapter_path is not None:
+            from vllm.lora.request import LoRARequest
 
-    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]:
+            self.lora_request = vllm_backend.lora_request(LoRARequest, self.adapter)
+        tokenizer = self.llm.get_tokenizer()
+        self.eos_token_id = tokenizer.eos_token_id
+        self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        self.top_k_off = vllm_backend.top_k_off(SamplingParams)
+
+    def generate(self, prompts: Sequence, *, n: int, params: SamplerParams) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        sampling = SamplingParams(
-            n=n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens, seed=params.seed,
-            skip_special_tokens=True,
-        )
-        outputs = self.llm.generate([format_prompt(p) for p in prompts], sampling, use_tqdm=False)
-        result = []
-        for request in outputs:
-            samples = []
-            for completion in request.outputs:
-                ids = tuple(completion.token_ids)
-                body = ids[:-1] if ids and ids[-1] == self.eos_token_id else ids
-                finish = "stop" if completion.finish_reason == "stop" else "length"
-                samples.append(Sample(text=completion.text.strip(), num_tokens=len(body), finish_reason=finish,
-                                      seed=params.seed, token_ids=ids))
-            result.append(samples)
-        return result
+        from training.ml import vllm_backend
+
+        sampling = SamplingParams(**vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off))
+        plan = vllm_backend.prompt_plan(prompts, has_chat_template=self.has_chat_template)
+        if plan.method == "chat":
+            outputs = self.llm.chat(plan.inputs, sampling, use_tqdm=False, lora_request=self.lora_request,
+                                    add_generation_prompt=True)
+        else:
+            outputs = self.llm.generate(plan.inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
+        return [self._samples(request, n=n, seed=params.seed) for request in outputs]
+
+    def _samples(self, request, *, n: int, seed: int) -> list[Sample]:
+        samples = []
+        for completion in request.outputs:
+            ids = tuple(completion.token_ids)
+            body = ids[:-1] if ids and ids[-1] == self.eos_token_id else ids
+            finish = "stop" if completion.finish_reason == "stop" else "length"
+            samples.append(Sample(text=completion.text.strip(), num_tokens=len(body), finish_reason=finish, seed=seed,
+                                  token_ids=ids))
+        if len(samples) == 1 and n > 1:  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
+            samples = samples * n
+        return samples
 
 
 def vllm_available() -> bool:
