@@ -71,7 +71,7 @@ def check_base_model(name: str) -> str:
     resolved = path.resolve()  # follows symlinks: a link inside a root that points out is outside
     roots = model_roots()
     if not any(resolved == root or root in resolved.parents for root in roots):
-        raise InvalidTrainingOptions(f"base_model must be inside {', '.join(str(r) for r in roots)} (PREFLOOP_MODEL_ROOTS)")
+        raise InvalidTrainingOptions("base_model must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
     if resolved.is_dir():
         try:
             check_safe(resolved)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("projects/<int:project_id>/loop/rounds/<int:round_id>/advance/", views.advance_round, name="loop-advance-round"),
     path("projects/<int:project_id>/loop/rounds/<int:round_id>/cancel/", views.cancel_round, name="loop-cancel-round"),
     path("projects/<int:project_id>/loop/demo-policy/", views.build_demo_policy, name="loop-demo-policy"),
+    path("projects/<int:project_id>/loop/models/", views.register_model, name="loop-register-model"),
 ]

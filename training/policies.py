@@ -39,12 +39,16 @@ def policy_dir(policy: Policy) -> Path:
     return policies_root() / f"project-{policy.project_id}" / f"v{policy.version}"
 
 
-def check_model_path(model_path: str) -> Path:
-    """A local causal-LM folder inside one of the allowed roots, with safetensors weights; never a URL
-    or hub id (nothing is downloaded) and never a path that escapes the roots (.., symlinks)."""
+def check_model_path(model_path: str, *, kind: str = "causal-lm"):
+    """(folder, what it holds) for a local model folder inside one of the allowed roots: never a URL or
+    hub id (nothing is downloaded), never a path that escapes the roots (.., symlinks), never a folder
+    with pickle-based files; config.json must name a model of `kind`, with a tokenizer and safetensors.
+    Refusals never name the roots or the resolved server path."""
     text = str(model_path or "").strip()
     if not text:
         raise InvalidModelPath("model_path is required")
+    if len(text) > 500:
+        raise InvalidModelPath("model_path must be at most 500 characters")
     if "://" in text or text.startswith(("hf:", "hub:")):
         raise InvalidModelPath("model_path must be a local folder; URLs and hub ids are not fetched")
     path = Path(text)
@@ -53,18 +57,17 @@ def check_model_path(model_path: str) -> Path:
     resolved = path.resolve()
     from rewards.services import model_roots
 
-    roots = model_roots()
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        raise InvalidModelPath(f"model_path must be inside {', '.join(str(r) for r in roots)} (PREFLOOP_MODEL_ROOTS)")
+    if not any(resolved == root or root in resolved.parents for root in model_roots()):
+        raise InvalidModelPath("model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
     if not resolved.is_dir() or not (resolved / "config.json").is_file():
-        raise InvalidModelPath(f"model_path {text!r} is not a model folder with a config.json")
-    from rewards.ml.artifact import UnsafeArtifact, check_safe
+        raise InvalidModelPath("model_path is not a model folder with a config.json")
+    from rewards.ml.folders import ModelFolderError, inspect_model_folder
 
     try:
-        check_safe(resolved)
-    except UnsafeArtifact as exc:
-        raise InvalidModelPath(str(exc)) from None
-    return resolved
+        report = inspect_model_folder(resolved, kind=kind)
+    except ModelFolderError as exc:
+        raise InvalidModelPath(f"model_path: {exc}") from None
+    return resolved, report
 
 
 # --- policies and the loop ---------------------------------------------------------------------
@@ -74,12 +77,13 @@ def next_version(project: Project) -> int:
 
 def register_base_policy(*, project: Project, model_path: str, name: str = "", user=None) -> Policy:
     """A user's own SFT model as a ready policy; the first one becomes the loop's reference."""
-    folder = check_model_path(model_path)
+    folder, report = check_model_path(model_path)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         policy = Policy.objects.create(
             project=project, version=next_version(project), name=name[:200], method=Policy.Method.BASE,
             status=Policy.Status.READY, base_model=str(folder), artifact_path=str(folder),
+            data={"source": "registered model folder", "found": report.summary(), "folder": report.as_dict()},
             created_by=creator(user), finished_at=timezone.now(),
         )
         ensure_loop(project=project, policy=policy)

@@ -125,3 +125,18 @@ def build_demo_policy(request, project_id: int):
 
     flash_outcome(request, build)
     return redirect("loop-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def register_model(request, project_id: int):
+    """The Loop tab's form for a model folder: registered as a ready policy, with what was found in it."""
+    project = researcher_project_or_404(request, project_id)
+
+    def register() -> str:
+        policy = policies.register_base_policy(project=project, model_path=request.POST.get("model_path", ""),
+                                               name=request.POST.get("name", ""), user=request.user)
+        return f"Registered policy v{policy.version}: {policy.data['found']}."
+
+    flash_outcome(request, register)
+    return redirect("loop-page", project_id=project.pk)

