@@ -31,6 +31,21 @@ class RewardModelListApi(APIView):
         )
 
 
+class RewardModelImportApi(APIView):
+    @extend_schema(request=s.ImportRequestSerializer, responses={202: dict})
+    def post(self, request, project_id: int):
+        """Register an existing reward-model folder as the next version; a job scores it on the held-out votes."""
+        from rewards.imports import register_reward_model
+
+        project = project_for_user(request.user, project_id, role=RESEARCHER)
+        data = s.ImportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        reward_model, job = register_reward_model(project=project, user=request.user, **data.validated_data)
+        return Response(
+            {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data}, status=status.HTTP_202_ACCEPTED
+        )
+
+
 class RewardModelDetailApi(APIView):
     @extend_schema(responses=s.RewardModelDetailSerializer)
     def get(self, request, reward_model_id: int):

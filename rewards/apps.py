@@ -14,5 +14,6 @@ class RewardsConfig(AppConfig):
 
         # By dotted path: the handler (and torch) is imported only when a job runs.
         register_job_kind("train_reward_model", "rewards.tasks.train_reward_model")
+        register_job_kind("rewards.import_reward_model", "rewards.tasks.import_reward_model")
         vote_recorded.connect(retrain_when_round_completes, dispatch_uid="rewards.auto_retrain")
         job_finished.connect(fail_versions_of_failed_jobs, dispatch_uid="rewards.fail_versions")

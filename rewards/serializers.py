@@ -33,6 +33,11 @@ class TrainRequestSerializer(serializers.Serializer):
     options = serializers.DictField(required=False, default=dict, help_text="RewardTrainConfig fields and data filters.")
 
 
+class ImportRequestSerializer(serializers.Serializer):
+    model_path = serializers.CharField(max_length=300, help_text="A sequence-classification folder under PREFLOOP_MODEL_ROOTS.")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
 class ScoreItemSerializer(serializers.Serializer):
     prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
     response = serializers.CharField(allow_blank=True, trim_whitespace=False)

@@ -31,3 +31,16 @@ def train_reward_model(job, ctx) -> dict:
         "version": reward_model.version,
         "metrics": {k: metrics.get(k) for k in ("accuracy", "loss", "ece", "pairs", "train_pairs", "steps")},
     }
+
+
+def import_reward_model(job, ctx) -> dict:
+    """params: {"reward_model_id": id} of a queued import: score the folder on the held-out votes."""
+    from rewards.imports import run_import
+
+    reward_model = run_import(reward_model_id=job.params["reward_model_id"], job_id=job.pk, progress=ctx.progress,
+                              log=ctx.log)
+    metrics = reward_model.metrics
+    ctx.log(f"v{reward_model.version} (imported): held-out accuracy {metrics.get('accuracy')} on "
+            f"{metrics.get('eval_pairs')} pairs")
+    return {"reward_model_id": reward_model.pk, "version": reward_model.version,
+            "metrics": {k: metrics.get(k) for k in ("accuracy", "loss", "ece", "eval_pairs")}}

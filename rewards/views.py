@@ -73,3 +73,23 @@ def update_settings(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
     services.update_reward_settings(project=project, auto_retrain=request.POST.get("auto_retrain") == "on")
     return redirect("reward-models-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def import_reward_model(request, project_id: int):
+    """The RM page's form: an existing reward-model folder becomes the next version (scored in a job)."""
+    from rewards.imports import register_reward_model
+
+    project = researcher_project_or_404(request, project_id)
+
+    def register() -> str:
+        reward_model, job = register_reward_model(project=project, user=request.user,
+                                                  model_path=request.POST.get("model_path", ""),
+                                                  name=request.POST.get("name", ""))
+        found = reward_model.data_snapshot["imported"]
+        return (f"Version {reward_model.version} registered from {found['architecture']} "
+                f"({found['parameters'] / 1e6:,.1f}M parameters); scoring the held-out votes (job {job.pk}).")
+
+    flash_outcome(request, register)
+    return redirect("reward-models-page", project_id=project.pk)

@@ -47,11 +47,16 @@ class Command(BaseCommand):
         data.add_argument("--since")
         data.add_argument("--until")
         parser.add_argument("--make-current", action="store_true", help="mark the new version current when it is ready")
+        parser.add_argument("--import-folder", metavar="PATH",
+                            help="instead of training: register this reward-model folder (sequence classification, "
+                                 "safetensors, under PREFLOOP_MODEL_ROOTS) as the new version, scored on the held-out votes")
 
     def handle(self, *args, **opts):
         from rewards import services
 
         project = self._project(opts["project"])
+        if opts.get("import_folder"):
+            return self._import(project, opts["import_folder"], make_current=opts["make_current"])
         options = {
             key: opts[key]
             for key in (
@@ -81,6 +86,28 @@ class Command(BaseCommand):
                    "artifact_path": reward_model.artifact_path,
                    "metrics": {k: v for k, v in reward_model.metrics.items() if k != "reliability"}}
         self.stdout.write(json.dumps(summary, sort_keys=True))
+
+    def _import(self, project, folder: str, *, make_current: bool) -> None:
+        from prefloop.jobs.services import run_job_inline
+
+        from rewards import services
+        from rewards.imports import IMPORT_JOB_KIND, register_reward_model
+
+        try:
+            reward_model, _ = register_reward_model(project=project, model_path=folder, enqueue=False)
+        except Exception as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"project {project.name!r}: scoring imported reward model v{reward_model.version}")
+        run_job_inline(IMPORT_JOB_KIND, {"reward_model_id": reward_model.pk}, project=project)
+        reward_model.refresh_from_db()
+        if reward_model.status != reward_model.Status.READY:
+            raise CommandError(f"v{reward_model.version} {reward_model.status}: {reward_model.error}")
+        if make_current:
+            services.mark_current(reward_model=reward_model)
+        self.stdout.write(json.dumps({
+            "reward_model_id": reward_model.pk, "version": reward_model.version, "artifact_path": reward_model.artifact_path,
+            "metrics": {k: v for k, v in reward_model.metrics.items() if k != "reliability"},
+        }, sort_keys=True))
 
     def _run(self, reward_model) -> None:
         """Through the job system (a Job row and a tqdm bar) when it is installed; else directly."""
