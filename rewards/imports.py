@@ -32,7 +32,7 @@ MAX_PATH = 300  # RewardModel.base_model's length
 
 def check_reward_model_folder(model_path: str):
     """(folder, report) for a reward-model folder a researcher names; refusals never echo server paths."""
-    from rewards.ml.folders import ModelFolderError, inspect_model_folder
+    from rewards.ml.folders import ModelFolderError, inspect_model_folder, path_text_problem
     from rewards.services import model_roots
 
     text = str(model_path or "").strip()
@@ -40,6 +40,8 @@ def check_reward_model_folder(model_path: str):
         raise InvalidTrainingOptions("model_path is required")
     if len(text) > MAX_PATH:
         raise InvalidTrainingOptions(f"model_path must be at most {MAX_PATH} characters")
+    if problem := path_text_problem(text):
+        raise InvalidTrainingOptions(f"model_path {problem}")
     if "://" in text or text.lower().startswith(("hf:", "hub:", "s3:")):
         raise InvalidTrainingOptions("model_path: URLs and hub ids are not accepted; nothing is downloaded")
     path = Path(text)

@@ -49,6 +49,10 @@ def check_model_path(model_path: str, *, kind: str = "causal-lm"):
         raise InvalidModelPath("model_path is required")
     if len(text) > 500:
         raise InvalidModelPath("model_path must be at most 500 characters")
+    from rewards.ml.folders import path_text_problem
+
+    if problem := path_text_problem(text):
+        raise InvalidModelPath(f"model_path {problem}")
     if "://" in text or text.startswith(("hf:", "hub:")):
         raise InvalidModelPath("model_path must be a local folder; URLs and hub ids are not fetched")
     path = Path(text)

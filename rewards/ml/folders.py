@@ -32,6 +32,17 @@ MAX_HEADER_BYTES = 100 * 2**20  # a safetensors header larger than this is not a
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
+def path_text_problem(text: str) -> str | None:
+    """Why `text` cannot be a file-system path (a NUL, a lone surrogate), or None: checked before Path() sees it."""
+    if "\x00" in text:
+        return "must not contain a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return None
+
+
 class ModelFolderError(ValueError):
     """The folder is not a model of the expected kind; the message is safe to show (no server paths)."""
 

@@ -100,6 +100,7 @@ ROUTES: dict[str, Route] = {
                                body=lambda w: {"options": {"max_steps": 1}}),
     "reward-settings": Route(_project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
                              body=lambda w: {"auto_retrain": True}),
+    "reward-model-import": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"model_path": "../../etc"}),
     "reward-model-detail": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A}),
     "reward-model-make-current": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}),
     "reward-model-score": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A},
@@ -136,6 +137,7 @@ ROUTES: dict[str, Route] = {
     "quality": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-retrain": Route(_project, {"POST": RESEARCHERS_A}, html=True),
+    "reward-models-import": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
     "reward-models-settings": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"auto_retrain": "on"}),
     "reward-models-make-current": Route(
         lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}, html=True
@@ -150,6 +152,7 @@ ROUTES: dict[str, Route] = {
         lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),
+    "loop-register-model": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
 }
 
 # Websocket routes (prefloop/asgi.py): route text → (ids of A's rows, visitors who may connect).

@@ -112,3 +112,27 @@ def test_the_parameter_count_of_a_real_tiny_llama_matches_torch(tmp_path, minilm
     assert report.parameters == sum(p.numel() for p in model.parameters())
     assert (report.architecture, report.vocab_size, report.max_positions, report.chat_template) == (
         "LlamaForCausalLM", len(minilm_tokenizer), 256, False)
+
+
+@pytest.mark.parametrize("raw, value, message", [
+    (r"/models/a\u0000b", "/models/a\x00b", "NUL"), (r"/models/\ud800", "/models/\ud800", "valid Unicode"),
+], ids=["nul", "lone-surrogate"])
+def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(setup, api, raw, value, message):
+    from rewards.errors import InvalidTrainingOptions
+    from rewards.imports import check_reward_model_folder
+    from training.errors import InvalidModelPath
+    from training.policies import check_model_path
+
+    project, client, root = setup
+    researcher = api(User.objects.get(username="res"))
+    for url, extra in ((f"/api/projects/{project.pk}/policies/", '"kind": "base", '),
+                       (f"/api/projects/{project.pk}/reward-models/import/", "")):
+        body = "{" + extra + '"model_path": "' + raw + '"}'  # JSON escapes: what a client may really send
+        assert researcher.post(url, body, content_type="application/json").status_code == 400
+    with pytest.raises(InvalidModelPath, match=message):  # the forms reach the services without DRF's field checks
+        check_model_path(value)
+    with pytest.raises(InvalidTrainingOptions, match=message):
+        check_reward_model_folder(value)
+    if "\x00" in value:
+        assert message in post_form(client, project, value)[0]
+    assert not Policy.objects.exists()
