@@ -61,7 +61,7 @@ class Scale:
     lora_rank: int = 16
 
 
-GPU = Scale(hidden=768, layers=12, heads=12, intermediate=2048, vocab=32_000, prompt_words=200, response_words=200,
+GPU = Scale(hidden=768, layers=12, heads=12, intermediate=1792, vocab=32_000, prompt_words=200, response_words=200,
             max_length=512, rm_batch=16, rm_steps=40, dpo_batch=8, dpo_steps=6, gen_prompts=64, gen_tokens=256,
             matmul_n=8192, matmul_iters=50)
 CPU_SMOKE = Scale(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, prompt_words=12, response_words=8,
