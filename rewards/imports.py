@@ -60,12 +60,13 @@ def check_reward_model_folder(model_path: str):
 def register_reward_model(*, project: Project, model_path: str, user: User | None = None, name: str = "",
                           enqueue: bool = True):
     """The next version from an existing folder, queued for scoring on the held-out votes. (version, job or None)."""
-    from rewards.services import _validated, reward_settings
+    from rewards.models import RewardSettings
+    from rewards.services import _validated
 
     folder, report = check_reward_model_folder(model_path)
     # The held-out split and data filters of the project's default options, so metrics compare with trained versions.
-    config, filters = _validated(project, {**reward_settings(project).default_options, "base_model": str(folder)},
-                                 now=timezone.now())
+    stored = RewardSettings.objects.filter(project=project).values_list("default_options", flat=True).first()
+    config, filters = _validated(project, {**(stored or {}), "base_model": str(folder)}, now=timezone.now())
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()

@@ -136,3 +136,18 @@ def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(setup, api, 
     if "\x00" in value:
         assert message in post_form(client, project, value)[0]
     assert not Policy.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["weights.npy", "arrays.npz", "model.joblib", "state.pkl", "model.pt", "pytorch_model.bin"])
+def test_the_loaders_and_base_model_check_refuse_the_same_files(settings, tmp_path, name):
+    from rewards.errors import InvalidTrainingOptions
+    from rewards.ml.artifact import UnsafeArtifact, check_safe
+    from rewards.services import check_base_model
+
+    settings.PREFLOOP_MODEL_ROOTS = [tmp_path]
+    folder = write_model_folder(tmp_path, "rm", architecture="BertForSequenceClassification", extra_files=(name,))
+    with pytest.raises(UnsafeArtifact, match="pickle-based files"):
+        check_safe(folder)
+    with pytest.raises(InvalidTrainingOptions, match="pickle-based files") as refused:
+        check_base_model(str(folder))
+    assert str(tmp_path) not in str(refused.value)
