@@ -80,14 +80,15 @@ def _fit_chunk(counts: PairCounts, chunk: np.ndarray, *, theta0: np.ndarray, rid
 
 
 def without_finite_mle(counts: PairCounts, chunk: np.ndarray) -> np.ndarray:
-    """(B,) True where resample's MLE is infinite. A resample keeps a subset of the full data's
-    'i won against j' edges, so only those that lost an edge need the graph check."""
+    """(B,) True where a resample's MLE is infinite. A resample keeps a subset of the full data's
+    'i won against j' edges, so when the full data's MLE is finite only the resamples that lost an
+    edge need the graph check."""
+    if not strongly_connected(counts.win_matrix()[None])[0]:
+        return np.ones(len(chunk), dtype=bool)
     lost = (_win_edges(counts.counts)[None] & ~_win_edges(chunk)).any(axis=(-2, -1))
     infinite = np.zeros(len(chunk), dtype=bool)
     if lost.any():
         infinite[lost] = ~strongly_connected(counts.win_matrix(chunk[lost]))
-    if not strongly_connected(counts.win_matrix()[None])[0]:
-        infinite[:] = True
     return infinite
 
 
