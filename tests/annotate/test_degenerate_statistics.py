@@ -251,3 +251,35 @@ def test_the_quality_report_of_unanimous_ties_says_alpha_is_undefined(client, on
     assert "undefined" in report.warnings[0]
     client.force_login(researcher)
     assert "undefined" in client.get(f"/projects/{project.pk}/quality/").content.decode()
+
+
+# (comparison 0..2, voter, choice, strength, ms): voters u* are the project's annotators, x* imported
+report_votes = st.lists(
+    st.tuples(st.integers(0, 2), st.sampled_from(("u1", "u2", "x1", "x2")), st.sampled_from(("a", "b", "tie", "both_bad")),
+              st.one_of(st.none(), st.integers(1, 3)), st.one_of(st.none(), st.integers(0, 10**6))),
+    max_size=14, unique_by=lambda v: (v[0], v[1]),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(PROPERTY, max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(votes=report_votes, strength_scale=st.sampled_from((0, 3)))
+def test_the_quality_report_never_raises_and_says_why_a_figure_is_missing(votes, strength_scale):
+    users = {name: User.objects.get_or_create(username=f"hyp-{name}")[0] for name in ("u1", "u2")}
+    project = make_project(annotators=list(users.values()), strength_scale=strength_scale)
+    comparisons = [pairwise(project, ["x", "y"]) for _ in range(3)]
+    for index, voter, choice, strength, ms in votes:
+        comparison, sides = comparisons[index]
+        row = vote(comparison, sides, choice, voter)
+        if voter in users:
+            Vote.objects.filter(pk=row.pk).update(annotator=users[voter], external_annotator="", source="human",
+                                                  strength=strength, time_spent_ms=ms)
+    report = project_quality(project)
+    json.dumps(report.as_dict(), allow_nan=False)
+    for a in report.agreement:
+        assert all(v is None or math.isfinite(v) for v in (a.alpha_nominal, a.alpha_ordinal, a.percent_agreement))
+        if a.alpha_nominal is None:
+            assert any(w.startswith(a.aspect) for w in report.warnings)
+    if not votes:
+        assert report.warnings[0].startswith("not enough data")
+    assert {r.username for r in report.annotators} == {"hyp-u1", "hyp-u2"}
