@@ -158,6 +158,16 @@ def test_a_deployment_bound_on_k_applies_to_rounds(lab, settings):
     assert response.status_code == 202, response.content
 
 
+def test_the_loop_page_form_refuses_k_past_the_bound_and_says_so(lab, client):
+    project, _ = lab
+    client.force_login(User.objects.get(username="res"))
+    before = db_fingerprint()
+    response = client.post(f"/projects/{project.pk}/loop/rounds/", {"method": "dpo", "k": "1000", "prompts": "5"}, follow=True)
+    assert response.status_code == 200
+    assert "k must be between 1 and 16" in response.content.decode()
+    assert changed_tables(before, db_fingerprint()) == []
+
+
 @pytest.mark.parametrize("args, field", [
     (["--k", "1000"], "k"),
     (["--prompts", str(10**6)], "prompts"),
