@@ -12,7 +12,7 @@ from django.core.signals import got_request_exception
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
-from annotate.errors import AnnotateError, ImportDataError, InvalidVote
+from annotate.errors import AnnotateError, ImportDataError
 
 logger = logging.getLogger("django.request")
 
@@ -20,7 +20,7 @@ logger = logging.getLogger("django.request")
 def exception_handler(exc, context):
     if isinstance(exc, AnnotateError):
         body = {"error": exc.code, "detail": str(exc)}
-        if isinstance(exc, InvalidVote):
+        if getattr(exc, "field", None):  # InvalidVote, and a parameter out of bounds (prefloop/limits.py)
             body["field"] = exc.field
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]

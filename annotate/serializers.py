@@ -4,7 +4,9 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
+from annotate.errors import InvalidVote
 from annotate.models import Comparison, Project, Vote
+from annotate.services.projects import check_aspects
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -28,11 +30,10 @@ class ProjectSerializer(serializers.ModelSerializer):
         }
 
     def validate_aspects(self, value):
-        if not isinstance(value, list) or not all(isinstance(a, str) and 0 < len(a) <= 64 for a in value):
-            raise serializers.ValidationError("must be a list of names of 1-64 characters")
-        if len(set(value)) != len(value):
-            raise serializers.ValidationError("must not repeat a name")
-        return value
+        try:
+            return check_aspects(value)
+        except InvalidVote as exc:  # count and name length bounded by PREFLOOP_LIMITS
+            raise serializers.ValidationError(str(exc).removeprefix("aspects: ")) from None
 
 
 class AnnotatorProjectSerializer(serializers.ModelSerializer):

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotate.models import Comparison, Completion, Project, User
+from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.errors import InvalidTrainingOptions, NoTrainingData, NotFound, RewardModelNotReady, TooManyItems
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import PreferencePair
@@ -84,6 +85,9 @@ def _validated(project: Project, options: dict, *, now: datetime) -> tuple[Rewar
     train, data = split_options(options)
     try:
         config = RewardTrainConfig.from_dict(train)
+        check_limits(config.as_dict(), scope="reward")  # 1e30 steps passes the config's own checks
+    except OutOfBounds as exc:
+        raise field_error(InvalidTrainingOptions, exc) from None
     except (TypeError, ValueError) as exc:
         raise InvalidTrainingOptions(str(exc)) from None
     check_base_model(config.base_model)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from prefloop.limits import limit
 from training.errors import InvalidRoundParams
 
 PAIR_STRATEGIES = ("all", "random", "uncertain")
@@ -50,6 +51,7 @@ class RoundParams:
 
     def check(self) -> None:
         for name, (low, high) in self.LIMITS.items():
+            high = limit(f"round.{name}", high)  # settings.PREFLOOP_LIMITS may move the upper bound
             value = getattr(self, name)
             if not low <= value <= high:
                 raise InvalidRoundParams(f"{name} must be between {low} and {high}, got {value}")

@@ -16,6 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate.models import Completion, Project, Prompt
+from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.services import json_safe
 from training.errors import InvalidModelPath, InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import Loop, Policy
@@ -95,9 +96,11 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
 
 
 def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
-    """Queue the demo policy: a small GPT-2 built in code and SFT'd on the project's own answers."""
+    """Queue the demo policy: a small GPT-2 built in code and SFT'd on the project's own answers.
+    The config is checked (fields and PREFLOOP_LIMITS) before the policy row or the job exist."""
     from prefloop.jobs.services import enqueue_job
 
+    check_demo_config(config or {})
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         policy = Policy.objects.create(
@@ -110,6 +113,21 @@ def request_demo_policy(*, project: Project, user=None, config: dict | None = No
             Policy.objects.filter(pk=policy.pk).update(job_id=job.pk)
             policy.job_id = job.pk
     return policy, job
+
+
+def check_demo_config(config: dict) -> None:
+    """Raise InvalidRoundParams naming the field for a demo-policy config the build would refuse,
+    or one whose model size or steps exceed PREFLOOP_LIMITS (n_layer = n_embd = 1e6 was queued)."""
+    from training.ml.config import DemoPolicyConfig  # a dataclass module: no torch import
+
+    if not isinstance(config, dict):
+        raise InvalidRoundParams("config must be an object of DemoPolicyConfig fields")
+    try:
+        check_limits(DemoPolicyConfig.from_dict(config).as_dict(), scope="demo_policy")
+    except OutOfBounds as exc:
+        raise field_error(InvalidRoundParams, exc, prefix="config.") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidRoundParams(f"config: {exc}") from None
 
 
 def demo_corpus(project: Project, *, limit: int = 2000) -> list[tuple[str, str]]:

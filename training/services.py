@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from annotate.models import Comparison, ComparisonItem, Project, Prompt, Vote
 from annotate.services.sampled import SampledCompletion, add_comparisons, add_sampled_completions
+from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.services import json_safe
 from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import AIFeedback, Loop, Policy, Round
@@ -62,7 +63,10 @@ def start_round(*, project: Project, method: str, params: dict | None = None, us
     try:
         validate_options(project=project, options=merged.reward_model)
     except InvalidTrainingOptions as exc:
-        raise InvalidRoundParams(f"reward_model: {exc}") from None
+        error = InvalidRoundParams(f"reward_model: {exc}")
+        if getattr(exc, "field", None):
+            error.field = f"reward_model.{exc.field}"
+        raise error from None
     if loop.current.status != Policy.Status.READY:
         raise LoopNotReady(f"the current policy v{loop.current.version} is {loop.current.status}")
     with transaction.atomic():
@@ -88,7 +92,10 @@ def _check_update_overrides(method: str, overrides: dict) -> None:
     if unknown:
         raise InvalidRoundParams(f"update: unknown {method} option(s) {unknown}; known: {sorted(known)}")
     try:
-        _update_config(method, overrides, seed=0)
+        config = _update_config(method, overrides, seed=0)
+        check_limits(config.as_dict(), scope="update")  # steps, epochs, batch sizes, lengths: PREFLOOP_LIMITS
+    except OutOfBounds as exc:
+        raise field_error(InvalidRoundParams, exc, prefix="update.") from None
     except (TypeError, ValueError) as exc:
         raise InvalidRoundParams(f"update: {exc}") from None
 

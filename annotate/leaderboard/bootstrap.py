@@ -39,30 +39,62 @@ def bootstrap_theta(
     rounds: int,
     seed: int,
     theta0: np.ndarray,
+    ridge: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """θ for each bootstrap round, (rounds, n), started from the full-data MLE theta0; and how
-    many rounds needed the fallback ridge because their resample has no finite MLE."""
+    """θ for each bootstrap round, (rounds, n), started from the full-data fit theta0; and how
+    many rounds were fitted with a ridge. ridge: the λ theta0 was fitted with. With λ = 0 (the
+    full data have a finite MLE) a round gets the fallback ridge only if its resample has no
+    finite MLE; with λ > 0 every round uses λ, so that the intervals describe the estimator that
+    gave the point ratings."""
     rng = np.random.default_rng(seed)
     samples = resample_counts(counts, rounds=rounds, rng=rng)
-    n = counts.n_models
     batch = max(1, MAX_BATCH_CELLS // max(len(counts.pairs), 1))
-    thetas = np.empty((rounds, n))
-    fallback = 0
+    thetas = np.empty((rounds, counts.n_models))
+    with_ridge = 0
     for start in range(0, rounds, batch):
         chunk = samples[start:start + batch]
-        half = 0.5 * chunk[..., TIE]
-        theta, converged = fit_bt_near(counts.pairs, chunk[..., I_WINS] + half, chunk[..., J_WINS] + half, theta0)
-        if not converged.all():
-            # Rare: a resample far from the data (or with an infinite MLE): full Newton, ridge if needed.
-            wins = counts.win_matrix(chunk[~converged])
-            ok = strongly_connected(wins)
-            fallback += int((~ok).sum())
-            theta[~converged] = fit_bt(wins, ridge=np.where(ok, 0.0, FALLBACK_RIDGE), theta0=theta0).theta
-        thetas[start:start + batch] = theta
+        thetas[start:start + batch], ridged = _fit_chunk(counts, chunk, theta0=theta0, ridge=ridge)
+        with_ridge += ridged
         if progress:
             progress(min(start + batch, rounds))
-    return thetas, fallback
+    return thetas, with_ridge
+
+
+def _fit_chunk(counts: PairCounts, chunk: np.ndarray, *, theta0: np.ndarray, ridge: float) -> tuple[np.ndarray, int]:
+    """θ for resamples chunk (B, K, 3) and how many of them were fitted with a ridge."""
+    half = 0.5 * chunk[..., TIE]
+    theta, converged = fit_bt_near(counts.pairs, chunk[..., I_WINS] + half, chunk[..., J_WINS] + half, theta0, ridge=ridge)
+    if ridge:
+        lam = np.full(len(chunk), ridge)
+    else:
+        # The chord iteration "settles" on a resample whose MLE is infinite (the gradient fades as a
+        # rating runs off), so those are refitted with the fallback ridge whatever it reported.
+        infinite = without_finite_mle(counts, chunk)
+        converged &= ~infinite
+        lam = np.where(infinite, FALLBACK_RIDGE, 0.0)
+    if not converged.all():
+        # Rare: a resample far from the data or with an infinite MLE: full Newton from θ = 0.
+        theta[~converged] = fit_bt(counts.win_matrix(chunk[~converged]), ridge=lam[~converged]).theta
+    return theta, int((lam > 0).sum())
+
+
+def without_finite_mle(counts: PairCounts, chunk: np.ndarray) -> np.ndarray:
+    """(B,) True where a resample's MLE is infinite. A resample keeps a subset of the full data's
+    'i won against j' edges, so when the full data's MLE is finite only the resamples that lost an
+    edge need the graph check."""
+    if not strongly_connected(counts.win_matrix()[None])[0]:
+        return np.ones(len(chunk), dtype=bool)
+    lost = (_win_edges(counts.counts)[None] & ~_win_edges(chunk)).any(axis=(-2, -1))
+    infinite = np.zeros(len(chunk), dtype=bool)
+    if lost.any():
+        infinite[lost] = ~strongly_connected(counts.win_matrix(chunk[lost]))
+    return infinite
+
+
+def _win_edges(counts: np.ndarray) -> np.ndarray:
+    """(..., K, 2): whether i won against j, and j against i (a tie is half a win each way)."""
+    return np.stack([counts[..., I_WINS] + counts[..., TIE], counts[..., J_WINS] + counts[..., TIE]], axis=-1) > 0
 
 
 def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:

@@ -14,11 +14,14 @@ that a whole bootstrap is one sequence of (B, n, n) array operations and B small
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import LinAlgWarning
 from scipy.linalg import solve as dense_solve
 from scipy.sparse.csgraph import connected_components
+from scipy.special import expit as sigmoid  # σ without overflow warnings at |x| > 709
 
 ELO_SCALE = 400.0 / np.log(10.0)  # Elo points per natural-log unit of θ
 ELO_MEAN = 1000.0
@@ -73,7 +76,6 @@ def fit_bt(
     if n < 2:
         return BTFit(theta=theta[0] if single else theta, iterations=0, converged=True, ridge=ridge)
     battles = wins + np.swapaxes(wins, -1, -2)
-    row_wins = wins.sum(axis=-1)
     ones = np.ones((n, n))
     eye = np.eye(n)
 
@@ -83,15 +85,18 @@ def fit_bt(
     for iterations in range(1, max_iter + 1):
         idx = np.flatnonzero(active)
         t = theta[idx]
-        p = 1.0 / (1.0 + np.exp(-(t[:, :, None] - t[:, None, :])))  # p_ij = σ(θ_i − θ_j)
-        grad = row_wins[idx] - (battles[idx] * p).sum(axis=-1) - lam[idx, None] * t
-        h = battles[idx] * p * (1.0 - p)
+        p = sigmoid(t[:, :, None] - t[:, None, :])  # p_ij = σ(θ_i − θ_j)
+        # Σ_j W_ij − N_ij p_ij written as Σ_j W_ij p_ji − W_ji p_ij: no cancellation when p → 1
+        # (1e6 one-sided battles would leave the gradient 1e-10 of noise and Newton never settling).
+        w = wins[idx]
+        grad = (w * np.swapaxes(p, -1, -2)).sum(axis=-1) - (np.swapaxes(w, -1, -2) * p).sum(axis=-1) - lam[idx, None] * t
+        h = battles[idx] * p * np.swapaxes(p, -1, -2)  # N p (1 − p), with 1 − p_ij = p_ji
         laplacian = -h
         laplacian[:, np.arange(n), np.arange(n)] += h.sum(axis=-1)
         system = laplacian + ones + lam[idx, None, None] * eye
-        # One symmetric positive definite solve per fit (Cholesky); a loop, since numpy's batched
-        # solve stalls on OpenBLAS thread hand-offs for many small systems.
-        step = np.stack([dense_solve(m, g, assume_a="pos", check_finite=False) for m, g in zip(system, grad)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LinAlgWarning)  # ill-conditioned: handled by newton_step
+            step = np.stack([newton_step(m, g) for m, g in zip(system, grad)])
         # Step halving, per fit: accept the largest step 2^-k that does not lower the objective.
         scale = np.ones(len(idx))
         old = value[idx]
@@ -104,7 +109,11 @@ def fit_bt(
             scale[worse] *= 0.5
         theta[idx] = candidate - candidate.mean(axis=-1, keepdims=True)
         value[idx] = new
-        done = np.abs(scale[:, None] * step).max(axis=-1) < tol
+        # Settled: the step is below tol, or the gain it promised (the Newton decrement gᵀδ) is below
+        # what the objective can resolve in float64, as with a Hessian of condition 1e8 (a pair with 1e6
+        # battles beside one with a single battle) where the step's rounding noise exceeds tol.
+        decrement = scale * (grad * step).sum(axis=-1)
+        done = (np.abs(scale[:, None] * step).max(axis=-1) < tol) | (decrement <= 1e-13 * (1.0 + np.abs(old)))
         active[idx[done]] = False
         if not active.any():
             break
@@ -112,27 +121,47 @@ def fit_bt(
     return BTFit(theta=theta, iterations=iterations, converged=not active.any(), ridge=ridge)
 
 
+def newton_step(system: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """Solve system · δ = grad for one fit. The system is positive definite in exact arithmetic, so
+    Cholesky (a loop over fits, since numpy's batched solve stalls on OpenBLAS thread hand-offs for
+    many small systems). It turns numerically singular when far-apart ratings make p(1 − p)
+    underflow to 0 and the Laplacian falls apart; then the least-squares step (the pseudo-inverse,
+    still an ascent direction; step halving does the rest)."""
+    try:
+        return dense_solve(system, grad, assume_a="pos", check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(system, grad, rcond=None)[0]
+
+
 def fit_bt_near(
-    pairs: np.ndarray, wins_ij: np.ndarray, wins_ji: np.ndarray, theta0: np.ndarray, *, tol: float = 1e-10, max_iter: int = 60
+    pairs: np.ndarray, wins_ij: np.ndarray, wins_ji: np.ndarray, theta0: np.ndarray, *, ridge: float = 0.0,
+    tol: float = 1e-10, max_iter: int = 60,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Many fits whose data are close to the data that gave theta0 (bootstrap resamples), on pair
-    lists: pairs (K, 2), wins_ij / wins_ji (B, K) -> θ (B, n), converged (B,).
+    lists: pairs (K, 2), wins_ij / wins_ji (B, K) -> θ (B, n), converged (B,). ridge: the λ of
+    fit_bt, the same for every fit (the one theta0 was fitted with).
 
-    Chord (fixed-Hessian) Newton: θ ← θ + (L₀ + 11ᵀ)⁻¹ ∇ℓ(θ), with L₀ the Hessian at theta0
-    inverted once. A resample's Hessian differs from L₀ by sampling noise only, so the iteration
+    Chord (fixed-Hessian) Newton: θ ← θ + (L₀ + 11ᵀ + λI)⁻¹ (∇ℓ(θ) − λθ), with L₀ the Hessian at
+    theta0 inverted once. A resample's Hessian differs from L₀ by sampling noise only, so the iteration
     contracts fast (≈ 1e-2 per step on 1M battles) and each step is two (B, K) × (K, n) products
     instead of B factorisations. Fits that do not settle are reported for a full Newton refit."""
     n = theta0.shape[-1]
     i, j = pairs[:, 0], pairs[:, 1]
     battles = wins_ij + wins_ji
     rounds = battles.shape[0]
-    p0 = 1.0 / (1.0 + np.exp(-(theta0[i] - theta0[j])))
-    h0 = battles.mean(axis=0) * p0 * (1.0 - p0)
+    h0 = battles.mean(axis=0) * sigmoid(theta0[i] - theta0[j]) * sigmoid(theta0[j] - theta0[i])
     laplacian = np.zeros((n, n))
     np.add.at(laplacian, (i, j), -h0)
     laplacian = laplacian + laplacian.T
     laplacian[np.arange(n), np.arange(n)] = -laplacian.sum(axis=1)
-    inverse = np.linalg.inv(laplacian + 1.0)  # + 11ᵀ: fixes the free mean (gradients sum to zero)
+    # + 11ᵀ fixes the free mean (gradients sum to zero). Singular only when the battle graph (or its
+    # numerically non-zero part) falls apart and λ = 0: then the pseudo-inverse; fits that do not
+    # settle are refitted by fit_bt anyway.
+    system = laplacian + 1.0 + ridge * np.eye(n)
+    try:
+        inverse = np.linalg.inv(system)
+    except np.linalg.LinAlgError:
+        inverse = np.linalg.pinv(system)
     # Scatter of per-pair residuals to models as one bincount over flat (round, model) slots:
     # index gathers and bincounts, no (B, K) × (K, n) products.
     offset = (np.arange(rounds) * n)[:, None]
@@ -140,9 +169,11 @@ def fit_bt_near(
     theta = np.broadcast_to(theta0, (rounds, n)).copy()
     converged = np.zeros(rounds, dtype=bool)
     for _ in range(max_iter):
-        residual = wins_ij - battles / (1.0 + np.exp(theta[:, j] - theta[:, i]))
+        diff = theta[:, i] - theta[:, j]
+        residual = wins_ij * sigmoid(-diff) - wins_ji * sigmoid(diff)  # = W_ij − N_ij p_ij, without cancellation
         flat = residual.ravel()
         grad = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(rounds, n)
+        grad -= ridge * theta
         step = grad @ inverse
         step[converged] = 0.0
         theta += step

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 
 from annotate.leaderboard import bootstrap as boot
 from annotate.leaderboard.bt import ELO_MEAN, FALLBACK_RIDGE, fit_bt, mle_exists, to_elo
@@ -79,7 +80,7 @@ def compute_leaderboard(
     if counts.total == 0 or counts.n_models < 2:
         return LeaderboardResult(
             ratings=[], method={"model": "bradley-terry", "battles": counts.total, **(source or {})}, models=[],
-            win_rate=[], battle_counts=[], warnings=["no battles between two different models yet"],
+            win_rate=[], battle_counts=[], warnings=["not enough data: no battles between two different models yet"],
         )
     method: dict = {
         "model": "bradley-terry",
@@ -97,6 +98,7 @@ def compute_leaderboard(
         **(source or {}),
     }
 
+    _warn_about_groups(counts, method, warnings)
     if options.style_control:
         if style_battles is None:
             raise LeaderboardInputError("style control needs per-battle style counts")
@@ -107,21 +109,13 @@ def compute_leaderboard(
         theta = theta[position]
         samples = samples[:, position] if samples is not None else None
     else:
-        wins = counts.win_matrix()
-        exists = mle_exists(wins)
-        fit = fit_bt(wins, ridge=0.0 if exists else FALLBACK_RIDGE)
-        theta = fit.theta
-        method["mle_exists"] = exists
-        if not exists:
-            method["estimator"] = f"maximum a posteriori, ridge {FALLBACK_RIDGE:g} on θ (the MLE is infinite)"
-            warnings.append(
-                "Some model never lost (or never won) against a part of the field, so the maximum-likelihood "
-                "ratings are infinite; a weak ridge keeps them finite. Collect more battles before reading them."
-            )
+        theta, ridge = _bt_fit(counts, method, warnings)
         samples = None
         coefficients = None
         if options.bootstrap:
-            samples, fallback = boot.bootstrap_theta(counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, progress=progress)
+            samples, fallback = boot.bootstrap_theta(
+                counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, ridge=ridge, progress=progress
+            )
             method["bootstrap_rounds_with_ridge"] = fallback
 
     ratings = to_elo(theta, anchor_index=anchor_index, anchor_rating=anchor_rating)
@@ -160,6 +154,43 @@ def compute_leaderboard(
         style_coefficients=coefficients,
         warnings=warnings,
     )
+
+
+def comparison_groups(counts: PairCounts) -> list[list[str]]:
+    """The models split by who ever battled whom (connected parts of the battle graph), largest first."""
+    count, label = connected_components(counts.battle_matrix() > 0, directed=False)
+    groups = [[m for m, g in zip(counts.models, label) if g == k] for k in range(count)]
+    return sorted(groups, key=lambda g: (-len(g), g))
+
+
+def _warn_about_groups(counts: PairCounts, method: dict, warnings: list[str]) -> None:
+    groups = comparison_groups(counts)
+    method["comparison_groups"] = len(groups)
+    if len(groups) > 1:
+        listed = " | ".join(", ".join(g) for g in groups)
+        warnings.append(
+            f"The models fall into {len(groups)} groups that never battled each other ({listed}); each group is "
+            "centred on the same mean, so ratings compare only within a group."
+        )
+
+
+def _bt_fit(counts: PairCounts, method: dict, warnings: list[str]) -> tuple[np.ndarray, float]:
+    """The headline fit: the plain MLE when it is finite (Arena's numbers), else the weak-ridge MAP,
+    with the reason in `warnings`. Returns θ and the ridge used."""
+    wins = counts.win_matrix()
+    exists = mle_exists(wins)
+    ridge = 0.0 if exists else FALLBACK_RIDGE
+    fit = fit_bt(wins, ridge=ridge)
+    method["mle_exists"] = exists
+    if not exists:
+        method["estimator"] = f"maximum a posteriori, ridge {ridge:g} on θ (the MLE is infinite)"
+        warnings.append(
+            "Some model never lost (or never won) against a part of the field, so the maximum-likelihood "
+            "ratings are infinite; a weak ridge keeps them finite. Collect more battles before reading them."
+        )
+    if not fit.converged:
+        warnings.append(f"The rating fit stopped after {fit.iterations} Newton steps without converging; treat the ratings as rough.")
+    return fit.theta, ridge
 
 
 def _style_fit(battles: StyleBattles, options: LeaderboardOptions, progress, method: dict, warnings: list[str]):

@@ -54,6 +54,7 @@ class QualityReport:
     agreement: list[AspectAgreement]
     annotators: list[AnnotatorQuality]
     method: dict
+    warnings: list[str] = field(default_factory=list)  # "not enough data" and why a figure is missing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +107,7 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
     return QualityReport(
         project_id=project.pk,
         agreement=agreement,
+        warnings=_agreement_warnings(agreement),
         annotators=_annotator_rows(project, per_user, nominal),
         method={
             "units": "(comparison, aspect); choices oriented to the pair (lower completion id = a)",
@@ -123,6 +125,19 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
             },
         },
     )
+
+
+def _agreement_warnings(agreement: list[AspectAgreement]) -> list[str]:
+    """Why an agreement figure is missing: there is nothing to compare, or nothing varies."""
+    if not agreement:
+        return ["not enough data: no votes yet, so there is no agreement to measure"]
+    warnings = []
+    for a in agreement:
+        if a.units == 0:
+            warnings.append(f"{a.aspect}: not enough data: no pair has votes from two annotators yet")
+        elif a.alpha_nominal is None:
+            warnings.append(f"{a.aspect}: α is undefined: every vote on the pairs voted twice has the same value")
+    return warnings
 
 
 def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[AnnotatorQuality]:

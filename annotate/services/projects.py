@@ -8,8 +8,28 @@ from annotate.errors import InvalidVote
 from annotate.models import Comparison, Membership, Project, User
 
 
+ASPECT_COLUMN_LENGTH = 64  # Vote.aspect's max_length: no setting can lengthen a name past it
+
+
+def check_aspects(aspects) -> list[str]:
+    """A list of distinct names, at most PREFLOOP_LIMITS["project.aspects"] of them (every one is a
+    voting column of the annotator's form and a unit of every statistic), each 1..project.aspect_name_length
+    characters. Raises InvalidVote("aspects", ...) naming the field."""
+    from prefloop.limits import limit
+
+    most, longest = limit("project.aspects"), min(limit("project.aspect_name_length"), ASPECT_COLUMN_LENGTH)
+    if not isinstance(aspects, list) or not all(isinstance(a, str) and 0 < len(a) <= longest for a in aspects):
+        raise InvalidVote("aspects", f"must be a list of names of 1-{longest} characters")
+    if len(aspects) > most:
+        raise InvalidVote("aspects", f"at most {most} aspects (PREFLOOP_LIMITS), got {len(aspects)}")
+    if len(set(aspects)) != len(aspects):
+        raise InvalidVote("aspects", "must not repeat a name")
+    return aspects
+
+
 @transaction.atomic
 def project_create(*, name: str, created_by: User | None = None, **settings) -> Project:
+    check_aspects(settings.get("aspects", []))
     project = Project(name=name, created_by=created_by, **settings)
     project.full_clean()
     project.save()

@@ -7,10 +7,13 @@ refusals of unsafe values; docs/operations.md).
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import dj_database_url
+
+from prefloop.limits import DEFAULT_LIMITS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("PREFLOOP_VAR_DIR", BASE_DIR / "var"))
@@ -219,3 +222,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+
+# Bounds of job parameters (steps, epochs, batch sizes, lengths, model sizes, K, aspects), checked
+# before anything is queued; prefloop/limits.py lists every key with its default, docs/security.md
+# says why. Override any of them with a JSON object, e.g. PREFLOOP_LIMITS='{"reward.max_steps": 5000}'.
+PREFLOOP_LIMITS = {**DEFAULT_LIMITS, **json.loads(os.environ.get("PREFLOOP_LIMITS", "{}"))}
