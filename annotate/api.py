@@ -290,7 +290,10 @@ class AssignmentVoteApi(APIView):
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit()
+    """A 64-bit integer, or its decimal digits as a string (ASCII only: int("²") raises)."""
+    if isinstance(value, str):
+        return value.isascii() and value.isdigit() and len(value) <= 18
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:

@@ -39,6 +39,22 @@ class InvalidVote(AnnotateError):
         self.field = field
 
 
+class InvalidBody(AnnotateError):
+    """A request body the API will not read: nested too deeply, absurd numbers, broken text."""
+
+    code = "invalid_body"
+    http_status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class RequestTooLarge(AnnotateError):
+    code = "request_too_large"
+    http_status = 413
+
+
 class ImportDataError(AnnotateError):
     """A problem in an import file. Nothing was written when this is raised."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from annotate.models import Assignment, Comparison, Membership, Project, User, V
 from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
+UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def record_vote(
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
+    if UNSTORABLE_KEY.search(idempotency_key):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
+        raise InvalidVote("idempotency_key", "must be text without NUL characters or lone surrogates")
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         return _record_vote_pg(
