@@ -25,6 +25,12 @@ class AlreadyVoted(AnnotateError):
     http_status = 409
 
 
+class AnnotatorPaused(AnnotateError):
+    # Paused in this project (failed gold checks, or by a researcher): held leases cannot be voted on.
+    code = "paused"
+    http_status = 403
+
+
 class IdempotencyKeyReused(AnnotateError):
     code = "idempotency_key_reused"
     http_status = 409
