@@ -27,8 +27,9 @@ class AlreadyVoted(AnnotateError):
 
 class AnnotatorPaused(AnnotateError):
     # Paused in this project (failed gold checks, or by a researcher): held leases cannot be voted on.
+    # 409, not 403: the page's outbox reads 401/403 as "signed out" and retries; this it reports.
     code = "paused"
-    http_status = 403
+    http_status = 409
 
 
 class IdempotencyKeyReused(AnnotateError):

@@ -36,7 +36,7 @@ def test_a_paused_annotator_cannot_vote_on_a_lease_already_held(holding):
     membership_set(project=project, user=annotator, paused=True)
     before = db_fingerprint()
     response = vote(client, url)
-    assert response.status_code == 403 and response.json()["error"] == "paused", response.content
+    assert response.status_code == 409 and response.json()["error"] == "paused", response.content
     assert db_fingerprint() == before
     membership_set(project=project, user=annotator, paused=False)  # resumed: the lease is good again
     assert vote(client, url).status_code == 201
