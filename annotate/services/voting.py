@@ -281,7 +281,8 @@ def _record_vote_pg(
                 row = cursor.fetchone()
                 if row is None:
                     raise NotFound("No such assignment.")
-                comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, paused, *values = row
+                (comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, paused,
+                 *values) = row
                 if key_seen:
                     replay = _replay(annotator=annotator, assignment_id=assignment_id, key=key)
                     if replay:
