@@ -152,6 +152,7 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 class ProjectImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    own_body_limit = True  # PREFLOOP_MAX_UPLOAD_BYTES below, not PREFLOOP_MAX_REQUEST_BYTES
 
     @extend_schema(request=s.ImportInputSerializer, responses={201: dict})
     def post(self, request, project_id: int):

@@ -7,25 +7,20 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
 from annotate.errors import AnnotateError, ImportDataError, InvalidBody, InvalidVote, RequestTooLarge
+from prefloop.request_limits import too_large_detail
 
 logger = logging.getLogger("django.request")
 
 
-def request_too_large() -> RequestTooLarge:
-    return RequestTooLarge(f"The request body is larger than {settings.PREFLOOP_MAX_REQUEST_BYTES} bytes "
-                           "(PREFLOOP_MAX_REQUEST_BYTES).")
-
-
 def exception_handler(exc, context):
-    if isinstance(exc, RequestDataTooBig):  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE, read from Content-Length
-        exc = request_too_large()
+    if isinstance(exc, RequestDataTooBig):  # a body read past DATA_UPLOAD_MAX_MEMORY_SIZE (prefloop/request_limits.py)
+        exc = RequestTooLarge(too_large_detail())
     if isinstance(exc, AnnotateError):
         body = {"error": exc.code, "detail": str(exc)}
         if isinstance(exc, (InvalidVote, InvalidBody)):

@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "prefloop.request_limits.RequestBodyLimitMiddleware",  # 413 from Content-Length, before CSRF reads a form
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -216,9 +217,9 @@ PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 
-# Largest request body anywhere else (JSON API, form posts): 413 above it. A vote with twenty
-# aspects and 20,000-character rationales, all escaped, fits. Import uploads keep their own
-# PREFLOOP_MAX_UPLOAD_BYTES (file parts of a multipart body do not count here).
+# Largest request body anywhere else (JSON API, form posts, multipart): 413 above it
+# (prefloop/request_limits.py). A vote with twenty aspects and 20,000-character rationales, all
+# escaped, fits. The import endpoint keeps its own PREFLOOP_MAX_UPLOAD_BYTES.
 PREFLOOP_MAX_REQUEST_BYTES = int(os.environ.get("PREFLOOP_MAX_REQUEST_BYTES", str(5 * 1024 * 1024)))
 # Deepest nesting a JSON body may have (the API's own bodies need four levels): 400 below it.
 PREFLOOP_MAX_JSON_DEPTH = int(os.environ.get("PREFLOOP_MAX_JSON_DEPTH", "32"))

@@ -74,6 +74,25 @@ def test_a_page_form_post_over_the_limit_answers_413():
     assert "PREFLOOP_MAX_REQUEST_BYTES" in response.content.decode()
 
 
+def test_a_multipart_body_over_the_limit_answers_413_though_its_file_parts_escape_django(leased):
+    client, _, url = leased
+    upload = io.BytesIO(b"x" * TWELVE_MB)
+    upload.name = "big.bin"
+    response = client.post(url, {"choice": "a", "idempotency_key": "k1", "file": upload}, format="multipart")
+    refused(response, 413, "request_too_large")
+    assert not Vote.objects.exists()
+
+
+def test_a_body_found_too_large_only_when_read_also_answers_413(leased, settings):
+    # A chunked body declares no length; Django then measures what it buffered (RequestDataTooBig).
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client, _, url = leased
+    response = post_json(client, url, json.dumps({"choice": "a", "idempotency_key": "k1", "rationale": "x" * 20_000}))
+    refused(response, 413, "request_too_large")
+    page = Client().post("/login/", "username=a&password=" + "x" * 20_000, content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 413 and "PREFLOOP_MAX_REQUEST_BYTES" in page.content.decode()
+
+
 def test_the_request_limit_is_a_setting(leased, settings):
     settings.PREFLOOP_MAX_REQUEST_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     client, _, url = leased
