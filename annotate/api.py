@@ -46,10 +46,18 @@ class CanCreateProjects(BasePermission):
 class ProjectListApi(APIView):
     permission_classes = APIView.permission_classes + [CanCreateProjects]
 
-    @extend_schema(responses=s.ProjectSerializer(many=True))
+    @extend_schema(responses=s.PROJECTS_FOR_MEMBER)
     def get(self, request):
-        projects = selectors.projects_for_user(request.user)
-        return Response(s.ProjectSerializer(projects, many=True).data)
+        """Your projects, each as GET /api/projects/{id}/ shows it to you (annotators: rules and progress)."""
+        projects = list(selectors.projects_for_user(request.user))
+        if request.user.is_admin:
+            return Response(s.ProjectSerializer(projects, many=True).data)
+        roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+        annotating = [p for p in projects if roles.get(p.pk) != RESEARCHER]
+        progress = selectors.annotator_progress_by_project(request.user, annotating)
+        return Response([
+            _annotator_project(p, progress[p.pk]) if p.pk in progress else s.ProjectSerializer(p).data for p in projects
+        ])
 
     @extend_schema(request=s.ProjectSerializer, responses={201: s.ProjectSerializer})
     def post(self, request):
@@ -65,9 +73,12 @@ class ProjectDetailApi(APIView):
         project = selectors.project_for_user(request.user, project_id)
         if request.user.is_admin or project.memberships.filter(user=request.user, role=RESEARCHER).exists():
             return Response(s.ProjectSerializer(project).data)
-        return Response(
-            {**s.AnnotatorProjectSerializer(project).data, "progress": selectors.annotator_progress(request.user, project).as_dict()}
-        )
+        return Response(_annotator_project(project, selectors.annotator_progress(request.user, project)))
+
+
+def _annotator_project(project, progress: selectors.AnnotatorProgress) -> dict:
+    """What an annotator sees of a project: its rules and their own progress, no settings."""
+    return {**s.AnnotatorProjectSerializer(project).data, "progress": progress.as_dict()}
 
 
 class ProjectProgressApi(APIView):
@@ -141,6 +152,7 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 class ProjectImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    own_body_limit = True  # PREFLOOP_MAX_UPLOAD_BYTES below, not PREFLOOP_MAX_REQUEST_BYTES
 
     @extend_schema(request=s.ImportInputSerializer, responses={201: dict})
     def post(self, request, project_id: int):
@@ -290,7 +302,10 @@ class AssignmentVoteApi(APIView):
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit()
+    """A 64-bit integer, or its decimal digits as a string (ASCII only: int("²") raises)."""
+    if isinstance(value, str):
+        return value.isascii() and value.isdigit() and len(value) <= 18
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:

@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
 
-from annotate.errors import AnnotateError, ImportDataError
+from annotate.errors import AnnotateError, ImportDataError, RequestTooLarge
+from prefloop.request_limits import too_large_detail
 
 logger = logging.getLogger("django.request")
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):  # a body read past DATA_UPLOAD_MAX_MEMORY_SIZE (prefloop/request_limits.py)
+        exc = RequestTooLarge(too_large_detail())
     if isinstance(exc, AnnotateError):
         body = {"error": exc.code, "detail": str(exc)}
-        if getattr(exc, "field", None):  # InvalidVote, and a parameter out of bounds (prefloop/limits.py)
+        if getattr(exc, "field", None):  # InvalidVote, InvalidBody, a parameter out of bounds (prefloop/limits.py)
             body["field"] = exc.field
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]

@@ -25,6 +25,13 @@ class AlreadyVoted(AnnotateError):
     http_status = 409
 
 
+class AnnotatorPaused(AnnotateError):
+    # Paused in this project (failed gold checks, or by a researcher): held leases cannot be voted on.
+    # 409, not 403: the page's outbox reads 401/403 as "signed out" and retries; this it reports.
+    code = "paused"
+    http_status = 409
+
+
 class IdempotencyKeyReused(AnnotateError):
     code = "idempotency_key_reused"
     http_status = 409
@@ -37,6 +44,22 @@ class InvalidVote(AnnotateError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class InvalidBody(AnnotateError):
+    """A request body the API will not read: nested too deeply, absurd numbers, broken text."""
+
+    code = "invalid_body"
+    http_status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class RequestTooLarge(AnnotateError):
+    code = "request_too_large"
+    http_status = 413
 
 
 class ImportDataError(AnnotateError):

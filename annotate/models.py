@@ -271,8 +271,11 @@ class Vote(models.Model):
                 name="imported_vote_once",
                 condition=Q(annotator__isnull=True),
             ),
-            # One submission (one key) writes one vote per aspect.
-            models.UniqueConstraint(fields=["idempotency_key", "aspect"], name="vote_idempotency_key_unique"),
+            # One submission (one key) writes one vote per aspect. Keys are per annotator: another
+            # user's key is never looked up, so it cannot tell anyone it exists.
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key", "aspect"], name="vote_idempotency_key_once_per_annotator"
+            ),
             models.CheckConstraint(
                 condition=Q(choice__in=["a", "b", "tie", "both_bad", "ranked"]), name="vote_choice_valid"
             ),

@@ -152,14 +152,29 @@ class AnnotatorProgress:
 
 
 def annotator_progress(annotator: User, project: Project, *, now: datetime | None = None) -> AnnotatorProgress:
+    return annotator_progress_by_project(annotator, [project], now=now)[project.pk]
+
+
+def annotator_progress_by_project(
+    annotator: User, projects: list[Project], *, now: datetime | None = None
+) -> dict[int, AnnotatorProgress]:
+    """`annotator`'s progress in each of `projects` (project id -> progress), in two queries."""
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    done = Assignment.objects.filter(annotator=annotator, project=project, state=Assignment.State.DONE)
-    membership = Membership.objects.filter(project=project, user=annotator).first()
-    cap = membership.cap if membership and membership.cap is not None else project.annotator_cap
-    return AnnotatorProgress(
-        done=done.count(), today=done.filter(completed_at__gte=start_of_day).count(), cap=cap
-    )
+    ids = [p.pk for p in projects]
+    done = {
+        row["project_id"]: row
+        for row in Assignment.objects.filter(annotator=annotator, project_id__in=ids, state=Assignment.State.DONE)
+        .values("project_id").annotate(done=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)))
+    }
+    caps = dict(Membership.objects.filter(user=annotator, project_id__in=ids).values_list("project_id", "cap"))
+    return {
+        p.pk: AnnotatorProgress(
+            done=done.get(p.pk, {}).get("done", 0), today=done.get(p.pk, {}).get("today", 0),
+            cap=caps[p.pk] if caps.get(p.pk) is not None else p.annotator_cap,
+        )
+        for p in projects
+    }
 
 
 def preference_pairs(project: Project, *, filters=None, options=None, stats=None):

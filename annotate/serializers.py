@@ -62,6 +62,11 @@ PROJECT_FOR_MEMBER = PolymorphicProxySerializer(
     component_name="ProjectForMember", serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
     resource_type_field_name=None,
 )
+# GET /api/projects/: each project as the detail endpoint shows it to this user.
+PROJECTS_FOR_MEMBER = PolymorphicProxySerializer(
+    component_name="ProjectForMember", serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
+    resource_type_field_name=None, many=True,
+)
 
 
 class MembershipInputSerializer(serializers.Serializer):

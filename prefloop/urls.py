@@ -14,3 +14,6 @@ urlpatterns = [
     path("", include("training.page_urls")),
     path("", include("frontend.urls")),
 ]
+
+# A form post over PREFLOOP_MAX_REQUEST_BYTES answers 413, not 400 (prefloop/request_limits.py).
+handler400 = "prefloop.request_limits.bad_request"

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from annotate.errors import AlreadyVoted, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
+from annotate.errors import AlreadyVoted, AnnotatorPaused, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
 from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
 from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
+UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def record_vote(
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
+    if UNSTORABLE_KEY.search(idempotency_key):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
+        raise InvalidVote("idempotency_key", "must be text without NUL characters or lone surrogates")
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         return _record_vote_pg(
@@ -63,10 +67,13 @@ def record_vote(
             if replay:
                 return replay
             assignment = (
-                Assignment.objects.select_related("project").filter(pk=assignment_id, annotator=annotator).first()
+                Assignment.objects.select_related("project").filter(pk=assignment_id, annotator=annotator)
+                .annotate(member_paused=_annotator_paused(annotator))
+                .first()
             )
             if assignment is None:
                 raise NotFound("No such assignment.")
+            check_still_annotating(assignment.member_paused)
             rows = _validated_rows(project=assignment.project, shown_order=assignment.shown_order, votes=votes)
 
             # Lock order everywhere: comparison row first, then its assignments.
@@ -117,6 +124,20 @@ def record_vote(
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.") from exc
 
 
+def _annotator_paused(annotator: User) -> Subquery:
+    """Whether `annotator` is paused in the assignment's project; NULL: no longer an annotator there."""
+    member = Membership.objects.filter(project=OuterRef("project_id"), user=annotator, role=Membership.Role.ANNOTATOR)
+    return Subquery(member.values("paused")[:1])
+
+
+def check_still_annotating(paused: bool | None) -> None:
+    """A lease outlives its holder's membership: removed (None) is NotFound, paused is refused."""
+    if paused is None:
+        raise NotFound("No such assignment.")
+    if paused:
+        raise AnnotatorPaused("Your work on this project is paused; the vote was not recorded.")
+
+
 def gold_is_correct(vote: Vote, comparison: Comparison) -> bool:
     if comparison.gold_label == "winner":
         return vote.winner_id == comparison.gold_winner_id
@@ -146,10 +167,10 @@ def pause_if_failing_gold(*, annotator: User, project: Project) -> bool:
 
 
 def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | None:
-    previous = list(Vote.objects.filter(idempotency_key=key).select_related("assignment"))
+    previous = list(Vote.objects.filter(annotator=annotator, idempotency_key=key).select_related("assignment"))
     if not previous:
         return None
-    if previous[0].annotator_id != annotator.pk or previous[0].assignment_id != assignment_id:
+    if previous[0].assignment_id != assignment_id:
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.")
     return VoteResult(assignment=previous[0].assignment, votes=previous, replayed=True)
 
@@ -215,7 +236,9 @@ _PROJECT_FIELDS = [f for f in Project._meta.concrete_fields]
 # write below re-checks the state it acts on.
 _READ_SQL = (
     "SELECT a.comparison_id, a.state, a.shown_order::text, c.imported_votes, c.votes_done, c.leases_open,"
-    " c.gold_label, c.round, EXISTS (SELECT 1 FROM annotate_vote v WHERE v.idempotency_key = %s), "
+    " c.gold_label, c.round, EXISTS (SELECT 1 FROM annotate_vote v WHERE v.annotator_id = %s AND v.idempotency_key = %s),"
+    " (SELECT m.paused FROM annotate_membership m"
+    "  WHERE m.project_id = a.project_id AND m.user_id = a.annotator_id AND m.role = 'annotator'), "
     + ", ".join(f'p."{f.column}"' for f in _PROJECT_FIELDS)
     + """
     FROM annotate_assignment a
@@ -254,15 +277,17 @@ def _record_vote_pg(
             # Twice at most: a second read happens only when the assignment changed while we
             # waited for the lock, and then we hold the lock, so nothing can change it again.
             for _ in range(2):
-                cursor.execute(_READ_SQL, [key, assignment_id, annotator.pk])
+                cursor.execute(_READ_SQL, [annotator.pk, key, assignment_id, annotator.pk])
                 row = cursor.fetchone()
                 if row is None:
                     raise NotFound("No such assignment.")
-                comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, *values = row
+                (comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, paused,
+                 *values) = row
                 if key_seen:
                     replay = _replay(annotator=annotator, assignment_id=assignment_id, key=key)
                     if replay:
                         return replay
+                check_still_annotating(paused)
                 project = Project.from_db(connection.alias, [f.attname for f in _PROJECT_FIELDS], values)
                 if isinstance(project.aspects, str):
                     project.aspects = json.loads(project.aspects)

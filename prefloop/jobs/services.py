@@ -9,8 +9,8 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
-import traceback
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -29,7 +29,7 @@ from prefloop.jobs.signals import job_finished
 logger = logging.getLogger(__name__)
 
 REAPED_ERROR = "worker stopped responding (killed?)"
-ERROR_TAIL_CHARS = 8000
+ERROR_MESSAGE_CHARS = 2000
 BACKENDS = ("db", "celery", "immediate")
 
 
@@ -75,7 +75,7 @@ def dispatch_job(job_id: int, *, queue: str = "default") -> None:
     except Exception as exc:  # noqa: BLE001
         logger.exception("job %s: dispatch to %s failed", job_id, backend)
         if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            status=Job.Status.FAILED, error=f"could not dispatch to the {backend} backend: {exc!r}",
+            status=Job.Status.FAILED, error=f"could not dispatch to the {backend} backend: {job_error_message(exc)}",
             finished_at=timezone.now(),
         ):
             _send_finished(Job.objects.get(pk=job_id))
@@ -103,8 +103,8 @@ def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None) -> 
     """Claim a queued job (exactly one caller wins), run its handler and record the outcome.
 
     Never leaves the job "running": success stores the handler's dict as `result`; an exception
-    stores its traceback tail in `error`; a handler that stops on a cancel request ends
-    "cancelled". A job that is not queued any more is returned untouched.
+    stores its message in `error` (the traceback goes to the server log only); a handler that
+    stops on a cancel request ends "cancelled". A job that is not queued any more is returned untouched.
     """
     worker = (worker or default_worker_name())[:200]
     now = timezone.now()
@@ -133,7 +133,8 @@ def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None) -> 
     except JobCancelled as exc:
         _finish(job, ctx, Job.Status.CANCELLED, error=str(exc))
     except BaseException as exc:
-        _finish(job, ctx, Job.Status.FAILED, error=_format_error(exc))
+        logger.error("job %s (%s) failed", job.pk, job.kind, exc_info=exc)
+        _finish(job, ctx, Job.Status.FAILED, error=job_error_message(exc))
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: recorded, then honoured
             raise
     finally:
@@ -174,10 +175,21 @@ def _send_finished(job: Job) -> None:
             logger.error("job %s: job_finished receiver %r failed: %r", job.pk, receiver, response)
 
 
-def _format_error(exc: BaseException) -> str:
-    head = f"{type(exc).__name__}: {exc}"
-    tail = "".join(traceback.format_exception(exc))[-ERROR_TAIL_CHARS:]
-    return f"{head}\n\n{tail}"
+def job_error_message(exc: BaseException) -> str:
+    """What researchers see of a failure (API, pages, the versions it fails): the exception's type
+    and message with this server's folders replaced by `<server>`. Never the traceback."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    for root in _server_roots():
+        text = text.replace(root, "<server>")
+    return text[:ERROR_MESSAGE_CHARS]
+
+
+def _server_roots() -> list[str]:
+    """Folders of this installation, longest first (a root inside another is replaced first)."""
+    roots = [settings.BASE_DIR, getattr(settings, "VAR_DIR", None), getattr(settings, "PREFLOOP_DATA_DIR", None),
+             *(getattr(settings, "PREFLOOP_MODEL_ROOTS", None) or []), sys.prefix, sys.base_prefix, os.path.expanduser("~")]
+    found = {str(r).rstrip("/") for r in roots if r} | {os.path.realpath(r) for r in roots if r}
+    return sorted((r for r in found if len(r) > 1), key=len, reverse=True)
 
 
 class _Heartbeat(threading.Thread):

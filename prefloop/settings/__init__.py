@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "prefloop.request_limits.RequestBodyLimitMiddleware",  # 413 from Content-Length, before CSRF reads a form
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -164,6 +165,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotate.api_errors.exception_handler",
+    # JSON with bounded nesting, integers and text (annotate/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotate.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # `?format=` belongs to the export endpoint; content negotiation uses the Accept header.
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -213,7 +220,14 @@ PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Largest request body anywhere else (JSON API, form posts, multipart): 413 above it
+# (prefloop/request_limits.py). A vote with twenty aspects and 20,000-character rationales, all
+# escaped, fits. The import endpoint keeps its own PREFLOOP_MAX_UPLOAD_BYTES.
+PREFLOOP_MAX_REQUEST_BYTES = int(os.environ.get("PREFLOOP_MAX_REQUEST_BYTES", str(5 * 1024 * 1024)))
+# Deepest nesting a JSON body may have (the API's own bodies need four levels): 400 below it.
+PREFLOOP_MAX_JSON_DEPTH = int(os.environ.get("PREFLOOP_MAX_JSON_DEPTH", "32"))
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = PREFLOOP_MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 LOGGING = {

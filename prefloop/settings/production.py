@@ -3,13 +3,18 @@
 PostgreSQL (DATABASE_URL), Redis (REDIS_URL) for the Channels layer, the cache (login lockout) and
 the Celery broker, several uvicorn workers behind a TLS proxy, static files by WhiteNoise after
 `collectstatic`. Everything comes from the environment, and the module refuses to load (so no
-server, worker or command starts) with a missing, default or weak DJANGO_SECRET_KEY, with
-DJANGO_DEBUG on, with a missing or wildcard DJANGO_ALLOWED_HOSTS, or without PostgreSQL and Redis.
+server, worker or command starts) with a missing, default or weak DJANGO_SECRET_KEY (short, few
+distinct characters, or little estimated entropy), with DJANGO_DEBUG on, with a missing, wildcard
+or leading-dot DJANGO_ALLOWED_HOSTS, or without PostgreSQL and Redis. The entropy and leading-dot
+refusals can be overridden explicitly (DJANGO_ALLOW_LOW_ENTROPY_SECRET_KEY, DJANGO_ALLOW_SUBDOMAIN_HOSTS).
 With the defaults, `manage.py check --deploy` reports nothing.
 """
 from __future__ import annotations
 
+import math
 import os
+import zlib
+from collections import Counter
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +23,9 @@ from prefloop.settings import *  # noqa: F401,F403  (the shared settings; overri
 from prefloop.settings import EMBEDDED_SECRET_KEY, VAR_DIR, env_bool
 
 GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+# A key from GENERATE_KEY estimates at 400+ bits, Django's get_random_secret_key() at 200+, 50 hex
+# digits at 125+; "abcde" * 10 at 12 and "abcdefghijklmnopq" * 4 at 69.
+MIN_SECRET_KEY_BITS = 100
 
 
 def _refuse(message: str) -> None:
@@ -35,7 +43,24 @@ def _secret_key() -> str:
             f"DJANGO_SECRET_KEY is too weak ({len(key)} characters, {len(set(key))} distinct; "
             f"need 50+ characters and 5+ distinct). Generate one: {GENERATE_KEY}"
         )
+    bits = secret_key_entropy_bits(key)
+    if bits < MIN_SECRET_KEY_BITS and not env_bool("DJANGO_ALLOW_LOW_ENTROPY_SECRET_KEY", False):
+        _refuse(
+            f"DJANGO_SECRET_KEY has little entropy (about {bits:.0f} bits estimated from its {len(set(key))} "
+            f"distinct characters and its repeats; need {MIN_SECRET_KEY_BITS}+), so signed sessions and invitation "
+            f"links could be forged. Generate one: {GENERATE_KEY} (or set DJANGO_ALLOW_LOW_ENTROPY_SECRET_KEY=1 "
+            "to accept it)"
+        )
     return key
+
+
+def secret_key_entropy_bits(key: str) -> float:
+    """A rough lower estimate: the characters left after compression (repeats cost nothing) times
+    the key's Shannon entropy per character (few distinct characters carry few bits each)."""
+    counts = Counter(key)
+    per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    novel = min(len(key), max(0, len(zlib.compress(key.encode(), 9)) - 11))  # 11: zlib's framing bytes
+    return novel * per_char
 
 
 def _allowed_hosts() -> list[str]:
@@ -45,6 +70,13 @@ def _allowed_hosts() -> list[str]:
     wild = [h for h in hosts if "*" in h]
     if wild:
         _refuse(f"DJANGO_ALLOWED_HOSTS may not contain a wildcard ({', '.join(wild)}). Name each host.")
+    subdomains = [h for h in hosts if h.startswith(".")]
+    if subdomains and not env_bool("DJANGO_ALLOW_SUBDOMAIN_HOSTS", False):
+        _refuse(
+            f"DJANGO_ALLOWED_HOSTS has a leading-dot entry ({', '.join(subdomains)}), which accepts the domain and "
+            "every subdomain of it as the Host of links in emails and redirects, including subdomains someone "
+            "else controls. Name each host (or set DJANGO_ALLOW_SUBDOMAIN_HOSTS=1 to accept it)."
+        )
     return hosts
 
 
