@@ -17,6 +17,7 @@ from annotate.models import Project, User
 from annotate.services.projects import project_create
 from prefloop.limits import DEFAULT_LIMITS, OutOfBounds, check_limits, limit
 from tests.factories import make_project, make_user
+from tests.model_folders import write_model_folder
 from tests.security.conftest import changed_tables, db_fingerprint
 from training.params import RoundParams
 
@@ -30,10 +31,7 @@ def lab(api, settings, tmp_path):
     settings.PREFLOOP_JOB_BACKEND = "db"
     researcher = make_user("res", role=User.Role.RESEARCHER)
     project = make_project(researchers=[researcher])
-    folder = tmp_path / "models" / "sft"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    (folder / "model.safetensors").write_bytes(b"not really weights")
+    folder = write_model_folder(tmp_path / "models", "sft", architecture="GPT2LMHeadModel", model_type="gpt2")
     client = api(researcher)
     response = client.post(f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": str(folder)}, format="json")
     assert response.status_code == 201, response.content
