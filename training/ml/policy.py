@@ -170,9 +170,8 @@ def load_for_update(policy_path: Path | str, reference_path: Path | str | None, 
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
         _set_pad(model, tokenizer)
         model.to(device)
-    if gradient_checkpointing:  # activation_checkpointing_enable is transformers 5's name
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if gradient_checkpointing:  # transformers 5's name for gradient checkpointing
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     reference = None
     if reference_path is not None and (base is None or not same_folder(base, reference_path)):
