@@ -161,3 +161,42 @@ def test_lora_dpo_measures_against_the_base_not_a_copy_of_the_adapter(tmp_path):
     second = train_dpo(policy_path=first.path, reference_path=base, examples=examples, out_dir=tmp_path / "v2", config=config)
     assert abs(second.curve[0]["rewards/margins"]) > 1e-4
     assert second.curve[0]["rewards/margins"] == pytest.approx(first.curve[-1]["rewards/margins"], rel=0.5)
+
+
+def test_a_4000_token_hh_dialogue_is_left_truncated_in_sampling_ppo_and_evaluation(tmp_path):
+    """Real HH turns joined into one dialogue longer than the model's 512 positions: every step keeps its
+    last turns (the one being answered), fits positions − max_new_tokens, and says how much it cut."""
+    from rewards.ml.chat import encode_prompt
+    from tests.training.chat_models import chat_tokenizer, hh_dialogue
+    from training.ml.config import PPOConfig, SamplerParams
+    from training.ml.metrics import evaluate_policy
+    from training.ml.ppo import train_ppo
+    from training.ml.sampling import TransformersSampler
+
+    dialogue = hh_dialogue(min_chars=15_000)
+    texts = [t["content"] for t in dialogue]
+    policy = build_chat_model("llama", tmp_path / "policy", texts=texts, positions=512)
+    tokenizer = chat_tokenizer(texts)
+    whole = encode_prompt(tokenizer, dialogue)
+    assert whole.original_tokens >= 4000
+    short = [{"role": "user", "content": "what is a river?"}]
+    params = SamplerParams(temperature=1.0, max_new_tokens=16, seed=0)
+
+    long_sample, short_sample = (g[0] for g in TransformersSampler(policy).generate([dialogue, short], n=1, params=params))
+    kept = encode_prompt(tokenizer, dialogue, max_tokens=512 - 16)
+    assert long_sample.prompt_truncated_tokens == whole.original_tokens - len(kept.ids) > 3000
+    assert long_sample.prompt_text == kept.text and kept.text.endswith(
+        f"<|im_start|>user\n{dialogue[-1]['content']}<|im_end|>\n<|im_start|>assistant\n")
+    assert short_sample.prompt_truncated_tokens == 0
+
+    length = lambda prompts, responses: [len(r) / 10 for r in responses]  # noqa: E731
+    ppo = train_ppo(policy_path=policy, reference_path=policy, prompts=[dialogue, short], reward_fn=length,
+                    out_dir=tmp_path / "ppo", config=PPOConfig(max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1,
+                                                               sampler=params))
+    assert ppo.metrics["truncation"]["truncated_prompts"] == 1
+    assert ppo.metrics["truncation"]["truncated_tokens"] == long_sample.prompt_truncated_tokens
+
+    evaluation = evaluate_policy(policy_path=ppo.path, reference_path=policy, prompts=[dialogue, short],
+                                 reward_fn=length, params=params)
+    assert evaluation["truncation"] == {"prompts": 2, "truncated_prompts": 1, "dropped_turns": kept.dropped_turns,
+                                        "truncated_tokens": long_sample.prompt_truncated_tokens}
