@@ -102,6 +102,18 @@ def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_mod
     assert not (folder / "model.safetensors").exists()
     assert new.data["adapter"] is True and Path(new.data["base"]) == Path(base.artifact_path)
     assert new.metrics["update"]["lora"] is True
+    # The merge export writes a full safetensors folder beside the adapter; base policies have nothing to merge.
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command("merge_policy", project=project.pk, policy_version=new.version, stdout=out)
+    merged = Path(out.getvalue().strip())
+    assert merged.name == f"v{new.version}-merged" and (merged / "model.safetensors").is_file()
+    with pytest.raises(CommandError, match="not a LoRA adapter"):
+        call_command("merge_policy", project=project.pk, policy_version=base.version)
 
     seen["prompts"].clear()
     round2 = start_round(researcher, project, "dpo", chat_params(reward_dir))
