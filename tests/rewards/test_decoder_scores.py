@@ -6,6 +6,8 @@ mask and positions from the mask too: a row's score does not depend on padding.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -87,3 +89,35 @@ def test_an_encoder_reward_model_keeps_its_pooled_output(tiny_model_dir):
         ours = sequence_scores(model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
         theirs = model(**enc).logits.squeeze(-1)
     assert torch.allclose(ours, theirs)
+
+
+def test_a_decoder_reward_model_trains_with_lora_and_saves_a_merged_classifier(tmp_path):
+    from rewards.ml.config import RewardTrainConfig
+    from rewards.ml.data import PreferencePair
+    from rewards.ml.score import RewardScorer
+    from rewards.ml.train import train_reward_model
+    from tests.training.chat_models import build_chat_model
+
+    base = build_chat_model("llama", tmp_path / "base", texts=["a river is full of water . no"])
+    pairs = [PreferencePair(prompt="what is a river?", chosen="a river is full of water.", rejected="no.", pair_id=str(i),
+                            group=str(i), messages=({"role": "user", "content": "what is a river?"},)) for i in range(8)]
+    config = RewardTrainConfig(base_model=str(base), max_length=64, lr=5e-2, batch_size=4, epochs=3, eval_fraction=0.0,
+                               lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    result = train_reward_model(config, pairs, output_dir=tmp_path / "rm")
+    folder = Path(result.artifact_path)
+    assert (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").exists()
+    scorer = RewardScorer(folder)
+    chosen, rejected = scorer.score([list(pairs[0].messages)] * 2, [pairs[0].chosen, pairs[0].rejected])
+    assert chosen > rejected  # it learnt the pairs, through the adapters, and the merged weights keep it
+    assert config.as_dict()["lora"]["target_modules"] == ("q_proj", "v_proj")
+
+
+def test_lora_settings_are_bounded_and_name_the_field():
+    from rewards.ml.config import LoraSettings, RewardTrainConfig
+
+    for bad, message in [({"r": 0}, "lora.r"), ({"r": 1000}, "lora.r"), ({"alpha": 0}, "lora.alpha"),
+                         ({"dropout": 1.0}, "lora.dropout"), ({"target_modules": "attention"}, "lora.target_modules"),
+                         ({"target_modules": []}, "lora.target_modules"), ({"rank": 4}, "unknown lora options")]:
+        with pytest.raises(ValueError, match=message):
+            RewardTrainConfig(lora=bad)
+    assert RewardTrainConfig(lora={"r": 16}).lora == LoraSettings(r=16)

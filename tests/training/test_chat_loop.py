@@ -212,3 +212,34 @@ def test_a_4000_token_hh_dialogue_is_left_truncated_in_sampling_ppo_and_evaluati
                                  reward_fn=length, params=params)
     assert evaluation["truncation"] == {"prompts": 2, "truncated_prompts": 1, "dropped_turns": kept.dropped_turns,
                                         "truncated_tokens": long_sample.prompt_truncated_tokens}
+
+
+@pytest.mark.parametrize("method", ["ppo", "best_of_n"])
+def test_ppo_and_best_of_n_train_lora_adapters_with_the_base_as_reference(tmp_path, method):
+    import torch
+
+    from training.ml.best_of_n import train_best_of_n
+    from training.ml.config import BestOfNConfig, PPOConfig, SamplerParams
+    from training.ml.policy import load_policy
+    from training.ml.ppo import train_ppo
+
+    base = build_chat_model("qwen2", tmp_path / "base", texts=["what is a river? it is full of water."])
+    prompts = [[{"role": "user", "content": "what is a river?"}], "what is the sea?"]
+    length = lambda prompts, responses: [len(r) / 10 for r in responses]  # noqa: E731
+    sampler = SamplerParams(temperature=1.0, max_new_tokens=6, seed=0)
+    if method == "ppo":
+        config = PPOConfig(max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1, lr=1e-2, sampler=sampler, lora=LORA)
+        result = train_ppo(policy_path=base, reference_path=base, prompts=prompts, reward_fn=length,
+                           out_dir=tmp_path / "out", config=config)
+        assert result.curve[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # fresh adapter vs base with adapters off
+        assert (Path(result.path) / "value_head.safetensors").is_file()
+    else:
+        config = BestOfNConfig(n=2, epochs=1, batch_size=2, lr=1e-2, sampler=sampler, lora=LORA)
+        result = train_best_of_n(policy_path=base, prompts=prompts, reward_fn=length, out_dir=tmp_path / "out", config=config)
+    folder = Path(result.path)
+    assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
+    assert result.metrics["lora"] is True
+    trained, _ = load_policy(folder, device="cpu")
+    original, _ = load_policy(base, device="cpu")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(dict(trained.named_parameters())[q], dict(original.named_parameters())[q])
