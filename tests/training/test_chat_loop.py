@@ -170,7 +170,8 @@ def test_lora_dpo_measures_against_the_base_not_a_copy_of_the_adapter(tmp_path):
     config = DPOConfig(max_steps=3, batch_size=4, lr=5e-2, max_length=64, lora=LORA)
     first = train_dpo(policy_path=base, reference_path=base, examples=examples, out_dir=tmp_path / "v1", config=config)
     assert first.curve[0]["rewards/chosen"] == 0.0  # fresh adapter: policy == base at step 1
-    second = train_dpo(policy_path=first.path, reference_path=base, examples=examples, out_dir=tmp_path / "v2", config=config)
+    second = train_dpo(policy_path=first.path, reference_path=base, examples=examples, out_dir=tmp_path / "v2",
+                       config=DPOConfig(**{**config.as_dict(), "gradient_checkpointing": True}))
     assert abs(second.curve[0]["rewards/margins"]) > 1e-4
     assert second.curve[0]["rewards/margins"] == pytest.approx(first.curve[-1]["rewards/margins"], rel=0.5)
 
@@ -234,7 +235,7 @@ def test_ppo_and_best_of_n_train_lora_adapters_with_the_base_as_reference(tmp_pa
         assert result.curve[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # fresh adapter vs base with adapters off
         assert (Path(result.path) / "value_head.safetensors").is_file()
     else:
-        config = BestOfNConfig(n=2, epochs=1, batch_size=2, lr=1e-2, sampler=sampler, lora=LORA)
+        config = BestOfNConfig(n=2, epochs=1, batch_size=2, lr=1e-2, sampler=sampler, lora=LORA, gradient_checkpointing=True)
         result = train_best_of_n(policy_path=base, prompts=prompts, reward_fn=length, out_dir=tmp_path / "out", config=config)
     folder = Path(result.path)
     assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
