@@ -127,14 +127,9 @@ def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = Non
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
     system = messages[:1] if messages[0]["role"] == "system" else []
     turns = messages[len(system):]
-    dropped = 0
-    while len(ids) > max_tokens and len(turns) > 1:
-        turns = turns[1:]
-        dropped += 1
-        while len(turns) > 1 and turns[0]["role"] == "assistant":
-            turns = turns[1:]
-            dropped += 1
-        text, ids = _render(tokenizer, system + turns)
+    dropped = _first_fitting_start(tokenizer, system, turns, max_tokens)
+    turns = turns[dropped:]
+    text, ids = _render(tokenizer, system + turns)
     if len(ids) > max_tokens and turns:
         turns = [_cut_left(tokenizer, system, turns, max_tokens, len(ids)), *turns[1:]]
         text, ids = _render(tokenizer, system + turns)
@@ -142,6 +137,24 @@ def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = Non
         ids = ids[len(ids) - max_tokens:]
         text = tokenizer.decode(ids)
     return RenderedPrompt(system + turns, text, ids, original, dropped)
+
+
+def _first_fitting_start(tokenizer, system: Messages, turns: Messages, max_tokens: int) -> int:
+    """The fewest leading turns to drop so the rest fits: a binary search over the starts at a user
+    turn (the last turn when none fits), since fewer turns never render longer."""
+    starts = [i for i, turn in enumerate(turns) if turn["role"] == "user" and i > 0] or [len(turns) - 1]
+    if starts[-1] != len(turns) - 1 and turns[-1]["role"] != "user":
+        starts.append(len(turns) - 1)
+    low, high = 0, len(starts) - 1  # invariant: starts[high] is the answer if any start fits
+    if len(_render(tokenizer, system + turns[starts[high]:])[1]) > max_tokens:
+        return starts[high]
+    while low < high:
+        middle = (low + high) // 2
+        if len(_render(tokenizer, system + turns[starts[middle]:])[1]) <= max_tokens:
+            high = middle
+        else:
+            low = middle + 1
+    return starts[high]
 
 
 def _cut_left(tokenizer, system: Messages, turns: Messages, max_tokens: int, rendered: int) -> dict:
