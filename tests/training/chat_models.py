@@ -13,9 +13,17 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-HH_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
-if not HH_FILE.exists():
-    HH_FILE = Path("/work/shared/data/real/hh-rlhf/harmless-base/test.jsonl.gz")
+
+
+def hh_file() -> Path:
+    """The HH-RLHF harmless-base test split under PREFLOOP_DATA_DIR (the shared real data); skip without it."""
+    import pytest
+    from django.conf import settings
+
+    path = Path(settings.PREFLOOP_DATA_DIR) / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+    if not path.is_file():
+        pytest.skip(f"real data not found at {path}")
+    return path
 
 
 def chat_tokenizer(texts=(), vocab_size: int = 1024):
@@ -61,7 +69,7 @@ def hh_dialogue(min_chars: int = 24_000) -> list[dict]:
     from annotate.services.importing.adapters import hh_turns, split_hh_pair
 
     turns: list[dict] = []
-    with gzip.open(HH_FILE, "rt") as fh:
+    with gzip.open(hh_file(), "rt") as fh:
         for line in fh:
             row = json.loads(line)
             split = split_hh_pair(row["chosen"], row["rejected"])

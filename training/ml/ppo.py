@@ -174,15 +174,14 @@ def train_ppo(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> UpdateResult:
-    """config.max_steps PPO updates of `policy_path` on `prompts` (raw, unformatted) scored by reward_fn.
+    """config.max_steps PPO updates of `policy_path` on `prompts` (strings or conversations, unrendered) scored by reward_fn.
 
-    reward_fn(prompts, responses) -> one float per pair (raw prompts and decoded responses).
+    reward_fn(prompts, responses) -> one float per pair (the prompts as given: strings or conversations; decoded responses).
     progress(update, total, metrics) after each update; should_stop() True raises TrainingStopped.
     """
     from training.ml.logprobs import build_batch, response_logprobs
     from training.ml.policy import VALUE_HEAD_FILE, load_for_update, reference_scope, save_policy
-    from training.ml.sampling import truncation_report
-    from training.ml.sampling import generate_ids, to_sample
+    from training.ml.sampling import generate_ids, to_sample, truncation_report
 
     prompts = [p for p in prompts if not isinstance(p, str) or p.strip()]
     if not prompts:
