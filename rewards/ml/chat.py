@@ -61,10 +61,30 @@ def plain_text(messages: Sequence[Mapping]) -> str:
     return f"{head}\n\n{body}" if head else body
 
 
+def template_messages(tokenizer, messages: Sequence[Mapping]) -> Messages:
+    """The turns as the tokenizer's chat template accepts them: a template that refuses a system turn
+    (Mistral's and Gemma's raise) gets the system text prepended to the first user turn instead."""
+    messages = [dict(m) for m in messages]
+    if len(messages) < 2 or messages[0]["role"] != "system":
+        return messages
+    try:
+        tokenizer.apply_chat_template(messages, tokenize=False)
+        return messages
+    except Exception:
+        system, first, rest = messages[0], messages[1], messages[2:]
+        return [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+
+
+def apply_template(tokenizer, messages: Sequence[Mapping], *, add_generation_prompt: bool) -> str:
+    """tokenizer.apply_chat_template as text, on template_messages."""
+    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
 def render_prompt(tokenizer, messages: Sequence[Mapping]) -> str:
     """The text a policy is conditioned on (its chat template with the generation prompt, or plain)."""
     if has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return apply_template(tokenizer, messages, add_generation_prompt=True)
     return PROMPT_TEMPLATE.format(prompt=plain_text(messages).strip())
 
 
@@ -81,9 +101,9 @@ def render_exchange(tokenizer, messages: Sequence[Mapping], response: str) -> tu
     RewardTrainer and RewardBench see a pair.
     """
     messages = list(messages)
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+    full = apply_template(tokenizer, messages + [{"role": "assistant", "content": response}], add_generation_prompt=False)
     for generation_prompt in (True, False):
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        prompt = apply_template(tokenizer, messages, add_generation_prompt=generation_prompt)
         if full.startswith(prompt):
             return prompt, full[len(prompt):]
     raise ValueError("the chat template renders the conversation differently once a reply is added")
@@ -193,6 +213,6 @@ def prompt_budget(config, max_new_tokens: int) -> int | None:
 
 
 __all__ = [
-    "Messages", "PROMPT_TEMPLATE", "PromptLike", "RenderedPrompt", "as_messages", "encode_prompt", "has_chat_template",
+    "Messages", "PROMPT_TEMPLATE", "PromptLike", "RenderedPrompt", "apply_template", "as_messages", "template_messages", "encode_prompt", "has_chat_template",
     "model_positions", "plain_text", "prompt_budget", "prompt_token_ids", "render_exchange", "render_prompt",
 ]

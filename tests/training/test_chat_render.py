@@ -65,3 +65,11 @@ def test_the_budget_is_positions_minus_new_tokens():
     with pytest.raises(ValueError, match="max_new_tokens"):
         prompt_budget(Config(), 512)
     assert prompt_budget(object(), 16) is None
+
+
+def test_a_template_that_refuses_system_turns_gets_the_system_text_in_the_first_user_turn():
+    strict = chat_tokenizer(["what is a river?"])
+    strict.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    assert render_prompt(strict, DIALOGUE[:2]) == "[user] Be brief.\n\nwhat is a river?\n[assistant] "

@@ -48,7 +48,7 @@ def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *,
     """
     from datasets import Dataset
 
-    from rewards.ml.chat import as_messages, encode_prompt, has_chat_template, render_prompt
+    from rewards.ml.chat import as_messages, encode_prompt, has_chat_template, render_prompt, template_messages
 
     chat = tokenizer is not None and has_chat_template(tokenizer)
     rows = {"prompt": [], "chosen": [], "rejected": []}
@@ -61,7 +61,7 @@ def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *,
             truncated += rendered.truncated
             messages = rendered.messages
         if chat:
-            rows["prompt"].append(messages)
+            rows["prompt"].append(template_messages(tokenizer, messages))
             rows["chosen"].append([{"role": "assistant", "content": example.chosen.strip()}])
             rows["rejected"].append([{"role": "assistant", "content": example.rejected.strip()}])
         else:
