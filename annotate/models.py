@@ -49,6 +49,10 @@ class Project(models.Model):
         null=True, blank=True, help_text="Pause an annotator whose gold accuracy falls below this (blank: never)."
     )
     gold_min_answers = models.PositiveSmallIntegerField(default=5, help_text="Gold answers needed before pausing.")
+    system_prompt = models.TextField(
+        blank=True, max_length=8000,
+        help_text="Put before every prompt as a system turn when a policy or reward model renders it (blank: none).",
+    )
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="projects")
@@ -95,7 +99,11 @@ class Prompt(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     # Source id (e.g. a Vicuna question_id) or a hash of the text: what makes re-imports idempotent.
     key = models.CharField(max_length=128)
-    text = models.TextField()
+    text = models.TextField()  # what annotators read and search finds; the conversation below is what models see
+    messages = models.JSONField(
+        default=list, blank=True,
+        help_text='The prompt as a conversation: [{"role": "user"|"assistant"|"system", "content": ...}]; empty: one user turn of text.',
+    )
     category = models.CharField(max_length=64, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -105,6 +113,11 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return f"Prompt {self.pk}: {self.text[:60]}"
+
+    @property
+    def conversation(self) -> list[dict]:
+        """The stored turns, or the text as one user turn (the project's system prompt is added by selectors)."""
+        return [dict(m) for m in self.messages] if self.messages else [{"role": "user", "content": self.text}]
 
 
 class Completion(models.Model):

@@ -187,3 +187,19 @@ def preference_pairs(project: Project, *, filters=None, options=None, stats=None
     from annotate.export.rows import ExportFilters, ExportOptions, iter_preference_rows
 
     return iter_preference_rows(project, filters or ExportFilters(), options or ExportOptions(), stats)
+
+
+def prompt_conversations(project, prompts) -> list[list[dict]]:
+    """What a model is given for each prompt: its turns, after the project's system prompt if it has one."""
+    system = (project.system_prompt or "").strip()
+    head = [{"role": "system", "content": system}] if system else []
+    return [head + prompt.conversation if not (head and prompt.conversation[0]["role"] == "system") else prompt.conversation
+            for prompt in prompts]
+
+
+def conversations_by_id(project, prompt_ids) -> dict[int, list[dict]]:
+    """prompt id → prompt_conversations' turns, for prompts of `project`."""
+    from annotate.models import Prompt
+
+    prompts = list(Prompt.objects.filter(project=project, pk__in=set(prompt_ids)).order_by("pk"))
+    return dict(zip([p.pk for p in prompts], prompt_conversations(project, prompts)))

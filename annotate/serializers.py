@@ -15,7 +15,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "instructions", "overlap_target", "allow_tie", "allow_both_bad", "strength_scale",
             "rationale", "aspects", "lease_seconds", "annotator_cap", "gold_rate", "gold_min_accuracy",
-            "gold_min_answers", "created_at",
+            "gold_min_answers", "system_prompt", "created_at",
         ]
         read_only_fields = ["id", "created_at"]
         # Bounds the database (and the model's check constraints) would otherwise refuse with a 500.

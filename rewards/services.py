@@ -196,19 +196,23 @@ def training_pairs(project: Project, *, filters: dict, ties: str) -> tuple[list[
     a margin is the pair's mean vote strength divided by the project's strength scale (0..1).
     """
     from annotate.export.rows import ExportOptions, ExportStats
-    from annotate.selectors import preference_pairs
+    from annotate.selectors import conversations_by_id, preference_pairs
 
     stats = ExportStats()
     options = ExportOptions(rule=filters.get("rule", "majority"), ties="label" if ties == "equal" else "drop")
     scale = project.strength_scale or 0
     pairs = []
-    for row in preference_pairs(project, filters=_export_filters(filters), options=options, stats=stats):
+    rows = list(preference_pairs(project, filters=_export_filters(filters), options=options, stats=stats))
+    # The conversation each prompt is rendered from (its turns, the project's system prompt).
+    conversations = conversations_by_id(project, [row["prompt_id"] for row in rows])
+    for row in rows:
         tie = row["label"] in ("tie", "both_bad")
         chosen, rejected = (row["response_a"], row["response_b"]) if tie else (row["chosen"], row["rejected"])
         margin = (row["strength"] or 0) / scale if scale and not tie else 0.0
         pairs.append(PreferencePair(
             prompt=row["prompt"], chosen=chosen or "", rejected=rejected or "", tie=tie, margin=margin,
             category=row.get("category") or "", group=str(row["prompt_id"]), pair_id=row["pair_id"],
+            messages=tuple(conversations.get(row["prompt_id"], ())),
         ))
     return pairs, stats.as_dict()
 
@@ -336,8 +340,10 @@ def _scorer(reward_model: RewardModel):
         return _scorers[key]
 
 
-def score_items(*, reward_model: RewardModel, items: list[tuple[str, str]]) -> list[float]:
-    """r(x, y) for (prompt, response) pairs, batched; at most MAX_SCORE_ITEMS per call."""
+def score_items(*, reward_model: RewardModel, items: list[tuple]) -> list[float]:
+    """r(x, y) for (prompt, response) pairs, batched; at most MAX_SCORE_ITEMS per call.
+
+    A prompt is a string or a conversation ({role, content} turns)."""
     if reward_model.status != RewardModel.Status.READY:
         raise RewardModelNotReady(f"version {reward_model.version} is {reward_model.status}")
     if len(items) > MAX_SCORE_ITEMS:
@@ -351,10 +357,12 @@ def score_completions(*, reward_model: RewardModel, completion_ids: list[int]) -
     """r(prompt, completion) for completions of the version's project, in the order given."""
     if len(completion_ids) > MAX_SCORE_ITEMS:
         raise TooManyItems(f"at most {MAX_SCORE_ITEMS} items per call, got {len(completion_ids)}")
-    found = {
-        c.pk: (c.prompt.text, c.text)
-        for c in Completion.objects.filter(pk__in=completion_ids, prompt__project_id=reward_model.project_id).select_related("prompt")
-    }
+    from annotate.selectors import prompt_conversations
+
+    rows = list(Completion.objects.filter(pk__in=completion_ids, prompt__project_id=reward_model.project_id)
+                .select_related("prompt", "prompt__project"))
+    conversations = prompt_conversations(rows[0].prompt.project, [c.prompt for c in rows]) if rows else []
+    found = {c.pk: (conversation, c.text) for c, conversation in zip(rows, conversations)}
     missing = [i for i in completion_ids if i not in found]
     if missing:
         raise NotFound(f"no completions {missing[:10]} in this project")

@@ -208,6 +208,21 @@ def set_loop_defaults(*, project: Project, defaults: dict) -> Loop:
     return loop
 
 
+def export_merged_policy(*, policy: Policy) -> Path:
+    """A LoRA checkpoint's adapters merged into its base: a self-contained safetensors policy folder
+    beside the checkpoint (`v<N>-merged`), e.g. to serve or hand on. Written once; returns its path."""
+    from training.ml.policy import is_adapter, merge_adapter
+
+    if policy.status != Policy.Status.READY or not policy.artifact_path:
+        raise RoundStateError(f"policy v{policy.version} is {policy.status}, not ready")
+    if not is_adapter(policy.artifact_path):
+        raise InvalidModelPath(f"policy v{policy.version} is a full model, not a LoRA adapter checkpoint: nothing to merge")
+    target = policy_dir(policy).with_name(f"v{policy.version}-merged")
+    if target.exists():
+        return target
+    return merge_adapter(policy.artifact_path, target)
+
+
 # --- shared with training.services ------------------------------------------------------------
 def creator(user):
     return user if user is not None and getattr(user, "is_authenticated", False) else None

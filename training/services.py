@@ -16,6 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate.models import Comparison, ComparisonItem, Project, Prompt, Vote
+from annotate.selectors import conversations_by_id, prompt_conversations
 from annotate.services.sampled import SampledCompletion, add_comparisons, add_sampled_completions
 from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.services import json_safe
@@ -153,7 +154,7 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     from training.ml.sampling import make_sampler
 
     policy = round_.policy
-    texts = [p.text for p in prompts]
+    texts = prompt_conversations(round_.project, prompts)  # each policy renders them with its own template
     sampler_params = SamplerParams(**params.sampler(seed_offset=round_.number))
     say = log or (lambda line: None)
     say(f"round {round_.number}: {params.k} samples for each of {len(prompts)} prompts from {policy.label}")
@@ -212,6 +213,7 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
                 "mean_length_tokens": _mean([r.metadata["num_tokens"] for r in rows]),
                 "mean_length_chars": _mean([len(r.text) for r in rows]),
                 "empty": sum(1 for r in rows if not r.text.strip()),
+                "truncation": sampling_truncation(samples),
             }
         }
         locked = Round.objects.select_for_update().get(pk=round_.pk)
@@ -220,6 +222,12 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     _progress(progress, 1.0, "labeling open")
     round_.refresh_from_db()
     return round_
+
+
+def sampling_truncation(samples) -> dict:
+    """Prompts of a sampling call cut from the left to fit the policy (positions − max_new_tokens)."""
+    cut = [group[0].prompt_truncated_tokens for group in samples if group and group[0].prompt_truncated_tokens]
+    return {"prompts": len(samples), "truncated_prompts": len(cut), "truncated_tokens": sum(cut)}
 
 
 def _sampled_rows(round_: Round, policy: Policy, prompts, samples, sampler_params: dict) -> list[SampledCompletion]:
@@ -231,7 +239,7 @@ def _sampled_rows(round_: Round, policy: Policy, prompts, samples, sampler_param
                 model_name=f"{policy.label}@round-{round_.number}", policy_checkpoint_id=policy.pk,
                 round=round_.number, sampler_params=sampler_params, seed=int(sample.seed),
                 metadata={"num_tokens": sample.num_tokens, "finish_reason": sample.finish_reason,
-                          "policy_version": policy.version},
+                          "policy_version": policy.version, "prompt_truncated_tokens": sample.prompt_truncated_tokens},
             ))
     return rows
 
@@ -246,7 +254,7 @@ def _score(reward_model, rows: list[SampledCompletion]) -> dict[tuple[int, str],
     """r(prompt, sample) under the reward model, keyed by (prompt id, sample key)."""
     from rewards.services import MAX_SCORE_ITEMS, score_items
 
-    prompts = dict(Prompt.objects.filter(pk__in={r.prompt_id for r in rows}).values_list("id", "text"))
+    prompts = conversations_by_id(reward_model.project, [r.prompt_id for r in rows])
     scores: dict[tuple[int, str], float] = {}
     for start in range(0, len(rows), MAX_SCORE_ITEMS):
         chunk = rows[start:start + MAX_SCORE_ITEMS]
@@ -403,7 +411,8 @@ def update_examples(round_: Round) -> list:
 
     filters = {"rule": "majority", "rounds": [round_.number], "aspect": round_.project.aspect_names[0]}
     pairs, _ = training_pairs(round_.project, filters=filters, ties="drop")
-    return [PreferenceExample(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected) for p in pairs if not p.tie]
+    return [PreferenceExample(prompt=list(p.messages) or p.prompt, chosen=p.chosen, rejected=p.rejected)
+            for p in pairs if not p.tie]
 
 
 def run_update(*, round_id: int, job_id: int | None = None, progress: Progress | None = None,
@@ -428,6 +437,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         from rewards.ml.score import RewardScorer
         from training.ml.config import SamplerParams
         from training.ml.metrics import evaluate_policy
+        from training.ml.policy import read_meta
 
         scorer = RewardScorer(Path(reward_model.artifact_path))
         overrides = dict(params.update)
@@ -439,7 +449,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
             shutil.rmtree(folder)
         common = dict(policy_path=round_.policy.artifact_path, out_dir=folder, config=config,
                       progress=step_progress(progress, round_.method, start=0.0, end=0.8), should_stop=should_stop)
-        prompts = [p.text for p in round_prompts(round_, params)]
+        prompts = prompt_conversations(round_.project, round_prompts(round_, params))
         if round_.method == Round.Method.DPO:
             from training.ml.dpo import train_dpo
 
@@ -463,7 +473,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
             result = train_best_of_n(prompts=prompts, reward_fn=scorer.score, **common)
         _stop_check(should_stop)
         _progress(progress, 0.85, "evaluating on held-out prompts")
-        held_out = [p.text for p in eval_prompts(round_.project)] or prompts[:EVAL_PROMPTS]
+        held_out = prompt_conversations(round_.project, eval_prompts(round_.project)) or prompts[:EVAL_PROMPTS]
         sampler = SamplerParams(**params.sampler(seed_offset=10_000))
         evaluation = evaluate_policy(
             policy_path=str(result.path), reference_path=loop.reference.artifact_path,
@@ -475,11 +485,14 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         )
         update_metrics = json_safe(result.metrics)
         metrics = {"update": update_metrics, "eval": json_safe(_pick(evaluation)), "eval_before": json_safe(_pick(before)),
-                   "eval_prompts": len(held_out)}
+                   "eval_prompts": len(held_out), "truncation": {
+                       "update": result.metrics.get("truncation") or {"truncated_prompts": result.metrics.get("prompts_truncated")},
+                       "eval": evaluation.get("truncation")}}
+        lineage = {k: v for k, v in (read_meta(result.path) or {}).items() if k in ("adapter", "base")}
         with transaction.atomic():
             Policy.objects.filter(pk=policy.pk).update(
                 status=Policy.Status.READY, artifact_path=str(result.path), config=json_safe(config.as_dict()),
-                data={**data, "reward_model_id": reward_model.pk}, metrics=metrics, curve=json_safe(result.curve),
+                data={**data, "reward_model_id": reward_model.pk, **lineage}, metrics=metrics, curve=json_safe(result.curve),
                 finished_at=timezone.now(),
             )
             Loop.objects.filter(pk=loop.pk).update(current=policy, updated_at=timezone.now())

@@ -9,6 +9,53 @@ TIE_MODES = ("drop", "equal")
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    """Low-rank adapters (peft LoRA): W' = W + (alpha / r) · B A on the target modules, the rest frozen."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"  # "all-linear" or module names ("q_proj", "v_proj", ...)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or not 1 <= self.r <= 256:
+            raise ValueError(f"lora.r must be an integer in [1, 256], got {self.r!r}")
+        if not 0 < self.alpha <= 1024:
+            raise ValueError(f"lora.alpha must be in (0, 1024], got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+        targets = self.target_modules
+        if isinstance(targets, list):
+            object.__setattr__(self, "target_modules", tuple(targets))
+            targets = self.target_modules
+        if isinstance(targets, str):
+            if targets != "all-linear":
+                raise ValueError("lora.target_modules must be 'all-linear' or a list of module names")
+        elif not (1 <= len(targets) <= 64 and all(isinstance(t, str) and 0 < len(t) <= 100 for t in targets)):
+            raise ValueError("lora.target_modules must list 1 to 64 module names (each up to 100 characters)")
+
+    @classmethod
+    def from_value(cls, value) -> "LoraSettings | None":
+        """None, a LoraSettings, or a dict of its fields (unknown keys are an error)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"lora must be an object with r, alpha, dropout, target_modules; got {value!r}")
+        unknown = sorted(set(value) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown lora options: {unknown}")
+        return cls(**value)
+
+    def peft_config(self, task_type: str):
+        """peft.LoraConfig for "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models: the score head trains in full)."""
+        from peft import LoraConfig
+
+        targets = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
+        return LoraConfig(task_type=task_type, r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=targets)
+
+
+@dataclass(frozen=True)
 class RewardTrainConfig:
     base_model: str = DEFAULT_BASE_MODEL
     max_length: int = 256  # tokens of prompt + response, special tokens included
@@ -38,8 +85,11 @@ class RewardTrainConfig:
     center_rewards: float = 0.0  # coefficient of mean((r_c + r_r)^2), keeps rewards near 0 (optional)
     max_train_pairs: int | None = None  # a seeded subset of the training split (small budgets)
     max_eval_pairs: int | None = None  # a seeded subset of the held-out split
+    # LoRA adapters instead of full fine-tuning; the saved artifact has them merged (a plain classifier folder)
+    lora: LoraSettings | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lora", LoraSettings.from_value(self.lora))
         if self.ties not in TIE_MODES:
             raise ValueError(f"ties must be one of {TIE_MODES}")
         if self.max_length < 16:

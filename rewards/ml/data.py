@@ -26,6 +26,7 @@ class PreferencePair:
     category: str = ""
     group: str = ""  # pairs of one group (prompt) land on the same side of the split
     pair_id: str = ""
+    messages: tuple = ()  # the prompt as a conversation ({role, content} turns); empty: `prompt` is one user turn
 
 
 @dataclass
@@ -136,20 +137,46 @@ def _token_ids(tokenizer, texts: list[str]) -> dict[str, list[int]]:
     return ids
 
 
+def pair_texts(tokenizer, prompt, response: str) -> tuple[str, str]:
+    """(prompt text, response text) as the reward model reads them.
+
+    With a chat template on the reward model's tokenizer: the conversation rendered with the
+    generation prompt, and the assistant turn as the template closes it (trl/RewardBench);
+    otherwise the plain prompt text (a conversation reads as HH text) and the response, placed by
+    the PairTemplate.
+    """
+    from rewards.ml.chat import as_messages, has_chat_template, plain_text, render_exchange
+
+    if has_chat_template(tokenizer):
+        return render_exchange(tokenizer, as_messages(prompt), response)
+    return (prompt if isinstance(prompt, str) else plain_text(as_messages(prompt))), response
+
+
+def chat_template_layout(tokenizer) -> PairTemplate | None:
+    """No special tokens around a pair when the chat template writes them all; None without a template."""
+    from rewards.ml.chat import has_chat_template
+
+    return PairTemplate((), (), (), None) if has_chat_template(tokenizer) else None
+
+
 def encode_pairs(
     tokenizer, pairs: Sequence[PreferencePair], *, max_length: int, min_prompt_tokens: int = 64,
     template: PairTemplate | None = None, stats: TruncationStats | None = None,
 ) -> list[EncodedPair]:
     """Tokenise every pair (each distinct prompt once); never drops a pair."""
-    template = template or pair_template(tokenizer)
+    template = template or chat_template_layout(tokenizer) or pair_template(tokenizer)
     stats = stats if stats is not None else TruncationStats()
     budget = max_length - template.special_tokens
-    ids = _token_ids(tokenizer, [t for p in pairs for t in (p.prompt, p.chosen, p.rejected)])
+    texts = [
+        [pair_texts(tokenizer, list(p.messages) or p.prompt, response) for response in (p.chosen, p.rejected)]
+        for p in pairs
+    ]
+    ids = _token_ids(tokenizer, [t for sides in texts for side in sides for t in side])
     encoded = []
-    for pair in pairs:
-        prompt = ids[pair.prompt]
+    for pair, sides_text in zip(pairs, texts):
         sides = []
-        for response in (ids[pair.chosen], ids[pair.rejected]):
+        for prompt_text, response_text in sides_text:
+            prompt, response = ids[prompt_text], ids[response_text]
             kept_prompt, kept_response = truncate(prompt, response, budget=budget, min_prompt_tokens=min_prompt_tokens)
             stats.sequences += 1
             stats.prompt_truncated += len(kept_prompt) < len(prompt)

@@ -17,7 +17,8 @@ import torch
 from rewards.ml.artifact import resolve_base_model, save_artifact
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import (
-    LengthBucketBatchSampler, PairCollator, PreferencePair, TruncationStats, encode_pairs, pair_template, sorted_batches,
+    LengthBucketBatchSampler, PairCollator, PreferencePair, TruncationStats, chat_template_layout, encode_pairs, pair_template,
+    sorted_batches,
 )
 from rewards.ml.loss import preference_loss
 from rewards.ml.metrics import reward_metrics
@@ -78,8 +79,9 @@ def load_base(config: RewardTrainConfig):
 
 def _forward(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass over chosen+rejected rows → (r_chosen (B,), r_rejected (B,)) in float32."""
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-    rewards = model(**inputs).logits.squeeze(-1).float()  # (2B,)
+    from rewards.ml.score import sequence_scores
+
+    rewards = sequence_scores(model, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))  # (2B,)
     half = batch["margin"].shape[0]
     return rewards[:half], rewards[half:]
 
@@ -113,6 +115,15 @@ def _subset(pairs: Sequence[PreferencePair], limit: int | None, seed: int) -> li
 
     keep = sorted(random.Random(seed).sample(range(len(pairs)), limit))
     return [pairs[i] for i in keep]
+
+
+def with_lora(model, config: RewardTrainConfig):
+    """The classifier with LoRA adapters on config.lora's modules; the score head trains in full."""
+    from peft import get_peft_model
+
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return get_peft_model(model, config.lora.peft_config("SEQ_CLS"))
 
 
 def _use_bf16(config: RewardTrainConfig) -> bool:
@@ -171,9 +182,11 @@ def train_reward_model(
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    if config.lora is not None:
+        model = with_lora(model, config)
 
     progress(0.0, "tokenising")
-    template = pair_template(tokenizer)
+    template = chat_template_layout(tokenizer) or pair_template(tokenizer)
     truncation = TruncationStats()
     train_encoded = encode_pairs(
         tokenizer, train_pairs, max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens,
@@ -297,9 +310,12 @@ def train_reward_model(
     )
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
+    if config.lora is not None:  # the artifact is a plain classifier folder: adapters merged into the weights
+        unwrapped = unwrapped.merge_and_unload()
     if output_dir is not None and accelerator.is_main_process:
         progress(0.98, "saving")
-        meta = {"train_config": config.as_dict(), "max_length": config.max_length, **(artifact_meta or {})}
+        meta = {"train_config": config.as_dict(), "max_length": config.max_length, "lora_merged": config.lora is not None,
+                **(artifact_meta or {})}
         result.artifact_path = str(save_artifact(unwrapped, tokenizer, Path(output_dir), meta=meta))
     result.model, result.tokenizer = unwrapped, tokenizer
     progress(1.0, "done")

@@ -52,8 +52,12 @@ def test_real_hh_pairs_are_truncated_never_dropped(db, real_data, minilm_tokeniz
     assert stats.prompt_truncated > 0.2 * stats.sequences  # HH dialogues are long at 128 tokens
 
     tok = minilm_tokenizer
+    from rewards.ml.chat import plain_text
+
     for pair, enc in zip(pairs, encoded):
-        ids = tok(pair.prompt, add_special_tokens=False)["input_ids"]
+        # A plain reward model reads the prompt's conversation as plain text (one user turn: its words).
+        assert pair.messages and pair.messages[-1]["role"] == "user"
+        ids = tok(plain_text(pair.messages), add_special_tokens=False)["input_ids"]
         response = tok(pair.chosen, add_special_tokens=False)["input_ids"]
         sep = enc.chosen.index(tok.sep_token_id)
         kept_prompt, kept_response = enc.chosen[1:sep], enc.chosen[sep + 1 : -1]

@@ -90,6 +90,9 @@ def test_model_paths_outside_the_roots_or_unsafe_are_refused(setup, tmp_path, pa
     ({"method": "dpo", "params": {"promtps": 3}}, "unknown round parameter(s) ['promtps']"),
     ({"method": "dpo", "params": {"update": {"betta": 0.1}}}, "update: unknown dpo option(s) ['betta']"),
     ({"method": "ppo", "params": {"update": {"lr": -1}}}, "update: lr must be positive"),
+    ({"method": "dpo", "params": {"update": {"lora": {"r": 0}}}}, "update: lora.r must be an integer in [1, 256]"),
+    ({"method": "best_of_n", "params": {"update": {"lora": {"rank": 8}}}}, "update: unknown lora options: ['rank']"),
+    ({"method": "dpo", "params": {"reward_model": {"lora": {"dropout": 2}}}}, "lora.dropout must be in [0, 1)"),
 ])
 def test_bad_round_parameters_name_the_field_and_create_nothing(setup, body, message):
     project, researcher, *_, root = setup

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from training.ml.config import BestOfNConfig
-from training.ml.data import format_prompt
 from training.ml.results import UpdateResult
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -36,18 +35,19 @@ def train_best_of_n(
 
     import torch
 
-    from training.ml.policy import load_policy, save_policy
-    from training.ml.sampling import generate_ids, to_sample
+    from training.ml.policy import load_for_update, save_policy
+    from training.ml.sampling import generate_ids, to_sample, truncation_report
     from training.ml.sft import sft_train
 
-    prompts = [p for p in prompts if p.strip()]
+    prompts = [p for p in prompts if not isinstance(p, str) or p.strip()]
     if not prompts:
         raise ValueError("no prompts")
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
-    model, tokenizer = load_policy(policy_path, device=device, dtype=torch.float32)
-    rollouts = generate_ids(model, tokenizer, [format_prompt(p) for p in prompts], n=config.n, params=config.sampler)
+    model, tokenizer, _, lineage = load_for_update(policy_path, None, device=device, lora=config.lora,
+                                                   gradient_checkpointing=config.gradient_checkpointing)
+    rollouts = generate_ids(model, tokenizer, prompts, n=config.n, params=config.sampler)
     texts = [to_sample(tokenizer, r, config.sampler.seed).text for r in rollouts]
     rewards = [float(r) for r in reward_fn([prompts[r.prompt_index] for r in rollouts], texts)]
     kept, kept_rewards = [], []
@@ -58,8 +58,10 @@ def train_best_of_n(
         kept_rewards.append(rewards[best])
     examples = []
     for rollout in kept:
-        ids = (rollout.prompt_ids + rollout.response_ids)[: config.max_length]
-        mask = [0] * len(rollout.prompt_ids) + [1] * (len(ids) - len(rollout.prompt_ids))
+        response = rollout.response_ids[: config.max_length - 1]
+        prompt_ids = rollout.prompt_ids[max(0, len(rollout.prompt_ids) - (config.max_length - len(response))):]  # keep its end
+        ids = prompt_ids + response
+        mask = [0] * len(prompt_ids) + [1] * len(response)
         examples.append((ids, mask))
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     steps = config.max_steps or config.epochs * steps_per_epoch
@@ -78,13 +80,15 @@ def train_best_of_n(
         "mean_reward_kept": sum(kept_rewards) / len(kept_rewards),
         "mean_tokens_all": sum(token_counts) / len(token_counts),
         "mean_tokens_kept": sum(kept_tokens) / len(kept_tokens),
+        "truncation": truncation_report([rollouts[i * config.n].prompt for i in range(len(prompts))]),
+        "lora": config.lora is not None,
         "steps": len(curve),
         "loss_first": curve[0]["loss"] if curve else None,
         "loss_last": curve[-1]["loss"] if curve else None,
         "seconds": time.perf_counter() - started,
         "device": device,
     }
-    meta = {"method": "best_of_n", "parent": str(policy_path), "config": config.as_dict(), "metrics": metrics}
+    meta = {"method": "best_of_n", "parent": str(policy_path), "config": config.as_dict(), "metrics": metrics, **lineage}
     path = save_policy(model.to("cpu"), tokenizer, Path(out_dir), meta=meta)
     return UpdateResult(path=str(path), metrics=metrics, curve=curve)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from rewards.ml.config import LoraSettings
+
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 
 
@@ -26,6 +28,11 @@ class _Config:
         if "sampler" in values and isinstance(values["sampler"], dict):
             values["sampler"] = SamplerParams.from_dict(values["sampler"])
         return cls(**values)
+
+
+def _check_lora(config) -> None:
+    """A lora dict becomes LoraSettings (bounded there); None means full fine-tuning."""
+    object.__setattr__(config, "lora", LoraSettings.from_value(config.lora))
 
 
 def _positive(config, *names: str) -> None:
@@ -100,8 +107,11 @@ class DPOConfig(_Config):
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     bf16: bool | None = None  # None: on when the GPU supports it, off on CPU
+    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        _check_lora(self)
         _positive(self, "beta", "lr", "max_steps", "batch_size", "max_length", "grad_accum")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}")
@@ -134,8 +144,11 @@ class PPOConfig(_Config):
     max_grad_norm: float = 1.0
     sampler: SamplerParams = field(default_factory=SamplerParams)
     seed: int = 0
+    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        _check_lora(self)
         _positive(self, "lr", "max_steps", "batch_size", "mini_batch_size", "ppo_epochs", "clip", "target_kl", "kl_horizon")
         if self.kl_coef < 0 or self.vf_coef < 0:
             raise ValueError("kl_coef and vf_coef must be >= 0")
@@ -157,8 +170,11 @@ class BestOfNConfig(_Config):
     max_length: int = 192
     sampler: SamplerParams = field(default_factory=SamplerParams)
     seed: int = 0
+    lora: LoraSettings | None = None  # LoRA adapters on the policy (saved as an adapter checkpoint)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        _check_lora(self)
         _positive(self, "n", "lr", "epochs", "batch_size", "max_length")
         if self.n < 2:
             raise ValueError("n must be at least 2 (best of one is no selection)")

@@ -1,13 +1,17 @@
-"""Plain data of the policy engine: the prompt format every step agrees on, and preference examples."""
+"""Plain data of the policy engine: the plain prompt format, and preference examples.
+
+How a prompt is rendered for a model (chat template or this plain format) and truncated lives
+in rewards.ml.chat, shared with the reward model.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROMPT_TEMPLATE = "Question: {prompt}\nAnswer:"
+from rewards.ml.chat import PROMPT_TEMPLATE, PromptLike
 
 
 def format_prompt(prompt: str) -> str:
-    """The text the policy is conditioned on; SFT, sampling, DPO, PPO, best-of-N and metrics all use it."""
+    """The plain text a policy without a chat template is conditioned on (rewards.ml.chat.render_prompt)."""
     return PROMPT_TEMPLATE.format(prompt=prompt.strip())
 
 
@@ -18,8 +22,8 @@ def join_response(response: str) -> str:
 
 @dataclass(frozen=True)
 class PreferenceExample:
-    """One labelled pair for DPO: raw prompt (unformatted) and the two responses as stored."""
+    """One labelled pair for DPO: the prompt (a string or {role, content} turns, unrendered) and the two responses."""
 
-    prompt: str
+    prompt: PromptLike
     chosen: str
     rejected: str

@@ -1,9 +1,12 @@
 """DPO update: the round's labelled pairs → a new policy, with trl's DPOTrainer against the frozen reference.
 
 L_DPO = −E log σ(β [(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))])
-(Rafailov et al. 2023; loss_type picks trl's variant). Prompts are formatted with
-`format_prompt` and responses joined with `join_response`, exactly as sampling produced them;
-trl appends the eos, so "stop here" is part of what a preference teaches.
+(Rafailov et al. 2023; loss_type picks trl's variant). A policy with a chat template gets trl's
+conversational format (prompt turns, one assistant turn each side; trl applies the template with
+the generation prompt, as sampling did); one without gets the plain format (`format_prompt`,
+`join_response`, trl appends the eos). Prompts too long for max_length are left-truncated first
+(rewards.ml.chat.encode_prompt), never dropped. With config.lora the update trains LoRA adapters
+and the reference is the adapter's base with the adapters disabled (no second copy in memory).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from training.ml.config import DPOConfig
-from training.ml.data import PreferenceExample, format_prompt, join_response
+from training.ml.data import PreferenceExample, join_response
 from training.ml.results import TrainingStopped, UpdateResult
 
 logger = logging.getLogger(__name__)
@@ -32,16 +35,40 @@ def _use_bf16(config: DPOConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def preference_dataset(examples: Sequence[PreferenceExample]):
-    """trl's standard explicit-prompt preference format: {prompt, chosen, rejected} strings."""
+def _longest_response(tokenizer, example: PreferenceExample) -> int:
+    return max(len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) for t in (example.chosen, example.rejected))
+
+
+def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *, max_length: int | None = None):
+    """(trl dataset, prompts truncated): conversational rows when the tokenizer has a chat template, else
+    trl's standard explicit-prompt format {prompt, chosen, rejected} strings.
+
+    A prompt is left-truncated so that it and its longer response fit max_length (the prompt keeps
+    at least half of it; trl cuts a response that still does not fit at its end).
+    """
     from datasets import Dataset
 
+    from rewards.ml.chat import as_messages, encode_prompt, has_chat_template, render_prompt, template_messages
+
+    chat = tokenizer is not None and has_chat_template(tokenizer)
     rows = {"prompt": [], "chosen": [], "rejected": []}
+    truncated = 0
     for example in examples:
-        rows["prompt"].append(format_prompt(example.prompt))
-        rows["chosen"].append(join_response(example.chosen))
-        rows["rejected"].append(join_response(example.rejected))
-    return Dataset.from_dict(rows)
+        messages = as_messages(example.prompt)
+        if tokenizer is not None and max_length is not None:
+            budget = max(max_length // 2, max_length - _longest_response(tokenizer, example) - 8)
+            rendered = encode_prompt(tokenizer, messages, max_tokens=budget)
+            truncated += rendered.truncated
+            messages = rendered.messages
+        if chat:
+            rows["prompt"].append(template_messages(tokenizer, messages))
+            rows["chosen"].append([{"role": "assistant", "content": example.chosen.strip()}])
+            rows["rejected"].append([{"role": "assistant", "content": example.rejected.strip()}])
+        else:
+            rows["prompt"].append(render_prompt(tokenizer, messages))
+            rows["chosen"].append(join_response(example.chosen))
+            rows["rejected"].append(join_response(example.rejected))
+    return Dataset.from_dict(rows), truncated
 
 
 def train_dpo(
@@ -65,16 +92,18 @@ def train_dpo(
     from transformers.utils import logging as hf_logging
     from trl import DPOConfig as TrlDPOConfig, DPOTrainer
 
-    from training.ml.policy import load_policy, save_policy
+    from training.ml.policy import load_for_update, save_policy
 
     examples = [e for e in examples if e.chosen.strip() != e.rejected.strip()]
     if not examples:
         raise ValueError("no preference examples (pairs with identical sides are left out)")
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_policy(policy_path, device=device, dtype=torch.float32)
-    reference, _ = load_policy(reference_path, device=device, dtype=torch.bfloat16 if _use_bf16(config) else torch.float32)
-    reference.requires_grad_(False)
+    model, tokenizer, reference, lineage = load_for_update(
+        policy_path, reference_path, device=device, lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
+        reference_dtype=torch.bfloat16 if _use_bf16(config) else torch.float32,
+    )
+    dataset, truncated = preference_dataset(examples, tokenizer, max_length=config.max_length)
     model.train()
     curve: list[dict] = []
     stopped = {"at": None}
@@ -101,7 +130,7 @@ def train_dpo(
             warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm, lr_scheduler_type="linear",
             seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu", bf16=_use_bf16(config),
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            dataset_num_proc=None, remove_unused_columns=False,
+            dataset_num_proc=None, remove_unused_columns=False, activation_checkpointing=config.gradient_checkpointing,
         )
         verbosity = hf_logging.get_verbosity()
         bars_were_off = datasets.utils.are_progress_bars_disabled()
@@ -109,9 +138,14 @@ def train_dpo(
         datasets.utils.disable_progress_bars()  # a job's log is not a terminal
         try:
             trainer = DPOTrainer(
-                model=model, ref_model=reference, args=args, train_dataset=preference_dataset(examples),
+                model=model, ref_model=reference, args=args, train_dataset=dataset,
                 processing_class=tokenizer, callbacks=[_Report()],
             )
+            if reference is None and "ref" in getattr(trainer.model, "peft_config", {}):
+                # trl copies a loaded adapter into a "ref" adapter; the loop's reference is the base
+                # (adapters disabled), which trl uses once no "ref" adapter exists.
+                trainer.model.delete_adapter("ref")
+                trainer.model.set_adapter("default")
             trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log dict otherwise
             output = trainer.train()
         finally:
@@ -127,6 +161,8 @@ def train_dpo(
     metrics = {
         "method": "dpo",
         "pairs": len(examples),
+        "prompts_truncated": truncated,
+        "lora": config.lora is not None,
         "steps": output.global_step,
         "train_loss": float(output.training_loss),
         "loss_last": mean("loss"),
@@ -136,7 +172,7 @@ def train_dpo(
         "device": device,
     }
     meta = {"method": "dpo", "parent": str(policy_path), "reference": str(reference_path), "config": config.as_dict(),
-            "metrics": metrics}
+            "metrics": metrics, **lineage}
     path = save_policy(model.to("cpu"), tokenizer, Path(out_dir), meta=meta)
     return UpdateResult(path=str(path), metrics=metrics, curve=curve)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from training.ml.config import SamplerParams
-from training.ml.data import format_prompt, join_response
+from training.ml.data import join_response
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
 
@@ -30,22 +30,29 @@ def win_rate(ours: Sequence[float], theirs: Sequence[float]) -> float | None:
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(ours, theirs)) / len(ours)
 
 
-def sequence_logprobs(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], *, add_eos: bool = False) -> list[float]:
-    """Σ_t log π(y_t | x, y_<t) of each response text after format_prompt(prompt) (eos term with add_eos)."""
+def sequence_logprobs(model, tokenizer, prompts: Sequence, responses: Sequence[str], *, add_eos: bool = False) -> list[float]:
+    """Σ_t log π(y_t | x, y_<t) of each response text after the rendered prompt (eos term with add_eos).
+
+    Prompts are rendered and left-truncated as sampling does (rewards.ml.chat.encode_prompt); a
+    response follows a chat template's generation prompt as is, plain text with one leading space.
+    """
+    from rewards.ml.chat import encode_prompt, has_chat_template, prompt_budget
     from training.ml.logprobs import sequence_logprobs_ids
 
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
-    prompt_ids = [tokenizer(format_prompt(p))["input_ids"] for p in prompts]
-    response_ids = [tokenizer(join_response(r), add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if add_eos else [])
-                    for r in responses]
+    response_ids = [tokenizer(r.strip() if has_chat_template(tokenizer) else join_response(r), add_special_tokens=False)["input_ids"]
+                    + ([tokenizer.eos_token_id] if add_eos else []) for r in responses]
+    longest = max((len(r) for r in response_ids), default=1)
+    budget = prompt_budget(model.config, max(1, longest))
+    prompt_ids = [encode_prompt(tokenizer, p, max_tokens=budget).ids for p in prompts]
     return sequence_logprobs_ids(model, prompt_ids, response_ids, pad_token_id=tokenizer.pad_token_id)
 
 
 def _samples(model, tokenizer, prompts, n, params):
     from training.ml.sampling import generate_ids, to_sample
 
-    rollouts = generate_ids(model, tokenizer, [format_prompt(p) for p in prompts], n=n, params=params)
+    rollouts = generate_ids(model, tokenizer, prompts, n=n, params=params)
     return rollouts, [to_sample(tokenizer, r, params.seed) for r in rollouts]
 
 
@@ -54,7 +61,7 @@ def evaluate_policy(
     policy_path: Path | str,
     reference_path: Path | str,
     previous_path: Path | str | None = None,
-    prompts: Sequence[str],
+    prompts: Sequence,  # strings or conversations
     reward_fn: RewardFn,
     params: SamplerParams = SamplerParams(),
     n: int = 1,
@@ -68,6 +75,7 @@ def evaluate_policy(
 
     from training.ml.logprobs import sequence_logprobs_ids
     from training.ml.policy import load_policy
+    from training.ml.sampling import truncation_report
 
     prompts = list(prompts)
     if not prompts:
@@ -106,6 +114,7 @@ def evaluate_policy(
         "samples": len(samples),
         "reference_mean_reward": sum(ref_rewards) / len(ref_rewards),
         "stop_share": sum(s.finish_reason == "stop" for s in samples) / len(samples),
+        "truncation": truncation_report([rollouts[i * n].prompt for i in range(len(prompts))]),
         "params": params.as_dict(),
         "n": n,
     }

@@ -68,27 +68,140 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_policy(path: Path | str, *, device: str | None = None, dtype=None):
-    """(model in eval mode, tokenizer) from a causal-LM folder; safetensors only.
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter(folder: Path | str) -> bool:
+    """A LoRA checkpoint: peft's adapter files (and the tokenizer) over a base policy folder."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(folder: Path | str) -> Path:
+    """The base policy folder an adapter checkpoint applies to (its lineage, recorded in policy.json)."""
+    folder = Path(folder)
+    base = read_meta(folder).get("base") or json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"adapter checkpoint {folder} does not say which base policy it applies to")
+    base = Path(base)
+    return adapter_base(base) if is_adapter(base) else base
+
+
+def _dtype_for(device: str, dtype):
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    return dtype
+
+
+def _load_causal_lm(folder: Path, dtype):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(check_policy_folder(folder), use_safetensors=True, local_files_only=True,
+                                                dtype=dtype)
+
+
+def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merge: bool = True):
+    """(model in eval mode, tokenizer) from a causal-LM folder or a LoRA adapter checkpoint; safetensors only.
 
     dtype None: bfloat16 on a GPU that supports it, float32 otherwise. Training code passes
-    torch.float32 (mixed precision happens in autocast, not in the stored weights).
+    torch.float32 (mixed precision happens in autocast, not in the stored weights). An adapter
+    checkpoint loads its base and applies the adapter, merged into the weights (merge=False keeps
+    the PeftModel).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     folder = check_policy_folder(Path(path))
     device = device or default_device()
-    if dtype is None:
-        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True, dtype=dtype)
+    dtype = _dtype_for(device, dtype)
+    if is_adapter(folder):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(_load_causal_lm(adapter_base(folder), dtype), str(folder), is_trainable=False)
+        if merge:
+            model = model.merge_and_unload()
+    else:
+        model = _load_causal_lm(folder, dtype)
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _set_pad(model, tokenizer)
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _set_pad(model, tokenizer) -> None:
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def same_folder(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def load_for_update(policy_path: Path | str, reference_path: Path | str | None, *, device: str, lora=None,
+                    gradient_checkpointing: bool = False, reference_dtype=None):
+    """(trainable model, tokenizer, reference or None, lineage) for a policy update.
+
+    Without LoRA: the policy's full weights (an adapter checkpoint merged) and a frozen copy of
+    the reference. With LoRA (rewards.ml.config.LoraSettings): the policy's adapter continued when
+    it is an adapter checkpoint, else a fresh adapter on the policy; when the adapter's base is
+    the reference, the reference is that base with the adapter disabled and no second copy is
+    loaded (reference None: use `reference_scope`). reference_path None: no reference. lineage is {"adapter": bool, "base": path}.
+    """
+    import torch
+
+    folder = Path(policy_path)
+    if lora is None:
+        model, tokenizer = load_policy(folder, device=device, dtype=torch.float32)
+        base = None
+    else:
+        from peft import PeftModel, get_peft_model
+        from transformers import AutoTokenizer
+
+        base = adapter_base(folder) if is_adapter(folder) else check_policy_folder(folder)
+        backbone = _load_causal_lm(base, torch.float32)
+        if gradient_checkpointing:
+            backbone.enable_input_require_grads()
+        if is_adapter(folder):
+            model = PeftModel.from_pretrained(backbone, str(folder), is_trainable=True)
+        else:
+            model = get_peft_model(backbone, lora.peft_config("CAUSAL_LM"))
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+        _set_pad(model, tokenizer)
+        model.to(device)
+    if gradient_checkpointing:  # transformers 5's name for gradient checkpointing
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    reference = None
+    if reference_path is not None and (base is None or not same_folder(base, reference_path)):
+        reference, _ = load_policy(reference_path, device=device, dtype=reference_dtype or torch.float32)
+        reference.requires_grad_(False)
+    lineage = {"adapter": base is not None, "base": str(base) if base is not None else None}
+    return model, tokenizer, reference, lineage
+
+
+def reference_scope(model, reference):
+    """(network, context) giving reference log-probabilities: the reference model, or the adapter
+    model with its adapters disabled (the base) when no separate reference was loaded."""
+    from contextlib import nullcontext
+
+    if reference is not None:
+        return reference, nullcontext()
+    return model, model.disable_adapter()
+
+
+def merge_adapter(folder: Path | str, out_dir: Path | str) -> Path:
+    """A merged, self-contained policy folder (safetensors) from a LoRA adapter checkpoint."""
+    import torch
+
+    folder = Path(folder)
+    if not is_adapter(folder):
+        raise ValueError(f"{folder} is not a LoRA adapter checkpoint (no {ADAPTER_CONFIG})")
+    model, tokenizer = load_policy(folder, device="cpu", dtype=torch.float32, merge=True)
+    meta = {**read_meta(folder), "method": "merged", "merged_from": str(folder), "base": str(adapter_base(folder)),
+            "adapter": False}
+    return save_policy(model, tokenizer, Path(out_dir), meta=meta)
 
 
 def save_policy(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None) -> Path:
@@ -262,5 +375,6 @@ def build_demo_policy(
 
 __all__ = [
     "POLICY_FORMAT", "VALUE_HEAD_FILE", "build_demo_policy", "check_policy_folder", "demo_examples", "demo_tokenizer",
-    "load_policy", "prepare_tokenizer", "read_meta", "save_policy",
+    "adapter_base", "is_adapter", "load_for_update", "load_policy", "merge_adapter", "prepare_tokenizer", "read_meta",
+    "reference_scope", "save_policy",
 ]

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from training.ml.config import PPOConfig
-from training.ml.data import format_prompt
 from training.ml.results import TrainingStopped, UpdateResult
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -175,25 +174,26 @@ def train_ppo(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> UpdateResult:
-    """config.max_steps PPO updates of `policy_path` on `prompts` (raw, unformatted) scored by reward_fn.
+    """config.max_steps PPO updates of `policy_path` on `prompts` (strings or conversations, unrendered) scored by reward_fn.
 
-    reward_fn(prompts, responses) -> one float per pair (raw prompts and decoded responses).
+    reward_fn(prompts, responses) -> one float per pair (the prompts as given: strings or conversations; decoded responses).
     progress(update, total, metrics) after each update; should_stop() True raises TrainingStopped.
     """
     from training.ml.logprobs import build_batch, response_logprobs
-    from training.ml.policy import VALUE_HEAD_FILE, load_policy, save_policy
-    from training.ml.sampling import generate_ids, to_sample
+    from training.ml.policy import VALUE_HEAD_FILE, load_for_update, reference_scope, save_policy
+    from training.ml.sampling import generate_ids, to_sample, truncation_report
 
-    prompts = [p for p in prompts if p.strip()]
+    prompts = [p for p in prompts if not isinstance(p, str) or p.strip()]
     if not prompts:
         raise ValueError("no prompts")
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     torch.manual_seed(config.seed)
-    model, tokenizer = load_policy(policy_path, device=device, dtype=torch.float32)
-    reference, _ = load_policy(reference_path, device=device, dtype=torch.bfloat16 if use_bf16 else torch.float32)
-    reference.requires_grad_(False)
+    model, tokenizer, reference, lineage = load_for_update(
+        policy_path, reference_path, device=device, lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
+        reference_dtype=torch.bfloat16 if use_bf16 else torch.float32,
+    )
     head = _value_head(model, Path(policy_path)).to(device)
     model.eval()  # dropout off: the ratio π/π_old must be 1 before the first step
     optimizer = torch.optim.AdamW([
@@ -207,6 +207,7 @@ def train_ppo(
     order: list[int] = []
     curve: list[dict] = []
     pad = tokenizer.pad_token_id
+    rendered: dict = {}  # prompt index → how it was rendered (truncation report)
 
     def forward(net, batch, *, with_values: bool):
         with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
@@ -224,7 +225,8 @@ def train_ppo(
         del order[: config.batch_size]
         batch_prompts = [prompts[i] for i in chosen]
         params = replace(config.sampler, seed=config.sampler.seed + 1_000 * config.seed + update)
-        rollouts = generate_ids(model, tokenizer, [format_prompt(p) for p in batch_prompts], n=1, params=params)
+        rollouts = generate_ids(model, tokenizer, batch_prompts, n=1, params=params)
+        rendered.update({chosen[r.prompt_index]: r.prompt for r in rollouts})
         responses = [to_sample(tokenizer, r, params.seed).text for r in rollouts]
         raw_scores = torch.tensor([float(s) for s in reward_fn(batch_prompts, responses)], device=device)
         scores = raw_scores
@@ -235,7 +237,9 @@ def train_ppo(
         mask = batch.response_mask.float()
         with torch.no_grad():
             old_logp, old_values = forward(model, batch, with_values=True)
-            ref_logp = forward(reference, batch, with_values=False)
+            ref_net, ref_context = reference_scope(model, reference)
+            with ref_context:
+                ref_logp = forward(ref_net, batch, with_values=False)
             old_logp, old_values, ref_logp = old_logp * mask, old_values * mask, ref_logp * mask
             rewards, kl = kl_penalized_rewards(scores, old_logp, ref_logp, mask, kl_ctl.value)
             advantages, returns = gae(rewards, old_values, mask, gamma=config.gamma, lam=config.lam)
@@ -295,11 +299,13 @@ def train_ppo(
         "mean_reward_last": sum(p["mean_reward"] for p in last) / len(last),
         "kl_last": sum(p["kl"] for p in last) / len(last),
         "beta_final": kl_ctl.value,
+        "truncation": truncation_report(list(rendered.values())),
+        "lora": config.lora is not None,
         "seconds": time.perf_counter() - started,
         "device": device,
     }
     meta = {"method": "ppo", "parent": str(policy_path), "reference": str(reference_path), "config": config.as_dict(),
-            "metrics": metrics}
+            "metrics": metrics, **lineage}
     model.to("cpu")
     path = save_policy(model, tokenizer, Path(out_dir), meta=meta,
                        extra={VALUE_HEAD_FILE: {k: v for k, v in head.state_dict().items()}})

@@ -1,9 +1,12 @@
 """Samplers: K completions per prompt from a policy, with the transformers backend or vLLM on a GPU.
 
 Both backends answer `generate(prompts, n=, params=)` with one list of n Samples per prompt, in
-prompt order. Prompts are raw questions; both format them with `format_prompt` so sampling and
-every update see the same text. finish_reason is "stop" (the model emitted eos) or "length"
-(max_new_tokens reached), vLLM's terms. num_tokens counts generated tokens without the eos.
+prompt order. A prompt is a plain string (one user turn) or a conversation ({role, content}
+turns); the transformers backend renders it with `rewards.ml.chat.encode_prompt` (the policy
+tokenizer's chat template, plain text without one), left-truncated to the model's positions −
+max_new_tokens, so sampling and every update see the same text. finish_reason is "stop" (the
+model emitted eos) or "length" (max_new_tokens reached), vLLM's terms. num_tokens counts
+generated tokens without the eos.
 """
 from __future__ import annotations
 
@@ -13,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rewards.ml.chat import PromptLike, RenderedPrompt, encode_prompt, prompt_budget
 from training.ml.config import SamplerParams
 from training.ml.data import format_prompt
 
 __all__ = [
     "Sample", "Sampler", "TransformersSampler", "VLLMSampler", "format_prompt", "generate_ids", "make_sampler",
-    "vllm_available",
+    "render_prompts", "vllm_available",
 ]
 
 
@@ -29,10 +33,12 @@ class Sample:
     finish_reason: str  # "stop" | "length"
     seed: int  # the sampler seed of the call that drew it (SamplerParams.seed)
     token_ids: tuple[int, ...] = ()  # generated ids, eos included when finish_reason == "stop"
+    prompt_truncated_tokens: int = 0  # prompt tokens cut from the left to fit the model (0: whole prompt)
+    prompt_text: str = ""  # the rendered prompt the model was conditioned on
 
 
 class Sampler(Protocol):
-    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]: ...
+    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]: ...
 
 
 @dataclass
@@ -43,12 +49,39 @@ class Rollout:
     prompt_ids: list[int]
     response_ids: list[int]  # eos included when finished
     finished: bool
+    prompt: RenderedPrompt | None = None  # how the prompt was rendered and truncated
 
 
-def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, params: SamplerParams, batch_size: int = 32) -> list[Rollout]:
-    """n rollouts per formatted prompt text (prompt-major order), seeded by params.seed for the whole call.
+def render_prompts(model, tokenizer, prompts: Sequence[PromptLike], *, max_new_tokens: int) -> list[RenderedPrompt]:
+    """Each prompt rendered for this policy and left-truncated to its positions − max_new_tokens."""
+    budget = prompt_budget(getattr(model, "config", None), max_new_tokens)
+    return [encode_prompt(tokenizer, p, max_tokens=budget) for p in prompts]
 
-    Batched with left padding; generation stops at the tokenizer's eos. top_k=0 switches top-k off
+
+def truncation_report(rendered: Sequence[RenderedPrompt]) -> dict:
+    """How many prompts lost their beginning, and how many tokens and turns they lost in all."""
+    cut = [r for r in rendered if r.truncated]
+    return {"prompts": len(rendered), "truncated_prompts": len(cut), "truncated_tokens": sum(r.truncated_tokens for r in cut),
+            "dropped_turns": sum(r.dropped_turns for r in cut)}
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad_token_id: int, device):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def generate_ids(model, tokenizer, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams, batch_size: int = 32) -> list[Rollout]:
+    """n rollouts per prompt (prompt-major order), seeded by params.seed for the whole call.
+
+    Prompts are rendered and left-truncated by render_prompts. Batched with left padding;
+    generation stops at the tokenizer's eos. top_k=0 switches top-k off
     so the distribution is the one temperature and top_p describe (vLLM's default too); left unset
     (None), transformers 5 fills in its global default top_k=50.
     The global RNG is restored afterwards, so sampling does not shift a training run's randomness.
@@ -64,25 +97,23 @@ def generate_ids(model, tokenizer, prompt_texts: Sequence[str], *, n: int, param
         top_k=params.top_k, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
     )
+    rendered = render_prompts(model, tokenizer, prompts, max_new_tokens=params.max_new_tokens)
     was_training = model.training
     model.eval()
     rollouts: list[Rollout] = []
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(params.seed)
-        for start in range(0, len(prompt_texts), batch_size):
-            chunk = list(prompt_texts[start : start + batch_size])
-            encoded = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
-            input_ids = encoded["input_ids"].to(device)
-            attention = encoded["attention_mask"].to(device)
+        for start in range(0, len(rendered), batch_size):
+            chunk = rendered[start : start + batch_size]
+            input_ids, attention = _left_padded([r.ids for r in chunk], tokenizer.pad_token_id, device)
             out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_config)
             generated = out[:, input_ids.shape[1]:].tolist()
             for row, ids in enumerate(generated):
                 i = row // n
-                prompt_ids = input_ids[i][attention[i].bool()].tolist()
                 finished = eos in ids
                 response = ids[: ids.index(eos) + 1] if finished else ids
-                rollouts.append(Rollout(start + i, prompt_ids, response, finished))
+                rollouts.append(Rollout(start + i, list(chunk[i].ids), response, finished, chunk[i]))
     if was_training:
         model.train()
     return rollouts
@@ -92,8 +123,10 @@ def to_sample(tokenizer, rollout: Rollout, seed: int) -> Sample:
     ids = rollout.response_ids
     body = ids[:-1] if rollout.finished else ids
     text = tokenizer.decode(body, skip_special_tokens=True).strip()
+    rendered = rollout.prompt
     return Sample(text=text, num_tokens=len(body), finish_reason="stop" if rollout.finished else "length", seed=seed,
-                  token_ids=tuple(ids))
+                  token_ids=tuple(ids), prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
+                  prompt_text=rendered.text if rendered else "")
 
 
 class TransformersSampler:
@@ -112,11 +145,10 @@ class TransformersSampler:
             raise ValueError("TransformersSampler needs model_path or both model and tokenizer")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
-    def generate(self, prompts: Sequence[str], *, n: int, params: SamplerParams) -> list[list[Sample]]:
+    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]:
         if n < 1:
             raise ValueError("n must be positive")
-        rollouts = generate_ids(self.model, self.tokenizer, [format_prompt(p) for p in prompts], n=n, params=params,
-                                batch_size=self.batch_size)
+        rollouts = generate_ids(self.model, self.tokenizer, prompts, n=n, params=params, batch_size=self.batch_size)
         out: list[list[Sample]] = [[] for _ in prompts]
         for rollout in rollouts:
             out[rollout.prompt_index].append(to_sample(self.tokenizer, rollout, params.seed))

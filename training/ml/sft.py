@@ -30,10 +30,11 @@ def masked_token_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     positions need none. Uses the decoder's last hidden state and the output embedding, which is
     exactly the LM head for GPT-2/Llama-style models (no logit soft-capping).
     """
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: LoRA layers stay in place
+    hidden = lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
     predict = loss_mask[:, 1:].bool()  # (B, T-1): position t-1 predicts token t
     selected = hidden[:, :-1][predict]  # (N, H)
-    logits = model.get_output_embeddings()(selected).float()  # (N, V)
+    logits = lm.get_output_embeddings()(selected).float()  # (N, V)
     return F.cross_entropy(logits, input_ids[:, 1:][predict])
 
 
@@ -71,7 +72,7 @@ def sft_train(
     """
     device = next(model.parameters()).device
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
 
     def schedule(step: int) -> float:
         if step < warmup_steps:

@@ -114,6 +114,31 @@ HH_ASSISTANT = "\n\nAssistant:"
 HH_MODEL = "hh-rlhf-52b"
 
 
+_HH_MARKER = re.compile(r"\n\n(Human|Assistant):")
+
+
+def hh_turns(text: str) -> list[dict]:
+    """An HH dialogue ("\n\nHuman: ...\n\nAssistant: ...") as conversation turns.
+
+    The empty "Assistant:" a prompt ends on is the turn to be written, not a turn; consecutive
+    turns of one speaker are joined. Text without HH markers is one user turn.
+    """
+    body = text if text.startswith("\n\n") else "\n\n" + text
+    parts = _HH_MARKER.split(body)
+    if parts[0].strip() or len(parts) < 3:
+        return [{"role": "user", "content": text.strip()}]
+    turns: list[dict] = []
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = "user" if speaker == "Human" else "assistant"
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] = f"{turns[-1]['content']}\n\n{content.strip()}"
+        else:
+            turns.append({"role": role, "content": content.strip()})
+    if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+        turns.pop()
+    return turns or [{"role": "user", "content": text.strip()}]
+
+
 def split_hh_pair(chosen: str, rejected: str) -> tuple[str, str, str] | None:
     """(prompt, chosen turn, rejected turn) with prompt + turn == the original dialogue.
 
@@ -141,7 +166,8 @@ def read_hh_rlhf(path: Path, problems: Problems) -> ImportBatch:
             problems.add(file, line, "rejected", "shares no '\\n\\nAssistant:' turn with chosen")
             continue
         prompt_text, chosen_turn, rejected_turn = split
-        prompt = batch.prompt(PromptRecord(text=prompt_text, key=text_key(prompt_text), metadata={"format": "hh"}, line=line))
+        prompt = batch.prompt(PromptRecord(text=prompt_text, key=text_key(prompt_text), metadata={"format": "hh"}, line=line,
+                                           messages=hh_turns(prompt_text)))
         a = prompt.add(CompletionRecord(text=chosen_turn, model=HH_MODEL))
         b = prompt.add(CompletionRecord(text=rejected_turn, model=HH_MODEL))
         if a.key == b.key:

@@ -91,7 +91,8 @@ def _upsert_prompts(project: Project, batch: ImportBatch, report: ImportReport) 
         ids.update(Prompt.objects.filter(project=project, key__in=chunk).values_list("key", "id"))
     report.existing["prompts"] = len(ids)
     new = [
-        Prompt(project=project, key=r.key, text=r.text, category=r.category, metadata=r.metadata)
+        Prompt(project=project, key=r.key, text=r.text, category=r.category, metadata=r.metadata,
+               messages=r.messages or [{"role": "user", "content": r.text}])
         for k, r in batch.prompts.items()
         if k not in ids
     ]
