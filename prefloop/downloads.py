@@ -1,0 +1,85 @@
+"""Downloads are files, never pages: one response builder for every file prefloop hands out.
+
+A download answered as `text/html` (or sniffed as such) renders in the researcher's tab: a
+rationale holding `<meta http-equiv=refresh content=0;url=...>` navigates away, an injected
+`<img onerror>` runs. So each download carries its real media type, `Content-Disposition:
+attachment` with a file name made only of `[A-Za-z0-9._-]`, `X-Content-Type-Options: nosniff`
+and a Content-Security-Policy of `default-src 'none'` (nothing loads, nothing runs, even if a
+browser were to render it). See docs/security.md, "Downloads".
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.http import StreamingHttpResponse
+
+MEDIA_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "csv": "text/csv; charset=utf-8",
+    "zip": "application/zip",
+    "json": "application/json",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+}
+DOWNLOAD_CSP = "default-src 'none'"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE_PART = re.compile(r"[^A-Za-z0-9_]+")  # parts hold no dots: no "..", no hidden extension
+MAX_NAME = 150
+CHUNK_BYTES = 1 << 16
+
+
+def safe_name_part(text: str, fallback: str) -> str:
+    """`text` reduced to a file-name part of [A-Za-z0-9_-] (runs of anything else become one "-"), or `fallback`."""
+    part = _UNSAFE_PART.sub("-", text).strip("-")[:60].strip("-")
+    return part or fallback
+
+
+def download_filename(*parts: str, extension: str) -> str:
+    """'prefloop-<parts…>.<extension>', every part made safe; bounded length."""
+    stem = "-".join(safe_name_part(p, "x") for p in ("prefloop", *parts))[: MAX_NAME - len(extension) - 1]
+    extension = ".".join(safe_name_part(e, "bin") for e in extension.split("."))
+    return f"{stem}.{extension}"
+
+
+def download_response(path: Path, *, filename: str, kind: str, remove_after: Path | None = None,
+                      headers: dict[str, str] | None = None) -> StreamingHttpResponse:
+    """Stream the file at `path` as an attachment named `filename`, of media type MEDIA_TYPES[kind].
+
+    `remove_after`: a folder deleted once the body has been sent (temporary exports)."""
+    response = StreamingHttpResponse(_FileChunks(Path(path), remove_after), content_type=MEDIA_TYPES[kind])
+    response["Content-Length"] = str(Path(path).stat().st_size)
+    return as_download(response, filename=filename, headers=headers)
+
+
+def as_download(response, *, filename: str, headers: dict[str, str] | None = None):
+    """Mark `response` as a file to save, never a page to render (its media type already set)."""
+    if _UNSAFE.search(filename) or filename.startswith("."):
+        raise ValueError(f"unsafe download file name {filename!r}")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = DOWNLOAD_CSP
+    response["Cache-Control"] = "private, no-store"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+class _FileChunks:
+    """The file's bytes in chunks; closing it (Django does, sent or not) removes the temporary folder."""
+
+    def __init__(self, path: Path, remove_after: Path | None):
+        self._handle = open(path, "rb")
+        self._remove_after = remove_after
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self._handle.read(CHUNK_BYTES), b"")
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._remove_after is not None:
+            shutil.rmtree(self._remove_after, ignore_errors=True)
