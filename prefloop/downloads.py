@@ -9,12 +9,16 @@ browser were to render it). See docs/security.md, "Downloads".
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
 
 MEDIA_TYPES = {
     "jsonl": "application/x-ndjson",
@@ -67,6 +71,55 @@ def as_download(response, *, filename: str, headers: dict[str, str] | None = Non
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Plain files under `folder`, sorted; symbolic links are never followed (they could point anywhere)."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+        found += [Path(root) / f for f in files if not os.path.islink(os.path.join(root, f))]
+    return sorted(found)
+
+
+def zip_folder(folder: Path, zip_path: Path, *, root: str, compress: bool = True) -> Path:
+    """`folder` as a zip whose entries sit under `root/` (sorted, fixed timestamps: same files, same bytes)."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(zip_path, "w", compression=method, allowZip64=True) as archive:
+        for file in folder_files(Path(folder)):
+            info = zipfile.ZipInfo(f"{root}/{file.relative_to(folder).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            info.external_attr = 0o644 << 16
+            with open(file, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+    return zip_path
+
+
+def folder_download(folder: Path, *, filename: str):
+    """A model folder (reward model, policy) as a zip attachment; refused (413) above
+    settings.PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES. Weights are stored, not deflated (they do not compress)."""
+    folder = Path(folder)
+    size = sum(f.stat().st_size for f in folder_files(folder)) if folder.is_dir() else None
+    if size is None:
+        return HttpResponse("artifact: the model folder is missing", status=404, content_type="text/plain")
+    limit = getattr(settings, "PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", 8 << 30)
+    if size > limit:
+        return HttpResponse(f"artifact: {size} bytes, more than the {limit} a download may hold",
+                            status=413, content_type="text/plain")
+    work = Path(tempfile.mkdtemp(prefix="prefloop-artifact-"))
+    try:
+        archive = zip_folder(folder, work / "artifact.zip", root=filename.removesuffix(".zip").replace(".", "-"),
+                             compress=False)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return download_response(archive, filename=filename, kind="zip", remove_after=work)
+
+
+def svg_download(svg: str, *, filename: str):
+    """A server-rendered chart as a standalone SVG file (its labels are escaped where it is drawn)."""
+    response = HttpResponse('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, content_type=MEDIA_TYPES["svg"])
+    return as_download(response, filename=filename)
 
 
 class _FileChunks:

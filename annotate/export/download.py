@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotate.export.rows import ExportFilters, ExportOptions
-from annotate.export.writers import export_dataset, zip_folder
+from annotate.export.writers import export_dataset
 from annotate.models import Project, Vote
-from prefloop.downloads import download_filename, safe_name_part
+from prefloop.downloads import download_filename, safe_name_part, zip_folder
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +36,7 @@ from annotate.export.rows import (
     iter_vote_rows,
 )
 from annotate.models import Project
+
 
 FORMATS = ("jsonl", "parquet", "csv", "hf")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
@@ -296,18 +296,6 @@ def export_dataset(
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
-
-
-def zip_folder(folder: Path, zip_path: Path, *, root: str) -> Path:
-    """`folder` as a zip whose entries sit under `root/` (sorted, fixed timestamps: same files, same bytes)."""
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            info = zipfile.ZipInfo(f"{root}/{file.relative_to(folder).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            with open(file, "rb") as source, archive.open(info, "w") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-    return zip_path
 
 
 @contextmanager
