@@ -102,7 +102,7 @@ def folder_download(folder: Path, *, filename: str):
     size = sum(f.stat().st_size for f in folder_files(folder)) if folder.is_dir() else None
     if size is None:
         return HttpResponse("artifact: the model folder is missing", status=404, content_type="text/plain")
-    limit = getattr(settings, "PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", 8 << 30)
+    limit = settings.PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES
     if size > limit:
         return HttpResponse(f"artifact: {size} bytes, more than the {limit} a download may hold",
                             status=413, content_type="text/plain")

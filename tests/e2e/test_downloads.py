@@ -10,7 +10,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import tempfile
 import zipfile
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -56,6 +59,23 @@ def looks_like(suggested: str, data: bytes) -> None:
         raise AssertionError(f"unexpected download {suggested}")
 
 
+def open_in_tab(test, context, url: str):
+    """Open `url` in a new tab; the browser must turn it into a download (never a page). Returns the download."""
+    tab = context.new_page()
+    with tab.expect_download(timeout=15000) as started:
+        try:
+            tab.goto(url)
+        except PlaywrightError as error:  # a navigation that turns into a download "fails"
+            test.assertIn("Download is starting", str(error))
+    download = started.value
+    test.assertIsNone(download.failure())
+    tab.wait_for_timeout(300)  # a meta refresh with content=0 would have fired by now
+    test.assertEqual(tab.url, "about:blank", f"{url} rendered as a page")
+    test.assertEqual(tab.locator("meta, img").count(), 0)
+    tab.close()
+    return download
+
+
 class DownloadTests(BrowserTestCase):
     def test_every_download_link_opened_in_a_tab_saves_a_named_file_and_never_renders(self):
         researcher = make_user("res-dl", role=User.Role.RESEARCHER)
@@ -76,24 +96,13 @@ class DownloadTests(BrowserTestCase):
 
         saved = {}
         for href in hrefs:
-            tab = page.context.new_page()
-            with tab.expect_download(timeout=15000) as started:
-                try:
-                    tab.goto(f"{self.live_server_url}{href}")
-                except PlaywrightError as error:  # a navigation that turns into a download "fails"
-                    self.assertIn("Download is starting", str(error))
-            download = started.value
-            self.assertIsNone(download.failure())
+            download = open_in_tab(self, page.context, f"{self.live_server_url}{href}")
             suggested = download.suggested_filename
             self.assertRegex(suggested, r"^prefloop-Downloads-b-x-b-[a-z]+-s%d\.[a-z.]+$" % snapshot)
             path = self.artifacts / "downloads" / suggested
             download.save_as(path)
             looks_like(suggested, path.read_bytes())
-            tab.wait_for_timeout(300)  # a meta refresh with content=0 would have fired by now
-            self.assertEqual(tab.url, "about:blank", f"{href} rendered as a page")
-            self.assertEqual(tab.locator("meta, img").count(), 0)
             saved[href] = suggested
-            tab.close()
 
         kinds = {re.sub(r"^prefloop-Downloads-b-x-b-|-s\d+", "", name) for name in saved.values()}
         self.assertEqual(kinds, {"preferences.jsonl", "preferences.parquet", "preferences.hf.zip", "ties.jsonl",
@@ -119,3 +128,37 @@ class DownloadTests(BrowserTestCase):
         self.assertEqual(len(rows), 1)  # the tie went to the ties file
         self.assertIn(rows[0]["label"], ("a", "b"))
         self.assertEqual(page.url, dashboard)
+
+    def test_model_and_chart_links_of_the_reward_and_loop_pages_save_files(self):
+        from rewards.models import RewardModel
+        from training.models import Loop, Policy, Round
+
+        researcher = make_user("res-dl3", role=User.Role.RESEARCHER)
+        project = sample_project(researchers=[researcher], name="Models")
+        folder = Path(tempfile.mkdtemp(prefix="prefloop-e2e-model-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        (folder / "config.json").write_text("{}")
+        curves = {"train": [{"step": i, "loss": 1 / (i + 1), "accuracy": 0.6} for i in range(5)], "eval": []}
+        RewardModel.objects.create(project=project, version=1, base_model="tiny", status="ready",
+                                   artifact_path=str(folder), curves=curves)
+        policy = Policy.objects.create(project=project, version=1, method="base", status="ready", artifact_path=str(folder))
+        Loop.objects.create(project=project, reference=policy, current=policy)
+        Round.objects.create(project=project, number=1, method="dpo", state="done", policy=policy,
+                             metrics={"eval": {"mean_reward": 0.2, "kl_to_reference": 0.1, "mean_length_tokens": 9.0}})
+        page = self.new_page({"width": 1366, "height": 900})
+        sign_in(page, self.live_server_url, researcher.username)
+        names = []
+        for path in ("reward-models", "loop"):
+            page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
+            links = page.locator('a[data-download]:not([href^="/api/"])')  # the export links are the first test's
+            for href in {links.nth(i).get_attribute("href") for i in range(links.count())}:
+                download = open_in_tab(self, page.context, f"{self.live_server_url}{href}")
+                data = Path(download.path()).read_bytes()
+                suggested = download.suggested_filename
+                self.assertTrue(data.startswith(b"PK") if suggested.endswith(".zip") else b"<svg" in data[:200], suggested)
+                names.append(suggested)
+        self.assertEqual(sorted(names), [
+            "prefloop-Models-loop-length-r1.svg", "prefloop-Models-loop-reward-kl-r1.svg", "prefloop-Models-loop-reward-r1.svg",
+            "prefloop-Models-loop-win-rate-r1.svg", "prefloop-Models-policy-v1.zip", "prefloop-Models-reward-model-v1-accuracy.svg",
+            "prefloop-Models-reward-model-v1-loss.svg", "prefloop-Models-reward-model-v1.zip",
+        ])
