@@ -132,7 +132,8 @@ def load_as_is(path, fmt, tmp_path):
     return data
 
 
-def test_dpo_trainer_takes_the_default_download_as_is(default_downloads, tmp_path):
+def dpo_one_step(dataset, tmp_path) -> int:
+    """One DPOTrainer step of a tiny Llama (built here, on MiniLM's vocabulary) on `dataset`, unchanged."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -146,22 +147,29 @@ def test_dpo_trainer_takes_the_default_download_as_is(default_downloads, tmp_pat
     LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny-policy")
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=4, max_length=64,
                      use_cpu=True, report_to=[], save_strategy="no", logging_steps=1)
-    trainer = DPOTrainer(model=str(tmp_path / "tiny-policy"), args=args, processing_class=tokenizer,
-                         train_dataset=load_as_is(default_downloads["parquet"], "parquet", tmp_path))
-    assert trainer.train().global_step == 1
+    trainer = DPOTrainer(model=str(tmp_path / "tiny-policy"), args=args, processing_class=tokenizer, train_dataset=dataset)
+    return trainer.train().global_step
 
 
-def test_reward_trainer_takes_the_default_download_as_is(default_downloads, tiny_model_dir, tmp_path):
+def reward_one_step(dataset, model_dir, tmp_path) -> int:
+    """One RewardTrainer step of the tiny BERT in `model_dir` on `dataset`, unchanged."""
     import torch
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     torch.manual_seed(0)
     tokenizer = minilm_tokenizer()
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=1, per_device_train_batch_size=4, max_length=64,
                         use_cpu=True, report_to=[], save_strategy="no", logging_steps=1)
-    trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
-                            train_dataset=load_as_is(default_downloads["jsonl"], "json", tmp_path))
-    assert trainer.train().global_step == 1
+    trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset)
+    return trainer.train().global_step
+
+
+def test_dpo_trainer_takes_the_default_download_as_is(default_downloads, tmp_path):
+    assert dpo_one_step(load_as_is(default_downloads["parquet"], "parquet", tmp_path), tmp_path) == 1
+
+
+def test_reward_trainer_takes_the_default_download_as_is(default_downloads, tiny_model_dir, tmp_path):
+    assert reward_one_step(load_as_is(default_downloads["jsonl"], "json", tmp_path), tiny_model_dir, tmp_path) == 1

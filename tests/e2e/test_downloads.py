@@ -3,7 +3,9 @@
 A rationale holding `<meta http-equiv=refresh content=0;url=...>` and an `<img onerror>` would navigate
 or run if an export were served as HTML (it was: `text/html`, no Content-Disposition, saved as
 `download.html`). Each link is opened in a tab of its own: the browser must start a download, the tab
-must stay blank, and the meta-refresh target must never be requested.
+must stay blank, and the meta-refresh target must never be requested. The saved files then go to
+their consumers: the hf zip, unzipped, into `datasets.load_from_disk`; the pairs files, unchanged,
+into trl's RewardTrainer and DPOTrainer for one step (tiny models built in code).
 """
 from __future__ import annotations
 
@@ -77,6 +79,10 @@ def open_in_tab(test, context, url: str):
 
 
 class DownloadTests(BrowserTestCase):
+    @pytest.fixture(autouse=True)
+    def _tiny_models(self, tiny_model_dir, tmp_path):
+        self.tiny_model_dir, self.tmp_path = tiny_model_dir, tmp_path
+
     def test_every_download_link_opened_in_a_tab_saves_a_named_file_and_never_renders(self):
         researcher = make_user("res-dl", role=User.Role.RESEARCHER)
         annotator = make_user("ann-dl")
@@ -104,13 +110,34 @@ class DownloadTests(BrowserTestCase):
             looks_like(suggested, path.read_bytes())
             saved[href] = suggested
 
-        kinds = {re.sub(r"^prefloop-Downloads-b-x-b-|-s\d+", "", name) for name in saved.values()}
-        self.assertEqual(kinds, {"preferences.jsonl", "preferences.parquet", "preferences.hf.zip", "ties.jsonl",
-                                 "preferences.csv", "votes.jsonl", "preferences.jsonl.manifest.json"})
+        by_kind = {re.sub(r"^prefloop-Downloads-b-x-b-|-s\d+", "", name): self.artifacts / "downloads" / name
+                   for name in saved.values()}
+        self.assertEqual(set(by_kind), {"preferences.jsonl", "preferences.parquet", "preferences.hf.zip", "ties.jsonl",
+                                         "preferences.csv", "votes.jsonl", "preferences.jsonl.manifest.json"})
         self.assertEqual([url for url in requested if TRAP in url], [], "the meta refresh or the image ran")
         # The hostile text is in the files, as data.
         ties = (self.artifacts / "downloads" / saved[next(h for h in hrefs if "part=ties" in h)]).read_text()
         self.assertIn("http-equiv=refresh", ties)
+        self.load_with_their_consumers(by_kind)
+
+    def load_with_their_consumers(self, files: dict[str, Path]) -> None:
+        """The saved files as their consumers take them: the hf zip unzipped into datasets.load_from_disk,
+        the pairs files (JSONL, Parquet) unchanged into trl's RewardTrainer and DPOTrainer for one step."""
+        import datasets
+
+        from tests.annotate.test_export_trl import dpo_one_step, reward_one_step
+
+        with zipfile.ZipFile(files["preferences.hf.zip"]) as archive:
+            archive.extractall(self.tmp_path / "hf")
+            (root,) = {name.split("/")[0] for name in archive.namelist()}
+        data = datasets.load_from_disk(str(self.tmp_path / "hf" / root))
+        self.assertEqual((data["train"].num_rows, data["ties"].num_rows), (3, 2))
+        pairs = datasets.load_dataset("json", data_files=str(files["preferences.jsonl"]), split="train",
+                                      cache_dir=str(self.tmp_path / "c-json"))
+        self.assertEqual(reward_one_step(pairs, self.tiny_model_dir, self.tmp_path), 1)
+        pairs = datasets.load_dataset("parquet", data_files=str(files["preferences.parquet"]), split="train",
+                                      cache_dir=str(self.tmp_path / "c-parquet"))
+        self.assertEqual(dpo_one_step(pairs, self.tmp_path), 1)
 
     def test_a_download_link_clicked_in_the_page_saves_the_file_and_the_page_stays(self):
         researcher = make_user("res-dl2", role=User.Role.RESEARCHER)
