@@ -5,10 +5,21 @@ import json
 
 from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
+from django.utils.html import escape
 
 from annotate.models import Project, Prompt
 
 LICENCE_KEYS = ("license", "licence")
+# The preference columns' meanings, short (docs/export-format.md has the full table).
+MEANINGS = {
+    "pair_id": "comparison:a-b:aspect, stable across exports", "prompt": "TRL's explicit prompt",
+    "chosen": "the preferred response (null only in the ties split)", "rejected": "the other response",
+    "chosen_side": "a or b: which response is chosen", "response_a": "lower completion id, whatever side was shown",
+    "label": "a | b | tie | both_bad, by the aggregation rule", "votes": "votes on this pair",
+    "agreement": "share of votes agreeing with the label", "strength": "mean strength of the winning votes",
+    "margin": "strength, 0 for ties: RewardTrainer's margin", "annotators": "pseudonymous voter ids",
+    "provenance_a": "model or policy@round, sampler params, seed",
+}
 NOT_RECORDED = "not recorded"
 
 
@@ -51,7 +62,7 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "tags: [rlhf, preference, dpo, reward-modeling, prefloop]",
         "---",
         "",
-        f"# {project.name[:200].replace(chr(10), ' ')}: human preference data",
+        f"# {escape(' '.join(project.name.split()))[:200]}: human preference data",
         "",
         f"Exported by prefloop, schema `{manifest['schema_version']}` (docs/export-format.md), "
         f"kind `{manifest['kind']}`, aggregation rule `{manifest['aggregation_rule']}`, ties `{manifest['ties']}`.",
@@ -72,6 +83,8 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "|---|---:|",
         *(f"| {name} | {_md(value)} |" for name, value in sorted(manifest["stats"].items())),
         "",
+        "(`rows` counts every row the rule produced, ties included; the split table counts each split.)",
+        "",
         "## Filters",
         "",
         "| filter | value |",
@@ -89,9 +102,9 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "",
         "## Schema",
         "",
-        "| column | type |",
-        "|---|---|",
-        *(f"| `{field.name}` | {_md(str(field.type))} |" for field in schema),
+        "| column | type | meaning |",
+        "|---|---|---|",
+        *(f"| `{field.name}` | {_md(str(field.type))} | {MEANINGS.get(field.name, '')} |" for field in schema),
         "",
         "## Manifest",
         "",

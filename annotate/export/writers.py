@@ -256,25 +256,8 @@ def export_dataset(
         }
         rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
         split = not raw and options.ties == "split"
-        tmp = out.with_name(out.name + ".partial")
-        with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
-            spool = Path(spool_dir) / "ties.jsonl"
-            pairs = _route_ties(rows, spool) if split else rows
-            if format == "hf":
-                splits = {"train": pairs, "ties": _read_spool(spool)} if split else {"train": pairs}
-                split_rows = _write_hf(splits, tmp, schema, metadata, progress)
-                count, ties_count = split_rows["train"], split_rows.get("ties", 0)
-            else:
-                count = _write_file(format, pairs, tmp, schema, metadata, progress)
-                ties_count = _write_file(format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata,
-                                         _quiet) if split else 0
-    # Atomic publish: a reader never sees a half-written export under the final name.
-    ties_out = ties_path_for(out) if split and format != "hf" else None
-    if ties_out is not None:
-        os.replace(_partial(ties_out), ties_out)
-    if out.is_dir():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        count, ties_count = _write_all(format, rows, out, split=split, schema=schema, metadata=metadata, progress=progress)
+    ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
     manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
                 "created_at": datetime.now(timezone.utc).isoformat()}
@@ -292,6 +275,33 @@ def export_dataset(
         (out / "README.md").write_text(dataset_card(project=project, manifest=manifest, schema=schema), encoding="utf-8")
     return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest,
                         ties_path=ties_out, ties_rows=ties_count)
+
+
+def _write_all(format: str, rows: Iterable[dict], out: Path, *, split: bool, schema, metadata: dict,
+               progress: Progress) -> tuple[int, int]:
+    """Writes `out`.partial (and, split, its ties file's .partial); returns (pairs rows, tie rows)."""
+    with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
+        spool = Path(spool_dir) / "ties.jsonl"
+        pairs = _route_ties(rows, spool) if split else rows
+        if format == "hf":
+            splits = {"train": pairs, "ties": _read_spool(spool)} if split else {"train": pairs}
+            counts = _write_hf(splits, _partial(out), schema, metadata, progress)
+            return counts["train"], counts.get("ties", 0)
+        count = _write_file(format, pairs, _partial(out), schema, metadata, progress)
+        if not split:
+            return count, 0
+        return count, _write_file(format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet)
+
+
+def _publish(out: Path, *, format: str, split: bool) -> Path | None:
+    """Atomic publish: a reader never sees a half-written export under the final name. Returns the ties file."""
+    ties_out = ties_path_for(out) if split and format != "hf" else None
+    if ties_out is not None:
+        os.replace(_partial(ties_out), ties_out)
+    if out.is_dir():
+        shutil.rmtree(out)
+    os.replace(_partial(out), out)
+    return ties_out
 
 
 def _partial(path: Path) -> Path:
