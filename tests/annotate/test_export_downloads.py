@@ -1,6 +1,7 @@
 """Downloads are files, never pages; the default export is TRL-ready (ties in a file of their own); hf over REST."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -121,8 +122,9 @@ def test_split_and_label_exports_hold_the_same_rows(tricky_project, tmp_path):  
     def records(path, fmt) -> list:
         if fmt == "parquet":
             return [json.dumps(row, sort_keys=True) for row in pq.read_table(path).to_pylist()]
-        lines = path.read_bytes().splitlines(keepends=True)
-        return lines[1:] if fmt == "csv" else lines  # a CSV file starts with its header
+        if fmt == "csv":  # records, not lines: quoted cells hold CRLF; the first record is the header
+            return [tuple(r) for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))][1:]
+        return path.read_bytes().splitlines(keepends=True)
 
     for fmt in ("jsonl", "parquet", "csv"):
         split = export_dataset(project=project, out=tmp_path / f"s.{fmt}", format=fmt)
