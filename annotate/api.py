@@ -183,7 +183,7 @@ class ProjectExportApi(APIView):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         export = export_download(project=project, query=query.validated_data)
-        return download_response(export.path, filename=export.filename, kind=export.kind,
+        return download_response(export.path, filename=export.filename, kind=export.kind, request=request,
                                  remove_after=export.folder, headers=export.headers)
 
 

@@ -9,6 +9,7 @@ browser were to render it). See docs/security.md, "Downloads".
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 
 MEDIA_TYPES = {
@@ -49,12 +51,16 @@ def download_filename(*parts: str, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
-def download_response(path: Path, *, filename: str, kind: str, remove_after: Path | None = None,
+def download_response(path: Path, *, filename: str, kind: str, request=None, remove_after: Path | None = None,
                       headers: dict[str, str] | None = None) -> StreamingHttpResponse:
     """Stream the file at `path` as an attachment named `filename`, of media type MEDIA_TYPES[kind].
 
-    `remove_after`: a folder deleted once the body has been sent (temporary exports)."""
-    response = StreamingHttpResponse(_FileChunks(Path(path), remove_after), content_type=MEDIA_TYPES[kind])
+    `remove_after`: a folder deleted once the body has been sent (temporary exports). Under ASGI
+    (`request` an ASGIRequest) the body is an async iterator: Django reads a sync one into memory
+    whole before an ASGI server sends a byte ("must consume synchronous iterators")."""
+    under_asgi = isinstance(getattr(request, "_request", request), ASGIRequest)  # DRF wraps Django's request
+    chunks = (_AsyncFileChunks if under_asgi else _FileChunks)(Path(path), remove_after)
+    response = StreamingHttpResponse(chunks, content_type=MEDIA_TYPES[kind])
     response["Content-Length"] = str(Path(path).stat().st_size)
     return as_download(response, filename=filename, headers=headers)
 
@@ -95,7 +101,7 @@ def zip_folder(folder: Path, zip_path: Path, *, root: str, compress: bool = True
     return zip_path
 
 
-def folder_download(folder: Path, *, filename: str):
+def folder_download(folder: Path, *, filename: str, request=None):
     """A model folder (reward model, policy) as a zip attachment; refused (413) above
     settings.PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES. Weights are stored, not deflated (they do not compress)."""
     folder = Path(folder)
@@ -113,7 +119,7 @@ def folder_download(folder: Path, *, filename: str):
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return download_response(archive, filename=filename, kind="zip", remove_after=work)
+    return download_response(archive, filename=filename, kind="zip", request=request, remove_after=work)
 
 
 def svg_download(svg: str, *, filename: str):
@@ -136,3 +142,13 @@ class _FileChunks:
         self._handle.close()
         if self._remove_after is not None:
             shutil.rmtree(self._remove_after, ignore_errors=True)
+
+
+class _AsyncFileChunks(_FileChunks):
+    """The same chunks for an ASGI server, read off the event loop; no __iter__, so Django streams them."""
+
+    __iter__ = None  # type: ignore[assignment]  (iter() must fail: Django then takes the async path)
+
+    async def __aiter__(self):
+        while chunk := await asyncio.to_thread(self._handle.read, CHUNK_BYTES):
+            yield chunk

@@ -32,7 +32,7 @@ def reward_model_artifact(request, project_id: int, reward_model_id: int):
         raise Http404("This version has no finished artifact.")
     name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "reward-model",
                              f"v{reward_model.version}", extension="zip")
-    return folder_download(Path(reward_model.artifact_path), filename=name)
+    return folder_download(Path(reward_model.artifact_path), filename=name, request=request)
 
 
 @login_required

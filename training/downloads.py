@@ -25,7 +25,7 @@ def policy_artifact(request, project_id: int, policy_id: int):
         raise Http404("No such finished policy.")
     name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "policy", f"v{policy.version}",
                              extension="zip")
-    return folder_download(Path(policy.artifact_path), filename=name)
+    return folder_download(Path(policy.artifact_path), filename=name, request=request)
 
 
 @login_required

@@ -71,6 +71,7 @@ def test_manifest_and_ties_downloads_are_attachments_of_the_same_snapshot(hostil
     client = api(researcher_of(hostile_project))
     base = f"/api/projects/{hostile_project.pk}/export/?format=jsonl"
     pairs = client.get(base)
+    body(pairs)  # read to the end, so the client closes it (and the export's temporary folder goes)
     snapshot = pairs["X-Prefloop-Snapshot"]
     ties = client.get(f"{base}&part=ties&max_vote_id={snapshot}")
     manifest = client.get(f"{base}&part=manifest&max_vote_id={snapshot}")
@@ -203,3 +204,30 @@ def test_the_dataset_card_names_the_licences_the_imports_recorded(tmp_path):
     card = (result.path / "README.md").read_text()
     assert "| `CC-BY-4.0` | 1 |" in card and "| `MIT` | 2 |" in card and "license: \"other\"" in card
     assert "not recorded" not in card
+
+
+def test_under_asgi_a_download_streams_instead_of_being_read_into_memory(hostile_project):
+    """Production serves Django over ASGI (uvicorn): a sync body there is read whole into memory before
+    the first byte goes out (Django warns "must consume synchronous iterators"). Downloads stream."""
+    import warnings
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=researcher_of(hostile_project))
+    client = AsyncClient()
+
+    async def download():
+        response = await client.get(f"/api/projects/{hostile_project.pk}/export/?format=jsonl",
+                                    headers={"Authorization": f"Token {token.key}"})
+        chunks = [chunk async for chunk in response]  # what Django's ASGI handler does
+        response.close()
+        return response, b"".join(chunks)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*consume synchronous iterators")
+        response, data = async_to_sync(download)()
+    assert response.status_code == 200 and response.is_async
+    assert response["Content-Disposition"].startswith("attachment; ") and len(data) == int(response["Content-Length"])
+    assert [json.loads(line)["label"] for line in data.decode().splitlines()] in (["a", "b"], ["b", "a"])
