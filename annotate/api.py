@@ -177,7 +177,9 @@ class ProjectExportApi(APIView):
     Same service as `export_dataset`; query parameters mirror the command's options. The answer is
     a file to save, never a page (prefloop/downloads.py)."""
 
-    @extend_schema(parameters=[s.ExportQuerySerializer], responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(parameters=[s.ExportQuerySerializer], responses={
+        (200, media): bytes for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv",
+                                          "application/zip", "application/json")})
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         query = s.ExportQuerySerializer(data=request.query_params)
