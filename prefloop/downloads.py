@@ -107,7 +107,8 @@ def folder_download(folder: Path, *, filename: str, request=None):
     folder = Path(folder)
     size = sum(f.stat().st_size for f in folder_files(folder)) if folder.is_dir() else None
     if size is None:
-        return HttpResponse("artifact: the model folder is missing", status=404, content_type="text/plain")
+        # The version exists (the caller checked who may see it); its files are gone from disk.
+        return HttpResponse("artifact: the model folder is no longer on disk", status=410, content_type="text/plain")
     limit = settings.PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES
     if size > limit:
         return HttpResponse(f"artifact: {size} bytes, more than the {limit} a download may hold",

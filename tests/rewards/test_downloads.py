@@ -103,6 +103,8 @@ def test_unknown_charts_and_unfinished_versions_are_not_found(setup):
     assert client.get(f"/projects/{project.pk}/loop/charts/secret.svg").status_code == 404
     RewardModel.objects.filter(pk=reward_model.pk).update(status="training")
     assert client.get(f"/projects/{project.pk}/reward-models/{reward_model.pk}/artifact.zip").status_code == 404
+    Policy.objects.filter(pk=policy.pk).update(artifact_path="/nonexistent/policy")
+    assert client.get(f"/projects/{project.pk}/policies/{policy.pk}/artifact.zip").status_code == 410
 
 
 def test_a_model_folder_above_the_download_limit_is_refused(setup, settings):
