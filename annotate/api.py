@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.authentication import TokenScheme
 from drf_spectacular.utils import extend_schema
@@ -24,8 +22,7 @@ from rest_framework.views import APIView
 
 from annotate import selectors, serializers as s
 from annotate.errors import InvalidVote
-from annotate.export.rows import ExportFilters, ExportOptions
-from annotate.export.writers import export_dataset
+from annotate.export.download import export_download
 from annotate.models import Assignment, Comparison, Membership, User
 from annotate.services.assignment import next_comparison
 from annotate.services.importing import import_file
@@ -33,6 +30,7 @@ from annotate.services.prepared import prepared_cursor
 from annotate.quality.report import project_quality
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
 ANNOTATOR = Membership.Role.ANNOTATOR
@@ -186,37 +184,21 @@ class ProjectImportApi(APIView):
 
 
 class ProjectExportApi(APIView):
-    """Download a project's preference pairs (or raw votes) as JSONL or Parquet; same service as
-    `export_dataset`. Query parameters mirror the command's options."""
+    """Download a project's preference pairs (or raw votes) as JSONL, Parquet, CSV or a zipped hf
+    `datasets` folder; `part=ties` / `part=manifest` give the same snapshot's tie rows and manifest.
+    Same service as `export_dataset`; query parameters mirror the command's options. The answer is
+    a file to save, never a page (prefloop/downloads.py)."""
 
-    @extend_schema(parameters=[s.ExportQuerySerializer], responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(parameters=[s.ExportQuerySerializer], responses={
+        (200, media): bytes for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv",
+                                          "application/zip", "application/json")})
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        q = query.validated_data
-        filters = ExportFilters(
-            rounds=tuple(q["round"]) if q.get("round") else None, since=q.get("since"), until=q.get("until"),
-            min_agreement=q.get("min_agreement"), annotators=tuple(q["annotator"]) if q.get("annotator") else None,
-            aspect=q.get("aspect") or None,
-        )
-        options = ExportOptions(rule=q["rule"], ties=q["ties"], conversational=q["conversational"])
-        folder = tempfile.mkdtemp(prefix="prefloop-export-")
-        out = Path(folder) / f"project-{project.pk}-{'votes' if q['raw'] else 'preferences'}.{q['format']}"
-        result = export_dataset(project=project, out=out, format=q["format"], filters=filters, options=options, raw=q["raw"])
-        response = FileResponse(_unlink_when_done(result.path, folder), as_attachment=True, filename=out.name)
-        response["X-Prefloop-Rows"] = str(result.rows)
-        response["X-Prefloop-SHA256"] = result.sha256
-        return response
-
-
-def _unlink_when_done(path: Path, folder: str):
-    # Streamed from disk, then removed: memory stays flat however large the export.
-    try:
-        with open(path, "rb") as handle:
-            yield from iter(lambda: handle.read(1 << 16), b"")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        export = export_download(project=project, query=query.validated_data)
+        return download_response(export.path, filename=export.filename, kind=export.kind, request=request,
+                                 remove_after=export.folder, headers=export.headers)
 
 
 class HotPathTokenAuthentication(TokenAuthentication):

@@ -156,14 +156,26 @@ class ImportInputSerializer(serializers.Serializer):
 
 
 class ExportQuerySerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=["jsonl", "parquet", "csv"], default="jsonl")
+    format = serializers.ChoiceField(choices=["jsonl", "parquet", "csv", "hf"], default="jsonl")
+    # pairs: the export itself; ties: its tie/both-bad rows (ties=split); manifest: its manifest.
+    part = serializers.ChoiceField(choices=["pairs", "ties", "manifest"], default="pairs")
     raw = serializers.BooleanField(default=False)
     rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
-    ties = serializers.ChoiceField(choices=["label", "drop", "both-orders"], default="label")
+    ties = serializers.ChoiceField(choices=["split", "label", "drop", "both-orders"], default="split")
     conversational = serializers.BooleanField(default=False)
-    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False)
+    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False,
+                                  max_length=100)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
-    annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
+    source = serializers.ChoiceField(choices=["human", "imported", "all"], default="all")
+    max_vote_id = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate(self, data):
+        if data["part"] == "ties" and (data["raw"] or data["ties"] != "split" or data["format"] == "hf"):
+            raise serializers.ValidationError(
+                {"part": "ties is the tie/both-bad file of a ties=split export (jsonl, parquet or csv; hf has a ties split)"}
+            )
+        return data

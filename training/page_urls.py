@@ -1,7 +1,7 @@
 """URLs of the training web pages (mounted at the site root)."""
 from django.urls import path
 
-from training import views
+from training import downloads, views
 
 urlpatterns = [
     path("projects/<int:project_id>/loop/", views.loop_page, name="loop-page"),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("projects/<int:project_id>/loop/rounds/<int:round_id>/cancel/", views.cancel_round, name="loop-cancel-round"),
     path("projects/<int:project_id>/loop/demo-policy/", views.build_demo_policy, name="loop-demo-policy"),
     path("projects/<int:project_id>/loop/models/", views.register_model, name="loop-register-model"),
+    path("projects/<int:project_id>/loop/charts/<slug:chart>.svg", downloads.loop_chart, name="loop-chart"),
+    path("projects/<int:project_id>/policies/<int:policy_id>/artifact.zip", downloads.policy_artifact,
+         name="policy-artifact"),
 ]

@@ -24,7 +24,8 @@ from annotate.models import Comparison, ComparisonItem, Completion, Project, Pro
 
 SCHEMA_VERSION = "prefloop.preference/1"
 RAW_SCHEMA_VERSION = "prefloop.votes/1"
-TIE_POLICIES = ("label", "drop", "both-orders")
+TIE_POLICIES = ("split", "label", "drop", "both-orders")
+TIE_LABELS = ("tie", "both_bad")
 CHUNK = 2000
 HH_TURN = ("\n\nHuman:", "\n\nAssistant:")
 COMPLETION_FIELDS = ("id", "text", "text_available", "model_name", "source", "policy_checkpoint_id", "round", "sampler_params", "seed")
@@ -46,9 +47,10 @@ class ExportFilters:
 @dataclass(frozen=True)
 class ExportOptions:
     rule: str = "majority"
-    # label: tie/both-bad rows keep their label, chosen/rejected are null; drop: left out;
-    # both-orders: emitted twice (a over b, b over a) with margin 0, to train toward equal scores.
-    ties: str = "label"
+    # split (default): as label here; the writers put those rows in a file (hf: split) of their own,
+    # so the pairs file loads into trl as is. label: tie/both-bad rows keep their label, chosen/rejected
+    # are null; drop: left out; both-orders: emitted twice (a over b, b over a) with margin 0.
+    ties: str = "split"
     conversational: bool = False
 
     def __post_init__(self) -> None:

@@ -3,6 +3,10 @@
 The manifest (`<out>.manifest.json`, or `prefloop_export.json` inside an hf folder) records
 how the data was made (rule, tie policy, filters), the counts and the SHA-256 of the content.
 The content itself carries no timestamp, so the same snapshot exports byte for byte the same.
+
+With the default tie policy (`split`) the pairs file holds only decided pairs, so trl's
+DPOTrainer and RewardTrainer take it as is; tie and both-bad rows go to `<name>.ties.<ext>`
+beside it (an hf folder: a `ties` split next to `train`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from django.db.models import Max
 from annotate.export.rows import (
     RAW_SCHEMA_VERSION,
     SCHEMA_VERSION,
+    TIE_LABELS,
     ExportFilters,
     ExportOptions,
     ExportStats,
@@ -32,10 +37,12 @@ from annotate.export.rows import (
 )
 from annotate.models import Project
 
+
 FORMATS = ("jsonl", "parquet", "csv", "hf")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BATCH_ROWS = 5000
+NOT_CONTENT = ("prefloop_export.json", "README.md")
 Progress = Callable[[int], None]  # rows written so far
 
 
@@ -46,6 +53,8 @@ class ExportResult:
     rows: int
     sha256: str
     metadata: dict
+    ties_path: Path | None = None  # tie policy "split", file formats: the tie/both-bad rows
+    ties_rows: int = 0
 
 
 def _arrow_schema(*, raw: bool, conversational: bool):
@@ -146,22 +155,65 @@ def _write_parquet(rows: Iterable[dict], path: Path, schema, metadata: dict, pro
     return count
 
 
-def _write_hf(rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
+def _write_hf(splits: dict[str, Iterable[dict]], path: Path, schema, metadata: dict, progress: Progress) -> dict[str, int]:
+    """One split: a Dataset folder; several (train + ties): a DatasetDict folder. Splits are consumed in order."""
     import datasets
 
+    counts, parts = {}, {}
     with tempfile.TemporaryDirectory(prefix="prefloop-export-") as tmp:
-        staged = Path(tmp) / "data.parquet"
-        count = _write_parquet(rows, staged, schema, metadata, progress)
-        dataset = datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / "cache"))
+        for name, rows in splits.items():
+            staged = Path(tmp) / f"{name}.parquet"
+            counts[name] = _write_parquet(rows, staged, schema, metadata, progress if name == "train" else _quiet)
+            parts[name] = (
+                datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / f"cache-{name}")) if counts[name]
+                # datasets cannot read a parquet file without a row group (an empty split)
+                else datasets.Dataset.from_dict({n: [] for n in schema.names}, features=datasets.Features.from_arrow_schema(schema))
+            )
         if path.exists():
             shutil.rmtree(path)
+        dataset = parts["train"] if list(parts) == ["train"] else datasets.DatasetDict(parts)
         dataset.save_to_disk(str(path))
-    return count
+    return counts
+
+
+def _quiet(count: int) -> None:
+    pass
+
+
+def _write_file(format: str, rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
+    if format == "jsonl":
+        return _write_jsonl(rows, path, progress)
+    if format == "parquet":
+        return _write_parquet(rows, path, schema, metadata, progress)
+    return _write_csv(rows, path, schema, progress)
+
+
+def _route_ties(rows: Iterable[dict], spool: Path) -> Iterator[dict]:
+    """Yields the decided pairs; writes tie and both-bad rows to `spool` (JSON lines) as they pass."""
+    with open(spool, "w", encoding="utf-8", newline="\n") as out:
+        for row in rows:
+            if row["label"] in TIE_LABELS:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                yield row
+
+
+def _read_spool(spool: Path) -> Iterator[dict]:
+    with open(spool, encoding="utf-8", newline="\n") as lines:
+        for line in lines:
+            yield json.loads(line)
+
+
+def ties_path_for(out: Path) -> Path:
+    """prefs.jsonl -> prefs.ties.jsonl (the tie/both-bad rows of the same export)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.ties{out.suffix}") if out.suffix else out.with_name(out.name + ".ties")
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "prefloop_export.json") if path.is_dir() else [path]
+    # The manifest and the dataset card name this hash, so they are not part of it.
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT) if path.is_dir() else [path]
     for file in files:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -175,7 +227,7 @@ def export_dataset(
     out: Path,
     format: str = "jsonl",
     filters: ExportFilters = ExportFilters(),
-    options: ExportOptions = ExportOptions(),
+    options: ExportOptions = ExportOptions(),  # ties="split": tie rows in a file of their own
     raw: bool = False,
     progress: Progress | None = None,
 ) -> ExportResult:
@@ -203,25 +255,57 @@ def export_dataset(
             "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
         }
         rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
-        tmp = out.with_name(out.name + ".partial")
-        if format == "jsonl":
-            count = _write_jsonl(rows, tmp, progress)
-        elif format == "parquet":
-            count = _write_parquet(rows, tmp, schema, metadata, progress)
-        elif format == "csv":
-            count = _write_csv(rows, tmp, schema, progress)
-        else:
-            count = _write_hf(rows, tmp, schema, metadata, progress)
-    # Atomic publish: a reader never sees a half-written export under the final name.
-    if out.is_dir():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        split = not raw and options.ties == "split"
+        count, ties_count = _write_all(format, rows, out, split=split, schema=schema, metadata=metadata, progress=progress)
+    ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
     manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
                 "created_at": datetime.now(timezone.utc).isoformat()}
+    if split:
+        manifest["ties_rows"] = ties_count
+        if ties_out is not None:
+            manifest.update(ties_file=ties_out.name, ties_sha256=_sha256(ties_out))
+        else:
+            manifest["splits"] = {"train": count, "ties": ties_count}
     manifest_path = out / "prefloop_export.json" if format == "hf" else out.with_name(out.name + ".manifest.json")
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest)
+    if format == "hf":
+        from annotate.export.card import dataset_card
+
+        (out / "README.md").write_text(dataset_card(project=project, manifest=manifest, schema=schema), encoding="utf-8")
+    return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest,
+                        ties_path=ties_out, ties_rows=ties_count)
+
+
+def _write_all(format: str, rows: Iterable[dict], out: Path, *, split: bool, schema, metadata: dict,
+               progress: Progress) -> tuple[int, int]:
+    """Writes `out`.partial (and, split, its ties file's .partial); returns (pairs rows, tie rows)."""
+    with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
+        spool = Path(spool_dir) / "ties.jsonl"
+        pairs = _route_ties(rows, spool) if split else rows
+        if format == "hf":
+            splits = {"train": pairs, "ties": _read_spool(spool)} if split else {"train": pairs}
+            counts = _write_hf(splits, _partial(out), schema, metadata, progress)
+            return counts["train"], counts.get("ties", 0)
+        count = _write_file(format, pairs, _partial(out), schema, metadata, progress)
+        if not split:
+            return count, 0
+        return count, _write_file(format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet)
+
+
+def _publish(out: Path, *, format: str, split: bool) -> Path | None:
+    """Atomic publish: a reader never sees a half-written export under the final name. Returns the ties file."""
+    ties_out = ties_path_for(out) if split and format != "hf" else None
+    if ties_out is not None:
+        os.replace(_partial(ties_out), ties_out)
+    if out.is_dir():
+        shutil.rmtree(out)
+    os.replace(_partial(out), out)
+    return ties_out
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
 
 
 @contextmanager

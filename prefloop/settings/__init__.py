@@ -217,6 +217,8 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 PREFLOOP_DATA_DIR = Path(os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "real"))
 # Largest file the import endpoint accepts; the command line has no limit.
 PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
+# A model folder (reward model, policy) is zipped to a temporary file before it is sent; larger ones answer 413.
+PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 

@@ -34,8 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True)
         parser.add_argument("--raw", action="store_true", help="one row per vote instead of per pair")
         parser.add_argument("--rule", choices=RULES, default="majority", help="how votes on a pair become a label")
-        parser.add_argument("--ties", choices=TIE_POLICIES, default="label",
-                            help="label: keep tie/both-bad rows without chosen/rejected; drop; both-orders")
+        parser.add_argument("--ties", choices=TIE_POLICIES, default="split",
+                            help="split (default): tie/both-bad rows in OUT's .ties file (hf: a ties split), the pairs "
+                                 "file loads into trl as is; label: kept in the pairs file without chosen/rejected; "
+                                 "drop; both-orders")
         parser.add_argument("--conversational", action="store_true", help="prompt/chosen/rejected as message lists")
         parser.add_argument("--round", type=int, action="append", dest="rounds")
         parser.add_argument("--since", type=parse_when)
