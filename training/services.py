@@ -32,8 +32,8 @@ SAMPLE_JOB = "training.sample_round"
 UPDATE_JOB = "training.update_policy"
 REWARD_JOB = "train_reward_model"
 METRIC_KEYS = (
-    "mean_reward", "kl_to_reference", "win_rate_vs_previous", "win_rate_vs_reference",
-    "mean_length_tokens", "mean_length_chars",
+    "mean_reward", "kl_to_reference", "kl_to_reference_se", "kl_to_reference_k1", "kl_samples", "kl_method",
+    "win_rate_vs_previous", "win_rate_vs_reference", "mean_length_tokens", "mean_length_chars",
 )
 
 
