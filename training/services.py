@@ -399,6 +399,17 @@ def update_examples(round_: Round) -> list:
     return [PreferenceExample(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected) for p in pairs if not p.tie]
 
 
+def rollout_sampler(method: str, params: RoundParams, round_number: int) -> dict:
+    """The update's rollout sampler: the round's, except that PPO samples at top_p = 1 (top_k is always 0).
+
+    The round's top_p shapes what people label; PPO's ratios and KL penalty are computed under
+    the full softmax, so its rollouts must come from that distribution (as trl samples them).
+    Best-of-N only ranks its samples by reward, so it keeps the round's sampler.
+    """
+    sampler = params.sampler(seed_offset=round_number)
+    return {**sampler, "top_p": 1.0} if method == Round.Method.PPO else sampler
+
+
 def run_update(*, round_id: int, job_id: int | None = None, progress: Progress | None = None,
                log: Log | None = None, should_stop: ShouldStop | None = None) -> Round:
     """The policy update of a round (DPO | PPO+KL | best-of-N), then its evaluation; the new
@@ -425,7 +436,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         scorer = RewardScorer(Path(reward_model.artifact_path))
         overrides = dict(params.update)
         if round_.method != Round.Method.DPO:  # rollouts sample like the round did, unless told otherwise
-            overrides.setdefault("sampler", params.sampler(seed_offset=round_.number))
+            overrides.setdefault("sampler", rollout_sampler(round_.method, params, round_.number))
         config = _update_config(round_.method, overrides, seed=params.seed + round_.number)
         folder = policy_dir(policy)
         if folder.exists():
