@@ -26,6 +26,7 @@ class PreferencePair:
     category: str = ""
     group: str = ""  # pairs of one group (prompt) land on the same side of the split
     pair_id: str = ""
+    round: int | None = None  # the comparison's round (bounded retraining selects by it)
 
 
 @dataclass
