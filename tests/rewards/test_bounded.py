@@ -33,6 +33,10 @@ def test_the_held_out_split_is_fixed_by_the_first_version_and_shared_by_later_on
         assert split["held_out"] == version.metrics["pairs"] > 0
     assert second.data_snapshot["split"]["requested_eval_fraction"] == 0.5
     assert first.data_snapshot["split"]["held_out"] == second.data_snapshot["split"]["held_out"]
+    from rewards.ml.metrics import wilson_interval
+
+    pairs = first.metrics["pairs"]  # stored with the version: the interval over its held-out pairs
+    assert first.metrics["accuracy_ci"] == pytest.approx(list(wilson_interval(first.metrics["accuracy"] * pairs, pairs)))
     assert first.data_snapshot["sha256"] == second.data_snapshot["sha256"]  # the same pairs on the same sides
 
 
