@@ -415,6 +415,7 @@ def reward_model_finished(*, job) -> None:
             return
         rm_metrics = {"reward_model": {"version": reward_model.version, "guard": guard,
                                        **{k: reward_model.metrics.get(k) for k in RM_METRIC_KEYS}}}
+        rm_metrics["reward_model"]["accuracy_ci"] = rm_metrics["reward_model"]["accuracy_ci"] or guard["accuracy_ci"]
         if blocked:
             _transition(locked, Round.State.REWARD_MODEL, Round.State.GUARDED, metrics=rm_metrics, job_id=None,
                         reason=f"waiting at the guard: {guard['reason']}", event={"reason": guard["reason"]})
