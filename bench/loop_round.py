@@ -164,14 +164,17 @@ def _from_scratch(round_, max_steps: int | None) -> dict:
 
 def _reward_model_line(row: dict) -> str:
     rm, step, scratch = row["reward_model"] or {}, row["reward_model_step"] or {}, row["reward_model_from_scratch"]
-    ci = rm.get("accuracy_ci") or [None, None]
-    line = (f"  reward model ({step.get('mode')}): {row['reward_model_s']} s, {rm.get('train_pairs')} train pairs, "
-            f"held-out accuracy {rm.get('accuracy')} [{ci[0]}, {ci[1]}] on {rm.get('pairs')} pairs")
+    line = f"  reward model ({step.get('mode')}): {row['reward_model_s']} s, {_quality(rm)}"
     if scratch:
-        sci = scratch.get("accuracy_ci") or [None, None]
-        line += (f"\n  from scratch (all votes):  {scratch['seconds']} s, {scratch['train_pairs']} train pairs, "
-                 f"held-out accuracy {scratch['accuracy']} [{sci[0]}, {sci[1]}] on {scratch['pairs']} pairs")
+        line += f"\n  from scratch (all votes):  {scratch['seconds']} s, {_quality(scratch)}"
     return line
+
+
+def _quality(figures: dict) -> str:
+    low, high = figures.get("accuracy_ci") or (float("nan"), float("nan"))
+    accuracy = figures.get("accuracy")
+    return (f"{figures.get('train_pairs')} train pairs, held-out accuracy "
+            f"{accuracy if accuracy is None else round(accuracy, 3)} [{low:.3f}, {high:.3f}] on {figures.get('pairs')} pairs")
 
 
 def _job_seconds(round_, kind: str) -> float | None:
