@@ -16,6 +16,14 @@ class Series:
     label: str
     points: Sequence[tuple[float, float]]  # (x, y); None y values are skipped
     color: str = ""
+    x_errors: Sequence[float | None] = ()  # optional ± error of each point's x, drawn as a horizontal bar
+
+
+def _clean(series: Series, color: str) -> Series:
+    errors = list(series.x_errors) + [None] * (len(series.points) - len(series.x_errors))
+    kept = [(float(x), float(y), e) for (x, y), e in zip(series.points, errors) if y is not None and math.isfinite(y)]
+    return Series(series.label, [(x, y) for x, y, _ in kept], color,
+                  [float(e) if e is not None and math.isfinite(e) else 0.0 for _, _, e in kept] if series.x_errors else ())
 
 
 def _fmt(value: float) -> str:
@@ -30,10 +38,7 @@ def _fmt(value: float) -> str:
 def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height: int = 180,
                x_label: str = "step", y_range: tuple[float, float] | None = None) -> SafeString:
     """One small chart: axes with min/max ticks, one polyline (and end dot) per series, a legend."""
-    clean = [
-        Series(s.label, [(float(x), float(y)) for x, y in s.points if y is not None and math.isfinite(y)], s.color or PALETTE[i % len(PALETTE)])
-        for i, s in enumerate(series)
-    ]
+    clean = [_clean(s, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(series)]
     clean = [s for s in clean if s.points]
     left, right, top, bottom = 46, 12, 26, 30
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -46,6 +51,7 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
         parts.append(f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>')
         return mark_safe("".join(parts))
     xs = [x for s in clean for x, _ in s.points]
+    xs += [x + sign * e for s in clean for (x, _), e in zip(s.points, s.x_errors) for sign in (-1, 1)]
     ys = [y for s in clean for _, y in s.points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = y_range if y_range else (min(ys), max(ys))
@@ -80,6 +86,10 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
         color = escape(s.color)
         if len(s.points) > 1:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>')
+        for (x, y), e in zip(s.points, s.x_errors):
+            if e > 0:
+                parts.append(f'<line class="chart-error" x1="{px(x - e):.1f}" x2="{px(x + e):.1f}" y1="{py(y):.1f}" '
+                             f'y2="{py(y):.1f}" stroke="{color}" stroke-width="1"><title>± {escape(_fmt(e))}</title></line>')
         x, y = s.points[-1]
         parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.6" fill="{color}"><title>{escape(s.label)} {escape(_fmt(y))} at {escape(_fmt(x))}</title></circle>')
     parts.append("</svg>")

@@ -59,6 +59,11 @@ class RewardSettings(models.Model):
         default=False, help_text="Train a new version when every comparison of a round reaches its overlap target."
     )
     default_options = models.JSONField(default=dict, blank=True, help_text="RewardTrainConfig fields and data filters.")
+    held_out_split = models.JSONField(
+        default=dict, blank=True,
+        help_text="The project's fixed held-out split ({method, salt, fraction, fixed_by_version}); set by the first "
+                  "training run and never changed, so every version is measured on the same prompts.",
+    )
 
     def __str__(self) -> str:
         return f"reward settings of project {self.project_id}"

@@ -32,6 +32,23 @@ def reward_model_for_user(user: User, reward_model_id: int) -> RewardModel:
     return reward_model
 
 
+def held_out_summary(reward_model: RewardModel) -> dict | None:
+    """Held-out accuracy with its 95 % Wilson interval and the number of held-out pairs (None before training).
+
+    Versions trained before the interval was stored get it computed from accuracy and pairs.
+    """
+    from rewards.ml.metrics import wilson_interval  # pure Python
+
+    metrics = reward_model.metrics or {}
+    accuracy, pairs = metrics.get("accuracy"), int(metrics.get("pairs") or 0)
+    if accuracy is None:
+        return None
+    low, high = metrics.get("accuracy_ci") or wilson_interval(accuracy * pairs, pairs)
+    split = (reward_model.data_snapshot or {}).get("split") or {}
+    return {"accuracy": accuracy, "accuracy_ci": [low, high], "pairs": pairs, "interval": "wilson-95",
+            "above_chance": low > 0.5, "split": {k: split.get(k) for k in ("method", "salt", "fraction") if k in split}}
+
+
 def metrics_diff(a: RewardModel, b: RewardModel) -> list[dict]:
     """Headline metrics of two versions side by side: b − a, and whether b is better."""
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from rewards.models import RewardModel, RewardSettings
+from rewards.selectors import held_out_summary
 from rewards.services import MAX_SCORE_ITEMS
 
 
@@ -11,13 +12,20 @@ class RewardModelSerializer(serializers.ModelSerializer):
     parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     data = serializers.SerializerMethodField()
+    held_out = serializers.SerializerMethodField(
+        help_text="Held-out accuracy, its 95 % Wilson interval (accuracy_ci), the held-out pair count and the "
+                  "project's fixed split; null before the version is trained.")
 
     class Meta:
         model = RewardModel
         fields = [
             "id", "project", "version", "status", "is_current", "base_model", "parent", "parent_version", "trigger",
-            "options", "data", "metrics", "job_id", "error", "created_by", "created_at", "started_at", "finished_at",
+            "options", "data", "held_out", "metrics", "job_id", "error", "created_by", "created_at", "started_at",
+            "finished_at",
         ]
+
+    def get_held_out(self, obj: RewardModel) -> dict | None:
+        return held_out_summary(obj)
 
     def get_data(self, obj: RewardModel) -> dict:
         # The full pair-id list stays in the detail view; lists get the counts and digest.

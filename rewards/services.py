@@ -35,8 +35,12 @@ TRAIN_JOB_KIND = "train_reward_model"
 MAX_SCORE_ITEMS = 256
 MAX_SNAPSHOT_IDS = 20_000  # more pair ids than this are stored as their sha256 only
 MAX_CURVE_POINTS = 500
-DATA_KEYS = ("rounds", "since", "until", "min_agreement", "annotators", "aspect", "rule")
+DATA_KEYS = ("rounds", "since", "until", "min_agreement", "annotators", "aspect", "rule",
+             "replay_pairs", "max_new_pairs", "warm_start")
 RULES = ("majority", "bt", "unanimous")
+MAX_REPLAY_PAIRS = 50_000  # bounded retraining: older pairs replayed beside the new round's
+MAX_NEW_PAIRS = 50_000
+HELD_OUT_METHOD = "sha256(salt:prompt_id) / 2^64 < fraction"
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -114,10 +118,30 @@ def _validated(project: Project, options: dict, *, now: datetime) -> tuple[Rewar
             raise InvalidTrainingOptions("min_agreement must be a number") from None
     if data.get("annotators"):
         filters["annotators"] = [str(a) for a in data["annotators"]]
+    filters.update(_bounded_options(data, rounds=filters.get("rounds")))
     filters["aspect"] = data.get("aspect") or project.aspect_names[0]
     if filters["aspect"] not in project.aspect_names:
         raise InvalidTrainingOptions(f"aspect must be one of {project.aspect_names}")
     return config, filters
+
+
+def _bounded_options(data: dict, *, rounds) -> dict:
+    """replay_pairs / max_new_pairs (with `rounds`: the new votes) and warm_start, checked and bounded."""
+    out: dict = {}
+    for key, limit in (("replay_pairs", MAX_REPLAY_PAIRS), ("max_new_pairs", MAX_NEW_PAIRS)):
+        if data.get(key) is None:
+            continue
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise InvalidTrainingOptions(f"{key} must be an integer between 0 and {limit}, got {value!r}")
+        if rounds is None:
+            raise InvalidTrainingOptions(f"{key} needs rounds (the new round's votes that the replay goes beside)")
+        out[key] = value
+    if data.get("warm_start") is not None:
+        if not isinstance(data["warm_start"], bool):
+            raise InvalidTrainingOptions(f"warm_start must be true or false, got {data['warm_start']!r}")
+        out["warm_start"] = data["warm_start"]
+    return out
 
 
 def validate_options(*, project: Project, options: dict) -> None:
@@ -213,6 +237,7 @@ def training_pairs(project: Project, *, filters: dict, ties: str) -> tuple[list[
             prompt=row["prompt"], chosen=chosen or "", rejected=rejected or "", tie=tie, margin=margin,
             category=row.get("category") or "", group=str(row["prompt_id"]), pair_id=row["pair_id"],
             messages=tuple(conversations.get(row["prompt_id"], ())),
+            round=row.get("round"),
         ))
     return pairs, stats.as_dict()
 
@@ -269,29 +294,27 @@ def run_training(
     if not claimed:
         raise RewardModelNotReady(f"version {reward_model.version} is {reward_model.status}, not queued")
     try:
-        from rewards.ml.data import split_pairs
         from rewards.ml.train import train_reward_model
 
         config = RewardTrainConfig.from_dict(reward_model.options)
         check_base_model(config.base_model)  # again: the folder may have changed since the request
         snapshot = dict(reward_model.data_snapshot)
-        pairs, stats = training_pairs(reward_model.project, filters=snapshot["filters"], ties=config.ties)
-        if config.ties == "drop":
-            pairs = [p for p in pairs if not p.tie]
-        if not pairs:
-            raise NoTrainingData("no preference pairs match this version's data filters")
-        train, held_out = split_pairs(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
-        snapshot.update(snapshot_of(pairs), export_stats=stats, split={
-            "method": "sha256(seed:prompt_id) < eval_fraction", "seed": config.seed,
-            "eval_fraction": config.eval_fraction, "train": len(train), "held_out": len(held_out),
-        })
+        split = held_out_split(reward_model.project, fraction=config.eval_fraction, version=reward_model.version)
+        train, held_out, stats, selection = version_pairs(reward_model, config=config, split=split)
+        warm = _warm_start(reward_model, config) if snapshot["filters"].get("warm_start") else None
+        snapshot.update(snapshot_of(train + held_out), export_stats=stats, selection=selection, split={
+            **split, "requested_eval_fraction": config.eval_fraction, "train": len(train), "held_out": len(held_out),
+        }, warm_start=warm["record"] if warm else None)
         RewardModel.objects.filter(pk=reward_model.pk).update(data_snapshot=json_safe(snapshot))
         folder = artifact_dir(reward_model)
         if folder.exists():  # left by an attempt that died before recording it; never a ready version's
             shutil.rmtree(folder)
+        if log and warm:
+            log(f"warm start from {warm['record']['from']}" if warm["model"] is not None else warm["record"]["note"])
         result = train_reward_model(
             config, train, held_out, output_dir=folder, progress=progress, log=log, should_stop=should_stop,
             artifact_meta={"project_id": reward_model.project_id, "version": reward_model.version},
+            model=warm["model"] if warm else None, tokenizer=warm["tokenizer"] if warm else None,
         )
         metrics = json_safe(result.metrics)
         curves = json_safe({name: thin_curve(points) for name, points in result.curves.items()})
@@ -306,6 +329,77 @@ def run_training(
         raise
     reward_model.refresh_from_db()
     return reward_model
+
+
+# --- data of one version: the fixed held-out split, bounded selection, warm start -------------
+def held_out_split(project: Project, *, fraction: float, version: int | None = None) -> dict:
+    """The project's held-out split, fixed by its first training run (that run's eval_fraction).
+
+    A prompt is held out iff sha256(salt:prompt_id) / 2^64 < fraction: later versions (and
+    warm-started ones) never train on a prompt an earlier one was measured on, and every version's
+    held-out metrics cover the same prompts (plus the new ones that fall on the held-out side).
+    """
+    with transaction.atomic():
+        found, _ = RewardSettings.objects.select_for_update().get_or_create(project=project)
+        if not found.held_out_split:
+            found.held_out_split = {"method": HELD_OUT_METHOD, "salt": f"project-{project.pk}", "fraction": fraction,
+                                    "fixed_by_version": version}
+            found.save(update_fields=["held_out_split"])
+    return dict(found.held_out_split)
+
+
+def version_pairs(reward_model: RewardModel, *, config: RewardTrainConfig, split: dict):
+    """(train pairs, held-out pairs, export stats, selection record) of a version.
+
+    Held-out: the project's held-out split of every pair the filters allow in any round (the same
+    set for every version). Train: the train side of the filters' pairs; with `replay_pairs`, the
+    new rounds' pairs (at most max_new_pairs) plus a seeded sample of up to replay_pairs older ones.
+    """
+    from rewards.ml.data import split_pairs
+
+    filters = reward_model.data_snapshot["filters"]
+    rounds = filters.get("rounds")
+    everything, stats = training_pairs(reward_model.project, filters={k: v for k, v in filters.items() if k != "rounds"},
+                                       ties=config.ties)
+    if config.ties == "drop":
+        everything = [p for p in everything if not p.tie]
+    train_side, held_out = split_pairs(everything, eval_fraction=split["fraction"], seed=split["salt"])
+    selected = train_side if rounds is None else [p for p in train_side if p.round in set(rounds)]
+    if not selected:
+        raise NoTrainingData("no preference pairs match this version's data filters")
+    selection = {"rounds": rounds, "new_pairs": len(selected)}
+    if rounds is not None and filters.get("replay_pairs") is not None:
+        salt = f"{reward_model.project_id}:{reward_model.version}"
+        new = _seeded_sample(selected, filters.get("max_new_pairs"), salt=f"new:{salt}")
+        older = [p for p in train_side if p.round not in set(rounds)]
+        replay = _seeded_sample(older, filters["replay_pairs"], salt=f"replay:{salt}")
+        selected = new + replay
+        selection.update(new_pairs=len(new), replay_pairs=len(replay), older_pairs_available=len(older),
+                         method="new rounds' pairs + sha256(replay salt:pair_id) sample of older train-side pairs")
+    return selected, held_out, stats, selection
+
+
+def _seeded_sample(pairs: list[PreferencePair], limit: int | None, *, salt: str) -> list[PreferencePair]:
+    """At most `limit` pairs, chosen by a salted hash of their ids (stable, independent of order)."""
+    if limit is None or len(pairs) <= limit:
+        return list(pairs)
+    rank = sorted(pairs, key=lambda p: hashlib.sha256(f"{salt}:{p.pair_id}".encode()).digest())
+    return rank[:limit]
+
+
+def _warm_start(reward_model: RewardModel, config: RewardTrainConfig) -> dict:
+    """The parent version's weights to continue from, or a note why training starts from the base model."""
+    parent = reward_model.parent
+    if parent is None or parent.status != RewardModel.Status.READY:
+        return {"model": None, "tokenizer": None, "record": {"from": None, "note": "no ready previous version: "
+                                                              "trained from the base model"}}
+    if parent.base_model != config.base_model:
+        return {"model": None, "tokenizer": None, "record": {"from": None, "note": f"the previous version v{parent.version} "
+                                                              f"has another base model: trained from {config.base_model}"}}
+    from rewards.ml.artifact import load_artifact
+
+    model, tokenizer, _ = load_artifact(Path(parent.artifact_path))
+    return {"model": model, "tokenizer": tokenizer, "record": {"from": f"v{parent.version}", "reward_model_id": parent.pk}}
 
 
 # --- registry --------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ def reward_models_page(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
     versions = list(selectors.reward_models(project))
     jobs = _jobs([v.job_id for v in versions])
-    rows = [{"version": v, "charts": version_charts(v.curves), "job": jobs.get(v.job_id)} for v in versions]
+    rows = [{"version": v, "charts": version_charts(v.curves), "job": jobs.get(v.job_id),
+             "held_out": selectors.held_out_summary(v)} for v in versions]
     by_number = {v.version: v for v in versions}
     diff = None
     a, b = request.GET.get("a"), request.GET.get("b")

@@ -85,6 +85,15 @@ class RoundAdvanceApi(APIView):
         return Response({"job_id": job.pk, "round": s.RoundSerializer(round_).data}, status=status.HTTP_202_ACCEPTED)
 
 
+class RoundOverrideGuardApi(APIView):
+    @extend_schema(request=None, responses={202: dict})
+    def post(self, request, round_id: int):
+        """guarded → policy_update: run the PPO / best-of-N update on this reward model anyway (recorded)."""
+        round_ = selectors.researcher_round(request.user, round_id)
+        job = services.override_guard(round_=round_, user=request.user)
+        return Response({"job_id": job.pk, "round": s.RoundSerializer(round_).data}, status=status.HTTP_202_ACCEPTED)
+
+
 class RoundCancelApi(APIView):
     @extend_schema(request=None, responses=s.RoundSerializer)
     def post(self, request, round_id: int):

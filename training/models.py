@@ -73,18 +73,19 @@ class Loop(models.Model):
 
 
 class Round(models.Model):
-    """sampling → labeling → reward_model → policy_update → done; failed / cancelled with a reason."""
+    """sampling → labeling → reward_model → [guarded →] policy_update → done; failed / cancelled with a reason."""
 
     class State(models.TextChoices):
         SAMPLING = "sampling"
         LABELING = "labeling"
         REWARD_MODEL = "reward_model"
+        GUARDED = "guarded"  # PPO / best-of-N wait: the reward model is not above chance (or too few held-out pairs)
         POLICY_UPDATE = "policy_update"
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE = (State.SAMPLING, State.LABELING, State.REWARD_MODEL, State.POLICY_UPDATE)
+    ACTIVE = (State.SAMPLING, State.LABELING, State.REWARD_MODEL, State.GUARDED, State.POLICY_UPDATE)
 
     class Method(models.TextChoices):
         DPO = "dpo"
@@ -101,7 +102,7 @@ class Round(models.Model):
     reward_model = models.ForeignKey("rewards.RewardModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     params = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
-    reason = models.TextField(blank=True, help_text="Why the round failed or was cancelled.")
+    reason = models.TextField(blank=True, help_text="Why the round failed, was cancelled or waits at the guard.")
     job_id = models.BigIntegerField(null=True, blank=True, help_text="The job of the current step.")
     history = models.JSONField(default=list, blank=True, help_text="[{state, at, job_id}] in order.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -114,7 +115,8 @@ class Round(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="round_number_once"),
             models.UniqueConstraint(
-                fields=["project"], condition=Q(state__in=["sampling", "labeling", "reward_model", "policy_update"]),
+                fields=["project"],
+                condition=Q(state__in=["sampling", "labeling", "reward_model", "guarded", "policy_update"]),
                 name="one_active_round_per_project",
             ),
         ]

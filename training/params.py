@@ -7,6 +7,7 @@ from prefloop.limits import limit
 from training.errors import InvalidRoundParams
 
 PAIR_STRATEGIES = ("all", "random", "uncertain")
+REWARD_RETRAIN = ("bounded", "full")
 METHODS = ("dpo", "ppo", "best_of_n")
 
 
@@ -26,6 +27,14 @@ class RoundParams:
     min_votes: int = 1  # human votes needed before a researcher may advance early
     update: dict = field(default_factory=dict)  # DPOConfig / PPOConfig / BestOfNConfig overrides
     reward_model: dict = field(default_factory=dict)  # reward-model training options (rewards app)
+    # The reward-model step and the guard before the policy moves (see training/rounds.md).
+    reward_retrain: str = "bounded"  # bounded: warm start + this round's pairs + a replay sample; full: all, from scratch
+    reward_replay_pairs: int = 256  # older pairs replayed beside this round's (bounded)
+    reward_max_new_pairs: int = 5000  # at most this many of this round's pairs (bounded)
+    min_held_out_pairs: int = 20  # PPO / best-of-N wait below this many held-out pairs (or an interval that includes ½)
+
+    REWARD_STEP_LIMITS = {"reward_replay_pairs": (0, 50_000), "reward_max_new_pairs": (1, 50_000),
+                          "min_held_out_pairs": (0, 100_000)}
 
     LIMITS = {
         "prompts": (1, 10_000), "k": (1, 16), "pairs_per_prompt": (1, 120), "previous_samples": (0, 4),
@@ -63,6 +72,15 @@ class RoundParams:
             raise InvalidRoundParams(f"pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {self.pair_strategy!r}")
         if self.k < 2 and self.previous_samples == 0:
             raise InvalidRoundParams("k must be at least 2 (or previous_samples at least 1) to make pairs")
+        self._check_reward_step()
+
+    def _check_reward_step(self) -> None:
+        for name, (low, high) in self.REWARD_STEP_LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise InvalidRoundParams(f"{name} must be between {low} and {high}, got {value}")
+        if self.reward_retrain not in REWARD_RETRAIN:
+            raise InvalidRoundParams(f"reward_retrain must be one of {list(REWARD_RETRAIN)}, got {self.reward_retrain!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)

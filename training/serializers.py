@@ -46,14 +46,22 @@ class RoundSerializer(serializers.ModelSerializer):
     policy_version = serializers.IntegerField(source="policy.version")
     new_policy_version = serializers.IntegerField(source="new_policy.version", allow_null=True, default=None)
     reward_model_version = serializers.IntegerField(source="reward_model.version", allow_null=True, default=None)
+    guard = serializers.SerializerMethodField(help_text="The reward-model guard's verdict: passed, reason, held-out "
+                                              "accuracy with its 95 % Wilson interval and size; warning for DPO.")
 
     class Meta:
         model = Round
         fields = [
             "id", "project", "number", "method", "state", "policy", "policy_version", "new_policy",
-            "new_policy_version", "reward_model", "reward_model_version", "params", "metrics", "reason", "job_id",
-            "history", "created_at", "updated_at", "finished_at",
+            "new_policy_version", "reward_model", "reward_model_version", "params", "metrics", "reason", "guard",
+            "job_id", "history", "created_at", "updated_at", "finished_at",
         ]
+
+    def get_guard(self, obj: Round) -> dict | None:
+        guard = (obj.metrics.get("reward_model") or {}).get("guard")
+        if guard is None:
+            return None
+        return {**guard, "overridden": obj.metrics.get("guard_override")}
 
 
 class RoundRequestSerializer(serializers.Serializer):

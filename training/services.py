@@ -33,9 +33,11 @@ logger = logging.getLogger(__name__)
 SAMPLE_JOB = "training.sample_round"
 UPDATE_JOB = "training.update_policy"
 REWARD_JOB = "train_reward_model"
+GUARDED_METHODS = ("ppo", "best_of_n")  # they optimise the reward model; DPO trains on the votes themselves
+RM_METRIC_KEYS = ("accuracy", "accuracy_ci", "pairs", "loss", "ece", "train_pairs", "steps")
 METRIC_KEYS = (
-    "mean_reward", "kl_to_reference", "win_rate_vs_previous", "win_rate_vs_reference",
-    "mean_length_tokens", "mean_length_chars",
+    "mean_reward", "kl_to_reference", "kl_to_reference_se", "kl_to_reference_k1", "kl_samples", "kl_method",
+    "win_rate_vs_previous", "win_rate_vs_reference", "mean_length_tokens", "mean_length_chars",
 )
 
 
@@ -314,13 +316,15 @@ def advance_round(*, round_: Round, user=None, force: bool = False):
                                   f"{max(1, params.min_votes)} are needed")
         # The rewards app's auto-retrain would train a second version for this round: claim it.
         trigger, _ = RetrainTrigger.objects.get_or_create(project_id=locked.project_id, round=locked.number)
+        options, step = reward_step_options(locked, params)
         reward_model, job = request_training(
-            project=locked.project, user=user, options=params.reward_model, trigger=f"round:{locked.number}",
+            project=locked.project, user=user, options=options, trigger=f"round:{locked.number}",
         )
         trigger.reward_model = reward_model
         trigger.save(update_fields=["reward_model"])
         human = human_win_rate(locked)
-        metrics = {"labeling": progress, **({"human_win_rate_vs_parent": human} if human else {})}
+        metrics = {"labeling": progress, "reward_model_step": step,
+                   **({"human_win_rate_vs_parent": human} if human else {})}
         _transition(locked, Round.State.LABELING, Round.State.REWARD_MODEL, metrics=metrics, job_id=job.pk,
                     reward_model=reward_model)
         if human and locked.policy.round_id:
@@ -331,6 +335,27 @@ def advance_round(*, round_: Round, user=None, force: bool = False):
                 earlier.save(update_fields=["metrics", "updated_at"])
     round_.refresh_from_db()
     return job
+
+
+def reward_step_options(round_: Round, params: RoundParams) -> tuple[dict, dict]:
+    """The reward model's training options for this round, and a record of how it was chosen.
+
+    bounded (the default, once the project has a current reward model): warm start from it and
+    train on this round's pairs (at most reward_max_new_pairs) plus reward_replay_pairs older ones;
+    full, or no reward model yet: every vote so far, from the base model. Explicit
+    `reward_model` options of the round win over both.
+    """
+    options = dict(params.reward_model)
+    current = _current_reward_model(round_.project)
+    if params.reward_retrain == "full" or current is None:
+        mode = "full" if params.reward_retrain == "full" else "full (no reward model yet)"
+        return options, {"mode": mode}
+    options.setdefault("rounds", [round_.number])
+    options.setdefault("replay_pairs", params.reward_replay_pairs)
+    options.setdefault("max_new_pairs", params.reward_max_new_pairs)
+    options.setdefault("warm_start", True)
+    return options, {"mode": "bounded", "warm_start_from": current.version, "rounds": options["rounds"],
+                     "replay_pairs": options["replay_pairs"], "max_new_pairs": options["max_new_pairs"]}
 
 
 def human_win_rate(round_: Round) -> dict | None:
@@ -381,7 +406,7 @@ def maybe_advance(*, project_id: int, round_number: int) -> bool:
 
 # --- rounds: reward model → policy update → done ---------------------------------------------------
 def reward_model_finished(*, job) -> None:
-    """job_finished of a reward-model job: the round that waits for it goes on or fails."""
+    """job_finished of a reward-model job: the round that waits for it goes on, waits at the guard, or fails."""
     round_ = Round.objects.filter(state=Round.State.REWARD_MODEL, job_id=job.pk).first()
     if round_ is None:
         return
@@ -393,15 +418,64 @@ def reward_model_finished(*, job) -> None:
 
     reward_model = round_.reward_model
     reward_model.refresh_from_db()
+    params = RoundParams.from_dict(round_.params)
+    guard = reward_model_guard(reward_model.metrics, min_pairs=params.min_held_out_pairs)
+    blocked = not guard["passed"] and round_.method in GUARDED_METHODS
+    if not guard["passed"] and not blocked:
+        guard["warning"] = f"DPO goes on (it trains on the votes, not on the reward model): {guard['reason']}"
     with transaction.atomic():
         mark_current(reward_model=reward_model)
         locked = Round.objects.select_for_update().get(pk=round_.pk)
         if locked.state != Round.State.REWARD_MODEL:
             return
+        rm_metrics = {"reward_model": {"version": reward_model.version, "guard": guard,
+                                       **{k: reward_model.metrics.get(k) for k in RM_METRIC_KEYS}}}
+        rm_metrics["reward_model"]["accuracy_ci"] = rm_metrics["reward_model"]["accuracy_ci"] or guard["accuracy_ci"]
+        if blocked:
+            _transition(locked, Round.State.REWARD_MODEL, Round.State.GUARDED, metrics=rm_metrics, job_id=None,
+                        reason=f"waiting at the guard: {guard['reason']}", event={"reason": guard["reason"]})
+            return
         job = _enqueue(locked, UPDATE_JOB, locked.created_by)
-        rm_metrics = {k: reward_model.metrics.get(k) for k in ("accuracy", "loss", "ece", "pairs", "steps")}
-        _transition(locked, Round.State.REWARD_MODEL, Round.State.POLICY_UPDATE, metrics={"reward_model": {
-            "version": reward_model.version, **rm_metrics}}, job_id=job.pk)
+        _transition(locked, Round.State.REWARD_MODEL, Round.State.POLICY_UPDATE, metrics=rm_metrics, job_id=job.pk,
+                    event={"warning": guard["warning"]} if guard.get("warning") else None)
+
+
+def reward_model_guard(metrics: dict, *, min_pairs: int) -> dict:
+    """Is the reward model good enough to optimise against? Its held-out accuracy's 95 % Wilson
+    interval must lie above ½ (chance) and its held-out set must have at least `min_pairs` pairs."""
+    from rewards.ml.metrics import wilson_interval  # pure Python: no torch
+
+    pairs = int(metrics.get("pairs") or 0)
+    accuracy = metrics.get("accuracy")
+    if accuracy is None or not pairs:
+        low, high, accuracy = 0.0, 1.0, None
+    else:
+        low, high = metrics.get("accuracy_ci") or wilson_interval(accuracy * pairs, pairs)
+    reasons = []
+    if pairs < min_pairs:
+        reasons.append(f"{pairs} held-out pairs, fewer than the minimum of {min_pairs} (min_held_out_pairs)")
+    if accuracy is None:
+        reasons.append("no held-out accuracy")
+    elif low <= 0.5:
+        where = "includes" if high >= 0.5 else "lies below"
+        reasons.append(f"held-out accuracy {accuracy:.3f} with 95 % interval [{low:.3f}, {high:.3f}] {where} 0.5 (chance)")
+    return {"passed": not reasons, "reason": "; ".join(reasons), "accuracy": accuracy, "accuracy_ci": [low, high],
+            "pairs": pairs, "min_pairs": min_pairs, "method": "wilson-95 lower bound > 0.5"}
+
+
+def override_guard(*, round_: Round, user=None, who: str = ""):
+    """guarded → policy_update on a researcher's explicit say-so; recorded in the history and metrics."""
+    who = who or getattr(user, "username", "") or "a researcher"
+    with transaction.atomic():
+        locked = Round.objects.select_for_update().get(pk=round_.pk)
+        if locked.state != Round.State.GUARDED:
+            raise RoundStateError(f"round {locked.number} is {locked.state}, not waiting at the guard")
+        record = {"by": who, "at": timezone.now().isoformat(), "reason": locked.reason}
+        _transition(locked, Round.State.GUARDED, Round.State.POLICY_UPDATE, metrics={"guard_override": record},
+                    reason=f"guard overridden by {who}: {locked.reason}", event={"override_guard": True, "by": who})
+        job = _enqueue(locked, UPDATE_JOB, user if getattr(user, "is_authenticated", False) else locked.created_by)
+    round_.refresh_from_db()
+    return job
 
 
 def update_examples(round_: Round) -> list:
@@ -415,6 +489,17 @@ def update_examples(round_: Round) -> list:
             for p in pairs if not p.tie]
 
 
+def rollout_sampler(method: str, params: RoundParams, round_number: int) -> dict:
+    """The update's rollout sampler: the round's, except that PPO samples at top_p = 1 (top_k is always 0).
+
+    The round's top_p shapes what people label; PPO's ratios and KL penalty are computed under
+    the full softmax, so its rollouts must come from that distribution (as trl samples them).
+    Best-of-N only ranks its samples by reward, so it keeps the round's sampler.
+    """
+    sampler = params.sampler(seed_offset=round_number)
+    return {**sampler, "top_p": 1.0} if method == Round.Method.PPO else sampler
+
+
 def run_update(*, round_id: int, job_id: int | None = None, progress: Progress | None = None,
                log: Log | None = None, should_stop: ShouldStop | None = None) -> Round:
     """The policy update of a round (DPO | PPO+KL | best-of-N), then its evaluation; the new
@@ -425,6 +510,9 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
     reward_model = round_.reward_model
     if reward_model is None or reward_model.status != "ready":
         raise RoundStateError(f"round {round_.number} has no ready reward model")
+    guard = (round_.metrics.get("reward_model") or {}).get("guard") or {}
+    if round_.method in GUARDED_METHODS and guard.get("passed") is False and not round_.metrics.get("guard_override"):
+        raise RoundStateError(f"round {round_.number}: the guard holds the {round_.method} update: {guard.get('reason')}")
     say = log or (lambda line: None)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=round_.project_id).first()
@@ -442,7 +530,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         scorer = RewardScorer(Path(reward_model.artifact_path))
         overrides = dict(params.update)
         if round_.method != Round.Method.DPO:  # rollouts sample like the round did, unless told otherwise
-            overrides.setdefault("sampler", params.sampler(seed_offset=round_.number))
+            overrides.setdefault("sampler", rollout_sampler(round_.method, params, round_.number))
         config = _update_config(round_.method, overrides, seed=params.seed + round_.number)
         folder = policy_dir(policy)
         if folder.exists():
@@ -565,11 +653,13 @@ def _round_in(round_id: int, state: str) -> Round:
 
 
 def _transition(round_: Round, expected: str, new: str, *, metrics: dict | None = None, reason: str = "",
-                job_id: int | None | str = "keep", **fields) -> None:
-    """The only place a round's state changes; it must still be `expected` (compare-and-set)."""
+                job_id: int | None | str = "keep", event: dict | None = None, **fields) -> None:
+    """The only place a round's state changes; it must still be `expected` (compare-and-set).
+
+    event: extra fields of the history entry (a guard's reason, who overrode it)."""
     now = timezone.now()
-    update = {"state": new, "history": [*round_.history, _event(new, job_id=None if job_id == "keep" else job_id)],
-              "updated_at": now, **fields}
+    entry = {**_event(new, job_id=None if job_id == "keep" else job_id), **(event or {})}
+    update = {"state": new, "history": [*round_.history, entry], "updated_at": now, **fields}
     if metrics:
         update["metrics"] = {**round_.metrics, **json_safe(metrics)}
     if reason:

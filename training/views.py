@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotate.web import flash_outcome, researcher_project_or_404
 from training import policies, selectors, services
 from training.charts import loop_charts
-from training.params import METHODS, PAIR_STRATEGIES, RoundParams
+from training.params import METHODS, PAIR_STRATEGIES, REWARD_RETRAIN, RoundParams
 
 
 def _round(request, project, round_id: int):
@@ -35,7 +35,7 @@ def _context(project) -> dict:
         "active_progress": services.round_progress(active) if active else None,
         "building": building, "building_job": jobs.get(building.job_id) if building else None,
         "charts": loop_charts(list(reversed(rounds))),
-        "methods": METHODS, "strategies": PAIR_STRATEGIES,
+        "methods": METHODS, "strategies": PAIR_STRATEGIES, "retrain_modes": REWARD_RETRAIN,
         "defaults": RoundParams.from_dict(loop.defaults if loop else {}),
         "live": bool(active or building),
     }
@@ -67,6 +67,8 @@ def _params_from_form(post) -> dict:
             params[name] = post[name]
     if post.get("pair_strategy"):
         params["pair_strategy"] = post["pair_strategy"]
+    if post.get("reward_retrain"):
+        params["reward_retrain"] = post["reward_retrain"]
     params["ai_feedback"] = post.get("ai_feedback") == "on"
     params["auto_advance"] = post.get("auto_advance") == "on"
     return params
@@ -97,6 +99,20 @@ def advance_round(request, project_id: int, round_id: int):
         return f"Round {round_.number}: reward model retraining (job {job.pk})."
 
     flash_outcome(request, advance)
+    return redirect("loop-page", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def override_guard(request, project_id: int, round_id: int):
+    project = researcher_project_or_404(request, project_id)
+    round_ = _round(request, project, round_id)
+
+    def override() -> str:
+        job = services.override_guard(round_=round_, user=request.user)
+        return f"Round {round_.number}: guard overridden, {round_.method} update running (job {job.pk})."
+
+    flash_outcome(request, override)
     return redirect("loop-page", project_id=project.pk)
 
 

@@ -27,6 +27,7 @@ class PreferencePair:
     group: str = ""  # pairs of one group (prompt) land on the same side of the split
     pair_id: str = ""
     messages: tuple = ()  # the prompt as a conversation ({role, content} turns); empty: `prompt` is one user turn
+    round: int | None = None  # the comparison's round (bounded retraining selects by it)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Held-out metrics of a reward model from its rewards on pairs: accuracy, loss, ECE, by category."""
+"""Held-out metrics of a reward model from its rewards on pairs: accuracy (with a Wilson interval), loss, ECE, by category."""
 from __future__ import annotations
 
 import math
@@ -19,6 +19,28 @@ def pairwise_accuracy(deltas: Sequence[float]) -> float:
     if not deltas:
         return float("nan")
     return sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in deltas) / len(deltas)
+
+
+Z_95 = 1.959963984540054  # Φ⁻¹(0.975)
+
+
+def wilson_interval(successes: float, n: int, *, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default)   # (k, n) -> (lo, hi)
+
+    p̂ = k/n;  centre = (p̂ + z²/2n) / (1 + z²/n);  half = z √(p̂(1−p̂)/n + z²/4n²) / (1 + z²/n).
+    Unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage near 0 and 1
+    and for small n. k may be fractional (accuracy counts an exact tie of rewards as half).
+    n = 0 gives (0, 1): nothing is known.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n], got {successes} of {n}")
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def bt_loss(deltas: Sequence[float]) -> float:
@@ -75,9 +97,13 @@ def reward_metrics(
     for d, category, t in zip((c - r for c, r in zip(r_chosen, r_rejected)), categories, ties):
         if not t:
             by_category[category or "(none)"].append(d)
+    accuracy = pairwise_accuracy(deltas)
+    low, high = wilson_interval(accuracy * len(deltas) if deltas else 0.0, len(deltas))
     metrics = {
         "pairs": len(deltas),
-        "accuracy": pairwise_accuracy(deltas),
+        "accuracy": accuracy,
+        "accuracy_ci": [low, high],  # 95 % Wilson interval over the `pairs` held-out pairs
+        "accuracy_ci_method": "wilson-95",
         "loss": bt_loss(deltas),
         "ece": ece,
         "reward_mean": mean,

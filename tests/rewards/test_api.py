@@ -133,3 +133,16 @@ def test_settings_toggle_auto_retrain(api, voted_project):
     project, researcher, _ = voted_project
     response = api(researcher).patch(f"/api/projects/{project.pk}/reward-settings/", {"auto_retrain": True}, format="json")
     assert response.status_code == 200 and response.json()["auto_retrain"] is True
+
+
+def test_every_version_reports_its_held_out_accuracy_with_a_wilson_interval_and_size(api, voted_project, ready_version):
+    from rewards.ml.metrics import wilson_interval
+
+    project, researcher, _ = voted_project
+    RewardModel.objects.filter(pk=ready_version.pk).update(metrics={"accuracy": 0.75, "pairs": 40})  # stored before h4
+    listed = api(researcher).get(f"/api/projects/{project.pk}/reward-models/").json()
+    held_out = listed[0]["held_out"]
+    assert held_out["accuracy"] == 0.75 and held_out["pairs"] == 40 and held_out["interval"] == "wilson-95"
+    assert held_out["accuracy_ci"] == pytest.approx(list(wilson_interval(30, 40))) and held_out["above_chance"] is True
+    queued = RewardModel.objects.create(project=project, version=2, base_model="tiny")
+    assert api(researcher).get(f"/api/reward-models/{queued.pk}/").json()["held_out"] is None

@@ -100,10 +100,13 @@ def start_round(researcher, project, method: str, params: dict) -> Round:
     return Round.objects.get(pk=response.json()["round"]["id"])
 
 
-def check_round_done(project, round_: Round, method: str) -> Policy:
+STEPS = ["sampling", "labeling", "reward_model", "policy_update", "done"]
+
+
+def check_round_done(project, round_: Round, method: str, steps: list[str] = STEPS) -> Policy:
     round_.refresh_from_db()
     assert round_.state == Round.State.DONE, (round_.state, round_.reason)
-    assert [e["state"] for e in round_.history] == ["sampling", "labeling", "reward_model", "policy_update", "done"]
+    assert [e["state"] for e in round_.history] == steps
     new = round_.new_policy
     assert new.status == Policy.Status.READY and new.method == method
     assert new.parent_id == round_.policy_id and new.round_id == round_.pk
@@ -116,7 +119,8 @@ def check_round_done(project, round_: Round, method: str) -> Policy:
     for key in ("mean_reward", "kl_to_reference", "win_rate_vs_previous", "win_rate_vs_reference", "mean_length_tokens"):
         assert round_.metrics["eval"][key] is not None, key
         assert round_.metrics["eval_before"][key if key != "win_rate_vs_previous" else "mean_reward"] is not None
-    assert round_.metrics["eval"]["kl_to_reference"] >= -1e-6
+    assert round_.metrics["eval"]["kl_to_reference"] >= 0 and round_.metrics["eval"]["kl_to_reference_se"] >= 0
+    assert round_.metrics["eval"]["kl_samples"] > 0
     assert new.metrics["eval"] == round_.metrics["eval"]
     # Every job of the round succeeded: sampling, reward model, update.
     jobs = Job.objects.filter(pk__in=[e["job_id"] for e in round_.history if e["job_id"]])
@@ -134,7 +138,9 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     loop = Loop.objects.get(project=project)
     assert loop.reference_id == loop.current_id == demo.pk and loop.eval_prompt_ids
 
-    round1 = start_round(researcher, project, "dpo", round_params(reward_base, max_steps=30, lr=5e-4, beta=0.1))
+    # A held-out minimum no tiny reward model reaches: the guard fails, and DPO goes on with a warning.
+    round1 = start_round(researcher, project, "dpo", {**round_params(reward_base, max_steps=30, lr=5e-4, beta=0.1),
+                                                      "min_held_out_pairs": 10_000})
     round1.refresh_from_db()
     assert round1.state == Round.State.LABELING, round1.reason
     # Provenance: every sample points at the policy and round it came from, with its sampler parameters.
@@ -151,6 +157,18 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     demo_lengths = sampled_lengths(project, 1, demo)
     new = check_round_done(project, round1, "dpo")
     assert new.data["pairs"] > 0 and new.data["rounds"] == [1]
+    rm = round1.metrics["reward_model"]
+    assert rm["guard"]["passed"] is False and "fewer than the minimum of 10000" in rm["guard"]["reason"]
+    assert rm["guard"]["warning"].startswith("DPO goes on") and round1.history[3]["warning"] == rm["guard"]["warning"]
+    low, high = rm["accuracy_ci"]
+    assert rm["pairs"] == round1.reward_model.metrics.get("pairs")
+    if rm["pairs"]:
+        assert 0 <= low <= rm["accuracy"] <= high <= 1
+    else:  # the hash split held out none of this run's prompt ids: nothing is known
+        assert (low, high) == (0.0, 1.0) and "no held-out accuracy" in rm["guard"]["reason"]
+    assert round1.metrics["reward_model_step"] == {"mode": "full (no reward model yet)"}
+    listed = researcher.get(f"/api/rounds/{round1.pk}/").json()
+    assert listed["guard"]["warning"] == rm["guard"]["warning"] and listed["guard"]["accuracy_ci"] == [low, high]
 
     round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     round2.refresh_from_db()
@@ -167,6 +185,14 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     human = round1.metrics["human_win_rate"]
     assert human["policy_version"] == new.version and human["votes"] > 0
     assert human["win_rate"] > 0.5
+    # Round 2's reward model is bounded: warm-started from round 1's, on round 2's pairs plus a replay sample.
+    round2.refresh_from_db()
+    check_round_done(project, round2, "dpo")
+    assert round2.metrics["reward_model_step"]["mode"] == "bounded"
+    snapshot = round2.reward_model.data_snapshot
+    assert snapshot["warm_start"]["from"] == f"v{round1.reward_model.version}"
+    assert snapshot["selection"]["rounds"] == [2] and snapshot["selection"]["replay_pairs"] <= 256
+    assert snapshot["split"]["salt"] == round1.reward_model.data_snapshot["split"]["salt"]
     # The loop page draws it all.
     page = researcher.get(f"/projects/{project.pk}/loop/")
     assert page.status_code in (200, 302)
@@ -176,15 +202,41 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     ("ppo", {"lr": 2e-3, "max_steps": 8, "batch_size": 16, "mini_batch_size": 8, "kl_coef": 0.02}),
     ("best_of_n", {"n": 4, "lr": 2e-3, "epochs": 4, "batch_size": 8}),
 ])
-def test_ppo_and_best_of_n_rounds(project_env, reward_base, demo_policy_dir, method, update):
+def test_ppo_and_best_of_n_rounds(project_env, reward_base, demo_policy_dir, method, update, client):
+    """Also the default sampler (top_p 0.95): PPO's rollouts still come from the full distribution."""
     project, researcher, annotator = project_env
     registered = researcher.post(f"/api/projects/{project.pk}/policies/",
                                  {"kind": "base", "model_path": str(demo_policy_dir), "name": "SFT"}, format="json")
     assert registered.status_code == 201, registered.content
     base = Policy.objects.get(pk=registered.json()["id"])
-    round1 = start_round(researcher, project, method, {**round_params(reward_base, **update), "ai_feedback": True})
+    # A held-out minimum the tiny reward model cannot reach (its held-out size depends on which prompt ids
+    # the hash split holds out, and ids differ from run to run): the guard holds the update.
+    params = {**round_params(reward_base, **update), "ai_feedback": True, "min_held_out_pairs": 10_000}
+    del params["top_p"]  # the default, 0.95
+    round1 = start_round(researcher, project, method, params)
     vote_longer(annotator, project)
-    new = check_round_done(project, round1, method)
+    # The update waits at the guard, visibly.
+    round1.refresh_from_db()
+    assert round1.state == Round.State.GUARDED and round1.reason.startswith("waiting at the guard: ")
+    assert "held-out pairs, fewer than the minimum of 10000" in round1.reason
+    assert round1.history[-1]["state"] == "guarded" and round1.history[-1]["reason"] in round1.reason
+    assert not Policy.objects.filter(project=project, round=round1).exists()  # the policy has not moved
+    shown = researcher.get(f"/api/rounds/{round1.pk}/").json()
+    assert shown["state"] == "guarded" and shown["guard"]["passed"] is False
+    assert shown["guard"]["pairs"] == round1.reward_model.metrics.get("pairs", 0) and shown["guard"]["min_pairs"] == 10_000
+    client.force_login(User.objects.get(username="res"))
+    page = client.get(f"/projects/{project.pk}/loop/").content.decode()
+    assert "waits at the guard" in page and "override the guard" in page
+    # The researcher overrides it explicitly; the history and metrics say who did.
+    overridden = researcher.post(f"/api/rounds/{round1.pk}/override-guard/", {}, format="json")
+    assert overridden.status_code == 202, overridden.content
+    new = check_round_done(project, round1, method, ["sampling", "labeling", "reward_model", "guarded", "policy_update",
+                                                     "done"])
+    assert round1.history[4]["override_guard"] is True and round1.history[4]["by"] == "res"
+    assert round1.metrics["guard_override"]["by"] == "res" and "guard overridden by res" in round1.reason
+    assert researcher.post(f"/api/rounds/{round1.pk}/override-guard/", {}, format="json").status_code == 409
+    if method == "ppo":
+        assert round1.params["top_p"] == 0.95 and new.config["sampler"]["top_p"] == 1.0
     assert new.data["reward_model_version"] == round1.reward_model.version
     # AI feedback needs a reward model: round 1 had none, round 2 gets it, kept apart from human votes.
     assert not AIFeedback.objects.filter(comparison__round=1).exists()

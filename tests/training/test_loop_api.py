@@ -111,13 +111,14 @@ def test_the_loop_page_draws_per_round_metrics_and_escapes_names(setup, client):
     Loop.objects.create(project=project, reference=policy, current=policy)
     for n, (reward, kl, length) in enumerate([(0.1, 0.02, 20.0), (0.4, 0.3, 26.0)], start=1):
         Round.objects.create(project=project, number=n, method="dpo", state="done", policy=policy, metrics={
-            "eval": {"mean_reward": reward, "kl_to_reference": kl, "mean_length_tokens": length,
+            "eval": {"mean_reward": reward, "kl_to_reference": kl, "kl_to_reference_se": kl / 10, "mean_length_tokens": length,
                      "win_rate_vs_previous": 0.6, "win_rate_vs_reference": 0.7},
             "eval_before": {"mean_reward": 0.0, "kl_to_reference": 0.0, "mean_length_tokens": 18.0},
         })
     client.force_login(User.objects.get(username="res"))
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
     assert "mean reward vs KL" in page and "<polyline" in page and "verbosity drift" in page
+    assert page.count('class="chart-error"') == 2 and "± 0.06" in page  # the KL's ± 2 s.e. bars
     assert "<script>window.x=1</script>" not in page and "&lt;script&gt;window.x=1&lt;/script&gt;" in page
     client.force_login(User.objects.get(username="res2"))
     assert client.get(f"/projects/{project.pk}/loop/").status_code == 404

@@ -39,7 +39,7 @@ def test_uncertain_needs_a_reward_for_every_completion():
 
 @pytest.mark.parametrize("config", [
     SamplerParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=4),
-    DemoPolicyConfig(steps=10), DPOConfig(beta=0.2), PPOConfig(sampler=SamplerParams(top_p=0.8), adaptive_kl=True),
+    DemoPolicyConfig(steps=10), DPOConfig(beta=0.2), PPOConfig(sampler=SamplerParams(temperature=0.8), adaptive_kl=True),
     BestOfNConfig(n=8, sampler=SamplerParams(seed=9)),
 ])
 def test_configs_round_trip_through_their_dict(config):

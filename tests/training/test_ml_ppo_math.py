@@ -98,3 +98,20 @@ def test_whitening_uses_only_masked_entries():
     w = masked_whiten(x, mask)
     assert w.tolist()[0] == pytest.approx([-1.0, 1.0, 0.0], abs=1e-4)
     assert not math.isnan(w.sum().item())
+
+
+def test_a_ppo_config_with_nucleus_sampling_is_refused_with_the_reason():
+    from training.ml.config import PPOConfig, SamplerParams
+
+    with pytest.raises(ValueError, match=r"sampler.top_p must be 1 for PPO \(got 0.95\).*full distribution"):
+        PPOConfig(sampler=SamplerParams(top_p=0.95))
+    assert PPOConfig.from_dict({"sampler": {"temperature": 0.8}}).sampler.top_p == 1.0
+
+
+def test_ppo_rollouts_sample_the_full_distribution_whatever_the_rounds_top_p():
+    from training.params import RoundParams
+    from training.services import rollout_sampler
+
+    params = RoundParams(top_p=0.9, temperature=0.8)
+    assert rollout_sampler("ppo", params, 2) == {**params.sampler(seed_offset=2), "top_p": 1.0}
+    assert rollout_sampler("best_of_n", params, 2)["top_p"] == 0.9  # ranks samples only: keeps the round's sampler

@@ -156,6 +156,10 @@ class PPOConfig(_Config):
             raise ValueError("gamma and lam must be in [0, 1]")
         if self.sampler.temperature == 0:
             raise ValueError("sampler.temperature must be > 0 for PPO (rollouts must be stochastic)")
+        if self.sampler.top_p < 1.0:
+            # Ratios, advantages and the KL penalty use the full softmax: rollouts must come from it.
+            raise ValueError(f"sampler.top_p must be 1 for PPO (got {self.sampler.top_p}): its log-probs, ratios and "
+                             "KL penalty are those of the full distribution, so nucleus-truncated rollouts would bias them")
 
 
 @dataclass(frozen=True)

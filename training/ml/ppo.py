@@ -2,7 +2,9 @@
 
 Objective: maximise J(π) = E_{x, y~π}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)).
 One update = one rollout + `ppo_epochs` passes over it in minibatches:
-  1. rollout: one response per prompt from the current policy (the sampler's temperature/top_p);
+  1. rollout: one response per prompt from the current policy at the sampler's temperature, top_p = 1,
+     top_k = 0 (as trl): the log-probs, ratios and KL below are those of the full softmax, so the
+     rollouts must come from it (PPOConfig refuses top_p < 1; a truncated sampler would bias them);
   2. score: r(x, y) from `reward_fn`, standardised over the batch (normalize_rewards); per-token reward r_t = −β (log π_old(y_t) − log π_ref(y_t)),
      plus r(x, y) on the last token (Ziegler et al. 2019);
   3. advantages: GAE(γ, λ) over the response tokens with the value head's V_t;

@@ -2,6 +2,7 @@
 
   run_round --project P --method dpo            start round n (sampling) or continue the active one
   run_round --project P --force                 go on from labeling before every comparison is complete
+  run_round --project P --override-guard        run a guarded PPO / best-of-N update anyway (recorded)
   run_round --project P --build-demo-policy     build the demo policy first when the project has none
   run_round --project P --enqueue               hand the jobs to the workers instead of running them here
 
@@ -65,6 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--update", action="append", default=[], metavar="KEY=VALUE", help="update-method option")
         parser.add_argument("--reward", action="append", default=[], metavar="KEY=VALUE", help="reward-model option")
         parser.add_argument("--force", action="store_true", help="leave labeling before every comparison is complete")
+        parser.add_argument("--override-guard", action="store_true",
+                            help="run the update of a round waiting at the reward-model guard anyway (recorded)")
         parser.add_argument("--cancel", action="store_true", help="cancel the active round")
         parser.add_argument("--build-demo-policy", action="store_true", help="build the demo policy when there is none")
         parser.add_argument("--enqueue", action="store_true", help="queue the jobs for the workers; do not run them here")
@@ -105,6 +108,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"round {active.number} started ({opts['method']})")
             elif active.state == Round.State.LABELING:
                 services.advance_round(round_=active, force=opts["force"])
+            elif active.state == Round.State.GUARDED:
+                if not opts["override_guard"]:
+                    raise CommandError(f"round {active.number} waits at the guard: {active.reason}. "
+                                       "Label more and retrain, --cancel, or --override-guard to run the update anyway")
+                services.override_guard(round_=active, who="manage.py run_round --override-guard")
+                self.stdout.write(f"round {active.number}: guard overridden")
             else:
                 self.stdout.write(f"round {active.number} is {active.state} (job {active.job_id}); workers are on it")
         except AnnotateError as exc:
