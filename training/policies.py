@@ -87,7 +87,7 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
 
 
 def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
-    """Queue the demo policy: a small GPT-2 built in code and SFT'd on the project's own answers."""
+    """Queue the demo policy: a small causal LM built in code and SFT'd on the demo's answer texts."""
     from prefloop.jobs.services import enqueue_job
 
     with transaction.atomic():

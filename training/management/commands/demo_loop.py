@@ -29,7 +29,7 @@ def configure_demo_rewards(project) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Queue the demo policy (a small GPT-2 SFT'd on the project's answers) for the demo project."
+    help = "Queue the demo policy (a small Llama SFT'd on the demo's answer texts) and set the demo's reward-model defaults."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", default="Vicuna80 demo", help="project name or id")
