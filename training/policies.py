@@ -89,7 +89,12 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
 def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
     """Queue the demo policy: a small causal LM built in code and SFT'd on the demo's answer texts."""
     from prefloop.jobs.services import enqueue_job
+    from training.ml.config import DemoPolicyConfig
 
+    try:  # refused now, naming the option, rather than by the job minutes later
+        DemoPolicyConfig.from_dict(dict(config or {}))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRoundParams(f"config: {exc}") from None
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         policy = Policy.objects.create(

@@ -123,3 +123,20 @@ def test_building_the_demo_policy_trains_on_the_project_and_the_extra_answers(se
     assert policy.data["sources"] == {"project": 20, **extra}
     assert policy.data["texts"] == 20 + sum(extra.values()) == policy.metrics["texts"]
     assert math.isfinite(policy.metrics["held_out_perplexity"])
+
+
+@pytest.mark.django_db
+def test_a_demo_policy_request_with_a_bad_option_is_refused_naming_it_and_creates_nothing(api):
+    from annotate.models import User
+    from tests.factories import make_project, make_user
+    from training.models import Policy
+
+    researcher = make_user(role=User.Role.RESEARCHER)
+    project = make_project(researchers=[researcher])
+    response = api(researcher).post(f"/api/projects/{project.pk}/policies/",
+                                    {"kind": "demo", "config": {"steps": 10**7}}, format="json")
+    assert response.status_code == 400 and "steps" in response.json()["detail"], response.json()
+    response = api(researcher).post(f"/api/projects/{project.pk}/policies/",
+                                    {"kind": "demo", "config": {"n_layers": 2}}, format="json")
+    assert response.status_code == 400 and "n_layers" in response.json()["detail"]
+    assert not Policy.objects.exists()
