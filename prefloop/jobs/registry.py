@@ -53,10 +53,6 @@ def queue_of(kind: str, params: dict | None = None) -> str:
     return str((params or {}).get("queue") or JOB_QUEUES.get(kind) or DEFAULT_QUEUE)
 
 
-def kinds_on_queue(queue: str) -> list[str]:
-    return sorted(kind for kind in JOB_KINDS if JOB_QUEUES.get(kind, DEFAULT_QUEUE) == queue)
-
-
 def is_registered(kind: str) -> bool:
     return kind in JOB_KINDS
 
