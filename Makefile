@@ -23,14 +23,18 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# Two job workers: "default" (sampling, scoring, import, export) and "training" (reward model,
+# policy build and updates), so a short job never waits behind a training run (docs/jobs.md).
+demo: export PREFLOOP_JOB_QUEUES = default,training
 demo: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	$(PY) manage.py demo_loop
-	@set -m; $(PY) manage.py db_worker --no-reload > var/worker.log 2>&1 & WORKER=$$!; \
-	trap "kill $$WORKER 2>/dev/null" EXIT INT TERM; \
+	@set -m; $(PY) manage.py db_worker --no-reload --queue-name default > var/worker.log 2>&1 & WORKER=$$!; \
+	$(PY) manage.py db_worker --no-reload --queue-name training > var/worker-training.log 2>&1 & TRAINER=$$!; \
+	trap "kill $$WORKER $$TRAINER 2>/dev/null" EXIT INT TERM; \
 	echo; echo "prefloop is running at http://$(HOST):$(PORT)/  (API: http://$(HOST):$(PORT)/api/projects/, schema: /api/schema/, admin: /admin/)"; \
-	echo "job worker log: var/worker.log; stop with Ctrl-C"; echo; \
+	echo "job worker logs: var/worker.log (default queue), var/worker-training.log (training queue); stop with Ctrl-C"; echo; \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 # The suite runs twice: on the embedded SQLite default and on PostgreSQL.

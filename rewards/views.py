@@ -17,14 +17,33 @@ def _jobs(job_ids: list[int]) -> dict:
     return {job.pk: job for job in Job.objects.filter(pk__in=[i for i in job_ids if i])}
 
 
+def _rows(versions: list) -> list[dict]:
+    """One row per version with its job and what to say about it ("queued (2 ahead)", "training 81 %")."""
+    from prefloop.jobs.selectors import job_state_text, queue_positions
+
+    jobs = _jobs([v.job_id for v in versions])
+    positions = queue_positions(list(jobs.values()))
+    rows = []
+    for v in versions:
+        job = jobs.get(v.job_id)
+        state = job_state_text(job, positions.get(job.pk)) if job and not job.is_finished else ""
+        rows.append({"version": v, "charts": version_charts(v.curves), "job": job, "job_state": state,
+                     "held_out": selectors.held_out_summary(v)})
+    return rows
+
+
+def _live(versions: list) -> bool:
+    return any(v.status in (v.Status.QUEUED, v.Status.TRAINING) for v in versions)
+
+
 @login_required
 @require_GET
 def reward_models_page(request, project_id: int):
+    """The versions, their curves and a diff; while a version is queued or training the versions
+    table re-reads itself from here every 2 s (hx-select)."""
     project = researcher_project_or_404(request, project_id)
     versions = list(selectors.reward_models(project))
-    jobs = _jobs([v.job_id for v in versions])
-    rows = [{"version": v, "charts": version_charts(v.curves), "job": jobs.get(v.job_id),
-             "held_out": selectors.held_out_summary(v)} for v in versions]
+    rows = _rows(versions)
     by_number = {v.version: v for v in versions}
     diff = None
     a, b = request.GET.get("a"), request.GET.get("b")
@@ -35,7 +54,7 @@ def reward_models_page(request, project_id: int):
     return render(request, "rewards/reward_models.html", {
         "project": project, "rows": rows, "diff": diff, "settings": services.reward_settings(project),
         "ready": ready, "default_a": ready[1].version if len(ready) > 1 else None,
-        "default_b": ready[0].version if ready else None,
+        "default_b": ready[0].version if ready else None, "live": _live(versions),
     })
 
 

@@ -96,8 +96,7 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
 
 
 def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
-    """Queue the demo policy: a small GPT-2 built in code and SFT'd on the project's own answers.
-    The config is checked (fields and PREFLOOP_LIMITS) before the policy row or the job exist."""
+    """Queue the demo policy: a small causal LM built in code and SFT'd on the demo's answer texts."""
     from prefloop.jobs.services import enqueue_job
 
     check_demo_config(config or {})
@@ -139,6 +138,38 @@ def demo_corpus(project: Project, *, limit: int = 2000) -> list[tuple[str, str]]
     return list(rows)
 
 
+DEMO_EXTRA_SOURCES = {"lfqa": "PRD/lfqa/experts_pairwise_human_preferences.jsonl", "hh-rlhf": "hh-rlhf/harmless-base/test.jsonl.gz"}
+HH_HUMAN = "\n\nHuman:"
+
+
+def demo_extra_corpus(data_dir: Path, *, limit: int = 4000) -> dict[str, list[tuple[str, str]]]:
+    """More answer text for the demo policy from the data folder: both LFQA answers of every question
+    and the preferred (chosen) last Assistant turn of every HH dialogue, asked by its last Human turn.
+    A missing file gives no texts. At most `limit` texts per source."""
+    from annotate.services.importing.adapters import read_hh_rlhf, read_lfqa
+    from annotate.services.importing.readers import Problems
+
+    found: dict[str, list[tuple[str, str]]] = {}
+    for name, relative in DEMO_EXTRA_SOURCES.items():
+        path = Path(data_dir) / relative
+        if not path.is_file():
+            continue
+        batch = (read_lfqa if name == "lfqa" else read_hh_rlhf)(path, Problems())
+        texts = []
+        for comparison in batch.comparisons:
+            prompt = batch.prompts[comparison.prompt_key]
+            keys = comparison.completion_keys if name == "lfqa" else comparison.completion_keys[:1]
+            question = prompt.text if name == "lfqa" else _last_human_turn(prompt.text)
+            texts += [(question, prompt.completions[k].text) for k in keys if prompt.completions[k].text.strip()]
+        found[name] = list(dict.fromkeys(texts))[:limit]
+    return found
+
+
+def _last_human_turn(dialogue: str) -> str:
+    turn = dialogue.rsplit(HH_HUMAN, 1)[-1]
+    return turn.rsplit("\n\nAssistant:", 1)[0].strip()
+
+
 def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Progress | None = None,
                      log: Log | None = None, should_stop: ShouldStop | None = None) -> Policy:
     """Build the demo policy (in a job); ready only once its folder is completely written."""
@@ -156,7 +187,8 @@ def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Pro
         corpus = demo_corpus(policy.project)
         if not corpus:
             raise InvalidRoundParams("the project has no answers with text to train the demo policy on")
-        texts = [(p, a) for p, a in corpus]
+        sources = {"project": corpus, **demo_extra_corpus(settings.PREFLOOP_DATA_DIR)}
+        texts = [text for rows in sources.values() for text in rows]
         config = DemoPolicyConfig.from_dict(policy.config or {})
         folder = policy_dir(policy)
         if folder.exists():
@@ -167,7 +199,8 @@ def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Pro
                                    should_stop=should_stop)
         Policy.objects.filter(pk=policy.pk).update(
             status=Policy.Status.READY, artifact_path=str(result.path), config=config.as_dict(),
-            data={"texts": len(texts), "source": "external completions of the project"},
+            data={"texts": len(texts), "sources": {name: len(rows) for name, rows in sources.items()},
+                  "source": "external completions of the project, LFQA answers and HH chosen turns of the data folder"},
             metrics=json_safe(result.metrics), finished_at=timezone.now(),
         )
     except BaseException as exc:

@@ -21,6 +21,7 @@ def _round(request, project, round_id: int):
 
 def _context(project) -> dict:
     from prefloop.jobs.models import Job
+    from prefloop.jobs.selectors import job_state_text, queue_positions
 
     rounds = list(selectors.rounds(project))
     policies = list(selectors.policies(project))
@@ -29,11 +30,16 @@ def _context(project) -> dict:
     active = next((r for r in rounds if r.is_active), None)
     loop = selectors.loop_of(project)
     building = next((p for p in policies if p.status in ("queued", "training")), None)
+    active_job = jobs.get(active.job_id) if active and active.job_id else None
+    building_job = jobs.get(building.job_id) if building else None
+    positions = queue_positions([j for j in (active_job, building_job) if j])
     return {
         "project": project, "tab": "loop", "loop": loop, "rounds": rounds, "policies": policies, "jobs": jobs,
-        "active": active, "active_job": jobs.get(active.job_id) if active and active.job_id else None,
+        "active": active, "active_job": active_job,
+        "active_job_state": job_state_text(active_job, positions.get(active_job.pk)) if active_job else "",
         "active_progress": services.round_progress(active) if active else None,
-        "building": building, "building_job": jobs.get(building.job_id) if building else None,
+        "building": building, "building_job": building_job,
+        "building_job_state": job_state_text(building_job, positions.get(building_job.pk)) if building_job else "",
         "charts": loop_charts(list(reversed(rounds))),
         "methods": METHODS, "strategies": PAIR_STRATEGIES, "retrain_modes": REWARD_RETRAIN,
         "defaults": RoundParams.from_dict(loop.defaults if loop else {}),
@@ -53,7 +59,8 @@ def loop_page(request, project_id: int):
 def loop_status(request, project_id: int):
     """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
     project = researcher_project_or_404(request, project_id)
-    template = "training/_history.html" if request.GET.get("part") == "history" else "training/_status.html"
+    part = request.GET.get("part")
+    template = {"history": "training/_history.html", "start": "training/_start.html"}.get(part, "training/_status.html")
     return render(request, template, _context(project))
 
 

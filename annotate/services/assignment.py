@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotate.errors import NotFound
@@ -151,7 +152,14 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
                 .exclude(assignments__annotator=annotator)
                 .order_by("-priority", "id")
             )
-            comparison = candidates.select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
+            # Queue diversity (as the PostgreSQL pick): not a third comparison of one prompt in a row
+            # while another prompt has work; the fallback below takes any prompt.
+            comparison = (
+                _diverse(candidates, annotator=annotator, project=project)
+                .select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
+            )
+            if comparison is None:
+                comparison = candidates.select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
             if comparison is None:
                 # Every candidate may just be locked by concurrent leases: wait for the first
                 # rather than tell this annotator there is no work while slots are free.
@@ -165,6 +173,17 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
                 continue
             return AssignmentResult(_lease(comparison, annotator=annotator, project=project, until=now + lease), "assigned")
         return AssignmentResult(None, "complete")
+
+
+def _diverse(candidates, *, annotator: User, project: Project):
+    """`candidates` without the prompt of the annotator's last two assignments when both had it."""
+    recent = (
+        Assignment.objects.filter(annotator=annotator, project=project).order_by("-id").values("comparison__prompt_id")
+    )
+    last, before = (Coalesce(Subquery(recent[i : i + 1]), Value(-1)) for i in (0, 1))
+    return candidates.alias(last_prompt=last, before_prompt=before).exclude(
+        Q(prompt_id=F("last_prompt")) & Q(prompt_id=F("before_prompt"))
+    )
 
 
 # --- PostgreSQL: the same engine in three statements ----------------------------------------
@@ -189,7 +208,11 @@ _OPEN_LEASES_SQL = """
            CASE WHEN %(capped)s THEN
              (SELECT count(*) FROM annotate_assignment a
               WHERE a.annotator_id = %(user)s AND a.project_id = %(project)s AND a.state IN ('leased', 'done'))
-           END"""
+           END,
+           (SELECT CASE WHEN count(*) = 2 AND min(r.prompt_id) = max(r.prompt_id) THEN min(r.prompt_id) END
+            FROM (SELECT c.prompt_id FROM annotate_assignment a JOIN annotate_comparison c ON c.id = a.comparison_id
+                  WHERE a.annotator_id = %(user)s AND a.project_id = %(project)s
+                  ORDER BY a.id DESC LIMIT 2) r)"""
 # Pick, lock and take a slot, lease with shuffled sides, and read what the annotator will see.
 # The row lock is taken by the inner SELECT … FOR UPDATE, which re-checks its WHERE against the
 # newest committed version of a row it had to wait for (or skip); the UPDATE's own capacity
@@ -200,7 +223,7 @@ _PICK_SQL = """
         WHERE c.id = (
             SELECT f.id FROM annotate_comparison f
             WHERE f.project_id = %(project)s AND f.is_open AND NOT f.is_complete AND f.gold_label = ''
-              AND f.imported_votes + f.votes_done + f.leases_open < %(target)s
+              AND f.imported_votes + f.votes_done + f.leases_open < %(target)s {diversity}
               AND NOT EXISTS (SELECT 1 FROM annotate_assignment a WHERE a.comparison_id = f.id AND a.annotator_id = %(user)s)
             ORDER BY f.priority DESC, f.id
             LIMIT 1
@@ -221,8 +244,12 @@ _PICK_SQL = """
            (SELECT json_object_agg(co.id, co.text) FROM annotate_completion co
             JOIN annotate_comparisonitem i ON i.completion_id = co.id WHERE i.comparison_id = leased.comparison_id)::text
     FROM leased JOIN picked ON picked.id = leased.comparison_id JOIN annotate_prompt pr ON pr.id = picked.prompt_id"""
-_PICK_SKIP_LOCKED_SQL = _PICK_SQL.format(lock="SKIP LOCKED")
-_PICK_WAITING_SQL = _PICK_SQL.format(lock="")
+# Queue diversity: the skip-locked pick passes over the prompt of the annotator's last two
+# assignments when both had the same one (%(avoid)s, else NULL). It never waits, so the global
+# lock order of the waiting pick (which takes any prompt: "when other work is available") holds.
+_DIVERSITY = "AND (%(avoid)s::bigint IS NULL OR f.prompt_id <> %(avoid)s::bigint)"
+_PICK_SKIP_LOCKED_SQL = _PICK_SQL.format(lock="SKIP LOCKED", diversity=_DIVERSITY)
+_PICK_WAITING_SQL = _PICK_SQL.format(lock="", diversity="")
 
 
 def _json(value):
@@ -245,7 +272,7 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
         cap = member_cap if member_cap is not None else project.annotator_cap
 
         cursor.execute(_OPEN_LEASES_SQL, {"user": annotator.pk, "project": project.pk, "now": now, "capped": cap is not None})
-        open_ids, taken = cursor.fetchone()
+        open_ids, taken, avoid_prompt = cursor.fetchone()
         if open_ids:
             resumed = _resume_open_lease(open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now)
             if resumed is not None:
@@ -262,7 +289,7 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
 
         params = {
             "project": project.pk, "user": annotator.pk, "target": project.overlap_target, "now": now,
-            "until": now + lease, "keys": [_shuffler.random() for _ in range(32)],
+            "until": now + lease, "keys": [_shuffler.random() for _ in range(32)], "avoid": avoid_prompt,
         }
         # A skip-locked pick may lock rows that it then rejects (filled up since its snapshot)
         # and, having skipped others, would hold them out of order while the waiting pick below

@@ -42,7 +42,8 @@ class JobListApi(APIView):
                 jobs = jobs.filter(**{field: request.query_params[field]})
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+        context = {"positions": selectors.queue_positions(page)}
+        return paginator.get_paginated_response(JobSerializer(page, many=True, context=context).data)
 
 
 class JobDetailApi(APIView):

@@ -24,6 +24,12 @@ JOB_KINDS: dict[str, str] = {
     "selftest.sleep": "prefloop.jobs.selftest.sleep",
     "train_reward_model": "rewards.tasks.train_reward_model",
 }
+# The queue a kind runs on when the job's params name none. Long training runs get their own
+# queue so that short jobs (sampling, scoring, import, export) never wait behind one; a queue the
+# backend does not serve (TASKS QUEUES) falls back to "default" (services._dispatch_db).
+DEFAULT_QUEUE = "default"
+TRAINING_QUEUE = "training"
+JOB_QUEUES: dict[str, str] = {"train_reward_model": TRAINING_QUEUE}
 
 
 class UnknownJobKind(AnnotateError):
@@ -31,12 +37,20 @@ class UnknownJobKind(AnnotateError):
     http_status = 400
 
 
-def register_job_kind(kind: str, dotted_path: str) -> None:
-    """Register (or re-point) a job kind. Idempotent; nothing is imported until a job runs."""
+def register_job_kind(kind: str, dotted_path: str, *, queue: str | None = None) -> None:
+    """Register (or re-point) a job kind, optionally on its own queue. Idempotent; nothing is
+    imported until a job runs."""
     previous = JOB_KINDS.get(kind)
     if previous and previous != dotted_path:
         logger.info("job kind %r re-registered: %s -> %s", kind, previous, dotted_path)
     JOB_KINDS[kind] = dotted_path
+    if queue:
+        JOB_QUEUES[kind] = queue
+
+
+def queue_of(kind: str, params: dict | None = None) -> str:
+    """The queue a job of `kind` asks for: params["queue"], else its kind's, else "default"."""
+    return str((params or {}).get("queue") or JOB_QUEUES.get(kind) or DEFAULT_QUEUE)
 
 
 def is_registered(kind: str) -> bool:

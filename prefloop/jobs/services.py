@@ -23,7 +23,7 @@ from django.utils import timezone
 from prefloop.jobs.broadcast import broadcast_job
 from prefloop.jobs.context import JobCancelled, JobContext
 from prefloop.jobs.models import Job
-from prefloop.jobs.registry import UnknownJobKind, get_handler, is_registered
+from prefloop.jobs.registry import DEFAULT_QUEUE, UnknownJobKind, get_handler, is_registered, queue_of
 from prefloop.jobs.signals import job_finished
 
 logger = logging.getLogger(__name__)
@@ -46,24 +46,25 @@ def default_worker_name(prefix: str = "") -> str:
 def enqueue_job(*, kind: str, params: dict, project=None, user=None) -> Job:
     """Create a queued job and hand it to the configured backend once the transaction commits.
 
-    `params["queue"]` picks a queue ("gpu" for Celery GPU workers); the DB backend runs every
-    job on its configured queues and falls back to "default".
+    `params["queue"]` picks a queue ("gpu" for Celery GPU workers); without it the DB backend uses
+    the kind's queue (registry.JOB_QUEUES: training runs apart from short jobs) when TASKS QUEUES
+    serves it, else "default". Celery gets params["queue"] or "default", as its workers expect.
     """
     if not is_registered(kind):
         raise UnknownJobKind(f"Unknown job kind {kind!r}.")
     params = json.loads(json.dumps(params or {}, cls=DjangoJSONEncoder))  # stored exactly as a worker reads it
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     job = Job.objects.create(kind=kind, params=params, project=project, created_by=creator)
-    transaction.on_commit(partial(dispatch_job, job.pk, queue=str(params.get("queue") or "default")))
+    transaction.on_commit(partial(dispatch_job, job.pk, queue=str(params.get("queue") or DEFAULT_QUEUE), kind=kind))
     return job
 
 
-def dispatch_job(job_id: int, *, queue: str = "default") -> None:
+def dispatch_job(job_id: int, *, queue: str = DEFAULT_QUEUE, kind: str = "") -> None:
     """Send a queued job to the backend. A failure to send fails the job (never silently queued)."""
     backend = getattr(settings, "PREFLOOP_JOB_BACKEND", "db")
     try:
         if backend == "db":
-            _dispatch_db(job_id, queue)
+            _dispatch_db(job_id, queue if queue != DEFAULT_QUEUE else queue_of(kind))
         elif backend == "celery":
             _dispatch_celery(job_id, queue)
         elif backend == "immediate":
@@ -82,12 +83,27 @@ def dispatch_job(job_id: int, *, queue: str = "default") -> None:
 
 
 def _dispatch_db(job_id: int, queue: str) -> None:
-    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS
-
     from prefloop.jobs.tasks import run_job_task
 
-    queues = settings.TASKS[DEFAULT_TASK_BACKEND_ALIAS].get("QUEUES") or ["default"]
-    run_job_task.using(queue_name=queue if queue in queues else "default").enqueue(job_id)
+    queues = db_queues()
+    run_job_task.using(queue_name=queue if queue in queues else DEFAULT_QUEUE).enqueue(job_id)
+
+
+def db_queues() -> list[str]:
+    """The queues the DB backend serves (TASKS QUEUES; PREFLOOP_JOB_QUEUES sets them)."""
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS
+
+    return list(settings.TASKS[DEFAULT_TASK_BACKEND_ALIAS].get("QUEUES") or [DEFAULT_QUEUE])
+
+
+def job_queue(job: Job) -> str:
+    """The queue `job` runs on under the configured backend (what "n ahead" counts within)."""
+    wanted = str(job.params.get("queue") or "") if isinstance(job.params, dict) else ""
+    backend = getattr(settings, "PREFLOOP_JOB_BACKEND", "db")
+    if backend != "db":
+        return wanted or DEFAULT_QUEUE
+    queue = wanted or queue_of(job.kind)
+    return queue if queue in db_queues() else DEFAULT_QUEUE
 
 
 def _dispatch_celery(job_id: int, queue: str) -> None:

@@ -201,7 +201,13 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# Queues the DB backend serves. `make demo` sets "default,training" and starts one worker per queue,
+# so sampling and scoring never wait behind a training run (docs/jobs.md); with only "default"
+# every job runs there, whatever its kind asks for.
+PREFLOOP_JOB_QUEUES = [q.strip() for q in os.environ.get("PREFLOOP_JOB_QUEUES", "default").split(",") if q.strip()]
+if "default" not in PREFLOOP_JOB_QUEUES:
+    PREFLOOP_JOB_QUEUES.insert(0, "default")
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PREFLOOP_JOB_QUEUES}}
 
 # Background jobs (docs/jobs.md): "db" = the table above, run by `manage.py db_worker`;
 # "celery" = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); "immediate" = in-process.

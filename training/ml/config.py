@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from rewards.ml.config import LoraSettings
 
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
+DEMO_ARCHITECTURES = ("llama", "gpt2")
 
 
 class _Config:
@@ -66,29 +67,42 @@ class SamplerParams(_Config):
 
 @dataclass(frozen=True)
 class DemoPolicyConfig(_Config):
-    """A GPT-2 of this size on MiniLM's tokenizer, SFT'd on question/answer text (see policy.build_demo_policy)."""
+    """A small causal LM (Llama or GPT-2 shape) on MiniLM's tokenizer, SFT'd on question/answer text
+    (see policy.build_demo_policy). The defaults fit the demo corpus on 2 CPU cores in a few minutes."""
 
-    n_layer: int = 2
-    n_embd: int = 128
+    architecture: str = "llama"  # llama (RMSNorm, rotary, SwiGLU) | gpt2
+    n_layer: int = 4
+    n_embd: int = 192
     n_head: int = 4
-    max_length: int = 128  # tokens of prompt + answer in SFT; also the model's n_positions
-    steps: int = 500
+    max_length: int = 160  # tokens of prompt + answer in SFT; also the model's n_positions (at least 512)
+    steps: int = 700
     lr: float = 2e-3
     batch_size: int = 16
     seed: int = 0
-    warmup_steps: int = 20
-    max_sentences: int = 3  # answers are cut at sentence ends into 1..max_sentences-sentence examples
+    warmup_steps: int = 30
+    max_sentences: int = 4  # answers are cut at sentence ends into 1..max_sentences-sentence examples
     dropout: float = 0.0
     vocab_size: int | None = 8192  # corpus-trimmed MiniLM vocabulary (see policy.demo_tokenizer); None: all 30,522
+    eval_fraction: float = 0.05  # share of prompts whose answers are held out for the perplexity (seeded hash)
+
+    LIMITS = {"n_layer": 48, "n_embd": 4096, "n_head": 64, "max_length": 4096, "steps": 100_000, "batch_size": 1024,
+              "max_sentences": 64, "warmup_steps": 100_000}
 
     def __post_init__(self) -> None:
         _positive(self, "n_layer", "n_embd", "n_head", "steps", "lr", "batch_size", "max_sentences")
+        for name, high in self.LIMITS.items():
+            if getattr(self, name) > high:
+                raise ValueError(f"{name} must be at most {high} (got {getattr(self, name)!r})")
+        if self.architecture not in DEMO_ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {list(DEMO_ARCHITECTURES)} (got {self.architecture!r})")
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
         if self.max_length < 16:
             raise ValueError("max_length must be at least 16")
-        if self.vocab_size is not None and self.vocab_size < 256:
-            raise ValueError("vocab_size must be at least 256 (or None for the full vocabulary)")
+        if self.vocab_size is not None and not 256 <= self.vocab_size <= 30_522:
+            raise ValueError("vocab_size must be between 256 and 30522 (or None for the full vocabulary)")
+        if not 0.0 <= self.eval_fraction < 0.5:
+            raise ValueError(f"eval_fraction must be in [0, 0.5) (got {self.eval_fraction!r})")
 
 
 @dataclass(frozen=True)

