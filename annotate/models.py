@@ -201,6 +201,7 @@ class Assignment(models.Model):
         LEASED = "leased"
         DONE = "done"
         EXPIRED = "expired"  # the lease ran out and its slot went to someone else
+        SKIPPED = "skipped"  # the annotator passed; the slot went back to the pool (never offered to them again)
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="assignments")
@@ -288,3 +289,24 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"Vote {self.pk}: {self.choice} on {self.comparison_id}"
+
+
+class VoteEdit(models.Model):
+    """Audit trail of an edited vote: the values the vote had before one edit (the vote row itself
+    holds the newest values, so the vote is counted once however often it is edited)."""
+
+    vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="edits")
+    choice = models.CharField(max_length=8, choices=Vote.Choice.choices)
+    ranking = models.JSONField(null=True, blank=True)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    loser = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    voted_at = models.DateTimeField(help_text="When these values were recorded (the vote's or the previous edit's time).")
+    edited_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["vote_id", "edited_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Edit of vote {self.vote_id} at {self.edited_at}"

@@ -16,6 +16,7 @@ from annotate.models import Assignment, Comparison, Membership, Project, User, V
 from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
+SKIPPED_MESSAGE = "You skipped this comparison; it went back to the pool."
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def record_vote(
                 return replay
             if assignment.state == Assignment.State.DONE:
                 raise AlreadyVoted("This assignment already has a vote.")
+            if assignment.state == Assignment.State.SKIPPED:
+                raise AssignmentExpired(SKIPPED_MESSAGE)
             counter_update = {"votes_done": F("votes_done") + 1}
             if assignment.state == Assignment.State.LEASED:
                 counter_update["leases_open"] = F("leases_open") - 1
@@ -270,6 +273,8 @@ def _record_vote_pg(
                 rows = _validated_rows(project=project, shown_order=shown, votes=votes)
                 if state == Assignment.State.DONE:
                     raise AlreadyVoted("This assignment already has a vote.")
+                if state == Assignment.State.SKIPPED:
+                    raise AssignmentExpired(SKIPPED_MESSAGE)
                 if state != Assignment.State.LEASED and not gold_label:
                     # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                     if imported + done + leases >= project.overlap_target:

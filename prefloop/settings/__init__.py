@@ -209,6 +209,8 @@ PREFLOOP_DATA_DIR = Path(os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "
 PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
+# How long after voting an annotator may still change their last vote (seconds; 0: never).
+PREFLOOP_VOTE_EDIT_SECONDS = int(os.environ.get("PREFLOOP_VOTE_EDIT_SECONDS", "120"))
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
