@@ -46,7 +46,10 @@ def test_skips_racing_leases_and_votes_keep_the_overlap_target_and_the_lease_cou
     assert all(c.votes_done + c.leases_open <= 2 for c in Comparison.objects.all()), "never past the target"
     # An annotator told "complete" while another's lease was about to be skipped stopped early;
     # passes one after another, until nobody gets work, fill the slots those skips gave back.
-    while any(v or s for v, s in (drained := [work(i) for i in range(THREADS)])):
+    while True:
+        drained = [work(i) for i in range(THREADS)]
+        if not any(v or s for v, s in drained):
+            break
         results += drained
     assert sum(v for v, _ in results) == 8 * 2, "every slot a skip gave back was filled by someone else"
     assert set(Counter(Vote.objects.values_list("comparison_id", flat=True)).values()) == {2}
