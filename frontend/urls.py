@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/", views.project_list, name="projects"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/annotate/next/", views.annotate_next, name="annotate-next"),
+    path("projects/<int:project_id>/annotate/last/", views.annotate_last, name="annotate-last"),
     path("projects/<int:project_id>/dashboard/", views.dashboard, name="dashboard"),
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),
