@@ -217,7 +217,10 @@ function startAnnotator(config) {
     for (const button of $$(".strength-option", votebar)) button.disabled = true;
     if (rationale) rationale.value = "";
     $("#submit-vote").disabled = false;
-    $("#edit-last")?.setAttribute("aria-pressed", String(Boolean(state.item?.editing)));
+    const editing = Boolean(state.item?.editing);
+    $("#edit-last")?.setAttribute("aria-pressed", String(editing));
+    $("#skip").disabled = editing;
+    $(".submit-label", votebar).textContent = editing ? "Save change" : "Submit";
     if (state.item?.editing && !restore) prefill(JSON.parse(element.dataset.answers || "{}"));
     else if (restore) rows.forEach((row, i) => redraw(i));
     rows.forEach((_, i) => renderRanking(i));
@@ -379,6 +382,8 @@ function startAnnotator(config) {
       section.dataset.rank = place ? String(place) : "";
       const badge = $(".rank-badge", section);
       if (badge) badge.textContent = place ? `ranked ${place} of ${state.item.sides.length}` : "";
+      const tab = $(`.side-tab[data-side="${section.dataset.side}"]`, queue);
+      if (tab) tab.dataset.rank = place ? String(place) : "";
     }
   }
 
