@@ -250,6 +250,8 @@ class Vote(models.Model):
     choice = models.CharField(max_length=8, choices=Choice.choices)
     # K-way only: completion ids best first.
     ranking = models.JSONField(null=True, blank=True)
+    # K-way only, when the project allows ties: groups (2+ ids each) of `ranking` that are tied.
+    ranking_ties = models.JSONField(null=True, blank=True)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     # Completion ids in the order shown: shown_order[0] was side A. Position bias is measurable.
@@ -298,6 +300,7 @@ class VoteEdit(models.Model):
     vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="edits")
     choice = models.CharField(max_length=8, choices=Vote.Choice.choices)
     ranking = models.JSONField(null=True, blank=True)
+    ranking_ties = models.JSONField(null=True, blank=True)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")

@@ -88,6 +88,7 @@ def annotate(request, project_id: int):
         "editUrl": reverse("assignment-edit", args=[0]).replace("/0/", "/{id}/"),
         "lastUrl": reverse("annotate-last", args=[project.pk]),
         "editSeconds": settings.PREFLOOP_VOTE_EDIT_SECONDS,
+        "allowTies": project.allow_tie,  # ties within a K-way ranking too
     }
     return render(
         request,

@@ -20,7 +20,7 @@ from annotate.models import Assignment, Comparison, Project, User, Vote, VoteEdi
 from annotate.services.voting import VoteInput, VoteResult, _validated_rows, pause_if_failing_gold
 
 # The vote fields an edit may change; the rest (sides shown, time, key) describe the first submission.
-EDITABLE = ("choice", "ranking", "strength", "rationale", "winner_id", "loser_id")
+EDITABLE = ("choice", "ranking", "ranking_ties", "strength", "rationale", "winner_id", "loser_id")
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,22 @@ def vote_answers(assignment: Assignment) -> dict[str, dict]:
     return {
         v.aspect: {
             "choice": v.choice,
-            "ranking": [sides[c] for c in v.ranking] if v.ranking else None,
+            "ranking": _sides_ranking(v.ranking, v.ranking_ties, sides) if v.ranking else None,
             "strength": v.strength,
             "rationale": v.rationale,
         }
         for v in Vote.objects.filter(assignment=assignment)
     }
+
+
+def _sides_ranking(ranking: list[int], ties: list[list[int]] | None, sides: dict[int, str]) -> list:
+    """A stored ranking in the API's shape: sides best first, a tied group as a list."""
+    group_of = {c: tuple(g) for g in ties or () for c in g}
+    out: list = []
+    for completion in ranking:
+        group = group_of.get(completion)
+        if group is None:
+            out.append(sides[completion])
+        elif completion == group[0]:
+            out.append([sides[c] for c in group])
+    return out

@@ -175,3 +175,62 @@ def test_rest_skip_edit_and_last_vote(api):
     assert bad.status_code == 400 and bad.json()["field"] == "votes[overall].choice"
     assert Vote.objects.get(assignment_id=voted).choice == "both_bad"
     assert Comparison.objects.get(assignments__pk=voted).votes_done == 1
+
+
+# --- ties within a ranking ------------------------------------------------------------------------
+
+def test_a_ranking_with_a_tie_is_stored_flat_with_its_tie_group_and_exports_a_tie(tmp_path):
+    from annotate.export.rows import iter_preference_rows, iter_vote_rows
+    from annotate.leaderboard.data import project_pair_counts
+    from annotate.models import Completion
+
+    annotator = make_user()
+    project = make_project(annotators=[annotator], overlap_target=1)
+    make_comparisons(project, 1, models=("m1", "m2", "m3"))
+    lease = next_comparison(annotator=annotator, project=project).assignment
+    record_vote(annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(ranking=[["b", "c"], "a"])],
+                idempotency_key=uuid.uuid4().hex)
+    order = lease.shown_order
+    v = Vote.objects.get()
+    assert v.ranking == [order[1], order[2], order[0]] and v.ranking_ties == [[order[1], order[2]]]
+    assert (v.winner_id, v.loser_id) == (None, order[0]), "no single best when the top is tied"
+
+    texts = dict(Completion.objects.values_list("id", "text"))
+    labels = {frozenset((r["response_a"], r["response_b"])): r["label"] for r in iter_preference_rows(project)}
+    assert labels[frozenset((texts[order[1]], texts[order[2]]))] == "tie"
+    assert labels[frozenset((texts[order[1]], texts[order[0]]))] in ("a", "b")
+    assert list(iter_vote_rows(project))[0]["ranking_ties"] == [[order[1], order[2]]]
+    counts = project_pair_counts(project)
+    names = dict(Completion.objects.values_list("id", "model_name"))
+    tied = tuple(sorted((names[order[1]], names[order[2]])))
+    cells = {(counts.models[i], counts.models[j]): c.tolist() for (i, j), c in zip(counts.pairs, counts.counts)}
+    assert cells[tied][1] == 1 and sum(cells[tied]) == 1, "counted as one tie"
+
+
+def test_a_tie_in_a_ranking_is_refused_where_the_project_allows_no_ties():
+    annotator = make_user()
+    project = make_project(annotators=[annotator], allow_tie=False)
+    make_comparisons(project, 1, models=("m1", "m2", "m3"))
+    lease = next_comparison(annotator=annotator, project=project).assignment
+    with pytest.raises(InvalidVote, match="does not allow ties"):
+        record_vote(annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(ranking=["a", ["b", "c"]])],
+                    idempotency_key=uuid.uuid4().hex)
+    with pytest.raises(InvalidVote, match="must order all sides"):
+        record_vote(annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(ranking=["a", ["b", "b"]])],
+                    idempotency_key=uuid.uuid4().hex)
+
+
+def test_a_tied_ranking_can_be_edited_and_read_back_in_sides(api):
+    annotator = make_user()
+    project = make_project(annotators=[annotator])
+    make_comparisons(project, 1, models=("m1", "m2", "m3", "m4"))
+    client = api(annotator)
+    lease = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]["assignment_id"]
+    voted = client.post(f"/api/assignments/{lease}/vote/", {"ranking": ["d", ["a", "c"], "b"], "idempotency_key": "t1"}, format="json")
+    assert voted.status_code == 201, voted.content
+    assert client.get(f"/api/projects/{project.pk}/my-last-vote/").json()["answers"]["overall"]["ranking"] == ["d", ["a", "c"], "b"]
+    bad = client.post(f"/api/assignments/{lease}/vote/", {"ranking": ["d", [1], "b"], "idempotency_key": "t2"}, format="json")
+    assert bad.status_code == 400 and bad.json()["field"] == "ranking"
+    assert client.post(f"/api/assignments/{lease}/edit/", {"ranking": ["a", "b", "c", "d"]}, format="json").status_code == 200
+    v = Vote.objects.get()
+    assert v.ranking_ties is None and VoteEdit.objects.get().ranking_ties is not None

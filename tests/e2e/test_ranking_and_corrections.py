@@ -74,6 +74,38 @@ class RankingTests(BrowserTestCase):
         self.assertEqual((vote.winner_id, vote.loser_id), (vote.ranking[0], vote.ranking[-1]))
         self.assertEqual(page.locator("#votebar .choice:visible").count(), 4, "a pair next: the pairwise buttons are back")
 
+    def test_a_ranking_may_tie_responses_where_the_project_allows_ties(self):
+        annotator, project, page = self._start(DESKTOP, allow_tie=True, strength_scale=0)
+        add_kway(project, 4, key="k4t")
+        sign_in(page, self.live_server_url, annotator.username)
+        open_queue(page, project)
+        assignment_id = on_screen(page)
+        for key in ("c", "a", "=", "b"):  # c and a tied for first, then b; d places itself
+            page.keyboard.press(key)
+        self.assertEqual(page.locator("#votebar .ranked .rank-chip").all_inner_texts(), ["1. C", "1. A", "3. B", "4. D"])
+        self.assertEqual(page.locator(".response[data-side=a] .rank-badge").inner_text(), "ranked 1 of 4 (tie)")
+        page.screenshot(path=self.artifacts / "screenshots" / "ranking-tie-desktop.png")
+        page.keyboard.press("Enter")
+        wait_until_saved(page)
+        vote = Vote.objects.get(annotator=annotator)
+        c, a, b, d = by_sides(assignment_id, "cabd")
+        self.assertEqual((vote.ranking, vote.ranking_ties), ([c, a, b, d], [[c, a]]))
+        self.assertEqual((vote.winner_id, vote.loser_id), (None, d))
+
+    def test_no_tie_key_where_the_project_allows_no_ties(self):
+        annotator, project, page = self._start(DESKTOP, allow_tie=False)
+        add_kway(project, 3, key="k3n")
+        sign_in(page, self.live_server_url, annotator.username)
+        open_queue(page, project)
+        assignment_id = on_screen(page)
+        for key in ("b", "=", "a"):
+            page.keyboard.press(key)
+        self.assertEqual(page.locator("#votebar .ranked .rank-chip").all_inner_texts(), ["1. B", "2. A", "3. C"])
+        page.keyboard.press("Enter")
+        wait_until_saved(page)
+        vote = Vote.objects.get(annotator=annotator)
+        self.assertEqual((vote.ranking, vote.ranking_ties), (by_sides(assignment_id, "bac"), None))
+
     def test_a_three_way_comparison_is_ranked_by_drag_on_a_phone(self):
         annotator, project, page = self._start(NARROW)
         add_kway(project, 3, key="k3")

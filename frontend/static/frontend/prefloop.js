@@ -233,7 +233,7 @@ function startAnnotator(config) {
     rows.forEach((row, i) => {
       const given = answers[row.dataset.aspect];
       if (!given) return;
-      if (given.ranking) Object.assign(answer(row), { choice: "ranked", ranking: [...given.ranking] });
+      if (given.ranking) Object.assign(answer(row), { choice: "ranked", auto: null, ranking: given.ranking.map((g) => (typeof g === "string" ? [g] : [...g])) });
       else choose(i, given.choice, { advance: false });
       if (given.strength) setStrength(i, given.strength);
       if (rationale && given.rationale) rationale.value = given.rationale;
@@ -252,17 +252,26 @@ function startAnnotator(config) {
   }
 
   // --- K-way: a ranking, best first, built by letters, clicks or drag ---------------------------
-  function ranking(rowIndex) {
+  // A ranking is a list of groups of sides, best first: [["c"], ["a", "b"], ["d"]] ties a and b
+  // (only where the project allows ties). `auto` is the side that placed itself (the last one).
+  function groups(rowIndex) {
     return answer(rows[rowIndex]).ranking;
+  }
+
+  function placedSides(rowIndex) {
+    return groups(rowIndex).flat();
   }
 
   function setRanking(rowIndex, order) {
     const given = answer(rows[rowIndex]);
     const sides = state.item.sides;
+    order = order.filter((group) => group.length);
+    const left = sides.filter((s) => !order.flat().includes(s));
     // The last response places itself: K-1 letters rank K responses.
-    if (order.length === sides.length - 1) order = [...order, ...sides.filter((s) => !order.includes(s))];
+    given.auto = left.length === 1 ? left[0] : null;
+    if (given.auto) order = [...order, [given.auto]];
     given.ranking = order;
-    given.choice = order.length === sides.length ? "ranked" : null;
+    given.choice = left.length <= 1 ? "ranked" : null;
     if (!given.choice) given.strength = null;
     for (const b of $$(".strength-option", rows[rowIndex])) {
       b.disabled = !given.choice;
@@ -276,41 +285,73 @@ function startAnnotator(config) {
     }
   }
 
+  function withoutSide(order, side) {
+    return order.map((group) => group.filter((s) => s !== side)).filter((group) => group.length);
+  }
+
   function place(rowIndex, side) {
     if (!state.item || state.item.submitted || !state.item.sides.includes(side)) return false;
-    const order = ranking(rowIndex);
-    if (order.includes(side)) return false;
-    setRanking(rowIndex, [...order, side]);
+    if (placedSides(rowIndex).includes(side)) return false;
+    setRanking(rowIndex, [...groups(rowIndex), [side]]);
     return true;
+  }
+
+  function tieWithPrevious(rowIndex) {
+    // "=": the last placed response ties with the one placed before it.
+    if (!state.item || state.item.submitted || !config.allowTies) return;
+    const order = groups(rowIndex).map((group) => [...group]);
+    if (order.length < 2) return;
+    const last = order.pop();
+    order[order.length - 1].push(...last);
+    const given = answer(rows[rowIndex]);
+    const auto = given.auto;
+    setRanking(rowIndex, order);
+    given.auto = auto; // still the one that placed itself, now tied
   }
 
   function unplaceLast(rowIndex) {
     if (!state.item || state.item.submitted) return;
-    const order = ranking(rowIndex);
-    // A complete ranking's last response placed itself: Backspace takes back the last pressed one.
-    const keep = order.length === state.item.sides.length ? order.length - 2 : order.length - 1;
-    setRanking(rowIndex, order.slice(0, Math.max(0, keep)));
+    const given = answer(rows[rowIndex]);
+    // A complete ranking's last response placed itself: Backspace takes back the last pressed one too.
+    let order = given.auto ? withoutSide(groups(rowIndex), given.auto) : groups(rowIndex);
+    const last = order.flat().at(-1);
+    if (last) order = withoutSide(order, last);
+    setRanking(rowIndex, order);
   }
 
   function move(rowIndex, side, before) {
-    // Drag and drop: `side` goes before `before` (a ranked side), to the end (null), or out ("pool").
+    // Drag and drop: `side` goes (on its own) before the group of `before`, to the end (null), or out ("pool").
     if (!state.item || state.item.submitted) return;
-    let order = ranking(rowIndex).filter((s) => s !== side);
-    if (before !== "pool") {
-      const at = before ? order.indexOf(before) : -1;
-      order = at >= 0 ? [...order.slice(0, at), side, ...order.slice(at)] : [...order, side];
+    let order = withoutSide(groups(rowIndex), side);
+    const auto = answer(rows[rowIndex]).auto;
+    if (before === "pool") {
+      // Back to the pool: the response that had placed itself goes back too, else it would return at once.
+      if (auto && auto !== side) order = withoutSide(order, auto);
+    } else {
+      const at = before ? order.findIndex((group) => group.includes(before)) : -1;
+      order = at >= 0 ? [...order.slice(0, at), [side], ...order.slice(at)] : [...order, [side]];
     }
     setRanking(rowIndex, order);
   }
 
-  function chip(side, rank) {
+  function rankOf(order, side) {
+    // Competition ranking: tied responses share a place, the next one counts them (1, 1, 3).
+    let seen = 0;
+    for (const group of order) {
+      if (group.includes(side)) return { rank: seen + 1, tied: group.length > 1 };
+      seen += group.length;
+    }
+    return { rank: 0, tied: false };
+  }
+
+  function chip(side, rank, tied = false) {
     const element = document.createElement("button");
     element.type = "button";
-    element.className = "rank-chip";
+    element.className = tied ? "rank-chip tied" : "rank-chip";
     element.draggable = true;
     element.dataset.side = side;
     element.textContent = rank ? `${rank}. ${side.toUpperCase()}` : side.toUpperCase();
-    element.setAttribute("aria-label", rank ? `Rank ${rank}: response ${side.toUpperCase()} (click to take back)` : `Rank response ${side.toUpperCase()} next`);
+    element.setAttribute("aria-label", rank ? `Rank ${rank}${tied ? " (tie)" : ""}: response ${side.toUpperCase()} (click to take back)` : `Rank response ${side.toUpperCase()} next`);
     return element;
   }
 
@@ -319,16 +360,19 @@ function startAnnotator(config) {
     const box = $(".ranking", row);
     if (!box) return;
     const sides = state.item?.sides ?? [];
-    const order = sides.length > 2 ? ranking(rowIndex) : [];
-    $(".ranked", box).replaceChildren(...order.map((side, i) => {
+    const order = sides.length > 2 ? groups(rowIndex) : [];
+    $(".ranked", box).replaceChildren(...order.map((group) => {
       const item = document.createElement("li");
-      item.append(chip(side, i + 1));
+      item.className = group.length > 1 ? "rank-group tied" : "rank-group";
+      group.forEach((side, i) => {
+        if (i) item.append(Object.assign(document.createElement("span"), { className: "tie-sign", textContent: "=" }));
+        item.append(chip(side, rankOf(order, side).rank, group.length > 1));
+      });
       return item;
     }));
-    $(".pool", box).replaceChildren(...sides.filter((s) => !order.includes(s)).map((side) => chip(side, 0)));
-    box.dataset.complete = String(order.length === sides.length && sides.length > 0);
+    $(".pool", box).replaceChildren(...sides.filter((s) => !order.flat().includes(s)).map((side) => chip(side, 0)));
+    box.dataset.complete = String(order.flat().length === sides.length && sides.length > 0);
   }
-
 
   function setActive(index) {
     state.active = Math.max(0, Math.min(rows.length - 1, index));
@@ -337,8 +381,8 @@ function startAnnotator(config) {
 
   function answer(row) {
     const aspect = row.dataset.aspect;
-    if (!state.item) return { choice: null, strength: null, ranking: [] };
-    if (!state.item.answers.has(aspect)) state.item.answers.set(aspect, { choice: null, strength: null, ranking: [] });
+    if (!state.item) return { choice: null, strength: null, ranking: [], auto: null };
+    if (!state.item.answers.has(aspect)) state.item.answers.set(aspect, { choice: null, strength: null, ranking: [], auto: null });
     return state.item.answers.get(aspect);
   }
 
@@ -377,11 +421,11 @@ function startAnnotator(config) {
     if (!state.item) return;
     const given = answer(rows[rows.length === 1 ? 0 : state.active]);
     for (const section of $$(".response", queue)) {
-      const place = (given.ranking ?? []).indexOf(section.dataset.side) + 1;
+      const { rank: place, tied } = rankOf(given.ranking ?? [], section.dataset.side);
       section.classList.toggle("picked", rows.length === 1 && (section.dataset.side === given.choice || place === 1));
       section.dataset.rank = place ? String(place) : "";
       const badge = $(".rank-badge", section);
-      if (badge) badge.textContent = place ? `ranked ${place} of ${state.item.sides.length}` : "";
+      if (badge) badge.textContent = place ? `ranked ${place} of ${state.item.sides.length}${tied ? " (tie)" : ""}` : "";
       const tab = $(`.side-tab[data-side="${section.dataset.side}"]`, queue);
       if (tab) tab.dataset.rank = place ? String(place) : "";
     }
@@ -432,7 +476,8 @@ function startAnnotator(config) {
     const votes = rows.map((row) => {
       const given = answer(row);
       const vote = { aspect: row.dataset.aspect, strength: given.strength, rationale: reason };
-      return given.choice === "ranked" ? { ...vote, ranking: given.ranking } : { ...vote, choice: given.choice };
+      const ranking = given.ranking.map((group) => (group.length === 1 ? group[0] : group));
+      return given.choice === "ranked" ? { ...vote, ranking } : { ...vote, choice: given.choice };
     });
     if (item.editing) {
       saveEdit(item, votes);
@@ -635,6 +680,11 @@ function startAnnotator(config) {
     const rankMode = votebar.dataset.mode === "rank";
     if (rankMode && event.key.length === 1 && SIDES.includes(event.key.toLowerCase()) && place(state.active, event.key.toLowerCase())) {
       event.preventDefault();
+      return;
+    }
+    if (rankMode && event.key === "=") {
+      event.preventDefault();
+      tieWithPrevious(state.active);
       return;
     }
     if (rankMode && event.key === "Backspace") {
