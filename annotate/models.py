@@ -313,3 +313,32 @@ class VoteEdit(models.Model):
 
     def __str__(self) -> str:
         return f"Edit of vote {self.vote_id} at {self.edited_at}"
+
+
+class DataImport(models.Model):
+    """One confirmed import from the web UI: its counts, and the rows it created (so it can be undone
+    while none of its comparisons has a human vote; after that it can only be archived)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        UNDONE = "undone"  # its rows were removed
+        ARCHIVED = "archived"  # its comparisons are closed (hidden from queues), kept for provenance
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="data_imports")
+    source = models.CharField(max_length=200)
+    format = models.CharField(max_length=32)
+    options = models.JSONField(default=dict, blank=True)  # pairing, round, priority
+    created = models.JSONField(default=dict)  # counts by kind
+    existing = models.JSONField(default=dict)  # rows the file held that were already there
+    skipped = models.JSONField(default=list, blank=True)
+    created_ids = models.JSONField(default=dict)  # ids by kind: prompts, completions, comparisons, votes
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} of {self.source} ({self.state})"

@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from frontend import manage_views, views
+from frontend import import_views, manage_views, views
 from prefloop.accounts.views import LoginView
 
 urlpatterns = [
@@ -20,6 +20,10 @@ urlpatterns = [
     path("projects/<int:project_id>/members/", manage_views.project_members, name="project-members"),
     path("projects/<int:project_id>/members/add/", manage_views.member_add, name="project-member-add"),
     path("projects/<int:project_id>/members/<int:user_id>/", manage_views.member_update, name="project-member-update"),
+    path("projects/<int:project_id>/imports/", import_views.project_imports, name="project-imports"),
+    path("projects/<int:project_id>/imports/preview/", import_views.import_preview, name="project-import-preview"),
+    path("projects/<int:project_id>/imports/confirm/", import_views.import_confirm, name="project-import-confirm"),
+    path("projects/<int:project_id>/imports/<int:import_id>/", import_views.import_change, name="project-import-change"),
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),
 ]
