@@ -55,3 +55,69 @@ class ProjectPagesTests(BrowserTestCase):
             phone.screenshot(path=self.artifacts / "screenshots" / f"project-{name}-narrow.png", full_page=True)
         page.goto(f"{self.live_server_url}/projects/{project.pk}/settings/")
         page.screenshot(path=self.artifacts / "screenshots" / "project-settings-desktop.png", full_page=True)
+
+
+PAIRS = [
+    {"prompt": "What is the capital of **France**?", "response_a": "Paris.", "response_b": "Lyon.", "model_a": "m1", "model_b": "m2", "winner": "a"},
+    {"prompt": "What is 7 × 6?", "response_a": "42", "response_b": "36", "model_a": "m1", "model_b": "m2"},
+    {"prompt": "Name a prime above 10.", "response_a": "11", "response_b": "12", "model_a": "m1", "model_b": "m2", "winner": "a"},
+]
+
+
+def _jsonl(rows, *, bad_line=None) -> bytes:
+    import json
+
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    if bad_line:
+        lines.insert(bad_line - 1, '{"prompt": "cut off", "response_a": ')
+    return ("\n".join(lines) + "\n").encode()
+
+
+class ImportPageTests(BrowserTestCase):
+    def test_a_bad_upload_writes_nothing_then_a_fixed_one_is_previewed_confirmed_and_undone(self):
+        from annotate.models import Comparison, DataImport, Prompt, Vote
+        from tests.factories import make_project
+
+        researcher = make_user("res-import", role=User.Role.RESEARCHER)
+        project = make_project(researchers=[researcher], name="Imports")
+        page = self.new_page(DESKTOP)
+        sign_in(page, self.live_server_url, researcher.username)
+        page.goto(f"{self.live_server_url}/projects/{project.pk}/imports/")
+
+        page.set_input_files("#i-file", files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS, bad_line=2)}])
+        page.get_by_role("button", name="Check and preview").click()
+        problems = page.locator(".problem-list li").all_inner_texts()
+        self.assertTrue(problems and all("pairs.jsonl:2" in p for p in problems), problems)
+        self.assertEqual(Prompt.objects.count(), 0, "nothing written")
+        page.screenshot(path=self.artifacts / "screenshots" / "import-error-desktop.png", full_page=True)
+
+        page.set_input_files("#i-file", files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}])
+        page.get_by_role("button", name="Check and preview").click()
+        self.assertEqual(page.locator('[data-count="comparisons"]').inner_text(), "3")
+        self.assertEqual(page.locator('[data-count="votes"]').inner_text(), "2")
+        self.assertEqual(page.locator(".preview-prompt strong").first.inner_text(), "France", "first rows rendered as Markdown")
+        self.assertEqual(Prompt.objects.count(), 0, "the preview writes nothing")
+        page.screenshot(path=self.artifacts / "screenshots" / "import-preview-desktop.png", full_page=True)
+        narrow = self.new_page(NARROW)
+        sign_in(narrow, self.live_server_url, researcher.username)
+        narrow.goto(f"{self.live_server_url}/projects/{project.pk}/imports/")
+        narrow.set_input_files("#i-file", files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}])
+        narrow.get_by_role("button", name="Check and preview").click()
+        narrow.wait_for_selector(".import-preview")
+        self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+        narrow.screenshot(path=self.artifacts / "screenshots" / "import-preview-narrow.png", full_page=True)
+        narrow.get_by_role("button", name="Discard").click()
+        narrow.wait_for_selector("text=nothing was written")
+
+        page.get_by_role("button", name="Confirm import").click()
+        page.wait_for_selector(".imports-table [data-import]")
+        self.assertEqual((Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (3, 3, 2))
+        record = DataImport.objects.get()
+        self.assertEqual(page.locator(f'[data-import="{record.pk}"] td.num').all_inner_texts(), ["3", "3", "2"])
+        page.locator(f'[data-import="{record.pk}"]').get_by_role("button", name="Undo").click()
+        page.wait_for_selector(f'[data-import="{record.pk}"]:has-text("undone")')
+        self.assertEqual((Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (0, 0, 0))
+        page.screenshot(path=self.artifacts / "screenshots" / "imports-desktop.png", full_page=True)
+        narrow.goto(f"{self.live_server_url}/projects/{project.pk}/imports/")
+        self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+        narrow.screenshot(path=self.artifacts / "screenshots" / "imports-narrow.png", full_page=True)
