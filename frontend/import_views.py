@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.errors import ImportDataError, InvalidVote
+from annotate.errors import ImportDataError, InvalidVote, NotFound
 from annotate.models import DataImport, Membership
 from annotate.pairing import PAIRING_STRATEGIES
 from annotate.selectors import project_for_user
@@ -98,15 +98,15 @@ def import_confirm(request, project_id: int):
     if request.POST.get("cancel"):
         discard_upload(token)
         messages.success(request, "Upload discarded; nothing was written.")
-        return redirect("project-imports", project.pk)
+        return redirect("project-imports-page", project.pk)
     try:
         record = confirm_import(project=project, token=token, options=_options(request.POST), user=request.user)
-    except (ImportDataError, InvalidVote) as exc:
+    except (ImportDataError, InvalidVote, NotFound) as exc:  # NotFound: the upload is gone (confirmed, discarded, old)
         return _page(request, project, form_error=str(exc), status=400)
     created = record.created
     messages.success(request, f"Imported {record.source}: {created.get('prompts', 0)} prompts, "
                               f"{created.get('comparisons', 0)} comparisons, {created.get('votes', 0)} votes.")
-    return redirect("project-imports", project.pk)
+    return redirect("project-imports-page", project.pk)
 
 
 @login_required
@@ -126,4 +126,4 @@ def import_change(request, project_id: int, import_id: int):
             messages.success(request, f"Import of {record.source} archived: its comparisons are no longer handed out.")
     except InvalidVote as exc:
         return _page(request, project, form_error=str(exc), status=409)
-    return redirect("project-imports", project.pk)
+    return redirect("project-imports-page", project.pk)

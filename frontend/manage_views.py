@@ -14,6 +14,7 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotate.errors import NotFound
 from annotate.models import Membership, Project, User
 from annotate.selectors import project_for_user
 from annotate.serializers import ProjectSerializer
@@ -75,7 +76,7 @@ def project_new(request):
         return _settings_page(request, project=None, values=request.POST, errors=_form_errors(data.errors), status=400)
     project = project_create(created_by=request.user, **data.validated_data)
     messages.success(request, f"Project “{project.name}” created. Add members, then import data.")
-    return redirect("project-members", project.pk)
+    return redirect("project-members-page", project.pk)
 
 
 @login_required
@@ -142,7 +143,7 @@ def member_add(request, project_id: int):
         return _members_page(request, project, errors={exc.field: str(exc).split(": ", 1)[1]}, status=400)
     membership_set(project=project, user=user, role=role, cap=cap)
     messages.success(request, f"{user.username} added as {role}.")
-    return redirect("project-members", project.pk)
+    return redirect("project-members-page", project.pk)
 
 
 def _invite(request, project: Project, *, username: str, role: str, cap: int | None):
@@ -167,12 +168,12 @@ def member_update(request, project_id: int, user_id: int):
     project = project_for_user(request.user, project_id, role=RESEARCHER)
     membership = Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
     if membership is None:
-        return redirect("project-members", project.pk)
+        raise NotFound("No such member.")
     action = request.POST.get("action")
     if action == "remove":
         membership_remove(project=project, user=membership.user)
         messages.success(request, f"{membership.user.username} removed from the project (their votes stay).")
-        return redirect("project-members", project.pk)
+        return redirect("project-members-page", project.pk)
     try:
         cap = _cap(request.POST.get("cap", ""), f"cap-{user_id}") if action == "cap" else membership.cap
     except InviteError as exc:
@@ -180,4 +181,4 @@ def member_update(request, project_id: int, user_id: int):
     paused = {"pause": True, "resume": False}.get(action)
     membership_set(project=project, user=membership.user, role=membership.role, cap=cap, paused=paused)
     messages.success(request, f"{membership.user.username}: " + {"pause": "paused", "resume": "resumed"}.get(action, "cap saved"))
-    return redirect("project-members", project.pk)
+    return redirect("project-members-page", project.pk)
