@@ -66,7 +66,8 @@ def test_preview_counts_what_confirm_writes_and_writes_nothing_itself(client, re
     assert record.created == shown.report.created
     assert (Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()) == (3, 3, 2)
     again = client.post(f"/projects/{researcher_project.pk}/imports/confirm/", {"token": shown.token, "pairing": "all"})
-    assert again.status_code == 404, "a staged upload is confirmed once"
+    assert again.status_code == 400 and "upload is gone" in again.context["form_error"], "a staged upload is confirmed once"
+    assert DataImport.objects.count() == 1
 
 
 def test_undo_removes_exactly_the_rows_of_the_import(client, researcher_project):
