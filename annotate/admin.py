@@ -76,3 +76,18 @@ class VoteAdmin(admin.ModelAdmin):
     list_filter = ["source", "choice", "aspect"]
     raw_id_fields = ["comparison", "assignment", "annotator", "winner", "loser"]
     search_fields = ["external_annotator", "rationale"]
+
+
+@admin.register(models.VoteEdit)
+class VoteEditAdmin(admin.ModelAdmin):
+    """The audit trail of edited votes: the values each edit replaced."""
+
+    list_display = ["id", "vote", "choice", "strength", "voted_at", "edited_at"]
+    raw_id_fields = ["vote", "winner", "loser"]
+
+
+@admin.register(models.DataImport)
+class DataImportAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "source", "format", "state", "created_by", "created_at"]
+    list_filter = ["state", "project"]
+    raw_id_fields = ["project", "created_by"]

@@ -304,8 +304,8 @@ def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
     rationale = data.get("rationale") or ""
     if choice is not None and not isinstance(choice, str):
         raise InvalidVote(field("choice"), "must be a string")
-    if ranking is not None and not (isinstance(ranking, list) and all(isinstance(r, str) and len(r) == 1 for r in ranking)):
-        raise InvalidVote(field("ranking"), "a list of sides, best first")
+    if ranking is not None and not (isinstance(ranking, list) and len(ranking) <= 26 and all(_is_side_or_group(r) for r in ranking)):
+        raise InvalidVote(field("ranking"), "a list of sides, best first (a list of sides inside is a tie)")
     if strength is not None and not _is_int(strength):
         raise InvalidVote(field("strength"), "must be an integer")
     if not isinstance(rationale, str) or len(rationale) > 20_000:
@@ -314,6 +314,12 @@ def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
         aspect=aspect if aspect_required else None, choice=choice, ranking=ranking,
         strength=None if strength is None else int(strength), rationale=rationale,
     )
+
+
+def _is_side_or_group(item) -> bool:
+    def side(x) -> bool:
+        return isinstance(x, str) and len(x) == 1
+    return side(item) or isinstance(item, list) and 0 < len(item) <= 26 and all(side(x) for x in item)
 
 
 _datetime_field = s.VoteOutputSerializer().fields["created_at"]

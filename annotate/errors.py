@@ -80,3 +80,10 @@ class ImportDataError(AnnotateError):
         file, line, field, message = problem
         where = file + (f":{line}" if line is not None else "")
         return f"{where}: " + (f"field '{field}': " if field else "") + message
+
+
+class EditRefused(AnnotateError):
+    """A vote edit outside its window, or of a vote that is not the annotator's last one."""
+
+    code = "edit_refused"
+    http_status = 409

@@ -214,6 +214,7 @@ class Assignment(models.Model):
         LEASED = "leased"
         DONE = "done"
         EXPIRED = "expired"  # the lease ran out and its slot went to someone else
+        SKIPPED = "skipped"  # the annotator passed; the slot went back to the pool (never offered to them again)
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="assignments")
@@ -262,6 +263,8 @@ class Vote(models.Model):
     choice = models.CharField(max_length=8, choices=Choice.choices)
     # K-way only: completion ids best first.
     ranking = models.JSONField(null=True, blank=True)
+    # K-way only, when the project allows ties: groups (2+ ids each) of `ranking` that are tied.
+    ranking_ties = models.JSONField(null=True, blank=True)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     # Completion ids in the order shown: shown_order[0] was side A. Position bias is measurable.
@@ -304,3 +307,54 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"Vote {self.pk}: {self.choice} on {self.comparison_id}"
+
+
+class VoteEdit(models.Model):
+    """Audit trail of an edited vote: the values the vote had before one edit (the vote row itself
+    holds the newest values, so the vote is counted once however often it is edited)."""
+
+    vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="edits")
+    choice = models.CharField(max_length=8, choices=Vote.Choice.choices)
+    ranking = models.JSONField(null=True, blank=True)
+    ranking_ties = models.JSONField(null=True, blank=True)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    loser = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    voted_at = models.DateTimeField(help_text="When these values were recorded (the vote's or the previous edit's time).")
+    edited_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["vote_id", "edited_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Edit of vote {self.vote_id} at {self.edited_at}"
+
+
+class DataImport(models.Model):
+    """One confirmed import from the web UI: its counts, and the rows it created (so it can be undone
+    while none of its comparisons has a human vote; after that it can only be archived)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        UNDONE = "undone"  # its rows were removed
+        ARCHIVED = "archived"  # its comparisons are closed (hidden from queues), kept for provenance
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="data_imports")
+    source = models.CharField(max_length=200)
+    format = models.CharField(max_length=32)
+    options = models.JSONField(default=dict, blank=True)  # pairing, round, priority
+    created = models.JSONField(default=dict)  # counts by kind
+    existing = models.JSONField(default=dict)  # rows the file held that were already there
+    skipped = models.JSONField(default=list, blank=True)
+    created_ids = models.JSONField(default=dict)  # ids by kind: prompts, completions, comparisons, votes
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} of {self.source} ({self.state})"

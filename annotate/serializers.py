@@ -138,7 +138,7 @@ class ResearcherVoteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vote
         fields = [
-            "id", "comparison_id", "annotator", "source", "aspect", "choice", "ranking", "strength", "rationale",
+            "id", "comparison_id", "annotator", "source", "aspect", "choice", "ranking", "ranking_ties", "strength", "rationale",
             "shown_order", "winner_id", "loser_id", "winner_model", "loser_model", "time_spent_ms", "created_at",
         ]
 

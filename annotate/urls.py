@@ -1,6 +1,6 @@
 """URLs of the machine API (mounted at /api/)."""
 from django.urls import path
-from annotate import api, api_leaderboard
+from annotate import api, api_corrections, api_leaderboard
 from prefloop.accounts.api import obtain_auth_token  # DRF's, behind the login lockout
 
 urlpatterns = [
@@ -18,5 +18,9 @@ urlpatterns = [
     path("projects/<int:project_id>/quality/", api.ProjectQualityApi.as_view(), name="project-quality"),
     path("comparisons/<int:comparison_id>/gold/", api.ComparisonGoldApi.as_view(), name="comparison-gold"),
     path("assignments/<int:assignment_id>/vote/", api.AssignmentVoteApi.as_view(), name="assignment-vote"),
+    # An annotator's corrections (annotate/api_corrections.py)
+    path("assignments/<int:assignment_id>/skip/", api_corrections.AssignmentSkipApi.as_view(), name="assignment-skip"),
+    path("assignments/<int:assignment_id>/edit/", api_corrections.AssignmentEditVoteApi.as_view(), name="assignment-edit"),
+    path("projects/<int:project_id>/my-last-vote/", api_corrections.MyLastVoteApi.as_view(), name="my-last-vote"),
     path("projects/<int:project_id>/leaderboard/", api_leaderboard.ProjectLeaderboardApi.as_view(), name="project-leaderboard"),
 ]

@@ -5,7 +5,10 @@ and `live.py`. Votes go to the REST API (`/api/assignments/<id>/vote/`) from the
 """
 from __future__ import annotations
 
+import json
 from functools import wraps
+
+from django.conf import settings
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -18,6 +21,7 @@ from annotate.errors import NotFound
 from annotate.models import Membership
 from annotate.selectors import annotator_progress, assignment_payload, project_for_user
 from annotate.services.assignment import next_comparison
+from annotate.services.corrections import edit_window_open, last_voted_assignment, vote_answers
 from frontend.live import dashboard_context
 from frontend.rendering import comparison_context, render_markdown
 from frontend.selectors import annotator_project, project_entries
@@ -80,6 +84,11 @@ def annotate(request, project_id: int):
         "strengthScale": project.strength_scale,
         "rationale": project.rationale,
         "progress": annotator_progress(request.user, project).as_dict(),
+        "skipUrl": reverse("assignment-skip", args=[0]).replace("/0/", "/{id}/"),
+        "editUrl": reverse("assignment-edit", args=[0]).replace("/0/", "/{id}/"),
+        "lastUrl": reverse("annotate-last", args=[project.pk]),
+        "editSeconds": settings.PREFLOOP_VOTE_EDIT_SECONDS,
+        "allowTies": project.allow_tie,  # ties within a K-way ranking too
     }
     return render(
         request,
@@ -107,6 +116,25 @@ def annotate_next(request, project_id: int):
     except ValueError:
         exclude = []
     return render(request, "frontend/_queue_item.html", _queue_context(request, project, exclude=exclude))
+
+
+@login_required
+@require_GET
+@not_found_as_404
+def annotate_last(request, project_id: int):
+    """The annotator's last voted comparison with their answers, to change it (while the edit window is open)."""
+    project = annotator_project(request.user, project_id)
+    assignment = last_voted_assignment(annotator=request.user, project=project)
+    if assignment is None or not edit_window_open(assignment):
+        message = (f"Only your last vote can be changed, for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting."
+                   if assignment else "You have not voted in this project yet.")
+        return render(request, "frontend/_queue_item.html", {"comparison": None, "empty_reason": "no_edit", "empty_message": message})
+    context = {
+        "comparison": comparison_context(assignment_payload(assignment)),
+        "editing": True,
+        "answers_json": json.dumps(vote_answers(assignment)),
+    }
+    return render(request, "frontend/_queue_item.html", context)
 
 
 @login_required

@@ -9,6 +9,9 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed")
+CHAR_W = 7  # px per character of a title or legend label, estimated
+LEGEND_GAP = 12  # swatch and space before each legend label
+TITLE_GAP = 16  # least room between the title's end and the legend
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
     clean = [_clean(s, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(series)]
     clean = [s for s in clean if s.points]
     left, right, top, bottom = 46, 12, 26, 30
+    # Text widths estimated at ~7 px a character (the 11-12 px labels): a legend that would run
+    # into the title goes on a line of its own below it, and the plot starts lower.
+    legend_w = sum(LEGEND_GAP + CHAR_W * len(s.label) for s in clean)
+    legend_y = 16
+    if left + CHAR_W * len(title) + TITLE_GAP > width - right - legend_w:
+        legend_y, top = 34, top + 18
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -78,9 +87,9 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
     legend_x = left + plot_w
     for s in reversed(clean):
         label = escape(s.label)
-        legend_x -= 12 + 7 * len(s.label)
-        parts.append(f'<rect x="{legend_x:.0f}" y="8" width="9" height="9" fill="{escape(s.color)}"/>'
-                     f'<text x="{legend_x + 12:.0f}" y="16" class="chart-tick">{label}</text>')
+        legend_x -= LEGEND_GAP + CHAR_W * len(s.label)
+        parts.append(f'<rect x="{legend_x:.0f}" y="{legend_y - 8}" width="9" height="9" fill="{escape(s.color)}"/>'
+                     f'<text x="{legend_x + 12:.0f}" y="{legend_y}" class="chart-tick chart-legend">{label}</text>')
     for s in clean:
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
         color = escape(s.color)

@@ -67,6 +67,24 @@ def aggregate(votes: Iterable[PairVote], rule: str = "majority") -> Aggregate:
     )
 
 
-def pair_votes_from_ranking(ranking: list[int]) -> list[tuple[int, int]]:
-    """A best-first ranking of K completions → its K(K-1)/2 (winner, loser) pairs."""
-    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]
+def pair_votes_from_ranking(ranking: list[int], ties: list[list[int]] | None = None) -> list[tuple[int, int]]:
+    """A best-first ranking of K completions → its K(K-1)/2 (winner, loser) pairs, less the pairs
+    that `ties` (groups of tied ids) puts level; those are `tied_pairs_from_ranking`."""
+    tied = _tie_groups(ties)
+    return [
+        (ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))
+        if tied.get(ranking[i], -1) != tied.get(ranking[j], -2)
+    ]
+
+
+def tied_pairs_from_ranking(ranking: list[int], ties: list[list[int]] | None) -> list[tuple[int, int]]:
+    """The pairs of a ranking that its tie groups put level (each pair once, in ranking order)."""
+    tied = _tie_groups(ties)
+    return [
+        (ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))
+        if tied.get(ranking[i], -1) == tied.get(ranking[j], -2)
+    ]
+
+
+def _tie_groups(ties: list[list[int]] | None) -> dict[int, int]:
+    return {completion: g for g, group in enumerate(ties or []) for completion in group}

@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking
+from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking, tied_pairs_from_ranking
 from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
 
 SCHEMA_VERSION = "prefloop.preference/1"
@@ -231,7 +231,8 @@ def iter_preference_rows(
         ranked = _fetch(
             in_chunk.filter(choice=Vote.Choice.RANKED)
             .order_by("comparison_id", "id")
-            .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator")
+            .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator",
+                         "ranking_ties")
         )
         if not grouped and not ranked:
             continue
@@ -269,10 +270,18 @@ def iter_preference_rows(
             tally.annotators.append(pseudonym(user_id) if user_id else external)
             if rationale:
                 tally.rationales.append(rationale)
-        for comparison_id, aspect, ranking, strength, rationale, user_id, external in ranked:
-            # A best-first ranking of K is one vote on each of its K(K-1)/2 pairs.
+        for comparison_id, aspect, ranking, strength, rationale, user_id, external, ties in ranked:
+            # A best-first ranking of K is one vote on each of its K(K-1)/2 pairs (a tie where it ties them).
             who = pseudonym(user_id) if user_id else external
-            for w, l in pair_votes_from_ranking(json.loads(ranking) if isinstance(ranking, str) else ranking):
+            ranking = json.loads(ranking) if isinstance(ranking, str) else ranking
+            ties = json.loads(ties) if isinstance(ties, str) else ties
+            for x, y in tied_pairs_from_ranking(ranking, ties):
+                tally = pairs.setdefault((comparison_id, aspect, min(x, y), max(x, y)), _PairTally())
+                tally.counts["tie"] += 1
+                tally.annotators.append(who)
+                if rationale:
+                    tally.rationales.append(rationale)
+            for w, l in pair_votes_from_ranking(ranking, ties):
                 key = (comparison_id, aspect, min(w, l), max(w, l))
                 tally = pairs.setdefault(key, _PairTally())
                 side = "a" if w < l else "b"
@@ -359,7 +368,7 @@ def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), s
             .order_by("id")
             .values(
                 "id", "comparison_id", "comparison__round", "comparison__prompt_id", "aspect", "choice", "ranking",
-                "strength", "rationale", "annotator_id", "external_annotator", "source", "shown_order", "winner_id",
+                "ranking_ties", "strength", "rationale", "annotator_id", "external_annotator", "source", "shown_order", "winner_id",
                 "loser_id", "time_spent_ms", "created_at",
             )
         )
@@ -388,6 +397,7 @@ def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), s
                 "source": v["source"],
                 "choice": v["choice"],
                 "ranking": v["ranking"],
+                "ranking_ties": v["ranking_ties"],
                 "strength": v["strength"],
                 "rationale": v["rationale"],
                 "shown": shown,

@@ -66,7 +66,7 @@ def _arrow_schema(*, raw: bool, conversational: bool):
                 ("schema_version", pa.string()), ("vote_id", pa.int64()), ("comparison_id", pa.int64()),
                 ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()), ("annotator", pa.string()),
                 ("source", pa.string()), ("choice", pa.string()), ("ranking", pa.list_(pa.int64())),
-                ("strength", pa.int64()), ("rationale", pa.string()), ("shown", pa.list_(pa.int64())),
+                ("ranking_ties", pa.list_(pa.list_(pa.int64()))), ("strength", pa.int64()), ("rationale", pa.string()), ("shown", pa.list_(pa.int64())),
                 ("shown_models", pa.list_(pa.string())), ("winner_id", pa.int64()), ("loser_id", pa.int64()),
                 ("winner_position", pa.string()), ("time_spent_ms", pa.int64()), ("created_at", pa.string()),
             ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import Count, F, FilteredRelation, Q, QuerySet
 
+from annotate.export.aggregate import pair_votes_from_ranking, tied_pairs_from_ranking
 from annotate.leaderboard.compute import LeaderboardOptions, LeaderboardResult, compute_leaderboard
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import StyleBattles, text_style
@@ -75,21 +76,25 @@ def project_pair_counts(project: Project, filters: VoteFilter = VoteFilter()) ->
             .values("choice", model_a=F("first__completion__model_name"), model_b=F("second__completion__model_name"))
             .annotate(n=Count("id")).order_by()
         ]
-    records += _ranked_records(votes)
+    records += _ranked_records(votes, exclude_ties=filters.exclude_ties)
     return PairCounts.from_records(records)
 
 
-def _ranked_records(votes: QuerySet[Vote]) -> list[tuple[str, str, str, int]]:
-    rankings = Counter(tuple(r) for r in votes.filter(choice=Vote.Choice.RANKED).values_list("ranking", flat=True))
+def _ranked_records(votes: QuerySet[Vote], *, exclude_ties: bool = False) -> list[tuple[str, str, str, int]]:
+    rankings = Counter(
+        (tuple(r), tuple(tuple(g) for g in t or ()))
+        for r, t in votes.filter(choice=Vote.Choice.RANKED).values_list("ranking", "ranking_ties")
+    )
     if not rankings:
         return []
-    names = _model_names({c for ranking in rankings for c in ranking})
-    return [
-        (names[ranking[x]], names[ranking[y]], "a", n)
-        for ranking, n in rankings.items()
-        for x in range(len(ranking))
-        for y in range(x + 1, len(ranking))
-    ]
+    names = _model_names({c for ranking, _ in rankings for c in ranking})
+    records = []
+    for (ranking, ties), n in rankings.items():
+        groups = [list(g) for g in ties]
+        records += [(names[w], names[l], "a", n) for w, l in pair_votes_from_ranking(list(ranking), groups)]
+        if not exclude_ties:  # a tie within a ranking counts like a pairwise tie
+            records += [(names[x], names[y], "tie", n) for x, y in tied_pairs_from_ranking(list(ranking), groups)]
+    return records
 
 
 def _model_names(completion_ids) -> dict[int, str]:
@@ -98,14 +103,19 @@ def _model_names(completion_ids) -> dict[int, str]:
 
 def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, int, float]]:
     """(completion shown as A, completion shown as B, score of A) per battle, in the order cast."""
-    rows = project_votes(project, filters).order_by("created_at", "id").values_list("choice", "shown_order", "ranking")
+    rows = project_votes(project, filters).order_by("created_at", "id").values_list("choice", "shown_order", "ranking", "ranking_ties")
     score = {Vote.Choice.A: 1.0, Vote.Choice.B: 0.0, Vote.Choice.TIE: 0.5, Vote.Choice.BOTH_BAD: 0.5}
-    for choice, shown, ranking in rows.iterator(chunk_size=5000):
+    for choice, shown, ranking, ties in rows.iterator(chunk_size=5000):
         if choice == Vote.Choice.RANKED:
+            # Tied completions share the place of the group's first member: a tie scores 0.5.
             place = {c: k for k, c in enumerate(ranking)}
+            for group in ties or ():
+                for c in group:
+                    place[c] = min(place[m] for m in group)
             for x in range(len(shown)):
                 for y in range(x + 1, len(shown)):
-                    yield shown[x], shown[y], 1.0 if place[shown[x]] < place[shown[y]] else 0.0
+                    px, py = place[shown[x]], place[shown[y]]
+                    yield shown[x], shown[y], 1.0 if px < py else 0.0 if px > py else 0.5
         else:
             yield shown[0], shown[1], score[choice]
 

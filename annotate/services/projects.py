@@ -84,3 +84,34 @@ def comparison_set_gold(*, comparison: Comparison, label: str, winner_completion
     comparison.is_complete = not label and taken >= comparison.project.overlap_target
     comparison.save(update_fields=["gold_label", "gold_winner", "is_complete"])
     return comparison
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields) -> Project:
+    """Change a project's settings (validated by the caller's serializer, then by the model's own
+    checks). A new overlap target recomputes which comparisons are complete."""
+    overlap_target = fields.pop("overlap_target", None)
+    for name, value in fields.items():
+        setattr(project, name, value)
+    project.full_clean(exclude=["overlap_target"])
+    project.save(update_fields=list(fields) or None)
+    if overlap_target is not None and overlap_target != project.overlap_target:
+        project = project_set_overlap_target(project=project, overlap_target=overlap_target)
+    return project
+
+
+def membership_remove(*, project: Project, user: User) -> bool:
+    """Take `user` out of `project`: their votes stay; their open leases are released at once
+    (each under its comparison's row lock, the order every counter change uses)."""
+    from annotate.models import Assignment
+
+    with transaction.atomic():
+        removed, _ = Membership.objects.filter(project=project, user=user).delete()
+    open_leases = Assignment.objects.filter(project=project, annotator=user, state=Assignment.State.LEASED)
+    for comparison_id in open_leases.order_by("comparison_id").values_list("comparison_id", flat=True):
+        with transaction.atomic():
+            Comparison.objects.select_for_update().filter(pk=comparison_id).first()
+            released = open_leases.filter(comparison_id=comparison_id).update(state=Assignment.State.EXPIRED)
+            if released:
+                Comparison.objects.filter(pk=comparison_id).update(leases_open=F("leases_open") - released)
+    return bool(removed)

@@ -18,13 +18,16 @@ from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
 UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
+SKIPPED_MESSAGE = "You skipped this comparison; it went back to the pool."
 
 
 @dataclass(frozen=True)
 class VoteInput:
     aspect: str | None = None  # None: the project's only aspect
     choice: str | None = None  # a | b | tie | both_bad, for a pair
-    ranking: Sequence[str] | None = None  # sides best first ("b", "a", "c"), for K > 2
+    # Sides best first ("b", "a", "c"), for K > 2; a list inside is a tied group (["b", "c"], "a")
+    # where the project allows ties.
+    ranking: Sequence[str | Sequence[str]] | None = None
     strength: int | None = None
     rationale: str = ""
 
@@ -84,6 +87,8 @@ def record_vote(
                 return replay
             if assignment.state == Assignment.State.DONE:
                 raise AlreadyVoted("This assignment already has a vote.")
+            if assignment.state == Assignment.State.SKIPPED:
+                raise AssignmentExpired(SKIPPED_MESSAGE)
             counter_update = {"votes_done": F("votes_done") + 1}
             if assignment.state == Assignment.State.LEASED:
                 counter_update["leases_open"] = F("leases_open") - 1
@@ -199,11 +204,19 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
                 winner = shown_order[sides.index(vote.choice)]
                 row["winner_id"], row["loser_id"] = winner, next(c for c in shown_order if c != winner)
         else:
-            if vote.ranking is None or sorted(vote.ranking) != sorted(sides):
+            groups = [[g] if isinstance(g, str) else list(g) for g in vote.ranking or ()]
+            flat = [side for group in groups for side in group]
+            if vote.ranking is None or sorted(flat) != sorted(sides) or not all(groups):
                 raise InvalidVote(f"{field}.ranking", f"must order all sides {list(sides)}, best first")
+            if any(len(g) > 1 for g in groups) and not project.allow_tie:
+                raise InvalidVote(f"{field}.ranking", "this project does not allow ties")
+            ids = [[shown_order[sides.index(side)] for side in group] for group in groups]
             row["choice"] = Vote.Choice.RANKED
-            row["ranking"] = [shown_order[sides.index(side)] for side in vote.ranking]
-            row["winner_id"], row["loser_id"] = row["ranking"][0], row["ranking"][-1]
+            row["ranking"] = [c for group in ids for c in group]
+            row["ranking_ties"] = [group for group in ids if len(group) > 1] or None
+            # A clear best and worst only when they are not tied with another.
+            row["winner_id"] = ids[0][0] if len(ids[0]) == 1 else None
+            row["loser_id"] = ids[-1][0] if len(ids[-1]) == 1 and len(ids) > 1 else None
         if vote.strength is not None:
             if project.strength_scale == 0:
                 raise InvalidVote(f"{field}.strength", "this project does not collect strength")
@@ -259,13 +272,13 @@ _WRITE_SQL = """
         WHERE id = %s AND EXISTS (SELECT 1 FROM done)
     )
     INSERT INTO annotate_vote (comparison_id, assignment_id, annotator_id, external_annotator, source, aspect, choice,
-                               ranking, strength, rationale, shown_order, winner_id, loser_id, time_spent_ms,
+                               ranking, ranking_ties, strength, rationale, shown_order, winner_id, loser_id, time_spent_ms,
                                idempotency_key, created_at)
-    SELECT %s, done.id, %s, '', 'human', v.aspect, v.choice, v.ranking, v.strength, v.rationale,
+    SELECT %s, done.id, %s, '', 'human', v.aspect, v.choice, v.ranking, v.ranking_ties, v.strength, v.rationale,
            %s::jsonb, v.winner_id, v.loser_id, %s, %s, %s
-    FROM done CROSS JOIN (VALUES {values}) AS v (aspect, choice, ranking, strength, rationale, winner_id, loser_id)
-    RETURNING id, aspect, choice, strength, rationale, winner_id, loser_id, ranking::text"""
-_VALUES_ROW = "(%s::varchar, %s::varchar, %s::jsonb, %s::smallint, %s::text, %s::bigint, %s::bigint)"
+    FROM done CROSS JOIN (VALUES {values}) AS v (aspect, choice, ranking, ranking_ties, strength, rationale, winner_id, loser_id)
+    RETURNING id, aspect, choice, strength, rationale, winner_id, loser_id, ranking::text, ranking_ties::text"""
+_VALUES_ROW = "(%s::varchar, %s::varchar, %s::jsonb, %s::jsonb, %s::smallint, %s::text, %s::bigint, %s::bigint)"
 
 
 def _record_vote_pg(
@@ -295,6 +308,8 @@ def _record_vote_pg(
                 rows = _validated_rows(project=project, shown_order=shown, votes=votes)
                 if state == Assignment.State.DONE:
                     raise AlreadyVoted("This assignment already has a vote.")
+                if state == Assignment.State.SKIPPED:
+                    raise AssignmentExpired(SKIPPED_MESSAGE)
                 if state != Assignment.State.LEASED and not gold_label:
                     # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                     if imported + done + leases >= project.overlap_target:
@@ -305,7 +320,9 @@ def _record_vote_pg(
                           comparison_id, annotator.pk, shown_order, time_spent_ms, key, now]
                 for r in rows:
                     ranking = json.dumps(r["ranking"]) if r.get("ranking") is not None else None
-                    params += [r["aspect"], r["choice"], ranking, r["strength"], r["rationale"], r.get("winner_id"), r.get("loser_id")]
+                    ties = json.dumps(r["ranking_ties"]) if r.get("ranking_ties") else None
+                    params += [r["aspect"], r["choice"], ranking, ties, r["strength"], r["rationale"], r.get("winner_id"),
+                               r.get("loser_id")]
                 cursor.execute(_WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params)
                 written = cursor.fetchall()
                 if written:
@@ -327,9 +344,10 @@ def _record_vote_pg(
                     pk=vote_id, comparison_id=comparison_id, assignment=assignment, annotator=annotator, source=Vote.Source.HUMAN,
                     aspect=aspect, choice=choice, strength=strength, rationale=rationale, shown_order=shown,
                     winner_id=winner_id, loser_id=loser_id, ranking=json.loads(ranking) if ranking else None,
+                    ranking_ties=json.loads(ties) if ties else None,
                     time_spent_ms=time_spent_ms, idempotency_key=key, created_at=now,
                 )
-                for vote_id, aspect, choice, strength, rationale, winner_id, loser_id, ranking in written
+                for vote_id, aspect, choice, strength, rationale, winner_id, loser_id, ranking, ties in written
             ]
             if gold_label:
                 pause_if_failing_gold(annotator=annotator, project=project)

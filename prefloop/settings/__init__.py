@@ -227,6 +227,8 @@ PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(
 PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
+# How long after voting an annotator may still change their last vote (seconds; 0: never).
+PREFLOOP_VOTE_EDIT_SECONDS = int(os.environ.get("PREFLOOP_VOTE_EDIT_SECONDS", "120"))
 
 # Largest request body anywhere else (JSON API, form posts, multipart): 413 above it
 # (prefloop/request_limits.py). A vote with twenty aspects and 20,000-character rationales, all

@@ -2,7 +2,7 @@
 
 `BrowserTestCase.new_page` fails any browser test whose page reports a violation; this module walks
 every page of the UI on purpose (sign-in, invitation, queue with a vote, live dashboard, leaderboard,
-quality, reward models) and checks that an injected inline script is blocked, not merely reported.
+quality, reward models, members, settings, imports) and checks that an injected inline script is blocked, not merely reported.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class ContentSecurityPolicyTests(BrowserTestCase):
             " return r !== null && Number(r.getAttribute('width')) > 0 && r.getBoundingClientRect().width > 0; }",
             timeout=10000,
         )
-        for path in ("leaderboard", "quality", "reward-models"):
+        for path in ("leaderboard", "quality", "reward-models", "members", "settings", "imports"):
             page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
             # The page's stylesheet applied: the topbar is a flex row, not unstyled blocks.
             self.assertEqual(page.locator("header.topbar").evaluate("e => getComputedStyle(e).display"), "flex")

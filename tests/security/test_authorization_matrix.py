@@ -71,6 +71,23 @@ def _import_body(w: World) -> dict:
     return {"file": data}
 
 
+CREATORS = frozenset({"researcher_a", "researcher_b", "admin"})
+
+
+def _settings_form(name: str) -> dict:
+    return {"name": name, "overlap_target": "2", "lease_seconds": "600", "strength_scale": "0", "rationale": "optional",
+            "gold_rate": "0", "gold_min_answers": "5", "allow_tie": "on"}
+
+
+def _data_import(w) -> int:
+    """A DataImport of project A (the World has none of its own); 1 for the kwargs probe."""
+    if not isinstance(w, World):
+        return 1
+    from annotate.models import DataImport
+
+    return DataImport.objects.get_or_create(project=w.project_a, source="a.jsonl", format="pairs-jsonl")[0].pk
+
+
 ROUTES: dict[str, Route] = {
     # --- machine API ------------------------------------------------------------------------
     "api-token": Route(lambda w: {}, {"POST": EVERYONE}, kind="public",
@@ -168,6 +185,27 @@ ROUTES: dict[str, Route] = {
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),
     "loop-register-model": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
+    # An annotator's corrections, project settings, members and imports (h8)
+    "assignment-skip": Route(lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}),
+    "assignment-edit": Route(lambda w: {"assignment_id": w.voted_assignment_a.pk}, {"POST": frozenset({"annotator_a"})},
+                             body=lambda w: {"choice": "b", "rationale": "forged edit"}),
+    "my-last-vote": Route(_project, {"GET": MEMBERS_A}),
+    "annotate-last": Route(_project, {"GET": frozenset({"annotator_a"})}, html=True),
+    "project-new": Route(lambda w: {}, {"GET": CREATORS, "POST": CREATORS}, kind="collection", html=True,
+                         forbidden=frozenset({"annotator_a", "annotator_b"}), body=lambda w: _settings_form("made by the matrix")),
+    "project-settings": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, html=True,
+                              body=lambda w: _settings_form("renamed by the matrix")),
+    "project-members-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
+    "project-member-add": Route(_project, {"POST": RESEARCHERS_A}, html=True,
+                                body=lambda w: {"username": w.researcher_b.username, "role": "annotator"}),
+    "project-member-update": Route(lambda w: {"project_id": w.project_a.pk, "user_id": w.annotator_a.pk}, {"POST": RESEARCHERS_A},
+                                   html=True, body=lambda w: {"action": "pause"}),
+    "project-imports-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
+    "project-import-preview": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True),
+    "project-import-confirm": Route(_project, {"POST": RESEARCHERS_A}, html=True,
+                                    body=lambda w: {"token": "0" * 32, "pairing": "all"}),
+    "project-import-change": Route(lambda w: {"project_id": w.project_a.pk, "import_id": _data_import(w)}, {"POST": RESEARCHERS_A},
+                                   html=True, body=lambda w: {"action": "archive"}),
 }
 
 # Websocket routes (prefloop/asgi.py): route text → (ids of A's rows, visitors who may connect).

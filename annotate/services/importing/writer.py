@@ -26,6 +26,8 @@ class ImportReport:
     created: dict[str, int] = field(default_factory=dict)
     existing: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # Ids of the rows this import created, by kind (what undoing it removes); not part of as_dict.
+    created_ids: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
         return {
@@ -99,6 +101,7 @@ def _upsert_prompts(project: Project, batch: ImportBatch, report: ImportReport) 
     for prompt in Prompt.objects.bulk_create(new, batch_size=CHUNK):
         ids[prompt.key] = prompt.pk
     report.created["prompts"] = len(new)
+    report.created_ids["prompts"] = [p.pk for p in new]
     return ids
 
 
@@ -127,6 +130,7 @@ def _upsert_completions(
     for completion in Completion.objects.bulk_create(new, batch_size=CHUNK):
         ids[(key_of_prompt[completion.prompt_id], completion.key)] = completion.pk
     report.created["completions"] = len(new)
+    report.created_ids["completions"] = [c.pk for c in new]
     return ids
 
 
@@ -182,6 +186,7 @@ def _upsert_comparisons(
             items.append(ComparisonItem(comparison_id=comparison.pk, completion_id=completion_id, position=position))
     ComparisonItem.objects.bulk_create(items, batch_size=CHUNK)
     report.created["comparisons"] = len(new)
+    report.created_ids["comparisons"] = [c.pk for c in created]
     return ids
 
 
@@ -226,6 +231,7 @@ def _insert_votes(
     new = [vote for identity, vote in rows.items() if identity not in existing]
     Vote.objects.bulk_create(new, batch_size=CHUNK)
     report.created["votes"] = len(new)
+    report.created_ids["votes"] = [v.pk for v in new]
     report.existing["votes"] = len(rows) - len(new)
 
     # Imported votes count toward the overlap target: one per external voter.

@@ -147,6 +147,7 @@ function startAnnotator(config) {
   const rows = $$(".aspect-row", votebar);
   const strengthKeys = "qwert".slice(0, config.strengthScale);
   const choiceKeys = { 1: "a", 2: "b", 3: "tie", 4: "both_bad" };
+  const SIDES = "abcdef"; // K-way comparisons rank up to six responses by their letters
   const progress = { done: config.progress.done, today: config.progress.today };
   votebar.classList.toggle("multi", rows.length > 1);
 
@@ -154,7 +155,8 @@ function startAnnotator(config) {
   const metrics = (window.prefloop = { latencies: [], votesQueued: 0, nextReady: false, pending: 0 });
 
   const state = {
-    item: null, // {id, key, shownAt, answers: Map(aspect -> {choice, strength}), submitted}
+    item: null, // {id, key, shownAt, answers: Map(aspect -> {choice, strength, ranking}), submitted, sides, editing}
+    held: null, // while changing the last vote: {element, item} of the comparison it interrupted
     active: 0, // the aspect row that keys apply to
     next: null, // Promise of the prefetched element
   };
@@ -200,17 +202,176 @@ function startAnnotator(config) {
   );
 
   // --- the comparison on screen ---------------------------------------------------------------
-  function show(element) {
+  function show(element, { restore = null } = {}) {
     const id = Number(element?.dataset.assignment) || null;
-    state.item = id
-      ? { id, key: newKey(), shownAt: performance.now(), answers: new Map(), submitted: false }
-      : null;
+    const sides = id ? $$(".response", element).map((section) => section.dataset.side) : [];
+    state.item = restore ?? (id
+      ? { id, key: newKey(), shownAt: performance.now(), answers: new Map(), submitted: false, sides,
+          editing: element.dataset.edit === "1" }
+      : null);
     votebar.hidden = !id;
+    votebar.dataset.mode = sides.length > 2 ? "rank" : "pair";
+    keysDialog?.setAttribute("data-mode", votebar.dataset.mode);
     setActive(0);
     for (const button of $$(".choice, .strength-option", votebar)) button.setAttribute("aria-pressed", "false");
     for (const button of $$(".strength-option", votebar)) button.disabled = true;
     if (rationale) rationale.value = "";
     $("#submit-vote").disabled = false;
+    const editing = Boolean(state.item?.editing);
+    $("#edit-last")?.setAttribute("aria-pressed", String(editing));
+    $("#skip").disabled = editing;
+    $(".submit-label", votebar).textContent = editing ? "Save change" : "Submit";
+    if (state.item?.editing && !restore) prefill(JSON.parse(element.dataset.answers || "{}"));
+    else if (restore) rows.forEach((row, i) => redraw(i));
+    rows.forEach((_, i) => renderRanking(i));
+    markPicked();
+    showSide(sides[0]);
+  }
+
+  function prefill(answers) {
+    // The last vote's answers, so the annotator changes only what they meant to.
+    rows.forEach((row, i) => {
+      const given = answers[row.dataset.aspect];
+      if (!given) return;
+      if (given.ranking) Object.assign(answer(row), { choice: "ranked", auto: null, ranking: given.ranking.map((g) => (typeof g === "string" ? [g] : [...g])) });
+      else choose(i, given.choice, { advance: false });
+      if (given.strength) setStrength(i, given.strength);
+      if (rationale && given.rationale) rationale.value = given.rationale;
+    });
+  }
+
+  function redraw(rowIndex) {
+    // Buttons of a restored comparison (back from changing the last vote) show its answers again.
+    const given = answer(rows[rowIndex]);
+    for (const b of $$(".choice", rows[rowIndex])) b.setAttribute("aria-pressed", String(b.dataset.choice === given.choice));
+    const preference = ["a", "b", "ranked"].includes(given.choice);
+    for (const b of $$(".strength-option", rows[rowIndex])) {
+      b.disabled = !preference;
+      b.setAttribute("aria-pressed", String(Number(b.dataset.strength) === given.strength));
+    }
+  }
+
+  // --- K-way: a ranking, best first, built by letters, clicks or drag ---------------------------
+  // A ranking is a list of groups of sides, best first: [["c"], ["a", "b"], ["d"]] ties a and b
+  // (only where the project allows ties). `auto` is the side that placed itself (the last one).
+  function groups(rowIndex) {
+    return answer(rows[rowIndex]).ranking;
+  }
+
+  function placedSides(rowIndex) {
+    return groups(rowIndex).flat();
+  }
+
+  function setRanking(rowIndex, order) {
+    const given = answer(rows[rowIndex]);
+    const sides = state.item.sides;
+    order = order.filter((group) => group.length);
+    const left = sides.filter((s) => !order.flat().includes(s));
+    // The last response places itself: K-1 letters rank K responses.
+    given.auto = left.length === 1 ? left[0] : null;
+    if (given.auto) order = [...order, [given.auto]];
+    given.ranking = order;
+    given.choice = left.length <= 1 ? "ranked" : null;
+    if (!given.choice) given.strength = null;
+    for (const b of $$(".strength-option", rows[rowIndex])) {
+      b.disabled = !given.choice;
+      if (!given.choice) b.setAttribute("aria-pressed", "false");
+    }
+    renderRanking(rowIndex);
+    markPicked();
+    if (given.choice && rows.length > 1) {
+      const open = rows.findIndex((r, i) => i > rowIndex && !answer(r).choice);
+      if (open >= 0) setActive(open);
+    }
+  }
+
+  function withoutSide(order, side) {
+    return order.map((group) => group.filter((s) => s !== side)).filter((group) => group.length);
+  }
+
+  function place(rowIndex, side) {
+    if (!state.item || state.item.submitted || !state.item.sides.includes(side)) return false;
+    if (placedSides(rowIndex).includes(side)) return false;
+    setRanking(rowIndex, [...groups(rowIndex), [side]]);
+    return true;
+  }
+
+  function tieWithPrevious(rowIndex) {
+    // "=": the last placed response ties with the one placed before it.
+    if (!state.item || state.item.submitted || !config.allowTies) return;
+    const order = groups(rowIndex).map((group) => [...group]);
+    if (order.length < 2) return;
+    const last = order.pop();
+    order[order.length - 1].push(...last);
+    const given = answer(rows[rowIndex]);
+    const auto = given.auto;
+    setRanking(rowIndex, order);
+    given.auto = auto; // still the one that placed itself, now tied
+  }
+
+  function unplaceLast(rowIndex) {
+    if (!state.item || state.item.submitted) return;
+    const given = answer(rows[rowIndex]);
+    // A complete ranking's last response placed itself: Backspace takes back the last pressed one too.
+    let order = given.auto ? withoutSide(groups(rowIndex), given.auto) : groups(rowIndex);
+    const last = order.flat().at(-1);
+    if (last) order = withoutSide(order, last);
+    setRanking(rowIndex, order);
+  }
+
+  function move(rowIndex, side, before) {
+    // Drag and drop: `side` goes (on its own) before the group of `before`, to the end (null), or out ("pool").
+    if (!state.item || state.item.submitted) return;
+    let order = withoutSide(groups(rowIndex), side);
+    const auto = answer(rows[rowIndex]).auto;
+    if (before === "pool") {
+      // Back to the pool: the response that had placed itself goes back too, else it would return at once.
+      if (auto && auto !== side) order = withoutSide(order, auto);
+    } else {
+      const at = before ? order.findIndex((group) => group.includes(before)) : -1;
+      order = at >= 0 ? [...order.slice(0, at), [side], ...order.slice(at)] : [...order, [side]];
+    }
+    setRanking(rowIndex, order);
+  }
+
+  function rankOf(order, side) {
+    // Competition ranking: tied responses share a place, the next one counts them (1, 1, 3).
+    let seen = 0;
+    for (const group of order) {
+      if (group.includes(side)) return { rank: seen + 1, tied: group.length > 1 };
+      seen += group.length;
+    }
+    return { rank: 0, tied: false };
+  }
+
+  function chip(side, rank, tied = false) {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.className = tied ? "rank-chip tied" : "rank-chip";
+    element.draggable = true;
+    element.dataset.side = side;
+    element.textContent = rank ? `${rank}. ${side.toUpperCase()}` : side.toUpperCase();
+    element.setAttribute("aria-label", rank ? `Rank ${rank}${tied ? " (tie)" : ""}: response ${side.toUpperCase()} (click to take back)` : `Rank response ${side.toUpperCase()} next`);
+    return element;
+  }
+
+  function renderRanking(rowIndex) {
+    const row = rows[rowIndex];
+    const box = $(".ranking", row);
+    if (!box) return;
+    const sides = state.item?.sides ?? [];
+    const order = sides.length > 2 ? groups(rowIndex) : [];
+    $(".ranked", box).replaceChildren(...order.map((group) => {
+      const item = document.createElement("li");
+      item.className = group.length > 1 ? "rank-group tied" : "rank-group";
+      group.forEach((side, i) => {
+        if (i) item.append(Object.assign(document.createElement("span"), { className: "tie-sign", textContent: "=" }));
+        item.append(chip(side, rankOf(order, side).rank, group.length > 1));
+      });
+      return item;
+    }));
+    $(".pool", box).replaceChildren(...sides.filter((s) => !order.flat().includes(s)).map((side) => chip(side, 0)));
+    box.dataset.complete = String(order.flat().length === sides.length && sides.length > 0);
   }
 
   function setActive(index) {
@@ -220,7 +381,8 @@ function startAnnotator(config) {
 
   function answer(row) {
     const aspect = row.dataset.aspect;
-    if (!state.item.answers.has(aspect)) state.item.answers.set(aspect, { choice: null, strength: null });
+    if (!state.item) return { choice: null, strength: null, ranking: [], auto: null };
+    if (!state.item.answers.has(aspect)) state.item.answers.set(aspect, { choice: null, strength: null, ranking: [], auto: null });
     return state.item.answers.get(aspect);
   }
 
@@ -254,11 +416,18 @@ function startAnnotator(config) {
   }
 
   function markPicked() {
-    // With one aspect, outline the preferred response so the choice is visible where the eyes are.
-    if (rows.length !== 1) return;
-    const choice = answer(rows[0]).choice;
+    // Outline the preferred response (one aspect), and badge each ranked one with its place
+    // (the active aspect's ranking), so the choice is visible where the eyes are.
+    if (!state.item) return;
+    const given = answer(rows[rows.length === 1 ? 0 : state.active]);
     for (const section of $$(".response", queue)) {
-      section.classList.toggle("picked", section.dataset.side === choice);
+      const { rank: place, tied } = rankOf(given.ranking ?? [], section.dataset.side);
+      section.classList.toggle("picked", rows.length === 1 && (section.dataset.side === given.choice || place === 1));
+      section.dataset.rank = place ? String(place) : "";
+      const badge = $(".rank-badge", section);
+      if (badge) badge.textContent = place ? `ranked ${place} of ${state.item.sides.length}${tied ? " (tie)" : ""}` : "";
+      const tab = $(`.side-tab[data-side="${section.dataset.side}"]`, queue);
+      if (tab) tab.dataset.rank = place ? String(place) : "";
     }
   }
 
@@ -266,8 +435,8 @@ function startAnnotator(config) {
     if (!state.item || state.item.submitted) return;
     const row = rows[rowIndex];
     const given = answer(row);
-    if (given.choice !== "a" && given.choice !== "b") {
-      say("Pick A or B first; strength says how much better it is.");
+    if (given.choice !== "a" && given.choice !== "b" && given.choice !== "ranked") {
+      say(votebar.dataset.mode === "rank" ? "Rank all responses first; strength says how sure you are." : "Pick A or B first; strength says how much better it is.");
       return;
     }
     const button = $(`.strength-option[data-strength="${value}"]`, row);
@@ -282,6 +451,7 @@ function startAnnotator(config) {
     if (missing >= 0) {
       setActive(missing);
       const name = rows.length > 1 ? ` for ${rows[missing].dataset.aspect}` : "";
+      if (votebar.dataset.mode === "rank") return `Rank the responses${name} first: press their letters, best first.`;
       return `Choose ${config.choices.length > 2 ? "an answer" : "A or B"}${name} first (keys 1–${config.choices.length}).`;
     }
     if (config.rationale === "required" && !rationale.value.trim()) {
@@ -305,8 +475,14 @@ function startAnnotator(config) {
     const reason = rationale ? rationale.value.trim() : "";
     const votes = rows.map((row) => {
       const given = answer(row);
-      return { aspect: row.dataset.aspect, choice: given.choice, strength: given.strength, rationale: reason };
+      const vote = { aspect: row.dataset.aspect, strength: given.strength, rationale: reason };
+      const ranking = given.ranking.map((group) => (group.length === 1 ? group[0] : group));
+      return given.choice === "ranked" ? { ...vote, ranking } : { ...vote, choice: given.choice };
     });
+    if (item.editing) {
+      saveEdit(item, votes);
+      return;
+    }
     outbox.add({
       assignment: item.id,
       key: item.key,
@@ -317,6 +493,85 @@ function startAnnotator(config) {
     if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
     say(rows.length === 1 ? `Saved: ${labelOf(votes[0].choice)}` : "Saved", "ok");
     advance(t0, item.id);
+  }
+
+  // --- skip, and changing the last vote ----------------------------------------------------------
+  async function post(url, body) {
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      try {
+        const response = await fetch(url, {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+          body: JSON.stringify(body ?? {}), signal: AbortSignal.timeout(15000),
+        });
+        if (response.status < 500 && response.status !== 429) return { ok: response.ok, body: await response.json().catch(() => ({})) };
+      } catch {
+        // offline or reset: try again shortly
+      }
+      await sleep(300 * 2 ** attempt);
+    }
+    return { ok: false, body: { detail: "network trouble, please try again" } };
+  }
+
+  async function skip() {
+    const item = state.item;
+    if (!item || item.submitted || item.editing) return;
+    item.submitted = true;
+    // Answered before the next is asked for: the server must not hand the skipped lease back.
+    const { ok, body } = await post(config.skipUrl.replace("{id}", item.id));
+    say(ok ? "Skipped: someone else will judge it." : `Could not skip: ${body.detail ?? "error"}`, ok ? "ok" : "warn");
+    if (!ok && body.error !== "already_voted") {
+      item.submitted = false;
+      return;
+    }
+    advance(performance.now(), item.id);
+  }
+
+  async function changeLast() {
+    if (state.item?.editing) {
+      restoreHeld();
+      return;
+    }
+    if (state.item?.submitted) return;
+    await outbox.whenIdle(); // the last vote must have reached the server
+    const response = await fetch(config.lastUrl, { credentials: "same-origin", signal: AbortSignal.timeout(15000) }).catch(() => null);
+    if (!response?.ok) {
+      say("Could not load your last vote; try again.", "warn");
+      return;
+    }
+    const template = document.createElement("template");
+    template.innerHTML = await response.text();
+    const element = template.content.firstElementChild;
+    if (!element?.dataset.assignment) {
+      say(element?.dataset.message || "Nothing to change.", "warn");
+      return;
+    }
+    state.held = { element: queue.firstElementChild, item: state.item };
+    queue.replaceChildren(element);
+    window.scrollTo({ top: 0, behavior: "instant" });
+    show(element);
+    say("Changing your last vote.", "ok", true);
+  }
+
+  function restoreHeld() {
+    const held = state.held;
+    state.held = null;
+    if (!held) return;
+    queue.replaceChildren(held.element);
+    show(held.element, { restore: held.item });
+    say("");
+  }
+
+  async function saveEdit(item, votes) {
+    const { ok, body } = await post(config.editUrl.replace("{id}", item.id), { votes });
+    if (!ok) {
+      item.submitted = false;
+      $("#submit-vote").disabled = false;
+      say(`The change was refused: ${body.detail ?? "error"}`, "warn", true);
+      return;
+    }
+    restoreHeld();
+    say("Your last vote was changed.", "ok");
   }
 
   function labelOf(choice) {
@@ -410,15 +665,44 @@ function startAnnotator(config) {
       keysDialog?.showModal();
       return;
     }
-    if (!state.item) return;
+    if (!state.item) {
+      if (event.key === "u" && config.editSeconds) changeLast(); // the queue is empty; the last vote may still change
+      return;
+    }
     if (event.key === "Enter") {
       // A focused link or unrelated button keeps its own Enter; the vote bar's buttons submit.
-      if (target instanceof HTMLElement && target.closest("a, summary, button:not(.choice, .strength-option, .submit)")) return;
+      if (target instanceof HTMLElement && target.closest("a, summary, button:not(.choice, .strength-option, .submit, .rank-chip)")) return;
       event.preventDefault();
       submit(event);
       return;
     }
     if (event.repeat) return;
+    const rankMode = votebar.dataset.mode === "rank";
+    if (rankMode && event.key.length === 1 && SIDES.includes(event.key.toLowerCase()) && place(state.active, event.key.toLowerCase())) {
+      event.preventDefault();
+      return;
+    }
+    if (rankMode && event.key === "=") {
+      event.preventDefault();
+      tieWithPrevious(state.active);
+      return;
+    }
+    if (rankMode && event.key === "Backspace") {
+      event.preventDefault();
+      unplaceLast(state.active);
+      return;
+    }
+    if (event.key === "s") {
+      event.preventDefault();
+      skip();
+      return;
+    }
+    if (event.key === "u" && config.editSeconds) {
+      event.preventDefault();
+      changeLast();
+      return;
+    }
+    if (rankMode && choiceKeys[event.key]) return; // no pairwise answers on a K-way comparison
     if (choiceKeys[event.key]) {
       event.preventDefault();
       choose(state.active, choiceKeys[event.key]);
@@ -438,7 +722,15 @@ function startAnnotator(config) {
     const button = event.target.closest("button");
     if (!button) return;
     const row = rows.indexOf(button.closest(".aspect-row"));
-    if (button.classList.contains("choice")) {
+    if (button.classList.contains("rank-chip")) {
+      setActive(row);
+      if (button.closest(".pool")) place(row, button.dataset.side);
+      else move(row, button.dataset.side, "pool");
+    } else if (button.id === "skip") {
+      skip();
+    } else if (button.id === "edit-last") {
+      changeLast();
+    } else if (button.classList.contains("choice")) {
       setActive(row);
       choose(row, button.dataset.choice, { advance: false });
     } else if (button.classList.contains("strength-option")) {
@@ -446,6 +738,60 @@ function startAnnotator(config) {
       setStrength(row, Number(button.dataset.strength));
     }
   });
+  // Drag a chip within the ranking (before another chip, or to the end) or back to the pool.
+  let dragged = null;
+  votebar.addEventListener("dragstart", (event) => {
+    const element = event.target.closest?.(".rank-chip");
+    if (!element) return;
+    dragged = { side: element.dataset.side, row: rows.indexOf(element.closest(".aspect-row")) };
+    event.dataTransfer.setData("text/plain", dragged.side);
+    event.dataTransfer.effectAllowed = "move";
+  });
+  votebar.addEventListener("dragover", (event) => {
+    if (dragged && event.target.closest?.(".ranking")) event.preventDefault();
+  });
+  votebar.addEventListener("drop", (event) => {
+    const box = event.target.closest?.(".ranking");
+    if (!dragged || !box) return;
+    event.preventDefault();
+    const row = rows.indexOf(box.closest(".aspect-row"));
+    const target = event.target.closest(".rank-chip");
+    const before = event.target.closest(".pool") ? "pool" : target && target.closest(".ranked") ? target.dataset.side : null;
+    if (row === dragged.row && before !== dragged.side) move(row, dragged.side, before);
+    dragged = null;
+  });
+  votebar.addEventListener("dragend", () => {
+    dragged = null;
+  });
+
+  // Narrow screens show one response at a time: tabs, or a swipe across the responses.
+  function showSide(side) {
+    const responses = $(".responses", queue);
+    if (!responses || !side) return;
+    responses.dataset.showing = side;
+    for (const section of $$(".response", responses)) section.classList.toggle("showing", section.dataset.side === side);
+    for (const tab of $$(".side-tab", queue)) tab.setAttribute("aria-selected", String(tab.dataset.side === side));
+  }
+  queue.addEventListener("click", (event) => {
+    const tab = event.target.closest(".side-tab");
+    if (tab) showSide(tab.dataset.side);
+  });
+  let swipe = null;
+  queue.addEventListener("pointerdown", (event) => {
+    if (event.target.closest(".responses")) swipe = { x: event.clientX, y: event.clientY };
+  });
+  queue.addEventListener("pointerup", (event) => {
+    const start = swipe;
+    swipe = null;
+    const tabs = $(".side-tabs", queue);
+    if (!start || !state.item || !tabs || getComputedStyle(tabs).display === "none") return;
+    const dx = event.clientX - start.x;
+    if (Math.abs(dx) < 50 || Math.abs(dx) < 2 * Math.abs(event.clientY - start.y)) return;
+    const sides = state.item.sides;
+    const at = sides.indexOf($(".responses", queue).dataset.showing);
+    showSide(sides[Math.max(0, Math.min(sides.length - 1, at + (dx < 0 ? 1 : -1)))]);
+  });
+
   votebar.addEventListener("submit", (event) => {
     event.preventDefault();
     submit(event);
