@@ -122,6 +122,7 @@ def check_demo_config(config: dict) -> None:
     if not isinstance(config, dict):
         raise InvalidRoundParams("config must be an object of DemoPolicyConfig fields")
     try:
+        check_limits(config, scope="demo_policy")  # first: the config's own checks would not name the field
         check_limits(DemoPolicyConfig.from_dict(config).as_dict(), scope="demo_policy")
     except OutOfBounds as exc:
         raise field_error(InvalidRoundParams, exc, prefix="config.") from None

@@ -135,6 +135,7 @@ ROUTES: dict[str, Route] = {
     "round-advance": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A},
                            body=lambda w: {"force": True}),
     "round-cancel": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
+    "round-override-guard": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
     # --- web pages --------------------------------------------------------------------------
     "home": Route(lambda w: {}, {"GET": EVERYONE}, kind="page-public", html=True),
     "login": Route(lambda w: {}, {"GET": EVERYONE, "POST": EVERYONE}, kind="page-public", html=True,
@@ -181,6 +182,9 @@ ROUTES: dict[str, Route] = {
         lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-cancel-round": Route(
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
+    ),
+    "loop-override-guard": Route(
         lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),

@@ -97,8 +97,8 @@ def _dtype_for(device: str, dtype):
 def _load_causal_lm(folder: Path, dtype):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(check_policy_folder(folder), use_safetensors=True, local_files_only=True,
-                                                dtype=dtype)
+    folder = check_policy_folder(folder)
+    return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True, dtype=dtype)
 
 
 def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merge: bool = True):
