@@ -3,7 +3,9 @@
 The fake mirrors the parts of vLLM's real API the sampler uses (vllm/sampling_params.py,
 vllm/entrypoints/llm.py, vllm/lora/request.py): SamplingParams' defaults and its refusals (greedy
 with n > 1, temperature > 2, top_k < -1), keyword-only LoRARequest with lora_int_id >= 1, and
-LLM.chat / LLM.generate returning RequestOutputs in prompt order. The real path is not exercised.
+LLM.generate returning RequestOutputs in prompt order. Its tokenizer is the real one of the folder
+(vLLM's `get_tokenizer()` is the HF tokenizer), so the tests can prove vLLM is sent exactly the ids
+the transformers backend conditions on. The real engine is not exercised.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from training.ml.config import SamplerParams
-from training.ml.data import format_prompt
-from training.ml.vllm_backend import adapter_folder, max_lora_rank, plain_text, prompt_plan, sampling_kwargs
+from tests.training.chat_models import build_chat_model, hh_dialogue
+from training.ml.vllm_backend import adapter_folder, folder_positions, max_lora_rank, sampling_kwargs
 
 EOS = 2
 
@@ -60,37 +62,29 @@ class FakeLoRARequest:
 
 
 @dataclass
-class FakeTokenizer:
-    chat_template: str | None
-    eos_token_id: int = EOS
-
-
-@dataclass
 class FakeLLM:
-    chat_template: str | None = None
-    calls: list = field(default_factory=list)
     init_kwargs: dict = field(default_factory=dict)
+    calls: list = field(default_factory=list)
 
     def get_tokenizer(self, lora_request=None):
-        return FakeTokenizer(self.chat_template)
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.init_kwargs["tokenizer"])
 
     def _outputs(self, inputs, sampling):
         completion = types.SimpleNamespace
+        eos = self.get_tokenizer().eos_token_id
         return [
             types.SimpleNamespace(outputs=[
-                completion(text=f" answer {i}.{j} ", token_ids=[5, 6, EOS] if j % 2 == 0 else [5, 6, 7],
+                completion(text=f" answer {i}.{j} ", token_ids=[5, 6, eos] if j % 2 == 0 else [5, 6, 7],
                            finish_reason="stop" if j % 2 == 0 else "length")
                 for j in range(sampling.n)
             ])
             for i, _ in enumerate(inputs)
         ]
 
-    def chat(self, messages, sampling_params=None, use_tqdm=True, lora_request=None, add_generation_prompt=True, **kw):
-        assert isinstance(messages, list) and all(isinstance(m, list) for m in messages)
-        self.calls.append(("chat", messages, sampling_params, lora_request, add_generation_prompt))
-        return self._outputs(messages, sampling_params)
-
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
+        assert all(isinstance(p, dict) and set(p) == {"prompt_token_ids"} for p in prompts)  # TokensPrompt
         self.calls.append(("generate", prompts, sampling_params, lora_request, None))
         return self._outputs(prompts, sampling_params)
 
@@ -98,10 +92,10 @@ class FakeLLM:
 @pytest.fixture
 def fake_vllm(monkeypatch):
     """Install a fake `vllm` (LLM, SamplingParams, lora.request.LoRARequest); returns a handle to its engines."""
-    state = types.SimpleNamespace(engines=[], chat_template=None, sampling_cls=FakeSamplingParams)
+    state = types.SimpleNamespace(engines=[], sampling_cls=FakeSamplingParams)
 
     def make_llm(**kwargs):
-        engine = FakeLLM(chat_template=state.chat_template, init_kwargs=kwargs)
+        engine = FakeLLM(init_kwargs=kwargs)
         state.engines.append(engine)
         return engine
 
@@ -123,12 +117,24 @@ def fake_vllm(monkeypatch):
     return state
 
 
-@pytest.fixture
-def policy_folder(tmp_path):
-    folder = tmp_path / "policy"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
-    (folder / "model.safetensors").write_bytes(b"")
+@pytest.fixture(scope="module")
+def policy_folder(tmp_path_factory):
+    """A real tiny Llama chat model (ChatML template, 96 positions) saved with its tokenizer."""
+    return build_chat_model("llama", tmp_path_factory.mktemp("vllm") / "policy", positions=96)
+
+
+@pytest.fixture(scope="module")
+def plain_folder(tmp_path_factory, policy_folder):
+    """The same model without a chat template (Question/Answer text)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("vllm-plain") / "policy"
+    shutil.copytree(policy_folder, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (folder / name).unlink(missing_ok=True)
     return folder
 
 
@@ -186,38 +192,58 @@ def test_top_k_off_follows_the_installed_vllm(fake_vllm, policy_folder, sampling
     assert isinstance(sent, sampling_cls) and sent.top_k == off and sent.n == 2 and sent.seed == 0
 
 
-# --- chat vs generate ---------------------------------------------------------------------------
-def test_a_tokenizer_with_a_chat_template_gets_message_lists_through_llm_chat(fake_vllm, policy_folder):
+# --- rendering: the same ids as the transformers backend ------------------------------------------
+def hf_rendered(folder, prompts, max_new_tokens):
+    from training.ml.policy import load_policy
+    from training.ml.sampling import render_prompts
+
+    model, tokenizer = load_policy(folder)
+    return render_prompts(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+
+
+@pytest.mark.parametrize("folder_name", ["policy_folder", "plain_folder"])
+def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(fake_vllm, folder_name, request):
     from training.ml.sampling import VLLMSampler
 
-    fake_vllm.chat_template = "{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}"
-    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    out = VLLMSampler(policy_folder).generate(["  What is 2+2? ", conversation], n=2, params=SamplerParams(seed=9))
-    method, inputs, sampling, lora, add_generation_prompt = fake_vllm.engines[0].calls[0]
-    assert method == "chat" and add_generation_prompt is True and lora is None
-    assert inputs == [[{"role": "user", "content": "What is 2+2?"}], conversation]
-    assert sampling.seed == 9 and sampling.n == 2
+    folder = request.getfixturevalue(folder_name)
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye?"}]
+    prompts = ["What is 2+2?", conversation]
+    params = SamplerParams(seed=9, max_new_tokens=16)
+    out = VLLMSampler(folder).generate(prompts, n=2, params=params)
+    method, inputs, sampling, lora, _ = fake_vllm.engines[0].calls[0]
+    expected = hf_rendered(folder, prompts, params.max_new_tokens)
+    assert method == "generate" and lora is None and sampling.seed == 9 and sampling.n == 2
+    assert [p["prompt_token_ids"] for p in inputs] == [list(r.ids) for r in expected]
+    assert [row[0].prompt_text for row in out] == [r.text for r in expected]
+    if folder_name == "policy_folder":
+        assert out[0][0].prompt_text == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    else:
+        assert out[0][0].prompt_text == "Question: What is 2+2?\nAnswer:"
     assert [[s.text for s in row] for row in out] == [["answer 0.0", "answer 0.1"], ["answer 1.0", "answer 1.1"]]
-    assert [(s.num_tokens, s.finish_reason, s.token_ids) for s in out[0]] == [(2, "stop", (5, 6, EOS)), (3, "length", (5, 6, 7))]
+    eos = fake_vllm.engines[0].get_tokenizer().eos_token_id
+    assert [(s.num_tokens, s.finish_reason, s.token_ids) for s in out[0]] == [(2, "stop", (5, 6, eos)), (3, "length", (5, 6, 7))]
 
 
-def test_without_a_chat_template_texts_go_through_llm_generate_in_the_question_answer_format(fake_vllm, policy_folder):
+def test_a_long_dialogue_is_left_truncated_to_the_engine_positions_as_in_the_transformers_backend(fake_vllm, policy_folder):
     from training.ml.sampling import VLLMSampler
 
-    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
-                    {"role": "user", "content": "Bye?"}]
-    VLLMSampler(policy_folder).generate(["Why?", conversation], n=1, params=SamplerParams())
-    method, inputs, *_ = fake_vllm.engines[0].calls[0]
-    assert method == "generate"
-    assert inputs == [format_prompt("Why?"), "Question: user: Hi\nassistant: Hello.\nuser: Bye?\nAnswer:"]
-    assert inputs[0] == "Question: Why?\nAnswer:"
+    dialogue = hh_dialogue(min_chars=4_000)
+    params = SamplerParams(max_new_tokens=16)
+    out = VLLMSampler(policy_folder).generate([dialogue], n=1, params=params)
+    sent = fake_vllm.engines[0].calls[0][1][0]["prompt_token_ids"]
+    expected = hf_rendered(policy_folder, [dialogue], params.max_new_tokens)[0]
+    assert folder_positions(policy_folder) == 96
+    assert len(sent) <= 96 - 16 and sent == list(expected.ids)
+    assert out[0][0].prompt_truncated_tokens == expected.truncated_tokens > 0
 
 
-def test_prompt_plan_refuses_malformed_messages():
-    with pytest.raises(ValueError, match="message 0"):
-        prompt_plan([[{"role": "user"}]], has_chat_template=True)
-    with pytest.raises(ValueError, match="at least one message"):
-        plain_text([])
+def test_max_model_len_given_to_the_engine_sets_the_prompt_budget(fake_vllm, policy_folder):
+    from training.ml.sampling import VLLMSampler
+
+    dialogue = hh_dialogue(min_chars=4_000)
+    VLLMSampler(policy_folder, max_model_len=48).generate([dialogue], n=1, params=SamplerParams(max_new_tokens=16))
+    assert len(fake_vllm.engines[0].calls[0][1][0]["prompt_token_ids"]) <= 32
 
 
 # --- LoRA ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Protocol
 
 from rewards.ml.chat import PromptLike, RenderedPrompt, encode_prompt, prompt_budget
@@ -158,9 +159,12 @@ class TransformersSampler:
 class VLLMSampler:
     """vLLM's offline engine on a GPU (same interface; needs `pip install vllm` and CUDA).
 
-    Prompts are plain strings or conversations (lists of {role, content}). With a tokenizer that
-    has a chat template they go through `LLM.chat` (the template renders them, generation prompt
-    added); otherwise through `LLM.generate` in the Question/Answer format. A peft LoRA folder is
+    Prompts are plain strings or conversations (lists of {role, content}). Each is rendered by
+    `rewards.ml.chat.encode_prompt` with the engine's tokenizer (its chat template with the
+    generation prompt when it has one, the Question/Answer text otherwise), left-truncated to
+    max_model_len − max_new_tokens, and sent to `LLM.generate` as `{"prompt_token_ids": ids}`: the
+    model sees exactly the ids the transformers backend would give it, and the truncation is
+    reported on every Sample as with that backend. A peft LoRA folder is
     served as its base model plus the adapter through vLLM's `LoRARequest`. RequestOutputs come
     back in prompt order, each with n CompletionOutputs (text, token_ids, finish_reason). A
     per-request seed makes a call reproducible on one GPU and vLLM version; it does not reproduce
@@ -185,9 +189,9 @@ class VLLMSampler:
             from vllm.lora.request import LoRARequest
 
             self.lora_request = vllm_backend.lora_request(LoRARequest, self.adapter)
-        tokenizer = self.llm.get_tokenizer()
-        self.eos_token_id = tokenizer.eos_token_id
-        self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        self.tokenizer = self.llm.get_tokenizer()
+        self.eos_token_id = self.tokenizer.eos_token_id
+        self.positions = max_model_len or vllm_backend.folder_positions(self.adapter.base_path)
         self.top_k_off = vllm_backend.top_k_off(SamplingParams)
 
     def generate(self, prompts: Sequence, *, n: int, params: SamplerParams) -> list[list[Sample]]:
@@ -196,22 +200,25 @@ class VLLMSampler:
         from training.ml import vllm_backend
 
         sampling = SamplingParams(**vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off))
-        plan = vllm_backend.prompt_plan(prompts, has_chat_template=self.has_chat_template)
-        if plan.method == "chat":
-            outputs = self.llm.chat(plan.inputs, sampling, use_tqdm=False, lora_request=self.lora_request,
-                                    add_generation_prompt=True)
-        else:
-            outputs = self.llm.generate(plan.inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
-        return [self._samples(request, n=n, seed=params.seed) for request in outputs]
+        budget = None
+        if self.positions:
+            budget = prompt_budget(SimpleNamespace(max_position_embeddings=self.positions), params.max_new_tokens)
+        # Rendered and left-truncated here by the same function as the transformers path, then sent
+        # as token ids: vLLM conditions on exactly the ids generate() would (no second template pass).
+        rendered = [encode_prompt(self.tokenizer, p, max_tokens=budget) for p in prompts]
+        inputs = [{"prompt_token_ids": list(r.ids)} for r in rendered]
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
+        return [self._samples(request, n=n, seed=params.seed, rendered=r) for request, r in zip(outputs, rendered)]
 
-    def _samples(self, request, *, n: int, seed: int) -> list[Sample]:
+    def _samples(self, request, *, n: int, seed: int, rendered=None) -> list[Sample]:
         samples = []
         for completion in request.outputs:
             ids = tuple(completion.token_ids)
             body = ids[:-1] if ids and ids[-1] == self.eos_token_id else ids
             finish = "stop" if completion.finish_reason == "stop" else "length"
             samples.append(Sample(text=completion.text.strip(), num_tokens=len(body), finish_reason=finish, seed=seed,
-                                  token_ids=ids))
+                                  token_ids=ids, prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
+                                  prompt_text=rendered.text if rendered else ""))
         if len(samples) == 1 and n > 1:  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
             samples = samples * n
         return samples

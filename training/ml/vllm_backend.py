@@ -7,9 +7,9 @@ vllm/lora/request.py of vllm-project/vllm; read, never run here: vLLM needs CUDA
   installed default. temperature 0 is greedy and vLLM then refuses n > 1, so a greedy call asks
   for one draw and the caller repeats it n times (what transformers' generate() returns too).
   vLLM refuses temperature > 2.
-- `LLM.chat(list of conversations, sampling_params, use_tqdm=, lora_request=,
-  add_generation_prompt=True)` renders each conversation with the tokenizer's chat template;
-  `LLM.generate(list of texts, sampling_params, use_tqdm=, lora_request=)` takes plain text.
+- `LLM.generate(list of {"prompt_token_ids": [...]}, sampling_params, use_tqdm=, lora_request=)`
+  takes prompts already rendered and truncated by rewards.ml.chat.encode_prompt (TokensPrompt),
+  so vLLM and transformers condition on the same ids.
 - `LoRARequest(lora_name=, lora_int_id=, lora_path=)`, always by keyword: the positional order
   changed between releases (lora_path moved before lora_int_id). lora_int_id must be >= 1, and
   the engine must be built with `enable_lora=True, max_lora_rank >= the adapter's r`.
@@ -18,28 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.ml.config import SamplerParams
-from training.ml.data import format_prompt
 
 VLLM_MAX_TEMPERATURE = 2.0
 # max_lora_rank values vLLM's LoRAConfig accepts; an adapter's r is rounded up to the next one.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_CONFIG = "adapter_config.json"
-
-Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
-Prompt = str | Sequence[Message]
-
-
-@dataclass(frozen=True)
-class PromptPlan:
-    """What to call: "chat" with message lists (the template renders them) or "generate" with texts."""
-
-    method: str  # "chat" | "generate"
-    inputs: list
 
 
 @dataclass(frozen=True)
@@ -75,35 +62,16 @@ def sampling_kwargs(params: SamplerParams, *, n: int, top_k_off_value: int = 0) 
     }
 
 
-def as_messages(prompt: Prompt) -> list[Message]:
-    """A prompt as a conversation: a plain string is one user turn; a message list is checked."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt.strip()}]
-    messages = [dict(m) for m in prompt]
-    if not messages:
-        raise ValueError("a conversation needs at least one message")
-    for i, m in enumerate(messages):
-        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ValueError(f"message {i} needs a string role and content")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+def folder_positions(folder: Path | str) -> int | None:
+    """The model's positions from its config.json (max_position_embeddings / n_positions), None if unknown."""
+    from types import SimpleNamespace
 
+    from rewards.ml.chat import model_positions
 
-def plain_text(prompt: Prompt) -> str:
-    """The prompt for a model without a chat template: the project's Question/Answer format.
-
-    A conversation becomes its turns as "role: content" lines before the Answer cue; a single user
-    turn is exactly format_prompt(content), as the transformers backend formats it.
-    """
-    messages = as_messages(prompt)
-    if len(messages) == 1 and messages[0]["role"] == "user":
-        return format_prompt(messages[0]["content"])
-    return format_prompt("\n".join(f"{m['role']}: {m['content'].strip()}" for m in messages))
-
-
-def prompt_plan(prompts: Sequence[Prompt], *, has_chat_template: bool) -> PromptPlan:
-    if has_chat_template:
-        return PromptPlan("chat", [as_messages(p) for p in prompts])
-    return PromptPlan("generate", [plain_text(p) for p in prompts])
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        return None
+    return model_positions(SimpleNamespace(**json.loads(config_file.read_text())))
 
 
 def adapter_folder(folder: Path | str, *, base_path: Path | str | None = None) -> AdapterFolder:
