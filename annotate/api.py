@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.shortcuts import get_object_or_404
 from drf_spectacular.authentication import TokenScheme
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -190,8 +191,9 @@ class ProjectExportApi(APIView):
     a file to save, never a page (prefloop/downloads.py)."""
 
     @extend_schema(parameters=[s.ExportQuerySerializer], responses={
-        (200, media): bytes for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv",
-                                          "application/zip", "application/json")})
+        **{(200, media): bytes for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv",
+                                             "application/zip")},
+        (200, "application/json"): OpenApiTypes.OBJECT})  # part=manifest
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         query = s.ExportQuerySerializer(data=request.query_params)

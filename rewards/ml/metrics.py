@@ -40,7 +40,8 @@ def wilson_interval(successes: float, n: int, *, z: float = Z_95) -> tuple[float
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always contains p̂; clamping to it keeps that true in floating point (p̂ = 1 gave 1 − 1e-16).
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
 def bt_loss(deltas: Sequence[float]) -> float:
