@@ -10,8 +10,10 @@ urlpatterns = [
     path("api/", include("annotate.urls")),
     path("api/", include("rewards.urls")),
     path("api/", include("training.urls")),
+    path("api/", include("prefloop.webhooks.api_urls")),
     path("", include("rewards.page_urls")),
     path("", include("training.page_urls")),
+    path("", include("prefloop.webhooks.urls")),
     path("", include("frontend.urls")),
 ]
 

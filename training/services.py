@@ -27,6 +27,7 @@ from training.policies import (
     step_progress,
 )
 from training.params import METHODS, RoundParams
+from training.signals import round_state_changed
 
 logger = logging.getLogger(__name__)
 
@@ -672,6 +673,7 @@ def _transition(round_: Round, expected: str, new: str, *, metrics: dict | None 
         raise RoundStateError(f"round {round_.number} is no longer {expected}")
     for key, value in update.items():
         setattr(round_, key, value)
+    round_state_changed.send(sender=Round, round=round_, previous=expected)  # webhooks (training/signals.py)
 
 
 def _event(state: str, *, job_id: int | None = None) -> dict:

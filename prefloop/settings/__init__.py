@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "frontend",
     "prefloop.jobs",
     "prefloop.accounts",
+    "prefloop.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -251,3 +252,11 @@ LOGGING = {
 # before anything is queued; prefloop/limits.py lists every key with its default, docs/security.md
 # says why. Override any of them with a JSON object, e.g. PREFLOOP_LIMITS='{"reward.max_steps": 5000}'.
 PREFLOOP_LIMITS = {**DEFAULT_LIMITS, **json.loads(os.environ.get("PREFLOOP_LIMITS", "{}"))}
+
+# Outgoing webhooks (docs/webhooks.md): which targets a researcher may configure. Hosts: "*" (any),
+# "hooks.example.org", "*.example.org". Addresses a host resolves to must be public unless inside one
+# of the CIDRs (e.g. "10.20.0.0/16" for an internal receiver); loopback, private and link-local are refused otherwise.
+PREFLOOP_WEBHOOK_ALLOWED_HOSTS = [h.strip() for h in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+PREFLOOP_WEBHOOK_ALLOWED_CIDRS = [c.strip() for c in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_CIDRS", "").split(",") if c.strip()]
+PREFLOOP_WEBHOOK_TIMEOUT = float(os.environ.get("PREFLOOP_WEBHOOK_TIMEOUT", "10"))
+PREFLOOP_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("PREFLOOP_WEBHOOK_MAX_ATTEMPTS", "6"))
