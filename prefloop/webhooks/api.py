@@ -42,11 +42,6 @@ class WebhookDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(s.WebhookSerializer(services.webhook_update(webhook=webhook, **data.validated_data)).data)
 
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, webhook_id: int) -> Response:
-        services.webhook_delete(webhook=selectors.webhook_for_user(request.user, webhook_id))
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
 
 class WebhookTestApi(APIView):
     @extend_schema(request=None, responses={202: s.DeliverySerializer})

@@ -74,6 +74,19 @@ def _import_body(w: World) -> dict:
 CREATORS = frozenset({"researcher_a", "researcher_b", "admin"})
 
 
+def _webhook(w) -> int:
+    """A webhook of project A (the World has none of its own); 1 for the kwargs probe."""
+    if not isinstance(w, World):
+        return 1
+    from prefloop.webhooks.models import Webhook
+
+    return Webhook.objects.get_or_create(project=w.project_a, url="https://hooks.example.org/a",
+                                         defaults={"events": ["job.failed"], "secret": "whsec_matrix"})[0].pk
+
+
+WEBHOOK_FORM = {"url": "https://hooks.example.org/matrix", "events": "job.failed", "milestone_every": "100", "active": "on"}
+
+
 def _settings_form(name: str) -> dict:
     return {"name": name, "overlap_target": "2", "lease_seconds": "600", "strength_scale": "0", "rationale": "optional",
             "gold_rate": "0", "gold_min_answers": "5", "allow_tie": "on"}
@@ -210,6 +223,17 @@ ROUTES: dict[str, Route] = {
                                     body=lambda w: {"token": "0" * 32, "pairing": "all"}),
     "project-import-change": Route(lambda w: {"project_id": w.project_a.pk, "import_id": _data_import(w)}, {"POST": RESEARCHERS_A},
                                    html=True, body=lambda w: {"action": "archive"}),
+    # Webhooks (prefloop/webhooks): page and REST
+    "webhooks-page": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, html=True, body=lambda w: WEBHOOK_FORM),
+    "webhook-change": Route(lambda w: {"project_id": w.project_a.pk, "webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A},
+                            html=True, body=lambda w: {"action": "test"}),
+    "webhook-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+                          body=lambda w: {"url": "https://hooks.example.org/api", "events": ["job.failed"]}),
+    "webhook-detail": Route(lambda w: {"webhook_id": _webhook(w)}, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
+                            body=lambda w: {"active": False}),
+    "webhook-test": Route(lambda w: {"webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A}),
+    "webhook-rotate-secret": Route(lambda w: {"webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A}),
+    "webhook-deliveries": Route(lambda w: {"webhook_id": _webhook(w)}, {"GET": RESEARCHERS_A}),
 }
 
 # Websocket routes (prefloop/asgi.py): route text → (ids of A's rows, visitors who may connect).
