@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from prefloop.webhooks import selectors, services, serializers as s
+from prefloop.webhooks import selectors, services
+from prefloop.webhooks import serializers as s
 
 
 class WebhookListApi(APIView):
