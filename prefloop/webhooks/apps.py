@@ -16,7 +16,7 @@ class WebhooksConfig(AppConfig):
         from annotate.signals import vote_recorded
         from prefloop.jobs.registry import register_job_kind
         from prefloop.jobs.signals import job_finished
-        from prefloop.webhooks import receivers
+        from prefloop.webhooks import checks, receivers  # noqa: F401 (checks registers itself)
         from training.signals import round_state_changed
 
         register_job_kind(receivers.DELIVER_JOB, "prefloop.webhooks.tasks.deliver")

@@ -183,10 +183,21 @@ def _body(project: Project, event: str, data: dict, *, event_id: str, created_at
 
 
 def _create_delivery(webhook: Webhook, event: str, body: str) -> Delivery:
-    return Delivery.objects.create(
+    delivery = Delivery.objects.create(
         webhook=webhook, event=event, event_id=json.loads(body)["id"], body=body,
         body_sha256=hashlib.sha256(body.encode()).hexdigest(), max_attempts=max_attempts(),
     )
+    _prune_log(webhook)
+    return delivery
+
+
+def _prune_log(webhook: Webhook) -> None:
+    """Keep the newest PREFLOOP_WEBHOOK_LOG_KEEP finished deliveries of a webhook (the log is bounded)."""
+    keep = max(1, int(getattr(settings, "PREFLOOP_WEBHOOK_LOG_KEEP", 500)))
+    finished = Delivery.objects.filter(webhook=webhook).exclude(status__in=Delivery.OPEN).order_by("-id")
+    old = list(finished.values_list("id", flat=True)[keep:keep + 1000])
+    if old:
+        Delivery.objects.filter(pk__in=old).delete()
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -259,3 +259,50 @@ def test_the_body_is_compact_sorted_json(project, receiver):
     services.send_test(webhook=hook(project, r.url()))
     body = r.received[0].body
     assert body == json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def test_a_webhook_paused_after_the_event_sends_nothing_but_a_test_still_goes(project, receiver, settings):
+    settings.PREFLOOP_JOB_BACKEND = "db"
+    r = receiver()
+    webhook = hook(project, r.url())
+    services.emit(project, "job.succeeded", {"job": {"id": 1}})
+    services.send_test(webhook=webhook)
+    webhook.active = False
+    webhook.save()
+    from prefloop.jobs.services import run_job
+
+    for delivery in Delivery.objects.order_by("id"):
+        run_job(delivery.job_id)
+    event, ping = Delivery.objects.order_by("id")
+    assert (event.status, event.last_error) == ("failed", "the webhook was deactivated")
+    assert ping.status == "succeeded" and [g.json["event"] for g in r.received] == ["ping"]
+
+
+def test_a_delivery_whose_worker_died_is_failed_by_the_reaper(project, receiver, settings):
+    from prefloop.jobs.services import reap_stale_jobs
+
+    settings.PREFLOOP_JOB_BACKEND = "db"
+    delivery = services.send_test(webhook=hook(project, receiver().url()))
+    long_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=delivery.job_id).update(status="running", started_at=long_ago, heartbeat_at=long_ago)
+    assert reap_stale_jobs() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and "worker stopped responding" in delivery.last_error
+
+
+def test_the_log_keeps_the_newest_finished_deliveries(project, receiver, settings):
+    settings.PREFLOOP_WEBHOOK_LOG_KEEP = 3
+    webhook = hook(project, receiver().url())
+    sent = [services.send_test(webhook=webhook).pk for _ in range(5)]
+    assert sorted(Delivery.objects.values_list("id", flat=True)) == sent[-4:]  # 3 finished + the one just created
+    services.send_test(webhook=webhook)
+    assert Delivery.objects.count() == 4 and not Delivery.objects.filter(pk__in=sent[:2]).exists()
+
+
+def test_a_bad_cidr_setting_fails_the_system_check(settings):
+    from prefloop.webhooks.checks import webhook_settings
+
+    assert webhook_settings() == []
+    settings.PREFLOOP_WEBHOOK_ALLOWED_CIDRS = ["10.0.0.0/33"]
+    [error] = webhook_settings()
+    assert error.id == "webhooks.E001" and "'10.0.0.0/33'" in error.msg
