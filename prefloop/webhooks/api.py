@@ -5,6 +5,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,6 +40,8 @@ class WebhookDetailApi(APIView):
         webhook = selectors.webhook_for_user(request.user, webhook_id)
         current: dict[str, Any] = {"url": webhook.url, "events": webhook.events, "name": webhook.name,
                                    "active": webhook.active, "milestone_every": webhook.milestone_every}
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["expected a JSON object"]})
         data = s.WebhookWriteSerializer(data={**current, **request.data})
         data.is_valid(raise_exception=True)
         return Response(s.WebhookSerializer(services.webhook_update(webhook=webhook, **data.validated_data)).data)

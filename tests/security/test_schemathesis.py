@@ -27,6 +27,10 @@ def real_ids(world) -> dict[str, int]:
     }
     if "policy_a" in world.extra:
         ids.update(policy_id=world.extra["policy_a"].pk, round_id=world.extra["round_a"].pk)
+    from prefloop.webhooks.models import Webhook
+
+    ids["webhook_id"] = Webhook.objects.create(project=world.project_a, url="https://hooks.example.org/a",
+                                               events=["job.failed"], secret="whsec_fuzz").pk
     return ids
 
 

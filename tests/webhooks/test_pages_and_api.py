@@ -127,6 +127,7 @@ def test_rest_create_returns_the_secret_once_and_lists_mask_it(world, api, setti
     assert patched.status_code == 200 and patched.json()["active"] is False and patched.json()["events"] == ["job.failed"]
     bad = client.patch(f"/api/webhooks/{webhook.pk}/", {"url": "http://[::1]/"}, format="json")
     assert bad.status_code == 400 and bad.json()["field"] == "url" and "loopback" in bad.json()["detail"]
+    assert client.patch(f"/api/webhooks/{webhook.pk}/", [1, 2], format="json").status_code == 400
     unknown = client.post(f"/api/projects/{project.pk}/webhooks/", {"url": FORM["url"], "events": ["nope"]}, format="json")
     assert unknown.status_code == 400
     tested = client.post(f"/api/webhooks/{webhook.pk}/test/")
