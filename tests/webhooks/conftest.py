@@ -18,11 +18,11 @@ def webhook_settings(settings, tmp_path):
 
 @pytest.fixture
 def receiver():
-    """receiver(script=None, delay=0) → a started Receiver; all are stopped at teardown."""
+    """receiver(script=None, delay=0, tls=None) → a started Receiver; all are stopped at teardown."""
     started: list[Receiver] = []
 
-    def start(script=None, *, delay: float = 0.0) -> Receiver:
-        r = Receiver(script, delay=delay)
+    def start(script=None, *, delay: float = 0.0, tls=None) -> Receiver:
+        r = Receiver(script, delay=delay, tls=tls)
         started.append(r)
         return r
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
 
 
 class Receiver:
-    def __init__(self, script: list[tuple[int, dict, bytes]] | None = None, *, delay: float = 0.0) -> None:
+    def __init__(self, script: list[tuple[int, dict, bytes]] | None = None, *, delay: float = 0.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.script = list(script or [])
         self.received: list[Received] = []
         self.delay = delay
@@ -56,6 +58,10 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:  # HTTPS: the handshake happens in each handler thread
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
+            self.scheme = "https"
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -65,7 +71,7 @@ class Receiver:
         return self.server.server_address[1]
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()
