@@ -206,6 +206,9 @@ def _write_hf(splits: dict[str, Iterable], path: Path, schema, metadata: dict, p
                 # datasets cannot read a parquet file without a row group (an empty split)
                 else datasets.Dataset.from_dict({n: [] for n in schema.names}, features=datasets.Features.from_arrow_schema(schema))
             )
+            # datasets fingerprints a dataset by its (random) cache path; from the content instead, so
+            # the folder's state.json, and with it the content hash, is the same for the same rows.
+            parts[name]._fingerprint = _sha256(staged)[:16] if counts[name] else "empty"
         if path.exists():
             shutil.rmtree(path)
         dataset = parts["train"] if list(parts) == ["train"] else datasets.DatasetDict(parts)
