@@ -93,7 +93,7 @@ def _tie_groups(ties: list[list[int]] | None) -> dict[int, int]:
     return {completion: g for g, group in enumerate(ties or []) for completion in group}
 
 
-def label_codes(counts: dict[str, "np.ndarray"], rule: str = "majority") -> tuple["np.ndarray", "np.ndarray"]:
+def label_codes(counts: dict[str, np.ndarray], rule: str = "majority") -> tuple[np.ndarray, np.ndarray]:
     """`label_from_counts` over whole columns: (codes, agreement), a code being the label's index in
     LABELS, or -1 where the rule gives no label. `counts` maps each of LABELS to an int array."""
     import numpy as np

@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotate.export.aggregate import LABELS, label_codes
-from annotate.export.rows import SCHEMA_VERSION, ExportFilters, ExportOptions, ExportStats, hh_messages
+from annotate.export.rows import (
+    SCHEMA_VERSION,
+    ExportFilters,
+    ExportOptions,
+    ExportStats,
+    hh_messages,
+)
 
 TALLY_SCHEMA = pa.schema(
     [

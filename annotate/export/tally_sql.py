@@ -18,7 +18,15 @@ from django.db import connection
 
 from annotate.export.columns import TALLY_SCHEMA
 from annotate.export.rows import ExportFilters, pseudonym
-from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Project,
+    Prompt,
+    User,
+    Vote,
+)
 
 BLOCK_BYTES = 8 << 20  # JSON parsed per table: memory stays at a few blocks whatever the project's size
 # COPY's csv format with a quote and a delimiter that JSON text never holds raw (PostgreSQL escapes
@@ -94,14 +102,14 @@ def _pair_votes(where: str) -> str:
         WHERE c.project_id = %(project)s AND c.gold_label = '' GROUP BY i.comparison_id
     ),
     pv AS (
-        SELECT v.comparison_id, v.aspect, least(m.m[1], m.m[2]) AS a, greatest(m.m[1], m.m[2]) AS b,
+        SELECT v.comparison_id, v.aspect COLLATE "C" AS aspect, least(m.m[1], m.m[2]) AS a, greatest(m.m[1], m.m[2]) AS b,
                CASE WHEN v.winner_id < v.loser_id THEN 'a' WHEN v.winner_id > v.loser_id THEN 'b'
                     WHEN v.choice IN ('tie', 'both_bad') THEN v.choice END AS cat,
                v.strength, v.rationale, {WHO} AS who, 0 AS kind, v.id
         FROM {_from_votes()} JOIN members m ON m.comparison_id = v.comparison_id
         WHERE {where} AND v.choice <> 'ranked'
         UNION ALL
-        SELECT v.comparison_id, v.aspect, least(r1.x, r2.x), greatest(r1.x, r2.x),
+        SELECT v.comparison_id, v.aspect COLLATE "C", least(r1.x, r2.x), greatest(r1.x, r2.x),
                CASE WHEN t1.g = t2.g THEN 'tie' WHEN r1.x < r2.x THEN 'a' ELSE 'b' END,
                v.strength, v.rationale, {WHO}, 1, v.id
         FROM {_from_votes()} {ranking.format('r1')} {ranking.format('r2')} {group.format('r1', 't1')} {group.format('r2', 't2')}

@@ -37,7 +37,6 @@ from annotate.export.rows import (
 )
 from annotate.models import Project
 
-
 FORMATS = ("jsonl", "parquet", "csv", "hf")
 ENGINES = ("auto", "sql", "python")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).

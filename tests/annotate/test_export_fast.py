@@ -32,7 +32,8 @@ def test_label_codes_give_label_from_counts_for_every_count_up_to_five(rule):
         assert (LABELS[codes[k]] if codes[k] >= 0 else None, agreement[k]) == expected, counts
 
 
-def export_both(project, tmp_path, name, *, fmt, filters=ExportFilters(), options=ExportOptions()):
+def export_both(project, tmp_path, name, *, fmt, filters=None, options=None):
+    filters, options = filters or ExportFilters(), options or ExportOptions()
     results = {}
     for engine in ("sql", "python"):
         results[engine] = export_dataset(project=project, out=tmp_path / engine / f"{name}.{fmt}", format=fmt,
