@@ -139,7 +139,7 @@ def run_floor(url: str, project_id: int, out: str) -> dict:
     from django.db import connection, transaction
 
     from annotate.export.rows import ExportFilters
-    from annotate.export.tally_sql import tally_statement
+    from annotate.export.tally_sql import SETTINGS, tally_statement
     from annotate.models import Project
 
     project = Project.objects.get(pk=project_id)
@@ -147,7 +147,8 @@ def run_floor(url: str, project_id: int, out: str) -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cursor.execute("SET LOCAL random_page_cost = 1.1")
-            cursor.execute("SET LOCAL work_mem = '64MB'")
+            for setting in SETTINGS:  # the export's own
+                cursor.execute(setting)
         statement, params, votes = tally_statement(project, ExportFilters())
         started = time.perf_counter()
         rows = size = 0
