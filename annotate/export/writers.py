@@ -242,7 +242,7 @@ def _route_ties(tables: Iterable, spool: Path, schema) -> Iterator:
 def _read_spool(spool: Path) -> Iterator:
     import pyarrow as pa
 
-    with pa.memory_map(str(spool)) as source, pa.ipc.open_stream(source) as reader:
+    with pa.OSFile(str(spool), "rb") as source, pa.ipc.open_stream(source) as reader:  # a batch at a time, not mapped whole
         for batch in reader:
             yield pa.Table.from_batches([batch])
 
