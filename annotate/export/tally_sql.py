@@ -38,7 +38,7 @@ SETTINGS = (
     "SET LOCAL jit = off",  # compiling the statement costs more than it saves (1.2 s of 9 per 1M votes)
 )
 
-# Per (pair, aspect) counts over the pair votes `pv` (cat: a | b | tie | both_bad). One more source
+# Per (pair, aspect) counts over the pair votes `pv` (cat: a | b | tie | both_bad; source: the vote's). One more source
 # of votes, or one more count, is one more line here and its field in TALLY_SCHEMA.
 TALLY_AGGREGATES = {
     "votes_a": "count(*) FILTER (WHERE cat = 'a')",
@@ -110,13 +110,13 @@ def _pair_votes(where: str) -> str:
         SELECT v.comparison_id, v.aspect COLLATE "C" AS aspect, least(m.m[1], m.m[2]) AS a, greatest(m.m[1], m.m[2]) AS b,
                CASE WHEN v.winner_id < v.loser_id THEN 'a' WHEN v.winner_id > v.loser_id THEN 'b'
                     WHEN v.choice IN ('tie', 'both_bad') THEN v.choice END AS cat,
-               v.strength, v.rationale, {WHO} AS who, 0 AS kind, v.id
+               v.strength, v.rationale, v.source, {WHO} AS who, 0 AS kind, v.id
         FROM {_from_votes()} JOIN members m ON m.comparison_id = v.comparison_id
         WHERE {where} AND v.choice <> 'ranked'
         UNION ALL
         SELECT v.comparison_id, v.aspect COLLATE "C", least(r1.x, r2.x), greatest(r1.x, r2.x),
                CASE WHEN t1.g = t2.g THEN 'tie' WHEN r1.x < r2.x THEN 'a' ELSE 'b' END,
-               v.strength, v.rationale, {WHO}, 1, v.id
+               v.strength, v.rationale, v.source, {WHO}, 1, v.id
         FROM {_from_votes()} {ranking.format('r1')} {ranking.format('r2')} {group.format('r1', 't1')} {group.format('r2', 't2')}
         WHERE {where} AND v.choice = 'ranked' AND r1.i < r2.i
     )"""
