@@ -1,19 +1,26 @@
-"""Export benchmark: N synthetic votes in PostgreSQL → Parquet, prefloop's streaming export vs pandas.
+"""Export benchmark: N synthetic votes in PostgreSQL → Parquet, against a floor and two peers, in one run.
 
-The peer is what a researcher would otherwise write: `pandas.read_sql` of the votes joined to
-their texts, a groupby to aggregate, `to_parquet`. Both run in fresh subprocesses so peak
-memory (ru_maxrss) is each one's own. Prints votes/s, rows/s, peak MB and the ratios.
+- floor: PostgreSQL's own `COPY (SELECT …) TO STDOUT` of the export's statement (the same rows,
+  aggregated per pair, with their texts), read and thrown away; "of floor" is the share of its
+  speed the whole export reaches (floor seconds / export seconds).
+- ours: `export_dataset(format="parquet")` on PostgreSQL (engine "sql": tallies in SQL, COPY,
+  pyarrow columns), the default TRL-ready export (ties split into their own file).
+- reference (`--reference`): the same export through the row loop (engine "python", SQLite's path
+  and the export before).
+- pandas: what a researcher would otherwise write: `pandas.read_sql` of the votes joined to
+  their texts, a groupby to aggregate, `to_parquet`.
 
-    .venv/bin/python bench/export.py                   # 1,000,000 votes (about 3 minutes to load)
-    .venv/bin/python bench/export.py --votes 100000    # quicker
+Each runs in a fresh subprocess, so its peak memory (VmHWM) is its own. The votes are written by
+PostgreSQL itself (generate_series) in a bench database, and reused by later runs.
+
+    .venv/bin/python bench/export.py                             # 1,000,000 votes
+    .venv/bin/python bench/export.py --votes 100000 --reference  # quicker, with the row loop
 """
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -46,15 +53,18 @@ def ensure_database(url: str) -> None:
 
 
 def load(url: str, votes: int) -> int:
-    """Create a project with votes/OVERLAP comparisons and `votes` votes via COPY. Returns project id."""
+    """A project with votes/OVERLAP comparisons (two answers each) and `votes` imported votes,
+    written by PostgreSQL itself (INSERT … SELECT generate_series: seconds for a million).
+    Reused when a project of that size is already there. Returns its id."""
     ensure_database(url)
     django_setup(url)
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
 
     from annotate.models import Project, Vote
 
     call_command("migrate", verbosity=0)
+    votes = votes // OVERLAP * OVERLAP
     name = f"bench-export-{votes}"
     project = Project.objects.filter(name=name).first()
     if project and Vote.objects.filter(comparison__project=project).count() == votes:
@@ -63,70 +73,91 @@ def load(url: str, votes: int) -> int:
     if project:
         project.delete()
     project = Project.objects.create(name=name, overlap_target=OVERLAP)
-    rng = random.Random(0)
     comparisons = votes // OVERLAP
     started = time.perf_counter()
-    raw = connection.connection  # psycopg 3 connection for COPY
-
-    def copy(table: str, columns: str, rows) -> None:
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as pipe:
-                for row in rows:
-                    pipe.write_row(row)
-
-    with connection.cursor() as cursor:
-        cursor.execute("select coalesce(max(id), 0) from annotate_prompt")
-        p0 = cursor.fetchone()[0]
-        cursor.execute("select coalesce(max(id), 0) from annotate_completion")
-        c0 = cursor.fetchone()[0]
-        cursor.execute("select coalesce(max(id), 0) from annotate_comparison")
-        k0 = cursor.fetchone()[0]
-    now = "2026-01-01 00:00:00+00"
-    copy("annotate_prompt", "id, project_id, key, text, category, metadata, created_at",
-         ((p0 + i + 1, project.pk, f"b{i}", f"Synthetic question {i}: explain topic {i % 977} briefly.", "bench", "{}", now)
-          for i in range(comparisons)))
-    copy("annotate_completion",
-         "id, prompt_id, key, text, text_available, source, model_name, sampler_params, metadata, created_at",
-         ((c0 + 2 * i + j + 1, p0 + i + 1, f"c{j}", f"Answer {j} to question {i}: " + "lorem ipsum dolor sit amet " * 6,
-           True, "external", MODELS[(i + j) % len(MODELS)], "{}", "{}", now) for i in range(comparisons) for j in range(2)))
-    copy("annotate_comparison",
-         "id, project_id, prompt_id, key, round, priority, is_open, imported_votes, votes_done, leases_open, is_complete, gold_label, created_at",
-         ((k0 + i + 1, project.pk, p0 + i + 1, f"{c0 + 2 * i + 1}-{c0 + 2 * i + 2}", 0, 0, True, OVERLAP, 0, 0, True, "", now)
-          for i in range(comparisons)))
-    copy("annotate_comparisonitem", "comparison_id, completion_id, position",
-         ((k0 + i + 1, c0 + 2 * i + j + 1, j) for i in range(comparisons) for j in range(2)))
-
-    def vote_rows():
-        for n in range(comparisons * OVERLAP):
-            i, voter = divmod(n, OVERLAP)
-            a, b = c0 + 2 * i + 1, c0 + 2 * i + 2
-            choice = rng.choices(["a", "b", "tie", "both_bad"], [45, 45, 7, 3])[0]
-            winner, loser = {"a": (a, b), "b": (b, a)}.get(choice, (None, None))
-            yield (k0 + i + 1, f"bench:{voter}", "imported", "overall", choice, None, "", f"[{a}, {b}]",
-                   winner, loser, now)
-
-    copy("annotate_vote",
-         "comparison_id, external_annotator, source, aspect, choice, strength, rationale, shown_order, winner_id, loser_id, created_at",
-         vote_rows())
-    for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_vote"):
-        with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        offsets = {}
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison"):
+            cursor.execute(f"select coalesce(max(id), 0) from {table}")
+            offsets[table] = cursor.fetchone()[0]
+        p0, c0, k0 = offsets["annotate_prompt"], offsets["annotate_completion"], offsets["annotate_comparison"]
+        params = {"project": project.pk, "n": comparisons, "p0": p0, "c0": c0, "k0": k0, "models": MODELS,
+                  "now": "2026-01-01 00:00:00+00", "overlap": OVERLAP}
+        for statement in SEED_SQL:
+            cursor.execute(statement, params)
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_vote"):
             cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
+    with connection.cursor() as cursor:
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_comparisonitem", "annotate_vote"):
             cursor.execute(f"analyze {table}")
-    connection.commit() if not connection.get_autocommit() else None
     print(f"loaded {comparisons * OVERLAP:,} votes on {comparisons:,} comparisons in {time.perf_counter() - started:.1f} s")
     return project.pk
 
 
-def run_ours(url: str, project_id: int, out: str) -> dict:
+# i: comparison (1..n), its prompt p0+i, its answers c0+2i-1 (a) and c0+2i (b); votes: OVERLAP per
+# comparison, choices 45 % a, 45 % b, 7 % tie, 3 % both bad from a fixed hash of the vote number.
+SEED_SQL = [
+    """insert into annotate_prompt (id, project_id, key, text, category, metadata, messages, created_at)
+       select %(p0)s + i, %(project)s, 'b' || i, 'Synthetic question ' || i || ': explain topic ' || (i %% 977) || ' briefly.',
+              'bench', '{}', '[]', %(now)s from generate_series(1, %(n)s) i""",
+    """insert into annotate_completion (id, prompt_id, key, text, text_available, source, model_name, sampler_params, metadata, created_at)
+       select %(c0)s + 2 * i - 1 + j, %(p0)s + i, 'c' || j, 'Answer ' || j || ' to question ' || i || ': ' || repeat('lorem ipsum dolor sit amet ', 6),
+              true, 'external', (%(models)s::text[])[1 + (i + j) %% 8], '{}', '{}', %(now)s
+       from generate_series(1, %(n)s) i, generate_series(0, 1) j""",
+    """insert into annotate_comparison (id, project_id, prompt_id, key, round, priority, is_open, imported_votes, votes_done,
+                                        leases_open, is_complete, gold_label, created_at)
+       select %(k0)s + i, %(project)s, %(p0)s + i, (%(c0)s + 2 * i - 1) || '-' || (%(c0)s + 2 * i), 0, 0, true, %(overlap)s, 0, 0, true, '', %(now)s
+       from generate_series(1, %(n)s) i""",
+    """insert into annotate_comparisonitem (comparison_id, completion_id, position)
+       select %(k0)s + i, %(c0)s + 2 * i - 1 + j, j from generate_series(1, %(n)s) i, generate_series(0, 1) j""",
+    """insert into annotate_vote (comparison_id, external_annotator, source, aspect, choice, strength, rationale, shown_order,
+                                  winner_id, loser_id, created_at)
+       select %(k0)s + i, 'bench:' || k, 'imported', 'overall', choice, null, '', jsonb_build_array(a, a + 1),
+              case choice when 'a' then a when 'b' then a + 1 end, case choice when 'a' then a + 1 when 'b' then a end, %(now)s
+       from generate_series(1, %(n)s) i, generate_series(0, %(overlap)s - 1) k,
+            lateral (select %(c0)s + 2 * i - 1 as a, ((i * %(overlap)s + k) * 2654435761 %% 100) as r) h,
+            lateral (select case when r < 45 then 'a' when r < 90 then 'b' when r < 97 then 'tie' else 'both_bad' end as choice) c""",
+]
+
+
+def run_ours(url: str, project_id: int, out: str, engine: str = "sql") -> dict:
     django_setup(url)
     from annotate.export.writers import export_dataset
     from annotate.models import Project
 
     project = Project.objects.get(pk=project_id)
     started = time.perf_counter()
-    result = export_dataset(project=project, out=Path(out), format="parquet")
+    result = export_dataset(project=project, out=Path(out), format="parquet", engine=engine)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": result.rows, "votes": result.metadata["stats"]["votes"]}
+    return {"seconds": seconds, "rows": result.rows + result.ties_rows, "votes": result.metadata["stats"]["votes"]}
+
+
+def run_floor(url: str, project_id: int, out: str) -> dict:
+    """PostgreSQL's own COPY (SELECT …) TO STDOUT of the same rows (the export's statement, in one
+    REPEATABLE READ transaction), read and thrown away: no parsing, no columns, no file."""
+    django_setup(url)
+    from django.db import connection, transaction
+
+    from annotate.export.rows import ExportFilters
+    from annotate.export.tally_sql import SETTINGS, tally_statement
+    from annotate.models import Project
+
+    project = Project.objects.get(pk=project_id)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor.execute("SET LOCAL random_page_cost = 1.1")
+            for setting in SETTINGS:  # the export's own
+                cursor.execute(setting)
+        statement, params, votes = tally_statement(project, ExportFilters())
+        started = time.perf_counter()
+        rows = size = 0
+        with connection.connection.cursor() as cursor, cursor.copy(statement, params) as copy:
+            for line in copy:
+                rows += 1
+                size += len(line)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "votes": votes, "mb": size / 1e6}
 
 
 PANDAS_SQL = """
@@ -180,8 +211,22 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+RUNNERS = {
+    "ours": lambda url, pid, out: run_ours(url, pid, out, "sql"),
+    "reference": lambda url, pid, out: run_ours(url, pid, out, "python"),
+    "floor": run_floor,
+    "pandas": lambda url, pid, out: run_pandas(url, pid, out),
+}
+NAMES = {
+    "floor": "PostgreSQL COPY (floor)",
+    "ours": "prefloop export (SQL+arrow)",
+    "reference": "prefloop row loop (before)",
+    "pandas": "pandas read_sql+groupby",
+}
+
+
 def child(kind: str, url: str, project_id: int, out: str) -> None:
-    result = (run_ours if kind == "ours" else run_pandas)(url, project_id, out)
+    result = RUNNERS[kind](url, project_id, out)
     result["peak_mb"] = peak_mb()
     print("RESULT " + json.dumps(result))
 
@@ -189,7 +234,7 @@ def child(kind: str, url: str, project_id: int, out: str) -> None:
 def measure(kind: str, url: str, project_id: int, out: str) -> dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--url", url, "--project-id", str(project_id), "--out", out],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True, text=True, cwd=ROOT, check=False,
     )
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
@@ -197,12 +242,33 @@ def measure(kind: str, url: str, project_id: int, out: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
+def report(results: dict[str, dict]) -> None:
+    print(f"\n{'':30}{'seconds':>9}{'votes/s':>12}{'rows/s':>12}{'peak MB':>9}{'of floor':>10}")
+    floor = results.get("floor", {})
+    for kind, r in results.items():
+        if "error" in r:
+            print(f"{NAMES[kind]:30} failed: {r['error']}")
+            continue
+        share = f"{floor['seconds'] / r['seconds']:>9.0%}" if "seconds" in floor else ""
+        print(f"{NAMES[kind]:30}{r['seconds']:>9.2f}{r['votes'] / r['seconds']:>12,.0f}{r['rows'] / r['seconds']:>12,.0f}"
+              f"{r['peak_mb']:>9.0f}{share:>10}")
+    ours = results.get("ours", {})
+    for kind in ("reference", "pandas"):
+        peer = results.get(kind, {})
+        if "seconds" in peer and "seconds" in ours:
+            print(f"{NAMES[kind]} / prefloop export: time {peer['seconds'] / ours['seconds']:.1f}x, "
+                  f"peak memory {peer['peak_mb'] / ours['peak_mb']:.1f}x")
+    print("rows: preference rows written (pairs file + ties file); the floor's rows are the pair tallies it streams.")
+    print("targets: >= 100,000 votes/s (and rows/s) and < 500 MB peak for the export")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--child", choices=["ours", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true", help="also time the row loop (SQLite's path; slow)")
+    parser.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,22 +276,15 @@ def main() -> None:
         child(args.child, args.url, args.project_id, args.out)
         return
 
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     project_id = load(args.url, args.votes)
+    kinds = ["floor", "ours"] + ["reference"] * args.reference + ["pandas"] * (not args.skip_pandas)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ours = measure("ours", args.url, project_id, f"{tmp}/ours.parquet")
-        peer = None if args.skip_pandas else measure("pandas", args.url, project_id, f"{tmp}/pandas.parquet")
-    print()
-    print(f"{'':28}{'seconds':>10}{'votes/s':>12}{'rows/s':>12}{'peak MB':>10}")
-    for name, r in (("prefloop export (stream)", ours), ("pandas read_sql+groupby", peer)):
-        if r is None:
-            continue
-        if "error" in r:
-            print(f"{name:28} failed: {r['error']}")
-            continue
-        print(f"{name:28}{r['seconds']:>10.2f}{r['votes'] / r['seconds']:>12,.0f}{r['rows'] / r['seconds']:>12,.0f}{r['peak_mb']:>10.0f}")
-    if peer and "error" not in peer and "error" not in ours:
-        print(f"\nratio (pandas / prefloop): time {peer['seconds'] / ours['seconds']:.2f}x, peak memory {peer['peak_mb'] / ours['peak_mb']:.2f}x")
-    print("targets: >= 100,000 votes/s and < 500 MB peak for the streaming export")
+        for kind in kinds:
+            results[kind] = measure(kind, args.url, project_id, f"{tmp}/{kind}.parquet")
+    report(results)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RULES = ("majority", "bt", "unanimous")
 LABELS = ("a", "b", "tie", "both_bad")
@@ -88,3 +91,32 @@ def tied_pairs_from_ranking(ranking: list[int], ties: list[list[int]] | None) ->
 
 def _tie_groups(ties: list[list[int]] | None) -> dict[int, int]:
     return {completion: g for g, group in enumerate(ties or []) for completion in group}
+
+
+def label_codes(counts: dict[str, np.ndarray], rule: str = "majority") -> tuple[np.ndarray, np.ndarray]:
+    """`label_from_counts` over whole columns: (codes, agreement), a code being the label's index in
+    LABELS, or -1 where the rule gives no label. `counts` maps each of LABELS to an int array."""
+    import numpy as np
+
+    stacked = np.stack([np.asarray(counts[label], dtype=np.int64) for label in LABELS])
+    n = stacked.sum(axis=0)
+    if rule == "majority":
+        top = stacked.max(axis=0)
+        single = (stacked == top).sum(axis=0) == 1
+        codes = np.where(single, stacked.argmax(axis=0), LABELS.index("tie"))
+    elif rule == "bt":
+        half = 0.5 * (stacked[2] + stacked[3])
+        a, b = stacked[0] + half, stacked[1] + half
+        level = np.where(stacked[3] > stacked[2], LABELS.index("both_bad"), LABELS.index("tie"))
+        codes = np.where(a > b, 0, np.where(b > a, 1, level))
+    elif rule == "unanimous":
+        whole = (stacked == n) & (n > 0)
+        codes = np.where(whole.any(axis=0), whole.argmax(axis=0), -1)
+    else:
+        raise ValueError(f"unknown aggregation rule {rule!r}; known: {list(RULES)}")
+    codes = codes.astype(np.int8)
+    chosen = np.take_along_axis(stacked, np.maximum(codes, 0)[None, :].astype(np.int64), axis=0)[0]
+    agreement = np.zeros(n.shape, dtype=np.float64)
+    has = (codes >= 0) & (n > 0)
+    agreement[has] = chosen[has] / n[has]
+    return codes, agreement

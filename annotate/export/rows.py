@@ -11,16 +11,28 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking, tied_pairs_from_ranking
-from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
+from annotate.export.aggregate import (
+    RULES,
+    label_from_counts,
+    pair_votes_from_ranking,
+    tied_pairs_from_ranking,
+)
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Project,
+    User,
+    Vote,
+)
 
 SCHEMA_VERSION = "prefloop.preference/1"
 RAW_SCHEMA_VERSION = "prefloop.votes/1"
@@ -201,161 +213,195 @@ def iter_preference_rows(
     project: Project, filters: ExportFilters = ExportFilters(), options: ExportOptions = ExportOptions(),
     stats: ExportStats | None = None,
 ) -> Iterator[dict]:
-    """One row per (pair of completions, aspect) with its aggregated label; see docs/export-format.md."""
+    """One row per (pair of completions, aspect) with its aggregated label; see docs/export-format.md.
+
+    Chunk by chunk of comparisons: read the votes (counted in SQL), tally them per pair, read the
+    texts, then label each pair and build its row(s). SQLite's export path, and on PostgreSQL the
+    reference that the SQL path (`tally_sql` + `columns`) is tested against.
+    """
     stats = stats if stats is not None else ExportStats()
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
-        in_chunk = (
-            Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
-            .filter(comparison__pk__gte=first, comparison__pk__lte=last)  # lets the planner range-scan the join
-        )
-        pairwise = in_chunk.exclude(choice=Vote.Choice.RANKED)
-        # Counting happens in SQL: per (comparison, aspect), votes for the lower completion id
-        # (winner_id < loser_id) are "a". Python then touches each vote once, for its voter.
-        grouped = _fetch(
-            pairwise.order_by("comparison_id", "aspect")
-            .values("comparison_id", "aspect")
-            .annotate(
-                va=Count("id", filter=A_WINS), vb=Count("id", filter=B_WINS),
-                vt=Count("id", filter=Q(choice="tie")), vbb=Count("id", filter=Q(choice="both_bad")),
-                sa=Sum("strength", filter=A_WINS), na=Count("strength", filter=A_WINS),
-                sb=Sum("strength", filter=B_WINS), nb=Count("strength", filter=B_WINS),
-            )
-            .values_list("comparison_id", "aspect", "va", "vb", "vt", "vbb", "sa", "na", "sb", "nb")
-        )
-        voters = _fetch(
-            pairwise.order_by("comparison_id", "id").values_list(
-                "comparison_id", "aspect", "annotator_id", "external_annotator", "rationale"
-            )
-        )
-        ranked = _fetch(
-            in_chunk.filter(choice=Vote.Choice.RANKED)
-            .order_by("comparison_id", "id")
-            .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator",
-                         "ranking_ties")
-        )
-        if not grouped and not ranked:
+        votes = _chunk_votes(vote_q, first, last)
+        if not votes.grouped and not votes.ranked:
             continue
-        chunk = _exported_comparisons(project, filters).filter(pk__gte=first, pk__lte=last)
-        meta, prompts = {}, {}
-        for cid, pid, rnd, text, category, metadata in _fetch(chunk.values_list(
-            "id", "prompt_id", "round", "prompt__text", "prompt__category", Cast("prompt__metadata", TextField())
-        )):
-            meta[cid] = {"prompt_id": pid, "round": rnd}
-            prompts[pid] = {"id": pid, "text": text, "category": category, "metadata": _json(metadata)}
-        members: dict[int, list[int]] = defaultdict(list)
-        completions = {}
-        for row in _fetch(
-            ComparisonItem.objects.filter(comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last)
-            .order_by("comparison_id", "position")
-            .values_list(
-                "comparison_id", "completion_id", "completion__text", "completion__text_available",
-                "completion__model_name", "completion__source", "completion__policy_checkpoint_id",
-                "completion__round", Cast("completion__sampler_params", TextField()), "completion__seed",
-            )
-        ):
-            members[row[0]].append(row[1])
-            completion = dict(zip(COMPLETION_FIELDS, row[1:]))
-            completion["provenance"] = _provenance(completion)
-            completions[row[1]] = completion
+        texts = _chunk_texts(project, filters, first, last)
+        pairs = _tally_pairs(votes, texts.members)
+        stats.comparisons += len({key[0] for key in pairs})
+        stats.votes += len(votes.voters) + len(votes.ranked)
+        for key, tally in sorted(pairs.items()):
+            yield from _pair_rows(key, tally, texts, filters, options, stats)
 
-        pairs: dict[tuple[int, str, int, int], _PairTally] = {}
-        by_unit: dict[tuple[int, str], _PairTally] = {}
-        for comparison_id, aspect, va, vb, vt, vbb, sa, na, sb, nb in grouped:
-            x, y = members[comparison_id][:2]
-            tally = _PairTally({"a": va, "b": vb, "tie": vt, "both_bad": vbb}, {"a": sa or 0, "b": sb or 0}, {"a": na, "b": nb})
-            pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = tally
-        for comparison_id, aspect, user_id, external, rationale in voters:
-            tally = by_unit[(comparison_id, aspect)]
-            tally.annotators.append(pseudonym(user_id) if user_id else external)
+
+@dataclass
+class _ChunkVotes:
+    grouped: list[tuple]  # per (comparison, aspect): pairwise counts and strength sums, oriented to the pair
+    voters: list[tuple]  # per pairwise vote, by id: who and why
+    ranked: list[tuple]  # per ranking vote, by id
+
+
+@dataclass
+class _ChunkTexts:
+    meta: dict[int, dict]  # comparison id -> prompt_id, round
+    prompts: dict[int, dict]
+    members: dict[int, list[int]]  # comparison id -> completion ids by position
+    completions: dict[int, dict]
+
+
+def _chunk_votes(vote_q: Q, first: int, last: int) -> _ChunkVotes:
+    """The chunk's votes. Counting happens in SQL: per (comparison, aspect), votes for the lower
+    completion id (winner_id < loser_id) are "a"; Python then touches each vote once, for its voter."""
+    in_chunk = (
+        Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
+        .filter(comparison__pk__gte=first, comparison__pk__lte=last)  # lets the planner range-scan the join
+    )
+    pairwise = in_chunk.exclude(choice=Vote.Choice.RANKED)
+    grouped = _fetch(
+        pairwise.order_by("comparison_id", "aspect")
+        .values("comparison_id", "aspect")
+        .annotate(
+            va=Count("id", filter=A_WINS), vb=Count("id", filter=B_WINS),
+            vt=Count("id", filter=Q(choice="tie")), vbb=Count("id", filter=Q(choice="both_bad")),
+            sa=Sum("strength", filter=A_WINS), na=Count("strength", filter=A_WINS),
+            sb=Sum("strength", filter=B_WINS), nb=Count("strength", filter=B_WINS),
+        )
+        .values_list("comparison_id", "aspect", "va", "vb", "vt", "vbb", "sa", "na", "sb", "nb")
+    )
+    voters = _fetch(
+        pairwise.order_by("comparison_id", "id").values_list("comparison_id", "aspect", "annotator_id", "external_annotator", "rationale")
+    )
+    ranked = _fetch(
+        in_chunk.filter(choice=Vote.Choice.RANKED)
+        .order_by("comparison_id", "id")
+        .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator",
+                     "ranking_ties")
+    )
+    return _ChunkVotes(grouped, voters, ranked)
+
+
+def _chunk_texts(project: Project, filters: ExportFilters, first: int, last: int) -> _ChunkTexts:
+    """Prompts, members and completions (with their provenance) of the chunk's comparisons."""
+    chunk = _exported_comparisons(project, filters).filter(pk__gte=first, pk__lte=last)
+    texts = _ChunkTexts({}, {}, defaultdict(list), {})
+    for cid, pid, rnd, text, category, metadata in _fetch(chunk.values_list(
+        "id", "prompt_id", "round", "prompt__text", "prompt__category", Cast("prompt__metadata", TextField())
+    )):
+        texts.meta[cid] = {"prompt_id": pid, "round": rnd}
+        texts.prompts[pid] = {"id": pid, "text": text, "category": category, "metadata": _json(metadata)}
+    for row in _fetch(
+        ComparisonItem.objects.filter(comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last)
+        .order_by("comparison_id", "position")
+        .values_list(
+            "comparison_id", "completion_id", "completion__text", "completion__text_available",
+            "completion__model_name", "completion__source", "completion__policy_checkpoint_id",
+            "completion__round", Cast("completion__sampler_params", TextField()), "completion__seed",
+        )
+    ):
+        texts.members[row[0]].append(row[1])
+        completion = dict(zip(COMPLETION_FIELDS, row[1:]))
+        completion["provenance"] = _provenance(completion)
+        texts.completions[row[1]] = completion
+    return texts
+
+
+def _tally_pairs(votes: _ChunkVotes, members: dict[int, list[int]]) -> dict[tuple[int, str, int, int], _PairTally]:
+    """(comparison, aspect, a, b) -> its tally: pairwise votes judge the comparison's first two
+    items; a best-first ranking of K is one vote on each of its K(K-1)/2 pairs (a tie where it ties them)."""
+    pairs: dict[tuple[int, str, int, int], _PairTally] = {}
+    by_unit: dict[tuple[int, str], _PairTally] = {}
+    for comparison_id, aspect, va, vb, vt, vbb, sa, na, sb, nb in votes.grouped:
+        x, y = members[comparison_id][:2]
+        tally = _PairTally({"a": va, "b": vb, "tie": vt, "both_bad": vbb}, {"a": sa or 0, "b": sb or 0}, {"a": na, "b": nb})
+        pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = tally
+    for comparison_id, aspect, user_id, external, rationale in votes.voters:
+        tally = by_unit[(comparison_id, aspect)]
+        tally.annotators.append(pseudonym(user_id) if user_id else external)
+        if rationale:
+            tally.rationales.append(rationale)
+    for comparison_id, aspect, ranking, strength, rationale, user_id, external, ties in votes.ranked:
+        who = pseudonym(user_id) if user_id else external
+        ranking = json.loads(ranking) if isinstance(ranking, str) else ranking
+        ties = json.loads(ties) if isinstance(ties, str) else ties
+        judged = [(x, y, "tie") for x, y in tied_pairs_from_ranking(ranking, ties)]
+        judged += [(w, l, "a" if w < l else "b") for w, l in pair_votes_from_ranking(ranking, ties)]
+        for x, y, side in judged:
+            tally = pairs.setdefault((comparison_id, aspect, min(x, y), max(x, y)), _PairTally())
+            tally.counts[side] += 1
+            if side != "tie" and strength is not None:
+                tally.strength_sum[side] += strength
+                tally.strength_n[side] += 1
+            tally.annotators.append(who)
             if rationale:
                 tally.rationales.append(rationale)
-        for comparison_id, aspect, ranking, strength, rationale, user_id, external, ties in ranked:
-            # A best-first ranking of K is one vote on each of its K(K-1)/2 pairs (a tie where it ties them).
-            who = pseudonym(user_id) if user_id else external
-            ranking = json.loads(ranking) if isinstance(ranking, str) else ranking
-            ties = json.loads(ties) if isinstance(ties, str) else ties
-            for x, y in tied_pairs_from_ranking(ranking, ties):
-                tally = pairs.setdefault((comparison_id, aspect, min(x, y), max(x, y)), _PairTally())
-                tally.counts["tie"] += 1
-                tally.annotators.append(who)
-                if rationale:
-                    tally.rationales.append(rationale)
-            for w, l in pair_votes_from_ranking(ranking, ties):
-                key = (comparison_id, aspect, min(w, l), max(w, l))
-                tally = pairs.setdefault(key, _PairTally())
-                side = "a" if w < l else "b"
-                tally.counts[side] += 1
-                if strength is not None:
-                    tally.strength_sum[side] += strength
-                    tally.strength_n[side] += 1
-                tally.annotators.append(who)
-                if rationale:
-                    tally.rationales.append(rationale)
-        stats.comparisons += len({key[0] for key in pairs})
-        stats.votes += len(voters) + len(ranked)
+    return pairs
 
-        for (comparison_id, aspect, a, b), tally in sorted(pairs.items()):
-            ca, cb = completions[a], completions[b]
-            if not (ca["text_available"] and cb["text_available"]):
-                stats.skipped_no_text += 1
-                continue
-            label, agreement = label_from_counts(tally.counts, options.rule)
-            if label is None:
-                stats.skipped_no_label += 1
-                continue
-            if filters.min_agreement is not None and agreement < filters.min_agreement:
-                stats.skipped_agreement += 1
-                continue
-            is_tie = label in ("tie", "both_bad")
-            strength = tally.strength_sum[label] / tally.strength_n[label] if not is_tie and tally.strength_n[label] else None
-            if is_tie and options.ties == "drop":
-                stats.skipped_ties += 1
-                continue
-            prompt = prompts[meta[comparison_id]["prompt_id"]]
-            base = {
-                "schema_version": SCHEMA_VERSION,
-                "pair_id": f"{comparison_id}:{a}-{b}:{aspect}",
-                "comparison_id": comparison_id,
-                "prompt_id": prompt["id"],
-                "round": meta[comparison_id]["round"],
-                "aspect": aspect,
-                "category": prompt["category"],
-                "prompt": _prompt_value(prompt, options.conversational),
-                "response_a": _response_value(ca["text"], options.conversational),
-                "response_b": _response_value(cb["text"], options.conversational),
-                "label": label,
-                "votes": len(tally.annotators),
-                "votes_a": tally.counts["a"],
-                "votes_b": tally.counts["b"],
-                "votes_tie": tally.counts["tie"],
-                "votes_both_bad": tally.counts["both_bad"],
-                "agreement": agreement,
-                "strength": strength,
-                "margin": 0.0 if is_tie else (strength or 0.0),
-                "rationales": tally.rationales,
-                "annotators": tally.annotators,
-                "provenance_a": ca["provenance"],
-                "provenance_b": cb["provenance"],
-            }
-            if is_tie:
-                if options.ties == "both-orders":
-                    for better, worse in ((ca, cb), (cb, ca)):
-                        stats.rows += 1
-                        stats.labels[label] += 1
-                        yield {**base, "chosen": _response_value(better["text"], options.conversational),
-                               "rejected": _response_value(worse["text"], options.conversational),
-                               "chosen_side": "a" if better is ca else "b"}
-                    continue
-                row = {**base, "chosen": None, "rejected": None, "chosen_side": None}
-            else:
-                win, lose = (ca, cb) if label == "a" else (cb, ca)
-                row = {**base, "chosen": _response_value(win["text"], options.conversational),
-                       "rejected": _response_value(lose["text"], options.conversational),
-                       "chosen_side": label}
-            stats.rows += 1
-            stats.labels[label] += 1
-            yield row
+
+def _pair_rows(key: tuple[int, str, int, int], tally: _PairTally, texts: _ChunkTexts, filters: ExportFilters,
+               options: ExportOptions, stats: ExportStats) -> Iterator[dict]:
+    """The row(s) of one pair: none when skipped (counted), two for a tie under both-orders."""
+    comparison_id, aspect, a, b = key
+    ca, cb = texts.completions[a], texts.completions[b]
+    if not (ca["text_available"] and cb["text_available"]):
+        stats.skipped_no_text += 1
+        return
+    label, agreement = label_from_counts(tally.counts, options.rule)
+    if label is None:
+        stats.skipped_no_label += 1
+        return
+    if filters.min_agreement is not None and agreement < filters.min_agreement:
+        stats.skipped_agreement += 1
+        return
+    is_tie = label in TIE_LABELS
+    if is_tie and options.ties == "drop":
+        stats.skipped_ties += 1
+        return
+    strength = tally.strength_sum[label] / tally.strength_n[label] if not is_tie and tally.strength_n[label] else None
+    base = _base_row(comparison_id, aspect, a, b, tally, texts, options) | {
+        "label": label, "agreement": agreement, "strength": strength, "margin": 0.0 if is_tie else (strength or 0.0),
+    }
+    if not is_tie:
+        sides = [(ca, cb) if label == "a" else (cb, ca)]
+    elif options.ties == "both-orders":
+        sides = [(ca, cb), (cb, ca)]
+    else:
+        sides = [(None, None)]
+    for better, worse in sides:
+        stats.rows += 1
+        stats.labels[label] += 1
+        yield {**base, "chosen": better and _response_value(better["text"], options.conversational),
+               "rejected": worse and _response_value(worse["text"], options.conversational),
+               "chosen_side": better and ("a" if better is ca else "b")}
+
+
+def _base_row(comparison_id: int, aspect: str, a: int, b: int, tally: _PairTally, texts: _ChunkTexts,
+              options: ExportOptions) -> dict:
+    ca, cb = texts.completions[a], texts.completions[b]
+    prompt = texts.prompts[texts.meta[comparison_id]["prompt_id"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "pair_id": f"{comparison_id}:{a}-{b}:{aspect}",
+        "comparison_id": comparison_id,
+        "prompt_id": prompt["id"],
+        "round": texts.meta[comparison_id]["round"],
+        "aspect": aspect,
+        "category": prompt["category"],
+        "prompt": _prompt_value(prompt, options.conversational),
+        "response_a": _response_value(ca["text"], options.conversational),
+        "response_b": _response_value(cb["text"], options.conversational),
+        "label": None,
+        "votes": len(tally.annotators),
+        "votes_a": tally.counts["a"],
+        "votes_b": tally.counts["b"],
+        "votes_tie": tally.counts["tie"],
+        "votes_both_bad": tally.counts["both_bad"],
+        "agreement": None,
+        "strength": None,
+        "margin": None,
+        "rationales": tally.rationales,
+        "annotators": tally.annotators,
+        "provenance_a": ca["provenance"],
+        "provenance_b": cb["provenance"],
+    }
 
 
 def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None) -> Iterator[dict]:

@@ -37,8 +37,8 @@ from annotate.export.rows import (
 )
 from annotate.models import Project
 
-
 FORMATS = ("jsonl", "parquet", "csv", "hf")
+ENGINES = ("auto", "sql", "python")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BATCH_ROWS = 5000
@@ -103,12 +103,48 @@ def _batched(rows: Iterable[dict], size: int = BATCH_ROWS) -> Iterator[list[dict
         yield batch
 
 
-def _write_jsonl(rows: Iterable[dict], path: Path, progress: Progress) -> int:
+def tables_from_rows(rows: Iterable[dict], schema) -> Iterator:
+    """The row loops' dicts as Arrow tables of `schema` (the writers take tables)."""
+    import pyarrow as pa
+
+    for batch in _batched(rows):
+        yield pa.Table.from_pylist(batch, schema=schema)
+
+
+def _rebatch(tables: Iterable, size: int = BATCH_ROWS) -> Iterator:
+    """Tables of exactly `size` rows (the last one less), one chunk per column: whatever the source's
+    table sizes, a file gets the same row groups and so the same bytes."""
+    import pyarrow as pa
+
+    pending, held = [], 0
+    for table in tables:
+        while table.num_rows:
+            take = min(size - held, table.num_rows)
+            pending.append(table.slice(0, take))
+            held += take
+            table = table.slice(take)
+            if held == size:
+                yield pa.concat_tables(pending).combine_chunks()
+                pending, held = [], 0
+    if held:
+        yield pa.concat_tables(pending).combine_chunks()
+
+
+def _json_keys(schema) -> list[str]:
+    """The key order of a JSON line: the row loop's (a preference row's chosen, rejected and
+    chosen_side come last)."""
+    late = [name for name in ("chosen", "rejected", "chosen_side") if name in schema.names]
+    return [name for name in schema.names if name not in late] + late
+
+
+def _write_jsonl(tables: Iterable, path: Path, schema, progress: Progress) -> int:
     count = 0
+    keys = _json_keys(schema)
     with open(path, "w", encoding="utf-8", newline="\n") as out:
-        for batch in _batched(rows):
-            out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in batch))
-            count += len(batch)
+        for table in _rebatch(tables):
+            rows = table.select(keys).to_pylist()
+            out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            count += len(rows)
             progress(count)
     return count
 
@@ -126,49 +162,52 @@ def csv_cell(value) -> str | int | float:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def _write_csv(rows: Iterable[dict], path: Path, schema, progress: Progress) -> int:
+def _write_csv(tables: Iterable, path: Path, schema, progress: Progress) -> int:
     count = 0
     columns = list(schema.names)
     with open(path, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
-        for batch in _batched(rows):
-            writer.writerows([csv_cell(row.get(c)) for c in columns] for row in batch)
-            count += len(batch)
+        for table in _rebatch(tables):
+            rows = table.to_pylist()
+            writer.writerows([csv_cell(row[c]) for c in columns] for row in rows)
+            count += len(rows)
             progress(count)
     return count
 
 
-def _write_parquet(rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
-    import pyarrow as pa
+def _write_parquet(tables: Iterable, path: Path, schema, metadata: dict, progress: Progress) -> int:
     import pyarrow.parquet as pq
 
     schema = schema.with_metadata({"prefloop": json.dumps(metadata, sort_keys=True)})
     count = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for batch in _batched(rows):
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            count += len(batch)
+        for table in _rebatch(tables):
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+            count += table.num_rows
             progress(count)
         if count == 0:
             writer.write_table(schema.empty_table())
     return count
 
 
-def _write_hf(splits: dict[str, Iterable[dict]], path: Path, schema, metadata: dict, progress: Progress) -> dict[str, int]:
+def _write_hf(splits: dict[str, Iterable], path: Path, schema, metadata: dict, progress: Progress) -> dict[str, int]:
     """One split: a Dataset folder; several (train + ties): a DatasetDict folder. Splits are consumed in order."""
     import datasets
 
     counts, parts = {}, {}
     with tempfile.TemporaryDirectory(prefix="prefloop-export-") as tmp:
-        for name, rows in splits.items():
+        for name, tables in splits.items():
             staged = Path(tmp) / f"{name}.parquet"
-            counts[name] = _write_parquet(rows, staged, schema, metadata, progress if name == "train" else _quiet)
+            counts[name] = _write_parquet(tables, staged, schema, metadata, progress if name == "train" else _quiet)
             parts[name] = (
                 datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / f"cache-{name}")) if counts[name]
                 # datasets cannot read a parquet file without a row group (an empty split)
                 else datasets.Dataset.from_dict({n: [] for n in schema.names}, features=datasets.Features.from_arrow_schema(schema))
             )
+            # datasets fingerprints a dataset by its (random) cache path; from the content instead, so
+            # the folder's state.json, and with it the content hash, is the same for the same rows.
+            parts[name]._fingerprint = _sha256(staged)[:16] if counts[name] else "empty"
         if path.exists():
             shutil.rmtree(path)
         dataset = parts["train"] if list(parts) == ["train"] else datasets.DatasetDict(parts)
@@ -180,28 +219,32 @@ def _quiet(count: int) -> None:
     pass
 
 
-def _write_file(format: str, rows: Iterable[dict], path: Path, schema, metadata: dict, progress: Progress) -> int:
+def _write_file(format: str, tables: Iterable, path: Path, schema, metadata: dict, progress: Progress) -> int:
     if format == "jsonl":
-        return _write_jsonl(rows, path, progress)
+        return _write_jsonl(tables, path, schema, progress)
     if format == "parquet":
-        return _write_parquet(rows, path, schema, metadata, progress)
-    return _write_csv(rows, path, schema, progress)
+        return _write_parquet(tables, path, schema, metadata, progress)
+    return _write_csv(tables, path, schema, progress)
 
 
-def _route_ties(rows: Iterable[dict], spool: Path) -> Iterator[dict]:
-    """Yields the decided pairs; writes tie and both-bad rows to `spool` (JSON lines) as they pass."""
-    with open(spool, "w", encoding="utf-8", newline="\n") as out:
-        for row in rows:
-            if row["label"] in TIE_LABELS:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                yield row
+def _route_ties(tables: Iterable, spool: Path, schema) -> Iterator:
+    """Yields the decided pairs; writes the tie and both-bad rows to `spool` (Arrow IPC) as they pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_stream(sink, schema) as spooled:
+        for table in tables:
+            tie = pc.is_in(table.column("label"), value_set=pa.array(TIE_LABELS))
+            spooled.write_table(table.filter(tie))
+            yield table.filter(pc.invert(tie))
 
 
-def _read_spool(spool: Path) -> Iterator[dict]:
-    with open(spool, encoding="utf-8", newline="\n") as lines:
-        for line in lines:
-            yield json.loads(line)
+def _read_spool(spool: Path) -> Iterator:
+    import pyarrow as pa
+
+    with pa.OSFile(str(spool), "rb") as source, pa.ipc.open_stream(source) as reader:  # a batch at a time, not mapped whole
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
 
 
 def ties_path_for(out: Path) -> Path:
@@ -230,10 +273,18 @@ def export_dataset(
     options: ExportOptions = ExportOptions(),  # ties="split": tie rows in a file of their own
     raw: bool = False,
     progress: Progress | None = None,
+    engine: str = "auto",
 ) -> ExportResult:
-    """Export a project's preferences (or raw votes with raw=True) to `out`; returns counts and hash."""
+    """Export a project's preferences (or raw votes with raw=True) to `out`; returns counts and hash.
+
+    `engine`: "sql" aggregates in PostgreSQL and builds the columns a batch at a time (the default
+    there, "auto"); "python" runs the row loop of `rows.iter_preference_rows` (SQLite's path, and
+    the reference the fast path is tested against). Both write the same bytes.
+    """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {list(FORMATS)}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda n: None)
@@ -254,9 +305,9 @@ def export_dataset(
             "conversational": options.conversational,
             "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
         }
-        rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
+        tables = _source(project, filters, options, stats, schema=schema, raw=raw, engine=engine)
         split = not raw and options.ties == "split"
-        count, ties_count = _write_all(format, rows, out, split=split, schema=schema, metadata=metadata, progress=progress)
+        count, ties_count = _write_all(format, tables, out, split=split, schema=schema, metadata=metadata, progress=progress)
     ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
     manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
@@ -277,12 +328,34 @@ def export_dataset(
                         ties_path=ties_out, ties_rows=ties_count)
 
 
-def _write_all(format: str, rows: Iterable[dict], out: Path, *, split: bool, schema, metadata: dict,
+def _source(project: Project, filters: ExportFilters, options: ExportOptions, stats: ExportStats, *, schema,
+            raw: bool, engine: str) -> Iterator:
+    """The export's rows as Arrow tables of `schema`, read in the current snapshot."""
+    if raw:
+        return tables_from_rows(iter_vote_rows(project, filters, stats), schema)
+    if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql"):
+        if connection.vendor != "postgresql":
+            raise ValueError("engine 'sql' needs PostgreSQL")
+        return _sql_tables(project, filters, options, stats, schema)
+    return tables_from_rows(iter_preference_rows(project, filters, options, stats), schema)
+
+
+def _sql_tables(project: Project, filters: ExportFilters, options: ExportOptions, stats: ExportStats, schema) -> Iterator:
+    from annotate.export.columns import PreferenceColumns
+    from annotate.export.tally_sql import iter_tally_tables
+
+    columns = PreferenceColumns(schema, filters, options, stats)
+    for tally, votes in iter_tally_tables(project, filters):
+        stats.votes += votes
+        yield columns.table(tally)
+
+
+def _write_all(format: str, tables: Iterable, out: Path, *, split: bool, schema, metadata: dict,
                progress: Progress) -> tuple[int, int]:
     """Writes `out`.partial (and, split, its ties file's .partial); returns (pairs rows, tie rows)."""
     with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
-        spool = Path(spool_dir) / "ties.jsonl"
-        pairs = _route_ties(rows, spool) if split else rows
+        spool = Path(spool_dir) / "ties.arrow"
+        pairs = _route_ties(tables, spool, schema) if split else tables
         if format == "hf":
             splits = {"train": pairs, "ties": _read_spool(spool)} if split else {"train": pairs}
             counts = _write_hf(splits, _partial(out), schema, metadata, progress)
