@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from annotate.export.rows import (
     ExportStats,
     iter_preference_rows,
     iter_vote_rows,
+    manifest_filters,
 )
 from annotate.models import Project
 
@@ -252,7 +253,7 @@ def export_dataset(
             "aggregation_rule": None if raw else options.rule,
             "ties": None if raw else options.ties,
             "conversational": options.conversational,
-            "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
+            "filters": manifest_filters(filters),
         }
         rows = iter_vote_rows(project, filters, stats) if raw else iter_preference_rows(project, filters, options, stats)
         split = not raw and options.ties == "split"
