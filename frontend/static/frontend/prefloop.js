@@ -797,6 +797,7 @@ function startAnnotator(config) {
     if (event.pointerType === "mouse" || !element || !state.item || state.item.submitted) return;
     touchDrag = { side: element.dataset.side, row: rows.indexOf(element.closest(".aspect-row")), element,
                   x: event.clientX, y: event.clientY, moved: false, id: event.pointerId };
+    element.draggable = false; // else the browser's own touch drag-and-drop may take the gesture
     element.setPointerCapture?.(event.pointerId);
   });
   votebar.addEventListener("pointermove", (event) => {
@@ -807,7 +808,6 @@ function startAnnotator(config) {
     touchDrag.moved = true;
     touchDrag.element.classList.add("touch-dragging");
     touchDrag.element.style.transform = `translate(${dx}px, ${dy}px)`;
-    event.preventDefault();
   });
   votebar.addEventListener("pointerup", (event) => {
     if (!touchDrag || event.pointerId !== touchDrag.id) return;
