@@ -138,6 +138,11 @@ def touch_drag(page, source, target, *, at: str = "center") -> None:
     for step in range(1, 11):
         x, y = x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    # Rest on the target before lifting, as a finger does. Lifted at speed, the drag ends in a fling
+    # gesture, and Chrome swallows the tap that stops a fling (the Submit tap below would not click).
+    page.wait_for_timeout(150)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x1, "y": y1}]})
+    page.wait_for_timeout(150)
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     cdp.detach()
 
