@@ -193,9 +193,10 @@ class RecordPage:
 
 def record_page(project: Project, f: RecordFilter) -> RecordPage:
     """One page of records (PAGE_SIZE comparisons) with their prompt, responses and kept votes."""
-    paginator = Paginator(record_comparisons(project, f).values_list("id", flat=True), PAGE_SIZE)
+    paginator = Paginator(record_comparisons(project, f).values_list("id", "n_voters", "n_votes"), PAGE_SIZE)
     page = paginator.get_page(f.page)
-    ids = list(page.object_list)
+    counts = {cid: {"voters": voters, "votes": votes} for cid, voters, votes in page.object_list}
+    ids = list(counts)
     found = {c.pk: c for c in Comparison.objects.filter(pk__in=ids).select_related("prompt", "gold_winner")}
     items: dict[int, list] = {}
     for item in ComparisonItem.objects.filter(comparison_id__in=ids).select_related("completion").order_by("position"):
@@ -205,7 +206,7 @@ def record_page(project: Project, f: RecordFilter) -> RecordPage:
                  .select_related("annotator").order_by("id")):
         votes.setdefault(vote.comparison_id, []).append(vote)
     rows = [
-        {"comparison": found[cid], "completions": items.get(cid, []), "votes": votes.get(cid, [])}
+        {"comparison": found[cid], "completions": items.get(cid, []), "votes": votes.get(cid, []), "counts": counts[cid]}
         for cid in ids if cid in found
     ]
     return RecordPage(page=page, comparisons=rows, total=paginator.count)

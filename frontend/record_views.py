@@ -60,6 +60,7 @@ def _rows(page) -> list[dict]:
         models = {c.pk: c.model_name for c in row["completions"]}
         rows.append({
             "comparison": row["comparison"],
+            "counts": row["counts"],
             "prompt_html": render_markdown(row["comparison"].prompt.text),
             "responses": [_response(c) for c in row["completions"]],
             "votes": [{"vote": v, "summary": _vote_summary(v, models),

@@ -105,6 +105,8 @@ class RecordBrowserTests(BrowserTestCase):
         self.assertEqual(self.shown_ids(page), split[:20])
         self.assertTrue(page.evaluate("window.__noReload"), "the filter swapped the results in, no page load")
         page.screenshot(path=self.artifacts / "screenshots" / "records-desktop.png", full_page=False)
+        voters = Vote.objects.filter(comparison_id=split[0]).count()  # one aspect: a vote per voter
+        self.assertEqual(page.locator(".record .eyebrow").first.inner_text().split(" · ")[-1].lower(), f"{voters} voters")
 
         self.choose(page, "#r-agreement", "unanimous", "agreement=unanimous")
         self.assertEqual(self.shown_ids(page), sorted(c for c, a in agreement.items() if a == "unanimous")[:20])
@@ -144,6 +146,8 @@ class RecordBrowserTests(BrowserTestCase):
 
         page.set_viewport_size(NARROW)
         page.screenshot(path=self.artifacts / "screenshots" / "records-narrow.png", full_page=False)
+        page.locator("#records-results .record").first.scroll_into_view_if_needed()
+        page.screenshot(path=self.artifacts / "screenshots" / "records-narrow-record.png", full_page=False)
 
     def load_with_consumers(self, saved: dict[str, Path], split: list[int]) -> None:
         import datasets

@@ -75,6 +75,7 @@ def test_page_shows_rationales_escaped_both_responses_and_model_names(client, da
     body = client.get(f"/projects/{data.project.pk}/records/", {"agreement": "unanimous"}).content.decode()
     assert "clearly &lt;b&gt;right&lt;/b&gt;" in body and "<b>right</b>" not in body
     assert "sun-model over moon-model" in body
+    assert "· 2 voters</p>" in body
     assert body.count('class="model-name"') == 2
     assert "<strong>short</strong>" in body  # the response's Markdown, rendered
 
