@@ -42,9 +42,9 @@ RECORD_LABELS: dict[str, tuple[str, ...]] = {
     "ranked": (Vote.Choice.RANKED,),
 }
 AGREEMENTS = {
-    "unanimous": "unanimous (2+ voters, the same answer)",
-    "split": "split (voters disagree)",
-    "single": "a single voter",
+    "unanimous": "unanimous (2+ voters)",
+    "split": "split",
+    "single": "one voter",
     "none": "no votes",
 }
 GOLD = {"yes": "gold checks only", "no": "no gold checks"}

@@ -105,6 +105,7 @@ class RecordBrowserTests(BrowserTestCase):
         self.assertEqual(self.shown_ids(page), split[:20])
         self.assertTrue(page.evaluate("window.__noReload"), "the filter swapped the results in, no page load")
         page.screenshot(path=self.artifacts / "screenshots" / "records-desktop.png", full_page=False)
+        page.locator("#records-results .record").first.screenshot(path=self.artifacts / "screenshots" / "records-record-desktop.png")
         voters = Vote.objects.filter(comparison_id=split[0]).count()  # one aspect: a vote per voter
         self.assertEqual(page.locator(".record .eyebrow").first.inner_text().split(" · ")[-1].lower(), f"{voters} voters")
 
@@ -145,6 +146,7 @@ class RecordBrowserTests(BrowserTestCase):
         self.load_with_consumers(saved, split)
 
         page.set_viewport_size(NARROW)
+        self.assertTrue(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll")
         page.screenshot(path=self.artifacts / "screenshots" / "records-narrow.png", full_page=False)
         page.locator("#records-results .record").first.scroll_into_view_if_needed()
         page.screenshot(path=self.artifacts / "screenshots" / "records-narrow-record.png", full_page=False)
