@@ -105,6 +105,8 @@ class ImportPageTests(BrowserTestCase):
         narrow.get_by_role("button", name="Check and preview").click()
         narrow.wait_for_selector(".import-preview")
         self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+        self.assertTrue(narrow.evaluate("() => { const t = document.querySelector('.preview-counts'); return t.scrollWidth <= t.parentElement.clientWidth; }"),
+                        "the preview's counts fit the phone without a sideways scroll")
         narrow.screenshot(path=self.artifacts / "screenshots" / "import-preview-narrow.png", full_page=True)
         narrow.get_by_role("button", name="Discard").click()
         narrow.wait_for_selector("text=nothing was written")
