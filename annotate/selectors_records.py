@@ -14,7 +14,16 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import (
-    Case, Count, Exists, F, OuterRef, Q, QuerySet, TextField, Value, When,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
 )
 from django.db.models.functions import Cast, Coalesce, Concat
 
@@ -137,7 +146,7 @@ def vote_q(project: Project, f: RecordFilter, prefix: str = "") -> Q:
 def _agreement_counts(project: Project, f: RecordFilter) -> dict[str, Any]:
     """Per comparison, over the votes the filter keeps: votes, voters, aspects and distinct answers."""
     kept = vote_q(project, f, "votes__") & Q(votes__isnull=False)
-    text = TextField()
+    text: TextField = TextField()
     ranked = Concat(Cast("votes__ranking", text), Value("/", output_field=text),
                     Coalesce(Cast("votes__ranking_ties", text), Value("", output_field=text)), output_field=text)
     answer = Concat(

@@ -2,18 +2,28 @@
 filter's export. Queries: annotate/selectors_records.py; the file: the normal export's code path."""
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from annotate.export.download import export_download
-from annotate.models import Completion, Membership, Project, Vote
+from annotate.models import Completion, Membership, Project, User, Vote
 from annotate.selectors import project_for_user
 from annotate.selectors_records import (
-    AGREEMENTS, GOLD, RECORD_LABELS, RECORD_SOURCES, RecordFilter, RecordFilterError, parse_record_filter, record_export_filters,
+    AGREEMENTS,
+    GOLD,
+    RECORD_LABELS,
+    RECORD_SOURCES,
+    RecordFilter,
+    RecordFilterError,
+    parse_record_filter,
+    record_export_filters,
     record_page,
 )
 from annotate.serializers import ExportQuerySerializer
@@ -70,7 +80,7 @@ def _rows(page) -> list[dict]:
 
 
 def _page_link(f: RecordFilter, page: int) -> str:
-    return "?" + urlencode({**f.given, "page": page})
+    return "?" + urlencode({**f.given, "page": str(page)})
 
 
 def _context(project: Project, params) -> tuple[dict, int]:
@@ -100,7 +110,7 @@ def _context(project: Project, params) -> tuple[dict, int]:
 @require_GET
 @not_found_as_404
 def project_records(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = project_for_user(request.user, project_id, role=RESEARCHER)
+    project = project_for_user(cast(User, request.user), project_id, role=RESEARCHER)
     context, status = _context(project, request.GET)
     return render(request, "frontend/project_records.html", context, status=status)
 
@@ -108,9 +118,9 @@ def project_records(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_GET
 @not_found_as_404
-def project_records_export(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_records_export(request: HttpRequest, project_id: int) -> HttpResponseBase:
     """The filter's rows as the normal export writes them (format/part/raw as on the export links)."""
-    project = project_for_user(request.user, project_id, role=RESEARCHER)
+    project = project_for_user(cast(User, request.user), project_id, role=RESEARCHER)
     try:
         f = parse_record_filter(project, request.GET)
     except RecordFilterError as exc:

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Project,
+    Prompt,
+    User,
+    Vote,
+)
 from annotate.services.assignment import next_comparison
 from annotate.services.corrections import skip_assignment
 from annotate.services.voting import VoteInput, record_vote

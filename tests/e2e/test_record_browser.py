@@ -87,7 +87,7 @@ class RecordBrowserTests(BrowserTestCase):
             page.wait_for_url(f"**{query.split('&')[-1]}**")  # the address holds the filter (hx-push-url)
 
     def test_filters_match_the_database_and_the_filter_exports_as_is(self):
-        researcher, annotator, project = self._project()
+        researcher, _, project = self._project()
         agreement, texts = agreement_in_db(project), texts_in_db(project)
         self.assertTrue({"unanimous", "split", "none"} <= set(agreement.values()))
         page = self.new_page(DESKTOP)

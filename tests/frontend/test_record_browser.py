@@ -7,7 +7,11 @@ import re
 import pytest
 
 from annotate.models import Vote
-from annotate.selectors_records import RECORD_SOURCES, parse_record_filter, record_comparisons
+from annotate.selectors_records import (
+    RECORD_SOURCES,
+    parse_record_filter,
+    record_comparisons,
+)
 from tests.factories import make_user
 from tests.records_data import make_records_data
 
