@@ -1,7 +1,7 @@
 """DRF serializers: input validation and output shapes of the annotate API."""
 from __future__ import annotations
 
-from drf_spectacular.utils import PolymorphicProxySerializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from annotate.errors import InvalidVote
@@ -85,10 +85,35 @@ class NextInputSerializer(serializers.Serializer):
     exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
 
 
+SIDE_SCHEMA = {"type": "string", "pattern": "^[a-z]$", "description": "a side: the letter of a response as shown (a = first)"}
+RANKING_SCHEMA = {
+    "type": "array",
+    "nullable": True,
+    "maxItems": 26,
+    "items": {"oneOf": [SIDE_SCHEMA, {
+        "type": "array", "items": SIDE_SCHEMA, "minItems": 1, "maxItems": 26,
+        "description": "a tie group: these sides share one place (only where the project allows ties)",
+    }]},
+    "description": (
+        "K-way comparisons only (more than two responses; null or absent for a pair): every side shown, once, "
+        "best first. An entry is a side's letter, or a list of letters that are tied for that place (allowed "
+        "only where the project allows ties; a list of one letter is the letter). Stored as the completion ids "
+        "best first (`ranking`) and the tied groups of two or more (`ranking_ties`); the winner is the first "
+        "place and the loser the last, each only when it is not a tie."
+    ),
+    "example": ["c", ["a", "b"], "d"],
+}
+
+
+@extend_schema_field(RANKING_SCHEMA)
+class RankingField(serializers.JSONField):
+    """Documents the `ranking` the API reads (the view checks the shape, the voting service the rules)."""
+
+
 class AspectVoteSerializer(serializers.Serializer):
     aspect = serializers.CharField(max_length=64)
     choice = serializers.CharField(required=False, allow_null=True, default=None)
-    ranking = serializers.ListField(child=serializers.CharField(max_length=1), required=False, allow_null=True, default=None)
+    ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
     rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
 
@@ -99,7 +124,7 @@ class VoteInputSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=64, required=False)
     votes = AspectVoteSerializer(many=True, required=False)
     choice = serializers.CharField(required=False, allow_null=True, default=None)
-    ranking = serializers.ListField(child=serializers.CharField(max_length=1), required=False, allow_null=True, default=None)
+    ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
     rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=86_400_000)

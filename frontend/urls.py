@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from frontend import import_views, manage_views, views
+from frontend import import_views, manage_views, record_views, views
 from prefloop.accounts.views import LoginView
 
 urlpatterns = [
@@ -24,6 +24,8 @@ urlpatterns = [
     path("projects/<int:project_id>/imports/preview/", import_views.import_preview, name="project-import-preview"),
     path("projects/<int:project_id>/imports/confirm/", import_views.import_confirm, name="project-import-confirm"),
     path("projects/<int:project_id>/imports/<int:import_id>/", import_views.import_change, name="project-import-change"),
+    path("projects/<int:project_id>/records/", record_views.project_records, name="project-records"),
+    path("projects/<int:project_id>/records/export/", record_views.project_records_export, name="project-records-export"),
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),
 ]

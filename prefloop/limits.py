@@ -51,6 +51,8 @@ DEFAULT_LIMITS: dict[str, int] = {
     # projects
     "project.aspects": 32,
     "project.aspect_name_length": 64,
+    # the record browser: pages of 20 comparisons a filter may page through
+    "records.pages": 10_000,
 }
 
 

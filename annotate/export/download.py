@@ -21,11 +21,14 @@ class ExportDownload:
     headers: dict[str, str]
 
 
-def export_download(*, project: Project, query: dict) -> ExportDownload:
-    """Runs the export named by a validated ExportQuerySerializer's data into a temporary folder."""
+def export_download(*, project: Project, query: dict, filters: ExportFilters | None = None,
+                    name: str = "") -> ExportDownload:
+    """Runs the export named by a validated ExportQuerySerializer's data into a temporary folder.
+
+    `filters`: instead of the query's own (the record browser's filter); `name`: a part of the file name."""
     folder = Path(tempfile.mkdtemp(prefix="prefloop-export-"))
     try:
-        return _export_download(project, query, folder)
+        return _export_download(project, query, folder, filters or _filters(query), name)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -40,13 +43,13 @@ def _filters(q: dict) -> ExportFilters:
     )
 
 
-def _export_download(project: Project, q: dict, folder: Path) -> ExportDownload:
+def _export_download(project: Project, q: dict, folder: Path, filters: ExportFilters, name_part: str) -> ExportDownload:
     fmt, kind = q["format"], "votes" if q["raw"] else "preferences"
     out = folder / f"export.{fmt}"
     options = ExportOptions(rule=q["rule"], ties=q["ties"], conversational=q["conversational"])
-    result = export_dataset(project=project, out=out, format=fmt, filters=_filters(q), options=options, raw=q["raw"])
+    result = export_dataset(project=project, out=out, format=fmt, filters=filters, options=options, raw=q["raw"])
     snapshot = f"s{result.metadata['filters']['max_vote_id']}"
-    name = safe_name_part(project.name, f"project-{project.pk}")
+    name = safe_name_part(project.name, f"project-{project.pk}") + (f"-{safe_name_part(name_part, 'x')}" if name_part else "")
     headers = {"X-Prefloop-Rows": str(result.rows), "X-Prefloop-SHA256": result.sha256,
                "X-Prefloop-Snapshot": str(result.metadata["filters"]["max_vote_id"])}
     if "ties_rows" in result.metadata:

@@ -10,7 +10,8 @@ import hmac
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 from datetime import datetime
 from functools import lru_cache
 
@@ -54,6 +55,20 @@ class ExportFilters:
     sources: tuple[str, ...] = (Vote.Source.HUMAN, Vote.Source.IMPORTED)
     # Votes with ids up to this only: the snapshot bound an export records in its manifest.
     max_vote_id: int | None = None
+    choices: tuple[str, ...] | None = None  # vote choices (a, b, tie, both_bad, ranked)
+    # Only these comparisons: a queryset of their ids (the record browser's filter), read inside the
+    # export's snapshot. Not in the manifest; `record_filter` says there what it was.
+    comparisons: Any = field(default=None, compare=False, metadata={"manifest": False})
+    record_filter: dict | None = None  # the record browser's filter, as its query named it
+
+
+def manifest_filters(filters: ExportFilters) -> dict:
+    """The filters as the manifest records them (JSON values; the comparison queryset left out)."""
+    return {
+        f.name: (value.isoformat() if isinstance(value, datetime) else value)
+        for f in fields(filters) if f.metadata.get("manifest", True)
+        for value in [getattr(filters, f.name)]
+    }
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,10 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
         q &= Q(aspect=filters.aspect)
     if filters.max_vote_id is not None:
         q &= Q(id__lte=filters.max_vote_id)
+    if filters.choices is not None:
+        q &= Q(choice__in=filters.choices)
+    if filters.comparisons is not None:
+        q &= Q(comparison_id__in=filters.comparisons)
     if filters.annotators is not None:
         user_ids = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
         q &= Q(annotator_id__in=user_ids) | Q(annotator__isnull=True, external_annotator__in=filters.annotators)
@@ -134,6 +153,8 @@ def _exported_comparisons(project: Project, filters: ExportFilters):
     comparisons = Comparison.objects.filter(project=project, gold_label="")
     if filters.rounds is not None:
         comparisons = comparisons.filter(round__in=filters.rounds)
+    if filters.comparisons is not None:
+        comparisons = comparisons.filter(pk__in=filters.comparisons)
     return comparisons
 
 

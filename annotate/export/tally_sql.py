@@ -70,6 +70,7 @@ def vote_where(project: Project, filters: ExportFilters) -> tuple[str, dict]:
         "until": ("v.created_at < %(until)s", filters.until),
         "aspect": ("v.aspect = %(aspect)s", filters.aspect or None),
         "max_vote_id": ("v.id <= %(max_vote_id)s", filters.max_vote_id),
+        "choices": ("v.choice = ANY(%(choices)s)", None if filters.choices is None else list(filters.choices)),
     }
     for name, (clause, value) in optional.items():
         if value is not None:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from annotate.export.rows import (
     ExportStats,
     iter_preference_rows,
     iter_vote_rows,
+    manifest_filters,
 )
 from annotate.models import Project
 
@@ -303,7 +304,7 @@ def export_dataset(
             "aggregation_rule": None if raw else options.rule,
             "ties": None if raw else options.ties,
             "conversational": options.conversational,
-            "filters": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(filters).items()},
+            "filters": manifest_filters(filters),
         }
         tables = _source(project, filters, options, stats, schema=schema, raw=raw, engine=engine)
         split = not raw and options.ties == "split"
@@ -333,7 +334,12 @@ def _source(project: Project, filters: ExportFilters, options: ExportOptions, st
     """The export's rows as Arrow tables of `schema`, read in the current snapshot."""
     if raw:
         return tables_from_rows(iter_vote_rows(project, filters, stats), schema)
-    if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql"):
+    # A record-browser filter names its comparisons by a queryset, which the SQL path cannot take:
+    # such exports (a subset of a project) run the row loop, which writes the same bytes.
+    by_records = filters.comparisons is not None
+    if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql" and not by_records):
+        if by_records:
+            raise ValueError("engine 'sql' cannot take a record-browser filter (comparisons)")
         if connection.vendor != "postgresql":
             raise ValueError("engine 'sql' needs PostgreSQL")
         return _sql_tables(project, filters, options, stats, schema)

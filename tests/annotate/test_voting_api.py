@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotate.models import Assignment, Comparison, User, Vote
+from annotate.models import Assignment, Comparison, ComparisonItem, Completion, Prompt, User, Vote
+from annotate.services.assignment import next_comparison
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -237,3 +238,25 @@ def test_the_openapi_schema_describes_next_and_vote(client):
     paths = response.json()["paths"]
     assert "/api/projects/{project_id}/next/" in paths
     assert "/api/assignments/{assignment_id}/vote/" in paths
+
+
+def test_the_schema_of_a_ranking_describes_tie_groups_and_its_example_is_accepted(client, api):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    vote_input = schema["components"]["schemas"]["VoteInput"]["properties"]["ranking"]
+    side, group = vote_input["items"]["oneOf"]
+    assert side["type"] == "string" and group["type"] == "array" and group["items"] == side
+    assert schema["components"]["schemas"]["AspectVote"]["properties"]["ranking"] == vote_input
+    # The documented example is what the API takes: c first, a and b tied, d last.
+    annotator = make_user()
+    project = make_project(annotators=[annotator], allow_tie=True)
+    prompt = Prompt.objects.create(project=project, key="k", text="Rank these.")
+    completions = [Completion.objects.create(prompt=prompt, key=str(i), model_name=f"m{i}", text=f"answer {i}") for i in range(4)]
+    comparison = Comparison.objects.create(project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions))
+    ComparisonItem.objects.bulk_create(ComparisonItem(comparison=comparison, completion=c, position=i) for i, c in enumerate(completions))
+    assignment = next_comparison(annotator=annotator, project=project).assignment
+    body = {"idempotency_key": "schema-example", "ranking": vote_input["example"]}
+    response = api(annotator).post(f"/api/assignments/{assignment.pk}/vote/", body, format="json")
+    assert response.status_code == 201, response.content
+    c, a, b, d = (assignment.shown_order["abcd".index(x)] for x in "cabd")
+    vote = Vote.objects.get(assignment=assignment)
+    assert (vote.ranking, vote.ranking_ties, vote.winner_id, vote.loser_id) == ([c, a, b, d], [[a, b]], c, d)

@@ -46,8 +46,8 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         self.browser = browser
         self.artifacts = artifacts_dir
 
-    def new_page(self, viewport, *, fail_on_js_errors: bool = True, fail_on_csp_violations: bool = True):
-        context = self.browser.new_context(viewport=viewport)
+    def new_page(self, viewport, *, fail_on_js_errors: bool = True, fail_on_csp_violations: bool = True, **context_options):
+        context = self.browser.new_context(viewport=viewport, **context_options)
         self.addCleanup(context.close)
         page = context.new_page()
         errors: list[str] = []

@@ -46,7 +46,7 @@ class ContentSecurityPolicyTests(BrowserTestCase):
             " return r !== null && Number(r.getAttribute('width')) > 0 && r.getBoundingClientRect().width > 0; }",
             timeout=10000,
         )
-        for path in ("leaderboard", "quality", "reward-models", "members", "settings", "imports"):
+        for path in ("leaderboard", "quality", "reward-models", "members", "settings", "imports", "records"):
             page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
             # The page's stylesheet applied: the topbar is a flex row, not unstyled blocks.
             self.assertEqual(page.locator("header.topbar").evaluate("e => getComputedStyle(e).display"), "flex")

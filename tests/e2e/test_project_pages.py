@@ -49,8 +49,8 @@ class ProjectPagesTests(BrowserTestCase):
 
         phone = self.new_page(NARROW)
         sign_in(phone, self.live_server_url, researcher.username)
-        for name, path in (("members", "members"), ("settings", "settings")):
-            phone.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
+        for name, path in (("members", "members"), ("settings", "settings"), ("new", "new")):
+            phone.goto(f"{self.live_server_url}/projects/new/" if path == "new" else f"{self.live_server_url}/projects/{project.pk}/{path}/")
             self.assertTrue(phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), name)
             phone.screenshot(path=self.artifacts / "screenshots" / f"project-{name}-narrow.png", full_page=True)
         page.goto(f"{self.live_server_url}/projects/{project.pk}/settings/")
@@ -105,6 +105,8 @@ class ImportPageTests(BrowserTestCase):
         narrow.get_by_role("button", name="Check and preview").click()
         narrow.wait_for_selector(".import-preview")
         self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+        self.assertTrue(narrow.evaluate("() => { const t = document.querySelector('.preview-counts'); return t.scrollWidth <= t.parentElement.clientWidth; }"),
+                        "the preview's counts fit the phone without a sideways scroll")
         narrow.screenshot(path=self.artifacts / "screenshots" / "import-preview-narrow.png", full_page=True)
         narrow.get_by_role("button", name="Discard").click()
         narrow.wait_for_selector("text=nothing was written")

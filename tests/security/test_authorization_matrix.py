@@ -218,6 +218,8 @@ ROUTES: dict[str, Route] = {
     "project-member-update": Route(lambda w: {"project_id": w.project_a.pk, "user_id": w.annotator_a.pk}, {"POST": RESEARCHERS_A},
                                    html=True, body=lambda w: {"action": "pause"}),
     "project-imports-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
+    "project-records": Route(_project, {"GET": RESEARCHERS_A}, html=True),
+    "project-records-export": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "project-import-preview": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True),
     "project-import-confirm": Route(_project, {"POST": RESEARCHERS_A}, html=True,
                                     body=lambda w: {"token": "0" * 32, "pairing": "all"}),

@@ -764,6 +764,67 @@ function startAnnotator(config) {
     dragged = null;
   });
 
+  // A finger (or pen) never starts an HTML5 drag, so touch drags with pointer events: the chip follows
+  // the pointer and drops where it is let go, through the same move() as a mouse drop. A tap is still a click.
+  let touchDrag = null;
+  let swallowClick = false;
+  function dropTarget(x, y) {
+    const under = document.elementFromPoint(x, y);
+    const box = under?.closest(".ranking");
+    if (!box) return null;
+    const row = rows.indexOf(box.closest(".aspect-row"));
+    const target = under.closest(".rank-chip");
+    if (under.closest(".pool")) return { row, before: "pool" };
+    if (!target || !target.closest(".ranked")) return { row, before: null };
+    // On a chip's left half: before it; on its right half: after its group (a finger hides the gaps).
+    const rect = target.getBoundingClientRect();
+    if (x < rect.left + rect.width / 2) return { row, before: target.dataset.side };
+    const order = groups(row);
+    const next = order[order.findIndex((group) => group.includes(target.dataset.side)) + 1];
+    return { row, before: next ? next[0] : null };
+  }
+  function endTouchDrag() {
+    if (!touchDrag) return null;
+    const drag = touchDrag;
+    touchDrag = null;
+    drag.element.classList.remove("touch-dragging");
+    drag.element.style.transform = "";
+    return drag;
+  }
+  votebar.addEventListener("pointerdown", (event) => {
+    swallowClick = false;
+    const element = event.target.closest?.(".rank-chip");
+    if (event.pointerType === "mouse" || !element || !state.item || state.item.submitted) return;
+    touchDrag = { side: element.dataset.side, row: rows.indexOf(element.closest(".aspect-row")), element,
+                  x: event.clientX, y: event.clientY, moved: false, id: event.pointerId };
+    element.draggable = false; // else the browser's own touch drag-and-drop may take the gesture
+    element.setPointerCapture?.(event.pointerId);
+  });
+  votebar.addEventListener("pointermove", (event) => {
+    if (!touchDrag || event.pointerId !== touchDrag.id) return;
+    const dx = event.clientX - touchDrag.x;
+    const dy = event.clientY - touchDrag.y;
+    if (!touchDrag.moved && Math.hypot(dx, dy) < 8) return;
+    touchDrag.moved = true;
+    touchDrag.element.classList.add("touch-dragging");
+    touchDrag.element.style.transform = `translate(${dx}px, ${dy}px)`;
+  });
+  votebar.addEventListener("pointerup", (event) => {
+    if (!touchDrag || event.pointerId !== touchDrag.id) return;
+    const drag = endTouchDrag();
+    if (!drag.moved) return; // a tap: the click places the chip or takes it back
+    swallowClick = true; // the click that ends a drag is not a tap
+    const drop = dropTarget(event.clientX, event.clientY);
+    if (drop && drop.row === drag.row && drop.before !== drag.side) move(drop.row, drag.side, drop.before);
+  });
+  votebar.addEventListener("pointercancel", () => endTouchDrag());
+  votebar.addEventListener("click", (event) => {
+    if (!swallowClick) return;
+    swallowClick = false;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+  }, { capture: true });
+
   // Narrow screens show one response at a time: tabs, or a swipe across the responses.
   function showSide(side) {
     const responses = $(".responses", queue);
