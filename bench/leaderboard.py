@@ -264,6 +264,29 @@ def previous_pair_counts(project):
     return PairCounts.from_records(records)
 
 
+def print_file(a, b, outcome, models) -> None:
+    """The same battles as an Arena JSON Lines file: pyarrow reader vs the line-by-line reader."""
+    from annotate.leaderboard import load_battles
+    from annotate.leaderboard.battles import _load_line_by_line
+
+    with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
+        path = Path(folder) / "battles.jsonl"
+        stamps = np.arange(len(a)) * 0.5 + 1.7e9
+        with open(path, "w") as out:
+            for x, y, o, t in zip(a.tolist(), b.tolist(), outcome.tolist(), stamps.tolist()):
+                out.write(f'{{"model_a": "{models[x]}", "model_b": "{models[y]}", "winner": "{WINNER[o]}", "tstamp": {t}}}\n')
+        size_mb = path.stat().st_size / 1e6
+        load_battles(path)  # warm the page cache and pyarrow's thread pool
+        fast, t_fast = timed(load_battles, path)
+        slow, t_slow = timed(_load_line_by_line, path, require_style=False)
+        _, t_counts = timed(fast.pair_counts)
+    same = fast.models == slow.models and all(
+        np.array_equal(getattr(fast, k), getattr(slow, k)) for k in ("model_a", "model_b", "outcome", "both_bad")
+    )
+    print(f"file       Arena JSONL, {len(a):,} lines ({size_mb:.0f} MB): pyarrow reader {t_fast:.2f} s | "
+          f"line-by-line reader (previous) {t_slow:.2f} s: {t_slow / t_fast:.1f}x | counts {t_counts:.3f} s | same arrays: {same}")
+
+
 def print_db(db: dict, rounds: int) -> None:
     seeded = f"seeded with COPY in {db['t_seed']:.1f} s" if db["t_seed"] else "seeded earlier, kept"
     print(f"database   {db['votes']:,} votes in PostgreSQL ({seeded}; {db['pairs']} pairs), best of 3, interleaved:")
@@ -300,17 +323,7 @@ def main() -> None:
           f"fit + {args.rounds}-round CIs {ours['t_fit_and_bootstrap']:.3f} s | end to end {ours_total:.3f} s | peak {ours['peak_mb']:.0f} MB")
 
     if args.file:
-        from annotate.leaderboard import load_battles
-
-        with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
-            path = Path(folder) / "battles.jsonl"
-            with open(path, "w") as out:
-                for x, y, o in zip(a.tolist(), b.tolist(), outcome.tolist()):
-                    out.write(f'{{"model_a": "{models[x]}", "model_b": "{models[y]}", "winner": "{WINNER[o]}"}}\n')
-            size_mb = path.stat().st_size / 1e6
-            log, t_read = timed(load_battles, path)
-            _, t_counts = timed(log.pair_counts)
-        print(f"prefloop   read Arena JSONL ({size_mb:.0f} MB) {t_read:.2f} s + counts {t_counts:.3f} s")
+        print_file(a, b, outcome, models)
 
     choix_result = run_choix(ours["counts"], args.rounds, args.seed)
     if choix_result is None:
