@@ -99,7 +99,7 @@ def run_arena(a, b, outcome, models, *, timeout: int, bootstrap: int) -> dict:
         np.savez(data, a=a, b=b, outcome=outcome, models=np.array(models))
         command = [sys.executable, __file__, "--child-arena", str(data), "--arena-bootstrap", str(bootstrap)]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout} s"}
     if done.returncode != 0:
@@ -149,7 +149,14 @@ def seed_votes(project_name: str, votes: int, systems: int, seed: int):
     """A project with `votes` imported pairwise votes (4 per comparison, 100 prompts), written with COPY."""
     from django.db import connection, transaction
 
-    from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, Vote
+    from annotate.models import (
+        Comparison,
+        ComparisonItem,
+        Completion,
+        Project,
+        Prompt,
+        Vote,
+    )
 
     Project.objects.filter(name=project_name).delete()
     project = Project.objects.create(name=project_name)
@@ -201,7 +208,12 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
     from django.db import connection
 
     from annotate.leaderboard import LeaderboardOptions, compute_leaderboard
-    from annotate.leaderboard.data import VoteFilter, pair_counts_sql, project_leaderboard, project_pair_counts
+    from annotate.leaderboard.data import (
+        VoteFilter,
+        pair_counts_sql,
+        project_leaderboard,
+        project_pair_counts,
+    )
     from annotate.models import Project, Vote
 
     call_command("migrate", verbosity=0)
@@ -242,7 +254,12 @@ def previous_pair_counts(project):
     from django.db.models import Count, F, FilteredRelation, Q
 
     from annotate.leaderboard import PairCounts
-    from annotate.leaderboard.data import TIES, VoteFilter, _ranked_records, project_votes
+    from annotate.leaderboard.data import (
+        TIES,
+        VoteFilter,
+        _ranked_records,
+        project_votes,
+    )
     from annotate.models import Vote
 
     votes = project_votes(project, VoteFilter())
@@ -273,8 +290,7 @@ def print_file(a, b, outcome, models) -> None:
         path = Path(folder) / "battles.jsonl"
         stamps = np.arange(len(a)) * 0.5 + 1.7e9
         with open(path, "w") as out:
-            for x, y, o, t in zip(a.tolist(), b.tolist(), outcome.tolist(), stamps.tolist()):
-                out.write(f'{{"model_a": "{models[x]}", "model_b": "{models[y]}", "winner": "{WINNER[o]}", "tstamp": {t}}}\n')
+            out.writelines(f'{{"model_a": "{models[x]}", "model_b": "{models[y]}", "winner": "{WINNER[o]}", "tstamp": {t}}}\n' for x, y, o, t in zip(a.tolist(), b.tolist(), outcome.tolist(), stamps.tolist()))
         size_mb = path.stat().st_size / 1e6
         load_battles(path)  # warm the page cache and pyarrow's thread pool
         fast, t_fast = timed(load_battles, path)

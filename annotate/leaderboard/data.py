@@ -17,7 +17,11 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from annotate.export.aggregate import pair_votes_from_ranking, tied_pairs_from_ranking
-from annotate.leaderboard.compute import LeaderboardOptions, LeaderboardResult, compute_leaderboard
+from annotate.leaderboard.compute import (
+    LeaderboardOptions,
+    LeaderboardResult,
+    compute_leaderboard,
+)
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import StyleBattles, text_style
 from annotate.models import ComparisonItem, Completion, Project, Vote
