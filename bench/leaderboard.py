@@ -9,7 +9,16 @@ Prints times, ratios, the largest rating difference against each peer and peak m
 
     .venv/bin/python bench/leaderboard.py                       # 1M battles, 100 systems
     .venv/bin/python bench/leaderboard.py --file                # also load the same battles from JSONL
-    .venv/bin/python bench/leaderboard.py --db 200000           # also: votes in PostgreSQL → counts (SQL GROUP BY)
+    .venv/bin/python bench/leaderboard.py --votes 1000000       # also: votes in PostgreSQL → leaderboard end to end
+
+The lead's idle rerun of issue 16's figures (1M votes in PostgreSQL, 1M-line Arena file, no peers):
+
+    .venv/bin/python bench/leaderboard.py --no-arena --file --votes 1000000
+
+--votes seeds the project once with COPY (~1-2 min) and keeps it in --db-url for re-runs; it
+prints ours end to end next to its floors (the same SQL alone through a raw cursor; fit + CIs
+alone on the counts) and the previous implementation (two ORM GROUP BYs), best of 3 interleaved.
+--file prints the pyarrow reader next to the line-by-line reader on the same 1M-line file.
 """
 from __future__ import annotations
 
@@ -205,7 +214,7 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
 
     from annotate.leaderboard import LeaderboardOptions, compute_leaderboard
     from annotate.leaderboard.data import (
@@ -227,8 +236,10 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
     options = LeaderboardOptions(bootstrap=rounds, seed=seed)
     sql, params = pair_counts_sql(project, VoteFilter())
 
-    def group_by_only():
-        with connection.cursor() as cursor:
+    def group_by_only():  # the same statement and session settings, straight through a cursor
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
             cursor.execute(sql, params)
             return cursor.fetchall()
 
@@ -323,7 +334,8 @@ def main() -> None:
     parser.add_argument("--arena-bootstrap", type=int, default=0, help="also run arena-rank's bootstrap (forked workers) with N rounds")
     parser.add_argument("--no-arena", action="store_true")
     parser.add_argument("--file", action="store_true", help="also time reading the battles from an Arena JSONL file")
-    parser.add_argument("--db", type=int, default=0, metavar="VOTES", help="also time SQL aggregation of VOTES votes in PostgreSQL")
+    parser.add_argument("--votes", "--db", dest="db", type=int, default=0, metavar="N",
+                        help="also: N votes in PostgreSQL (seeded once with COPY, kept) → leaderboard end to end, vs floors and the previous path")
     parser.add_argument("--db-url", default=DEFAULT_DB)
     parser.add_argument("--child-arena", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -331,6 +343,7 @@ def main() -> None:
         arena_child(args.child_arena, args.arena_bootstrap)
         return
 
+    print("load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     a, b, outcome, models = synthetic_battles(args.battles, args.systems, args.seed)
     print(f"{args.battles:,} battles over {args.systems} systems (seed {args.seed}), {args.rounds}-round bootstrap")
     ours = run_ours(a, b, outcome, models, args.rounds, args.seed)
@@ -368,6 +381,7 @@ def main() -> None:
 
     if args.db:
         print_db(run_db(args.db_url, args.db, args.systems, args.seed, args.rounds), args.rounds)
+    print("load average at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
