@@ -294,8 +294,11 @@ def previous_pair_counts(project):
 
 def print_file(a, b, outcome, models) -> None:
     """The same battles as an Arena JSON Lines file: pyarrow reader vs the line-by-line reader."""
+    import pyarrow.json as pj
+
     from annotate.leaderboard import load_battles
     from annotate.leaderboard.battles import _load_line_by_line
+    from annotate.leaderboard.battles_arrow import BLOCK_BYTES
 
     with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
         path = Path(folder) / "battles.jsonl"
@@ -305,12 +308,14 @@ def print_file(a, b, outcome, models) -> None:
         size_mb = path.stat().st_size / 1e6
         load_battles(path)  # warm the page cache and pyarrow's thread pool
         fast, t_fast = timed(load_battles, path)
+        _, t_parse = timed(pj.read_json, path, read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True))
         slow, t_slow = timed(_load_line_by_line, path, require_style=False)
         _, t_counts = timed(fast.pair_counts)
     same = fast.models == slow.models and all(
         np.array_equal(getattr(fast, k), getattr(slow, k)) for k in ("model_a", "model_b", "outcome", "both_bad")
     )
-    print(f"file       Arena JSONL, {len(a):,} lines ({size_mb:.0f} MB): pyarrow reader {t_fast:.2f} s | "
+    print(f"file       Arena JSONL, {len(a):,} lines ({size_mb:.0f} MB): pyarrow reader {t_fast:.2f} s | floor: "
+          f"pyarrow.json.read_json alone {t_parse:.2f} s (ours at {100 * t_parse / t_fast:.0f} % of it) | "
           f"line-by-line reader (previous) {t_slow:.2f} s: {t_slow / t_fast:.1f}x | counts {t_counts:.3f} s | same arrays: {same}")
 
 

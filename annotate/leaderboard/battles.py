@@ -83,7 +83,8 @@ def load_battles(path: str | Path, *, require_style: bool = False) -> BattleLog:
 
 def _log_from_columns(columns: dict) -> BattleLog:
     stamps, style = columns["stamps"], columns["style"]
-    order = np.argsort(stamps, kind="stable") if stamps is not None else slice(None)
+    in_order = stamps is None or bool((stamps[1:] >= stamps[:-1]).all())  # then the stable sort is the identity
+    order = slice(None) if in_order else np.argsort(stamps, kind="stable")
     return BattleLog(
         models=columns["models"], model_a=columns["model_a"][order], model_b=columns["model_b"][order],
         outcome=columns["outcome"][order], both_bad=columns["both_bad"][order],

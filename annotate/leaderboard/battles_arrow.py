@@ -45,12 +45,14 @@ def read_jsonl_columns(path: Path, style_fields: tuple[tuple[str, str], ...]) ->
 
 
 def _model_column(table: pa.Table, name: str) -> pa.DictionaryArray | None:
-    if name not in table.column_names or not pa.types.is_string(table[name].type):
+    """Dictionary-encoded names; the check that each is a non-empty string runs on the few distinct
+    values, with Python's str.strip as the line-by-line reader uses."""
+    if name not in table.column_names or not pa.types.is_string(table[name].type) or table[name].null_count:
         return None
-    column = table[name]
-    if column.null_count or not pc.all(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)).as_py():
+    encoded = pc.dictionary_encode(table[name].combine_chunks())
+    if not all(value.strip() for value in encoded.dictionary.to_pylist()):
         return None
-    return pc.dictionary_encode(column.combine_chunks())
+    return encoded
 
 
 def _winner_codes(table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
