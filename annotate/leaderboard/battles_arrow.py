@@ -110,9 +110,12 @@ def _counts(column: pa.Array) -> np.ndarray | None:
         return None
     if pa.types.is_struct(column.type):
         parts = [_counts(column.field(k)) for k in range(column.type.num_fields)]
-        if any(p is None for p in parts):
-            return None
-        return np.sum(parts, axis=0) if parts else np.zeros(len(column))
+        summed = np.zeros(len(column))
+        for part in parts:
+            if part is None:
+                return None
+            summed += part
+        return summed
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         return None
     values = column.to_numpy(zero_copy_only=False).astype(np.float64)
