@@ -15,7 +15,7 @@ The lead's idle rerun of issue 16's figures (1M votes in PostgreSQL, 1M-line Are
 
     .venv/bin/python bench/leaderboard.py --no-arena --file --votes 1000000
 
---votes seeds the project once with COPY (1M votes: ~40 s under load) and keeps it in --db-url for re-runs; it
+--votes seeds the project once with COPY (100k votes: 3.9 s at load 8) and keeps it in --db-url for re-runs; it
 prints ours end to end next to its floors (the same SQL alone through a raw cursor; fit + CIs
 alone on the counts) and the previous implementation (two ORM GROUP BYs), best of 3 interleaved.
 --file prints the pyarrow reader next to the line-by-line reader on the same 1M-line file.
