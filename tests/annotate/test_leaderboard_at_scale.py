@@ -171,3 +171,18 @@ def test_count_bootstrap_has_the_distribution_of_the_battle_level_bootstrap_on_p
     for k, model in enumerate(models):
         assert abs(board[model].lower - lower[k]) < 0.5 * spread[k], model
         assert abs(board[model].upper - upper[k]) < 0.5 * spread[k], model
+
+
+@pytest.mark.django_db
+def test_the_sql_counts_honour_every_filter_of_project_votes(real_data):
+    from annotate.leaderboard.data import VoteFilter, project_votes
+
+    project = make_project()
+    import_file(project=project, path=real_data / "PRD" / "vicuna80")
+    assert project_pair_counts(project, VoteFilter(sources=("human",))).total == 0  # PRD votes are imported
+    without_ties = project_pair_counts(project, VoteFilter(exclude_ties=True))
+    assert without_ties.total == 7040 - 804 and without_ties.ties == 0
+    # One vote less in the queryset is one battle less in the counts.
+    dropped = project_votes(project, VoteFilter()).filter(choice="a").first()
+    dropped.delete()
+    assert project_pair_counts(project).total == 7039
