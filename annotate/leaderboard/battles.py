@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotate.leaderboard.battles_arrow import read_jsonl_columns
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import STYLE_FIELDS, StyleBattles
 
@@ -71,8 +72,27 @@ class BattleLog:
 
 
 def load_battles(path: str | Path, *, require_style: bool = False) -> BattleLog:
-    """Read a battle file. Raises BattleFileError listing every bad line (up to 20 shown)."""
+    """Read a battle file. Raises BattleFileError listing every bad line (up to 20 shown).
+    A clean JSON Lines file is read by pyarrow (battles_arrow); anything else line by line."""
     path = Path(path)
+    fast = read_jsonl_columns(path, STYLE_FIELDS)
+    if fast is not None and not (require_style and fast["style"] is None):
+        return _log_from_columns(fast)
+    return _load_line_by_line(path, require_style=require_style)
+
+
+def _log_from_columns(columns: dict) -> BattleLog:
+    stamps, style = columns["stamps"], columns["style"]
+    in_order = stamps is None or bool((stamps[1:] >= stamps[:-1]).all())  # then the stable sort is the identity
+    order = slice(None) if in_order else np.argsort(stamps, kind="stable")
+    return BattleLog(
+        models=columns["models"], model_a=columns["model_a"][order], model_b=columns["model_b"][order],
+        outcome=columns["outcome"][order], both_bad=columns["both_bad"][order],
+        style_a=None if style is None else style[0][order], style_b=None if style is None else style[1][order],
+    )
+
+
+def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -12,7 +12,13 @@ from annotate.leaderboard import bootstrap as boot
 from annotate.leaderboard.bt import ELO_MEAN, FALLBACK_RIDGE, fit_bt, mle_exists, to_elo
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.elo import ELO_K, online_elo
-from annotate.leaderboard.style import STYLE_ELEMENTS, STYLE_PENALTY, StyleBattles, fit_style_bt, style_differences
+from annotate.leaderboard.style import (
+    STYLE_ELEMENTS,
+    STYLE_PENALTY,
+    StyleBattles,
+    fit_style_bt,
+    style_differences,
+)
 
 DEFAULT_ROUNDS = 100
 DEFAULT_SEED = 0
@@ -68,21 +74,47 @@ def compute_leaderboard(
 ) -> LeaderboardResult:
     """counts: battles collapsed per pair (ties already dropped when options.exclude_ties);
     ordered_battles: the same battles in time order, needed for options.online_elo;
-    style_battles: per-battle rows with style counts, needed for options.style_control."""
-    models = list(counts.models)
-    anchor_index = None
-    if options.anchor is not None and counts.total:
-        if options.anchor[0] not in models:
-            raise LeaderboardInputError(f"anchor model {options.anchor[0]!r} has no battles here; models: {', '.join(models)}")
-        anchor_index = models.index(options.anchor[0])
-    anchor_rating = options.anchor[1] if options.anchor else ELO_MEAN
-    warnings: list[str] = []
+    style_battles: per-battle rows with style counts, needed for options.style_control.
+
+    In four steps: the fit with its bootstrap samples (θ, natural units), the Elo scale with
+    bounds and ranks, online Elo, and the table (best first) with its matrices."""
+    anchor_index = _anchor_index(counts, options)
     if counts.total == 0 or counts.n_models < 2:
         return LeaderboardResult(
             ratings=[], method={"model": "bradley-terry", "battles": counts.total, **(source or {})}, models=[],
             win_rate=[], battle_counts=[], warnings=["not enough data: no battles between two different models yet"],
         )
-    method: dict = {
+    method = _method(counts, options, source)
+    warnings: list[str] = []
+    _warn_about_groups(counts, method, warnings)
+    theta, samples, coefficients = _fit_with_samples(counts, options, style_battles, progress, method, warnings)
+    anchor_rating = options.anchor[1] if options.anchor else ELO_MEAN
+    scale = _on_elo_scale(theta, samples, anchor_index=anchor_index, anchor_rating=anchor_rating)
+    online = _online_elo(options, ordered_battles, method)
+    return _table(counts, scale, online, method=method, coefficients=coefficients, warnings=warnings)
+
+
+@dataclass(frozen=True)
+class _EloScale:
+    ratings: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    ranks: np.ndarray
+
+
+def _anchor_index(counts: PairCounts, options: LeaderboardOptions) -> int | None:
+    if options.anchor is None or not counts.total:
+        return None
+    models = list(counts.models)
+    if options.anchor[0] not in models:
+        raise LeaderboardInputError(f"anchor model {options.anchor[0]!r} has no battles here; models: {', '.join(models)}")
+    return models.index(options.anchor[0])
+
+
+def _method(counts: PairCounts, options: LeaderboardOptions, source: dict | None) -> dict:
+    """How every number is computed; the fit steps add to it (estimator, fallbacks)."""
+    anchor_rating = options.anchor[1] if options.anchor else ELO_MEAN
+    return {
         "model": "bradley-terry",
         "estimator": "maximum likelihood, unregularised",
         "scale": "elo: P(i beats j) = 1 / (1 + 10^((R_j - R_i) / 400))",
@@ -98,59 +130,75 @@ def compute_leaderboard(
         **(source or {}),
     }
 
-    _warn_about_groups(counts, method, warnings)
+
+def _fit_with_samples(
+    counts: PairCounts, options: LeaderboardOptions, style_battles: StyleBattles | None,
+    progress: Callable[[int], None] | None, method: dict, warnings: list[str],
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, float] | None]:
+    """θ in counts' model order, the (rounds, n) bootstrap θ (None without bootstrap), and the
+    style coefficients (None without style control)."""
     if options.style_control:
         if style_battles is None:
             raise LeaderboardInputError("style control needs per-battle style counts")
         theta, samples, coefficients = _style_fit(style_battles, options, progress, method, warnings)
-        models_style = list(style_battles.models)
         # style battles may be indexed differently: align to counts' (sorted) model order
-        position = [models_style.index(m) for m in models]
-        theta = theta[position]
-        samples = samples[:, position] if samples is not None else None
-    else:
-        theta, ridge = _bt_fit(counts, method, warnings)
-        samples = None
-        coefficients = None
-        if options.bootstrap:
-            samples, fallback = boot.bootstrap_theta(
-                counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, ridge=ridge, progress=progress
-            )
-            method["bootstrap_rounds_with_ridge"] = fallback
+        position = [list(style_battles.models).index(m) for m in counts.models]
+        return theta[position], None if samples is None else samples[:, position], coefficients
+    theta, ridge = _bt_fit(counts, method, warnings)
+    if not options.bootstrap:
+        return theta, None, None
+    samples, fallback = boot.bootstrap_theta(
+        counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, ridge=ridge, progress=progress
+    )
+    method["bootstrap_rounds_with_ridge"] = fallback
+    return theta, samples, None
 
+
+def _on_elo_scale(theta: np.ndarray, samples: np.ndarray | None, *, anchor_index: int | None, anchor_rating: float) -> _EloScale:
+    """Ratings, percentile bounds and CI-based ranks; without samples, ranks by rating alone."""
     ratings = to_elo(theta, anchor_index=anchor_index, anchor_rating=anchor_rating)
-    if samples is not None:
-        lower, upper = boot.percentile_interval(to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating))
-        ranks = boot.ci_rank(lower, upper)
-    else:
-        lower = upper = None
-        ranks = 1 + (ratings[None, :] > ratings[:, None]).sum(axis=1)
+    if samples is None:
+        return _EloScale(ratings, None, None, 1 + (ratings[None, :] > ratings[:, None]).sum(axis=1))
+    lower, upper = boot.percentile_interval(to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating))
+    return _EloScale(ratings, lower, upper, boot.ci_rank(lower, upper))
 
-    online = None
-    if options.online_elo:
-        if ordered_battles is None:
-            raise LeaderboardInputError("online Elo needs the battles in order")
-        online = online_elo(ordered_battles)
-        method["online_elo"] = f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
 
+def _online_elo(options: LeaderboardOptions, ordered_battles: Iterable[tuple[str, str, str]] | None, method: dict) -> dict | None:
+    if not options.online_elo:
+        return None
+    if ordered_battles is None:
+        raise LeaderboardInputError("online Elo needs the battles in order")
+    method["online_elo"] = f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
+    return online_elo(ordered_battles)
+
+
+def _table(
+    counts: PairCounts, scale: _EloScale, online: dict | None, *, method: dict,
+    coefficients: dict[str, float] | None, warnings: list[str],
+) -> LeaderboardResult:
+    """Rows best first (stable on ties), and the win-rate and battle matrices in the same order."""
+    models = list(counts.models)
     per_model = counts.battles_per_model()
-    order = np.argsort(-ratings, kind="stable")
+    order = np.argsort(-scale.ratings, kind="stable")
+
+    def bound(values: np.ndarray | None, i: int) -> float | None:
+        return None if values is None else float(values[i])
+
     rows = [
         ModelRating(
-            model=models[i], rating=float(ratings[i]),
-            lower=None if lower is None else float(lower[i]), upper=None if upper is None else float(upper[i]),
-            rank=int(ranks[i]), battles=int(per_model[i]), online_elo=None if online is None else float(online.get(models[i], np.nan)),
+            model=models[i], rating=float(scale.ratings[i]), lower=bound(scale.lower, i), upper=bound(scale.upper, i),
+            rank=int(scale.ranks[i]), battles=int(per_model[i]),
+            online_elo=None if online is None else float(online.get(models[i], np.nan)),
         )
         for i in order
     ]
     win_rate = counts.decisive_win_rate()[np.ix_(order, order)]
-    battle_counts = counts.battle_matrix()[np.ix_(order, order)]
     return LeaderboardResult(
         ratings=rows,
         method=method,
         models=[models[i] for i in order],
         win_rate=[[None if np.isnan(v) else float(v) for v in row] for row in win_rate],
-        battle_counts=battle_counts.tolist(),
+        battle_counts=counts.battle_matrix()[np.ix_(order, order)].tolist(),
         style_coefficients=coefficients,
         warnings=warnings,
     )
@@ -193,7 +241,9 @@ def _bt_fit(counts: PairCounts, method: dict, warnings: list[str]) -> tuple[np.n
     return fit.theta, ridge
 
 
-def _style_fit(battles: StyleBattles, options: LeaderboardOptions, progress, method: dict, warnings: list[str]):
+def _style_fit(
+    battles: StyleBattles, options: LeaderboardOptions, progress: Callable[[int], None] | None, method: dict, warnings: list[str],
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
     features, _, std = style_differences(battles.style_a, battles.style_b)
     n = len(battles.models)
     fit = fit_style_bt(battles.model_a, battles.model_b, battles.y, features, n)
