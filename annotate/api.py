@@ -31,6 +31,7 @@ from annotate.services.prepared import prepared_cursor
 from annotate.quality.report import project_quality
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
+from annotate.vote_next import next_after_vote, parse_exclude, wants_next
 from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -264,6 +265,8 @@ class AssignmentVoteApi(APIView):
     @extend_schema(request=s.VoteInputSerializer, responses={201: dict, 200: dict})
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
+        with_next = wants_next(request.query_params)  # ?next=1: the answer carries the next assignment
+        exclude = parse_exclude(body) if with_next else set()
         key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
         if not isinstance(key, str):
             raise InvalidVote("idempotency_key", "must be a string")
@@ -282,6 +285,8 @@ class AssignmentVoteApi(APIView):
         )
         body = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
                 "votes": [_vote_output(vote) for vote in result.votes]}
+        if with_next:
+            body["next"] = next_after_vote(annotator=request.user, project_id=result.assignment.project_id, exclude=exclude)
         return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 
