@@ -13,6 +13,7 @@ runs the same validation (annotate.api's helpers, annotate.parsers' bounded JSON
 services and the same exception handler (annotate.api_errors), so bodies, statuses and error
 shapes are those of the DRF views; the tests run both paths.
 
+PREFLOOP_FAST_PATH=0 (environment) takes the middleware out: the DRF views answer everything.
 Token lookups are cached per process for PREFLOOP_TOKEN_CACHE_SECONDS (default 10; 0 turns the
 cache off). Saving or deleting a user or a token clears this process's cache at once; another
 worker process may accept a deleted token or a deactivated user for at most that many seconds.
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from rest_framework.authtoken.models import Token
@@ -187,6 +189,8 @@ class HotPathMiddleware:
     """Answers the vote loop's token requests itself; everything else goes down the usual stack."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if not getattr(settings, "PREFLOOP_FAST_PATH", True):
+            raise MiddlewareNotUsed("PREFLOOP_FAST_PATH is off: the DRF views answer every request")
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

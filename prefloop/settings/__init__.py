@@ -228,6 +228,7 @@ PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(
 PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 # The vote loop's fast path caches token lookups per process this long (annotate/fast_api.py; 0: off).
+PREFLOOP_FAST_PATH = os.environ.get("PREFLOOP_FAST_PATH", "1") not in ("0", "false", "no")
 PREFLOOP_TOKEN_CACHE_SECONDS = float(os.environ.get("PREFLOOP_TOKEN_CACHE_SECONDS", "10"))
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 # How long after voting an annotator may still change their last vote (seconds; 0: never).
