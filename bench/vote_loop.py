@@ -1,36 +1,48 @@
-"""Vote-loop benchmark: N concurrent simulated annotators doing next+vote against a real server on PostgreSQL.
+"""Vote-loop benchmark: N concurrent simulated annotators voting against a real server on PostgreSQL.
 
-One loop is what an annotator's client does per comparison: `POST /api/projects/{id}/next/`,
-then `POST /api/assignments/{id}/vote/` with a fresh idempotency key and a random allowed
-choice. The script sets up a bench project (overlap 3, lease 600 s, enough comparisons that
-nobody runs dry), starts the server on a free loopback port, and runs the annotators with
-asyncio + aiohttp for `--duration` seconds after a warm-up, in three phases:
+One loop is what an annotator's client does per comparison. `--loop one` (the default): one
+`POST /api/assignments/{id}/vote/?next=1`, whose answer carries the next assignment (each
+annotator's first comes from one `POST /api/projects/{id}/next/`). `--loop two`: next, then vote.
+Each vote has a fresh idempotency key and a random allowed choice. The script sets up a bench
+project (overlap 3, lease 600 s, enough comparisons that nobody runs dry), starts the server on a
+free loopback port, and runs the annotators with asyncio + aiohttp, in phases:
 
-1. the vote loop;
-2. the peer baseline: the same client against a trivial authenticated endpoint (two
-   `GET /api/projects/` per loop), so the loop's cost reads as a ratio on any machine;
-3. the vote loop again while a reward-model training run (`manage.py train_reward_model`, the
-   job's code path, MiniLM on CPU at `nice 19`) works on the same cores (`--training-duration 0`
-   skips it); the report gives the slowdown against phase 1 (goal: at most 20 %).
+0. the floor (`--floor-duration`, or `--floor` alone): the engine's own statements (prepared,
+   the same locking, texts imported from the services) from a tight client with
+   `--floor-connections` connections on the same database (bench/vote_loop_floor.py);
+1. the vote loop (`--duration` after `--warmup`);
+2. the baseline: two trivial GETs per loop (`--baseline health`: GET /healthz/; `projects`:
+   an authenticated DRF list), so the loop's cost reads as a ratio on any machine;
+3. with `--training-duration S`: the vote loop again while a reward-model training run
+   (`manage.py train_reward_model`, MiniLM on CPU at `nice 19`) works on the same cores; the
+   report gives the slowdown against phase 1 (goal: at most 20 %).
 
-Then it checks against the database that every acknowledged 201 is exactly one stored vote
-and that no comparison went past its overlap target, and exits non-zero when a check fails.
-Goal: >= 300 loops/s and p99 < 150 ms on 2 cores (client and server on the same cores); no
-test asserts a time.
+It prints loops/s with p50/p95/p99, CPU per loop by role, the share of the floor and the ratio to
+the baseline, then checks against the database that every acknowledged 201 is exactly one stored
+vote and that no comparison went past its overlap target (non-zero exit when a check fails).
+Goal: >= 300 loops/s at 200 annotators, p99 < 150 ms, >= 50 % of the floor on 2 cores (client and
+server on the same cores); no test asserts a time.
 
 Servers: `--server uvicorn` (the production profile's ASGI server, `--workers` processes) or
 `--server gunicorn` (sync workers, or gthread with `--threads`). `--production` serves
 `prefloop.settings.production` (PostgreSQL pool, Redis for cache and channels, HTTPS behind a
 proxy: the client sends X-Forwarded-Proto like the proxy would) with a throwaway secret key;
-without it the embedded settings run with DJANGO_DEBUG=0.
+without it the embedded settings run with DJANGO_DEBUG=0. `--no-fast-path` serves with
+PREFLOOP_FAST_PATH=0 (every request through the DRF views).
 
-    .venv/bin/python bench/vote_loop.py --production --server uvicorn --workers 2   # about 4 minutes
-    .venv/bin/python bench/vote_loop.py --server gunicorn --workers 4 --training-duration 0
+    B=".venv/bin/python bench/vote_loop.py --database-url postgres://postgres@127.0.0.1:5432/prefloop_bench"
+    $B --floor                                                   # the floor alone
+    $B --server gunicorn --workers 3 --annotators 50             # about a minute each
+    $B --server gunicorn --workers 3 --annotators 200
+    $B --server uvicorn --workers 2 --annotators 200 --production   # Redis at BENCH_REDIS_URL; the pool
+    $B --server gunicorn --workers 3 --annotators 200 --loop two --no-fast-path   # the old request path
+    $B --server gunicorn --workers 3 --annotators 50 --training-duration 20       # while a model trains
     .venv/bin/python bench/vote_loop.py --url http://127.0.0.1:8000   # a server already running on --database-url
 
-Django (set-up, training and verification) runs in child processes so the client process stays
-light: it imports only asyncio and aiohttp. Look at the load average printed first: the figures
-mean something only when nothing else ran on the cores.
+Django (set-up, floor, training and verification) runs in child processes so the client process
+stays light: it imports only asyncio and aiohttp. Look at the load average printed first: the
+figures mean something only when nothing else ran on the cores; the CPU per loop by role does not
+depend on other load.
 """
 from __future__ import annotations
 
@@ -276,6 +288,10 @@ def server_env(config: ServerConfig | None, database_url: str) -> dict:
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
     if config is None or not config.production:
         env["DJANGO_SETTINGS_MODULE"] = "prefloop.settings"
+        if config is not None and config.server == "uvicorn":
+            # Without the production profile's pool, persistent connections under ASGI pile up
+            # (one per request context) until PostgreSQL refuses clients: close them per request.
+            env["DB_CONN_MAX_AGE"] = "0"
         return env
     env.update(
         DJANGO_SETTINGS_MODULE="prefloop.settings.production",
