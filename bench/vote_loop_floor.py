@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: float, duration: float) -> dict:
@@ -39,7 +39,7 @@ def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: 
     lock = threading.Lock()
 
     def one_loop(conn, user_id: int, rng: random.Random) -> bool:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with conn.transaction():
             conn.execute(engine._LOCK_MEMBERSHIP_SQL, [project_id, user_id], prepare=True).fetchone()
             conn.execute(engine._OPEN_LEASES_SQL, {"user": user_id, "project": project_id, "now": now, "capped": False},
@@ -55,7 +55,7 @@ def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: 
             return False
         assignment_id = row[0]
         key = str(uuid.uuid4())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with conn.transaction():
             read = conn.execute(voting._READ_SQL, [user_id, key, assignment_id, user_id], prepare=True).fetchone()
             comparison_id, state, shown_order, imported, done, _leases = read[:6]
@@ -79,7 +79,7 @@ def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: 
                         continue
                     with lock:
                         samples.append((t0, time.monotonic() - t0))
-        except Exception as exc:  # reported, never hidden
+        except Exception as exc:  # noqa: BLE001 (reported, never hidden)
             with lock:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
