@@ -265,7 +265,7 @@ class AssignmentVoteApi(APIView):
     @extend_schema(request=s.VoteInputSerializer, responses={201: dict, 200: dict})
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
-        with_next = wants_next(request.query_params)  # ?next=1: the answer carries the next assignment
+        with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
         exclude = parse_exclude(body) if with_next else set()
         key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
         if not isinstance(key, str):
@@ -286,7 +286,8 @@ class AssignmentVoteApi(APIView):
         body = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
                 "votes": [_vote_output(vote) for vote in result.votes]}
         if with_next:
-            body["next"] = next_after_vote(annotator=request.user, project_id=result.assignment.project_id, exclude=exclude)
+            body.update(next_after_vote(annotator=request.user, project_id=result.assignment.project_id, exclude=exclude,
+                                        mode=with_next))
         return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 

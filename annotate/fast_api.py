@@ -112,7 +112,7 @@ def next_view(request: HttpRequest, user: User, project_id: int, body: object) -
 def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object) -> tuple[dict, int]:
     """AssignmentVoteApi.post without DRF: the same checks in the same order."""
     body = body if isinstance(body, dict) else {}
-    with_next = wants_next(request.GET)
+    with_next = wants_next(request.GET, body)
     exclude = parse_exclude(body) if with_next else set()
     key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
     if not isinstance(key, str):
@@ -133,7 +133,8 @@ def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object
     answer: dict = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
                     "votes": [_vote_output(vote) for vote in result.votes]}
     if with_next:
-        answer["next"] = next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude)
+        answer.update(next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude,
+                                      mode=with_next))
     return answer, 200 if result.replayed else 201
 
 

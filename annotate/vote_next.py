@@ -9,7 +9,7 @@ for /next/: the page passes the one it already prefetched. Used by both the DRF 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from annotate import selectors
@@ -19,6 +19,9 @@ from annotate.services.assignment import next_comparison
 
 MAX_EXCLUDE = 10
 _TRUE, _FALSE = ("1", "true"), ("", "0", "false")
+# `next=html`: the answer also carries `next_html`, the next assignment rendered by a renderer
+# another app registers (the annotator page's fragment, frontend.apps); annotate imports no UI.
+NEXT_RENDERERS: dict[str, Callable[[dict], str]] = {}
 
 
 def is_int(value: Any) -> bool:
@@ -28,13 +31,19 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
-def wants_next(query: Mapping[str, str]) -> bool:
-    """`?next=1` (or `true`); absent, empty, 0 or false: no. Anything else is a 400 naming `next`."""
-    value = (query.get("next") or "").lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
+def wants_next(query: Mapping[str, str], body: object = None) -> str | None:
+    """"json" for `?next=1` (or `true`), "html" for `next=html`; None when absent, empty, 0 or
+    false. The flag may also come as the body's `next` (true or a string), for clients that post
+    to the plain URL. Anything else is a 400 naming `next`."""
+    value: object = query.get("next") or (body.get("next") if isinstance(body, dict) else None) or ""
+    if value is True:
+        value = "1"
+    if isinstance(value, str) and value.lower() in _TRUE:
+        return "json"
+    if isinstance(value, str) and value.lower() in NEXT_RENDERERS:
+        return value.lower()
+    if value is False or isinstance(value, str) and value.lower() in _FALSE:
+        return None
     raise InvalidVote("next", "1 to get the next assignment with the vote, or leave it out")
 
 
@@ -54,10 +63,15 @@ def next_body(*, annotator: User, project_id: int, exclude: set[int]) -> dict:
     return {"assignment": selectors.assignment_payload(result.assignment, texts=result.texts), "reason": result.reason}
 
 
-def next_after_vote(*, annotator: User, project_id: int, exclude: set[int]) -> dict:
-    """The next assignment after a stored vote. The vote stays acknowledged whatever happens here:
-    an annotator removed from the project in between gets {"assignment": None, "reason": "not_found"}."""
+def next_after_vote(*, annotator: User, project_id: int, exclude: set[int], mode: str = "json") -> dict:
+    """The answer's additions after a stored vote: {"next": ...} (and "next_html" for a renderer's
+    mode). The vote stays acknowledged whatever happens here: an annotator removed from the project
+    in between gets {"assignment": None, "reason": "not_found"}."""
     try:
-        return next_body(annotator=annotator, project_id=project_id, exclude=exclude)
+        following = next_body(annotator=annotator, project_id=project_id, exclude=exclude)
     except NotFound:
-        return {"assignment": None, "reason": "not_found"}
+        following = {"assignment": None, "reason": "not_found"}
+    extra = {"next": following}
+    if mode in NEXT_RENDERERS:
+        extra["next_html"] = NEXT_RENDERERS[mode](following)
+    return extra

@@ -201,3 +201,24 @@ def test_security_headers_stay_on_the_fast_path(path, api):
     assert response["Content-Security-Policy"] and response["X-Frame-Options"] == "DENY"
     assert response["Content-Type"] == "application/json"
     assert response["Cross-Origin-Resource-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("query, flag", [("?next=html", None), ("", "html"), ("", True)])
+def test_the_flag_may_come_in_the_body_and_html_brings_the_pages_fragment(path, api, query, flag):
+    annotator = make_user()
+    project = make_project(annotators=[annotator], overlap_target=1)
+    make_comparisons(project, 2)
+    client = api(annotator)
+    first = lease(client, project)
+    extra = {} if flag is None else {"next": flag}
+    answer = vote(client, first["assignment_id"], query=query, **extra).json()
+    following = answer["next"]["assignment"]
+    assert following["assignment_id"] != first["assignment_id"]
+    if flag is True:
+        assert "next_html" not in answer
+    else:  # the annotator page's own fragment (frontend/_queue_item.html), escaped texts and all
+        assert f'data-assignment="{following["assignment_id"]}"' in answer["next_html"]
+    last = vote(client, following["assignment_id"], query=query, **extra).json()
+    assert last["next"] == {"assignment": None, "reason": "complete"}
+    if flag is not True:
+        assert 'data-reason="complete"' in last["next_html"]
