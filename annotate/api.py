@@ -10,7 +10,7 @@ from django.db import connection
 from django.shortcuts import get_object_or_404
 from drf_spectacular.authentication import TokenScheme
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -262,7 +262,8 @@ class AssignmentVoteApi(APIView):
 
     authentication_classes = HOT_PATH_AUTHENTICATION
 
-    @extend_schema(request=s.VoteInputSerializer, responses={201: dict, 200: dict})
+    @extend_schema(request=s.VoteWithNextInputSerializer, responses={201: dict, 200: dict}, parameters=[OpenApiParameter(
+        "next", str, enum=["1", "html"], description="the answer carries the next assignment (docs/vote-loop.md)")])
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
         with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
