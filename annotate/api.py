@@ -10,7 +10,7 @@ from django.db import connection
 from django.shortcuts import get_object_or_404
 from drf_spectacular.authentication import TokenScheme
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -31,6 +31,7 @@ from annotate.services.prepared import prepared_cursor
 from annotate.quality.report import project_quality
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
+from annotate.vote_next import next_after_vote, parse_exclude, wants_next
 from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -261,9 +262,12 @@ class AssignmentVoteApi(APIView):
 
     authentication_classes = HOT_PATH_AUTHENTICATION
 
-    @extend_schema(request=s.VoteInputSerializer, responses={201: dict, 200: dict})
+    @extend_schema(request=s.VoteWithNextInputSerializer, responses={201: dict, 200: dict}, parameters=[OpenApiParameter(
+        "next", str, enum=["1", "html"], description="the answer carries the next assignment (docs/vote-loop.md)")])
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
+        with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
+        exclude = parse_exclude(body) if with_next else set()
         key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
         if not isinstance(key, str):
             raise InvalidVote("idempotency_key", "must be a string")
@@ -282,6 +286,9 @@ class AssignmentVoteApi(APIView):
         )
         body = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
                 "votes": [_vote_output(vote) for vote in result.votes]}
+        if with_next:
+            body.update(next_after_vote(annotator=request.user, project_id=result.assignment.project_id, exclude=exclude,
+                                        mode=with_next))
         return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 

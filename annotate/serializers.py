@@ -130,6 +130,14 @@ class VoteInputSerializer(serializers.Serializer):
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=86_400_000)
 
 
+class VoteWithNextInputSerializer(VoteInputSerializer):
+    """The vote's body; with ?next= (or `next` here) the answer carries the next assignment (docs/vote-loop.md)."""
+
+    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10,
+                                    help_text="with next: the assignment ids the client holds, as for /next/")
+    next = serializers.CharField(required=False, help_text='"1" or "html"')
+
+
 class VoteOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vote

@@ -62,7 +62,21 @@ def backend_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+LOOP = "two"  # --loop: "one" votes with ?next=1 and keeps the next assignment per annotator
+NEXT: dict[str, dict] = {}
+
+
 def one_loop(client, project_id: int, headers: dict) -> None:
+    if LOOP == "one":
+        token = headers["HTTP_AUTHORIZATION"]
+        if NEXT.get(token) is None:
+            NEXT[token] = client.post(f"/api/projects/{project_id}/next/", {}, format="json", **headers).json()["assignment"]
+        assignment = NEXT[token]
+        body = {"choice": "a", "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1000}
+        response = client.post(f"/api/assignments/{assignment['assignment_id']}/vote/?next=1", body, format="json", **headers)
+        assert response.status_code == 201, response.content
+        NEXT[token] = response.json()["next"]["assignment"]
+        return
     response = client.post(f"/api/projects/{project_id}/next/", {}, format="json", **headers)
     assignment = response.json()["assignment"]
     assert assignment is not None, response.json()
@@ -141,7 +155,10 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", vote_loop.DEFAULT_DB))
     parser.add_argument("--sql", action="store_true", help="print every statement of one next and one vote")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--loop", choices=["one", "two"], default="one", help="one: vote?next=1; two: next + vote")
     args = parser.parse_args()
+    global LOOP
+    LOOP = args.loop
 
     setup = vote_loop.run_child(["--child", "setup", "--database-url", args.database_url,
                                  "--annotators", str(args.annotators), "--comparisons", str(args.comparisons)])

@@ -1,7 +1,11 @@
 """Live dashboard progress: the per-project Channels group, its HTML fragment and the vote broadcast."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import os
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -45,7 +49,37 @@ def broadcast_vote(sender, assignment, **kwargs) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    group, message = progress_group(assignment.project_id), {"type": "progress.changed"}
+    groups = getattr(layer, "groups", None)
+    if isinstance(groups, dict) and not groups.get(group):
+        return  # the in-process layer has nobody listening: group_send would do nothing
     try:
-        async_to_sync(layer.group_send)(progress_group(assignment.project_id), {"type": "progress.changed"})
+        if isinstance(groups, dict):
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            # A shared layer (Redis): sent from one long-lived loop per process, without waiting;
+            # async_to_sync would start a thread and an event loop for every vote.
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
+            future.add_done_callback(lambda done: _log_failure(done, assignment.project_id))
     except Exception:  # noqa: BLE001 (the vote is stored; a dashboard refresh is best effort)
         logger.warning("could not broadcast progress of project %s", assignment.project_id, exc_info=True)
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _broadcast_loop() -> asyncio.AbstractEventLoop:
+    """This process's broadcast loop, started on first use (after a server forks its workers)."""
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
+            threading.Thread(target=_loop.run_forever, name="prefloop-broadcast", daemon=True).start()
+        return _loop
+
+
+def _log_failure(done: concurrent.futures.Future, project_id: int) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.warning("could not broadcast progress of project %s", project_id, exc_info=done.exception())

@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "prefloop.security.SecurityHeadersMiddleware",  # CSP on every response, the HTTPS redirect too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "annotate.fast_api.HotPathMiddleware",  # next + vote with a token: no session/CSRF/auth/DRF (annotate/fast_api.py)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "prefloop.request_limits.RequestBodyLimitMiddleware",  # 413 from Content-Length, before CSRF reads a form
@@ -227,6 +228,9 @@ PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(
 # A model folder (reward model, policy) is zipped to a temporary file before it is sent; larger ones answer 413.
 PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
+# The vote loop's fast path caches token lookups per process this long (annotate/fast_api.py; 0: off).
+PREFLOOP_FAST_PATH = os.environ.get("PREFLOOP_FAST_PATH", "1") not in ("0", "false", "no")
+PREFLOOP_TOKEN_CACHE_SECONDS = float(os.environ.get("PREFLOOP_TOKEN_CACHE_SECONDS", "10"))
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 # How long after voting an annotator may still change their last vote (seconds; 0: never).
 PREFLOOP_VOTE_EDIT_SECONDS = int(os.environ.get("PREFLOOP_VOTE_EDIT_SECONDS", "120"))

@@ -170,3 +170,38 @@ class AnnotatorPageTests(BrowserTestCase):
             page.wait_for_timeout(150)
         self.assertIsNone(page.evaluate("() => window.__xss ?? null"), "no payload ran")
         self.assertEqual(dialogs, [])
+
+
+class OneRequestPerVoteTests(BrowserTestCase):
+    def test_each_vote_brings_the_next_comparison_and_the_page_asks_for_nothing_else(self):
+        annotator = make_user("ann-one-request")
+        project = sample_project(annotators=[annotator], name="Sample questions")
+        page = self.new_page(DESKTOP)
+        sign_in(page, self.live_server_url, annotator.username)
+        requests: list[tuple[str, dict | None]] = []
+        page.on("request", lambda r: requests.append(
+            (r.url, json.loads(r.post_data) if r.method == "POST" and "/vote/" in r.url else None)))
+        open_queue(page, project)
+        shown = []
+        for _ in range(4):
+            shown.append(on_screen(page))
+            wait_until_prefetched(page)
+            page.keyboard.press("2")
+            page.keyboard.press("Enter")
+            page.wait_for_function("(id) => Number(document.querySelector('#queue .comparison')?.dataset.assignment) !== id",
+                                   arg=shown[-1])
+        wait_until_prefetched(page)
+        wait_until_saved(page)
+
+        next_calls = [url for url, _ in requests if url.endswith("/annotate/next/")]
+        votes = [body for url, body in requests if "/vote/" in url]
+        self.assertEqual(len(next_calls), 1, "only the first prefetch asks /annotate/next/; votes bring the rest")
+        self.assertEqual(len(votes), 4)
+        self.assertTrue(all(body["next"] == "html" for body in votes))
+        # Each vote excludes what the page held when it was sent: the prefetched one it swapped to.
+        for body, on_screen_then in zip(votes, shown[1:] + [on_screen(page)]):
+            self.assertIn(on_screen_then, body["exclude"])
+        self.assertEqual(sorted(Vote.objects.filter(annotator=annotator).values_list("assignment_id", flat=True)), sorted(shown))
+        self.assertEqual(len(set(shown + [on_screen(page)])), 5, "never the same comparison twice")
+        self.assertEqual(Assignment.objects.filter(annotator=annotator, state=Assignment.State.LEASED).count(), 2)
+        page.screenshot(path=self.artifacts / "screenshots" / "annotator-one-request-loop.png")

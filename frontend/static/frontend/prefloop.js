@@ -3,6 +3,7 @@
 //
 // The voting loop, and why it feels instant:
 //   * the next comparison is fetched (server-rendered HTML) while the annotator reads this one;
+//     after a vote it comes with the vote's answer (`next: "html"`, one request per comparison);
 //   * Enter puts the vote in an outbox (localStorage) and swaps the prefetched comparison in at once;
 //   * the outbox sends votes in order, retrying with the SAME idempotency key until the server
 //     answers, so a flaky network never loses a vote and a retry never makes two.
@@ -25,10 +26,11 @@ function newKey() {
 // Outbox: votes wait in localStorage until the server has them.
 // ---------------------------------------------------------------------------------------------
 class Outbox {
-  constructor(storageKey, onResult, onState) {
+  constructor(storageKey, onResult, onState, prepare = (item) => item.body) {
     this.storageKey = storageKey;
     this.onResult = onResult; // (item, outcome, detail) once per item
     this.onState = onState; // ({pending, retrying, signedOut}) whenever that changes
+    this.prepare = prepare; // item -> the body to send now (the page adds what it holds at that moment)
     this.items = this.load();
     this.running = false;
     this.retrying = false;
@@ -114,7 +116,7 @@ class Outbox {
           "X-CSRFToken": csrfToken(),
           "Idempotency-Key": item.key,
         },
-        body: JSON.stringify(item.body),
+        body: JSON.stringify(this.prepare(item)),
         signal: AbortSignal.timeout(15000),
       });
     } catch {
@@ -176,9 +178,17 @@ function startAnnotator(config) {
     return "";
   }
 
+  // One request per loop: a vote asks for the next comparison too (`next: "html"`); its answer's
+  // fragment becomes the prefetched one. Resolvers by assignment id, for votes sent from this page.
+  const following = new Map();
   const outbox = new Outbox(
     `prefloop:outbox:${config.username}`,
     (item, outcome, detail) => {
+      const resolve = following.get(item.assignment);
+      if (resolve) {
+        following.delete(item.assignment);
+        resolve(outcome === "saved" && typeof detail?.next_html === "string" ? detail.next_html : null);
+      }
       if (outcome === "saved" || outcome === "already") {
         if (outcome === "saved") {
           progress.done += 1;
@@ -199,6 +209,8 @@ function startAnnotator(config) {
       else if (status.dataset.outbox) say("");
       status.dataset.outbox = text ? "1" : "";
     },
+    // Excluded at sending time: what the page holds then (on screen, prefetched, queued votes).
+    (item) => (item.body.next ? { ...item.body, exclude: [...new Set([state.prefetched, ...exclusions()].filter(Boolean))].slice(-10) } : item.body),
   );
 
   // --- the comparison on screen ---------------------------------------------------------------
@@ -483,16 +495,17 @@ function startAnnotator(config) {
       saveEdit(item, votes);
       return;
     }
+    const fromVote = new Promise((resolve) => following.set(item.id, resolve));
     outbox.add({
       assignment: item.id,
       key: item.key,
       url: config.voteUrl.replace("{id}", item.id),
-      body: { votes, idempotency_key: item.key, time_spent_ms: Math.round(performance.now() - item.shownAt) },
+      body: { votes, idempotency_key: item.key, time_spent_ms: Math.round(performance.now() - item.shownAt), next: "html" },
     });
     metrics.votesQueued += 1;
     if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
     say(rows.length === 1 ? `Saved: ${labelOf(votes[0].choice)}` : "Saved", "ok");
-    advance(t0, item.id);
+    advance(t0, item.id, fromVote);
   }
 
   // --- skip, and changing the last vote ----------------------------------------------------------
@@ -612,15 +625,30 @@ function startAnnotator(config) {
     }
   }
 
-  function prefetch() {
+  function prefetch(fromVote = null) {
     metrics.nextReady = false;
-    state.next = state.item ? fetchNext(exclusions()) : null;
-    state.next?.then(() => {
+    // From the vote's answer when it carries the fragment; otherwise (refused, expired, an old
+    // item from storage) the page asks for the next one itself, as before.
+    state.next = !state.item ? null : fromVote
+      ? fromVote.then((html) => {
+          const element = html === null ? null : fragment(html);
+          // No fragment, or "lease limit" while other votes are still queued: ask as before.
+          return element && element.dataset.reason !== "lease_limit" ? element : fetchNext(exclusions());
+        })
+      : fetchNext(exclusions());
+    state.next?.then((element) => {
+      state.prefetched = Number(element?.dataset.assignment) || null;
       metrics.nextReady = true;
     });
   }
 
-  async function advance(t0, votedId) {
+  function fragment(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html; // inert until inserted, like fetchNext's
+    return template.content.firstElementChild;
+  }
+
+  async function advance(t0, votedId, fromVote = null) {
     let next = state.next;
     let element = next ? await Promise.race([next, sleep(0).then(() => null)]) : null;
     if (!element) {
@@ -642,7 +670,7 @@ function startAnnotator(config) {
         queue.dataset.shownAfterMs = ms.toFixed(1);
       }, 0),
     );
-    prefetch();
+    prefetch(fromVote);
   }
 
   // --- keys and clicks ----------------------------------------------------------------------------
