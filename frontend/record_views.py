@@ -8,7 +8,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
@@ -80,7 +79,7 @@ def _rows(page) -> list[dict]:
 
 
 def _page_link(f: RecordFilter, page: int) -> str:
-    return "?" + urlencode({**f.given, "page": str(page)})
+    return urlencode({**f.given, "page": str(page)})  # a query string: the template writes href="?…"
 
 
 def _context(project: Project, params) -> tuple[dict, int]:
@@ -95,12 +94,11 @@ def _context(project: Project, params) -> tuple[dict, int]:
         return {**context, "filter_error": str(exc), "error_field": exc.field}, 400
     page = record_page(project, f)
     query = urlencode(f.given)
-    export_url = reverse("project-records-export", args=[project.pk])
     context.update(
         filter=f, page=page.page, total=page.total, rows=_rows(page),
         previous_link=_page_link(f, page.page.previous_page_number()) if page.page.has_previous() else None,
         next_link=_page_link(f, page.page.next_page_number()) if page.page.has_next() else None,
-        export_links=[(label, f"{export_url}?{urlencode({**extra, **f.given})}") for label, extra in EXPORT_LINKS],
+        export_links=[(label, urlencode({**extra, **f.given})) for label, extra in EXPORT_LINKS],
         filter_query=query,
     )
     return context, 200
