@@ -14,21 +14,22 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
-from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
-from annotate.pagination import paginated
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors, serializers as s
+from annotate import selectors
+from annotate import serializers as s
 from annotate.errors import InvalidVote
 from annotate.export.download import export_download
-from annotate.models import Assignment, Comparison, Membership, User
+from annotate.models import Comparison, Membership, User
+from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from annotate.pagination import paginated
+from annotate.quality.report import project_quality
 from annotate.services.assignment import next_comparison
 from annotate.services.importing import import_file
 from annotate.services.prepared import prepared_cursor
-from annotate.quality.report import project_quality
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
 from prefloop.downloads import download_response

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig, ValidationError as DjangoValidationError
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from annotate.errors import AnnotateError, ImportDataError, RequestTooLarge
 from prefloop.request_limits import too_large_detail

@@ -9,7 +9,16 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from annotate.errors import NotFound
-from annotate.models import Assignment, Comparison, ComparisonItem, Completion, Membership, Project, User, Vote
+from annotate.models import (
+    Assignment,
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Membership,
+    Project,
+    User,
+    Vote,
+)
 
 ACTIVE_WINDOW = timedelta(minutes=15)
 

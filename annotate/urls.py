@@ -1,5 +1,6 @@
 """URLs of the machine API (mounted at /api/)."""
 from django.urls import path
+
 from annotate import api, api_corrections, api_leaderboard
 from prefloop.accounts.api import obtain_auth_token  # DRF's, behind the login lockout
 

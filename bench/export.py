@@ -10,7 +10,6 @@ memory (ru_maxrss) is each one's own. Prints votes/s, rows/s, peak MB and the ra
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

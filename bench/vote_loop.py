@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,9 +382,9 @@ async def call(session, method: str, url: str, headers: dict, payload: dict | No
         async with session.request(method, url, json=payload, headers=headers) as response:
             body = await response.json(content_type=None) if response.status < 500 else None
             return response.status, body
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "timeout", None
-    except Exception as exc:  # connection reset, bad JSON: counted, never fatal
+    except Exception as exc:  # noqa: BLE001 — connection reset, bad JSON: counted, never fatal
         return type(exc).__name__, None
 
 

@@ -13,7 +13,13 @@ from annotate.models import DataImport, Membership
 from annotate.pairing import PAIRING_STRATEGIES
 from annotate.selectors import project_for_user
 from annotate.services.data_imports import (
-    ImportOptions, archive_import, confirm_import, discard_upload, human_votes_on, preview_import, stage_upload,
+    ImportOptions,
+    archive_import,
+    confirm_import,
+    discard_upload,
+    human_votes_on,
+    preview_import,
+    stage_upload,
     undo_import,
 )
 from annotate.services.importing import FORMATS

@@ -47,5 +47,5 @@ def broadcast_vote(sender, assignment, **kwargs) -> None:
         return
     try:
         async_to_sync(layer.group_send)(progress_group(assignment.project_id), {"type": "progress.changed"})
-    except Exception:  # noqa: BLE001 (the vote is stored; a dashboard refresh is best effort)
+    except Exception:  # the vote is stored; a dashboard refresh is best effort
         logger.warning("could not broadcast progress of project %s", assignment.project_id, exc_info=True)

@@ -18,7 +18,12 @@ from annotate.errors import NotFound
 from annotate.models import Membership, Project, User
 from annotate.selectors import project_for_user
 from annotate.serializers import ProjectSerializer
-from annotate.services.projects import membership_remove, membership_set, project_create, project_update
+from annotate.services.projects import (
+    membership_remove,
+    membership_set,
+    project_create,
+    project_update,
+)
 from frontend.views import not_found_as_404
 from prefloop.accounts.services import InviteError, invite_user
 

@@ -9,7 +9,6 @@ import json
 from functools import wraps
 
 from django.conf import settings
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render

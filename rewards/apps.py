@@ -8,7 +8,6 @@ class RewardsConfig(AppConfig):
     def ready(self) -> None:
         from annotate.signals import vote_recorded
         from prefloop.jobs.registry import register_job_kind
-
         from prefloop.jobs.signals import job_finished
         from rewards.receivers import fail_versions_of_failed_jobs, retrain_when_round_completes
 

@@ -19,7 +19,7 @@ def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
         if not RewardSettings.objects.filter(project_id=assignment.project_id, auto_retrain=True).exists():
             return
         maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("auto-retrain check failed for assignment %s", getattr(assignment, "pk", None))
 
 

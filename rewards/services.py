@@ -24,7 +24,13 @@ from django.utils.dateparse import parse_datetime
 
 from annotate.models import Comparison, Completion, Project, User
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.errors import InvalidTrainingOptions, NoTrainingData, NotFound, RewardModelNotReady, TooManyItems
+from rewards.errors import (
+    InvalidTrainingOptions,
+    NotFound,
+    NoTrainingData,
+    RewardModelNotReady,
+    TooManyItems,
+)
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import PreferencePair
 from rewards.models import RetrainTrigger, RewardModel, RewardSettings

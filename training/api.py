@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from annotate.models import Membership
 from annotate.selectors import project_for_user
-from training import policies, selectors, serializers as s, services
+from training import policies, selectors, services
+from training import serializers as s
 from training.errors import InvalidModelPath
 
 RESEARCHER = Membership.Role.RESEARCHER

@@ -28,5 +28,5 @@ def advance_when_round_complete(sender, assignment, **kwargs) -> None:
         from training.services import maybe_advance
 
         maybe_advance(project_id=assignment.project_id, round_number=comparison.round)
-    except Exception:  # noqa: BLE001 — never raised into the vote request
+    except Exception:  # never raised into the vote request
         logger.exception("round advance check failed for assignment %s", getattr(assignment, "pk", None))

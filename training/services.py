@@ -22,11 +22,20 @@ from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.services import json_safe
 from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import AIFeedback, Loop, Policy, Round
+from training.params import METHODS, RoundParams
 from training.policies import (
-    BUILD_JOB, EVAL_PROMPTS, Log, Progress, ShouldStop, creator, error_text, loop_for, next_version, policy_dir,
+    BUILD_JOB,
+    EVAL_PROMPTS,
+    Log,
+    Progress,
+    ShouldStop,
+    creator,
+    error_text,
+    loop_for,
+    next_version,
+    policy_dir,
     step_progress,
 )
-from training.params import METHODS, RoundParams
 
 logger = logging.getLogger(__name__)
 

@@ -11,16 +11,21 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking, tied_pairs_from_ranking
-from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
+from annotate.export.aggregate import (
+    RULES,
+    label_from_counts,
+    pair_votes_from_ranking,
+    tied_pairs_from_ranking,
+)
+from annotate.models import Comparison, ComparisonItem, Completion, Project, User, Vote
 
 SCHEMA_VERSION = "prefloop.preference/1"
 RAW_SCHEMA_VERSION = "prefloop.votes/1"

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import connection, transaction
@@ -36,7 +36,6 @@ from annotate.export.rows import (
     iter_vote_rows,
 )
 from annotate.models import Project
-
 
 FORMATS = ("jsonl", "parquet", "csv", "hf")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
@@ -260,7 +259,7 @@ def export_dataset(
     ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
     manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
-                "created_at": datetime.now(timezone.utc).isoformat()}
+                "created_at": datetime.now(UTC).isoformat()}
     if split:
         manifest["ties_rows"] = ties_count
         if ties_out is not None:

@@ -82,7 +82,7 @@ def fit_bt(
     value = objective_at(theta, wins, lam)
     active = np.ones(batch, dtype=bool)
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007  (the count is read after the loop)
         idx = np.flatnonzero(active)
         t = theta[idx]
         p = sigmoid(t[:, :, None] - t[:, None, :])  # p_ij = σ(θ_i − θ_j)

@@ -12,7 +12,13 @@ from annotate.leaderboard import bootstrap as boot
 from annotate.leaderboard.bt import ELO_MEAN, FALLBACK_RIDGE, fit_bt, mle_exists, to_elo
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.elo import ELO_K, online_elo
-from annotate.leaderboard.style import STYLE_ELEMENTS, STYLE_PENALTY, StyleBattles, fit_style_bt, style_differences
+from annotate.leaderboard.style import (
+    STYLE_ELEMENTS,
+    STYLE_PENALTY,
+    StyleBattles,
+    fit_style_bt,
+    style_differences,
+)
 
 DEFAULT_ROUNDS = 100
 DEFAULT_SEED = 0

@@ -21,7 +21,16 @@ from django.db.models import Count
 from django.utils import timezone
 
 from annotate.errors import InvalidVote, NotFound
-from annotate.models import Comparison, ComparisonItem, Completion, DataImport, Project, Prompt, User, Vote
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    DataImport,
+    Project,
+    Prompt,
+    User,
+    Vote,
+)
 from annotate.services.importing import read_batch
 from annotate.services.importing.records import ImportBatch
 from annotate.services.importing.writer import ImportReport, write_batch

@@ -7,7 +7,6 @@ from django.db.models import F, Q
 from annotate.errors import InvalidVote
 from annotate.models import Comparison, Membership, Project, User
 
-
 ASPECT_COLUMN_LENGTH = 64  # Vote.aspect's max_length: no setting can lengthen a name past it
 
 

@@ -12,7 +12,14 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from annotate.errors import AlreadyVoted, AnnotatorPaused, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
+from annotate.errors import (
+    AlreadyVoted,
+    AnnotatorPaused,
+    AssignmentExpired,
+    IdempotencyKeyReused,
+    InvalidVote,
+    NotFound,
+)
 from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
 from annotate.services.prepared import prepared_cursor
 

@@ -6,7 +6,8 @@ Apps add their kinds in `AppConfig.ready()` with `register_job_kind(kind, "app.t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.utils.module_loading import import_string
 
@@ -57,7 +58,7 @@ def is_registered(kind: str) -> bool:
     return kind in JOB_KINDS
 
 
-def get_handler(kind: str) -> "Handler":
+def get_handler(kind: str) -> Handler:
     """Import and return the handler; this is where a worker first imports torch, if ever."""
     try:
         path = JOB_KINDS[kind]

@@ -23,7 +23,13 @@ from django.utils import timezone
 from prefloop.jobs.broadcast import broadcast_job
 from prefloop.jobs.context import JobCancelled, JobContext
 from prefloop.jobs.models import Job
-from prefloop.jobs.registry import DEFAULT_QUEUE, UnknownJobKind, get_handler, is_registered, queue_of
+from prefloop.jobs.registry import (
+    DEFAULT_QUEUE,
+    UnknownJobKind,
+    get_handler,
+    is_registered,
+    queue_of,
+)
 from prefloop.jobs.signals import job_finished
 
 logger = logging.getLogger(__name__)
@@ -73,7 +79,7 @@ def dispatch_job(job_id: int, *, queue: str = DEFAULT_QUEUE, kind: str = "") -> 
             run_job(job_id, worker=default_worker_name("immediate"), ctx=JobContext.for_cli() if bar else None)
         else:
             raise ValueError(f"PREFLOOP_JOB_BACKEND must be one of {BACKENDS}, not {backend!r}")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.exception("job %s: dispatch to %s failed", job_id, backend)
         if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.FAILED, error=f"could not dispatch to the {backend} backend: {job_error_message(exc)}",
@@ -225,7 +231,7 @@ class _Heartbeat(threading.Thread):
                     Job.objects.filter(pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING).update(
                         heartbeat_at=timezone.now()
                     )
-                except Exception:  # noqa: BLE001  (try again next beat)
+                except Exception:  # try again next beat
                     logger.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
                     close_old_connections()
         finally:

@@ -19,7 +19,7 @@ from collections import Counter
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from prefloop.settings import *  # noqa: F401,F403  (the shared settings; overridden below)
+from prefloop.settings import *  # the shared settings; overridden below
 from prefloop.settings import EMBEDDED_SECRET_KEY, VAR_DIR, env_bool
 
 GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
@@ -166,7 +166,7 @@ LANGUAGE_COOKIE_SECURE = True
 PREFLOOP_DEMO_ACCOUNTS = False
 
 # The API speaks JSON only: no browsable HTML API (its pages carry inline styles and forms).
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}  # noqa: F405
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
 
 LOGGING = {
     "version": 1,

@@ -70,7 +70,7 @@ def template_messages(tokenizer, messages: Sequence[Mapping]) -> Messages:
     try:
         tokenizer.apply_chat_template(messages, tokenize=False)
         return messages
-    except Exception:
+    except Exception:  # noqa: BLE001 — jinja2's TemplateError or the template's own raise_exception
         system, first, rest = messages[0], messages[1], messages[2:]
         return [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
 

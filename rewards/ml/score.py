@@ -13,7 +13,13 @@ from pathlib import Path
 import torch
 
 from rewards.ml.artifact import load_artifact
-from rewards.ml.data import build_sequence, chat_template_layout, pair_template, pair_texts, truncate
+from rewards.ml.data import (
+    build_sequence,
+    chat_template_layout,
+    pair_template,
+    pair_texts,
+    truncate,
+)
 
 
 def _classifier(model):

@@ -9,9 +9,9 @@ from annotate.models import Assignment, Comparison, Membership, User
 from annotate.quality.report import project_quality
 from annotate.quality.stats import krippendorff_alpha, percent_agreement
 from annotate.services.assignment import next_comparison
+from annotate.services.importing import import_file
 from annotate.services.projects import comparison_set_gold
 from annotate.services.voting import VoteInput, record_vote
-from annotate.services.importing import import_file
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db

@@ -136,7 +136,8 @@ def vote_until(*, port: int, token: str, project_id: int, stop: threading.Event,
         key = str(uuid.uuid4())
         vote = {"choice": "a", "idempotency_key": key}
         status, _ = _retrying(
-            lambda: http_json(port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote),
+            lambda assignment_id=assignment_id, vote=vote: http_json(
+                port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote),
             log, give_up_s, ok=(200, 201),
         )
         if status is None:

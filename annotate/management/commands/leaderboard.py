@@ -7,8 +7,18 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.leaderboard import BattleFileError, LeaderboardOptions, compute_leaderboard, load_battles
-from annotate.leaderboard.compute import DEFAULT_ROUNDS, DEFAULT_SEED, LeaderboardInputError, LeaderboardResult
+from annotate.leaderboard import (
+    BattleFileError,
+    LeaderboardOptions,
+    compute_leaderboard,
+    load_battles,
+)
+from annotate.leaderboard.compute import (
+    DEFAULT_ROUNDS,
+    DEFAULT_SEED,
+    LeaderboardInputError,
+    LeaderboardResult,
+)
 from annotate.leaderboard.data import VoteFilter, project_leaderboard
 from annotate.models import Project
 
@@ -49,7 +59,7 @@ class Command(BaseCommand):
         )
         rounds = options.bootstrap
         with tqdm(total=rounds, desc="bootstrap", unit="round", disable=opts["verbosity"] == 0 or not rounds) as bar:
-            progress = lambda done: bar.update(done - bar.n)  # noqa: E731
+            progress = lambda done: bar.update(done - bar.n)
             try:
                 result = self._compute(opts, options, progress)
             except (BattleFileError, LeaderboardInputError) as exc:

@@ -387,7 +387,7 @@ def read_parquet(path: Path, problems: Problems) -> ImportBatch:
     file = path.name
     try:
         parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+    except Exception as exc:  # noqa: BLE001 — pyarrow raises several types for a non-parquet file
         problems.add(file, None, None, f"not a readable Parquet file ({exc})")
         return ImportBatch(source=file, format="parquet")
     columns = set(parquet.schema_arrow.names)

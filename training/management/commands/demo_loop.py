@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Project
 
-
 # Measured with bench/demo_reward_model.py (docs/reward-models.md, "The demo's reward model"): PRD's
 # answers are long (median 316 tokens), and the main signal in its votes needs both answers whole
 # (max_length 512 keeps 86 % of pairs whole, 256 only 8 %); a quarter of the 80 questions held out
