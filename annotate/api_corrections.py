@@ -9,7 +9,6 @@ from rest_framework.views import APIView
 from annotate import selectors
 from annotate import serializers as s
 from annotate.api import _vote_input, _vote_output
-from annotate.errors import InvalidVote
 from annotate.services.corrections import (
     edit_last_vote,
     edit_window_open,
@@ -17,6 +16,7 @@ from annotate.services.corrections import (
     skip_assignment,
     vote_answers,
 )
+from prefloop.core.errors import InvalidVote
 
 
 class AssignmentSkipApi(APIView):

@@ -8,7 +8,6 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from annotate.errors import NotFound
 from annotate.models import (
     Assignment,
     Comparison,
@@ -19,6 +18,7 @@ from annotate.models import (
     User,
     Vote,
 )
+from prefloop.core.errors import NotFound
 
 ACTIVE_WINDOW = timedelta(minutes=15)
 
@@ -171,7 +171,7 @@ def annotator_progress_by_project(
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ids = [p.pk for p in projects]
-    done = {
+    done: dict[int, dict] = {
         row["project_id"]: row
         for row in Assignment.objects.filter(annotator=annotator, project_id__in=ids, state=Assignment.State.DONE)
         .values("project_id").annotate(done=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)))

@@ -4,9 +4,9 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from annotate.errors import InvalidVote
 from annotate.models import Comparison, Project, Vote
 from annotate.services.projects import check_aspects
+from prefloop.core.errors import InvalidSetting
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -32,7 +32,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     def validate_aspects(self, value):
         try:
             return check_aspects(value)
-        except InvalidVote as exc:  # count and name length bounded by PREFLOOP_LIMITS
+        except InvalidSetting as exc:  # count and name length bounded by PREFLOOP_LIMITS
             raise serializers.ValidationError(str(exc).removeprefix("aspects: ")) from None
 
 

@@ -119,7 +119,8 @@ def score_pairs(folder: Path, pairs, *, batch_size: int = 32, progress: Callable
 def run_import(*, reward_model_id: int, job_id: int | None = None, progress: Callable[[float, str], None] | None = None,
                log: Callable[[str], None] | None = None) -> RewardModel:
     """Score an imported version on the held-out votes; ready with those metrics, or failed with the reason."""
-    from rewards.services import json_safe, snapshot_of
+    from prefloop.core.json_safe import json_safe
+    from rewards.services import snapshot_of
 
     claimed = RewardModel.objects.filter(
         pk=reward_model_id, trigger=IMPORT_TRIGGER, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING],

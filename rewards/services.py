@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotate.models import Comparison, Completion, Project, User
+from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
 from rewards.errors import (
     InvalidTrainingOptions,
@@ -258,17 +259,6 @@ def snapshot_of(pairs: list[PreferencePair]) -> dict:
     if len(pairs) <= MAX_SNAPSHOT_IDS:
         snapshot["pair_ids"] = [p.pair_id for p in pairs]
     return snapshot
-
-
-def json_safe(value):
-    """NaN and infinities → None (PostgreSQL's jsonb rejects them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def thin_curve(points: list[dict], limit: int = MAX_CURVE_POINTS) -> list[dict]:

@@ -8,7 +8,7 @@ from training.models import Round
 
 
 def _points(rounds: list[Round], key: str, field: str) -> list[tuple[float, float]]:
-    out = []
+    out: list[tuple[float, float]] = []
     for r in rounds:
         value = (r.metrics.get(key) or {}).get(field)
         if value is not None:

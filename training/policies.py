@@ -16,8 +16,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate.models import Completion, Project, Prompt
+from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.services import json_safe
 from training.errors import InvalidModelPath, InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import Loop, Policy
 from training.params import RoundParams

@@ -1,9 +1,9 @@
 """Reads of the training app: object-level access (researchers of the project only) and lists."""
 from __future__ import annotations
 
-from annotate.errors import NotFound
 from annotate.models import Membership, Project
 from annotate.selectors import projects_for_user
+from prefloop.core.errors import NotFound
 from training.models import Loop, Policy, Round
 
 

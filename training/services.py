@@ -18,8 +18,8 @@ from django.utils import timezone
 from annotate.models import Comparison, ComparisonItem, Project, Prompt, Vote
 from annotate.selectors import conversations_by_id, prompt_conversations
 from annotate.services.sampled import SampledCompletion, add_comparisons, add_sampled_completions
+from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.services import json_safe
 from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
 from training.models import AIFeedback, Loop, Policy, Round
 from training.params import METHODS, RoundParams
@@ -173,7 +173,7 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     samples = make_sampler(policy.artifact_path).generate(texts, n=params.k, params=sampler_params)
     _stop_check(should_stop)
     rows = _sampled_rows(round_, policy, prompts, samples, sampler_params.as_dict())
-    parent = policy.parent if policy.parent_id and policy.parent.status == Policy.Status.READY else None
+    parent = policy.parent if policy.parent is not None and policy.parent.status == Policy.Status.READY else None
     previous_rows: list[SampledCompletion] = []
     if parent is not None and params.previous_samples:
         _progress(progress, 0.45, f"sampling the parent {parent.label}")
@@ -195,7 +195,7 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     with transaction.atomic():
         ids = add_sampled_completions(project=round_.project, completions=everything)
         rewards = {ids[key]: value for key, value in scores.items()} if scores else None
-        by_prompt = {p.pk: [] for p in prompts}
+        by_prompt: dict[int, list[int]] = {p.pk: [] for p in prompts}
         for row in rows:
             by_prompt[row.prompt_id].append(ids[(row.prompt_id, row.key)])
         text_of = {ids[(r.prompt_id, r.key)]: r.text for r in everything}
@@ -373,11 +373,12 @@ def human_win_rate(round_: Round) -> dict | None:
     if not policy.parent_id:
         return None
     mine, parent = policy.pk, policy.parent_id
-    cross = {}
+    cross: dict[int, dict[int, int]] = {}
     for comparison_id, completion_id, checkpoint in ComparisonItem.objects.filter(
         comparison__project_id=round_.project_id, comparison__round=round_.number
     ).values_list("comparison_id", "completion_id", "completion__policy_checkpoint_id"):
-        cross.setdefault(comparison_id, {})[checkpoint] = completion_id
+        if checkpoint is not None:  # a cross pair's completions all come from a checkpoint
+            cross.setdefault(comparison_id, {})[checkpoint] = completion_id
     cross = {c: m for c, m in cross.items() if set(m) == {mine, parent}}
     if not cross:
         return None
@@ -392,6 +393,7 @@ def human_win_rate(round_: Round) -> dict | None:
             wins += 1
     if not total:
         return None
+    assert policy.parent is not None  # parent_id checked above
     return {"policy_version": policy.version, "parent_version": policy.parent.version, "votes": total,
             "wins": wins, "ties": ties, "win_rate": (wins + ties / 2) / total}
 
@@ -426,6 +428,7 @@ def reward_model_finished(*, job) -> None:
     from rewards.services import mark_current
 
     reward_model = round_.reward_model
+    assert reward_model is not None  # the retrain job belongs to this round's reward model
     reward_model.refresh_from_db()
     params = RoundParams.from_dict(round_.params)
     guard = reward_model_guard(reward_model.metrics, min_pairs=params.min_held_out_pairs)
@@ -585,7 +588,7 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
                    "eval_prompts": len(held_out), "truncation": {
                        "update": result.metrics.get("truncation") or {"truncated_prompts": result.metrics.get("prompts_truncated")},
                        "eval": evaluation.get("truncation")}}
-        lineage = {k: v for k, v in (read_meta(result.path) or {}).items() if k in ("adapter", "base")}
+        lineage = {k: v for k, v in (read_meta(Path(result.path)) or {}).items() if k in ("adapter", "base")}
         with transaction.atomic():
             Policy.objects.filter(pk=policy.pk).update(
                 status=Policy.Status.READY, artifact_path=str(result.path), config=json_safe(config.as_dict()),
@@ -667,7 +670,7 @@ def _transition(round_: Round, expected: str, new: str, *, metrics: dict | None 
 
     event: extra fields of the history entry (a guard's reason, who overrode it)."""
     now = timezone.now()
-    entry = {**_event(new, job_id=None if job_id == "keep" else job_id), **(event or {})}
+    entry = {**_event(new, job_id=None if isinstance(job_id, str) else job_id), **(event or {})}
     update = {"state": new, "history": [*round_.history, entry], "updated_at": now, **fields}
     if metrics:
         update["metrics"] = {**round_.metrics, **json_safe(metrics)}

@@ -62,7 +62,7 @@ class BattleLog:
             yield names[a], names[b], "both_bad" if bad else OUTCOME_NAMES[o]
 
     def style_battles(self) -> StyleBattles:
-        if self.style_a is None:
+        if self.style_a is None or self.style_b is None:
             raise ValueError("style control needs conv_metadata with style counts on every battle")
         return StyleBattles(
             models=self.models, model_a=self.model_a, model_b=self.model_b,
@@ -156,7 +156,7 @@ def _array_records(text: str, problems: list) -> list[tuple[int, object]]:
     # Element by element, so that each record knows the line it starts on.
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
-    records = []
+    records: list[tuple[int, object]] = []
     line_of = _line_counter(text)
     while True:
         pos = _skip_space(text, pos)

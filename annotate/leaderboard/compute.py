@@ -129,7 +129,7 @@ def compute_leaderboard(
         lower, upper = boot.percentile_interval(to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating))
         ranks = boot.ci_rank(lower, upper)
     else:
-        lower = upper = None
+        lower = upper = None  # type: ignore[assignment]  # no bootstrap: no interval
         ranks = 1 + (ratings[None, :] > ratings[:, None]).sum(axis=1)
 
     online = None

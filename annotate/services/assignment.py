@@ -17,9 +17,9 @@ from django.db.models import F, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotate.errors import NotFound
 from annotate.models import Assignment, Comparison, Membership, Project, Prompt, User
 from annotate.services.prepared import prepared_cursor
+from prefloop.core.errors import NotFound
 
 _shuffler = random.SystemRandom()  # sides must not be predictable from anything the client sees
 

@@ -12,7 +12,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from annotate.errors import (
+from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
+from annotate.services.prepared import prepared_cursor
+from prefloop.core.errors import (
     AlreadyVoted,
     AnnotatorPaused,
     AssignmentExpired,
@@ -20,8 +22,6 @@ from annotate.errors import (
     InvalidVote,
     NotFound,
 )
-from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
-from annotate.services.prepared import prepared_cursor
 
 SIDES = string.ascii_lowercase
 UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
@@ -123,7 +123,7 @@ def record_vote(
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.DONE, completed_at=now)
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
-            counter_update["is_complete"] = (
+            counter_update["is_complete"] = (  # type: ignore[assignment]  # a value beside F() expressions
                 not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target
             )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
@@ -184,6 +184,7 @@ def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | No
         return None
     if previous[0].assignment_id != assignment_id:
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.")
+    assert previous[0].assignment is not None  # a human vote always has its assignment
     return VoteResult(assignment=previous[0].assignment, votes=previous, replayed=True)
 
 
@@ -193,7 +194,7 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
         if len(aspects) != 1 or len(votes) != 1:
             raise InvalidVote("votes", f"this project needs one vote per aspect {aspects}")
         votes = [replace(votes[0], aspect=aspects[0])]
-    given = [v.aspect for v in votes]
+    given = [v.aspect or "" for v in votes]  # each has an aspect by now
     if sorted(given) != sorted(aspects):
         raise InvalidVote("votes", f"need exactly one vote for each aspect {aspects}, got {given}")
     sides = SIDES[: len(shown_order)]

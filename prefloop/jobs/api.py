@@ -6,8 +6,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
-from annotate.pagination import paginated
+from prefloop.core.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from prefloop.core.pagination import paginated
 from prefloop.jobs import selectors
 from prefloop.jobs.models import Job
 from prefloop.jobs.serializers import JobDetailSerializer, JobSerializer

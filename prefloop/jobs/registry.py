@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from django.utils.module_loading import import_string
 
-from annotate.errors import AnnotateError
+from prefloop.core.errors import PrefloopError
 
 if TYPE_CHECKING:
     from prefloop.jobs.context import JobContext
@@ -33,7 +33,7 @@ TRAINING_QUEUE = "training"
 JOB_QUEUES: dict[str, str] = {"train_reward_model": TRAINING_QUEUE}
 
 
-class UnknownJobKind(AnnotateError):
+class UnknownJobKind(PrefloopError):
     code = "unknown_job_kind"
     http_status = 400
 

@@ -164,10 +164,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "annotate.api_errors.exception_handler",
-    # JSON with bounded nesting, integers and text (annotate/parsers.py).
+    "EXCEPTION_HANDLER": "prefloop.core.api_errors.exception_handler",
+    # JSON with bounded nesting, integers and text (prefloop/core/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
-        "annotate.parsers.BoundedJSONParser",
+        "prefloop.core.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

@@ -97,7 +97,7 @@ def _database() -> dict:
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
         },
     }
-    return config
+    return dict(config)
 
 
 def _redis_url() -> str:
@@ -137,7 +137,7 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # --- static files: `manage.py collectstatic` once per release, served by WhiteNoise -------------
-STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(VAR_DIR / "static"))
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -129,6 +129,7 @@ def with_lora(model, config: RewardTrainConfig):
 
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    assert config.lora is not None  # called only when LoRA is on
     return get_peft_model(model, config.lora.peft_config("SEQ_CLS"))
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from annotate.errors import ImportDataError
 from annotate.export.writers import export_dataset
 from annotate.models import Completion, Prompt, User
 from annotate.services.importing import import_file
+from prefloop.core.errors import ImportDataError
 from tests.factories import make_project, make_user
 from tests.security.conftest import changed_tables, db_fingerprint
 

@@ -10,9 +10,9 @@ import json
 import pytest
 from django.test import Client
 
-from annotate.errors import InvalidVote
 from annotate.models import User, Vote
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.core.errors import InvalidVote
 from tests.factories import make_comparisons, make_project, make_user
 from tests.security.conftest import db_fingerprint
 

@@ -17,11 +17,11 @@ class _Config:
     """as_dict / from_dict shared by the configs; unknown keys are an error so typos never pass silently."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
     @classmethod
     def from_dict(cls, data: dict):
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]  # every subclass is a dataclass
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} options: {unknown}")

@@ -57,7 +57,7 @@ def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *,
     )
 
     chat = tokenizer is not None and has_chat_template(tokenizer)
-    rows = {"prompt": [], "chosen": [], "rejected": []}
+    rows: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}
     truncated = 0
     for example in examples:
         messages = as_messages(example.prompt)

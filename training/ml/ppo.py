@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from rewards.ml.chat import PromptLike
 from training.ml.config import PPOConfig
 from training.ml.results import TrainingStopped, UpdateResult
 
@@ -169,7 +170,7 @@ def train_ppo(
     *,
     policy_path: Path | str,
     reference_path: Path | str,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     reward_fn: RewardFn,
     out_dir: Path | str,
     config: PPOConfig = PPOConfig(),

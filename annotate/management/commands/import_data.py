@@ -8,11 +8,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.errors import ImportDataError
 from annotate.models import Project
 from annotate.pairing import PAIRING_STRATEGIES
 from annotate.services.importing import FORMATS, import_file
 from annotate.services.projects import project_create
+from prefloop.core.errors import ImportDataError
 
 
 class Command(BaseCommand):

@@ -109,27 +109,10 @@ class Command(BaseCommand):
         }, sort_keys=True))
 
     def _run(self, reward_model) -> None:
-        """Through the job system (a Job row and a tqdm bar) when it is installed; else directly."""
-        try:
-            from prefloop.jobs.services import run_job_inline
-        except ImportError:
-            run_job_inline = None
-        if run_job_inline is not None:
-            run_job_inline("train_reward_model", {"reward_model_id": reward_model.pk}, project=reward_model.project)
-            return
-        from tqdm import tqdm
+        """Through the job system: a Job row and a tqdm bar."""
+        from prefloop.jobs.services import run_job_inline
 
-        from rewards import services
-
-        with tqdm(total=100, desc=f"reward model v{reward_model.version}") as bar:
-            def progress(fraction: float, message: str) -> None:
-                bar.n = round(fraction * 100, 1)
-                bar.set_postfix_str(message[:60])
-
-            try:
-                services.run_training(reward_model_id=reward_model.pk, progress=progress, log=bar.write)
-            except Exception:  # noqa: BLE001 — any failure is recorded on the version
-                pass  # recorded on the version; reported by handle()
+        run_job_inline("train_reward_model", {"reward_model_id": reward_model.pk}, project=reward_model.project)
 
     @staticmethod
     def _project(value: str) -> Project:

@@ -16,8 +16,8 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.errors import AnnotateError
 from annotate.models import Project
+from prefloop.core.errors import PrefloopError
 
 
 @contextlib.contextmanager
@@ -116,7 +116,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"round {active.number}: guard overridden")
             else:
                 self.stdout.write(f"round {active.number} is {active.state} (job {active.job_id}); workers are on it")
-        except AnnotateError as exc:
+        except PrefloopError as exc:
             raise CommandError(str(exc)) from None
         return active
 
