@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Greatest
@@ -171,7 +172,7 @@ def annotator_progress_by_project(
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ids = [p.pk for p in projects]
-    done: dict[int, dict] = {
+    done: dict[int, Any] = {
         row["project_id"]: row
         for row in Assignment.objects.filter(annotator=annotator, project_id__in=ids, state=Assignment.State.DONE)
         .values("project_id").annotate(done=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -64,7 +65,7 @@ def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> li
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     done = Assignment.objects.filter(project=project, state=Assignment.State.DONE)
-    counts: dict[int, dict] = {
+    counts: dict[int, Any] = {
         row["annotator_id"]: row
         for row in done.values("annotator_id").annotate(  # type: ignore[no-redef]  # `votes` is a count here, not the relation
             votes=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)), last=Max("completed_at")

@@ -352,15 +352,15 @@ def iter_preference_rows(
                                "rejected": _response_value(worse["text"], options.conversational),
                                "chosen_side": "a" if better is ca else "b"}
                     continue
-                row = {**base, "chosen": None, "rejected": None, "chosen_side": None}
+                out = {**base, "chosen": None, "rejected": None, "chosen_side": None}
             else:
                 win, lose = (ca, cb) if label == "a" else (cb, ca)
-                row = {**base, "chosen": _response_value(win["text"], options.conversational),
+                out = {**base, "chosen": _response_value(win["text"], options.conversational),
                        "rejected": _response_value(lose["text"], options.conversational),
                        "chosen_side": label}
             stats.rows += 1
             stats.labels[label] += 1
-            yield row
+            yield out
 
 
 def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None) -> Iterator[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def load_battles(path: str | Path, *, require_style: bool = False) -> BattleLog:
             continue
         a_idx.append(names.setdefault(pair[0], len(names)))
         b_idx.append(names.setdefault(pair[1], len(names)))
-        outcome.append(WINNERS[winner])
+        outcome.append(WINNERS[str(winner)])  # checked above: one of WINNERS
         bad.append(winner == "tie (bothbad)")
         stamps.append(stamp)
         if counts is not None:
@@ -220,5 +221,5 @@ def _style_counts(meta, line: int, problems: list | None) -> tuple[list[float], 
     return sides
 
 
-def _is_count(value) -> bool:
+def _is_count(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0

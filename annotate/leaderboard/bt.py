@@ -172,7 +172,7 @@ def fit_bt_near(
         diff = theta[:, i] - theta[:, j]
         residual = wins_ij * sigmoid(-diff) - wins_ji * sigmoid(diff)  # = W_ij − N_ij p_ij, without cancellation
         flat = residual.ravel()
-        grad = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(rounds, n)
+        grad: np.ndarray = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(rounds, n)
         grad -= ridge * theta
         step = grad @ inverse
         step[converged] = 0.0

@@ -78,7 +78,7 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
         )
     )
     nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(lambda: defaultdict(dict))
-    ordinal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(lambda: defaultdict(dict))
+    ordinal: dict[str, dict[Hashable, dict[Hashable, int]]] = defaultdict(lambda: defaultdict(dict))
     per_user: dict[int, list[tuple]] = defaultdict(list)
     for comparison_id, aspect, choice, winner, strength, user_id, external, shown, ms, assignment_id in rows:
         coder = ("u", user_id) if user_id else ("x", external)

@@ -123,8 +123,8 @@ def record_vote(
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.DONE, completed_at=now)
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
-            counter_update["is_complete"] = (  # type: ignore[assignment]  # a value beside F() expressions
-                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target
+            counter_update["is_complete"] = (
+                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
             )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
             if comparison.gold_label:

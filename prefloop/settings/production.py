@@ -80,7 +80,7 @@ def _allowed_hosts() -> list[str]:
     return hosts
 
 
-def _database() -> dict:
+def _database() -> dj_database_url.DBConfig:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         _refuse("DATABASE_URL is not set. Point it at PostgreSQL: postgres://USER:PASSWORD@HOST:5432/NAME")
@@ -97,7 +97,7 @@ def _database() -> dict:
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
         },
     }
-    return dict(config)
+    return config
 
 
 def _redis_url() -> str:

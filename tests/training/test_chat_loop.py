@@ -81,7 +81,7 @@ def round_done(project, round_: Round) -> Policy:
     return new
 
 
-def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_model(project_env, loop_env, seen):  # noqa: F811  (fixtures)
+def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_model(project_env, loop_env, seen):
     project, researcher, annotator = project_env
     project.system_prompt = SYSTEM
     project.save(update_fields=["system_prompt"])

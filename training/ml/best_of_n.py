@@ -13,7 +13,7 @@ from rewards.ml.chat import PromptLike
 from training.ml.config import BestOfNConfig
 from training.ml.results import UpdateResult
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[PromptLike], list[str]], list[float]]  # (prompts as given, responses)
 Progress = Callable[[int, int, dict], None]
 
 

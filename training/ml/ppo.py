@@ -28,7 +28,7 @@ from rewards.ml.chat import PromptLike
 from training.ml.config import PPOConfig
 from training.ml.results import TrainingStopped, UpdateResult
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[PromptLike], list[str]], list[float]]  # (prompts as given, responses)
 Progress = Callable[[int, int, dict], None]
 
 
