@@ -213,3 +213,15 @@ def conversations_by_id(project, prompt_ids) -> dict[int, list[dict]]:
 
     prompts = list(Prompt.objects.filter(project=project, pk__in=set(prompt_ids)).order_by("pk"))
     return dict(zip([p.pk for p in prompts], prompt_conversations(project, prompts)))
+
+
+def project_by_ref(ref: str | int) -> Project:
+    """The project a management command's `--project` names: the project with exactly that name,
+    else (when `ref` is a number) the one with that id. Raises NotFound naming the reference."""
+    text = str(ref).strip()
+    found = Project.objects.filter(name=text).first()
+    if found is None and text.isdigit():
+        found = Project.objects.filter(pk=int(text)).first()
+    if found is None:
+        raise NotFound(f"no project named or numbered {text!r}")
+    return found

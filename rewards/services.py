@@ -32,13 +32,13 @@ from rewards.errors import (
     RewardModelNotReady,
     TooManyItems,
 )
+from rewards.job_kinds import TRAIN_REWARD_MODEL
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import PreferencePair
 from rewards.models import RetrainTrigger, RewardModel, RewardSettings
 
 logger = logging.getLogger(__name__)
 
-TRAIN_JOB_KIND = "train_reward_model"
 MAX_SCORE_ITEMS = 256
 MAX_SNAPSHOT_IDS = 20_000  # more pair ids than this are stored as their sha256 only
 MAX_CURVE_POINTS = 500
@@ -201,7 +201,7 @@ def request_training(
         if enqueue:
             from prefloop.jobs.services import enqueue_job
 
-            job = enqueue_job(kind=TRAIN_JOB_KIND, params={"reward_model_id": reward_model.pk}, project=project, user=creator)
+            job = enqueue_job(kind=TRAIN_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project, user=creator)
             reward_model.job_id = job.pk
             reward_model.save(update_fields=["job_id"])
     return reward_model, job

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.utils.safestring import SafeString
 
-from rewards.charts import Series, line_chart, smooth
+from rewards.charts import Series, line_chart
 from training.models import Round
 
 
@@ -47,6 +47,4 @@ def loop_charts(rounds: list[Round]) -> dict[str, SafeString]:
     }
 
 
-def update_chart(curve: list[dict]) -> SafeString:
-    loss = smooth([(p.get("step", i), p.get("loss")) for i, p in enumerate(curve or [])], window=5)  # type: ignore[misc]  # a None y is skipped by the chart
-    return line_chart([Series("loss (smoothed)", loss)], title="update loss", x_label="step")
+

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 
+from rewards.job_kinds import TRAIN_REWARD_MODEL
+
 logger = logging.getLogger(__name__)
 
 
 def on_job_finished(sender, job, **kwargs) -> None:
-    if not (job.kind.startswith("training.") or job.kind == "train_reward_model"):
+    if not (job.kind.startswith("training.") or job.kind == TRAIN_REWARD_MODEL):
         return
     from training.services import job_finished
 

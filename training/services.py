@@ -20,11 +20,13 @@ from annotate.selectors import conversations_by_id, prompt_conversations
 from annotate.services.sampled import SampledCompletion, add_comparisons, add_sampled_completions
 from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
+from rewards.job_kinds import TRAIN_REWARD_MODEL
 from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
+from training.job_kinds import SAMPLE_ROUND, UPDATE_POLICY
 from training.models import AIFeedback, Loop, Policy, Round
 from training.params import METHODS, RoundParams
 from training.policies import (
-    BUILD_JOB,
+    BUILD_POLICY,
     EVAL_PROMPTS,
     Log,
     Progress,
@@ -39,9 +41,6 @@ from training.policies import (
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_JOB = "training.sample_round"
-UPDATE_JOB = "training.update_policy"
-REWARD_JOB = "train_reward_model"
 GUARDED_METHODS = ("ppo", "best_of_n")  # they optimise the reward model; DPO trains on the votes themselves
 RM_METRIC_KEYS = ("accuracy", "accuracy_ci", "pairs", "loss", "ece", "train_pairs", "steps")
 METRIC_KEYS = (
@@ -91,7 +90,7 @@ def start_round(*, project: Project, method: str, params: dict | None = None, us
             project=project, number=next_round_number(project), method=method, policy=loop.current,
             params=merged.as_dict(), created_by=creator(user), history=[_event(Round.State.SAMPLING)],
         )
-        job = _enqueue(round_, SAMPLE_JOB, user) if enqueue else None
+        job = _enqueue(round_, SAMPLE_ROUND, user) if enqueue else None
     return round_, job
 
 
@@ -447,7 +446,7 @@ def reward_model_finished(*, job) -> None:
             _transition(locked, Round.State.REWARD_MODEL, Round.State.GUARDED, metrics=rm_metrics, job_id=None,
                         reason=f"waiting at the guard: {guard['reason']}", event={"reason": guard["reason"]})
             return
-        job = _enqueue(locked, UPDATE_JOB, locked.created_by)
+        job = _enqueue(locked, UPDATE_POLICY, locked.created_by)
         _transition(locked, Round.State.REWARD_MODEL, Round.State.POLICY_UPDATE, metrics=rm_metrics, job_id=job.pk,
                     event={"warning": guard["warning"]} if guard.get("warning") else None)
 
@@ -485,7 +484,7 @@ def override_guard(*, round_: Round, user=None, who: str = ""):
         record = {"by": who, "at": timezone.now().isoformat(), "reason": locked.reason}
         _transition(locked, Round.State.GUARDED, Round.State.POLICY_UPDATE, metrics={"guard_override": record},
                     reason=f"guard overridden by {who}: {locked.reason}", event={"override_guard": True, "by": who})
-        job = _enqueue(locked, UPDATE_JOB, user if getattr(user, "is_authenticated", False) else locked.created_by)
+        job = _enqueue(locked, UPDATE_POLICY, user if getattr(user, "is_authenticated", False) else locked.created_by)
     round_.refresh_from_db()
     return job
 
@@ -644,14 +643,14 @@ def fail_round(*, round_: Round, reason: str, cancelled: bool = False) -> None:
 
 def job_finished(*, job) -> None:
     """job_finished receiver body: moves rounds on and marks failed policies."""
-    if job.kind == REWARD_JOB:
+    if job.kind == TRAIN_REWARD_MODEL:
         reward_model_finished(job=job)
-    elif job.kind in (SAMPLE_JOB, UPDATE_JOB) and job.status != "succeeded":
+    elif job.kind in (SAMPLE_ROUND, UPDATE_POLICY) and job.status != "succeeded":
         round_ = Round.objects.filter(job_id=job.pk, state__in=Round.ACTIVE).first()
         if round_ is not None:
-            step = "sampling" if job.kind == SAMPLE_JOB else "policy update"
+            step = "sampling" if job.kind == SAMPLE_ROUND else "policy update"
             fail_round(round_=round_, reason=f"{step} {job.status}: {_tail(job.error)}", cancelled=job.status == "cancelled")
-    if job.kind in (BUILD_JOB, UPDATE_JOB) and job.status != "succeeded":
+    if job.kind in (BUILD_POLICY, UPDATE_POLICY) and job.status != "succeeded":
         Policy.objects.filter(job_id=job.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]).update(
             status=Policy.Status.FAILED, error=f"job {job.pk} {job.status}: {_tail(job.error)}", finished_at=timezone.now())
 

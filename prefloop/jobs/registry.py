@@ -21,16 +21,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOB_KINDS: dict[str, str] = {
-    "selftest.sleep": "prefloop.jobs.selftest.sleep",
-    "train_reward_model": "rewards.tasks.train_reward_model",
-}
+JOB_KINDS: dict[str, str] = {"selftest.sleep": "prefloop.jobs.selftest.sleep"}  # apps add theirs in ready()
 # The queue a kind runs on when the job's params name none. Long training runs get their own
 # queue so that short jobs (sampling, scoring, import, export) never wait behind one; a queue the
 # backend does not serve (TASKS QUEUES) falls back to "default" (services._dispatch_db).
 DEFAULT_QUEUE = "default"
 TRAINING_QUEUE = "training"
-JOB_QUEUES: dict[str, str] = {"train_reward_model": TRAINING_QUEUE}
+JOB_QUEUES: dict[str, str] = {}
 
 
 class UnknownJobKind(PrefloopError):
