@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # prefloop.loopback, when run as `python bench/vote_loop.py`
+    sys.path.insert(0, str(ROOT))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/prefloop_bench"
 PROJECT_PREFIX = "bench-vote-loop"
 USER_PREFIX = "bench-annotator-"
