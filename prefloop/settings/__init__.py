@@ -209,9 +209,11 @@ if "default" not in PREFLOOP_JOB_QUEUES:
     PREFLOOP_JOB_QUEUES.insert(0, "default")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PREFLOOP_JOB_QUEUES}}
 
-# Background jobs (docs/jobs.md): "db" = the table above, run by `manage.py db_worker`;
-# "celery" = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); "immediate" = in-process.
-PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "db")
+# Background jobs (docs/jobs.md): a backend class by dotted path, like EMAIL_BACKEND
+# (prefloop/jobs/backends.py): DatabaseBackend = the table above, run by `manage.py db_worker`;
+# CeleryBackend = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); ImmediateBackend =
+# in-process. The short names "db", "celery" and "immediate" are accepted too.
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend")
 PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
 # A running job silent for this long (no progress, no heartbeat) is failed as killed.
 PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))

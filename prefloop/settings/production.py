@@ -132,7 +132,7 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PREFLOOP_CHANNELS_PREFIX", "prefloop-asgi")},
     }
 }
-PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "celery")
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.CeleryBackend")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
