@@ -244,7 +244,7 @@ class NextAssignmentApi(APIView):
     authentication_classes = HOT_PATH_AUTHENTICATION
 
     # The hot path: the body is parsed by hand and the membership check happens inside the
-    # engine's first statement (NotFound when not an annotator here); see docs/assignment.md.
+    # engine's first statement (NotFound when not an annotator here); see annotate/services/assignment.md.
     @extend_schema(request=s.NextInputSerializer, responses=dict)
     def post(self, request, project_id: int):
         exclude = (request.data.get("exclude") or []) if isinstance(request.data, dict) else []

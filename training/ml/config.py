@@ -74,7 +74,7 @@ class DemoPolicyConfig(_Config):
     n_layer: int = 4
     n_embd: int = 192
     n_head: int = 4
-    max_length: int = 160  # tokens of prompt + answer in SFT; also the model's n_positions (at least 512)
+    max_length: int = 160  # tokens of prompt + answer in SFT; the model's n_positions is max(max_length, 512) (policy.py)
     steps: int = 700
     lr: float = 2e-3
     batch_size: int = 16
