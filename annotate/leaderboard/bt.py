@@ -64,7 +64,8 @@ def fit_bt(
     """Maximise ℓ(θ) − λ/2 ‖θ‖². wins: (n, n) or (B, n, n); ridge: scalar or (B,). Returns θ with Σθ = 0.
 
     Newton with step halving (the objective is concave, but a full step from far away can
-    overshoot when counts are extreme). Converges quadratically: 5-8 steps at 1e-10."""
+    overshoot when counts are extreme). Converges quadratically: 5-8 steps at 1e-10.
+    Whole on purpose: one Newton iteration, batched; its parts have no meaning apart."""
     wins = np.asarray(wins, dtype=np.float64)
     single = wins.ndim == 2
     if single:

@@ -108,7 +108,8 @@ def _resume_open_lease(
 
 
 def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime) -> AssignmentResult:
-    """The portable engine (SQLite): the ORM, one step per statement."""
+    """The portable engine (SQLite): the ORM, one step per statement. Whole on purpose: its steps
+    run under one lock in the order annotate/services/assignment.md argues for."""
     lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
         # Serialises this annotator's own requests (two tabs, a double click): caps and

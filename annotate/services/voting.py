@@ -60,6 +60,10 @@ def record_vote(
     Retrying with the same `idempotency_key` returns the first result and writes nothing.
     Raises NotFound (not yours / no such assignment), InvalidVote, AlreadyVoted,
     AssignmentExpired (its slot went to someone else) or IdempotencyKeyReused.
+
+    Whole on purpose: the portable path is one transaction whose lock order (assignment, then
+    comparison) is the assignment engine's (annotate/services/assignment.md); split, its steps
+    would each need the locks restated.
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
@@ -293,6 +297,8 @@ def _record_vote_pg(
     *, annotator: User, assignment_id: int, votes: Sequence[VoteInput], key: str, time_spent_ms: int | None,
     now: datetime,
 ) -> VoteResult:
+    """PostgreSQL's path: one locking read and one write statement on a prepared cursor, in one
+    transaction. Whole on purpose: the two statements and the checks between them share the lock."""
     try:
         with transaction.atomic(), prepared_cursor() as cursor:
             # Twice at most: a second read happens only when the assignment changed while we
