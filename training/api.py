@@ -47,7 +47,7 @@ class LoopApi(APIView):
     @extend_schema(responses=s.LoopSerializer)
     def get(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        return Response(s.LoopSerializer(policies.loop_for(project)).data)
+        return Response(s.LoopSerializer(selectors.loop_for(project)).data)
 
 
 class RoundListApi(APIView):

@@ -18,7 +18,7 @@ from django.utils import timezone
 from annotate.models import Completion, Project, Prompt
 from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from training.errors import InvalidModelPath, InvalidRoundParams, LoopNotReady, RoundStateError
+from training.errors import InvalidModelPath, InvalidRoundParams, RoundStateError
 from training.job_kinds import BUILD_POLICY
 from training.models import Loop, Policy
 
@@ -223,13 +223,6 @@ def ensure_loop(*, project: Project, policy: Policy) -> Loop:
     loop, _ = Loop.objects.get_or_create(
         project=project, defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids}
     )
-    return loop
-
-
-def loop_for(project: Project) -> Loop:
-    loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
-    if loop is None:
-        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
     return loop
 
 

@@ -6,11 +6,17 @@ import random
 from annotate.models import Comparison, ComparisonItem, Membership, Project, Prompt, Vote
 from annotate.selectors import projects_for_user
 from prefloop.core.errors import NotFound
+from training.errors import LoopNotReady
 from training.models import Loop, Policy, Round
 from training.params import RoundParams
-from training.policies import (
-    loop_for,
-)
+
+
+def loop_for(project: Project) -> Loop:
+    """The project's loop (reference and current policy loaded); LoopNotReady when it has none."""
+    loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
+    if loop is None:
+        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
+    return loop
 
 
 def rounds(project: Project):

@@ -21,9 +21,8 @@ from training.params import METHODS, RoundParams
 from training.policies import (
     BUILD_POLICY,
     creator,
-    loop_for,
 )
-from training.selectors import current_reward_model, human_win_rate, round_progress
+from training.selectors import current_reward_model, human_win_rate, loop_for, round_progress
 from training.services.transitions import enqueue_round_job, history_event, tail, transition
 from training.services.updates import GUARDED_METHODS, check_update_overrides
 

@@ -25,12 +25,11 @@ from training.policies import (
     Progress,
     ShouldStop,
     error_text,
-    loop_for,
     next_version,
     policy_dir,
     step_progress,
 )
-from training.selectors import eval_prompts, round_prompts
+from training.selectors import eval_prompts, loop_for, round_prompts
 from training.services.transitions import report_progress, round_in, stop_if_asked, transition
 
 logger = logging.getLogger(__name__)
