@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test test-sqlite test-postgres chromium bench-vote-loop prod prod-smoke
+.PHONY: install demo lint test test-sqlite test-postgres chromium bench-vote-loop prod prod-smoke
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,13 @@ demo: install
 
 # The suite runs twice: on the embedded SQLite default and on PostgreSQL.
 # pytest exits 5 when it collected no test, which fails here like any other error.
-test: install chromium test-sqlite test-postgres
+test: install lint chromium test-sqlite test-postgres
+
+# ruff (lint rules and formatting) and mypy with django-stubs; configuration in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-sqlite: install
 	DATABASE_URL= $(PY) -m pytest $(PYTEST_ARGS)

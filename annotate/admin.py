@@ -1,17 +1,9 @@
-"""Admin pages for every annotate model (read-mostly views for operators)."""
+"""Admin pages for the annotate models but the user (read-mostly views for operators)."""
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
 
 from annotate import models
-from prefloop.accounts.admin import make_set_password_links
 
-
-@admin.register(models.User)
-class PrefloopUserAdmin(UserAdmin):
-    list_display = ["username", "role", "is_active", "last_login"]
-    list_filter = ["role", "is_active"]
-    fieldsets = UserAdmin.fieldsets + (("prefloop", {"fields": ["role"]}),)
-    actions = [make_set_password_links]  # invitations and resets; `manage.py invite_user` does the same
+# The user admin (with its set-password-link action) is the accounts app's: prefloop/accounts/admin.py.
 
 
 class MembershipInline(admin.TabularInline):

@@ -14,24 +14,25 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
-from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
-from annotate.pagination import paginated
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors, serializers as s
-from annotate.errors import InvalidVote
+from annotate import selectors
+from annotate import serializers as s
 from annotate.export.download import export_download
-from annotate.models import Assignment, Comparison, Membership, User
+from annotate.models import Comparison, Membership, User
+from annotate.quality.report import project_quality
 from annotate.services.assignment import next_comparison
 from annotate.services.importing import import_file
 from annotate.services.prepared import prepared_cursor
-from annotate.quality.report import project_quality
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
 from annotate.vote_next import next_after_vote, parse_exclude, wants_next
+from prefloop.core.errors import InvalidUpload, InvalidUsername, InvalidVote
+from prefloop.core.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from prefloop.core.pagination import paginated
 from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -44,7 +45,7 @@ class CanCreateProjects(BasePermission):
 
 
 class ProjectListApi(APIView):
-    permission_classes = APIView.permission_classes + [CanCreateProjects]
+    permission_classes = [*APIView.permission_classes, CanCreateProjects]
 
     @extend_schema(responses=s.PROJECTS_FOR_MEMBER)
     def get(self, request):
@@ -93,7 +94,7 @@ class ProjectComparisonsApi(APIView):
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self)
+        page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self) or []
         completions = selectors.comparison_completions([c.pk for c in page])
         return paginator.get_paginated_response(
             s.ComparisonProgressSerializer(page, many=True, context={"completions": completions}).data
@@ -117,7 +118,7 @@ class ProjectMembersApi(APIView):
         data.is_valid(raise_exception=True)
         user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
-            raise InvalidVote("username", "no active user with this name")
+            raise InvalidUsername("username", "no active user with this name")
         membership = membership_set(project=project, user=user, **{k: data.validated_data[k] for k in ("role", "cap", "paused")})
         return Response(
             {"username": user.username, "role": membership.role, "cap": membership.cap, "paused": membership.paused},
@@ -160,12 +161,12 @@ class ProjectImportApi(APIView):
         # Refused from the header, before the body is read and spooled to disk.
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if declared.isdigit() and int(declared) > settings.PREFLOOP_MAX_UPLOAD_BYTES + 64 * 1024:
-            raise InvalidVote("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
+            raise InvalidUpload("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
         data = s.ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         if upload.size > settings.PREFLOOP_MAX_UPLOAD_BYTES:
-            raise InvalidVote("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
+            raise InvalidUpload("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
         # The client's name only shapes error messages and format detection; never a path.
         name = SAFE_NAME.sub("_", Path(upload.name or "upload").name).lstrip(".")[:100] or "upload"
         with tempfile.TemporaryDirectory(prefix="prefloop-import-") as folder:
@@ -229,7 +230,7 @@ class HotPathTokenScheme(TokenScheme):
     """The same `Authorization: Token <key>` scheme in the OpenAPI schema, under its own name:
     drf-spectacular wants one class per security-scheme name (else check --deploy warns)."""
 
-    target_class = HotPathTokenAuthentication
+    target_class = HotPathTokenAuthentication  # type: ignore[assignment]  # the stubs say str; a class works too
     name = "hotPathTokenAuth"
     match_subclasses = False
     priority = 1
@@ -244,7 +245,7 @@ class NextAssignmentApi(APIView):
     authentication_classes = HOT_PATH_AUTHENTICATION
 
     # The hot path: the body is parsed by hand and the membership check happens inside the
-    # engine's first statement (NotFound when not an annotator here); see docs/assignment.md.
+    # engine's first statement (NotFound when not an annotator here); see annotate/services/assignment.md.
     @extend_schema(request=s.NextInputSerializer, responses=dict)
     def post(self, request, project_id: int):
         exclude = (request.data.get("exclude") or []) if isinstance(request.data, dict) else []

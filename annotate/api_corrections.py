@@ -6,12 +6,17 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors, serializers as s
+from annotate import selectors
+from annotate import serializers as s
 from annotate.api import _vote_input, _vote_output
-from annotate.errors import InvalidVote
 from annotate.services.corrections import (
-    edit_last_vote, edit_window_open, last_voted_assignment, skip_assignment, vote_answers,
+    edit_last_vote,
+    edit_window_open,
+    last_voted_assignment,
+    skip_assignment,
+    vote_answers,
 )
+from prefloop.core.errors import InvalidVote
 
 
 class AssignmentSkipApi(APIView):

@@ -45,7 +45,7 @@ class ProjectLeaderboardApi(APIView):
             raise serializers.ValidationError({"aspect": [f"not an aspect of this project: {', '.join(project.aspect_names)}"]})
         model, _, rating = q["anchor"].rpartition("=") if q.get("anchor") else (None, None, None)
         options = LeaderboardOptions(
-            bootstrap=q["bootstrap"], seed=q["seed"], anchor=(model, float(rating)) if model else None,
+            bootstrap=q["bootstrap"], seed=q["seed"], anchor=(model, float(rating)) if model and rating else None,
             exclude_ties=q["exclude_ties"], style_control=q["style_control"], online_elo=q["elo"],
         )
         filters = VoteFilter(aspect=q.get("aspect"), rounds=tuple(q["round"]) if q.get("round") else None)

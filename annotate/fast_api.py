@@ -9,8 +9,8 @@ plainest requests: POST to one of the two URLs, `Authorization: Token <key>` wit
 authenticates, a JSON body (or none) within PREFLOOP_MAX_REQUEST_BYTES, no request for HTML.
 Everything else (session auth from the page, form bodies, bad or missing tokens, ...) goes on to
 the DRF views in annotate.api, which answer exactly as before. For the requests it takes, it
-runs the same validation (annotate.api's helpers, annotate.parsers' bounded JSON), the same
-services and the same exception handler (annotate.api_errors), so bodies, statuses and error
+runs the same validation (annotate.api's helpers, prefloop.core.parsers' bounded JSON), the same
+services and the same exception handler (prefloop.core.api_errors), so bodies, statuses and error
 shapes are those of the DRF views; the tests run both paths.
 
 PREFLOOP_FAST_PATH=0 (environment) takes the middleware out: the DRF views answer everything.
@@ -38,10 +38,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils.encoders import JSONEncoder
 
 from annotate.api import HotPathTokenAuthentication, _is_int, _vote_input, _vote_output
-from annotate.api_errors import exception_handler
-from annotate.errors import InvalidVote
+from prefloop.core.api_errors import exception_handler
+from prefloop.core.errors import InvalidVote
 from annotate.models import User
-from annotate.parsers import BoundedJSONParser
+from prefloop.core.parsers import BoundedJSONParser
 from annotate.services.voting import record_vote
 from annotate.vote_next import next_after_vote, next_body, parse_exclude, wants_next
 

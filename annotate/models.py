@@ -208,6 +208,9 @@ class ComparisonItem(models.Model):
             models.UniqueConstraint(fields=["comparison", "completion"], name="item_completion_once"),
         ]
 
+    def __str__(self) -> str:
+        return f"Comparison {self.comparison_id} item {self.position}"
+
 
 class Assignment(models.Model):
     class State(models.TextChoices):
@@ -272,7 +275,8 @@ class Vote(models.Model):
     winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     loser = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": votes without a key stay out of the unique constraint below.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,13 +3,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from annotate.errors import NotFound
-from annotate.models import Assignment, Comparison, ComparisonItem, Completion, Membership, Project, User, Vote
+from annotate.models import (
+    Assignment,
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Membership,
+    Project,
+    User,
+    Vote,
+)
+from prefloop.core.errors import NotFound
 
 ACTIVE_WINDOW = timedelta(minutes=15)
 
@@ -162,7 +172,7 @@ def annotator_progress_by_project(
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ids = [p.pk for p in projects]
-    done = {
+    done: dict[int, Any] = {
         row["project_id"]: row
         for row in Assignment.objects.filter(annotator=annotator, project_id__in=ids, state=Assignment.State.DONE)
         .values("project_id").annotate(done=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)))
@@ -203,3 +213,15 @@ def conversations_by_id(project, prompt_ids) -> dict[int, list[dict]]:
 
     prompts = list(Prompt.objects.filter(project=project, pk__in=set(prompt_ids)).order_by("pk"))
     return dict(zip([p.pk for p in prompts], prompt_conversations(project, prompts)))
+
+
+def project_by_ref(ref: str | int) -> Project:
+    """The project a management command's `--project` names: the project with exactly that name,
+    else (when `ref` is a number) the one with that id. Raises NotFound naming the reference."""
+    text = str(ref).strip()
+    found = Project.objects.filter(name=text).first()
+    if found is None and text.isdigit():
+        found = Project.objects.filter(pk=int(text)).first()
+    if found is None:
+        raise NotFound(f"no project named or numbered {text!r}")
+    return found

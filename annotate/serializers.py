@@ -4,9 +4,9 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from annotate.errors import InvalidVote
 from annotate.models import Comparison, Project, Vote
 from annotate.services.projects import check_aspects
+from prefloop.core.errors import InvalidSetting
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -32,7 +32,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     def validate_aspects(self, value):
         try:
             return check_aspects(value)
-        except InvalidVote as exc:  # count and name length bounded by PREFLOOP_LIMITS
+        except InvalidSetting as exc:  # count and name length bounded by PREFLOOP_LIMITS
             raise serializers.ValidationError(str(exc).removeprefix("aspects: ")) from None
 
 
@@ -77,7 +77,7 @@ class MembershipInputSerializer(serializers.Serializer):
 
 
 class GoldInputSerializer(serializers.Serializer):
-    label = serializers.ChoiceField(choices=["", "winner", "tie", "both_bad"])
+    label = serializers.ChoiceField(choices=["", "winner", "tie", "both_bad"])  # type: ignore[assignment]  # a field named like Field.label
     winner_completion_id = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
@@ -202,7 +202,7 @@ class ExportQuerySerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
     annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
-    source = serializers.ChoiceField(choices=["human", "imported", "all"], default="all")
+    source = serializers.ChoiceField(choices=["human", "imported", "all"], default="all")  # type: ignore[assignment]  # a field named like Field.source
     max_vote_id = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)
 

@@ -1,10 +1,9 @@
 """URLs of the machine API (mounted at /api/)."""
 from django.urls import path
+
 from annotate import api, api_corrections, api_leaderboard
-from prefloop.accounts.api import obtain_auth_token  # DRF's, behind the login lockout
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
     path("projects/", api.ProjectListApi.as_view(), name="project-list"),
     path("projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="project-detail"),
     path("projects/<int:project_id>/progress/", api.ProjectProgressApi.as_view(), name="project-progress"),

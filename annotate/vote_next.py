@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from annotate import selectors
-from annotate.errors import InvalidVote, NotFound
+from prefloop.core.errors import InvalidVote, NotFound
 from annotate.models import User
 from annotate.services.assignment import next_comparison
 

@@ -136,7 +136,7 @@ def synthetic_pairs(scale: Scale, words: list[str], count: int, seed: int = 0):
     from rewards.ml.data import PreferencePair
 
     rng = random.Random(seed)
-    text = lambda k: " ".join(rng.choice(words) for _ in range(k))  # noqa: E731
+    text = lambda k: " ".join(rng.choice(words) for _ in range(k))
     return [PreferencePair(prompt=text(scale.prompt_words), chosen=text(scale.response_words),
                            rejected=text(scale.response_words), group=str(i), pair_id=str(i)) for i in range(count)]
 
@@ -386,7 +386,6 @@ def dpo_trl(scale: Scale, paths, pairs, *, lora: bool) -> dict:
 
 
 def generate_hf(scale: Scale, paths, pairs) -> dict:
-    import torch
 
     from training.ml.config import SamplerParams
     from training.ml.data import format_prompt

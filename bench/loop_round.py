@@ -59,8 +59,8 @@ def main() -> dict:
     from annotate.services.importing import import_file
     from annotate.services.projects import membership_set, project_create
     from training import services
-    from training.policies import request_demo_policy
     from training.models import Policy, Round
+    from training.policies import request_demo_policy
 
     settings.PREFLOOP_JOB_BACKEND = "immediate"
     settings.ALLOWED_HOSTS = ["*"]
@@ -84,7 +84,7 @@ def main() -> dict:
     print(f"demo policy v{policy.version}: {timings['demo_policy_build_s']:.1f} s, {policy.metrics}", flush=True)
 
     rounds = []
-    for n in range(args.rounds):
+    for _ in range(args.rounds):
         params = {"k": args.k, "pair_strategy": "random", "pairs_per_prompt": args.pairs,
                   "max_new_tokens": args.max_new_tokens, "prompts": args.prompts, "auto_advance": False,
                   "reward_retrain": args.retrain, "min_held_out_pairs": 0,

@@ -54,7 +54,13 @@ def main() -> None:
     from rewards.ml.score import RewardScorer
     from rewards.ml.train import train_reward_model
     from training.ml.best_of_n import train_best_of_n
-    from training.ml.config import BestOfNConfig, DemoPolicyConfig, DPOConfig, PPOConfig, SamplerParams
+    from training.ml.config import (
+        BestOfNConfig,
+        DemoPolicyConfig,
+        DPOConfig,
+        PPOConfig,
+        SamplerParams,
+    )
     from training.ml.data import PreferenceExample
     from training.ml.dpo import train_dpo
     from training.ml.metrics import evaluate_policy
@@ -93,7 +99,7 @@ def main() -> None:
                 long, short = (a, b) if len(a.text) > len(b.text) else (b, a)
                 examples.append(PreferenceExample(q, long.text, short.text))
     print(f"pairs (all pairs, longer preferred): {len(examples)}")
-    reward_fn = lambda prompts, responses: [len(r.split()) / 20 for r in responses]  # noqa: E731
+    reward_fn = lambda prompts, responses: [len(r.split()) / 20 for r in responses]
     if "rm" not in skip:
         pairs = [PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, group=e.prompt) for e in examples]
         rm = timed("reward model retrain (MiniLM, 1 epoch)", lambda: train_reward_model(

@@ -81,7 +81,7 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     tokenizer.eos_token = "[SEP]"  # BERT has no eos; RewardTrainer appends one (ECOSYSTEM-NOTES §1)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
     model.config.pad_token_id = tokenizer.pad_token_id
-    to_rows = lambda ps: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps]  # noqa: E731
+    to_rows = lambda ps: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps]
     config = RewardConfig(
         output_dir=str(outdir), per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
         learning_rate=args.lr, num_train_epochs=1, max_length=args.max_length, seed=args.seed, use_cpu=True,

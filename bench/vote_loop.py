@@ -52,17 +52,18 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # prefloop.loopback, when run as `python bench/vote_loop.py`
+    sys.path.insert(0, str(ROOT))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/prefloop_bench"
 PROJECT_PREFIX = "bench-vote-loop"
 USER_PREFIX = "bench-annotator-"
@@ -306,25 +307,20 @@ def server_env(config: ServerConfig | None, database_url: str) -> dict:
 
 def free_port() -> int:
     """A free loopback port: from BENCH_PORTS ("first-last", for machines shared by several people) or any."""
+    from prefloop.loopback import free_port as loopback_port
+
     first, _, last = os.environ.get("BENCH_PORTS", "0-0").partition("-")
-    for port in range(int(first), int(last or first) + 1):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError(f"no free port in BENCH_PORTS={os.environ['BENCH_PORTS']}")
+    return loopback_port(range(int(first), int(last or first) + 1) if int(first) else ())
 
 
 def start_server(config: ServerConfig, env: dict, port: int, log) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
+    from prefloop.loopback import start_process, uvicorn_command
+
     if config.server == "uvicorn":
-        command = [
-            str(bin_dir / "uvicorn"), "prefloop.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(config.workers), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
-            "--backlog", "2048", "--no-server-header",
-        ]
+        command = uvicorn_command(port, workers=config.workers, extra=[
+            "--no-access-log", "--log-level", "warning", "--backlog", "2048", "--no-server-header",
+        ])
     else:
         command = [
             str(bin_dir / "gunicorn"), "prefloop.wsgi:application", "--bind", f"127.0.0.1:{port}",
@@ -334,18 +330,13 @@ def start_server(config: ServerConfig, env: dict, port: int, log) -> subprocess.
         if config.worker_class == "gthread":
             command += ["--threads", str(config.threads)]
     # Its own session, so stop_server can end the server and its workers by this one group id.
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+    return start_process(command, env=env, log=log)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+    from prefloop.loopback import stop_process_group
+
+    stop_process_group(proc)
 
 
 def wait_until_up(url: str, proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
@@ -402,9 +393,9 @@ async def call(session, method: str, url: str, headers: dict, payload: dict | No
         async with session.request(method, url, json=payload, headers=headers) as response:
             body = await response.json(content_type=None) if response.status < 500 else None
             return response.status, body
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "timeout", None
-    except Exception as exc:  # connection reset, bad JSON: counted, never fatal
+    except Exception as exc:  # noqa: BLE001 — connection reset, bad JSON: counted, never fatal
         return type(exc).__name__, None
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vote_loop  # noqa: E402  (a sibling script, not a package)
+import vote_loop  # a sibling script, not a package: imported after the sys.path line above
 
 
 @dataclass

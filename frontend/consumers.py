@@ -7,10 +7,10 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from annotate.errors import NotFound
 from annotate.models import Membership
 from annotate.selectors import project_for_user
 from frontend.live import progress_group, render_live_progress
+from prefloop.core.errors import NotFound
 
 
 def _researcher_project(user, project_id: int):
@@ -48,8 +48,9 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        if getattr(self, "rendering", None):
-            self.rendering.cancel()
+        rendering = getattr(self, "rendering", None)
+        if rendering is not None:
+            rendering.cancel()
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the dashboard only listens

@@ -8,17 +8,24 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.errors import ImportDataError, InvalidVote, NotFound
 from annotate.models import DataImport, Membership
 from annotate.pairing import PAIRING_STRATEGIES
 from annotate.selectors import project_for_user
 from annotate.services.data_imports import (
-    ImportOptions, archive_import, confirm_import, discard_upload, human_votes_on, preview_import, stage_upload,
+    ImportOptions,
+    UndoRefused,
+    archive_import,
+    confirm_import,
+    discard_upload,
+    human_votes_on,
+    preview_import,
+    stage_upload,
     undo_import,
 )
 from annotate.services.importing import FORMATS
 from frontend.rendering import render_markdown
 from frontend.views import not_found_as_404
+from prefloop.core.errors import ImportDataError, InvalidSetting, InvalidUpload, NotFound
 
 RESEARCHER = Membership.Role.RESEARCHER
 MAX_PROBLEMS_SHOWN = 1000
@@ -28,15 +35,15 @@ def _options(post) -> ImportOptions:
     def number(name: str, default: int, low: int) -> int:
         value = (post.get(name) or "").strip() or str(default)
         if not value.lstrip("-").isdigit() or int(value) < low or abs(int(value)) > 2**31 - 1:
-            raise InvalidVote(name, f"a whole number of at least {low}")
+            raise InvalidSetting(name, f"a whole number of at least {low}")
         return int(value)
 
     fmt = post.get("format", "")
     if fmt and fmt not in FORMATS:
-        raise InvalidVote("format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it")
+        raise InvalidSetting("format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it")
     pairing = post.get("pairing", "all")
     if pairing not in PAIRING_STRATEGIES:
-        raise InvalidVote("pairing", f"one of {', '.join(sorted(PAIRING_STRATEGIES))}")
+        raise InvalidSetting("pairing", f"one of {', '.join(sorted(PAIRING_STRATEGIES))}")
     return ImportOptions(format=fmt or None, pairing=pairing, pairs_per_prompt=number("pairs_per_prompt", 2, 1),
                          round=number("round", 0, 0), priority=number("priority", 0, -(2**31)))
 
@@ -67,10 +74,10 @@ def import_preview(request, project_id: int):
     try:
         options = _options(request.POST)
         if upload is None:
-            raise InvalidVote("file", "choose a file to upload")
+            raise InvalidUpload("file", "choose a file to upload")
         if upload.size > settings.PREFLOOP_MAX_UPLOAD_BYTES:
-            raise InvalidVote("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
-    except InvalidVote as exc:
+            raise InvalidUpload("file", f"larger than {settings.PREFLOOP_MAX_UPLOAD_BYTES} bytes")
+    except (InvalidSetting, InvalidUpload) as exc:
         return _page(request, project, form_error=str(exc), status=400)
     token, _ = stage_upload(chunks=upload.chunks(), name=upload.name)
     try:
@@ -101,7 +108,7 @@ def import_confirm(request, project_id: int):
         return redirect("project-imports-page", project.pk)
     try:
         record = confirm_import(project=project, token=token, options=_options(request.POST), user=request.user)
-    except (ImportDataError, InvalidVote, NotFound) as exc:  # NotFound: the upload is gone (confirmed, discarded, old)
+    except (ImportDataError, InvalidSetting, NotFound) as exc:  # NotFound: the upload is gone (confirmed, discarded, old)
         return _page(request, project, form_error=str(exc), status=400)
     created = record.created
     messages.success(request, f"Imported {record.source}: {created.get('prompts', 0)} prompts, "
@@ -124,6 +131,6 @@ def import_change(request, project_id: int, import_id: int):
         elif action == "archive":
             archive_import(data_import=record)
             messages.success(request, f"Import of {record.source} archived: its comparisons are no longer handed out.")
-    except InvalidVote as exc:
+    except UndoRefused as exc:
         return _page(request, project, form_error=str(exc), status=409)
     return redirect("project-imports-page", project.pk)

@@ -14,13 +14,18 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate.errors import NotFound
 from annotate.models import Membership, Project, User
 from annotate.selectors import project_for_user
 from annotate.serializers import ProjectSerializer
-from annotate.services.projects import membership_remove, membership_set, project_create, project_update
+from annotate.services.projects import (
+    membership_remove,
+    membership_set,
+    project_create,
+    project_update,
+)
 from frontend.views import not_found_as_404
 from prefloop.accounts.services import InviteError, invite_user
+from prefloop.core.errors import NotFound
 
 RESEARCHER = Membership.Role.RESEARCHER
 # Form fields of the settings page, in the order shown; all go through ProjectSerializer.

@@ -4,13 +4,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from annotate.errors import NotFound
 from annotate.models import Assignment, Membership, Project, User, Vote
 from annotate.selectors import projects_for_user
+from prefloop.core.errors import NotFound
 
 
 def annotator_project(user: User, project_id: int) -> Project:
@@ -64,9 +65,9 @@ def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> li
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     done = Assignment.objects.filter(project=project, state=Assignment.State.DONE)
-    counts = {
+    counts: dict[int, Any] = {
         row["annotator_id"]: row
-        for row in done.values("annotator_id").annotate(
+        for row in done.values("annotator_id").annotate(  # type: ignore[no-redef]  # `votes` is a count here, not the relation
             votes=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)), last=Max("completed_at")
         )
     }
@@ -75,7 +76,8 @@ def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> li
         comparison__project=project, source=Vote.Source.HUMAN, aspect=project.aspect_names[0], time_spent_ms__isnull=False
     ).values_list("annotator_id", "time_spent_ms")
     for annotator_id, ms in rows.iterator(chunk_size=5000):
-        times.setdefault(annotator_id, []).append(ms)
+        if ms is not None:  # filtered out above; the column is nullable
+            times.setdefault(annotator_id, []).append(ms)
 
     members = dict(
         Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR).values_list("user_id", "user__username")

@@ -9,7 +9,6 @@ import json
 from functools import wraps
 
 from django.conf import settings
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -17,7 +16,6 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.errors import NotFound
 from annotate.models import Membership
 from annotate.selectors import annotator_progress, assignment_payload, project_for_user
 from annotate.services.assignment import next_comparison
@@ -25,6 +23,7 @@ from annotate.services.corrections import edit_window_open, last_voted_assignmen
 from frontend.live import dashboard_context
 from frontend.rendering import comparison_context, render_markdown
 from frontend.selectors import annotator_project, project_entries
+from prefloop.core.errors import NotFound
 
 # What the queue says when there is no comparison for this annotator.
 EMPTY_QUEUE = {

@@ -148,7 +148,7 @@ class _FileChunks:
 class _AsyncFileChunks(_FileChunks):
     """The same chunks for an ASGI server, read off the event loop; no __iter__, so Django streams them."""
 
-    __iter__ = None  # type: ignore[assignment]  (iter() must fail: Django then takes the async path)
+    __iter__ = None  # type: ignore[assignment]  # iter() must fail: Django then takes the async path
 
     async def __aiter__(self):
         while chunk := await asyncio.to_thread(self._handle.read, CHUNK_BYTES):

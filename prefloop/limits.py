@@ -9,6 +9,10 @@ the field. Plain Python: Django settings are read only when a check runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefloop.core.errors import PrefloopError
 
 DEFAULT_LIMITS: dict[str, int] = {
     # reward-model training (rewards.ml.config.RewardTrainConfig)
@@ -108,7 +112,7 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
 
 
-def field_error(error_class: type[Exception], exc: OutOfBounds, *, prefix: str = "") -> Exception:
+def field_error(error_class: type[PrefloopError], exc: OutOfBounds, *, prefix: str = "") -> PrefloopError:
     """A domain error (a 400 through the API's handler) carrying the field: {"field": "update.max_steps"}."""
     error = error_class(f"{prefix}{exc}")
     error.field = f"{prefix}{exc.field}"

@@ -5,7 +5,7 @@ anything reads the body, whatever its type (multipart file parts included, which
 DATA_UPLOAD_MAX_MEMORY_SIZE leaves out); a view with `own_body_limit = True` (the import endpoint,
 PREFLOOP_MAX_UPLOAD_BYTES) checks its own. A body without a declared length (chunked, on ASGI) is
 caught when read: Django raises RequestDataTooBig, which the API's exception handler
-(annotate.api_errors) and the 400 handler below turn into the same 413.
+(prefloop.core.api_errors) and the 400 handler below turn into the same 413.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ attributes instead of `style=`. `connect-src` names the page's own host for webs
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.utils.deprecation import MiddlewareMixin
 
 DEFAULT_CSP: dict[str, list[str]] = {
@@ -38,7 +39,7 @@ def content_security_policy(request, policy: dict[str, list[str]] | None = None,
         if directive == "connect-src":
             try:
                 host = request.get_host()
-            except Exception:  # DisallowedHost: the error response still gets a policy
+            except DisallowedHost:  # the error response still gets a policy
                 host = ""
             if host:
                 sources.append(f"{'wss' if request.is_secure() else 'ws'}://{host}")

@@ -3,9 +3,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from prefloop.accounts.api import obtain_auth_token  # DRF's, behind the login lockout
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/jobs/", include("prefloop.jobs.urls")),
     path("api/", include("annotate.urls")),
     path("api/", include("rewards.urls")),

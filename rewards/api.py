@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from annotate.models import Membership
 from annotate.selectors import project_for_user
-from rewards import selectors, serializers as s, services
+from rewards import selectors, services
+from rewards import serializers as s
 
 RESEARCHER = Membership.Role.RESEARCHER
 

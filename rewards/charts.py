@@ -60,7 +60,7 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
         parts.append(f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>')
         return mark_safe("".join(parts))
     xs = [x for s in clean for x, _ in s.points]
-    xs += [x + sign * e for s in clean for (x, _), e in zip(s.points, s.x_errors) for sign in (-1, 1)]
+    xs += [x + sign * (e or 0.0) for s in clean for (x, _), e in zip(s.points, s.x_errors) for sign in (-1, 1)]
     ys = [y for s in clean for _, y in s.points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = y_range if y_range else (min(ys), max(ys))
@@ -95,7 +95,8 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
         color = escape(s.color)
         if len(s.points) > 1:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>')
-        for (x, y), e in zip(s.points, s.x_errors):
+        for (x, y), error in zip(s.points, s.x_errors):
+            e = error or 0.0  # _clean made every error a number
             if e > 0:
                 parts.append(f'<line class="chart-error" x1="{px(x - e):.1f}" x2="{px(x + e):.1f}" y1="{py(y):.1f}" '
                              f'y2="{py(y):.1f}" stroke="{color}" stroke-width="1"><title>± {escape(_fmt(e))}</title></line>')

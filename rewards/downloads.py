@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.views.decorators.http import require_GET
 
-from annotate.web import researcher_project_or_404
+from prefloop.core.web import researcher_project_or_404
 from prefloop.downloads import download_filename, folder_download, safe_name_part, svg_download
 from rewards import selectors
 from rewards.charts import version_charts

@@ -1,22 +1,22 @@
 """Domain errors of the rewards app; annotate's API error handler maps each to one HTTP status."""
-from annotate.errors import AnnotateError, NotFound  # noqa: F401  (NotFound re-exported for callers)
+from prefloop.core.errors import NotFound, PrefloopError  # noqa: F401  (NotFound re-exported for callers)
 
 
-class RewardModelNotReady(AnnotateError):
+class RewardModelNotReady(PrefloopError):
     code = "reward_model_not_ready"
     http_status = 409
 
 
-class InvalidTrainingOptions(AnnotateError):
+class InvalidTrainingOptions(PrefloopError):
     code = "invalid_training_options"
     http_status = 400
 
 
-class NoTrainingData(AnnotateError):
+class NoTrainingData(PrefloopError):
     code = "no_training_data"
     http_status = 400
 
 
-class TooManyItems(AnnotateError):
+class TooManyItems(PrefloopError):
     code = "too_many_items"
     http_status = 400

@@ -20,12 +20,12 @@ from django.utils import timezone
 
 from annotate.models import Project, User
 from rewards.errors import InvalidTrainingOptions, RewardModelNotReady
+from rewards.job_kinds import IMPORT_REWARD_MODEL
 from rewards.ml.config import RewardTrainConfig
 from rewards.models import RewardModel
 
 logger = logging.getLogger(__name__)
 
-IMPORT_JOB_KIND = "rewards.import_reward_model"
 IMPORT_TRIGGER = "import"
 MAX_PATH = 300  # RewardModel.base_model's length
 
@@ -81,7 +81,7 @@ def register_reward_model(*, project: Project, model_path: str, user: User | Non
         if enqueue:
             from prefloop.jobs.services import enqueue_job
 
-            job = enqueue_job(kind=IMPORT_JOB_KIND, params={"reward_model_id": reward_model.pk}, project=project,
+            job = enqueue_job(kind=IMPORT_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project,
                               user=creator)
             RewardModel.objects.filter(pk=reward_model.pk).update(job_id=job.pk)
             reward_model.job_id = job.pk
@@ -119,7 +119,8 @@ def score_pairs(folder: Path, pairs, *, batch_size: int = 32, progress: Callable
 def run_import(*, reward_model_id: int, job_id: int | None = None, progress: Callable[[float, str], None] | None = None,
                log: Callable[[str], None] | None = None) -> RewardModel:
     """Score an imported version on the held-out votes; ready with those metrics, or failed with the reason."""
-    from rewards.services import json_safe, snapshot_of
+    from prefloop.core.json_safe import json_safe
+    from rewards.services import snapshot_of
 
     claimed = RewardModel.objects.filter(
         pk=reward_model_id, trigger=IMPORT_TRIGGER, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING],

@@ -79,3 +79,6 @@ class RetrainTrigger(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "round"], name="retrain_once_per_round")]
+
+    def __str__(self) -> str:
+        return f"Retrain of project {self.project_id} at round {self.round}"

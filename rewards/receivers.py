@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from rewards.job_kinds import IMPORT_REWARD_MODEL, TRAIN_REWARD_MODEL
+
 logger = logging.getLogger(__name__)
 
 
@@ -19,14 +21,14 @@ def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
         if not RewardSettings.objects.filter(project_id=assignment.project_id, auto_retrain=True).exists():
             return
         maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("auto-retrain check failed for assignment %s", getattr(assignment, "pk", None))
 
 
 def fail_versions_of_failed_jobs(sender, job, **kwargs) -> None:
     """prefloop.jobs.signals.job_finished → a version whose training job ended without success
     (failed, cancelled, or reaped after a kill -9) is marked failed, never left "training"."""
-    if job.kind not in ("train_reward_model", "rewards.import_reward_model") or job.status == "succeeded":
+    if job.kind not in (TRAIN_REWARD_MODEL, IMPORT_REWARD_MODEL) or job.status == "succeeded":
         return
     from rewards.models import RewardModel
 

@@ -19,10 +19,6 @@ def reward_models(project: Project) -> QuerySet[RewardModel]:
     return RewardModel.objects.filter(project=project).select_related("parent", "created_by").order_by("-version")
 
 
-def current_reward_model(project: Project) -> RewardModel | None:
-    return RewardModel.objects.filter(project=project, is_current=True).first()
-
-
 def reward_model_for_user(user: User, reward_model_id: int) -> RewardModel:
     """The version if `user` is a researcher of its project (or an admin); NotFound otherwise."""
     reward_model = RewardModel.objects.select_related("project", "parent").filter(pk=reward_model_id).first()

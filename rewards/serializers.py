@@ -11,7 +11,7 @@ from rewards.services import MAX_SCORE_ITEMS
 class RewardModelSerializer(serializers.ModelSerializer):
     parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
-    data = serializers.SerializerMethodField()
+    data = serializers.SerializerMethodField()  # type: ignore[assignment]  # a field named like Serializer.data
     held_out = serializers.SerializerMethodField(
         help_text="Held-out accuracy, its 95 % Wilson interval (accuracy_ci), the held-out pair count and the "
                   "project's fixed split; null before the version is trained.")
@@ -53,7 +53,7 @@ class ScoreItemSerializer(serializers.Serializer):
 
 class ScoreRequestSerializer(serializers.Serializer):
     completion_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=MAX_SCORE_ITEMS)
-    items = ScoreItemSerializer(many=True, required=False, max_length=MAX_SCORE_ITEMS)
+    items = ScoreItemSerializer(many=True, required=False, max_length=MAX_SCORE_ITEMS)  # type: ignore[call-arg]  # ListSerializer takes it
 
     def validate(self, attrs):
         if ("completion_ids" in attrs) == ("items" in attrs):

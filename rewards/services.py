@@ -23,15 +23,22 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotate.models import Comparison, Completion, Project, User
+from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.errors import InvalidTrainingOptions, NoTrainingData, NotFound, RewardModelNotReady, TooManyItems
+from rewards.errors import (
+    InvalidTrainingOptions,
+    NotFound,
+    NoTrainingData,
+    RewardModelNotReady,
+    TooManyItems,
+)
+from rewards.job_kinds import TRAIN_REWARD_MODEL
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import PreferencePair
 from rewards.models import RetrainTrigger, RewardModel, RewardSettings
 
 logger = logging.getLogger(__name__)
 
-TRAIN_JOB_KIND = "train_reward_model"
 MAX_SCORE_ITEMS = 256
 MAX_SNAPSHOT_IDS = 20_000  # more pair ids than this are stored as their sha256 only
 MAX_CURVE_POINTS = 500
@@ -194,7 +201,7 @@ def request_training(
         if enqueue:
             from prefloop.jobs.services import enqueue_job
 
-            job = enqueue_job(kind=TRAIN_JOB_KIND, params={"reward_model_id": reward_model.pk}, project=project, user=creator)
+            job = enqueue_job(kind=TRAIN_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project, user=creator)
             reward_model.job_id = job.pk
             reward_model.save(update_fields=["job_id"])
     return reward_model, job
@@ -252,17 +259,6 @@ def snapshot_of(pairs: list[PreferencePair]) -> dict:
     if len(pairs) <= MAX_SNAPSHOT_IDS:
         snapshot["pair_ids"] = [p.pair_id for p in pairs]
     return snapshot
-
-
-def json_safe(value):
-    """NaN and infinities → None (PostgreSQL's jsonb rejects them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def thin_curve(points: list[dict], limit: int = MAX_CURVE_POINTS) -> list[dict]:

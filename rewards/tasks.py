@@ -5,7 +5,6 @@ from __future__ import annotations
 def train_reward_model(job, ctx) -> dict:
     """params: {"reward_model_id": id} (a queued version), or {"options": {...}} to create one in job.project."""
     from prefloop.jobs.context import JobCancelled
-
     from rewards import services
     from rewards.ml.train import TrainingStopped
 

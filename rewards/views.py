@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.web import flash_outcome, researcher_project_or_404
+from prefloop.core.web import flash_outcome, researcher_project_or_404
 from rewards import selectors, services
 from rewards.charts import version_charts
 

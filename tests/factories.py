@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import itertools
 
-from annotate.models import Comparison, ComparisonItem, Completion, Membership, Project, Prompt, User
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Membership,
+    Project,
+    Prompt,
+    User,
+)
 from annotate.services.projects import membership_set, project_create
 
 _seq = itertools.count(1)

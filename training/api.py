@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from annotate.models import Membership
 from annotate.selectors import project_for_user
-from training import policies, selectors, serializers as s, services
+from training import policies, selectors, services
+from training import serializers as s
 from training.errors import InvalidModelPath
 
 RESEARCHER = Membership.Role.RESEARCHER
@@ -46,7 +47,7 @@ class LoopApi(APIView):
     @extend_schema(responses=s.LoopSerializer)
     def get(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        return Response(s.LoopSerializer(policies.loop_for(project)).data)
+        return Response(s.LoopSerializer(selectors.loop_for(project)).data)
 
 
 class RoundListApi(APIView):

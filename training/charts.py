@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from django.utils.safestring import SafeString
 
-from rewards.charts import Series, line_chart, smooth
+from rewards.charts import Series, line_chart
 from training.models import Round
 
 
 def _points(rounds: list[Round], key: str, field: str) -> list[tuple[float, float]]:
-    out = []
+    out: list[tuple[float, float]] = []
     for r in rounds:
         value = (r.metrics.get(key) or {}).get(field)
         if value is not None:
@@ -42,11 +42,9 @@ def loop_charts(rounds: list[Round]) -> dict[str, SafeString]:
         "win_rate": line_chart([
             Series("vs previous (RM)", _points(done, "eval", "win_rate_vs_previous")),
             Series("vs reference (RM)", _points(done, "eval", "win_rate_vs_reference")),
-            Series("vs previous (humans)", human),
+            Series("vs previous (humans)", human),  # type: ignore[arg-type]  # a None y is skipped by the chart
         ], title="win rate", x_label="round", y_range=(0.0, 1.0)),
     }
 
 
-def update_chart(curve: list[dict]) -> SafeString:
-    loss = smooth([(p.get("step", i), p.get("loss")) for i, p in enumerate(curve or [])], window=5)
-    return line_chart([Series("loss (smoothed)", loss)], title="update loss", x_label="step")
+

@@ -142,3 +142,6 @@ class AIFeedback(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["comparison", "reward_model"], name="ai_feedback_once")]
+
+    def __str__(self) -> str:
+        return f"AI feedback on comparison {self.comparison_id} by reward model {self.reward_model_id}"

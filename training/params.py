@@ -42,7 +42,7 @@ class RoundParams:
     }
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "RoundParams":
+    def from_dict(cls, data: dict | None) -> RoundParams:
         data = dict(data or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -16,17 +16,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate.models import Completion, Project, Prompt
+from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.services import json_safe
-from training.errors import InvalidModelPath, InvalidRoundParams, LoopNotReady, RoundStateError
+from training.errors import InvalidModelPath, InvalidRoundParams, RoundStateError
+from training.job_kinds import BUILD_POLICY
 from training.models import Loop, Policy
-from training.params import RoundParams
 
 Progress = Callable[[float, str], None]
 Log = Callable[[str], None]
 ShouldStop = Callable[[], bool]
 
-BUILD_JOB = "training.build_policy"
 EVAL_PROMPTS = 16
 
 
@@ -108,7 +107,7 @@ def request_demo_policy(*, project: Project, user=None, config: dict | None = No
         )
         job = None
         if enqueue:
-            job = enqueue_job(kind=BUILD_JOB, params={"policy_id": policy.pk}, project=project, user=user)
+            job = enqueue_job(kind=BUILD_POLICY, params={"policy_id": policy.pk}, project=project, user=user)
             Policy.objects.filter(pk=policy.pk).update(job_id=job.pk)
             policy.job_id = job.pk
     return policy, job
@@ -224,21 +223,6 @@ def ensure_loop(*, project: Project, policy: Policy) -> Loop:
     loop, _ = Loop.objects.get_or_create(
         project=project, defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids}
     )
-    return loop
-
-
-def loop_for(project: Project) -> Loop:
-    loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
-    if loop is None:
-        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
-    return loop
-
-
-def set_loop_defaults(*, project: Project, defaults: dict) -> Loop:
-    loop = loop_for(project)
-    params = RoundParams.from_dict({**loop.defaults, **defaults})
-    loop.defaults = {k: v for k, v in params.as_dict().items() if k in {**loop.defaults, **defaults}}
-    loop.save(update_fields=["defaults", "updated_at"])
     return loop
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 
+from rewards.job_kinds import TRAIN_REWARD_MODEL
+
 logger = logging.getLogger(__name__)
 
 
 def on_job_finished(sender, job, **kwargs) -> None:
-    if not (job.kind.startswith("training.") or job.kind == "train_reward_model"):
+    if not (job.kind.startswith("training.") or job.kind == TRAIN_REWARD_MODEL):
         return
     from training.services import job_finished
 
@@ -28,5 +30,5 @@ def advance_when_round_complete(sender, assignment, **kwargs) -> None:
         from training.services import maybe_advance
 
         maybe_advance(project_id=assignment.project_id, round_number=comparison.round)
-    except Exception:  # noqa: BLE001 — never raised into the vote request
+    except Exception:  # never raised into the vote request
         logger.exception("round advance check failed for assignment %s", getattr(assignment, "pk", None))

@@ -1,8 +1,10 @@
 """Job handlers of the training app: thin bridges from a job to training.services."""
 from __future__ import annotations
 
+from typing import Any
 
-def _run(step, job, ctx, **kwargs) -> dict:
+
+def _run(step, job, ctx, **kwargs) -> Any:
     from prefloop.jobs.context import JobCancelled
     from rewards.ml.train import TrainingStopped as RewardStopped
     from training.ml.results import TrainingStopped

@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.web import flash_outcome, researcher_project_or_404
+from prefloop.core.web import flash_outcome, researcher_project_or_404
 from training import policies, selectors, services
 from training.charts import loop_charts
 from training.params import METHODS, PAIR_STRATEGIES, REWARD_RETRAIN, RoundParams

@@ -49,7 +49,8 @@ def label_from_counts(counts: dict[str, int], rule: str = "majority") -> tuple[s
         a, b = counts["a"] + half, counts["b"] + half
         label = "a" if a > b else "b" if b > a else ("both_bad" if counts["both_bad"] > counts["tie"] else "tie")
     elif rule == "unanimous":
-        label = next((label for label in LABELS if counts[label] == n), None) if n else None
+        unanimous = next((label for label in LABELS if counts[label] == n), None) if n else None
+        label = unanimous  # type: ignore[assignment]  # None: no label (the row is dropped)
     else:
         raise ValueError(f"unknown aggregation rule {rule!r}; known: {list(RULES)}")
     return label, (counts[label] / n if label and n else 0.0)

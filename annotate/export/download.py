@@ -58,6 +58,7 @@ def _export_download(project: Project, q: dict, folder: Path, filters: ExportFil
         filename = download_filename(name, kind, snapshot, extension=f"{fmt}.manifest.json")
         return ExportDownload(result.manifest_path, folder, filename, "json", headers)
     if q["part"] == "ties":
+        assert result.ties_path is not None  # the part is offered only when ties were written apart
         headers.update({"X-Prefloop-Rows": str(result.ties_rows), "X-Prefloop-SHA256": result.metadata["ties_sha256"]})
         return ExportDownload(result.ties_path, folder, download_filename(name, "ties", snapshot, extension=fmt), fmt, headers)
     if fmt == "hf":

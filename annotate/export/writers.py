@@ -18,8 +18,8 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import connection, transaction
@@ -312,7 +312,7 @@ def export_dataset(
     ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
     manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
-                "created_at": datetime.now(timezone.utc).isoformat()}
+                "created_at": datetime.now(UTC).isoformat()}
     if split:
         manifest["ties_rows"] = ties_count
         if ties_out is not None:

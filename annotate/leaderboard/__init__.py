@@ -4,7 +4,12 @@ The math modules (counts, bt, bootstrap, elo, style, battles, compute, plots) ar
 numpy/scipy and never import Django; `data` is the bridge that aggregates a project's votes in SQL.
 """
 from annotate.leaderboard.battles import BattleFileError, BattleLog, load_battles
-from annotate.leaderboard.compute import LeaderboardOptions, LeaderboardResult, ModelRating, compute_leaderboard
+from annotate.leaderboard.compute import (
+    LeaderboardOptions,
+    LeaderboardResult,
+    ModelRating,
+    compute_leaderboard,
+)
 from annotate.leaderboard.counts import PairCounts
 
 __all__ = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class BattleLog:
             yield names[a], names[b], "both_bad" if bad else OUTCOME_NAMES[o]
 
     def style_battles(self) -> StyleBattles:
-        if self.style_a is None:
+        if self.style_a is None or self.style_b is None:
             raise ValueError("style control needs conv_metadata with style counts on every battle")
         return StyleBattles(
             models=self.models, model_a=self.model_a, model_b=self.model_b,
@@ -131,7 +132,7 @@ def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
             continue
         a_idx.append(names.setdefault(pair[0], len(names)))
         b_idx.append(names.setdefault(pair[1], len(names)))
-        outcome.append(WINNERS[winner])
+        outcome.append(WINNERS[str(winner)])  # checked above: one of WINNERS
         bad.append(winner == "tie (bothbad)")
         stamps.append(stamp)
         if counts is not None:
@@ -176,7 +177,7 @@ def _array_records(text: str, problems: list) -> list[tuple[int, object]]:
     # Element by element, so that each record knows the line it starts on.
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
-    records = []
+    records: list[tuple[int, object]] = []
     line_of = _line_counter(text)
     while True:
         pos = _skip_space(text, pos)
@@ -240,5 +241,5 @@ def _style_counts(meta, line: int, problems: list | None) -> tuple[list[float], 
     return sides
 
 
-def _is_count(value) -> bool:
+def _is_count(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0

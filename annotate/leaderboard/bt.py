@@ -64,7 +64,8 @@ def fit_bt(
     """Maximise ℓ(θ) − λ/2 ‖θ‖². wins: (n, n) or (B, n, n); ridge: scalar or (B,). Returns θ with Σθ = 0.
 
     Newton with step halving (the objective is concave, but a full step from far away can
-    overshoot when counts are extreme). Converges quadratically: 5-8 steps at 1e-10."""
+    overshoot when counts are extreme). Converges quadratically: 5-8 steps at 1e-10.
+    Whole on purpose: one Newton iteration, batched; its parts have no meaning apart."""
     wins = np.asarray(wins, dtype=np.float64)
     single = wins.ndim == 2
     if single:
@@ -82,7 +83,7 @@ def fit_bt(
     value = objective_at(theta, wins, lam)
     active = np.ones(batch, dtype=bool)
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007  (the count is read after the loop)
         idx = np.flatnonzero(active)
         t = theta[idx]
         p = sigmoid(t[:, :, None] - t[:, None, :])  # p_ij = σ(θ_i − θ_j)
@@ -172,7 +173,7 @@ def fit_bt_near(
         diff = theta[:, i] - theta[:, j]
         residual = wins_ij * sigmoid(-diff) - wins_ji * sigmoid(diff)  # = W_ij − N_ij p_ij, without cancellation
         flat = residual.ravel()
-        grad = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(rounds, n)
+        grad: np.ndarray = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(rounds, n)
         grad -= ridge * theta
         step = grad @ inverse
         step[converged] = 0.0

@@ -115,7 +115,7 @@ def _pair_records(project: Project, filters: VoteFilter) -> list[tuple[str, str,
 
 def _ranked_records(votes: QuerySet[Vote], *, exclude_ties: bool = False) -> list[tuple[str, str, str, int]]:
     rankings = Counter(
-        (tuple(r), tuple(tuple(g) for g in t or ()))
+        (tuple(r or ()), tuple(tuple(g) for g in t or ()))
         for r, t in votes.filter(choice=Vote.Choice.RANKED).values_list("ranking", "ranking_ties")
     )
     if not rankings:
@@ -137,11 +137,11 @@ def _model_names(completion_ids) -> dict[int, str]:
 def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, int, float]]:
     """(completion shown as A, completion shown as B, score of A) per battle, in the order cast."""
     rows = project_votes(project, filters).order_by("created_at", "id").values_list("choice", "shown_order", "ranking", "ranking_ties")
-    score = {Vote.Choice.A: 1.0, Vote.Choice.B: 0.0, Vote.Choice.TIE: 0.5, Vote.Choice.BOTH_BAD: 0.5}
+    score: dict[str, float] = {Vote.Choice.A: 1.0, Vote.Choice.B: 0.0, Vote.Choice.TIE: 0.5, Vote.Choice.BOTH_BAD: 0.5}
     for choice, shown, ranking, ties in rows.iterator(chunk_size=5000):
         if choice == Vote.Choice.RANKED:
             # Tied completions share the place of the group's first member: a tie scores 0.5.
-            place = {c: k for k, c in enumerate(ranking)}
+            place = {c: k for k, c in enumerate(ranking or ())}
             for group in ties or ():
                 for c in group:
                     place[c] = min(place[m] for m in group)

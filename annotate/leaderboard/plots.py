@@ -29,7 +29,7 @@ def ratings_ci_svg(result: LeaderboardResult, *, row_height: int = 22, width: in
     pad = max((hi - lo) * 0.05, 1.0)
     lo, hi = lo - pad, hi + pad
     plot_w = width - label_w - 70
-    x = lambda v: label_w + (v - lo) / (hi - lo) * plot_w  # noqa: E731
+    x = lambda v: label_w + (v - lo) / (hi - lo) * plot_w
     height = 30 + row_height * len(rows)
     body = [f'<line x1="{x(1000):.1f}" y1="4" x2="{x(1000):.1f}" y2="{height - 20}" stroke="#ccc" stroke-dasharray="3,3"/>'] if lo < 1000 < hi else []
     for k, r in enumerate(rows):

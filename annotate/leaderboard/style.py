@@ -80,7 +80,7 @@ def fit_style_bt(
     value = loss_at(x)
     converged = False
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007  (the count is read after the loop)
         w, beta = x[:n], x[n:]
         z = LN10 * (w[model_a] - w[model_b]) + features @ beta
         p = 1.0 / (1.0 + np.exp(-z))

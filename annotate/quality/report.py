@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 
 from annotate.models import Membership, Project, Vote
@@ -76,8 +77,8 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
             "shown_order", "time_spent_ms", "assignment_id",
         )
     )
-    nominal: dict[str, dict[tuple, dict]] = defaultdict(lambda: defaultdict(dict))
-    ordinal: dict[str, dict[tuple, dict]] = defaultdict(lambda: defaultdict(dict))
+    nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(lambda: defaultdict(dict))
+    ordinal: dict[str, dict[Hashable, dict[Hashable, int]]] = defaultdict(lambda: defaultdict(dict))
     per_user: dict[int, list[tuple]] = defaultdict(list)
     for comparison_id, aspect, choice, winner, strength, user_id, external, shown, ms, assignment_id in rows:
         coder = ("u", user_id) if user_id else ("x", external)

@@ -17,9 +17,9 @@ from django.db.models import F, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotate.errors import NotFound
 from annotate.models import Assignment, Comparison, Membership, Project, Prompt, User
 from annotate.services.prepared import prepared_cursor
+from prefloop.core.errors import NotFound
 
 _shuffler = random.SystemRandom()  # sides must not be predictable from anything the client sees
 
@@ -108,7 +108,8 @@ def _resume_open_lease(
 
 
 def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime) -> AssignmentResult:
-    """The portable engine (SQLite): the ORM, one step per statement."""
+    """The portable engine (SQLite): the ORM, one step per statement. Whole on purpose: its steps
+    run under one lock in the order annotate/services/assignment.md argues for."""
     lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
         # Serialises this annotator's own requests (two tabs, a double click): caps and

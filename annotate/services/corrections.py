@@ -15,9 +15,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.errors import AlreadyVoted, EditRefused, NotFound
 from annotate.models import Assignment, Comparison, Project, User, Vote, VoteEdit
 from annotate.services.voting import VoteInput, VoteResult, _validated_rows, pause_if_failing_gold
+from prefloop.core.errors import AlreadyVoted, EditRefused, NotFound
 
 # The vote fields an edit may change; the rest (sides shown, time, key) describe the first submission.
 EDITABLE = ("choice", "ranking", "ranking_ties", "strength", "rationale", "winner_id", "loser_id")

@@ -20,11 +20,20 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from annotate.errors import InvalidVote, NotFound
-from annotate.models import Comparison, ComparisonItem, Completion, DataImport, Project, Prompt, User, Vote
+from annotate.models import (
+    Comparison,
+    ComparisonItem,
+    Completion,
+    DataImport,
+    Project,
+    Prompt,
+    User,
+    Vote,
+)
 from annotate.services.importing import read_batch
 from annotate.services.importing.records import ImportBatch
 from annotate.services.importing.writer import ImportReport, write_batch
+from prefloop.core.errors import FieldError, NotFound
 
 PREVIEW_ROWS = 5  # records rendered in the preview
 PREVIEW_CHARS = 600  # of each text shown there
@@ -33,8 +42,11 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class UndoRefused(InvalidVote):
-    pass
+class UndoRefused(FieldError):
+    """An undo or archive the import's state or later data forbids."""
+
+    code = "undo_refused"
+    http_status = 400
 
 
 @dataclass(frozen=True)

@@ -27,4 +27,4 @@ def _preparing_cursor_class():
 def prepared_cursor():
     """A cursor on the default connection whose statements PostgreSQL plans once per connection."""
     connection.ensure_connection()
-    return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+    return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))  # type: ignore[attr-defined]  # PostgreSQL's wrapper has it

@@ -4,9 +4,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import F, Q
 
-from annotate.errors import InvalidVote
 from annotate.models import Comparison, Membership, Project, User
-
+from prefloop.core.errors import InvalidSetting
 
 ASPECT_COLUMN_LENGTH = 64  # Vote.aspect's max_length: no setting can lengthen a name past it
 
@@ -14,16 +13,16 @@ ASPECT_COLUMN_LENGTH = 64  # Vote.aspect's max_length: no setting can lengthen a
 def check_aspects(aspects) -> list[str]:
     """A list of distinct names, at most PREFLOOP_LIMITS["project.aspects"] of them (every one is a
     voting column of the annotator's form and a unit of every statistic), each 1..project.aspect_name_length
-    characters. Raises InvalidVote("aspects", ...) naming the field."""
+    characters. Raises InvalidSetting("aspects", ...) naming the field."""
     from prefloop.limits import limit
 
     most, longest = limit("project.aspects"), min(limit("project.aspect_name_length"), ASPECT_COLUMN_LENGTH)
     if not isinstance(aspects, list) or not all(isinstance(a, str) and 0 < len(a) <= longest for a in aspects):
-        raise InvalidVote("aspects", f"must be a list of names of 1-{longest} characters")
+        raise InvalidSetting("aspects", f"must be a list of names of 1-{longest} characters")
     if len(aspects) > most:
-        raise InvalidVote("aspects", f"at most {most} aspects (PREFLOOP_LIMITS), got {len(aspects)}")
+        raise InvalidSetting("aspects", f"at most {most} aspects (PREFLOOP_LIMITS), got {len(aspects)}")
     if len(set(aspects)) != len(aspects):
-        raise InvalidVote("aspects", "must not repeat a name")
+        raise InvalidSetting("aspects", "must not repeat a name")
     return aspects
 
 
@@ -42,7 +41,7 @@ def project_create(*, name: str, created_by: User | None = None, **settings) -> 
 def project_set_overlap_target(*, project: Project, overlap_target: int) -> Project:
     """Change the overlap target and recompute which comparisons are complete."""
     if overlap_target < 1:
-        raise InvalidVote("overlap_target", "must be at least 1")
+        raise InvalidSetting("overlap_target", "must be at least 1")
     Project.objects.filter(pk=project.pk).update(overlap_target=overlap_target)
     comparisons = Comparison.objects.filter(project=project)
     reached = Q(imported_votes__gte=overlap_target - F("votes_done"))
@@ -71,12 +70,12 @@ def membership_set(
 def comparison_set_gold(*, comparison: Comparison, label: str, winner_completion_id: int | None = None) -> Comparison:
     """Mark a comparison as a gold check with a known answer ("winner", "tie", "both_bad"), or unmark ("")."""
     if label not in ("", "winner", "tie", "both_bad"):
-        raise InvalidVote("label", 'must be "winner", "tie", "both_bad" or "" (not gold)')
+        raise InvalidSetting("label", 'must be "winner", "tie", "both_bad" or "" (not gold)')
     members = set(comparison.items.values_list("completion_id", flat=True))
     if label == "winner" and winner_completion_id not in members:
-        raise InvalidVote("winner_completion_id", f"must be one of this comparison's completions {sorted(members)}")
+        raise InvalidSetting("winner_completion_id", f"must be one of this comparison's completions {sorted(members)}")
     if label != "winner" and winner_completion_id is not None:
-        raise InvalidVote("winner_completion_id", 'only for label "winner"')
+        raise InvalidSetting("winner_completion_id", 'only for label "winner"')
     comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
     comparison.gold_label = label
     comparison.gold_winner_id = winner_completion_id if label == "winner" else None

@@ -84,7 +84,7 @@ def add_comparisons(
             [Comparison(project=project, prompt_id=p, key=k, round=round, priority=priority) for k, (p, _) in wanted.items()],
             batch_size=CHUNK,
         )
-        items = []
+        items: list[ComparisonItem] = []
         for comparison in created:
             ids[comparison.key] = comparison.pk
             items.extend(

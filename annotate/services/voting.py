@@ -12,9 +12,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from annotate.errors import AlreadyVoted, AnnotatorPaused, AssignmentExpired, IdempotencyKeyReused, InvalidVote, NotFound
 from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
 from annotate.services.prepared import prepared_cursor
+from prefloop.core.errors import (
+    AlreadyVoted,
+    AnnotatorPaused,
+    AssignmentExpired,
+    IdempotencyKeyReused,
+    InvalidVote,
+    NotFound,
+)
 
 SIDES = string.ascii_lowercase
 UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
@@ -53,6 +60,10 @@ def record_vote(
     Retrying with the same `idempotency_key` returns the first result and writes nothing.
     Raises NotFound (not yours / no such assignment), InvalidVote, AlreadyVoted,
     AssignmentExpired (its slot went to someone else) or IdempotencyKeyReused.
+
+    Whole on purpose: the portable path is one transaction whose lock order (assignment, then
+    comparison) is the assignment engine's (annotate/services/assignment.md); split, its steps
+    would each need the locks restated.
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
@@ -117,7 +128,7 @@ def record_vote(
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
             counter_update["is_complete"] = (
-                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target
+                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
             )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
             if comparison.gold_label:
@@ -177,6 +188,7 @@ def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | No
         return None
     if previous[0].assignment_id != assignment_id:
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.")
+    assert previous[0].assignment is not None  # a human vote always has its assignment
     return VoteResult(assignment=previous[0].assignment, votes=previous, replayed=True)
 
 
@@ -186,7 +198,7 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
         if len(aspects) != 1 or len(votes) != 1:
             raise InvalidVote("votes", f"this project needs one vote per aspect {aspects}")
         votes = [replace(votes[0], aspect=aspects[0])]
-    given = [v.aspect for v in votes]
+    given = [v.aspect or "" for v in votes]  # each has an aspect by now
     if sorted(given) != sorted(aspects):
         raise InvalidVote("votes", f"need exactly one vote for each aspect {aspects}, got {given}")
     sides = SIDES[: len(shown_order)]
@@ -285,6 +297,8 @@ def _record_vote_pg(
     *, annotator: User, assignment_id: int, votes: Sequence[VoteInput], key: str, time_spent_ms: int | None,
     now: datetime,
 ) -> VoteResult:
+    """PostgreSQL's path: one locking read and one write statement on a prepared cursor, in one
+    transaction. Whole on purpose: the two statements and the checks between them share the lock."""
     try:
         with transaction.atomic(), prepared_cursor() as cursor:
             # Twice at most: a second read happens only when the assignment changed while we

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
-from annotate.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
-from annotate.pagination import paginated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from prefloop.core.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
+from prefloop.core.pagination import paginated
 from prefloop.jobs import selectors
 from prefloop.jobs.models import Job
 from prefloop.jobs.serializers import JobDetailSerializer, JobSerializer

@@ -41,5 +41,5 @@ def _send(summary: dict, project_id: int | None) -> None:
     try:
         for group in groups:
             async_to_sync(layer.group_send)(group, message)
-    except Exception:  # noqa: BLE001  (a dead Redis must not fail a training run)
+    except Exception:  # a dead Redis must not fail a training run
         logger.warning("job %s: progress broadcast failed", summary["id"], exc_info=True)

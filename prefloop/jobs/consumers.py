@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from annotate.errors import NotFound
+from prefloop.core.errors import NotFound
 from prefloop.jobs.broadcast import job_group, project_jobs_group
 
 

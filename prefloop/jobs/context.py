@@ -54,11 +54,11 @@ class JobContext:
             self.bind(job)
 
     @classmethod
-    def for_cli(cls, *, stream: IO | None = None) -> "JobContext":
+    def for_cli(cls, *, stream: IO | None = None) -> JobContext:
         """A context that also draws a tqdm progress bar (on stderr) for a foreground run."""
         return cls(progress_bar=True, stream=stream or sys.stderr)
 
-    def bind(self, job: Job) -> "JobContext":
+    def bind(self, job: Job) -> JobContext:
         self.job = job
         if job.log_tail:
             self._lines.extend(job.log_tail.splitlines()[-LOG_LINES:])

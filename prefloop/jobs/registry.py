@@ -6,11 +6,12 @@ Apps add their kinds in `AppConfig.ready()` with `register_job_kind(kind, "app.t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.utils.module_loading import import_string
 
-from annotate.errors import AnnotateError
+from prefloop.core.errors import PrefloopError
 
 if TYPE_CHECKING:
     from prefloop.jobs.context import JobContext
@@ -20,19 +21,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOB_KINDS: dict[str, str] = {
-    "selftest.sleep": "prefloop.jobs.selftest.sleep",
-    "train_reward_model": "rewards.tasks.train_reward_model",
-}
+JOB_KINDS: dict[str, str] = {"selftest.sleep": "prefloop.jobs.selftest.sleep"}  # apps add theirs in ready()
 # The queue a kind runs on when the job's params name none. Long training runs get their own
 # queue so that short jobs (sampling, scoring, import, export) never wait behind one; a queue the
-# backend does not serve (TASKS QUEUES) falls back to "default" (services._dispatch_db).
+# backend does not serve (TASKS QUEUES) falls back to "default" (backends.DatabaseBackend).
 DEFAULT_QUEUE = "default"
 TRAINING_QUEUE = "training"
-JOB_QUEUES: dict[str, str] = {"train_reward_model": TRAINING_QUEUE}
+JOB_QUEUES: dict[str, str] = {}
 
 
-class UnknownJobKind(AnnotateError):
+class UnknownJobKind(PrefloopError):
     code = "unknown_job_kind"
     http_status = 400
 
@@ -57,7 +55,7 @@ def is_registered(kind: str) -> bool:
     return kind in JOB_KINDS
 
 
-def get_handler(kind: str) -> "Handler":
+def get_handler(kind: str) -> Handler:
     """Import and return the handler; this is where a worker first imports torch, if ever."""
     try:
         path = JOB_KINDS[kind]

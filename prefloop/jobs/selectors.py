@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from annotate import selectors as annotate_selectors
-from annotate.errors import NotFound
 from annotate.models import Membership
+from prefloop.core.errors import NotFound
 from prefloop.jobs.models import Job
 
 

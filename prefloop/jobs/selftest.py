@@ -27,7 +27,7 @@ def sleep(job, ctx) -> dict:
             atomic_write(ctx.checkpoint_dir / "checkpoint.json", json.dumps({"step": step, "of": steps}))
         ctx.log(f"step {step}/{steps}")
         ctx.progress(step / steps, f"step {step}/{steps}")
-    result = {"steps_done": steps}
+    result: dict[str, int | str] = {"steps_done": steps}
     if artifact:
         path = ctx.checkpoint_dir / "artifact.json"
         atomic_write(path, json.dumps({"kind": "selftest", "steps": steps, "job": job.pk}))

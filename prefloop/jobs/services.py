@@ -23,14 +23,18 @@ from django.utils import timezone
 from prefloop.jobs.broadcast import broadcast_job
 from prefloop.jobs.context import JobCancelled, JobContext
 from prefloop.jobs.models import Job
-from prefloop.jobs.registry import DEFAULT_QUEUE, UnknownJobKind, get_handler, is_registered, queue_of
+from prefloop.jobs.registry import (
+    DEFAULT_QUEUE,
+    UnknownJobKind,
+    get_handler,
+    is_registered,
+)
 from prefloop.jobs.signals import job_finished
 
 logger = logging.getLogger(__name__)
 
 REAPED_ERROR = "worker stopped responding (killed?)"
 ERROR_MESSAGE_CHARS = 2000
-BACKENDS = ("db", "celery", "immediate")
 
 
 def heartbeat_timeout() -> float:
@@ -61,19 +65,12 @@ def enqueue_job(*, kind: str, params: dict, project=None, user=None) -> Job:
 
 def dispatch_job(job_id: int, *, queue: str = DEFAULT_QUEUE, kind: str = "") -> None:
     """Send a queued job to the backend. A failure to send fails the job (never silently queued)."""
-    backend = getattr(settings, "PREFLOOP_JOB_BACKEND", "db")
+    from prefloop.jobs.backends import backend_path, get_backend
+
+    backend = backend_path()
     try:
-        if backend == "db":
-            _dispatch_db(job_id, queue if queue != DEFAULT_QUEUE else queue_of(kind))
-        elif backend == "celery":
-            _dispatch_celery(job_id, queue)
-        elif backend == "immediate":
-            # A foreground command (run_round) asks for tqdm bars on its jobs.
-            bar = getattr(settings, "PREFLOOP_JOB_PROGRESS_BAR", False)
-            run_job(job_id, worker=default_worker_name("immediate"), ctx=JobContext.for_cli() if bar else None)
-        else:
-            raise ValueError(f"PREFLOOP_JOB_BACKEND must be one of {BACKENDS}, not {backend!r}")
-    except Exception as exc:  # noqa: BLE001
+        get_backend().dispatch(job_id, queue=queue, kind=kind)
+    except Exception as exc:
         logger.exception("job %s: dispatch to %s failed", job_id, backend)
         if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.FAILED, error=f"could not dispatch to the {backend} backend: {job_error_message(exc)}",
@@ -82,36 +79,11 @@ def dispatch_job(job_id: int, *, queue: str = DEFAULT_QUEUE, kind: str = "") -> 
             _send_finished(Job.objects.get(pk=job_id))
 
 
-def _dispatch_db(job_id: int, queue: str) -> None:
-    from prefloop.jobs.tasks import run_job_task
-
-    queues = db_queues()
-    run_job_task.using(queue_name=queue if queue in queues else DEFAULT_QUEUE).enqueue(job_id)
-
-
-def db_queues() -> list[str]:
-    """The queues the DB backend serves (TASKS QUEUES; PREFLOOP_JOB_QUEUES sets them)."""
-    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS
-
-    return list(settings.TASKS[DEFAULT_TASK_BACKEND_ALIAS].get("QUEUES") or [DEFAULT_QUEUE])
-
-
 def job_queue(job: Job) -> str:
     """The queue `job` runs on under the configured backend (what "n ahead" counts within)."""
-    wanted = str(job.params.get("queue") or "") if isinstance(job.params, dict) else ""
-    backend = getattr(settings, "PREFLOOP_JOB_BACKEND", "db")
-    if backend != "db":
-        return wanted or DEFAULT_QUEUE
-    queue = wanted or queue_of(job.kind)
-    return queue if queue in db_queues() else DEFAULT_QUEUE
+    from prefloop.jobs.backends import get_backend
 
-
-def _dispatch_celery(job_id: int, queue: str) -> None:
-    from prefloop.celery import app, broker_url
-
-    # An explicit connection so the broker URL is read from settings now, not at import.
-    with app.connection_for_write(broker_url()) as conn:
-        app.send_task("prefloop.jobs.run_job", args=[job_id], queue=queue, connection=conn)
+    return get_backend().queue_for(job)
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -225,7 +197,7 @@ class _Heartbeat(threading.Thread):
                     Job.objects.filter(pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING).update(
                         heartbeat_at=timezone.now()
                     )
-                except Exception:  # noqa: BLE001  (try again next beat)
+                except Exception:  # try again next beat
                     logger.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
                     close_old_connections()
         finally:

@@ -166,10 +166,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "annotate.api_errors.exception_handler",
-    # JSON with bounded nesting, integers and text (annotate/parsers.py).
+    "EXCEPTION_HANDLER": "prefloop.core.api_errors.exception_handler",
+    # JSON with bounded nesting, integers and text (prefloop/core/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
-        "annotate.parsers.BoundedJSONParser",
+        "prefloop.core.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -211,9 +211,11 @@ if "default" not in PREFLOOP_JOB_QUEUES:
     PREFLOOP_JOB_QUEUES.insert(0, "default")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PREFLOOP_JOB_QUEUES}}
 
-# Background jobs (docs/jobs.md): "db" = the table above, run by `manage.py db_worker`;
-# "celery" = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); "immediate" = in-process.
-PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "db")
+# Background jobs (docs/jobs.md): a backend class by dotted path, like EMAIL_BACKEND
+# (prefloop/jobs/backends.py): DatabaseBackend = the table above, run by `manage.py db_worker`;
+# CeleryBackend = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); ImmediateBackend =
+# in-process. The short names "db", "celery" and "immediate" are accepted too.
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend")
 PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
 # A running job silent for this long (no progress, no heartbeat) is failed as killed.
 PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))

@@ -19,7 +19,7 @@ from collections import Counter
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from prefloop.settings import *  # noqa: F401,F403  (the shared settings; overridden below)
+from prefloop.settings import *  # the shared settings; overridden below
 from prefloop.settings import EMBEDDED_SECRET_KEY, VAR_DIR, env_bool
 
 GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
@@ -80,7 +80,7 @@ def _allowed_hosts() -> list[str]:
     return hosts
 
 
-def _database() -> dict:
+def _database() -> dj_database_url.DBConfig:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         _refuse("DATABASE_URL is not set. Point it at PostgreSQL: postgres://USER:PASSWORD@HOST:5432/NAME")
@@ -132,12 +132,12 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PREFLOOP_CHANNELS_PREFIX", "prefloop-asgi")},
     }
 }
-PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "celery")
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.CeleryBackend")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # --- static files: `manage.py collectstatic` once per release, served by WhiteNoise -------------
-STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(VAR_DIR / "static"))
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -166,7 +166,7 @@ LANGUAGE_COOKIE_SECURE = True
 PREFLOOP_DEMO_ACCOUNTS = False
 
 # The API speaks JSON only: no browsable HTML API (its pages carry inline styles and forms).
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}  # noqa: F405
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
 
 LOGGING = {
     "version": 1,

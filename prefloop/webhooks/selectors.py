@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from annotate.errors import NotFound
+from prefloop.core.errors import NotFound
 from annotate.models import Membership, Project
 from annotate.selectors import project_for_user
 from prefloop.webhooks.models import Delivery, Webhook

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.errors import AnnotateError
+from prefloop.core.errors import PrefloopError
 from annotate.models import Project
 from prefloop.webhooks import net
 from prefloop.webhooks.events import EVENTS, PING
@@ -38,7 +38,7 @@ MAX_WEBHOOKS_PER_PROJECT = 20
 EXCERPT_CHARS = 1000
 
 
-class InvalidWebhook(AnnotateError):
+class InvalidWebhook(PrefloopError):
     code = "invalid_webhook"
     http_status = 400
 

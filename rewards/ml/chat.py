@@ -64,14 +64,14 @@ def plain_text(messages: Sequence[Mapping]) -> str:
 def template_messages(tokenizer, messages: Sequence[Mapping]) -> Messages:
     """The turns as the tokenizer's chat template accepts them: a template that refuses a system turn
     (Mistral's and Gemma's raise) gets the system text prepended to the first user turn instead."""
-    messages = [dict(m) for m in messages]
-    if len(messages) < 2 or messages[0]["role"] != "system":
-        return messages
+    turns: Messages = [dict(m) for m in messages]
+    if len(turns) < 2 or turns[0]["role"] != "system":
+        return turns
     try:
-        tokenizer.apply_chat_template(messages, tokenize=False)
-        return messages
-    except Exception:
-        system, first, rest = messages[0], messages[1], messages[2:]
+        tokenizer.apply_chat_template(turns, tokenize=False)
+        return turns
+    except Exception:  # noqa: BLE001 — jinja2's TemplateError or the template's own raise_exception
+        system, first, rest = turns[0], turns[1], turns[2:]
         return [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
 
 

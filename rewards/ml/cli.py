@@ -22,7 +22,7 @@ from rewards.ml.data import PreferencePair, split_pairs
 
 def read_pairs(path: Path, *, strength_scale: float | None = None) -> list[PreferencePair]:
     opener = gzip.open if path.suffix == ".gz" else open
-    pairs = []
+    pairs: list[PreferencePair] = []
     with opener(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():

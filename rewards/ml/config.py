@@ -35,7 +35,7 @@ class LoraSettings:
             raise ValueError("lora.target_modules must list 1 to 64 module names (each up to 100 characters)")
 
     @classmethod
-    def from_value(cls, value) -> "LoraSettings | None":
+    def from_value(cls, value) -> LoraSettings | None:
         """None, a LoraSettings, or a dict of its fields (unknown keys are an error)."""
         if value is None or isinstance(value, cls):
             return value
@@ -107,7 +107,7 @@ class RewardTrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RewardTrainConfig":
+    def from_dict(cls, data: dict) -> RewardTrainConfig:
         """Build from stored options; unknown keys are an error so typos never pass silently."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

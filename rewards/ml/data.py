@@ -80,7 +80,9 @@ def pair_template(tokenizer) -> PairTemplate:
     ia = _find(ids, a)
     ib = _find(ids, b, ia + len(a)) if ia >= 0 else -1
     if ia < 0 or ib < 0:
-        prefix, middle, suffix = (), (), ()
+        prefix: tuple[int, ...] = ()
+        middle: tuple[int, ...] = ()
+        suffix: tuple[int, ...] = ()
     else:
         prefix, middle, suffix = tuple(ids[:ia]), tuple(ids[ia + len(a) : ib]), tuple(ids[ib + len(b) :])
     if not suffix and getattr(tokenizer, "eos_token_id", None) is not None:
@@ -173,7 +175,7 @@ def encode_pairs(
         for p in pairs
     ]
     ids = _token_ids(tokenizer, [t for sides in texts for side in sides for t in side])
-    encoded = []
+    encoded: list = []
     for pair, sides_text in zip(pairs, texts):
         sides = []
         for prompt_text, response_text in sides_text:
@@ -194,7 +196,8 @@ def split_pairs(pairs: Sequence[PreferencePair], *, eval_fraction: float, seed: 
     """Held-out split by group (prompt), decided by a seeded hash: stable as the data grows."""
     if eval_fraction <= 0:
         return list(pairs), []
-    train, held_out = [], []
+    train: list[PreferencePair] = []
+    held_out: list[PreferencePair] = []
     for pair in pairs:
         digest = hashlib.sha256(f"{seed}:{pair.group or pair.prompt}".encode()).digest()
         u = int.from_bytes(digest[:8], "big") / 2**64

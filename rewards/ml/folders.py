@@ -107,7 +107,7 @@ def read_config(folder: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"config.json is not valid JSON ({exc.msg})") from None
+        raise ModelFolderError(f"config.json is not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(config, dict):
         raise ModelFolderError("config.json is not a JSON object")
     return config
@@ -158,7 +158,8 @@ def inspect_model_folder(folder: Path | str, *, kind: str = "causal-lm") -> Mode
     num_labels = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels")
     if kind == "sequence-classification" and num_labels not in (None, 1):
         raise ModelFolderError(f"a reward model has one output (num_labels 1); this one has {num_labels}")
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    nested = config.get("text_config")
+    text_config: dict = nested if isinstance(nested, dict) else {}
     positions = next((config.get(k) or text_config.get(k) for k in POSITION_KEYS if config.get(k) or text_config.get(k)), None)
     return ModelFolderReport(
         kind=kind, architecture=architecture, model_type=str(config.get("model_type") or ""),

@@ -5,18 +5,6 @@ import torch
 import torch.nn.functional as F
 
 
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
-    """L = −mean_i log σ(r(x_i, y_w,i) − r(x_i, y_l,i) − m_i)   # (B,), (B,), (B,)|None -> ()
-
-    P(y_w ≻ y_l | x) = σ(r_w − r_l) is the Bradley-Terry model; the optional margin m_i (e.g. from
-    vote strength, as in Llama 2's reward model) asks for a larger gap on clearer preferences.
-    """
-    delta = r_chosen - r_rejected
-    if margin is not None:
-        delta = delta - margin
-    return -F.logsigmoid(delta).mean()
-
-
 def tie_loss(r_a: torch.Tensor, r_b: torch.Tensor) -> torch.Tensor:
     """L = −mean_i [½ log σ(r_a − r_b) + ½ log σ(r_b − r_a)]   # (B,), (B,) -> ()
 
@@ -31,7 +19,12 @@ def tie_loss(r_a: torch.Tensor, r_b: torch.Tensor) -> torch.Tensor:
 def preference_loss(
     r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: torch.Tensor | None = None, tie: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of the BT term for preferences and the tie term for ties   # (B,), (B,) -> ()."""
+    """Mean over the batch of the BT term for preferences and the tie term for ties   # (B,), (B,) -> ().
+
+    Preferences: L = −log σ(r(x, y_w) − r(x, y_l) − m), the Bradley-Terry model P(y_w ≻ y_l | x) =
+    σ(r_w − r_l); the optional margin m (from vote strength, as in Llama 2's reward model) asks for
+    a larger gap on clearer preferences. Ties: tie_loss's term, per pair.
+    """
     delta = r_chosen - r_rejected
     shifted = delta - margin if margin is not None else delta
     per_pair = -F.logsigmoid(shifted)

@@ -13,7 +13,13 @@ from pathlib import Path
 import torch
 
 from rewards.ml.artifact import load_artifact
-from rewards.ml.data import build_sequence, chat_template_layout, pair_template, pair_texts, truncate
+from rewards.ml.data import (
+    build_sequence,
+    chat_template_layout,
+    pair_template,
+    pair_texts,
+    truncate,
+)
 
 
 def _classifier(model):
@@ -42,7 +48,7 @@ def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         return model(**inputs).logits.squeeze(-1).float()
-    captured = {}
+    captured: dict = {}
     handle = head.register_forward_hook(lambda module, args, output: captured.__setitem__("logits", output))
     try:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -17,7 +17,13 @@ import torch
 from rewards.ml.artifact import resolve_base_model, save_artifact
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import (
-    LengthBucketBatchSampler, PairCollator, PreferencePair, TruncationStats, chat_template_layout, encode_pairs, pair_template,
+    LengthBucketBatchSampler,
+    PairCollator,
+    PreferencePair,
+    TruncationStats,
+    chat_template_layout,
+    encode_pairs,
+    pair_template,
     sorted_batches,
 )
 from rewards.ml.loss import preference_loss
@@ -123,6 +129,7 @@ def with_lora(model, config: RewardTrainConfig):
 
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    assert config.lora is not None  # called only when LoRA is on
     return get_peft_model(model, config.lora.peft_config("SEQ_CLS"))
 
 
@@ -220,7 +227,7 @@ def train_reward_model(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=torch.cuda.is_available() or None
     )
-    schedule = lambda step: (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total_steps - step) / max(1, total_steps - warmup))  # noqa: E731
+    schedule = lambda step: (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total_steps - step) / max(1, total_steps - warmup))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     # The scheduler stays unprepared: it steps once per optimiser step, counted above per process.
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)

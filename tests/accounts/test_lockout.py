@@ -22,7 +22,7 @@ def token(api, username: str, password: str, ip: str = "203.0.113.7"):
 
 def test_five_failed_sign_ins_lock_the_user_name_even_for_the_right_password():
     make_user("alice")
-    for attempt in range(4):
+    for _ in range(4):
         response = sign_in("alice", "wrong")
         assert response.status_code == 200 and "do not match" in response.content.decode()
     response = sign_in("alice", "wrong")

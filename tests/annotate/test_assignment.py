@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotate.errors import AssignmentExpired, NotFound
 from annotate.models import Assignment, Comparison, Vote
 from annotate.selectors import assignment_payload
 from annotate.services.assignment import next_comparison
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.core.errors import AssignmentExpired, NotFound
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
-from annotate.errors import AlreadyVoted
 from annotate.models import Assignment, Comparison, Vote
 from annotate.services.assignment import next_comparison
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.core.errors import AlreadyVoted
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotate.errors import AlreadyVoted, AssignmentExpired, EditRefused, InvalidVote, NotFound
 from annotate.models import Assignment, Comparison, Vote, VoteEdit
 from annotate.services.assignment import next_comparison, reclaim_expired_leases
 from annotate.services.corrections import edit_last_vote, skip_assignment
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.core.errors import AlreadyVoted, AssignmentExpired, EditRefused, InvalidVote, NotFound
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db

@@ -43,7 +43,7 @@ def disposition_name(response) -> str:
 
 
 @pytest.fixture
-def hostile_project(tricky_project):  # noqa: F811
+def hostile_project(tricky_project):
     """The tricky project under a name with quotes, slashes and a newline, and a rationale that is HTML."""
     project, _ = tricky_project
     project.name = 'Q3 "ties"/../\r\nSet-Cookie: x=1 <b>'
@@ -104,7 +104,7 @@ def test_download_file_names_keep_only_safe_characters():
 # --- the default export loads into trl as is -----------------------------------------------------
 
 
-def test_the_default_pairs_file_has_no_null_chosen_and_ties_go_beside_it(tricky_project, tmp_path):  # noqa: F811
+def test_the_default_pairs_file_has_no_null_chosen_and_ties_go_beside_it(tricky_project, tmp_path):
     project, big = tricky_project
     result = export_dataset(project=project, out=tmp_path / "prefs.jsonl")
     rows = read_jsonl(result.path)
@@ -117,7 +117,7 @@ def test_the_default_pairs_file_has_no_null_chosen_and_ties_go_beside_it(tricky_
     assert manifest["stats"]["labels"] == {"a": 1, "b": 1, "tie": 1, "both_bad": 1}
 
 
-def test_split_and_label_exports_hold_the_same_rows(tricky_project, tmp_path):  # noqa: F811
+def test_split_and_label_exports_hold_the_same_rows(tricky_project, tmp_path):
     project, _ = tricky_project
 
     def records(path, fmt) -> list:
@@ -134,7 +134,7 @@ def test_split_and_label_exports_hold_the_same_rows(tricky_project, tmp_path):  
         assert len(both) == 4 and sorted(both) == sorted(records(label.path, fmt))
 
 
-def test_a_split_export_of_the_same_snapshot_is_byte_identical(tricky_project, tmp_path):  # noqa: F811
+def test_a_split_export_of_the_same_snapshot_is_byte_identical(tricky_project, tmp_path):
     project, _ = tricky_project
     for fmt in ("jsonl", "parquet"):
         one = export_dataset(project=project, out=tmp_path / f"1.{fmt}", format=fmt)
@@ -145,7 +145,7 @@ def test_a_split_export_of_the_same_snapshot_is_byte_identical(tricky_project, t
         assert one.metadata["ties_sha256"] == two.metadata["ties_sha256"]
 
 
-def test_ties_label_stays_available_from_the_command(voted_project, tmp_path, capsys):  # noqa: F811
+def test_ties_label_stays_available_from_the_command(voted_project, tmp_path, capsys):
     project, _, _ = voted_project
     call_command("export_dataset", "--project", project.name, "--out", str(tmp_path / "d.jsonl"))
     default = json.loads(capsys.readouterr().out)
@@ -158,7 +158,7 @@ def test_ties_label_stays_available_from_the_command(voted_project, tmp_path, ca
     assert [r["chosen"] for r in labelled if r["label"] == "tie"] == [None, None]
 
 
-def test_ties_label_stays_available_over_rest(voted_project, api):  # noqa: F811
+def test_ties_label_stays_available_over_rest(voted_project, api):
     project, _, _ = voted_project
     client = api(researcher_of(project))
     default = body(client.get(f"/api/projects/{project.pk}/export/")).decode().splitlines()
@@ -170,7 +170,7 @@ def test_ties_label_stays_available_over_rest(voted_project, api):  # noqa: F811
 # --- hf: a zipped datasets folder with a dataset card --------------------------------------------
 
 
-def test_hf_download_unzips_to_a_folder_that_load_from_disk_opens(tricky_project, api, tmp_path):  # noqa: F811
+def test_hf_download_unzips_to_a_folder_that_load_from_disk_opens(tricky_project, api, tmp_path):
     import datasets
 
     project, big = tricky_project

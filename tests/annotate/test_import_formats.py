@@ -4,15 +4,14 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import shutil
 
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotate.errors import ImportDataError
 from annotate.models import Comparison, Completion, Prompt, User, Vote
 from annotate.services.importing import import_file
+from prefloop.core.errors import ImportDataError
 from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.django_db

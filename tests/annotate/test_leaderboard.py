@@ -11,7 +11,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from scipy.optimize import minimize
 
-from annotate.leaderboard import BattleFileError, LeaderboardOptions, PairCounts, compute_leaderboard, load_battles
+from annotate.leaderboard import (
+    BattleFileError,
+    LeaderboardOptions,
+    PairCounts,
+    compute_leaderboard,
+    load_battles,
+)
 from annotate.leaderboard.bootstrap import bootstrap_theta, resample_counts
 from annotate.leaderboard.bt import fit_bt
 from annotate.leaderboard.data import VoteFilter, project_leaderboard, project_pair_counts

@@ -9,9 +9,9 @@ from annotate.models import Assignment, Comparison, Membership, User
 from annotate.quality.report import project_quality
 from annotate.quality.stats import krippendorff_alpha, percent_agreement
 from annotate.services.assignment import next_comparison
+from annotate.services.importing import import_file
 from annotate.services.projects import comparison_set_gold
 from annotate.services.voting import VoteInput, record_vote
-from annotate.services.importing import import_file
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -128,11 +128,11 @@ def test_gold_does_not_count_toward_progress_or_exports(tmp_path):
 
 
 def test_gold_answers_are_validated():
-    from annotate.errors import InvalidVote
+    from prefloop.core.errors import InvalidSetting
 
     project = make_project()
     comparison = make_comparisons(project, 1)[0]
-    with pytest.raises(InvalidVote, match="winner_completion_id"):
+    with pytest.raises(InvalidSetting, match="winner_completion_id"):
         comparison_set_gold(comparison=comparison, label="winner", winner_completion_id=999_999)
 
 

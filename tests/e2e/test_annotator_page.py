@@ -8,8 +8,16 @@ import time
 import pytest
 
 from annotate.models import Assignment, Vote
+from tests.e2e.helpers import (
+    add_comparison,
+    on_screen,
+    open_queue,
+    sample_project,
+    sign_in,
+    wait_until_prefetched,
+    wait_until_saved,
+)
 from tests.e2e.live import BrowserTestCase
-from tests.e2e.helpers import add_comparison, on_screen, open_queue, sample_project, sign_in, wait_until_prefetched, wait_until_saved
 from tests.factories import make_user
 
 pytestmark = pytest.mark.e2e

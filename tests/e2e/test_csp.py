@@ -11,7 +11,13 @@ from playwright.sync_api import expect
 
 from annotate.models import User, Vote
 from prefloop.accounts.services import invite_user
-from tests.e2e.helpers import open_queue, sample_project, sign_in, wait_until_prefetched, wait_until_saved
+from tests.e2e.helpers import (
+    open_queue,
+    sample_project,
+    sign_in,
+    wait_until_prefetched,
+    wait_until_saved,
+)
 from tests.e2e.live import BrowserTestCase
 from tests.factories import make_user
 

@@ -5,8 +5,15 @@ import pytest
 from playwright.sync_api import expect
 
 from annotate.models import User, Vote
+from tests.e2e.helpers import (
+    on_screen,
+    open_queue,
+    sample_project,
+    sign_in,
+    wait_until_prefetched,
+    wait_until_saved,
+)
 from tests.e2e.live import BrowserTestCase
-from tests.e2e.helpers import on_screen, open_queue, sample_project, sign_in, wait_until_prefetched, wait_until_saved
 from tests.factories import make_user
 
 pytestmark = pytest.mark.e2e

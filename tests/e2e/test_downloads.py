@@ -104,7 +104,7 @@ class DownloadTests(BrowserTestCase):
         for href in hrefs:
             download = open_in_tab(self, page.context, f"{self.live_server_url}{href}")
             suggested = download.suggested_filename
-            self.assertRegex(suggested, r"^prefloop-Downloads-b-x-b-[a-z]+-s%d\.[a-z.]+$" % snapshot)
+            self.assertRegex(suggested, rf"^prefloop-Downloads-b-x-b-[a-z]+-s{snapshot}\.[a-z.]+$")
             path = self.artifacts / "downloads" / suggested
             download.save_as(path)
             looks_like(suggested, path.read_bytes())

@@ -22,11 +22,11 @@ MODELS = Path(tempfile.mkdtemp(prefix="prefloop-e2e-models-"))
 def tiny_policy(folder: Path) -> Path:
     """A few SFT steps of the demo policy: enough to sample from, seconds to build."""
     if not (folder / "config.json").exists():
+        import json
+
         from annotate.management.commands.demo import SAMPLE
         from training.ml.config import DemoPolicyConfig
         from training.ml.policy import build_demo_policy
-
-        import json
 
         texts = [(row["prompt"], c["text"]) for row in map(json.loads, SAMPLE.read_text().splitlines())
                  for c in row["completions"]]

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from annotate.models import Assignment, Comparison, ComparisonItem, Completion, Prompt, Vote, VoteEdit
-from tests.e2e.helpers import on_screen, open_queue, sign_in, wait_until_prefetched, wait_until_saved
+from annotate.models import (
+    Assignment,
+    Comparison,
+    ComparisonItem,
+    Completion,
+    Prompt,
+    Vote,
+    VoteEdit,
+)
+from tests.e2e.helpers import (
+    on_screen,
+    open_queue,
+    sign_in,
+    wait_until_prefetched,
+    wait_until_saved,
+)
 from tests.e2e.live import BrowserTestCase
 from tests.factories import make_comparisons, make_project, make_user
 
@@ -112,7 +126,7 @@ class RankingTests(BrowserTestCase):
         sign_in(page, self.live_server_url, annotator.username)
         open_queue(page, project)
         assignment_id = on_screen(page)
-        chip = lambda where, side: page.locator(f"#votebar .{where} .rank-chip[data-side={side}]")  # noqa: E731
+        chip = lambda where, side: page.locator(f"#votebar .{where} .rank-chip[data-side={side}]")
         chip("pool", "b").drag_to(page.locator("#votebar .ranked"))
         chip("pool", "c").drag_to(page.locator("#votebar .ranked"))  # a places itself: b, c, a
         chip("ranked", "a").drag_to(chip("ranked", "b"))  # a dragged to the front: a, b, c

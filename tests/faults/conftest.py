@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.jobs.conftest import database_url_for_subprocess  # noqa: F401  (re-exported for the tests)
+from tests.jobs.conftest import database_url_for_subprocess  # a fixture: pytest finds it by name
 
 
 @pytest.fixture

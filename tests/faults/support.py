@@ -9,8 +9,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,13 +19,10 @@ from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
 
+from prefloop.loopback import free_port, start_process, stop_process_group, uvicorn_command
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port", "stop_process_group"]  # used by the fault tests from here
 
 
 def server_env(database_url: str, **extra: str) -> dict:
@@ -41,24 +36,8 @@ def server_env(database_url: str, **extra: str) -> dict:
 
 def start_server(*, port: int, env: dict, log: Path, workers: int = 2) -> subprocess.Popen:
     """uvicorn with a supervisor and `workers` worker processes (the production server)."""
-    command = [
-        str(Path(sys.executable).parent / "uvicorn"), "prefloop.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--lifespan", "off", "--no-access-log",
-        "--log-level", "warning",
-    ]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+    command = uvicorn_command(port, workers=workers, extra=["--no-access-log", "--log-level", "warning"])
+    return start_process(command, env=env, log=log.open("wb"))
 
 
 def worker_pids(supervisor: int) -> list[int]:
@@ -136,7 +115,8 @@ def vote_until(*, port: int, token: str, project_id: int, stop: threading.Event,
         key = str(uuid.uuid4())
         vote = {"choice": "a", "idempotency_key": key}
         status, _ = _retrying(
-            lambda: http_json(port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote),
+            lambda assignment_id=assignment_id, vote=vote: http_json(
+                port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote),
             log, give_up_s, ok=(200, 201),
         )
         if status is None:

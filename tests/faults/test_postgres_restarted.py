@@ -11,8 +11,17 @@ import threading
 import pytest
 
 from tests.faults.support import (
-    ThrowawayPostgres, VotingLog, free_port, postgres_bin_dir, run_support, server_answers, server_env,
-    start_server, stop_process_group, vote_until, wait_until,
+    ThrowawayPostgres,
+    VotingLog,
+    free_port,
+    postgres_bin_dir,
+    run_support,
+    server_answers,
+    server_env,
+    start_server,
+    stop_process_group,
+    vote_until,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

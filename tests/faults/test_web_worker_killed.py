@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -14,8 +13,15 @@ from rest_framework.authtoken.models import Token
 from annotate.models import Assignment, Comparison, Vote
 from tests.factories import make_comparisons, make_project, make_user
 from tests.faults.support import (
-    VotingLog, worker_pids, free_port, server_answers, server_env, start_server, stop_process_group, vote_until,
+    VotingLog,
+    free_port,
+    server_answers,
+    server_env,
+    start_server,
+    stop_process_group,
+    vote_until,
     wait_until,
+    worker_pids,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -42,7 +48,7 @@ def test_every_acknowledged_vote_survives_web_workers_killed_mid_request(subproc
         for _ in range(3):
             # Wait for votes to flow, then kill a worker while six clients keep it busy.
             target = len(log.acked) + 10
-            wait_until(lambda: len(log.acked) >= target, timeout=60, what="votes flowing")
+            wait_until(lambda target=target: len(log.acked) >= target, timeout=60, what="votes flowing")
             workers = wait_until(lambda: worker_pids(server.pid) if len(worker_pids(server.pid)) == 2 else None,
                                  timeout=60, what="two live workers")
             os.kill(workers[0], signal.SIGKILL)

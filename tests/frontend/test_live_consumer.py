@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from channels.routing import URLRouter
 from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from annotate.models import User

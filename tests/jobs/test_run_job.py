@@ -14,7 +14,6 @@ from prefloop.jobs.context import JobContext
 from prefloop.jobs.files import atomic_dir, atomic_write
 from prefloop.jobs.models import Job
 from prefloop.jobs.registry import JOB_KINDS, UnknownJobKind, register_job_kind
-from prefloop.jobs.signals import job_finished
 from prefloop.jobs.services import (
     REAPED_ERROR,
     cancel_job,
@@ -23,6 +22,7 @@ from prefloop.jobs.services import (
     run_job,
     run_job_inline,
 )
+from prefloop.jobs.signals import job_finished
 from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -288,7 +288,7 @@ def test_only_one_of_several_racing_runners_claims_a_job(test_kinds):
         barrier = threading.Barrier(4)
         outcomes: list = []
 
-        def race(name: str, job_id: int = job.pk) -> None:
+        def race(name: str, job_id: int = job.pk, barrier=barrier, outcomes=outcomes) -> None:
             try:
                 barrier.wait()
                 outcomes.append(run_job(job_id, worker=name).worker == name)

@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -19,19 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from prefloop.loopback import free_port, start_process, stop_process_group, uvicorn_command
+
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(18200, 18300)  # this suite's own range (see the contributors' notes); any free one else
-
-
-def free_port() -> int:
-    for port in (*PORTS, 0):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError("no free port")
 
 
 def redis_url() -> str:
@@ -106,14 +96,11 @@ class Server:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, timeout: float = 30) -> Server:
-        self.port = self.port or free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", "prefloop.asgi:application",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-            "--lifespan", "off", "--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-        ]
-        out = open(self.log, "wb") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.port = self.port or free_port(PORTS)
+        command = uvicorn_command(self.port, workers=self.workers, extra=[
+            "--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+        ])
+        self.process = start_process(command, env=self.env, log=open(self.log, "wb") if self.log else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -129,13 +116,8 @@ class Server:
         raise AssertionError(f"uvicorn did not answer /healthz/ within {timeout} s: {self.log_text()}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # the supervisor and its workers
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            stop_process_group(self.process)  # the supervisor and its workers
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""

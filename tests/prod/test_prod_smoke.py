@@ -16,7 +16,16 @@ from websockets.sync.client import connect
 
 from annotate.models import User, Vote
 from tests.prod.server import (
-    Browser, Server, api, database_url, manage, manage_async, multipart, production_env, redis_reachable, redis_url,
+    Browser,
+    Server,
+    api,
+    database_url,
+    manage,
+    manage_async,
+    multipart,
+    production_env,
+    redis_reachable,
+    redis_url,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -1,10 +1,14 @@
 """Truncation keeps the prompt's end and the whole response, never drops a pair; batches and buckets."""
 from __future__ import annotations
 
-import pytest
-
 from rewards.ml.data import (
-    LengthBucketBatchSampler, PairCollator, PreferencePair, TruncationStats, encode_pairs, pair_template, split_pairs,
+    LengthBucketBatchSampler,
+    PairCollator,
+    PreferencePair,
+    TruncationStats,
+    encode_pairs,
+    pair_template,
+    split_pairs,
     truncate,
 )
 
@@ -87,7 +91,7 @@ def test_length_buckets_cut_padding_and_cover_every_pair_once():
     bucketed = LengthBucketBatchSampler(lengths, 16, seed=0).batches()
     plain = LengthBucketBatchSampler(lengths, 16, seed=0, bucket=False).batches()
     assert sorted(i for b in bucketed for i in b) == list(range(1000))
-    padded = lambda batches: sum(max(lengths[i] for i in b) * len(b) for b in batches)  # noqa: E731
+    padded = lambda batches: sum(max(lengths[i] for i in b) * len(b) for b in batches)
     assert padded(bucketed) < 0.7 * padded(plain)
     assert bucketed == LengthBucketBatchSampler(lengths, 16, seed=0).batches()  # seeded
 

@@ -12,7 +12,8 @@ from prefloop.jobs.context import JobContext
 from prefloop.jobs.models import Job
 from prefloop.jobs.services import run_job
 from rewards import services
-from rewards.imports import IMPORT_JOB_KIND, held_out_pairs
+from rewards.imports import held_out_pairs
+from rewards.job_kinds import IMPORT_REWARD_MODEL
 from rewards.ml.config import RewardTrainConfig
 from rewards.models import RewardModel
 from tests.model_folders import write_model_folder
@@ -57,7 +58,7 @@ def test_an_imported_folder_is_scored_on_the_held_out_votes_in_a_job(api, voted_
     assert (version.status, version.trigger, version.base_model) == ("queued", "import", str(outside_reward_model))
     assert version.data_snapshot["imported"]["architecture"] == "LlamaForSequenceClassification"
     job = run_job(body["job_id"], ctx=JobContext())
-    assert job.kind == IMPORT_JOB_KIND and job.status == Job.Status.SUCCEEDED, job.error
+    assert job.kind == IMPORT_REWARD_MODEL and job.status == Job.Status.SUCCEEDED, job.error
     assert job.progress == pytest.approx(1.0)
     version.refresh_from_db()
     assert version.status == "ready" and version.artifact_path == str(outside_reward_model)
@@ -104,7 +105,7 @@ def test_the_reward_model_page_has_a_form_that_registers_a_folder(voted_project,
     response = client.post(f"/projects/{project.pk}/reward-models/import/", {"model_path": str(outside_reward_model)})
     assert response.status_code == 302
     [message] = [str(m) for m in get_messages(response.wsgi_request)]
-    job = Job.objects.get(kind=IMPORT_JOB_KIND)
+    job = Job.objects.get(kind=IMPORT_REWARD_MODEL)
     assert message == (f"Version 1 registered from LlamaForSequenceClassification (1.0M parameters); "
                        f"scoring the held-out votes (job {job.pk}).")
 

@@ -4,7 +4,12 @@ import math
 import pytest
 import torch
 
-from rewards.ml.loss import bradley_terry_loss, preference_loss, tie_loss
+from rewards.ml.loss import preference_loss, tie_loss
+
+
+def bradley_terry_loss(chosen, rejected, margin=None):
+    """The preference term alone: preference_loss without ties."""
+    return preference_loss(chosen, rejected, margin=margin)
 
 
 def log_sigmoid(x: float) -> float:

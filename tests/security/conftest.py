@@ -30,7 +30,7 @@ def db_fingerprint() -> dict[str, tuple[int, str]]:
             if table in skip or not model._meta.managed or table not in existing:
                 continue
             pk = model._meta.pk.column
-            cursor.execute(f'SELECT * FROM "{table}" ORDER BY "{pk}"')  # noqa: S608 (our own table names)
+            cursor.execute(f'SELECT * FROM "{table}" ORDER BY "{pk}"')  # our own table names
             digest = hashlib.sha256()
             rows = 0
             for row in cursor.fetchall():

@@ -460,7 +460,7 @@ def test_ids_of_another_project_behind_your_own_project_id_are_refused():
         if route is None or "project_id" not in ids or len(ids) < 2:
             continue
         url = fill(found.route, {**route.kwargs(w), **own})
-        for method, visitors in route.allowed.items():
+        for method in route.allowed:
             for visitor in ("researcher_b", "annotator_b"):
                 before = db_fingerprint()
                 response = send(by_visitor[visitor], method, url, route, w)
@@ -521,7 +521,7 @@ def test_websocket_groups_are_authorised_per_project_and_job():
 
     async def attempts():
         results = []
-        for path, visitor, user, _ in plan:
+        for path, _visitor, user, _ in plan:
             comm = WebsocketCommunicator(application, path)
             comm.scope["user"] = user
             connected, _ = await comm.connect()

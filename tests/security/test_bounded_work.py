@@ -212,10 +212,10 @@ def test_the_most_aspects_allowed_are_accepted(api):
 
 
 def test_the_service_refuses_too_many_aspects_whoever_calls_it(settings):
-    from annotate.errors import InvalidVote
+    from prefloop.core.errors import InvalidSetting
 
     settings.PREFLOOP_LIMITS = {"project.aspects": 2}
-    with pytest.raises(InvalidVote) as caught:
+    with pytest.raises(InvalidSetting) as caught:
         project_create(name="three", aspects=["a", "b", "c"])
     assert caught.value.field == "aspects" and not Project.objects.filter(name="three").exists()
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from annotate.errors import ImportDataError
 from annotate.export.writers import export_dataset
 from annotate.models import Completion, Prompt, User
 from annotate.services.importing import import_file
+from prefloop.core.errors import ImportDataError
 from tests.factories import make_project, make_user
 from tests.security.conftest import changed_tables, db_fingerprint
 
@@ -215,14 +215,14 @@ def test_texts_round_trip_byte_exact_through_import_and_export(project, tmp_path
     import_file(project=project, path=path)
     for name, text in HARD_TEXTS.items():
         prompt = Prompt.objects.get(project=project, key=f"id:{name}")
-        assert prompt.text.encode("utf-8") == f"[{name}] {text}".encode("utf-8")
+        assert prompt.text.encode("utf-8") == f"[{name}] {text}".encode()
     result = export_dataset(project=project, out=tmp_path / "out.jsonl", format="jsonl")
     rows = [json.loads(line) for line in result.path.read_text(encoding="utf-8").splitlines()]
     by_prompt = {row["prompt"]: row for row in rows}
     for name, text in HARD_TEXTS.items():
         row = by_prompt[f"[{name}] {text}"]
-        assert row["chosen"].encode("utf-8") == f"A {text}".encode("utf-8")
-        assert row["rejected"].encode("utf-8") == f"B {text}".encode("utf-8")
+        assert row["chosen"].encode("utf-8") == f"A {text}".encode()
+        assert row["rejected"].encode("utf-8") == f"B {text}".encode()
         assert row["rationales"] == [f"why: {text}"]
     # Parquet keeps them too.
     import pyarrow.parquet as pq

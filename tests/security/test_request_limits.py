@@ -10,9 +10,9 @@ import json
 import pytest
 from django.test import Client
 
-from annotate.errors import InvalidVote
 from annotate.models import User, Vote
 from annotate.services.voting import VoteInput, record_vote
+from prefloop.core.errors import InvalidVote
 from tests.factories import make_comparisons, make_project, make_user
 from tests.security.conftest import db_fingerprint
 
@@ -148,7 +148,7 @@ def test_json_one_level_deeper_than_the_limit_answers_400_naming_where(leased, s
 def test_integers_with_thousands_of_digits_answer_400_naming_the_field(leased, field, digits):
     client, _, url = leased
     before = db_fingerprint()
-    body = '{"idempotency_key": "k1", "choice": "a", "%s": %s}' % (field, "9" * digits)
+    body = f'{{"idempotency_key": "k1", "choice": "a", "{field}": {"9" * digits}}}'
     refused(post_json(client, url, body), 400, "invalid_body", field)
     refused(post_json(client, url, body.replace(': 9', ': -9')), 400, "invalid_body", field)
     assert db_fingerprint() == before

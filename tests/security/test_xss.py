@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from annotate.models import Completion, Membership, User
+from annotate.models import Completion, User
 from annotate.services.assignment import next_comparison
 from annotate.services.voting import VoteInput, record_vote
 from tests.e2e.helpers import PASSWORD
@@ -57,13 +57,10 @@ def hostile_project():
     RewardModel.objects.create(project=project, version=1, base_model=PAYLOAD[:300], status=RewardModel.Status.FAILED,
                                error=PAYLOAD, job_id=job.pk, options={"note": PAYLOAD}, trigger=PAYLOAD[:30],
                                metrics={"accuracy_by_category": {PAYLOAD: {"accuracy": 0.5}}})
-    try:
-        from training.models import Policy
+    from training.models import Policy
 
-        Policy.objects.create(project=project, version=1, name=PAYLOAD[:200], method=Policy.Method.BASE,
-                              status=Policy.Status.FAILED, error=PAYLOAD)
-    except Exception:  # the training app's models are still moving; the pages above are the point
-        pass
+    Policy.objects.create(project=project, version=1, name=PAYLOAD[:200], method=Policy.Method.BASE,
+                          status=Policy.Status.FAILED, error=PAYLOAD)
     return project, researcher, annotator
 
 

@@ -13,7 +13,7 @@ import pytest
 from annotate.models import Completion, Prompt
 from rewards.ml.chat import plain_text
 from tests.training.chat_models import build_chat_model, hh_dialogue
-from tests.training.test_loop import loop_env, project_env, start_round, vote_longer  # noqa: F401
+from tests.training.test_loop import loop_env, project_env, start_round, vote_longer  # noqa: F401  (fixtures)
 from training.models import Loop, Policy, Round
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -154,10 +154,10 @@ def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_mod
 def test_merge_export_writes_a_full_policy_folder_that_samples_like_the_adapter(tmp_path):
     import torch
 
+    from rewards.ml.config import LoraSettings
     from training.ml.config import SamplerParams
     from training.ml.policy import load_for_update, load_policy, merge_adapter, save_policy
     from training.ml.sampling import TransformersSampler
-    from rewards.ml.config import LoraSettings
 
     base = build_chat_model("qwen2", tmp_path / "base", texts=["what is a river? it is water."])
     model, tokenizer, reference, lineage = load_for_update(base, base, device="cpu", lora=LoraSettings(r=4, alpha=8))
@@ -228,7 +228,7 @@ def test_a_4000_token_hh_dialogue_is_left_truncated_in_sampling_ppo_and_evaluati
         f"<|im_start|>user\n{dialogue[-1]['content']}<|im_end|>\n<|im_start|>assistant\n")
     assert short_sample.prompt_truncated_tokens == 0
 
-    length = lambda prompts, responses: [len(r) / 10 for r in responses]  # noqa: E731
+    length = lambda prompts, responses: [len(r) / 10 for r in responses]
     ppo = train_ppo(policy_path=policy, reference_path=policy, prompts=[dialogue, short], reward_fn=length,
                     out_dir=tmp_path / "ppo", config=PPOConfig(max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1,
                                                                sampler=params))
@@ -252,7 +252,7 @@ def test_ppo_and_best_of_n_train_lora_adapters_with_the_base_as_reference(tmp_pa
 
     base = build_chat_model("qwen2", tmp_path / "base", texts=["what is a river? it is full of water."])
     prompts = [[{"role": "user", "content": "what is a river?"}], "what is the sea?"]
-    length = lambda prompts, responses: [len(r) / 10 for r in responses]  # noqa: E731
+    length = lambda prompts, responses: [len(r) / 10 for r in responses]
     sampler = SamplerParams(temperature=1.0, max_new_tokens=6, seed=0)
     if method == "ppo":
         config = PPOConfig(max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1, lr=1e-2, sampler=sampler, lora=LORA)

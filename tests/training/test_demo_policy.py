@@ -9,8 +9,8 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests.training.conftest import TINY_POLICY, corpus  # noqa: E402
-from training.ml.config import DemoPolicyConfig  # noqa: E402
+from tests.training.conftest import TINY_POLICY, corpus
+from training.ml.config import DemoPolicyConfig
 
 
 def test_the_default_demo_policy_is_a_small_llama_within_the_configs_bounds():

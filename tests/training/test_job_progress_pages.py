@@ -75,7 +75,7 @@ def test_the_loop_page_says_queued_with_the_jobs_ahead_and_disables_start_round(
     assert "queued (1 ahead)" in page
     start = page[page.index('id="loop-start"'):page.index("</section>", page.index('id="loop-start"'))]
     assert re.search(r'<fieldset class="loop-fields" disabled', start) and "round 1 must finish" in start
-    assert 'hx-get="/projects/%d/loop/status/?part=start"' % project.pk in start
+    assert f'hx-get="/projects/{project.pk}/loop/status/?part=start"' in start
     # The polled fragment is the same section.
     part = client.get(f"/projects/{project.pk}/loop/status/?part=start").content.decode()
     assert 'id="loop-start"' in part and "disabled" in part

@@ -107,7 +107,12 @@ def test_the_estimate_agrees_with_the_enumerated_kl_within_its_error(tiny_pair):
 def test_kl_samples_from_a_truncated_sampler_would_be_biased(tiny_pair):
     """Why the KL samples ignore the round's top_p: the same k3 sum on top_p = 0.5 samples misses the exact KL."""
     from training.ml.config import SamplerParams
-    from training.ml.metrics import _reference_token_logprobs, _samples, kl_estimate, token_logprobs_ids
+    from training.ml.metrics import (
+        _reference_token_logprobs,
+        _samples,
+        kl_estimate,
+        token_logprobs_ids,
+    )
     from training.ml.policy import load_policy
 
     policy, reference = tiny_pair

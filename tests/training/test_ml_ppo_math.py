@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from training.ml.ppo import (
-    AdaptiveKLController, FixedKLController, clipped_policy_loss, gae, kl_penalized_rewards, masked_whiten, value_loss,
+    AdaptiveKLController,
+    FixedKLController,
+    clipped_policy_loss,
+    gae,
+    kl_penalized_rewards,
+    masked_whiten,
+    value_loss,
 )
 
 

@@ -43,7 +43,7 @@ def test_the_loop_form_registers_a_folder_and_says_what_it_found(setup):
     assert found["chat_template"] is True and found["vocab_size"] == 1000 and found["max_positions"] == 2048
     assert Loop.objects.get(project=project).reference_id == policy.pk
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
-    assert 'action="/projects/%d/loop/models/"' % project.pk in page and "chat template yes" in page
+    assert f'action="/projects/{project.pk}/loop/models/"' in page and "chat template yes" in page
 
 
 def test_a_folder_without_a_chat_template_says_no(setup):

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from training.ml.config import SamplerParams
 from tests.training.chat_models import build_chat_model, hh_dialogue
-from training.ml.vllm_backend import adapter_folder, folder_positions, max_lora_rank, sampling_kwargs
+from training.ml.config import SamplerParams
+from training.ml.vllm_backend import (
+    adapter_folder,
+    folder_positions,
+    max_lora_rank,
+    sampling_kwargs,
+)
 
 EOS = 2
 

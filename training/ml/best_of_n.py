@@ -9,17 +9,18 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rewards.ml.chat import PromptLike
 from training.ml.config import BestOfNConfig
 from training.ml.results import UpdateResult
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[PromptLike], list[str]], list[float]]  # (prompts as given, responses)
 Progress = Callable[[int, int, dict], None]
 
 
 def train_best_of_n(
     *,
     policy_path: Path | str,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     reward_fn: RewardFn,
     out_dir: Path | str,
     config: BestOfNConfig = BestOfNConfig(),
@@ -80,7 +81,7 @@ def train_best_of_n(
         "mean_reward_kept": sum(kept_rewards) / len(kept_rewards),
         "mean_tokens_all": sum(token_counts) / len(token_counts),
         "mean_tokens_kept": sum(kept_tokens) / len(kept_tokens),
-        "truncation": truncation_report([rollouts[i * config.n].prompt for i in range(len(prompts))]),
+        "truncation": truncation_report([p for i in range(len(prompts)) if (p := rollouts[i * config.n].prompt) is not None]),
         "lora": config.lora is not None,
         "steps": len(curve),
         "loss_first": curve[0]["loss"] if curve else None,

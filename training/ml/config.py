@@ -17,11 +17,11 @@ class _Config:
     """as_dict / from_dict shared by the configs; unknown keys are an error so typos never pass silently."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
     @classmethod
     def from_dict(cls, data: dict):
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]  # every subclass is a dataclass
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} options: {unknown}")
@@ -74,7 +74,7 @@ class DemoPolicyConfig(_Config):
     n_layer: int = 4
     n_embd: int = 192
     n_head: int = 4
-    max_length: int = 160  # tokens of prompt + answer in SFT; also the model's n_positions (at least 512)
+    max_length: int = 160  # tokens of prompt + answer in SFT; the model's n_positions is max(max_length, 512) (policy.py)
     steps: int = 700
     lr: float = 2e-3
     batch_size: int = 16

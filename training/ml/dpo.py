@@ -48,10 +48,16 @@ def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *,
     """
     from datasets import Dataset
 
-    from rewards.ml.chat import as_messages, encode_prompt, has_chat_template, render_prompt, template_messages
+    from rewards.ml.chat import (
+        as_messages,
+        encode_prompt,
+        has_chat_template,
+        render_prompt,
+        template_messages,
+    )
 
     chat = tokenizer is not None and has_chat_template(tokenizer)
-    rows = {"prompt": [], "chosen": [], "rejected": []}
+    rows: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}
     truncated = 0
     for example in examples:
         messages = as_messages(example.prompt)
@@ -86,11 +92,12 @@ def train_dpo(
     progress(step, total, metrics) is called after every optimiser step; should_stop() returning True
     stops after the current step and raises TrainingStopped (nothing is saved).
     """
-    import torch
     import datasets
+    import torch
     from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
-    from trl import DPOConfig as TrlDPOConfig, DPOTrainer
+    from trl import DPOConfig as TrlDPOConfig
+    from trl import DPOTrainer
 
     from training.ml.policy import load_for_update, save_policy
 
@@ -157,7 +164,7 @@ def train_dpo(
     model = trainer.model
     model.eval()
     last = curve[-min(10, len(curve)):] if curve else []
-    mean = lambda key: sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last)) if last else None  # noqa: E731
+    mean = lambda key: sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last)) if last else None
     metrics = {
         "method": "dpo",
         "pairs": len(examples),

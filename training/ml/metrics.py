@@ -21,10 +21,11 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rewards.ml.chat import PromptLike
 from training.ml.config import SamplerParams
 from training.ml.data import join_response
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[PromptLike], list[str]], list[float]]  # (prompts as given, responses)
 
 
 def win_rate(ours: Sequence[float], theirs: Sequence[float]) -> float | None:

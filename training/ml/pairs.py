@@ -51,6 +51,7 @@ def select_pairs(
             picked = rng.sample(range(len(candidates)), min(per_prompt, len(candidates)))
             selected += [candidates[i] for i in sorted(picked)]
         else:
+            assert rewards is not None  # checked above for 'uncertain'
             selected += _uncertain(candidates, rewards, per_prompt, rng)
     return selected
 
@@ -59,7 +60,7 @@ def _uncertain(candidates: list[tuple[int, int]], rewards: dict[int, float], k: 
     jitter = {pair: rng.random() for pair in candidates}  # seeded tie-break among equal gaps
     uses: dict[int, int] = {}
     left = list(candidates)
-    chosen = []
+    chosen: list[tuple[int, int]] = []
     while left and len(chosen) < k:
         best = min(left, key=lambda p: (
             max(uses.get(p[0], 0), uses.get(p[1], 0)), uses.get(p[0], 0) + uses.get(p[1], 0),

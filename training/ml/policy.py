@@ -326,7 +326,8 @@ def split_texts(texts: Sequence, *, eval_fraction: float, seed: int) -> tuple[li
     of a held-out question is unseen in training and the split is stable as the corpus grows."""
     import hashlib
 
-    train, held_out = [], []
+    train: list = []
+    held_out: list = []
     for text in texts:
         parts = split_text(text)
         key = parts[0] if parts else str(text)

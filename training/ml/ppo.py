@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from rewards.ml.chat import PromptLike
 from training.ml.config import PPOConfig
 from training.ml.results import TrainingStopped, UpdateResult
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[PromptLike], list[str]], list[float]]  # (prompts as given, responses)
 Progress = Callable[[int, int, dict], None]
 
 
@@ -169,7 +170,7 @@ def train_ppo(
     *,
     policy_path: Path | str,
     reference_path: Path | str,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     reward_fn: RewardFn,
     out_dir: Path | str,
     config: PPOConfig = PPOConfig(),

@@ -40,7 +40,7 @@ def top_k_off(sampling_params_cls) -> int:
     """The installed vLLM's value for "top-k off": its SamplingParams default (0 now, -1 before)."""
     try:
         return int(sampling_params_cls().top_k)
-    except Exception:  # an unexpected build: -1 is accepted as off by every release
+    except Exception:  # noqa: BLE001 — an unexpected build: -1 is accepted as off by every release
         return -1
 
 
@@ -120,6 +120,6 @@ def lora_request(lora_request_cls, adapter: AdapterFolder):
 
 
 __all__ = [
-    "AdapterFolder", "PromptPlan", "adapter_folder", "as_messages", "engine_kwargs", "lora_request", "max_lora_rank",
-    "plain_text", "prompt_plan", "sampling_kwargs", "top_k_off",
+    "AdapterFolder", "adapter_folder", "engine_kwargs", "lora_request", "max_lora_rank",
+    "sampling_kwargs", "top_k_off",
 ]

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime, parse_date
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
 from annotate.export.aggregate import RULES
 from annotate.export.rows import TIE_POLICIES, ExportFilters, ExportOptions
 from annotate.export.writers import FORMATS, export_dataset
-from annotate.models import Project
+from prefloop.core.commands import PROJECT_HELP, project_option
 
 
 def parse_when(value: str) -> datetime:
@@ -22,14 +22,14 @@ def parse_when(value: str) -> datetime:
         if day is None:
             raise CommandError(f"{value!r} is not a date (YYYY-MM-DD) or ISO datetime")
         parsed = datetime(day.year, day.month, day.day)
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 class Command(BaseCommand):
     help = "Export a project's preference pairs (TRL-ready) or raw votes. Streams; writes a manifest beside."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", required=True)
+        parser.add_argument("--project", required=True, help=PROJECT_HELP)
         parser.add_argument("--format", choices=FORMATS, default="jsonl")
         parser.add_argument("--out", required=True)
         parser.add_argument("--raw", action="store_true", help="one row per vote instead of per pair")
@@ -50,9 +50,7 @@ class Command(BaseCommand):
                             help="votes up to this id only; give an earlier manifest's filters.max_vote_id to re-export its snapshot")
 
     def handle(self, *args, **opts):
-        project = Project.objects.filter(name=opts["project"]).first()
-        if project is None:
-            raise CommandError(f"no project named {opts['project']!r}")
+        project = project_option(opts["project"])
         if opts["min_agreement"] is not None and not 0 <= opts["min_agreement"] <= 1:
             raise CommandError("--min-agreement must be between 0 and 1")
         filters = ExportFilters(

@@ -8,11 +8,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.errors import ImportDataError
-from annotate.models import Project
 from annotate.pairing import PAIRING_STRATEGIES
 from annotate.services.importing import FORMATS, import_file
 from annotate.services.projects import project_create
+from prefloop.core.commands import PROJECT_HELP, project_option
+from prefloop.core.errors import ImportDataError
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="file or folder; relative paths are also tried under PREFLOOP_DATA_DIR")
-        parser.add_argument("--project", required=True, help="project name")
+        parser.add_argument("--project", required=True, help=f"{PROJECT_HELP} (with --create: the new project's name)")
         parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
         parser.add_argument("--format", choices=sorted(FORMATS), help="detected from the file when omitted")
         parser.add_argument("--pairing", default="all", choices=sorted(PAIRING_STRATEGIES))
@@ -35,10 +35,11 @@ class Command(BaseCommand):
             path = settings.PREFLOOP_DATA_DIR / path
         if not path.exists():
             raise CommandError(f"{path}: no such file or folder")
-        project = Project.objects.filter(name=opts["project"]).first()
-        if project is None:
+        try:
+            project = project_option(opts["project"])
+        except CommandError as exc:
             if not opts["create"]:
-                raise CommandError(f"no project named {opts['project']!r} (add --create to make it)")
+                raise CommandError(f"{exc} (add --create to make it)") from None
             project = project_create(name=opts["project"])
 
         bar = tqdm(total=4, desc=f"import {path.name}", unit="stage", disable=opts["verbosity"] == 0)

@@ -7,10 +7,20 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.leaderboard import BattleFileError, LeaderboardOptions, compute_leaderboard, load_battles
-from annotate.leaderboard.compute import DEFAULT_ROUNDS, DEFAULT_SEED, LeaderboardInputError, LeaderboardResult
+from annotate.leaderboard import (
+    BattleFileError,
+    LeaderboardOptions,
+    compute_leaderboard,
+    load_battles,
+)
+from annotate.leaderboard.compute import (
+    DEFAULT_ROUNDS,
+    DEFAULT_SEED,
+    LeaderboardInputError,
+    LeaderboardResult,
+)
 from annotate.leaderboard.data import VoteFilter, project_leaderboard
-from annotate.models import Project
+from prefloop.core.commands import PROJECT_HELP, project_option
 
 
 def parse_anchor(value: str) -> tuple[str, float]:
@@ -29,7 +39,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--battles", help="JSON list or JSONL in Chatbot Arena's battle format")
-        source.add_argument("--project", help="a project's name")
+        source.add_argument("--project", help=PROJECT_HELP)
         parser.add_argument("--bootstrap", type=int, default=DEFAULT_ROUNDS, help="rounds for the 95%% intervals (0: none)")
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
         parser.add_argument("--anchor", help="MODEL=RATING: shift ratings so MODEL has RATING (default: mean 1000)")
@@ -49,7 +59,7 @@ class Command(BaseCommand):
         )
         rounds = options.bootstrap
         with tqdm(total=rounds, desc="bootstrap", unit="round", disable=opts["verbosity"] == 0 or not rounds) as bar:
-            progress = lambda done: bar.update(done - bar.n)  # noqa: E731
+            progress = lambda done: bar.update(done - bar.n)
             try:
                 result = self._compute(opts, options, progress)
             except (BattleFileError, LeaderboardInputError) as exc:
@@ -73,9 +83,7 @@ class Command(BaseCommand):
                 style_battles=log.style_battles() if options.style_control else None,
                 source={"source": f"battle file {opts['battles']}"}, progress=progress,
             )
-        project = Project.objects.filter(name=opts["project"]).first()
-        if project is None:
-            raise CommandError(f"no project named {opts['project']!r}")
+        project = project_option(opts["project"])
         if opts["aspect"] and opts["aspect"] not in project.aspect_names:
             raise CommandError(f"--aspect {opts['aspect']!r}: the project's aspects are {', '.join(project.aspect_names)}")
         filters = VoteFilter(aspect=opts["aspect"], rounds=tuple(opts["rounds"]) if opts["rounds"] else None)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from annotate.errors import ImportDataError
 from annotate.models import Project
 from annotate.services.importing.adapters import (
     prd_root,
@@ -31,6 +30,7 @@ from annotate.services.importing.readers import (
 )
 from annotate.services.importing.records import ImportBatch
 from annotate.services.importing.writer import ImportReport, Progress, write_batch
+from prefloop.core.errors import ImportDataError
 
 __all__ = ["FORMATS", "ImportReport", "detect_format", "import_file", "read_batch"]
 

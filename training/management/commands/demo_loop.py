@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Project
-
+from prefloop.core.commands import PROJECT_HELP, project_option
 
 # Measured with bench/demo_reward_model.py (docs/reward-models.md, "The demo's reward model"): PRD's
 # answers are long (median 316 tokens), and the main signal in its votes needs both answers whole
@@ -32,16 +31,17 @@ class Command(BaseCommand):
     help = "Queue the demo policy (a small Llama SFT'd on the demo's answer texts) and set the demo's reward-model defaults."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", default="Vicuna80 demo", help="project name or id")
+        parser.add_argument("--project", default="Vicuna80 demo", help=PROJECT_HELP)
 
     def handle(self, *args, **opts):
         from training.models import Policy
         from training.policies import request_demo_policy
 
         name = opts["project"]
-        project = Project.objects.filter(pk=int(name)).first() if name.isdigit() else Project.objects.filter(name=name).first()
-        if project is None:
-            raise CommandError(f"no project {name!r}; run `manage.py demo` first")
+        try:
+            project = project_option(name)
+        except CommandError as exc:
+            raise CommandError(f"{exc}; run `manage.py demo` first") from None
         if configure_demo_rewards(project):
             self.stdout.write(f"{project.name}: reward-model defaults {DEMO_REWARD_OPTIONS}")
         existing = Policy.objects.filter(project=project).exclude(status=Policy.Status.FAILED).first()

@@ -16,8 +16,8 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.errors import AnnotateError
-from annotate.models import Project
+from prefloop.core.commands import PROJECT_HELP, project_option
+from prefloop.core.errors import PrefloopError
 
 
 @contextlib.contextmanager
@@ -51,7 +51,7 @@ class Command(BaseCommand):
     help = "Start or continue a round of the on-policy loop (sample → label → reward model → policy update)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", required=True, help="project name or id")
+        parser.add_argument("--project", required=True, help=PROJECT_HELP)
         parser.add_argument("--method", choices=["dpo", "ppo", "best_of_n"], help="update method of a new round")
         parser.add_argument("--prompts", type=int)
         parser.add_argument("--k", type=int, help="completions per prompt")
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         parser.add_argument("--enqueue", action="store_true", help="queue the jobs for the workers; do not run them here")
 
     def handle(self, *args, **opts):
-        project = self._project(opts["project"])
+        project = project_option(opts["project"])
         # Unless told to enqueue, this process runs each job as it is queued, with a progress bar.
         foreground = {} if opts["enqueue"] else {"PREFLOOP_JOB_BACKEND": "immediate", "PREFLOOP_JOB_PROGRESS_BAR": True}
         with _settings(**foreground):
@@ -116,7 +116,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"round {active.number}: guard overridden")
             else:
                 self.stdout.write(f"round {active.number} is {active.state} (job {active.job_id}); workers are on it")
-        except AnnotateError as exc:
+        except PrefloopError as exc:
             raise CommandError(str(exc)) from None
         return active
 
@@ -147,8 +147,3 @@ class Command(BaseCommand):
             params["reward_model"] = dict(_pair(p) for p in opts["reward"])
         return params
 
-    def _project(self, name: str) -> Project:
-        found = Project.objects.filter(pk=int(name)).first() if name.isdigit() else Project.objects.filter(name=name).first()
-        if found is None:
-            raise CommandError(f"no project {name!r}")
-        return found

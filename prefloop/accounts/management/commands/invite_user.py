@@ -9,8 +9,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Membership, Project, User
+from annotate.models import Membership, User
 from prefloop.accounts.services import InviteError, invite_user, set_password_link
+from prefloop.core.commands import PROJECT_HELP, project_option
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--role", choices=User.Role.values, default=User.Role.ANNOTATOR)
         parser.add_argument("--email", default="")
-        parser.add_argument("--project", help="project id or name to add the user to")
+        parser.add_argument("--project", help=f"{PROJECT_HELP} to add the user to")
         parser.add_argument("--project-role", choices=Membership.Role.values, help="default: researcher for researchers, else annotator")
         parser.add_argument("--base-url", default=getattr(settings, "PREFLOOP_BASE_URL", ""), help="e.g. https://prefloop.example.org (default: PREFLOOP_BASE_URL)")
         parser.add_argument("--reissue", action="store_true", help="a new link for an existing user instead")
@@ -32,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(f"username: no user named {opts['username']!r}")
             invitation = set_password_link(user=user)
         else:
-            project = self._project(opts["project"]) if opts["project"] else None
+            project = project_option(opts["project"]) if opts["project"] else None
             try:
                 invitation = invite_user(
                     username=opts["username"], role=opts["role"], email=opts["email"],
@@ -44,9 +45,3 @@ class Command(BaseCommand):
         self.stderr.write(f"{invitation.user.role} {invitation.user.username}: set-password link (one use, {hours} h):")
         self.stdout.write(invitation.url(opts["base_url"]))
 
-    @staticmethod
-    def _project(ref: str) -> Project:
-        project = Project.objects.filter(pk=int(ref)).first() if ref.isdigit() else Project.objects.filter(name=ref).first()
-        if project is None:
-            raise CommandError(f"project: no project {ref!r}")
-        return project

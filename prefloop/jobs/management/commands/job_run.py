@@ -5,7 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Project
+from prefloop.core.commands import PROJECT_HELP, project_option
 from prefloop.jobs.models import Job
 from prefloop.jobs.registry import JOB_KINDS
 
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("kind", help=f"one of: {', '.join(sorted(JOB_KINDS))}")
         parser.add_argument("--params", default="{}", help='JSON object, e.g. \'{"seconds": 3, "steps": 10}\'')
-        parser.add_argument("--project", type=int)
+        parser.add_argument("--project", help=PROJECT_HELP)
         parser.add_argument("--enqueue", action="store_true", help="Queue it for a worker instead (prints the id).")
 
     def handle(self, *args, kind, params, project=None, enqueue=False, **opts):
@@ -28,9 +28,7 @@ class Command(BaseCommand):
             params = json.loads(params)
         except json.JSONDecodeError as exc:
             raise CommandError(f"--params is not JSON: {exc}") from None
-        project_obj = Project.objects.filter(pk=project).first() if project is not None else None
-        if project is not None and project_obj is None:
-            raise CommandError(f"No project {project}.")
+        project_obj = project_option(project) if project is not None else None
         if enqueue:
             with transaction.atomic():
                 job = enqueue_job(kind=kind, params=params, project=project_obj)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from prefloop.core.commands import PROJECT_HELP, project_option
 from prefloop.jobs.models import Job
 
 
@@ -10,7 +11,7 @@ class Command(BaseCommand):
     help = "List recent background jobs (reap dead workers' jobs first)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", type=int, help="Only this project's jobs.")
+        parser.add_argument("--project", help=f"only this project's jobs ({PROJECT_HELP})")
         parser.add_argument("--status", choices=Job.Status.values)
         parser.add_argument("--kind")
         parser.add_argument("--limit", type=int, default=20)
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         reap_stale_jobs()
         jobs = Job.objects.select_related("created_by").order_by("-created_at", "-id")
         if project is not None:
-            jobs = jobs.filter(project_id=project)
+            jobs = jobs.filter(project=project_option(project))
         if status:
             jobs = jobs.filter(status=status)
         if kind:

@@ -14,7 +14,7 @@ from django.conf import settings
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
-from annotate.errors import InvalidBody
+from prefloop.core.errors import InvalidBody
 
 # Beyond any 128-bit id; nothing the API takes is larger, so longer literals are never converted.
 MAX_INT_DIGITS = 40

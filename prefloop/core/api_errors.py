@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig, ValidationError as DjangoValidationError
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
-from annotate.errors import AnnotateError, ImportDataError, RequestTooLarge
+from prefloop.core.errors import ImportDataError, PrefloopError, RequestTooLarge
 from prefloop.request_limits import too_large_detail
 
 logger = logging.getLogger("django.request")
@@ -21,9 +23,9 @@ logger = logging.getLogger("django.request")
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):  # a body read past DATA_UPLOAD_MAX_MEMORY_SIZE (prefloop/request_limits.py)
         exc = RequestTooLarge(too_large_detail())
-    if isinstance(exc, AnnotateError):
-        body = {"error": exc.code, "detail": str(exc)}
-        if getattr(exc, "field", None):  # InvalidVote, InvalidBody, a parameter out of bounds (prefloop/limits.py)
+    if isinstance(exc, PrefloopError):
+        body: dict[str, object] = {"error": exc.code, "detail": str(exc)}
+        if exc.field:  # a FieldError, or a parameter out of bounds (prefloop/limits.py)
             body["field"] = exc.field
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.http import Http404
 
-from annotate.errors import AnnotateError, NotFound
 from annotate.models import Membership, Project
 from annotate.selectors import project_for_user
+from prefloop.core.errors import NotFound, PrefloopError
 
 
 def researcher_project_or_404(request, project_id: int) -> Project:
@@ -23,5 +23,5 @@ def flash_outcome(request, action: Callable[[], str]) -> None:
     """Run a POST form's service call: its message as a success, a domain error's as an error."""
     try:
         messages.success(request, action())
-    except AnnotateError as exc:
+    except PrefloopError as exc:
         messages.error(request, str(exc))
