@@ -38,12 +38,12 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils.encoders import JSONEncoder
 
 from annotate.api import HotPathTokenAuthentication, _is_int, _vote_input, _vote_output
-from prefloop.core.api_errors import exception_handler
-from prefloop.core.errors import InvalidVote
 from annotate.models import User
-from prefloop.core.parsers import BoundedJSONParser
 from annotate.services.voting import record_vote
 from annotate.vote_next import next_after_vote, next_body, parse_exclude, wants_next
+from prefloop.core.api_errors import exception_handler
+from prefloop.core.errors import InvalidVote
+from prefloop.core.parsers import BoundedJSONParser
 
 NEXT_PATH = re.compile(r"/api/projects/([0-9]{1,18})/next/")
 VOTE_PATH = re.compile(r"/api/assignments/([0-9]{1,18})/vote/")

@@ -202,7 +202,8 @@ class RecordPage:
 
 def record_page(project: Project, f: RecordFilter) -> RecordPage:
     """One page of records (PAGE_SIZE comparisons) with their prompt, responses and kept votes."""
-    paginator = Paginator(record_comparisons(project, f).values_list("id", "n_voters", "n_votes"), PAGE_SIZE)
+    paginator = Paginator(record_comparisons(project, f).values_list("id", "n_voters", "n_votes"),  # type: ignore[misc]  # annotated by record_comparisons
+                          PAGE_SIZE)
     page = paginator.get_page(f.page)
     counts = {cid: {"voters": voters, "votes": votes} for cid, voters, votes in page.object_list}
     ids = list(counts)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from annotate import selectors
-from prefloop.core.errors import InvalidVote, NotFound
 from annotate.models import User
 from annotate.services.assignment import next_comparison
+from prefloop.core.errors import InvalidVote, NotFound
 
 MAX_EXCLUDE = 10
 _TRUE, _FALSE = ("1", "true"), ("", "0", "false")
@@ -71,7 +71,7 @@ def next_after_vote(*, annotator: User, project_id: int, exclude: set[int], mode
         following = next_body(annotator=annotator, project_id=project_id, exclude=exclude)
     except NotFound:
         following = {"assignment": None, "reason": "not_found"}
-    extra = {"next": following}
+    extra: dict[str, Any] = {"next": following}
     if mode in NEXT_RENDERERS:
         extra["next_html"] = NEXT_RENDERERS[mode](following)
     return extra

@@ -61,7 +61,7 @@ def broadcast_vote(sender, assignment, **kwargs) -> None:
             # async_to_sync would start a thread and an event loop for every vote.
             future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
             future.add_done_callback(lambda done: _log_failure(done, assignment.project_id))
-    except Exception:  # noqa: BLE001 (the vote is stored; a dashboard refresh is best effort)
+    except Exception:
         logger.warning("could not broadcast progress of project %s", assignment.project_id, exc_info=True)
 
 

@@ -11,9 +11,9 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -380,6 +380,7 @@ def _pair_rows(key: tuple[int, str, int, int], tally: _PairTally, texts: _ChunkT
     base = _base_row(comparison_id, aspect, a, b, tally, texts, options) | {
         "label": label, "agreement": agreement, "strength": strength, "margin": 0.0 if is_tie else (strength or 0.0),
     }
+    sides: list[tuple[dict | None, dict | None]]
     if not is_tie:
         sides = [(ca, cb) if label == "a" else (cb, ca)]
     elif options.ties == "both-orders":

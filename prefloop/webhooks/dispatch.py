@@ -44,7 +44,7 @@ def _dispatch_later(job_id: int, delay: float) -> None:
                 app.send_task("prefloop.jobs.run_job", args=[job_id], queue=DEFAULT_QUEUE, countdown=delay, connection=conn)
         else:
             dispatch_job(job_id, kind="webhooks.deliver")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.exception("webhook retry job %s could not be scheduled", job_id)
         from prefloop.webhooks.services import fail_open_deliveries_of
 

@@ -38,7 +38,7 @@ def on_job_finished(sender: Any, job: Any, **kwargs: Any) -> None:
             emit(job.project_id, event, {"job": _job_data(job)}, key=f"job:{job.pk}:{job.status}")
         if job.kind in REWARD_JOBS and job.status == "succeeded" and _subscribed(job.project_id, (ev.REWARD_MODEL_READY,)):
             _reward_model_ready(job)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("webhook receiver failed for job %s", getattr(job, "pk", None))
 
 
@@ -69,13 +69,13 @@ def _round_data(round_: Any, previous: str | None) -> dict:
     }}
 
 
-def on_round_state_changed(sender: Any, round: Any, previous: str, **kwargs: Any) -> None:  # noqa: A002
+def on_round_state_changed(sender: Any, round: Any, previous: str, **kwargs: Any) -> None:
     """training.signals.round_state_changed (inside the transition's transaction) → round.state_changed."""
     try:
         if _subscribed(round.project_id, (ev.ROUND_STATE_CHANGED,)):
             emit(round.project_id, ev.ROUND_STATE_CHANGED, _round_data(round, previous),
                  key=f"round:{round.pk}:{len(round.history or [])}:{round.state}")
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("webhook receiver failed for round %s", getattr(round, "pk", None))
 
 
@@ -95,7 +95,7 @@ def on_vote_recorded(sender: Any, assignment: Any, **kwargs: Any) -> None:
 
         check_vote_milestones(assignment.project_id)
         _check_round_labelled(assignment)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("webhook receiver failed for assignment %s", getattr(assignment, "pk", None))
 
 

@@ -5,9 +5,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from prefloop.core.errors import NotFound
 from annotate.models import Membership, Project
 from annotate.selectors import project_for_user
+from prefloop.core.errors import NotFound
 from prefloop.webhooks.models import Delivery, Webhook
 
 RESEARCHER = Membership.Role.RESEARCHER

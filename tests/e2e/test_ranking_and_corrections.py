@@ -172,7 +172,7 @@ class TouchRankingTests(BrowserTestCase):
         assignment_id = on_screen(page)
         page.evaluate("""() => { window.__touchPointers = 0;
             document.addEventListener("pointerdown", (e) => { if (e.pointerType === "touch") window.__touchPointers++; }, true); }""")
-        chip = lambda where, side: page.locator(f"#votebar .{where} .rank-chip[data-side={side}]")  # noqa: E731
+        chip = lambda where, side: page.locator(f"#votebar .{where} .rank-chip[data-side={side}]")
         ranked = page.locator("#votebar .ranked")
         touch_drag(page, chip("pool", "c"), ranked, at="right")
         self.assertEqual(ranked.locator(".rank-chip").all_inner_texts(), ["1. C"])

@@ -102,7 +102,7 @@ def test_an_inactive_webhook_or_an_unsubscribed_event_sends_nothing(project, rec
 
 
 def _vote(annotator, project, n: int) -> None:
-    for i in range(n):
+    for _ in range(n):
         assignment = next_comparison(annotator=annotator, project=project).assignment
         record_vote(annotator=annotator, assignment_id=assignment.pk, votes=[VoteInput(aspect="overall", choice="a")],
                     idempotency_key=f"k-{assignment.pk}")

@@ -11,7 +11,7 @@ from tests.webhooks.receiver import signature_ok
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_trained_version_is_announced_when_ready(voted_project, tiny_model_dir, receiver, settings, tmp_path):  # noqa: F811
+def test_a_trained_version_is_announced_when_ready(voted_project, tiny_model_dir, receiver, settings, tmp_path):
     from rewards import services as reward_services
 
     settings.PREFLOOP_MODEL_ROOTS = [tiny_model_dir.parent]

@@ -12,11 +12,11 @@ from django.utils import timezone
 from prefloop.core.json_safe import json_safe
 from training.errors import RoundStateError
 from training.models import Round
-from training.signals import round_state_changed
 from training.policies import (
     Progress,
     ShouldStop,
 )
+from training.signals import round_state_changed
 
 logger = logging.getLogger(__name__)
 
