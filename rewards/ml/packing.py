@@ -69,6 +69,38 @@ class PackedPairCollator:
         return out
 
 
+class _ToSlots(torch.autograd.Function):
+    """Packed tokens → per-segment slots (zeros past each end)   # (N, h, d) -> (S·L, h, d)
+
+    The indices are unique, so the backward pass is a gather (index_select), not an accumulating scatter.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tokens: torch.Tensor, flat: torch.Tensor, slots: int) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        return tokens.new_zeros(slots, *tokens.shape[1:]).index_copy_(0, flat, tokens)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (flat,) = ctx.saved_tensors
+        return grad.index_select(0, flat), None, None
+
+
+class _FromSlots(torch.autograd.Function):
+    """Per-segment slots → packed tokens   # (S·L, h, d) -> (N, h, d); backward: a copy into zeros, no scatter-add."""
+
+    @staticmethod
+    def forward(ctx: Any, slots: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.slots = slots.shape[0]
+        return slots.index_select(0, flat)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.slots, *grad.shape[1:]).index_copy_(0, flat, grad.contiguous()), None
+
+
 def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                      **kwargs: Any) -> tuple[torch.Tensor, None]:
@@ -78,15 +110,14 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     count, width = keys.shape[0], keys.shape[-1]
     heads, dim = query.shape[1], query.shape[3]
 
-    def per_segment(x: torch.Tensor) -> torch.Tensor:  # (1, h, N, d) -> (S, h, L, d)
-        # index_copy/index_select, not advanced indexing: their backward passes need no accumulating scatter
-        slots = x.new_zeros(count * width, heads, dim).index_copy(0, flat, x[0].transpose(0, 1))
+    def per_segment(x: torch.Tensor) -> torch.Tensor:  # (1, h, N, d) -> (S, h, L) x d, laid out (S, L, h, d)
+        slots = _ToSlots.apply(x[0].transpose(0, 1), flat, count * width)
         return slots.view(count, width, heads, dim).transpose(1, 2)
 
     out = F.scaled_dot_product_attention(
         per_segment(query), per_segment(key), per_segment(value), attn_mask=keys, dropout_p=dropout, scale=scaling,
     )  # (S, h, L, d)
-    out = out.transpose(1, 2).reshape(count * width, heads, dim).index_select(0, flat)  # (N, h, d)
+    out = _FromSlots.apply(out.transpose(1, 2).reshape(count * width, heads, dim), flat)  # (N, h, d)
     return out[None], None
 
 
