@@ -70,7 +70,9 @@ class RewardTrainConfig:
     margin_from_strength: bool = False
     margin_scale: float = 1.0
     bucket: bool = True  # length-bucketed batches (less padding)
-    bf16: bool | None = None  # None: on when the GPU supports it, off on CPU
+    # a batch's sequences laid end to end, no padding computed (BERT-family backbones, one process; see ml/packing.py)
+    packing: bool = False
+    bf16: bool | None = None  # None: on when the GPU supports it, off on CPU; True: also on CPU (AMX)
     tf32: bool = True  # GPU matmuls only
     gradient_checkpointing: bool = False
     disable_dropout: bool = True  # as trl's RewardTrainer: deterministic rewards, steadier pairwise gaps

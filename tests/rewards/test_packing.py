@@ -1,0 +1,114 @@
+"""Packed batches (rewards/ml/packing.py): the same rewards, loss and gradients as padded ones; no pair dropped; seeded."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rewards.ml.config import RewardTrainConfig
+from rewards.ml.data import PairCollator, encode_pairs
+from rewards.ml.loss import preference_loss
+from rewards.ml.packing import PackedPairCollator, packed_sequence_scores, supports_packing
+from rewards.ml.score import sequence_scores
+
+pytestmark = pytest.mark.slow
+
+
+def config(tiny_model_dir, **overrides) -> RewardTrainConfig:
+    base = dict(base_model=str(tiny_model_dir), max_length=64, lr=5e-3, batch_size=8, seed=0, packing=True)
+    return RewardTrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture
+def model_and_batch(tiny_model_dir, easy_pairs):
+    from rewards.ml.train import load_base
+
+    model, tokenizer = load_base(config(tiny_model_dir))
+    for module in model.modules():  # as the trainer does (disable_dropout): both paths see the same network
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    torch.manual_seed(1)
+    with torch.no_grad():  # a random, wide head: the fresh one scores every row nearly alike
+        for parameter in [*model.bert.pooler.parameters(), *model.classifier.parameters()]:
+            parameter.normal_(0, 1.0)
+    # Lengths vary from 10 to 64 tokens (some truncated), chosen and rejected differ: real padding.
+    encoded = encode_pairs(tokenizer, easy_pairs[:12], max_length=64)
+    assert len({len(p.chosen) for p in encoded} | {len(p.rejected) for p in encoded}) > 4
+    return model, tokenizer, encoded
+
+
+def _loss_and_grads(model, rewards):
+    half = rewards.shape[0] // 2
+    loss = preference_loss(rewards[:half], rewards[half:])
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_a_packed_batch_gives_the_padded_batch_s_rewards_loss_and_gradients(model_and_batch):
+    model, tokenizer, encoded = model_and_batch
+    assert supports_packing(model)
+    padded = PairCollator(tokenizer.pad_token_id)(encoded)
+    packed = PackedPairCollator()(encoded)
+    real = int(padded["attention_mask"].sum())
+    assert packed["input_ids"].shape == (1, real) and int(packed["slot_tokens"]) == real < padded["input_ids"].numel()
+
+    model.train()
+    reference = sequence_scores(model, padded["input_ids"], padded["attention_mask"], padded["token_type_ids"])
+    ref_loss, ref_grads = _loss_and_grads(model, reference)
+    rewards = packed_sequence_scores(model, packed)
+    loss, grads = _loss_and_grads(model, rewards)
+
+    assert rewards.shape == reference.shape == (24,)
+    assert rewards.detach() == pytest.approx(reference.detach(), abs=1e-5)
+    assert reference.detach().std() > 0.01  # the rows differ by ~1000× the tolerance
+    assert loss == pytest.approx(ref_loss, abs=1e-6)
+    assert set(grads) == set(ref_grads)
+    for name, grad in grads.items():
+        # float32 sums in another order: within 1e-3 of the tensor's own scale (e.g. 7e-6 on 0.04)
+        scale = ref_grads[name].abs().max().item()
+        assert (grad - ref_grads[name]).abs().max().item() <= 1e-3 * scale + 1e-8, name
+    assert model.config._attn_implementation == "sdpa"  # the packed attention was swapped in for the call only
+
+
+def test_packed_training_follows_the_padded_run_and_drops_no_pair(tiny_model_dir, easy_pairs):
+    from rewards.ml.train import train_reward_model
+
+    train, held_out = easy_pairs[:61], easy_pairs[300:340]  # 61 = 7 full batches of 8 and one of 5
+    padded = train_reward_model(config(tiny_model_dir, packing=False, epochs=2), train, held_out)
+    packed = train_reward_model(config(tiny_model_dir, epochs=2), train, held_out)
+
+    assert packed.metrics["packed"] is True and padded.metrics["packed"] is False
+    assert packed.metrics["pairs_trained"] == padded.metrics["pairs_trained"] == 2 * 61  # count in == count trained
+    assert [p["pairs"] for p in packed.curves["train"]][-1] == 122 and packed.steps == 16
+    assert packed.metrics["padding_share"] == 0.0 < padded.metrics["padding_share"]
+    assert packed.metrics["train_tokens"] == padded.metrics["train_tokens"]
+    assert [p["loss"] for p in packed.curves["train"]] == pytest.approx([p["loss"] for p in padded.curves["train"]], abs=1e-4)
+    assert packed.metrics["eval_pairs"] == 40 and packed.metrics["accuracy"] == padded.metrics["accuracy"]
+
+
+def test_the_same_seed_gives_the_same_packed_run(tiny_model_dir, easy_pairs):
+    from rewards.ml.train import train_reward_model
+
+    cfg = config(tiny_model_dir, max_steps=4)
+    first = train_reward_model(cfg, easy_pairs[:64], easy_pairs[64:96])
+    second = train_reward_model(cfg, easy_pairs[:64], easy_pairs[64:96])
+    other = train_reward_model(config(tiny_model_dir, max_steps=4, seed=1), easy_pairs[:64], easy_pairs[64:96])
+    assert [p["loss"] for p in first.curves["train"]] == [p["loss"] for p in second.curves["train"]]
+    assert first.metrics["loss"] == second.metrics["loss"]
+    assert [p["loss"] for p in other.curves["train"]] != [p["loss"] for p in first.curves["train"]]
+
+
+def test_packing_falls_back_to_padded_batches_where_unsupported(tiny_model_dir, easy_pairs):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from rewards.ml.train import load_base, train_reward_model
+
+    _, tokenizer = load_base(config(tiny_model_dir))
+    decoder = GPT2ForSequenceClassification(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=16, n_layer=1, n_head=2,
+                                                       n_positions=128, num_labels=1, pad_token_id=tokenizer.pad_token_id))
+    assert not supports_packing(decoder)
+    logs: list[str] = []
+    result = train_reward_model(config(tiny_model_dir, max_steps=2), easy_pairs[:32], [], model=decoder,
+                                tokenizer=tokenizer, log=logs.append)
+    assert result.metrics["packed"] is False and result.metrics["padding_share"] > 0
+    assert any("packing: not for this model" in line for line in logs)
