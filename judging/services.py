@@ -198,3 +198,34 @@ def _store(chunk, verdicts, *, aspect: str, judge: Policy, version: str, princip
     with transaction.atomic():
         JudgeVerdict.objects.bulk_create(objects, update_conflicts=True, update_fields=fields,
                                          unique_fields=["comparison", "aspect", "judge", "prompt_version"])
+
+
+def scope_ids(project: Project, scope: dict) -> list[int]:
+    """Comparison ids of a request's scope: {"round": n} | {"import": id} | {"created_before": iso} | {"ids": [...]},
+    plus "rejudge": true to include comparisons this judge already judged."""
+    from django.utils.dateparse import parse_datetime
+
+    if not isinstance(scope, dict):
+        raise InvalidJudgeSettings("scope: must be an object")
+    unknown = set(scope) - {"round", "import", "created_before", "ids", "rejudge"}
+    if unknown:
+        raise InvalidJudgeSettings(f"scope.{sorted(unknown)[0]}: unknown field (round, import, created_before, ids, rejudge)")
+    kwargs: dict = {"only_unjudged": not scope.get("rejudge", False)}
+    try:
+        if scope.get("round") is not None:
+            kwargs["round"] = check_whole_number("scope.round", scope["round"], high=10**9)
+        if scope.get("import") is not None:
+            kwargs["data_import"] = check_whole_number("scope.import", scope["import"], high=2**62)
+    except OutOfBounds as exc:
+        raise InvalidJudgeSettings(str(exc)) from None
+    if scope.get("created_before") is not None:
+        when = parse_datetime(str(scope["created_before"]))
+        if when is None:
+            raise InvalidJudgeSettings("scope.created_before: must be an ISO date-time")
+        kwargs["created_before"] = when
+    if scope.get("ids") is not None:
+        ids = scope["ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise InvalidJudgeSettings("scope.ids: must be a list of comparison ids")
+        kwargs["ids"] = ids
+    return select_comparisons(project, **kwargs)

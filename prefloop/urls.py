@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", include("annotate.urls")),
     path("api/", include("rewards.urls")),
     path("api/", include("training.urls")),
+    path("api/", include("judging.urls")),
     path("", include("rewards.page_urls")),
     path("", include("training.page_urls")),
     path("", include("frontend.urls")),
