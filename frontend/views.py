@@ -174,8 +174,11 @@ def leaderboard(request, project_id: int):
 def quality(request, project_id: int):
     from annotate.quality.report import project_quality
 
+    from judging.views import quality_context
+
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
-    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project)})
+    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project),
+                                                     **quality_context(project)})
 
 
 CHOICE_LABELS = {"a": ("A is better", "1"), "b": ("B is better", "2"), "tie": ("Tie", "3"), "both_bad": ("Both bad", "4")}

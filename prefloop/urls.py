@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/", include("judging.urls")),
     path("", include("rewards.page_urls")),
     path("", include("training.page_urls")),
+    path("", include("judging.page_urls")),
     path("", include("frontend.urls")),
 ]
 
