@@ -150,12 +150,14 @@ def dashboard(request, project_id: int):
 @not_found_as_404
 def leaderboard(request, project_id: int):
     from annotate.leaderboard.compute import LeaderboardOptions
-    from annotate.leaderboard.data import project_leaderboard
+    from annotate.leaderboard.data import VoteFilter, project_leaderboard
     from annotate.leaderboard.plots import battle_count_svg, ratings_ci_svg, win_rate_svg
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
     style = request.GET.get("style") == "1"
-    result = project_leaderboard(project, options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
+    labels = request.GET.get("labels") if request.GET.get("labels") in ("human", "judge", "both") else "human"
+    result = project_leaderboard(project, filters=VoteFilter(labels=labels),
+                                 options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
     plots = {}
     if result.ratings:
         # The SVGs are built with every label escaped (annotate/leaderboard/plots.py).
@@ -165,7 +167,8 @@ def leaderboard(request, project_id: int):
             "battles": mark_safe(battle_count_svg(result)),
         }
     return render(request, "frontend/leaderboard.html", {"project": project, "tab": "leaderboard", "result": result,
-                                                         "plots": plots, "style": style})
+                                                         "plots": plots, "style": style, "labels": labels,
+                  "label_choices": [("human", "human only"), ("judge", "judge only"), ("both", "both")]})
 
 
 @login_required

@@ -209,7 +209,7 @@ def scope_ids(project: Project, scope: dict) -> list[int]:
         raise InvalidJudgeSettings("scope: must be an object")
     unknown = set(scope) - {"round", "import", "created_before", "ids", "rejudge"}
     if unknown:
-        raise InvalidJudgeSettings(f"scope.{sorted(unknown)[0]}: unknown field (round, import, created_before, ids, rejudge)")
+        raise InvalidJudgeSettings(f"scope.{min(unknown)}: unknown field (round, import, created_before, ids, rejudge)")
     kwargs: dict = {"only_unjudged": not scope.get("rejudge", False)}
     try:
         if scope.get("round") is not None:

@@ -203,6 +203,11 @@ def iter_preference_rows(
 ) -> Iterator[dict]:
     """One row per (pair of completions, aspect) with its aggregated label; see docs/export-format.md."""
     stats = stats if stats is not None else ExportStats()
+    if "ai" in filters.sources:  # LLM-judge rows (source "ai") after the people's: judging/export.py
+        from judging.export import with_ai_rows
+
+        yield from with_ai_rows(iter_preference_rows, project, filters, options, stats)
+        return
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
         in_chunk = (
@@ -337,6 +342,7 @@ def iter_preference_rows(
                 "annotators": tally.annotators,
                 "provenance_a": ca["provenance"],
                 "provenance_b": cb["provenance"],
+                "source": "human",
             }
             if is_tie:
                 if options.ties == "both-orders":
@@ -361,6 +367,11 @@ def iter_preference_rows(
 def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None) -> Iterator[dict]:
     """The raw export: one row per vote, with the sides as shown and both models."""
     stats = stats if stats is not None else ExportStats()
+    if "ai" in filters.sources:
+        from judging.export import with_ai_rows
+
+        yield from with_ai_rows(iter_vote_rows, project, filters, stats)
+        return
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
         votes = list(

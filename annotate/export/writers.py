@@ -87,7 +87,7 @@ def _arrow_schema(*, raw: bool, conversational: bool):
             ("votes_a", pa.int64()), ("votes_b", pa.int64()), ("votes_tie", pa.int64()), ("votes_both_bad", pa.int64()),
             ("agreement", pa.float64()), ("strength", pa.float64()), ("margin", pa.float64()),
             ("rationales", pa.list_(pa.string())), ("annotators", pa.list_(pa.string())),
-            ("provenance_a", provenance), ("provenance_b", provenance),
+            ("provenance_a", provenance), ("provenance_b", provenance), ("source", pa.string()),
         ]
     )
 

@@ -65,7 +65,7 @@ def test_rest_job_judges_both_orders_and_stores_verdicts_apart(judged_project, a
 
 
 def test_annotators_never_see_judge_verdicts(judged_project, api, client):
-    project, researcher, annotator, _ = judged_project
+    project, _, annotator, _ = judged_project
     make_comparisons(project, 2)
     call_command("judge", "--project", str(project.pk))
     assert JudgeVerdict.objects.count() == 4

@@ -62,7 +62,7 @@ class JudgeTemplate:
 
     def version(self, principles: str = "") -> str:
         """A short hash naming this prompt and its principles: two verdicts with the same version used the same text."""
-        digest = hashlib.sha256("\x1f".join((self.system, self.user, principles)).encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.system}\x1f{self.user}\x1f{principles}".encode()).hexdigest()
         return digest[:16]
 
     def messages(self, prompt: PromptLike, first: str, second: str, principles: str = "") -> list[dict]:
@@ -170,5 +170,17 @@ def judge_pairs(model, tokenizer, pairs: Sequence[JudgePair], *, template: Judge
             for i in range(len(pairs))]
 
 
-__all__ = ["DEFAULT_SYSTEM", "DEFAULT_USER", "JudgeError", "JudgePair", "JudgeTemplate", "LETTERS", "Verdict",
-           "combine", "judge_pairs", "letter_ids", "letter_probabilities", "order_verdict"]
+__all__ = [
+    "DEFAULT_SYSTEM",
+    "DEFAULT_USER",
+    "LETTERS",
+    "JudgeError",
+    "JudgePair",
+    "JudgeTemplate",
+    "Verdict",
+    "combine",
+    "judge_pairs",
+    "letter_ids",
+    "letter_probabilities",
+    "order_verdict",
+]
