@@ -13,7 +13,7 @@ def share(value: dict | None) -> str:
     if not value or not value.get("n"):
         return "—"
     lo, hi = value["ci"]
-    return format_html('{} <span class="muted">[{}, {}] ({}/{})</span>', f"{value['value']:.3f}", f"{lo:.2f}", f"{hi:.2f}",
+    return format_html('{}<br><span class="muted ci">[{}, {}] ({}/{})</span>', f"{value['value']:.3f}", f"{lo:.2f}", f"{hi:.2f}",
                        value["k"], value["n"])
 
 

@@ -6,7 +6,14 @@ import math
 import pytest
 
 from tests.training.judge_models import letter_judge
-from training.ml.judge import JudgeError, JudgePair, JudgeTemplate, combine, judge_pairs, letter_ids
+from training.ml.judge import (
+    JudgeError,
+    JudgePair,
+    JudgeTemplate,
+    combine,
+    judge_pairs,
+    letter_ids,
+)
 
 PAIRS = [
     JudgePair("What is a river?", "A river is full of water.", "I do not know."),
