@@ -35,8 +35,11 @@ class JudgeRunApi(APIView):
     def post(self, request, project_id: int):
         """Judge a scope of comparisons: {"round": n} | {"import": id} | {"created_before": iso} | {"ids": [...]}."""
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        ids = services.scope_ids(project, dict(request.data))
-        job = services.start_judging(project=project, comparison_ids=ids, user=request.user)
+        scope = dict(request.data)
+        triage = scope.pop("triage", None)  # with a round: reorder its queue by judge / reward-model agreement
+        ids = services.scope_ids(project, scope)
+        job = services.start_judging(project=project, comparison_ids=ids, user=request.user,
+                                     triage=services.triage_option(triage, scope))
         return Response({"job_id": job.pk, "comparisons": len(ids)}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -112,15 +112,29 @@ def select_comparisons(project: Project, *, round: int | None = None, data_impor
     return chosen
 
 
-def start_judging(*, project: Project, comparison_ids: list[int], user=None):
-    """Enqueue a judging job on these comparisons (after checking the judge is usable)."""
+def start_judging(*, project: Project, comparison_ids: list[int], user=None, triage: dict | None = None):
+    """Enqueue a judging job on these comparisons (after checking the judge is usable); `triage`
+    {"round", "confidence"} reorders that round's queue once the verdicts are in (judging/uses.py)."""
     from prefloop.jobs.services import enqueue_job
 
     ready_judge(project)
     if not comparison_ids:
         raise InvalidJudgeSettings("comparisons: nothing to judge in this scope")
-    return enqueue_job(kind=JUDGE_JOB, params={"project_id": project.pk, "comparison_ids": comparison_ids},
-                       project=project, user=user)
+    params: dict = {"project_id": project.pk, "comparison_ids": comparison_ids}
+    if triage:
+        params["triage"] = triage
+    return enqueue_job(kind=JUDGE_JOB, params=params, project=project, user=user)
+
+
+def triage_option(value, scope: dict) -> dict | None:
+    """{"round", "confidence"} from a request's "triage" (a confidence in [0.5, 1]) and its scope's round."""
+    if value in (None, False):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 1:
+        raise InvalidJudgeSettings("triage: must be a confidence between 0.5 and 1")
+    if scope.get("round") is None:
+        raise InvalidJudgeSettings("triage: needs a round in the scope")
+    return {"round": scope["round"], "confidence": float(value)}
 
 
 def ready_judge(project: Project) -> Policy:
@@ -153,7 +167,7 @@ def _pairs(project: Project, comparison_ids: list[int]) -> list[tuple[int, int, 
 
 
 def run_judging(*, project_id: int, comparison_ids: list[int], job_id: int | None = None,
-                progress: Progress | None = None, should_stop: ShouldStop | None = None) -> dict:
+                progress: Progress | None = None, should_stop: ShouldStop | None = None, triage: dict | None = None) -> dict:
     """Judge the comparisons on every aspect of the project with its judge; returns counts for the job's result."""
     from training.ml.judge import JudgePair, judge_pairs
     from training.ml.policy import load_policy
@@ -183,7 +197,16 @@ def run_judging(*, project_id: int, comparison_ids: list[int], job_id: int | Non
             counts["truncated"] += sum(v.truncated for v in verdicts)
             if progress is not None:
                 progress(done / total, f"{done} of {total} judged ({aspect})")
-    return {"project_id": project.pk, "judge": judge.label, "aspects": aspects, "comparisons": len(rows), **counts}
+    return {"project_id": project.pk, "judge": judge.label, "aspects": aspects, "comparisons": len(rows), **counts,
+            **_triage(project, triage)}
+
+
+def _triage(project: Project, triage: dict | None) -> dict:
+    if not triage:
+        return {}
+    from judging.uses import triage_round
+
+    return {"triage": triage_round(project=project, round_number=int(triage["round"]), confidence=float(triage["confidence"]))}
 
 
 def _store(chunk, verdicts, *, aspect: str, judge: Policy, version: str, principles: str, job_id: int | None) -> None:

@@ -9,6 +9,7 @@ def judge(job, ctx) -> dict:
 
     try:
         return services.run_judging(project_id=job.params["project_id"], comparison_ids=list(job.params["comparison_ids"]),
-                                    job_id=job.pk, progress=ctx.progress, should_stop=ctx.should_stop)
+                                    job_id=job.pk, progress=ctx.progress, should_stop=ctx.should_stop,
+                                    triage=job.params.get("triage"))
     except services.JudgingStopped as exc:
         raise JobCancelled(str(exc)) from None

@@ -541,11 +541,13 @@ def run_update(*, round_id: int, job_id: int | None = None, progress: Progress |
         if round_.method == Round.Method.DPO:
             from training.ml.dpo import train_dpo
 
-            examples = update_examples(round_)
+            from judging.uses import with_judge_examples
+
+            examples, mix = with_judge_examples(round_, update_examples(round_), params.judge_labels)
             if not examples:
                 raise InvalidRoundParams(f"round {round_.number} has no labelled pairs (all ties?) to run DPO on")
             say(f"DPO on {len(examples)} labelled pairs of round {round_.number}")
-            data = {"pairs": len(examples), "rounds": [round_.number]}
+            data = {"pairs": len(examples), "rounds": [round_.number], **mix}
             result = train_dpo(reference_path=loop.reference.artifact_path, examples=examples, **common)
         elif round_.method == Round.Method.PPO:
             from training.ml.ppo import train_ppo

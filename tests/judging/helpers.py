@@ -22,10 +22,10 @@ def human_vote(comparison: Comparison, user, label: str, *, aspect: str = "overa
 
 
 def judge_verdict(comparison: Comparison, judge, verdict: str, picks: str, *, consistent: bool = True,
-                  aspect: str = "overall") -> JudgeVerdict:
+                  aspect: str = "overall", probabilities: dict | None = None) -> JudgeVerdict:
     """picks: the letters of order 1 and order 2, e.g. "AB" (both orders chose the first answer)."""
     first, second = sides(comparison)
     return JudgeVerdict.objects.create(
         comparison=comparison, aspect=aspect, judge=judge, judge_label=judge.label if judge else "judge",
         prompt_version="v1", first_id=first, second_id=second, verdict=verdict, consistent=consistent,
-        order1=list(PICKS[picks[0]]), order2=list(PICKS[picks[1]]), probabilities={})
+        order1=list(PICKS[picks[0]]), order2=list(PICKS[picks[1]]), probabilities=probabilities or {})
