@@ -111,3 +111,35 @@ def test_scope_bound_is_enforced(judged_project, settings):
     with pytest.raises(InvalidJudgeSettings, match="judge.comparisons"):
         select_comparisons(project)
     assert Membership.objects.filter(project=project).count() == 2
+
+
+def test_scopes_import_and_created_before_and_cancel(judged_project, client, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotate.models import DataImport
+    from judging.services import JudgingStopped, run_judging, scope_ids
+
+    project, researcher, _, _ = judged_project
+    old, new, other = make_comparisons(project, 3)
+    Comparison.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    record = DataImport.objects.create(project=project, source="x.jsonl", format="pairs-jsonl",
+                                       created_ids={"comparisons": [new.pk]})
+    assert scope_ids(project, {"import": record.pk}) == [new.pk]
+    assert scope_ids(project, {"created_before": (timezone.now() - timedelta(days=1)).isoformat()}) == [old.pk]
+    from judging.errors import InvalidJudgeSettings
+
+    with pytest.raises(InvalidJudgeSettings, match="scope.created_before"):
+        scope_ids(project, {"created_before": "yesterday"})
+    with pytest.raises(InvalidJudgeSettings, match="scope.colour"):
+        scope_ids(project, {"colour": 1})
+    with pytest.raises(JudgingStopped):
+        run_judging(project_id=project.pk, comparison_ids=[old.pk, new.pk, other.pk], should_stop=lambda: True)
+    assert not JudgeVerdict.objects.exists()
+    client.force_login(researcher)  # the Quality tab's button: round 0 holds all three
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/projects/{project.pk}/quality/judge/run/", {"round": "0"})
+    assert response.status_code == 302
+    assert JudgeVerdict.objects.filter(aspect="helpfulness").count() == 3
+    assert Job.objects.get().status == "succeeded"
