@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 
 from annotate.models import Comparison
-from judging.uses import DISAGREEMENT_BOOST, SKIP_PRIORITY, triage_round, with_judge_examples
+from judging.uses import (
+    DISAGREEMENT_BOOST,
+    SKIP_PRIORITY,
+    triage_round,
+    with_judge_examples,
+)
 from rewards.models import RewardModel
 from tests.factories import make_comparisons, make_project, make_user
 from tests.judging.helpers import human_vote, judge_verdict, sides
