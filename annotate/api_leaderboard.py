@@ -22,6 +22,8 @@ class LeaderboardQuerySerializer(serializers.Serializer):
     style_control = serializers.BooleanField(default=False)
     elo = serializers.BooleanField(default=False, help_text="also the online Elo (K=4) over votes in order")
     aspect = serializers.CharField(required=False)
+    labels = serializers.ChoiceField(choices=["human", "judge", "both"], default="human",
+                                     help_text="human votes only, LLM-judge verdicts only, or both")
     round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False)
 
     def to_internal_value(self, data):
@@ -48,7 +50,7 @@ class ProjectLeaderboardApi(APIView):
             bootstrap=q["bootstrap"], seed=q["seed"], anchor=(model, float(rating)) if model and rating else None,
             exclude_ties=q["exclude_ties"], style_control=q["style_control"], online_elo=q["elo"],
         )
-        filters = VoteFilter(aspect=q.get("aspect"), rounds=tuple(q["round"]) if q.get("round") else None)
+        filters = VoteFilter(aspect=q.get("aspect"), rounds=tuple(q["round"]) if q.get("round") else None, labels=q["labels"])
         try:
             result = project_leaderboard(project, filters=filters, options=options)
         except LeaderboardInputError as exc:

@@ -202,7 +202,9 @@ class ExportQuerySerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
     annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
-    source = serializers.ChoiceField(choices=["human", "imported", "all"], default="all")  # type: ignore[assignment]  # a field named like Field.source
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a field named like Field.source
+        choices=["human", "imported", "humans", "ai", "all"], default="humans",
+        help_text="humans: human + imported votes; ai: LLM-judge rows; all: both")
     max_vote_id = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)
 

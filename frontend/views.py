@@ -149,12 +149,14 @@ def dashboard(request, project_id: int):
 @not_found_as_404
 def leaderboard(request, project_id: int):
     from annotate.leaderboard.compute import LeaderboardOptions
-    from annotate.leaderboard.data import project_leaderboard
+    from annotate.leaderboard.data import VoteFilter, project_leaderboard
     from annotate.leaderboard.plots import battle_count_svg, ratings_ci_svg, win_rate_svg
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
     style = request.GET.get("style") == "1"
-    result = project_leaderboard(project, options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
+    labels = request.GET.get("labels") if request.GET.get("labels") in ("human", "judge", "both") else "human"
+    result = project_leaderboard(project, filters=VoteFilter(labels=labels),
+                                 options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
     plots = {}
     if result.ratings:
         # The SVGs are built with every label escaped (annotate/leaderboard/plots.py).
@@ -164,7 +166,8 @@ def leaderboard(request, project_id: int):
             "battles": mark_safe(battle_count_svg(result)),
         }
     return render(request, "frontend/leaderboard.html", {"project": project, "tab": "leaderboard", "result": result,
-                                                         "plots": plots, "style": style})
+                                                         "plots": plots, "style": style, "labels": labels,
+                  "label_choices": [("human", "human only"), ("judge", "judge only"), ("both", "both")]})
 
 
 @login_required
@@ -172,9 +175,11 @@ def leaderboard(request, project_id: int):
 @not_found_as_404
 def quality(request, project_id: int):
     from annotate.quality.report import project_quality
+    from judging.views import quality_context
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
-    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project)})
+    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project),
+                                                     **quality_context(project)})
 
 
 CHOICE_LABELS = {"a": ("A is better", "1"), "b": ("B is better", "2"), "tie": ("Tie", "3"), "both_bad": ("Both bad", "4")}

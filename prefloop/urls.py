@@ -14,9 +14,11 @@ urlpatterns = [
     path("api/", include("rewards.urls")),
     path("api/", include("training.urls")),
     path("api/", include("prefloop.webhooks.api_urls")),
+    path("api/", include("judging.urls")),
     path("", include("rewards.page_urls")),
     path("", include("training.page_urls")),
     path("", include("prefloop.webhooks.urls")),
+    path("", include("judging.page_urls")),
     path("", include("frontend.urls")),
 ]
 

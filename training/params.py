@@ -27,6 +27,7 @@ class RoundParams:
     min_votes: int = 1  # human votes needed before a researcher may advance early
     update: dict = field(default_factory=dict)  # DPOConfig / PPOConfig / BestOfNConfig overrides
     reward_model: dict = field(default_factory=dict)  # reward-model training options (rewards app)
+    judge_labels: dict = field(default_factory=dict)  # DPO also on LLM-judge labels: {"min_probability", "max_pairs"} (judging/uses.py)
     # The reward-model step and the guard before the policy moves (see training/rounds.md).
     reward_retrain: str = "bounded"  # bounded: warm start + this round's pairs + a replay sample; full: all, from scratch
     reward_replay_pairs: int = 256  # older pairs replayed beside this round's (bounded)

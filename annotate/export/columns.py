@@ -242,4 +242,5 @@ COLUMNS: dict[str, Column] = {
     "annotators": _tally("annotators"),
     "provenance_a": _provenance("a"),
     "provenance_b": _provenance("b"),
+    "source": _constant("human"),  # people's votes; the judge's "ai" rows come from the row loop (judging/export.py)
 }

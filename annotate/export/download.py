@@ -8,7 +8,7 @@ from pathlib import Path
 
 from annotate.export.rows import ExportFilters, ExportOptions
 from annotate.export.writers import export_dataset
-from annotate.models import Project, Vote
+from annotate.models import Project
 from prefloop.downloads import download_filename, safe_name_part, zip_folder
 
 
@@ -35,11 +35,13 @@ def export_download(*, project: Project, query: dict, filters: ExportFilters | N
 
 
 def _filters(q: dict) -> ExportFilters:
+    from judging.export import sources_for
+
     return ExportFilters(
         rounds=tuple(q["round"]) if q.get("round") else None, since=q.get("since"), until=q.get("until"),
         min_agreement=q.get("min_agreement"), annotators=tuple(q["annotator"]) if q.get("annotator") else None,
         aspect=q.get("aspect") or None, max_vote_id=q.get("max_vote_id"),
-        sources=(Vote.Source.HUMAN, Vote.Source.IMPORTED) if q["source"] == "all" else (q["source"],),
+        sources=sources_for(q["source"]),
     )
 
 

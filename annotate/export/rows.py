@@ -241,6 +241,11 @@ def iter_preference_rows(
     reference that the SQL path (`tally_sql` + `columns`) is tested against.
     """
     stats = stats if stats is not None else ExportStats()
+    if "ai" in filters.sources:  # LLM-judge rows (source "ai") after the people's: judging/export.py
+        from judging.export import with_ai_rows
+
+        yield from with_ai_rows(iter_preference_rows, project, filters, options, stats)
+        return
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
         votes = _chunk_votes(vote_q, first, last)
@@ -423,12 +428,18 @@ def _base_row(comparison_id: int, aspect: str, a: int, b: int, tally: _PairTally
         "annotators": tally.annotators,
         "provenance_a": ca["provenance"],
         "provenance_b": cb["provenance"],
+        "source": "human",  # people's votes (human or imported); judging/export.py writes "ai" rows
     }
 
 
 def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None) -> Iterator[dict]:
     """The raw export: one row per vote, with the sides as shown and both models."""
     stats = stats if stats is not None else ExportStats()
+    if "ai" in filters.sources:
+        from judging.export import with_ai_rows
+
+        yield from with_ai_rows(iter_vote_rows, project, filters, stats)
+        return
     vote_q = _vote_filter(project, filters)
     for first, last in _comparison_ranges(project, filters):
         votes = list(

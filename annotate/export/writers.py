@@ -88,7 +88,7 @@ def _arrow_schema(*, raw: bool, conversational: bool):
             ("votes_a", pa.int64()), ("votes_b", pa.int64()), ("votes_tie", pa.int64()), ("votes_both_bad", pa.int64()),
             ("agreement", pa.float64()), ("strength", pa.float64()), ("margin", pa.float64()),
             ("rationales", pa.list_(pa.string())), ("annotators", pa.list_(pa.string())),
-            ("provenance_a", provenance), ("provenance_b", provenance),
+            ("provenance_a", provenance), ("provenance_b", provenance), ("source", pa.string()),
         ]
     )
 
@@ -336,10 +336,11 @@ def _source(project: Project, filters: ExportFilters, options: ExportOptions, st
         return tables_from_rows(iter_vote_rows(project, filters, stats), schema)
     # A record-browser filter names its comparisons by a queryset, which the SQL path cannot take:
     # such exports (a subset of a project) run the row loop, which writes the same bytes.
-    by_records = filters.comparisons is not None
+    # So does an export with the LLM judge's rows (source "ai", judging/export.py), which it appends.
+    by_records = filters.comparisons is not None or "ai" in filters.sources
     if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql" and not by_records):
         if by_records:
-            raise ValueError("engine 'sql' cannot take a record-browser filter (comparisons)")
+            raise ValueError("engine 'sql' cannot take a record-browser filter or AI rows")
         if connection.vendor != "postgresql":
             raise ValueError("engine 'sql' needs PostgreSQL")
         return _sql_tables(project, filters, options, stats, schema)

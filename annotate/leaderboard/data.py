@@ -36,6 +36,7 @@ class VoteFilter:
     rounds: tuple[int, ...] | None = None
     sources: tuple[str, ...] = SOURCES
     exclude_ties: bool = False
+    labels: str = "human"  # "human" | "judge" (LLM-judge verdicts, judging/leaderboard.py) | "both"
 
     def describe(self, project: Project) -> dict:
         return {
@@ -43,6 +44,7 @@ class VoteFilter:
             "aspect": self.aspect or project.aspect_names[0],
             "rounds": list(self.rounds) if self.rounds else "all",
             "vote_sources": [str(s) for s in self.sources],
+            "labels": self.labels,
         }
 
 
@@ -55,7 +57,11 @@ def project_votes(project: Project, filters: VoteFilter) -> QuerySet[Vote]:
         votes = votes.filter(comparison__round__in=filters.rounds)
     if filters.exclude_ties:
         votes = votes.exclude(choice__in=TIES)
-    return votes
+    return votes.none() if filters.labels == "judge" else votes
+
+
+def _judge_args(project: Project, filters: VoteFilter) -> dict:
+    return {"aspect": filters.aspect or project.aspect_names[0], "rounds": filters.rounds, "exclude_ties": filters.exclude_ties}
 
 
 def project_pair_counts(project: Project, filters: VoteFilter = VoteFilter()) -> PairCounts:
@@ -63,6 +69,10 @@ def project_pair_counts(project: Project, filters: VoteFilter = VoteFilter()) ->
     pairwise votes (a few thousand rows back for a million votes), plus the K-way rankings."""
     records = _pair_records(project, filters)
     records += _ranked_records(project_votes(project, filters), exclude_ties=filters.exclude_ties)
+    if filters.labels != "human":
+        from judging.leaderboard import judge_pair_records
+
+        records += judge_pair_records(project, **_judge_args(project, filters))
     return PairCounts.from_records(records)
 
 
@@ -102,6 +112,8 @@ def pair_counts_sql(project: Project, filters: VoteFilter) -> tuple[str, tuple]:
 
 
 def _pair_records(project: Project, filters: VoteFilter) -> list[tuple[str, str, str, int]]:
+    if filters.labels == "judge":
+        return []  # judge verdicts only: no votes (project_votes is empty)
     sql, params = pair_counts_sql(project, filters)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -151,6 +163,10 @@ def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, i
                     yield shown[x], shown[y], 1.0 if px < py else 0.0 if px > py else 0.5
         else:
             yield shown[0], shown[1], score[choice]
+    if filters.labels != "human":
+        from judging.leaderboard import judge_battle_rows
+
+        yield from judge_battle_rows(project, **_judge_args(project, filters))
 
 
 def project_ordered_battles(project: Project, filters: VoteFilter) -> list[tuple[str, str, str]]:

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "annotate",
     "rewards",
     "training",
+    "judging",
     "frontend",
     "prefloop.jobs",
     "prefloop.accounts",

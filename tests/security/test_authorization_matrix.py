@@ -202,6 +202,12 @@ ROUTES: dict[str, Route] = {
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),
     "loop-register-model": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
+    # judging app (LLM-judge AI feedback)
+    "judge-settings": Route(_project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"batch_size": 4}),
+    "judge-run": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"round": 0}),
+    "judge-agreement": Route(_project, {"GET": RESEARCHERS_A}),
+    "judge-settings-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"batch_size": "4"}),
+    "judge-run-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {}),
     # An annotator's corrections, project settings, members and imports (h8)
     "assignment-skip": Route(lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}),
     "assignment-edit": Route(lambda w: {"assignment_id": w.voted_assignment_a.pk}, {"POST": frozenset({"annotator_a"})},

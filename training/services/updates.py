@@ -105,14 +105,16 @@ class UpdateInputs:
 
 
 def _update_dpo(inputs: UpdateInputs) -> tuple[dict, Any]:
+    from judging.uses import with_judge_examples
     from training.ml.dpo import train_dpo
 
     round_ = inputs.round_
-    examples = update_examples(round_)
+    judge_labels = RoundParams.from_dict(round_.params).judge_labels
+    examples, mix = with_judge_examples(round_, update_examples(round_), judge_labels)
     if not examples:
         raise InvalidRoundParams(f"round {round_.number} has no labelled pairs (all ties?) to run DPO on")
     inputs.say(f"DPO on {len(examples)} labelled pairs of round {round_.number}")
-    data = {"pairs": len(examples), "rounds": [round_.number]}
+    data = {"pairs": len(examples), "rounds": [round_.number], **mix}
     return data, train_dpo(reference_path=inputs.reference_path, examples=examples, **inputs.common)
 
 

@@ -45,11 +45,14 @@ class Command(BaseCommand):
         parser.add_argument("--min-agreement", type=float)
         parser.add_argument("--annotator", action="append", dest="annotators", help="repeat for a set")
         parser.add_argument("--aspect")
-        parser.add_argument("--source", choices=["human", "imported", "all"], default="all")
+        parser.add_argument("--source", choices=["human", "imported", "humans", "ai", "all"], default="humans",
+                            help="humans (default): human + imported votes; ai: LLM-judge rows; all: both (a source column marks them)")
         parser.add_argument("--max-vote-id", type=int,
                             help="votes up to this id only; give an earlier manifest's filters.max_vote_id to re-export its snapshot")
 
     def handle(self, *args, **opts):
+        from judging.export import sources_for
+
         project = project_option(opts["project"])
         if opts["min_agreement"] is not None and not 0 <= opts["min_agreement"] <= 1:
             raise CommandError("--min-agreement must be between 0 and 1")
@@ -60,7 +63,7 @@ class Command(BaseCommand):
             min_agreement=opts["min_agreement"],
             annotators=tuple(opts["annotators"]) if opts["annotators"] else None,
             aspect=opts["aspect"],
-            sources=("human", "imported") if opts["source"] == "all" else (opts["source"],),
+            sources=sources_for(opts["source"]),
             max_vote_id=opts["max_vote_id"],
         )
         options = ExportOptions(rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"])
