@@ -1,4 +1,5 @@
 """Admin pages for the annotate models but the user (read-mostly views for operators)."""
+
 from django.contrib import admin
 
 from annotate import models
@@ -49,7 +50,16 @@ class ComparisonItemInline(admin.TabularInline):
 
 @admin.register(models.Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "round", "priority", "imported_votes", "votes_done", "leases_open", "is_complete"]
+    list_display = [
+        "id",
+        "project",
+        "round",
+        "priority",
+        "imported_votes",
+        "votes_done",
+        "leases_open",
+        "is_complete",
+    ]
     list_filter = ["project", "round", "is_open", "is_complete"]
     raw_id_fields = ["prompt"]
     inlines = [ComparisonItemInline]
@@ -64,7 +74,16 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(models.Vote)
 class VoteAdmin(admin.ModelAdmin):
-    list_display = ["id", "comparison", "annotator", "external_annotator", "aspect", "choice", "strength", "source"]
+    list_display = [
+        "id",
+        "comparison",
+        "annotator",
+        "external_annotator",
+        "aspect",
+        "choice",
+        "strength",
+        "source",
+    ]
     list_filter = ["source", "choice", "aspect"]
     raw_id_fields = ["comparison", "assignment", "annotator", "winner", "loser"]
     search_fields = ["external_annotator", "rationale"]

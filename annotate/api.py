@@ -1,4 +1,5 @@
 """REST API of the annotate app: parse, authorise, call a service, serialise. Nothing else."""
+
 from __future__ import annotations
 
 import re
@@ -41,7 +42,10 @@ ANNOTATOR = Membership.Role.ANNOTATOR
 
 class CanCreateProjects(BasePermission):
     def has_permission(self, request, view) -> bool:
-        return request.method != "POST" or request.user.role in (User.Role.RESEARCHER, User.Role.ADMIN)
+        return request.method != "POST" or request.user.role in (
+            User.Role.RESEARCHER,
+            User.Role.ADMIN,
+        )
 
 
 class ProjectListApi(APIView):
@@ -56,9 +60,14 @@ class ProjectListApi(APIView):
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
         annotating = [p for p in projects if roles.get(p.pk) != RESEARCHER]
         progress = selectors.annotator_progress_by_project(request.user, annotating)
-        return Response([
-            _annotator_project(p, progress[p.pk]) if p.pk in progress else s.ProjectSerializer(p).data for p in projects
-        ])
+        return Response(
+            [
+                _annotator_project(p, progress[p.pk])
+                if p.pk in progress
+                else s.ProjectSerializer(p).data
+                for p in projects
+            ]
+        )
 
     @extend_schema(request=s.ProjectSerializer, responses={201: s.ProjectSerializer})
     def post(self, request):
@@ -72,9 +81,14 @@ class ProjectDetailApi(APIView):
     @extend_schema(responses=s.PROJECT_FOR_MEMBER)
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
-        if request.user.is_admin or project.memberships.filter(user=request.user, role=RESEARCHER).exists():
+        if (
+            request.user.is_admin
+            or project.memberships.filter(user=request.user, role=RESEARCHER).exists()
+        ):
             return Response(s.ProjectSerializer(project).data)
-        return Response(_annotator_project(project, selectors.annotator_progress(request.user, project)))
+        return Response(
+            _annotator_project(project, selectors.annotator_progress(request.user, project))
+        )
 
 
 def _annotator_project(project, progress: selectors.AnnotatorProgress) -> dict:
@@ -90,14 +104,21 @@ class ProjectProgressApi(APIView):
 
 
 class ProjectComparisonsApi(APIView):
-    @extend_schema(responses=paginated(s.ComparisonProgressSerializer(), "PaginatedComparisonProgressList"))
+    @extend_schema(
+        responses=paginated(s.ComparisonProgressSerializer(), "PaginatedComparisonProgressList")
+    )
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self) or []
+        page = (
+            paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self)
+            or []
+        )
         completions = selectors.comparison_completions([c.pk for c in page])
         return paginator.get_paginated_response(
-            s.ComparisonProgressSerializer(page, many=True, context={"completions": completions}).data
+            s.ComparisonProgressSerializer(
+                page, many=True, context={"completions": completions}
+            ).data
         )
 
 
@@ -119,9 +140,18 @@ class ProjectMembersApi(APIView):
         user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
             raise InvalidUsername("username", "no active user with this name")
-        membership = membership_set(project=project, user=user, **{k: data.validated_data[k] for k in ("role", "cap", "paused")})
+        membership = membership_set(
+            project=project,
+            user=user,
+            **{k: data.validated_data[k] for k in ("role", "cap", "paused")},
+        )
         return Response(
-            {"username": user.username, "role": membership.role, "cap": membership.cap, "paused": membership.paused},
+            {
+                "username": user.username,
+                "role": membership.role,
+                "cap": membership.cap,
+                "paused": membership.paused,
+            },
             status=201,
         )
 
@@ -136,7 +166,13 @@ class ComparisonGoldApi(APIView):
         data = s.GoldInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         comparison = comparison_set_gold(comparison=comparison, **data.validated_data)
-        return Response({"id": comparison.pk, "gold_label": comparison.gold_label, "gold_winner_id": comparison.gold_winner_id})
+        return Response(
+            {
+                "id": comparison.pk,
+                "gold_label": comparison.gold_label,
+                "gold_winner_id": comparison.gold_winner_id,
+            }
+        )
 
 
 class ProjectQualityApi(APIView):
@@ -192,24 +228,43 @@ class ProjectExportApi(APIView):
     Same service as `export_dataset`; query parameters mirror the command's options. The answer is
     a file to save, never a page (prefloop/downloads.py)."""
 
-    @extend_schema(parameters=[s.ExportQuerySerializer], responses={
-        **{(200, media): bytes for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv",
-                                             "application/zip")},
-        (200, "application/json"): OpenApiTypes.OBJECT})  # part=manifest
+    @extend_schema(
+        parameters=[s.ExportQuerySerializer],
+        responses={
+            **{
+                (200, media): bytes
+                for media in (
+                    "application/x-ndjson",
+                    "application/vnd.apache.parquet",
+                    "text/csv",
+                    "application/zip",
+                )
+            },
+            (200, "application/json"): OpenApiTypes.OBJECT,
+        },
+    )  # part=manifest
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         export = export_download(project=project, query=query.validated_data)
-        return download_response(export.path, filename=export.filename, kind=export.kind, request=request,
-                                 remove_after=export.folder, headers=export.headers)
+        return download_response(
+            export.path,
+            filename=export.filename,
+            kind=export.kind,
+            request=request,
+            remove_after=export.folder,
+            headers=export.headers,
+        )
 
 
 class HotPathTokenAuthentication(TokenAuthentication):
     """DRF's token check in one prepared statement on PostgreSQL (same header rules and errors)."""
 
-    _SQL = "SELECT " + ", ".join(f'u."{f.column}"' for f in User._meta.concrete_fields) + (
-        " FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id WHERE t.key = %s"
+    _SQL = (
+        "SELECT "
+        + ", ".join(f'u."{f.column}"' for f in User._meta.concrete_fields)
+        + (" FROM authtoken_token t JOIN annotate_user u ON u.id = t.user_id WHERE t.key = %s")
     )
 
     def authenticate_credentials(self, key):
@@ -249,9 +304,17 @@ class NextAssignmentApi(APIView):
     @extend_schema(request=s.NextInputSerializer, responses=dict)
     def post(self, request, project_id: int):
         exclude = (request.data.get("exclude") or []) if isinstance(request.data, dict) else []
-        if not isinstance(exclude, list) or len(exclude) > 10 or not all(_is_int(i) for i in exclude):
+        if (
+            not isinstance(exclude, list)
+            or len(exclude) > 10
+            or not all(_is_int(i) for i in exclude)
+        ):
             raise InvalidVote("exclude", "a list of at most 10 assignment ids")
-        result = next_comparison(annotator=request.user, project=project_id, exclude_assignments={int(i) for i in exclude})
+        result = next_comparison(
+            annotator=request.user,
+            project=project_id,
+            exclude_assignments={int(i) for i in exclude},
+        )
         if result.assignment is None:
             return Response({"assignment": None, "reason": result.reason})
         payload = selectors.assignment_payload(result.assignment, texts=result.texts)
@@ -263,34 +326,67 @@ class AssignmentVoteApi(APIView):
 
     authentication_classes = HOT_PATH_AUTHENTICATION
 
-    @extend_schema(request=s.VoteWithNextInputSerializer, responses={201: dict, 200: dict}, parameters=[OpenApiParameter(
-        "next", str, enum=["1", "html"], description="the answer carries the next assignment (docs/vote-loop.md)")])
+    @extend_schema(
+        request=s.VoteWithNextInputSerializer,
+        responses={201: dict, 200: dict},
+        parameters=[
+            OpenApiParameter(
+                "next",
+                str,
+                enum=["1", "html"],
+                description="the answer carries the next assignment (docs/vote-loop.md)",
+            )
+        ],
+    )
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
-        with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
+        with_next = wants_next(
+            request.query_params, body
+        )  # ?next=1: the answer carries the next assignment
         exclude = parse_exclude(body) if with_next else set()
         key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
         if not isinstance(key, str):
             raise InvalidVote("idempotency_key", "must be a string")
         time_spent_ms = body.get("time_spent_ms")
-        if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
-            raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
+        if time_spent_ms is not None and not (
+            _is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000
+        ):
+            raise InvalidVote(
+                "time_spent_ms", "an integer number of milliseconds between 0 and 86400000"
+            )
         if body.get("votes"):
             if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
                 raise InvalidVote("votes", "a list with one vote per aspect")
-            votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
+            votes = [
+                _vote_input(vote, f"votes[{i}]", aspect_required=True)
+                for i, vote in enumerate(body["votes"])
+            ]
         else:
             votes = [_vote_input(body, "", aspect_required=False)]  # the project's only aspect
         result = record_vote(
-            annotator=request.user, assignment_id=assignment_id, votes=votes, idempotency_key=key,
+            annotator=request.user,
+            assignment_id=assignment_id,
+            votes=votes,
+            idempotency_key=key,
             time_spent_ms=None if time_spent_ms is None else int(time_spent_ms),
         )
-        body = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
-                "votes": [_vote_output(vote) for vote in result.votes]}
+        body = {
+            "assignment_id": result.assignment.pk,
+            "replayed": result.replayed,
+            "votes": [_vote_output(vote) for vote in result.votes],
+        }
         if with_next:
-            body.update(next_after_vote(annotator=request.user, project_id=result.assignment.project_id, exclude=exclude,
-                                        mode=with_next))
-        return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+            body.update(
+                next_after_vote(
+                    annotator=request.user,
+                    project_id=result.assignment.project_id,
+                    exclude=exclude,
+                    mode=with_next,
+                )
+            )
+        return Response(
+            body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
+        )
 
 
 def _is_int(value) -> bool:
@@ -302,6 +398,7 @@ def _is_int(value) -> bool:
 
 def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
     """One aspect's vote from JSON, type-checked here (the rules live in the voting service)."""
+
     def field(name):
         return f"{prefix}.{name}" if prefix else name
 
@@ -314,22 +411,34 @@ def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
     rationale = data.get("rationale") or ""
     if choice is not None and not isinstance(choice, str):
         raise InvalidVote(field("choice"), "must be a string")
-    if ranking is not None and not (isinstance(ranking, list) and len(ranking) <= 26 and all(_is_side_or_group(r) for r in ranking)):
-        raise InvalidVote(field("ranking"), "a list of sides, best first (a list of sides inside is a tie)")
+    if ranking is not None and not (
+        isinstance(ranking, list)
+        and len(ranking) <= 26
+        and all(_is_side_or_group(r) for r in ranking)
+    ):
+        raise InvalidVote(
+            field("ranking"), "a list of sides, best first (a list of sides inside is a tie)"
+        )
     if strength is not None and not _is_int(strength):
         raise InvalidVote(field("strength"), "must be an integer")
     if not isinstance(rationale, str) or len(rationale) > 20_000:
         raise InvalidVote(field("rationale"), "a string of at most 20000 characters")
     return VoteInput(
-        aspect=aspect if aspect_required else None, choice=choice, ranking=ranking,
-        strength=None if strength is None else int(strength), rationale=rationale,
+        aspect=aspect if aspect_required else None,
+        choice=choice,
+        ranking=ranking,
+        strength=None if strength is None else int(strength),
+        rationale=rationale,
     )
 
 
 def _is_side_or_group(item) -> bool:
     def side(x) -> bool:
         return isinstance(x, str) and len(x) == 1
-    return side(item) or isinstance(item, list) and 0 < len(item) <= 26 and all(side(x) for x in item)
+
+    return (
+        side(item) or isinstance(item, list) and 0 < len(item) <= 26 and all(side(x) for x in item)
+    )
 
 
 _datetime_field = s.VoteOutputSerializer().fields["created_at"]
@@ -337,8 +446,14 @@ _datetime_field = s.VoteOutputSerializer().fields["created_at"]
 
 def _vote_output(vote) -> dict:
     # The shape of VoteOutputSerializer, without building a serializer per vote.
-    return {"id": vote.pk, "aspect": vote.aspect, "choice": vote.choice, "strength": vote.strength,
-            "rationale": vote.rationale, "created_at": _datetime_field.to_representation(vote.created_at)}
+    return {
+        "id": vote.pk,
+        "aspect": vote.aspect,
+        "choice": vote.choice,
+        "strength": vote.strength,
+        "rationale": vote.rationale,
+        "created_at": _datetime_field.to_representation(vote.created_at),
+    }
 
 
 class MyVotesApi(APIView):
@@ -348,5 +463,7 @@ class MyVotesApi(APIView):
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.annotator_votes(request.user, project), request, view=self)
+        page = paginator.paginate_queryset(
+            selectors.annotator_votes(request.user, project), request, view=self
+        )
         return paginator.get_paginated_response(s.VoteOutputSerializer(page, many=True).data)

@@ -1,4 +1,5 @@
 """REST endpoints of an annotator's corrections: skip a leased comparison, read and edit their last vote."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -25,7 +26,13 @@ class AssignmentSkipApi(APIView):
     @extend_schema(request=None, responses=dict)
     def post(self, request, assignment_id: int):
         result = skip_assignment(annotator=request.user, assignment_id=assignment_id)
-        return Response({"assignment_id": result.assignment.pk, "state": result.assignment.state, "released": result.released})
+        return Response(
+            {
+                "assignment_id": result.assignment.pk,
+                "state": result.assignment.state,
+                "released": result.released,
+            }
+        )
 
 
 class AssignmentEditVoteApi(APIView):
@@ -37,11 +44,19 @@ class AssignmentEditVoteApi(APIView):
         if body.get("votes"):
             if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
                 raise InvalidVote("votes", "a list with one vote per aspect")
-            votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
+            votes = [
+                _vote_input(vote, f"votes[{i}]", aspect_required=True)
+                for i, vote in enumerate(body["votes"])
+            ]
         else:
             votes = [_vote_input(body, "", aspect_required=False)]
         result = edit_last_vote(annotator=request.user, assignment_id=assignment_id, votes=votes)
-        return Response({"assignment_id": result.assignment.pk, "votes": [_vote_output(v) for v in result.votes]})
+        return Response(
+            {
+                "assignment_id": result.assignment.pk,
+                "votes": [_vote_output(v) for v in result.votes],
+            }
+        )
 
 
 class MyLastVoteApi(APIView):
@@ -53,10 +68,12 @@ class MyLastVoteApi(APIView):
         assignment = last_voted_assignment(annotator=request.user, project=project)
         if assignment is None:
             return Response({"assignment_id": None, "editable": False})
-        return Response({
-            "assignment_id": assignment.pk,
-            "editable": edit_window_open(assignment),
-            "edit_seconds": settings.PREFLOOP_VOTE_EDIT_SECONDS,
-            "completed_at": assignment.completed_at,
-            "answers": vote_answers(assignment),
-        })
+        return Response(
+            {
+                "assignment_id": assignment.pk,
+                "editable": edit_window_open(assignment),
+                "edit_seconds": settings.PREFLOOP_VOTE_EDIT_SECONDS,
+                "completed_at": assignment.completed_at,
+                "answers": vote_answers(assignment),
+            }
+        )

@@ -19,6 +19,7 @@ cache off). Saving or deleting a user or a token clears this process's cache at 
 worker process may accept a deleted token or a deactivated user for at most that many seconds.
 Membership and pause checks are never cached: they are part of the engine's own statements.
 """
+
 from __future__ import annotations
 
 import io
@@ -79,8 +80,16 @@ class TokenCache:
 
 token_cache = TokenCache()
 for _model in (User, Token):
-    post_save.connect(token_cache.clear, sender=_model, dispatch_uid=f"fast_api_token_cache_{_model.__name__}_save")
-    post_delete.connect(token_cache.clear, sender=_model, dispatch_uid=f"fast_api_token_cache_{_model.__name__}_delete")
+    post_save.connect(
+        token_cache.clear,
+        sender=_model,
+        dispatch_uid=f"fast_api_token_cache_{_model.__name__}_save",
+    )
+    post_delete.connect(
+        token_cache.clear,
+        sender=_model,
+        dispatch_uid=f"fast_api_token_cache_{_model.__name__}_delete",
+    )
 
 
 def token_user(request: HttpRequest) -> User | None:
@@ -109,7 +118,9 @@ def next_view(request: HttpRequest, user: User, project_id: int, body: object) -
     return next_body(annotator=user, project_id=project_id, exclude=parse_exclude(body)), 200
 
 
-def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object) -> tuple[dict, int]:
+def vote_view(
+    request: HttpRequest, user: User, assignment_id: int, body: object
+) -> tuple[dict, int]:
     """AssignmentVoteApi.post without DRF: the same checks in the same order."""
     body = body if isinstance(body, dict) else {}
     with_next = wants_next(request.GET, body)
@@ -118,23 +129,42 @@ def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object
     if not isinstance(key, str):
         raise InvalidVote("idempotency_key", "must be a string")
     time_spent_ms = body.get("time_spent_ms")
-    if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
-        raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
+    if time_spent_ms is not None and not (
+        _is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000
+    ):
+        raise InvalidVote(
+            "time_spent_ms", "an integer number of milliseconds between 0 and 86400000"
+        )
     if body.get("votes"):
         if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
             raise InvalidVote("votes", "a list with one vote per aspect")
-        votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
+        votes = [
+            _vote_input(vote, f"votes[{i}]", aspect_required=True)
+            for i, vote in enumerate(body["votes"])
+        ]
     else:
         votes = [_vote_input(body, "", aspect_required=False)]
     result = record_vote(
-        annotator=user, assignment_id=assignment_id, votes=votes, idempotency_key=key,
+        annotator=user,
+        assignment_id=assignment_id,
+        votes=votes,
+        idempotency_key=key,
         time_spent_ms=None if time_spent_ms is None else int(time_spent_ms),
     )
-    answer: dict = {"assignment_id": result.assignment.pk, "replayed": result.replayed,
-                    "votes": [_vote_output(vote) for vote in result.votes]}
+    answer: dict = {
+        "assignment_id": result.assignment.pk,
+        "replayed": result.replayed,
+        "votes": [_vote_output(vote) for vote in result.votes],
+    }
     if with_next:
-        answer.update(next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude,
-                                      mode=with_next))
+        answer.update(
+            next_after_vote(
+                annotator=user,
+                project_id=result.assignment.project_id,
+                exclude=exclude,
+                mode=with_next,
+            )
+        )
     return answer, 200 if result.replayed else 201
 
 
@@ -183,7 +213,11 @@ def _parse(request: HttpRequest) -> object:
     raw = request.body
     if not raw:
         return {}
-    return BoundedJSONParser().parse(io.BytesIO(raw), "application/json", {"encoding": request.encoding or settings.DEFAULT_CHARSET})
+    return BoundedJSONParser().parse(
+        io.BytesIO(raw),
+        "application/json",
+        {"encoding": request.encoding or settings.DEFAULT_CHARSET},
+    )
 
 
 class HotPathMiddleware:

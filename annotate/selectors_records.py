@@ -6,6 +6,7 @@ shown, counted for agreement and exported; comparison conditions (round, gold, a
 the export's `ExportFilters`, so "export this filter" writes exactly the rows the page lists, in the
 normal export's format (gold checks are never exported).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -79,7 +80,9 @@ class RecordFilter:
     source: str | None = None
     q: str = ""
     page: int = 1
-    given: dict[str, str] = field(default_factory=dict, compare=False)  # the filter's parameters as set
+    given: dict[str, str] = field(
+        default_factory=dict, compare=False
+    )  # the filter's parameters as set
 
     @property
     def vote_conditions(self) -> bool:
@@ -89,7 +92,9 @@ class RecordFilter:
 def _choice(params: Mapping[str, str], name: str, choices: Mapping[str, Any]) -> str | None:
     value = (params.get(name) or "").strip()
     if value and value not in choices:
-        raise RecordFilterError(name, f"must be one of {', '.join(choices)} (or blank), got {value[:40]!r}")
+        raise RecordFilterError(
+            name, f"must be one of {', '.join(choices)} (or blank), got {value[:40]!r}"
+        )
     return value or None
 
 
@@ -98,7 +103,9 @@ def _whole(params: Mapping[str, str], name: str, *, low: int, high: int) -> int 
     if not value:
         return None
     if not value.isdigit() or not low <= int(value[:12]) <= high:
-        raise RecordFilterError(name, f"must be a whole number between {low} and {high}, got {value[:40]!r}")
+        raise RecordFilterError(
+            name, f"must be a whole number between {low} and {high}, got {value[:40]!r}"
+        )
     return int(value)
 
 
@@ -123,12 +130,17 @@ def parse_record_filter(project: Project, params: Mapping[str, str]) -> RecordFi
         q=_text(params, "q", MAX_TEXT_QUERY),
         page=_whole(params, "page", low=1, high=limit("records.pages", 10_000)) or 1,
     )
-    given = {k: str(v) for k, v in asdict(parsed).items() if k not in ("page", "given") and v not in (None, "")}
+    given = {
+        k: str(v)
+        for k, v in asdict(parsed).items()
+        if k not in ("page", "given") and v not in (None, "")
+    }
     return RecordFilter(**{**asdict(parsed), "given": given})
 
 
 def vote_q(project: Project, f: RecordFilter, prefix: str = "") -> Q:
     """The filter's vote conditions, on Vote (prefix "") or through a relation (prefix "votes__")."""
+
     def q(**lookups: Any) -> Q:
         return Q(**{prefix + k: v for k, v in lookups.items()})
 
@@ -139,7 +151,9 @@ def vote_q(project: Project, f: RecordFilter, prefix: str = "") -> Q:
         condition &= q(choice__in=RECORD_LABELS[f.label])
     if f.annotator:
         user_ids = list(User.objects.filter(username=f.annotator).values_list("id", flat=True))
-        condition &= q(annotator_id__in=user_ids) | q(annotator__isnull=True, external_annotator=f.annotator)
+        condition &= q(annotator_id__in=user_ids) | q(
+            annotator__isnull=True, external_annotator=f.annotator
+        )
     return condition
 
 
@@ -147,18 +161,28 @@ def _agreement_counts(project: Project, f: RecordFilter) -> dict[str, Any]:
     """Per comparison, over the votes the filter keeps: votes, voters, aspects and distinct answers."""
     kept = vote_q(project, f, "votes__") & Q(votes__isnull=False)
     text: TextField = TextField()
-    ranked = Concat(Cast("votes__ranking", text), Value("/", output_field=text),
-                    Coalesce(Cast("votes__ranking_ties", text), Value("", output_field=text)), output_field=text)
+    ranked = Concat(
+        Cast("votes__ranking", text),
+        Value("/", output_field=text),
+        Coalesce(Cast("votes__ranking_ties", text), Value("", output_field=text)),
+        output_field=text,
+    )
     answer = Concat(
-        "votes__aspect", Value(":", output_field=text),
+        "votes__aspect",
+        Value(":", output_field=text),
         Case(
             When(votes__choice__in=["a", "b"], then=Cast("votes__winner_id", text)),
             When(votes__choice="ranked", then=ranked),
-            default=Cast("votes__choice", text), output_field=text,
+            default=Cast("votes__choice", text),
+            output_field=text,
         ),
         output_field=text,
     )
-    voter = Coalesce(Cast("votes__annotator_id", text), Cast("votes__external_annotator", text), output_field=text)
+    voter = Coalesce(
+        Cast("votes__annotator_id", text),
+        Cast("votes__external_annotator", text),
+        output_field=text,
+    )
     return {
         "n_votes": Count("votes", filter=kept, distinct=True),
         "n_voters": Count(voter, filter=kept, distinct=True),
@@ -181,11 +205,19 @@ def record_comparisons(project: Project, f: RecordFilter) -> QuerySet[Comparison
     if f.round is not None:
         comparisons = comparisons.filter(round=f.round)
     if f.gold:
-        comparisons = comparisons.exclude(gold_label="") if f.gold == "yes" else comparisons.filter(gold_label="")
+        comparisons = (
+            comparisons.exclude(gold_label="")
+            if f.gold == "yes"
+            else comparisons.filter(gold_label="")
+        )
     if f.vote_conditions:
-        comparisons = comparisons.filter(Exists(Vote.objects.filter(vote_q(project, f), comparison=OuterRef("pk"))))
+        comparisons = comparisons.filter(
+            Exists(Vote.objects.filter(vote_q(project, f), comparison=OuterRef("pk")))
+        )
     if f.q:
-        in_response = ComparisonItem.objects.filter(comparison=OuterRef("pk"), completion__text__icontains=f.q)
+        in_response = ComparisonItem.objects.filter(
+            comparison=OuterRef("pk"), completion__text__icontains=f.q
+        )
         comparisons = comparisons.filter(Q(prompt__text__icontains=f.q) | Exists(in_response))
     comparisons = comparisons.annotate(**_agreement_counts(project, f))
     if f.agreement:
@@ -202,22 +234,40 @@ class RecordPage:
 
 def record_page(project: Project, f: RecordFilter) -> RecordPage:
     """One page of records (PAGE_SIZE comparisons) with their prompt, responses and kept votes."""
-    paginator = Paginator(record_comparisons(project, f).values_list("id", "n_voters", "n_votes"),  # type: ignore[misc]  # annotated by record_comparisons
-                          PAGE_SIZE)
+    paginator = Paginator(
+        record_comparisons(project, f).values_list("id", "n_voters", "n_votes"),  # type: ignore[misc]  # annotated by record_comparisons
+        PAGE_SIZE,
+    )
     page = paginator.get_page(f.page)
     counts = {cid: {"voters": voters, "votes": votes} for cid, voters, votes in page.object_list}
     ids = list(counts)
-    found = {c.pk: c for c in Comparison.objects.filter(pk__in=ids).select_related("prompt", "gold_winner")}
+    found = {
+        c.pk: c
+        for c in Comparison.objects.filter(pk__in=ids).select_related("prompt", "gold_winner")
+    }
     items: dict[int, list] = {}
-    for item in ComparisonItem.objects.filter(comparison_id__in=ids).select_related("completion").order_by("position"):
+    for item in (
+        ComparisonItem.objects.filter(comparison_id__in=ids)
+        .select_related("completion")
+        .order_by("position")
+    ):
         items.setdefault(item.comparison_id, []).append(item.completion)
     votes: dict[int, list] = {}
-    for vote in (Vote.objects.filter(vote_q(project, f), comparison_id__in=ids)
-                 .select_related("annotator").order_by("id")):
+    for vote in (
+        Vote.objects.filter(vote_q(project, f), comparison_id__in=ids)
+        .select_related("annotator")
+        .order_by("id")
+    ):
         votes.setdefault(vote.comparison_id, []).append(vote)
     rows = [
-        {"comparison": found[cid], "completions": items.get(cid, []), "votes": votes.get(cid, []), "counts": counts[cid]}
-        for cid in ids if cid in found
+        {
+            "comparison": found[cid],
+            "completions": items.get(cid, []),
+            "votes": votes.get(cid, []),
+            "counts": counts[cid],
+        }
+        for cid in ids
+        if cid in found
     ]
     return RecordPage(page=page, comparisons=rows, total=paginator.count)
 

@@ -1,4 +1,5 @@
 """DRF serializers: input validation and output shapes of the annotate API."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
@@ -13,9 +14,22 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "instructions", "overlap_target", "allow_tie", "allow_both_bad", "strength_scale",
-            "rationale", "aspects", "lease_seconds", "annotator_cap", "gold_rate", "gold_min_accuracy",
-            "gold_min_answers", "system_prompt", "created_at",
+            "id",
+            "name",
+            "instructions",
+            "overlap_target",
+            "allow_tie",
+            "allow_both_bad",
+            "strength_scale",
+            "rationale",
+            "aspects",
+            "lease_seconds",
+            "annotator_cap",
+            "gold_rate",
+            "gold_min_accuracy",
+            "gold_min_answers",
+            "system_prompt",
+            "created_at",
         ]
         read_only_fields = ["id", "created_at"]
         # Bounds the database (and the model's check constraints) would otherwise refuse with a 500.
@@ -41,7 +55,16 @@ class AnnotatorProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "instructions", "aspects", "allow_tie", "allow_both_bad", "strength_scale", "rationale"]
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "aspects",
+            "allow_tie",
+            "allow_both_bad",
+            "strength_scale",
+            "rationale",
+        ]
 
 
 class AnnotatorProgressSerializer(serializers.Serializer):
@@ -59,13 +82,16 @@ class AnnotatorProjectWithProgressSerializer(AnnotatorProjectSerializer):
 
 # GET /api/projects/{id}/: researchers and admins get the settings, annotators the rules and their progress.
 PROJECT_FOR_MEMBER = PolymorphicProxySerializer(
-    component_name="ProjectForMember", serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
+    component_name="ProjectForMember",
+    serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
     resource_type_field_name=None,
 )
 # GET /api/projects/: each project as the detail endpoint shows it to this user.
 PROJECTS_FOR_MEMBER = PolymorphicProxySerializer(
-    component_name="ProjectForMember", serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
-    resource_type_field_name=None, many=True,
+    component_name="ProjectForMember",
+    serializers=[ProjectSerializer, AnnotatorProjectWithProgressSerializer],
+    resource_type_field_name=None,
+    many=True,
 )
 
 
@@ -82,18 +108,32 @@ class GoldInputSerializer(serializers.Serializer):
 
 
 class NextInputSerializer(serializers.Serializer):
-    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(), required=False, default=list, max_length=10
+    )
 
 
-SIDE_SCHEMA = {"type": "string", "pattern": "^[a-z]$", "description": "a side: the letter of a response as shown (a = first)"}
+SIDE_SCHEMA = {
+    "type": "string",
+    "pattern": "^[a-z]$",
+    "description": "a side: the letter of a response as shown (a = first)",
+}
 RANKING_SCHEMA = {
     "type": "array",
     "nullable": True,
     "maxItems": 26,
-    "items": {"oneOf": [SIDE_SCHEMA, {
-        "type": "array", "items": SIDE_SCHEMA, "minItems": 1, "maxItems": 26,
-        "description": "a tie group: these sides share one place (only where the project allows ties)",
-    }]},
+    "items": {
+        "oneOf": [
+            SIDE_SCHEMA,
+            {
+                "type": "array",
+                "items": SIDE_SCHEMA,
+                "minItems": 1,
+                "maxItems": 26,
+                "description": "a tie group: these sides share one place (only where the project allows ties)",
+            },
+        ]
+    },
     "description": (
         "K-way comparisons only (more than two responses; null or absent for a pair): every side shown, once, "
         "best first. An entry is a side's letter, or a list of letters that are tied for that place (allowed "
@@ -115,7 +155,9 @@ class AspectVoteSerializer(serializers.Serializer):
     choice = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000
+    )
 
 
 class VoteInputSerializer(serializers.Serializer):
@@ -126,15 +168,23 @@ class VoteInputSerializer(serializers.Serializer):
     choice = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=86_400_000)
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=20_000
+    )
+    time_spent_ms = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=86_400_000
+    )
 
 
 class VoteWithNextInputSerializer(VoteInputSerializer):
     """The vote's body; with ?next= (or `next` here) the answer carries the next assignment (docs/vote-loop.md)."""
 
-    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10,
-                                    help_text="with next: the assignment ids the client holds, as for /next/")
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        max_length=10,
+        help_text="with next: the assignment ids the client holds, as for /next/",
+    )
     next = serializers.CharField(required=False, help_text='"1" or "html"')
 
 
@@ -152,8 +202,19 @@ class ComparisonProgressSerializer(serializers.ModelSerializer):
     class Meta:
         model = Comparison
         fields = [
-            "id", "prompt_id", "round", "priority", "is_open", "is_complete", "imported_votes", "votes_done",
-            "leases_open", "models", "completions", "gold_label", "gold_winner_id",
+            "id",
+            "prompt_id",
+            "round",
+            "priority",
+            "is_open",
+            "is_complete",
+            "imported_votes",
+            "votes_done",
+            "leases_open",
+            "models",
+            "completions",
+            "gold_label",
+            "gold_winner_id",
         ]
 
     def get_models(self, obj) -> list[str]:
@@ -171,8 +232,23 @@ class ResearcherVoteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Vote
         fields = [
-            "id", "comparison_id", "annotator", "source", "aspect", "choice", "ranking", "ranking_ties", "strength", "rationale",
-            "shown_order", "winner_id", "loser_id", "winner_model", "loser_model", "time_spent_ms", "created_at",
+            "id",
+            "comparison_id",
+            "annotator",
+            "source",
+            "aspect",
+            "choice",
+            "ranking",
+            "ranking_ties",
+            "strength",
+            "rationale",
+            "shown_order",
+            "winner_id",
+            "loser_id",
+            "winner_model",
+            "loser_model",
+            "time_spent_ms",
+            "created_at",
         ]
 
     def get_annotator(self, obj) -> str:
@@ -194,23 +270,36 @@ class ExportQuerySerializer(serializers.Serializer):
     part = serializers.ChoiceField(choices=["pairs", "ties", "manifest"], default="pairs")
     raw = serializers.BooleanField(default=False)
     rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
-    ties = serializers.ChoiceField(choices=["split", "label", "drop", "both-orders"], default="split")
+    ties = serializers.ChoiceField(
+        choices=["split", "label", "drop", "both-orders"], default="split"
+    )
     conversational = serializers.BooleanField(default=False)
-    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False,
-                                  max_length=100)
+    round = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1),
+        required=False,
+        max_length=100,
+    )
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
-    annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
+    annotator = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=100
+    )
     source = serializers.ChoiceField(  # type: ignore[assignment]  # a field named like Field.source
-        choices=["human", "imported", "humans", "ai", "all"], default="humans",
-        help_text="humans: human + imported votes; ai: LLM-judge rows; all: both")
+        choices=["human", "imported", "humans", "ai", "all"],
+        default="humans",
+        help_text="humans: human + imported votes; ai: LLM-judge rows; all: both",
+    )
     max_vote_id = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     def validate(self, data):
-        if data["part"] == "ties" and (data["raw"] or data["ties"] != "split" or data["format"] == "hf"):
+        if data["part"] == "ties" and (
+            data["raw"] or data["ties"] != "split" or data["format"] == "hf"
+        ):
             raise serializers.ValidationError(
-                {"part": "ties is the tie/both-bad file of a ties=split export (jsonl, parquet or csv; hf has a ties split)"}
+                {
+                    "part": "ties is the tie/both-bad file of a ties=split export (jsonl, parquet or csv; hf has a ties split)"
+                }
             )
         return data

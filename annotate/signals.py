@@ -1,4 +1,5 @@
 """Signals annotate sends after commit; frontend listens to push live progress."""
+
 from django.dispatch import Signal
 
 # kwargs: assignment (the Assignment just voted)

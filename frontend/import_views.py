@@ -1,5 +1,6 @@
 """Researcher pages for imports: upload, validate-first preview (nothing written), confirm; the
 list of imports with undo (no human vote yet) or archive. Services: annotate/services/data_imports.py."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -40,21 +41,44 @@ def _options(post) -> ImportOptions:
 
     fmt = post.get("format", "")
     if fmt and fmt not in FORMATS:
-        raise InvalidSetting("format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it")
+        raise InvalidSetting(
+            "format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it"
+        )
     pairing = post.get("pairing", "all")
     if pairing not in PAIRING_STRATEGIES:
         raise InvalidSetting("pairing", f"one of {', '.join(sorted(PAIRING_STRATEGIES))}")
-    return ImportOptions(format=fmt or None, pairing=pairing, pairs_per_prompt=number("pairs_per_prompt", 2, 1),
-                         round=number("round", 0, 0), priority=number("priority", 0, -(2**31)))
+    return ImportOptions(
+        format=fmt or None,
+        pairing=pairing,
+        pairs_per_prompt=number("pairs_per_prompt", 2, 1),
+        round=number("round", 0, 0),
+        priority=number("priority", 0, -(2**31)),
+    )
 
 
 def _page(request, project, *, status: int = 200, **context):
     imports = list(DataImport.objects.filter(project=project))
-    rows = [{"record": r, "human_votes": human_votes_on(r) if r.state == DataImport.State.ACTIVE else None} for r in imports]
-    return render(request, "frontend/project_imports.html", {
-        "project": project, "tab": "imports", "rows": rows, "formats": sorted(FORMATS),
-        "pairings": sorted(PAIRING_STRATEGIES), "max_bytes": settings.PREFLOOP_MAX_UPLOAD_BYTES, **context,
-    }, status=status)
+    rows = [
+        {
+            "record": r,
+            "human_votes": human_votes_on(r) if r.state == DataImport.State.ACTIVE else None,
+        }
+        for r in imports
+    ]
+    return render(
+        request,
+        "frontend/project_imports.html",
+        {
+            "project": project,
+            "tab": "imports",
+            "rows": rows,
+            "formats": sorted(FORMATS),
+            "pairings": sorted(PAIRING_STRATEGIES),
+            "max_bytes": settings.PREFLOOP_MAX_UPLOAD_BYTES,
+            **context,
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -85,7 +109,14 @@ def import_preview(request, project_id: int):
     except ImportDataError as exc:
         discard_upload(token)
         problems = [ImportDataError.format(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN]]
-        return _page(request, project, problems=problems, problems_total=len(exc.problems), upload_name=upload.name, status=400)
+        return _page(
+            request,
+            project,
+            problems=problems,
+            problems_total=len(exc.problems),
+            upload_name=upload.name,
+            status=400,
+        )
     except ValueError as exc:  # e.g. pairing options a strategy refuses
         discard_upload(token)
         return _page(request, project, form_error=str(exc), status=400)
@@ -107,12 +138,21 @@ def import_confirm(request, project_id: int):
         messages.success(request, "Upload discarded; nothing was written.")
         return redirect("project-imports-page", project.pk)
     try:
-        record = confirm_import(project=project, token=token, options=_options(request.POST), user=request.user)
-    except (ImportDataError, InvalidSetting, NotFound) as exc:  # NotFound: the upload is gone (confirmed, discarded, old)
+        record = confirm_import(
+            project=project, token=token, options=_options(request.POST), user=request.user
+        )
+    except (
+        ImportDataError,
+        InvalidSetting,
+        NotFound,
+    ) as exc:  # NotFound: the upload is gone (confirmed, discarded, old)
         return _page(request, project, form_error=str(exc), status=400)
     created = record.created
-    messages.success(request, f"Imported {record.source}: {created.get('prompts', 0)} prompts, "
-                              f"{created.get('comparisons', 0)} comparisons, {created.get('votes', 0)} votes.")
+    messages.success(
+        request,
+        f"Imported {record.source}: {created.get('prompts', 0)} prompts, "
+        f"{created.get('comparisons', 0)} comparisons, {created.get('votes', 0)} votes.",
+    )
     return redirect("project-imports-page", project.pk)
 
 
@@ -130,7 +170,10 @@ def import_change(request, project_id: int, import_id: int):
             messages.success(request, f"Import of {record.source} undone: its rows were removed.")
         elif action == "archive":
             archive_import(data_import=record)
-            messages.success(request, f"Import of {record.source} archived: its comparisons are no longer handed out.")
+            messages.success(
+                request,
+                f"Import of {record.source} archived: its comparisons are no longer handed out.",
+            )
     except UndoRefused as exc:
         return _page(request, project, form_error=str(exc), status=409)
     return redirect("project-imports-page", project.pk)

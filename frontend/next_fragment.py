@@ -3,6 +3,7 @@
 The same template and context as `/projects/{id}/annotate/next/` (frontend.views.annotate_next),
 built from the payload the vote's answer already carries.
 """
+
 from __future__ import annotations
 
 from django.template.loader import render_to_string
@@ -15,7 +16,11 @@ def queue_item_html(following: dict) -> str:
 
     if following["assignment"] is None:
         reason = following["reason"]
-        context = {"comparison": None, "empty_reason": reason, "empty_message": EMPTY_QUEUE.get(reason, "")}
+        context = {
+            "comparison": None,
+            "empty_reason": reason,
+            "empty_message": EMPTY_QUEUE.get(reason, ""),
+        }
     else:
         context = {"comparison": comparison_context(following["assignment"])}
     return render_to_string("frontend/_queue_item.html", context)

@@ -1,5 +1,6 @@
 """The record browser (researchers): a project's comparisons and votes under a filter, and the
 filter's export. Queries: annotate/selectors_records.py; the file: the normal export's code path."""
+
 from __future__ import annotations
 
 from typing import cast
@@ -31,7 +32,14 @@ from frontend.views import not_found_as_404
 from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
-EXPORT_OPTIONS = ("format", "part", "raw", "rule", "ties", "conversational")  # the rest of the query is the filter
+EXPORT_OPTIONS = (
+    "format",
+    "part",
+    "raw",
+    "rule",
+    "ties",
+    "conversational",
+)  # the rest of the query is the filter
 EXPORT_LINKS = [  # (label, query): every file the normal export offers
     ("pairs (JSONL)", {"format": "jsonl"}),
     ("pairs (Parquet)", {"format": "parquet"}),
@@ -67,25 +75,40 @@ def _rows(page) -> list[dict]:
     rows = []
     for row in page.comparisons:
         models = {c.pk: c.model_name for c in row["completions"]}
-        rows.append({
-            "comparison": row["comparison"],
-            "counts": row["counts"],
-            "prompt_html": render_markdown(row["comparison"].prompt.text),
-            "responses": [_response(c) for c in row["completions"]],
-            "votes": [{"vote": v, "summary": _vote_summary(v, models),
-                       "voter": v.annotator.username if v.annotator_id else v.external_annotator} for v in row["votes"]],
-        })
+        rows.append(
+            {
+                "comparison": row["comparison"],
+                "counts": row["counts"],
+                "prompt_html": render_markdown(row["comparison"].prompt.text),
+                "responses": [_response(c) for c in row["completions"]],
+                "votes": [
+                    {
+                        "vote": v,
+                        "summary": _vote_summary(v, models),
+                        "voter": v.annotator.username if v.annotator_id else v.external_annotator,
+                    }
+                    for v in row["votes"]
+                ],
+            }
+        )
     return rows
 
 
 def _page_link(f: RecordFilter, page: int) -> str:
-    return urlencode({**f.given, "page": str(page)})  # a query string: the template writes href="?…"
+    return urlencode(
+        {**f.given, "page": str(page)}
+    )  # a query string: the template writes href="?…"
 
 
 def _context(project: Project, params) -> tuple[dict, int]:
     context: dict = {
-        "project": project, "tab": "records", "params": params, "aspects": project.aspect_names,
-        "labels": list(RECORD_LABELS), "agreements": AGREEMENTS, "gold_choices": GOLD,
+        "project": project,
+        "tab": "records",
+        "params": params,
+        "aspects": project.aspect_names,
+        "labels": list(RECORD_LABELS),
+        "agreements": AGREEMENTS,
+        "gold_choices": GOLD,
         "sources": {key: choice.label for key, choice in RECORD_SOURCES.items()},
     }
     try:
@@ -95,8 +118,13 @@ def _context(project: Project, params) -> tuple[dict, int]:
     page = record_page(project, f)
     query = urlencode(f.given)
     context.update(
-        filter=f, page=page.page, total=page.total, rows=_rows(page),
-        previous_link=_page_link(f, page.page.previous_page_number()) if page.page.has_previous() else None,
+        filter=f,
+        page=page.page,
+        total=page.total,
+        rows=_rows(page),
+        previous_link=_page_link(f, page.page.previous_page_number())
+        if page.page.has_previous()
+        else None,
         next_link=_page_link(f, page.page.next_page_number()) if page.page.has_next() else None,
         export_links=[(label, urlencode({**extra, **f.given})) for label, extra in EXPORT_LINKS],
         filter_query=query,
@@ -123,11 +151,27 @@ def project_records_export(request: HttpRequest, project_id: int) -> HttpRespons
         f = parse_record_filter(project, request.GET)
     except RecordFilterError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    query = ExportQuerySerializer(data={k: request.GET[k] for k in EXPORT_OPTIONS if k in request.GET})
+    query = ExportQuerySerializer(
+        data={k: request.GET[k] for k in EXPORT_OPTIONS if k in request.GET}
+    )
     if not query.is_valid():
         name, errors = next(iter(query.errors.items()))
-        return HttpResponse(f"{name}: {' '.join(str(e) for e in errors)}", status=400, content_type="text/plain; charset=utf-8")
-    export = export_download(project=project, query=query.validated_data, filters=record_export_filters(project, f),
-                             name="records")
-    return download_response(export.path, filename=export.filename, kind=export.kind, request=request,
-                             remove_after=export.folder, headers=export.headers)
+        return HttpResponse(
+            f"{name}: {' '.join(str(e) for e in errors)}",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    export = export_download(
+        project=project,
+        query=query.validated_data,
+        filters=record_export_filters(project, f),
+        name="records",
+    )
+    return download_response(
+        export.path,
+        filename=export.filename,
+        kind=export.kind,
+        request=request,
+        remove_after=export.folder,
+        headers=export.headers,
+    )

@@ -5,6 +5,7 @@ through (`html=False`) and refuses `javascript:`/`data:` link targets; Pygments 
 nh3 (ammonia) keeps only the tags and attributes listed here, with http/https/mailto links only.
 The stored text is never changed; this is only how it is shown.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -18,9 +19,33 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 ALLOWED_TAGS = {
-    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "li",
-    "strong", "em", "del", "s", "code", "pre", "span", "a",
-    "table", "thead", "tbody", "tr", "th", "td",
+    "p",
+    "br",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "del",
+    "s",
+    "code",
+    "pre",
+    "span",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
@@ -63,7 +88,9 @@ def _table_cell_open(self, tokens, idx, options, env) -> str:
 
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
+        ["table", "strikethrough"]
+    )
     md.add_render_rule("th_open", _table_cell_open)
     md.add_render_rule("td_open", _table_cell_open)
     # Remote images would load on the annotator's machine (tracking, layout jumps): show them as links.
@@ -104,7 +131,8 @@ def comparison_context(payload: dict) -> dict:
         "prefix": context.get("prefix", ""),
         "suffix": context.get("suffix", ""),
         "responses": [
-            {"side": r["side"], "label": r["side"].upper(), "html": render_markdown(r["text"])} for r in payload["responses"]
+            {"side": r["side"], "label": r["side"].upper(), "html": render_markdown(r["text"])}
+            for r in payload["responses"]
         ],
         "pairwise": len(payload["responses"]) == 2,
     }

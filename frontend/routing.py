@@ -1,4 +1,5 @@
 """Websocket routes of the web UI."""
+
 from django.urls import path
 
 from frontend.consumers import ProjectProgressConsumer

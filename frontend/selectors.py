@@ -1,4 +1,5 @@
 """Read-side helpers of the web UI: who may open which page, and the dashboard's per-annotator figures."""
+
 from __future__ import annotations
 
 import statistics
@@ -41,7 +42,8 @@ def project_entries(user: User) -> list[ProjectEntry]:
         ProjectEntry(
             project=project,
             can_annotate=Membership.Role.ANNOTATOR in roles.get(project.pk, ()),
-            can_view_dashboard=user.is_admin or Membership.Role.RESEARCHER in roles.get(project.pk, ()),
+            can_view_dashboard=user.is_admin
+            or Membership.Role.RESEARCHER in roles.get(project.pk, ()),
         )
         for project in projects_for_user(user)
     ]
@@ -56,7 +58,9 @@ class AnnotatorVoteStats:
     last_vote_at: datetime | None
 
 
-def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> list[AnnotatorVoteStats]:
+def annotator_vote_stats(
+    project: Project, *, now: datetime | None = None
+) -> list[AnnotatorVoteStats]:
     """Per annotator of `project`: submissions, today's, median time per vote; busiest first.
 
     Counts come from the database; the median needs every time once, so it reads one integer per
@@ -68,19 +72,26 @@ def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> li
     counts: dict[int, Any] = {
         row["annotator_id"]: row
         for row in done.values("annotator_id").annotate(  # type: ignore[no-redef]  # `votes` is a count here, not the relation
-            votes=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)), last=Max("completed_at")
+            votes=Count("id"),
+            today=Count("id", filter=Q(completed_at__gte=start_of_day)),
+            last=Max("completed_at"),
         )
     }
     times: dict[int, list[int]] = {}
     rows = Vote.objects.filter(
-        comparison__project=project, source=Vote.Source.HUMAN, aspect=project.aspect_names[0], time_spent_ms__isnull=False
+        comparison__project=project,
+        source=Vote.Source.HUMAN,
+        aspect=project.aspect_names[0],
+        time_spent_ms__isnull=False,
     ).values_list("annotator_id", "time_spent_ms")
     for annotator_id, ms in rows.iterator(chunk_size=5000):
         if ms is not None:  # filtered out above; the column is nullable
             times.setdefault(annotator_id, []).append(ms)
 
     members = dict(
-        Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR).values_list("user_id", "user__username")
+        Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR).values_list(
+            "user_id", "user__username"
+        )
     )
     missing = set(counts) - set(members)  # voted here, membership since removed
     members.update(User.objects.filter(pk__in=missing).values_list("id", "username"))

@@ -3,6 +3,7 @@
 Views parse, authorise and call selectors/services; rendering helpers live in `rendering.py`
 and `live.py`. Votes go to the REST API (`/api/assignments/<id>/vote/`) from the page's module.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,12 @@ def home(request):
 @require_GET
 def project_list(request):
     rows = [
-        {"entry": entry, "progress": annotator_progress(request.user, entry.project) if entry.can_annotate else None}
+        {
+            "entry": entry,
+            "progress": annotator_progress(request.user, entry.project)
+            if entry.can_annotate
+            else None,
+        }
         for entry in project_entries(request.user)
     ]
     return render(request, "frontend/projects.html", {"rows": rows})
@@ -64,7 +70,11 @@ def project_list(request):
 def _queue_context(request, project, *, exclude=()) -> dict:
     result = next_comparison(annotator=request.user, project=project, exclude_assignments=exclude)
     if result.assignment is None:
-        return {"comparison": None, "empty_reason": result.reason, "empty_message": EMPTY_QUEUE.get(result.reason, "")}
+        return {
+            "comparison": None,
+            "empty_reason": result.reason,
+            "empty_message": EMPTY_QUEUE.get(result.reason, ""),
+        }
     return {"comparison": comparison_context(assignment_payload(result.assignment))}
 
 
@@ -114,7 +124,9 @@ def annotate_next(request, project_id: int):
         exclude = [int(x) for x in request.POST.getlist("exclude")][:10]
     except ValueError:
         exclude = []
-    return render(request, "frontend/_queue_item.html", _queue_context(request, project, exclude=exclude))
+    return render(
+        request, "frontend/_queue_item.html", _queue_context(request, project, exclude=exclude)
+    )
 
 
 @login_required
@@ -125,9 +137,16 @@ def annotate_last(request, project_id: int):
     project = annotator_project(request.user, project_id)
     assignment = last_voted_assignment(annotator=request.user, project=project)
     if assignment is None or not edit_window_open(assignment):
-        message = (f"Only your last vote can be changed, for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting."
-                   if assignment else "You have not voted in this project yet.")
-        return render(request, "frontend/_queue_item.html", {"comparison": None, "empty_reason": "no_edit", "empty_message": message})
+        message = (
+            f"Only your last vote can be changed, for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting."
+            if assignment
+            else "You have not voted in this project yet."
+        )
+        return render(
+            request,
+            "frontend/_queue_item.html",
+            {"comparison": None, "empty_reason": "no_edit", "empty_message": message},
+        )
     context = {
         "comparison": comparison_context(assignment_payload(assignment)),
         "editing": True,
@@ -141,7 +160,9 @@ def annotate_last(request, project_id: int):
 @not_found_as_404
 def dashboard(request, project_id: int):
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
-    return render(request, "frontend/dashboard.html", {**dashboard_context(project), "tab": "progress"})
+    return render(
+        request, "frontend/dashboard.html", {**dashboard_context(project), "tab": "progress"}
+    )
 
 
 @login_required
@@ -154,9 +175,16 @@ def leaderboard(request, project_id: int):
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
     style = request.GET.get("style") == "1"
-    labels = request.GET.get("labels") if request.GET.get("labels") in ("human", "judge", "both") else "human"
-    result = project_leaderboard(project, filters=VoteFilter(labels=labels),
-                                 options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True))
+    labels = (
+        request.GET.get("labels")
+        if request.GET.get("labels") in ("human", "judge", "both")
+        else "human"
+    )
+    result = project_leaderboard(
+        project,
+        filters=VoteFilter(labels=labels),
+        options=LeaderboardOptions(bootstrap=100, style_control=style, online_elo=True),
+    )
     plots = {}
     if result.ratings:
         # The SVGs are built with every label escaped (annotate/leaderboard/plots.py).
@@ -165,9 +193,19 @@ def leaderboard(request, project_id: int):
             "win_rate": mark_safe(win_rate_svg(result)),
             "battles": mark_safe(battle_count_svg(result)),
         }
-    return render(request, "frontend/leaderboard.html", {"project": project, "tab": "leaderboard", "result": result,
-                                                         "plots": plots, "style": style, "labels": labels,
-                  "label_choices": [("human", "human only"), ("judge", "judge only"), ("both", "both")]})
+    return render(
+        request,
+        "frontend/leaderboard.html",
+        {
+            "project": project,
+            "tab": "leaderboard",
+            "result": result,
+            "plots": plots,
+            "style": style,
+            "labels": labels,
+            "label_choices": [("human", "human only"), ("judge", "judge only"), ("both", "both")],
+        },
+    )
 
 
 @login_required
@@ -178,16 +216,32 @@ def quality(request, project_id: int):
     from judging.views import quality_context
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
-    return render(request, "frontend/quality.html", {"project": project, "tab": "quality", "report": project_quality(project),
-                                                     **quality_context(project)})
+    return render(
+        request,
+        "frontend/quality.html",
+        {
+            "project": project,
+            "tab": "quality",
+            "report": project_quality(project),
+            **quality_context(project),
+        },
+    )
 
 
-CHOICE_LABELS = {"a": ("A is better", "1"), "b": ("B is better", "2"), "tie": ("Tie", "3"), "both_bad": ("Both bad", "4")}
+CHOICE_LABELS = {
+    "a": ("A is better", "1"),
+    "b": ("B is better", "2"),
+    "tie": ("Tie", "3"),
+    "both_bad": ("Both bad", "4"),
+}
 STRENGTH_KEYS = "qwert"
 
 
 def _choice_buttons(project) -> list[dict]:
-    return [{"value": c, "label": CHOICE_LABELS[c][0], "key": CHOICE_LABELS[c][1]} for c in project.allowed_choices]
+    return [
+        {"value": c, "label": CHOICE_LABELS[c][0], "key": CHOICE_LABELS[c][1]}
+        for c in project.allowed_choices
+    ]
 
 
 def strength_labels(scale: int) -> list[dict]:
@@ -198,4 +252,7 @@ def strength_labels(scale: int) -> list[dict]:
         4: ["slightly", "somewhat", "clearly", "much"],
         5: ["barely", "slightly", "somewhat", "clearly", "much"],
     }.get(scale, [str(i) for i in range(1, scale + 1)])
-    return [{"value": i + 1, "label": name, "key": STRENGTH_KEYS[i] if i < len(STRENGTH_KEYS) else ""} for i, name in enumerate(names)]
+    return [
+        {"value": i + 1, "label": name, "key": STRENGTH_KEYS[i] if i < len(STRENGTH_KEYS) else ""}
+        for i, name in enumerate(names)
+    ]

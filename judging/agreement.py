@@ -6,6 +6,7 @@ over (judge verdict, human vote) pairs, as MT-bench does: "with ties" over every
 ties" over the pairs where neither said tie. Human–human agreement is counted over every pair of
 two different people's votes on the same comparison and aspect, the same two ways.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,14 +33,21 @@ class Share:
         return wilson_interval(self.k, self.n) if self.n else None
 
     def as_dict(self) -> dict:
-        return {"k": self.k, "n": self.n, "value": self.value, "ci": list(self.interval) if self.interval else None}
+        return {
+            "k": self.k,
+            "n": self.n,
+            "value": self.value,
+            "ci": list(self.interval) if self.interval else None,
+        }
 
 
 def agreement(pairs: Iterable[tuple[str, str]]) -> tuple[Share, Share]:
     """(with ties, without ties) over (label, label) pairs."""
     pairs = list(pairs)
     strict = [(a, b) for a, b in pairs if a != "tie" and b != "tie"]
-    return Share(sum(a == b for a, b in pairs), len(pairs)), Share(sum(a == b for a, b in strict), len(strict))
+    return Share(sum(a == b for a, b in pairs), len(pairs)), Share(
+        sum(a == b for a, b in strict), len(strict)
+    )
 
 
 def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
@@ -100,5 +108,14 @@ def agreement_row(group: str, items: Sequence[dict]) -> AgreementRow:
     with_ties, without = agreement(judge_pairs)
     hh_with, hh_without = agreement(human_pairs(item["humans"] for item in items))
     orders = [o for item in items for o in (item["order1"], item["order2"])]
-    return AgreementRow(group, len(items), with_ties, without, cohen_kappa(judge_pairs), hh_with, hh_without,
-                        position_bias(orders), Share(sum(not item["consistent"] for item in items), len(items)))
+    return AgreementRow(
+        group,
+        len(items),
+        with_ties,
+        without,
+        cohen_kappa(judge_pairs),
+        hh_with,
+        hh_without,
+        position_bias(orders),
+        Share(sum(not item["consistent"] for item in items), len(items)),
+    )

@@ -1,4 +1,5 @@
 """REST API of the judging app (researchers of the project only; everyone else gets 404)."""
+
 from __future__ import annotations
 
 from rest_framework import status
@@ -10,14 +11,27 @@ from annotate.selectors import project_for_user
 from judging import selectors, services
 
 RESEARCHER = Membership.Role.RESEARCHER
-SETTINGS_FIELDS = ("judge", "system_prompt", "user_template", "principles", "max_tokens", "batch_size")
+SETTINGS_FIELDS = (
+    "judge",
+    "system_prompt",
+    "user_template",
+    "principles",
+    "max_tokens",
+    "batch_size",
+)
 
 
 def settings_payload(settings) -> dict:
-    return {"judge": settings.judge_id, "judge_label": settings.judge.label if settings.judge else None,
-            "system_prompt": settings.system_prompt, "user_template": settings.user_template,
-            "principles": settings.principles, "max_tokens": settings.max_tokens, "batch_size": settings.batch_size,
-            "prompt_version": services.template_of(settings).version()}
+    return {
+        "judge": settings.judge_id,
+        "judge_label": settings.judge.label if settings.judge else None,
+        "system_prompt": settings.system_prompt,
+        "user_template": settings.user_template,
+        "principles": settings.principles,
+        "max_tokens": settings.max_tokens,
+        "batch_size": settings.batch_size,
+        "prompt_version": services.template_of(settings).version(),
+    }
 
 
 class JudgeSettingsApi(APIView):
@@ -28,7 +42,9 @@ class JudgeSettingsApi(APIView):
     def patch(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         data = {k: v for k, v in request.data.items() if k in SETTINGS_FIELDS}
-        return Response(settings_payload(services.update_judge_settings(project=project, data=data)))
+        return Response(
+            settings_payload(services.update_judge_settings(project=project, data=data))
+        )
 
 
 class JudgeRunApi(APIView):
@@ -36,11 +52,19 @@ class JudgeRunApi(APIView):
         """Judge a scope of comparisons: {"round": n} | {"import": id} | {"created_before": iso} | {"ids": [...]}."""
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         scope = dict(request.data)
-        triage = scope.pop("triage", None)  # with a round: reorder its queue by judge / reward-model agreement
+        triage = scope.pop(
+            "triage", None
+        )  # with a round: reorder its queue by judge / reward-model agreement
         ids = services.scope_ids(project, scope)
-        job = services.start_judging(project=project, comparison_ids=ids, user=request.user,
-                                     triage=services.triage_option(triage, scope))
-        return Response({"job_id": job.pk, "comparisons": len(ids)}, status=status.HTTP_202_ACCEPTED)
+        job = services.start_judging(
+            project=project,
+            comparison_ids=ids,
+            user=request.user,
+            triage=services.triage_option(triage, scope),
+        )
+        return Response(
+            {"job_id": job.pk, "comparisons": len(ids)}, status=status.HTTP_202_ACCEPTED
+        )
 
 
 class JudgeAgreementApi(APIView):

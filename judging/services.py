@@ -4,6 +4,7 @@
 project's judge once, judges the comparisons batch by batch per aspect (progress, cancellable)
 and writes JudgeVerdict rows. It never creates Vote rows or touches a comparison's vote counters.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,9 +48,15 @@ def update_judge_settings(*, project: Project, data: dict) -> JudgeSettings:
         if judge in (None, ""):
             settings.judge = None
         else:
-            policy = Policy.objects.filter(project=project, pk=judge).first() if str(judge).isdigit() else None
+            policy = (
+                Policy.objects.filter(project=project, pk=judge).first()
+                if str(judge).isdigit()
+                else None
+            )
             if policy is None or policy.status != Policy.Status.READY:
-                raise InvalidJudgeSettings("judge: must be a ready policy checkpoint of this project")
+                raise InvalidJudgeSettings(
+                    "judge: must be a ready policy checkpoint of this project"
+                )
             settings.judge = policy
     for name in ("system_prompt", "user_template"):
         if name in data:
@@ -60,9 +67,13 @@ def update_judge_settings(*, project: Project, data: dict) -> JudgeSettings:
         settings.principles = _principles(project, data["principles"])
     try:
         if "max_tokens" in data:
-            settings.max_tokens = check_whole_number("max_tokens", data["max_tokens"], low=16, high=limit("judge.max_tokens", 32_768))
+            settings.max_tokens = check_whole_number(
+                "max_tokens", data["max_tokens"], low=16, high=limit("judge.max_tokens", 32_768)
+            )
         if "batch_size" in data:
-            settings.batch_size = check_whole_number("batch_size", data["batch_size"], low=1, high=limit("judge.batch_size", 256))
+            settings.batch_size = check_whole_number(
+                "batch_size", data["batch_size"], low=1, high=limit("judge.batch_size", 256)
+            )
     except OutOfBounds as exc:
         raise InvalidJudgeSettings(str(exc)) from None
     try:
@@ -79,15 +90,25 @@ def _principles(project: Project, value) -> dict:
     known = set(aspects_of(project))
     for aspect, text in value.items():
         if aspect not in known:
-            raise InvalidJudgeSettings(f"principles.{aspect}: not an aspect of this project ({sorted(known)})")
+            raise InvalidJudgeSettings(
+                f"principles.{aspect}: not an aspect of this project ({sorted(known)})"
+            )
         if not isinstance(text, str) or len(text) > 10_000:
-            raise InvalidJudgeSettings(f"principles.{aspect}: must be text of at most 10,000 characters")
+            raise InvalidJudgeSettings(
+                f"principles.{aspect}: must be text of at most 10,000 characters"
+            )
     return {k: v for k, v in value.items() if v.strip()}
 
 
-def select_comparisons(project: Project, *, round: int | None = None, data_import: int | None = None,
-                       created_before: datetime | None = None, ids: list[int] | None = None,
-                       only_unjudged: bool = True) -> list[int]:
+def select_comparisons(
+    project: Project,
+    *,
+    round: int | None = None,
+    data_import: int | None = None,
+    created_before: datetime | None = None,
+    ids: list[int] | None = None,
+    only_unjudged: bool = True,
+) -> list[int]:
     """Pairwise, non-gold comparisons of the project in the scope, oldest first, at most judge.comparisons of them."""
     qs = Comparison.objects.filter(project=project, gold_label="")
     if round is not None:
@@ -107,13 +128,17 @@ def select_comparisons(project: Project, *, round: int | None = None, data_impor
     pairwise = ComparisonItem.objects.filter(comparison__in=qs).values("comparison").order_by()
     two = pairwise.annotate(n=Count("id")).filter(n=2).values("comparison")
     bound = limit("judge.comparisons", 100_000)
-    chosen = list(qs.filter(pk__in=two).order_by("pk").values_list("pk", flat=True)[:bound + 1])
+    chosen = list(qs.filter(pk__in=two).order_by("pk").values_list("pk", flat=True)[: bound + 1])
     if len(chosen) > bound:
-        raise InvalidJudgeSettings(f"comparisons: the scope holds more than {bound} pairs (PREFLOOP_LIMITS judge.comparisons); narrow it")
+        raise InvalidJudgeSettings(
+            f"comparisons: the scope holds more than {bound} pairs (PREFLOOP_LIMITS judge.comparisons); narrow it"
+        )
     return chosen
 
 
-def start_judging(*, project: Project, comparison_ids: list[int], user=None, triage: dict | None = None):
+def start_judging(
+    *, project: Project, comparison_ids: list[int], user=None, triage: dict | None = None
+):
     """Enqueue a judging job on these comparisons (after checking the judge is usable); `triage`
     {"round", "confidence"} reorders that round's queue once the verdicts are in (judging/uses.py)."""
     from prefloop.jobs.services import enqueue_job
@@ -150,25 +175,48 @@ class JudgingStopped(Exception):
     """The job was asked to stop; verdicts already written stay."""
 
 
-def _pairs(project: Project, comparison_ids: list[int]) -> list[tuple[int, int, int, list[dict], str, str]]:
+def _pairs(
+    project: Project, comparison_ids: list[int]
+) -> list[tuple[int, int, int, list[dict], str, str]]:
     """(comparison id, first id, second id, conversation, first text, second text) of pairwise comparisons with both texts."""
-    items = (ComparisonItem.objects.filter(comparison_id__in=comparison_ids, comparison__project=project)
-             .select_related("completion", "comparison").order_by("comparison_id", "position"))
+    items = (
+        ComparisonItem.objects.filter(comparison_id__in=comparison_ids, comparison__project=project)
+        .select_related("completion", "comparison")
+        .order_by("comparison_id", "position")
+    )
     by_comparison: dict[int, list] = {}
     for item in items:
         by_comparison.setdefault(item.comparison_id, []).append(item)
-    conversations = conversations_by_id(project, [i[0].comparison.prompt_id for i in by_comparison.values()])
+    conversations = conversations_by_id(
+        project, [i[0].comparison.prompt_id for i in by_comparison.values()]
+    )
     rows = []
     for comparison_id, pair in sorted(by_comparison.items()):
         if len(pair) != 2 or not all(i.completion.text_available for i in pair):
             continue
         first, second = pair[0].completion, pair[1].completion
-        rows.append((comparison_id, first.pk, second.pk, conversations[pair[0].comparison.prompt_id], first.text, second.text))
+        rows.append(
+            (
+                comparison_id,
+                first.pk,
+                second.pk,
+                conversations[pair[0].comparison.prompt_id],
+                first.text,
+                second.text,
+            )
+        )
     return rows
 
 
-def run_judging(*, project_id: int, comparison_ids: list[int], job_id: int | None = None,
-                progress: Progress | None = None, should_stop: ShouldStop | None = None, triage: dict | None = None) -> dict:
+def run_judging(
+    *,
+    project_id: int,
+    comparison_ids: list[int],
+    job_id: int | None = None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    triage: dict | None = None,
+) -> dict:
     """Judge the comparisons on every aspect of the project with its judge; returns counts for the job's result."""
     from training.ml.judge import JudgePair, judge_pairs
     from training.ml.policy import load_policy
@@ -181,25 +229,50 @@ def run_judging(*, project_id: int, comparison_ids: list[int], job_id: int | Non
     model, tokenizer = load_policy(judge.artifact_path)
     aspects = aspects_of(project)
     step = max(1, settings.batch_size) * 4
-    total, done, counts = len(rows) * len(aspects), 0, {"verdicts": 0, "inconsistent": 0, "truncated": 0}
+    total, done, counts = (
+        len(rows) * len(aspects),
+        0,
+        {"verdicts": 0, "inconsistent": 0, "truncated": 0},
+    )
     for aspect in aspects:
         principles = settings.principles.get(aspect, "")
         version = template.version(principles)
         for start in range(0, len(rows), step):
             if should_stop is not None and should_stop():
                 raise JudgingStopped(f"stopped after {done} of {total} verdicts")
-            chunk = rows[start:start + step]
-            verdicts = judge_pairs(model, tokenizer, [JudgePair(r[3], r[4], r[5]) for r in chunk], template=template,
-                                   principles=principles, max_tokens=settings.max_tokens, batch_size=settings.batch_size)
-            _store(chunk, verdicts, aspect=aspect, judge=judge, version=version, principles=principles, job_id=job_id)
+            chunk = rows[start : start + step]
+            verdicts = judge_pairs(
+                model,
+                tokenizer,
+                [JudgePair(r[3], r[4], r[5]) for r in chunk],
+                template=template,
+                principles=principles,
+                max_tokens=settings.max_tokens,
+                batch_size=settings.batch_size,
+            )
+            _store(
+                chunk,
+                verdicts,
+                aspect=aspect,
+                judge=judge,
+                version=version,
+                principles=principles,
+                job_id=job_id,
+            )
             done += len(chunk)
             counts["verdicts"] += len(chunk)
             counts["inconsistent"] += sum(not v.consistent for v in verdicts)
             counts["truncated"] += sum(v.truncated for v in verdicts)
             if progress is not None:
                 progress(done / total, f"{done} of {total} judged ({aspect})")
-    return {"project_id": project.pk, "judge": judge.label, "aspects": aspects, "comparisons": len(rows), **counts,
-            **_triage(project, triage)}
+    return {
+        "project_id": project.pk,
+        "judge": judge.label,
+        "aspects": aspects,
+        "comparisons": len(rows),
+        **counts,
+        **_triage(project, triage),
+    }
 
 
 def _triage(project: Project, triage: dict | None) -> dict:
@@ -207,21 +280,64 @@ def _triage(project: Project, triage: dict | None) -> dict:
         return {}
     from judging.uses import triage_round
 
-    return {"triage": triage_round(project=project, round_number=int(triage["round"]), confidence=float(triage["confidence"]))}
+    return {
+        "triage": triage_round(
+            project=project,
+            round_number=int(triage["round"]),
+            confidence=float(triage["confidence"]),
+        )
+    }
 
 
-def _store(chunk, verdicts, *, aspect: str, judge: Policy, version: str, principles: str, job_id: int | None) -> None:
+def _store(
+    chunk,
+    verdicts,
+    *,
+    aspect: str,
+    judge: Policy,
+    version: str,
+    principles: str,
+    job_id: int | None,
+) -> None:
     objects = [
-        JudgeVerdict(comparison_id=r[0], aspect=aspect, judge=judge, judge_label=judge.label, prompt_version=version,
-                     principles=principles, first_id=r[1], second_id=r[2], verdict=v.verdict, consistent=v.consistent,
-                     order1=list(v.order1), order2=list(v.order2), probabilities=v.probabilities, truncated=v.truncated,
-                     job_id=job_id)
+        JudgeVerdict(
+            comparison_id=r[0],
+            aspect=aspect,
+            judge=judge,
+            judge_label=judge.label,
+            prompt_version=version,
+            principles=principles,
+            first_id=r[1],
+            second_id=r[2],
+            verdict=v.verdict,
+            consistent=v.consistent,
+            order1=list(v.order1),
+            order2=list(v.order2),
+            probabilities=v.probabilities,
+            truncated=v.truncated,
+            job_id=job_id,
+        )
         for r, v in zip(chunk, verdicts)
     ]
-    fields = ["verdict", "consistent", "order1", "order2", "probabilities", "truncated", "job_id", "judge_label", "first", "second"]
+    fields = [
+        "verdict",
+        "consistent",
+        "order1",
+        "order2",
+        "probabilities",
+        "truncated",
+        "job_id",
+        "judge_label",
+        "first",
+        "second",
+    ]
     with transaction.atomic():
-        JudgeVerdict.objects.bulk_create(objects, update_conflicts=True, update_fields=fields,
-                                         unique_fields=["comparison", "aspect", "judge", "prompt_version"])
+        JudgeVerdict.objects.bulk_create(
+            objects,
+            update_conflicts=True,
+            update_fields=fields,
+            unique_fields=["comparison", "aspect", "judge", "prompt_version"],
+        )
 
 
 def scope_ids(project: Project, scope: dict) -> list[int]:
@@ -233,7 +349,9 @@ def scope_ids(project: Project, scope: dict) -> list[int]:
         raise InvalidJudgeSettings("scope: must be an object")
     unknown = set(scope) - {"round", "import", "created_before", "ids", "rejudge"}
     if unknown:
-        raise InvalidJudgeSettings(f"scope.{min(unknown)}: unknown field (round, import, created_before, ids, rejudge)")
+        raise InvalidJudgeSettings(
+            f"scope.{min(unknown)}: unknown field (round, import, created_before, ids, rejudge)"
+        )
     kwargs: dict = {"only_unjudged": not scope.get("rejudge", False)}
     try:
         if scope.get("round") is not None:
@@ -249,7 +367,9 @@ def scope_ids(project: Project, scope: dict) -> list[int]:
         kwargs["created_before"] = when
     if scope.get("ids") is not None:
         ids = scope["ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
             raise InvalidJudgeSettings("scope.ids: must be a list of comparison ids")
         kwargs["ids"] = ids
     return select_comparisons(project, **kwargs)

@@ -1,4 +1,5 @@
 """The Quality tab's judge forms: settings and a "judge comparisons" button (researchers only; 404 otherwise)."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -14,9 +15,14 @@ def quality_context(project) -> dict:
     from judging.selectors import judge_agreement
     from training.models import Policy
 
-    return {"judge_settings": services.settings_for(project), "judge_report": judge_agreement(project),
-            "judge_choices": Policy.objects.filter(project=project, status=Policy.Status.READY).order_by("-version"),
-            "judge_aspects": services.aspects_of(project)}
+    return {
+        "judge_settings": services.settings_for(project),
+        "judge_report": judge_agreement(project),
+        "judge_choices": Policy.objects.filter(
+            project=project, status=Policy.Status.READY
+        ).order_by("-version"),
+        "judge_aspects": services.aspects_of(project),
+    }
 
 
 @login_required
@@ -24,7 +30,10 @@ def quality_context(project) -> dict:
 def judge_settings(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
     post = request.POST
-    data: dict = {"judge": post.get("judge", ""), "principles": {a: post.get(f"principles-{a}", "") for a in services.aspects_of(project)}}
+    data: dict = {
+        "judge": post.get("judge", ""),
+        "principles": {a: post.get(f"principles-{a}", "") for a in services.aspects_of(project)},
+    }
     for name in ("system_prompt", "user_template"):
         if post.get(name, "").strip():
             data[name] = post[name]
@@ -46,7 +55,11 @@ def judge_run(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
     scope: dict = {"rejudge": bool(request.POST.get("rejudge"))}
     if request.POST.get("round", "").strip():
-        scope["round"] = int(request.POST["round"]) if request.POST["round"].strip().isdigit() else request.POST["round"]
+        scope["round"] = (
+            int(request.POST["round"])
+            if request.POST["round"].strip().isdigit()
+            else request.POST["round"]
+        )
 
     def run() -> str:
         ids = services.scope_ids(project, scope)

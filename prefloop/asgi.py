@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP through Django, websockets through Channels (frontend and job routes)."""
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -18,6 +19,8 @@ websocket_urlpatterns = frontend_websockets + job_websockets
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

@@ -4,6 +4,7 @@ Broker = settings.CELERY_BROKER_URL (REDIS_URL, else redis://127.0.0.1:6379/0). 
 the `Job` row, so Celery's own results are ignored. The task body only calls `run_job`, exactly
 like the embedded backend's task in prefloop/jobs/tasks.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,11 @@ app.conf.update(
 def broker_url() -> str:
     from django.conf import settings
 
-    return getattr(settings, "CELERY_BROKER_URL", "") or getattr(settings, "REDIS_URL", "") or DEFAULT_BROKER
+    return (
+        getattr(settings, "CELERY_BROKER_URL", "")
+        or getattr(settings, "REDIS_URL", "")
+        or DEFAULT_BROKER
+    )
 
 
 @app.on_after_configure.connect

@@ -4,6 +4,7 @@ A middleware placed first, so the probe needs no allowed Host header, no HTTPS r
 session: a balancer probing a worker by IP over plain HTTP gets 200 or 503 and a tiny JSON body
 that names which dependency failed (never an error message or a trace).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ class HealthCheckMiddleware(MiddlewareMixin):
         checks = health()
         ok = all(v == "ok" for v in checks.values())
         response = HttpResponse(
-            json.dumps({"status": "ok" if ok else "error", **checks}), status=200 if ok else 503, content_type="application/json"
+            json.dumps({"status": "ok" if ok else "error", **checks}),
+            status=200 if ok else 503,
+            content_type="application/json",
         )
         response["Cache-Control"] = "no-store"
         return response

@@ -6,6 +6,7 @@ overrides any of them in PREFLOOP_LIMITS (a key it leaves out keeps its default)
 a request against these before they write a row or queue a job, and refuse with an error naming
 the field. Plain Python: Django settings are read only when a check runs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -98,9 +99,13 @@ def check_limits(values: Mapping, *, scope: str, prefix: str = "") -> None:
 
 def check_whole_number(field: str, value, *, high: int, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OutOfBounds(field, f"must be a whole number between {low} and {high}, got {_shown(value)}")
+        raise OutOfBounds(
+            field, f"must be a whole number between {low} and {high}, got {_shown(value)}"
+        )
     if not low <= value <= high:
-        raise OutOfBounds(field, f"must be between {low} and {high} (PREFLOOP_LIMITS), got {_shown(value)}")
+        raise OutOfBounds(
+            field, f"must be between {low} and {high} (PREFLOOP_LIMITS), got {_shown(value)}"
+        )
     return value
 
 
@@ -112,7 +117,9 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
 
 
-def field_error(error_class: type[PrefloopError], exc: OutOfBounds, *, prefix: str = "") -> PrefloopError:
+def field_error(
+    error_class: type[PrefloopError], exc: OutOfBounds, *, prefix: str = ""
+) -> PrefloopError:
     """A domain error (a 400 through the API's handler) carrying the field: {"field": "update.max_steps"}."""
     error = error_class(f"{prefix}{exc}")
     error.field = f"{prefix}{exc.field}"

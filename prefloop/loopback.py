@@ -34,12 +34,25 @@ def free_port(candidates: Iterable[int] = ()) -> int:
 def uvicorn_command(port: int, *, workers: int = 2, extra: Iterable[str] = ()) -> list[str]:
     """The production ASGI server (docs/operations.md) with `workers` worker processes."""
     return [
-        sys.executable, "-m", "uvicorn", "prefloop.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--lifespan", "off", *extra,
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "prefloop.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--lifespan",
+        "off",
+        *extra,
     ]
 
 
-def start_process(command: list[str], *, env: dict, log: IO[bytes] | int | None = None) -> subprocess.Popen:
+def start_process(
+    command: list[str], *, env: dict, log: IO[bytes] | int | None = None
+) -> subprocess.Popen:
     """`command` in the repository root, in its own session: stop_process_group ends it and its children."""
     output = subprocess.DEVNULL if log is None else log
     return subprocess.Popen(

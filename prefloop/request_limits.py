@@ -7,6 +7,7 @@ PREFLOOP_MAX_UPLOAD_BYTES) checks its own. A body without a declared length (chu
 caught when read: Django raises RequestDataTooBig, which the API's exception handler
 (prefloop.core.api_errors) and the 400 handler below turn into the same 413.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -21,7 +22,9 @@ def too_large_detail() -> str:
 
 def too_large_response(request) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": "request_too_large", "detail": too_large_detail()}, status=413)
+        return JsonResponse(
+            {"error": "request_too_large", "detail": too_large_detail()}, status=413
+        )
     return HttpResponse(too_large_detail(), status=413, content_type="text/plain; charset=utf-8")
 
 

@@ -1,4 +1,5 @@
 """Top-level URLs: admin, the machine API with its OpenAPI schema, and the web UI."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView

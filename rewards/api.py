@@ -1,4 +1,5 @@
 """REST API of the rewards app (researchers of the project only; everyone else gets 404)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -26,9 +27,12 @@ class RewardModelListApi(APIView):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         data = s.TrainRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        reward_model, job = services.request_training(project=project, user=request.user, options=data.validated_data["options"])
+        reward_model, job = services.request_training(
+            project=project, user=request.user, options=data.validated_data["options"]
+        )
         return Response(
-            {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data}, status=status.HTTP_202_ACCEPTED
+            {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data},
+            status=status.HTTP_202_ACCEPTED,
         )
 
 
@@ -41,9 +45,12 @@ class RewardModelImportApi(APIView):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         data = s.ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        reward_model, job = register_reward_model(project=project, user=request.user, **data.validated_data)
+        reward_model, job = register_reward_model(
+            project=project, user=request.user, **data.validated_data
+        )
         return Response(
-            {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data}, status=status.HTTP_202_ACCEPTED
+            {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data},
+            status=status.HTTP_202_ACCEPTED,
         )
 
 
@@ -58,7 +65,9 @@ class RewardModelMakeCurrentApi(APIView):
     @extend_schema(request=None, responses=s.RewardModelSerializer)
     def post(self, request, reward_model_id: int):
         reward_model = selectors.reward_model_for_user(request.user, reward_model_id)
-        return Response(s.RewardModelSerializer(services.mark_current(reward_model=reward_model)).data)
+        return Response(
+            s.RewardModelSerializer(services.mark_current(reward_model=reward_model)).data
+        )
 
 
 class RewardModelScoreApi(APIView):
@@ -69,11 +78,15 @@ class RewardModelScoreApi(APIView):
         data = s.ScoreRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "completion_ids" in data.validated_data:
-            scores = services.score_completions(reward_model=reward_model, completion_ids=data.validated_data["completion_ids"])
+            scores = services.score_completions(
+                reward_model=reward_model, completion_ids=data.validated_data["completion_ids"]
+            )
         else:
             items = [(i["prompt"], i["response"]) for i in data.validated_data["items"]]
             scores = services.score_items(reward_model=reward_model, items=items)
-        return Response({"reward_model_id": reward_model.pk, "version": reward_model.version, "scores": scores})
+        return Response(
+            {"reward_model_id": reward_model.pk, "version": reward_model.version, "scores": scores}
+        )
 
 
 class RewardSettingsApi(APIView):

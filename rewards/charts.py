@@ -1,4 +1,5 @@
 """Server-rendered inline SVG line charts (no JavaScript); every label is HTML-escaped."""
+
 from __future__ import annotations
 
 import math
@@ -19,14 +20,26 @@ class Series:
     label: str
     points: Sequence[tuple[float, float]]  # (x, y); None y values are skipped
     color: str = ""
-    x_errors: Sequence[float | None] = ()  # optional ± error of each point's x, drawn as a horizontal bar
+    x_errors: Sequence[
+        float | None
+    ] = ()  # optional ± error of each point's x, drawn as a horizontal bar
 
 
 def _clean(series: Series, color: str) -> Series:
     errors = list(series.x_errors) + [None] * (len(series.points) - len(series.x_errors))
-    kept = [(float(x), float(y), e) for (x, y), e in zip(series.points, errors) if y is not None and math.isfinite(y)]
-    return Series(series.label, [(x, y) for x, y, _ in kept], color,
-                  [float(e) if e is not None and math.isfinite(e) else 0.0 for _, _, e in kept] if series.x_errors else ())
+    kept = [
+        (float(x), float(y), e)
+        for (x, y), e in zip(series.points, errors)
+        if y is not None and math.isfinite(y)
+    ]
+    return Series(
+        series.label,
+        [(x, y) for x, y, _ in kept],
+        color,
+        [float(e) if e is not None and math.isfinite(e) else 0.0 for _, _, e in kept]
+        if series.x_errors
+        else (),
+    )
 
 
 def _fmt(value: float) -> str:
@@ -38,8 +51,15 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height: int = 180,
-               x_label: str = "step", y_range: tuple[float, float] | None = None) -> SafeString:
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    width: int = 420,
+    height: int = 180,
+    x_label: str = "step",
+    y_range: tuple[float, float] | None = None,
+) -> SafeString:
     """One small chart: axes with min/max ticks, one polyline (and end dot) per series, a legend."""
     clean = [_clean(s, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(series)]
     clean = [s for s in clean if s.points]
@@ -57,10 +77,17 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
         f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>',
     ]
     if not clean:
-        parts.append(f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>')
+        parts.append(
+            f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>'
+        )
         return mark_safe("".join(parts))
     xs = [x for s in clean for x, _ in s.points]
-    xs += [x + sign * (e or 0.0) for s in clean for (x, _), e in zip(s.points, s.x_errors) for sign in (-1, 1)]
+    xs += [
+        x + sign * (e or 0.0)
+        for s in clean
+        for (x, _), e in zip(s.points, s.x_errors)
+        for sign in (-1, 1)
+    ]
     ys = [y for s in clean for _, y in s.points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = y_range if y_range else (min(ys), max(ys))
@@ -78,30 +105,46 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 420, height
     for frac in (0.0, 0.5, 1.0):
         value = y0 + frac * (y1 - y0)
         y = py(value)
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">{escape(_fmt(value))}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">{escape(_fmt(value))}</text>'
+        )
     base = top + plot_h
     parts.append(f'<text x="{left}" y="{base + 16}" class="chart-tick">{escape(_fmt(x0))}</text>')
-    parts.append(f'<text x="{left + plot_w}" y="{base + 16}" text-anchor="end" class="chart-tick">{escape(_fmt(x1))}</text>')
-    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{base + 16}" text-anchor="middle" class="chart-tick">{escape(x_label)}</text>')
+    parts.append(
+        f'<text x="{left + plot_w}" y="{base + 16}" text-anchor="end" class="chart-tick">{escape(_fmt(x1))}</text>'
+    )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{base + 16}" text-anchor="middle" class="chart-tick">{escape(x_label)}</text>'
+    )
     legend_x = left + plot_w
     for s in reversed(clean):
         label = escape(s.label)
         legend_x -= LEGEND_GAP + CHAR_W * len(s.label)
-        parts.append(f'<rect x="{legend_x:.0f}" y="{legend_y - 8}" width="9" height="9" fill="{escape(s.color)}"/>'
-                     f'<text x="{legend_x + 12:.0f}" y="{legend_y}" class="chart-tick chart-legend">{label}</text>')
+        parts.append(
+            f'<rect x="{legend_x:.0f}" y="{legend_y - 8}" width="9" height="9" fill="{escape(s.color)}"/>'
+            f'<text x="{legend_x + 12:.0f}" y="{legend_y}" class="chart-tick chart-legend">{label}</text>'
+        )
     for s in clean:
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
         color = escape(s.color)
         if len(s.points) > 1:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>'
+            )
         for (x, y), error in zip(s.points, s.x_errors):
             e = error or 0.0  # _clean made every error a number
             if e > 0:
-                parts.append(f'<line class="chart-error" x1="{px(x - e):.1f}" x2="{px(x + e):.1f}" y1="{py(y):.1f}" '
-                             f'y2="{py(y):.1f}" stroke="{color}" stroke-width="1"><title>± {escape(_fmt(e))}</title></line>')
+                parts.append(
+                    f'<line class="chart-error" x1="{px(x - e):.1f}" x2="{px(x + e):.1f}" y1="{py(y):.1f}" '
+                    f'y2="{py(y):.1f}" stroke="{color}" stroke-width="1"><title>± {escape(_fmt(e))}</title></line>'
+                )
         x, y = s.points[-1]
-        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.6" fill="{color}"><title>{escape(s.label)} {escape(_fmt(y))} at {escape(_fmt(x))}</title></circle>')
+        parts.append(
+            f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.6" fill="{color}"><title>{escape(s.label)} {escape(_fmt(y))} at {escape(_fmt(x))}</title></circle>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))
 

@@ -2,6 +2,7 @@
 
 Files, never pages: prefloop/downloads.py sets the media type, the attachment name, nosniff and the CSP.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,12 @@ def reward_model_artifact(request, project_id: int, reward_model_id: int):
     project, reward_model = _version(request, project_id, reward_model_id)
     if reward_model.status != reward_model.Status.READY:
         raise Http404("This version has no finished artifact.")
-    name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "reward-model",
-                             f"v{reward_model.version}", extension="zip")
+    name = download_filename(
+        safe_name_part(project.name, f"project-{project.pk}"),
+        "reward-model",
+        f"v{reward_model.version}",
+        extension="zip",
+    )
     return folder_download(Path(reward_model.artifact_path), filename=name, request=request)
 
 
@@ -42,6 +47,11 @@ def reward_model_chart(request, project_id: int, reward_model_id: int, chart: st
     charts = version_charts(reward_model.curves or {})
     if chart not in charts:
         raise Http404("No such chart.")
-    name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "reward-model",
-                             f"v{reward_model.version}", chart, extension="svg")
+    name = download_filename(
+        safe_name_part(project.name, f"project-{project.pk}"),
+        "reward-model",
+        f"v{reward_model.version}",
+        chart,
+        extension="svg",
+    )
     return svg_download(str(charts[chart]), filename=name)

@@ -1,4 +1,5 @@
 """Domain errors of the rewards app; annotate's API error handler maps each to one HTTP status."""
+
 from prefloop.core.errors import NotFound, PrefloopError  # noqa: F401  (NotFound re-exported for callers)
 
 

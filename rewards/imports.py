@@ -8,6 +8,7 @@ version is like a trained one: it can be made current (pair selection, AI feedba
 PPO read the current version's folder) and its folder can be the `base_model` of the next
 retrain (the warm start). The folder is used in place, not copied: keep it unchanged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,13 +44,17 @@ def check_reward_model_folder(model_path: str):
     if problem := path_text_problem(text):
         raise InvalidTrainingOptions(f"model_path {problem}")
     if "://" in text or text.lower().startswith(("hf:", "hub:", "s3:")):
-        raise InvalidTrainingOptions("model_path: URLs and hub ids are not accepted; nothing is downloaded")
+        raise InvalidTrainingOptions(
+            "model_path: URLs and hub ids are not accepted; nothing is downloaded"
+        )
     path = Path(text)
     if not path.is_absolute():
         raise InvalidTrainingOptions("model_path must be an absolute folder path")
     resolved = path.resolve()
     if not any(resolved == root or root in resolved.parents for root in model_roots()):
-        raise InvalidTrainingOptions("model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
+        raise InvalidTrainingOptions(
+            "model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS"
+        )
     try:
         report = inspect_model_folder(resolved, kind="sequence-classification")
     except ModelFolderError as exc:
@@ -57,32 +62,58 @@ def check_reward_model_folder(model_path: str):
     return resolved, report
 
 
-def register_reward_model(*, project: Project, model_path: str, user: User | None = None, name: str = "",
-                          enqueue: bool = True):
+def register_reward_model(
+    *,
+    project: Project,
+    model_path: str,
+    user: User | None = None,
+    name: str = "",
+    enqueue: bool = True,
+):
     """The next version from an existing folder, queued for scoring on the held-out votes. (version, job or None)."""
     from rewards.models import RewardSettings
     from rewards.services import _validated
 
     folder, report = check_reward_model_folder(model_path)
     # The held-out split and data filters of the project's default options, so metrics compare with trained versions.
-    stored = RewardSettings.objects.filter(project=project).values_list("default_options", flat=True).first()
-    config, filters = _validated(project, {**(stored or {}), "base_model": str(folder)}, now=timezone.now())
+    stored = (
+        RewardSettings.objects.filter(project=project)
+        .values_list("default_options", flat=True)
+        .first()
+    )
+    config, filters = _validated(
+        project, {**(stored or {}), "base_model": str(folder)}, now=timezone.now()
+    )
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        version = (RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
+        version = (
+            RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
         reward_model = RewardModel.objects.create(
-            project=project, version=version, base_model=str(folder), options=config.as_dict(),
-            data_snapshot={"filters": filters, "ties": config.ties, "imported": {"name": name[:200], **report.as_dict()}},
+            project=project,
+            version=version,
+            base_model=str(folder),
+            options=config.as_dict(),
+            data_snapshot={
+                "filters": filters,
+                "ties": config.ties,
+                "imported": {"name": name[:200], **report.as_dict()},
+            },
             parent=RewardModel.objects.filter(project=project, is_current=True).first(),
-            trigger=IMPORT_TRIGGER, created_by=creator,
+            trigger=IMPORT_TRIGGER,
+            created_by=creator,
         )
         job = None
         if enqueue:
             from prefloop.jobs.services import enqueue_job
 
-            job = enqueue_job(kind=IMPORT_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project,
-                              user=creator)
+            job = enqueue_job(
+                kind=IMPORT_REWARD_MODEL,
+                params={"reward_model_id": reward_model.pk},
+                project=project,
+                user=creator,
+            )
             RewardModel.objects.filter(pk=reward_model.pk).update(job_id=job.pk)
             reward_model.job_id = job.pk
     return reward_model, job
@@ -99,7 +130,13 @@ def held_out_pairs(project: Project, *, filters: dict, config: RewardTrainConfig
     return train, held_out, stats
 
 
-def score_pairs(folder: Path, pairs, *, batch_size: int = 32, progress: Callable[[float, str], None] | None = None) -> dict:
+def score_pairs(
+    folder: Path,
+    pairs,
+    *,
+    batch_size: int = 32,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict:
     """Held-out metrics (rewards.ml.metrics.reward_metrics) of the folder's model over `pairs`."""
     from rewards.ml.metrics import reward_metrics
     from rewards.ml.score import RewardScorer
@@ -113,43 +150,74 @@ def score_pairs(folder: Path, pairs, *, batch_size: int = 32, progress: Callable
         if progress:
             done = min(start + batch_size, len(pairs))
             progress(done / len(pairs), f"scored {done}/{len(pairs)} held-out pairs")
-    return reward_metrics(chosen, rejected, ties=[p.tie for p in pairs], categories=[p.category for p in pairs])
+    return reward_metrics(
+        chosen, rejected, ties=[p.tie for p in pairs], categories=[p.category for p in pairs]
+    )
 
 
-def run_import(*, reward_model_id: int, job_id: int | None = None, progress: Callable[[float, str], None] | None = None,
-               log: Callable[[str], None] | None = None) -> RewardModel:
+def run_import(
+    *,
+    reward_model_id: int,
+    job_id: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RewardModel:
     """Score an imported version on the held-out votes; ready with those metrics, or failed with the reason."""
     from prefloop.core.json_safe import json_safe
     from rewards.services import snapshot_of
 
     claimed = RewardModel.objects.filter(
-        pk=reward_model_id, trigger=IMPORT_TRIGGER, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING],
+        pk=reward_model_id,
+        trigger=IMPORT_TRIGGER,
+        status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING],
     ).update(status=RewardModel.Status.TRAINING, started_at=timezone.now(), job_id=job_id, error="")
     reward_model = RewardModel.objects.select_related("project").get(pk=reward_model_id)
     if not claimed:
-        raise RewardModelNotReady(f"version {reward_model.version} is {reward_model.status} ({reward_model.trigger}), "
-                                  "not a queued import")
+        raise RewardModelNotReady(
+            f"version {reward_model.version} is {reward_model.status} ({reward_model.trigger}), "
+            "not a queued import"
+        )
     try:
-        folder, report = check_reward_model_folder(reward_model.base_model)  # again: it may have changed since
+        folder, report = check_reward_model_folder(
+            reward_model.base_model
+        )  # again: it may have changed since
         config = RewardTrainConfig.from_dict(reward_model.options)
         snapshot = dict(reward_model.data_snapshot)
-        train, held_out, stats = held_out_pairs(reward_model.project, filters=snapshot["filters"], config=config)
-        snapshot.update(held_out=snapshot_of(held_out), export_stats=stats, split={
-            "method": "sha256(seed:prompt_id) < eval_fraction", "seed": config.seed,
-            "eval_fraction": config.eval_fraction, "train": len(train), "held_out": len(held_out),
-        })
+        train, held_out, stats = held_out_pairs(
+            reward_model.project, filters=snapshot["filters"], config=config
+        )
+        snapshot.update(
+            held_out=snapshot_of(held_out),
+            export_stats=stats,
+            split={
+                "method": "sha256(seed:prompt_id) < eval_fraction",
+                "seed": config.seed,
+                "eval_fraction": config.eval_fraction,
+                "train": len(train),
+                "held_out": len(held_out),
+            },
+        )
         if log:
             log(f"imported {report.summary()}; scoring {len(held_out)} held-out pairs")
         metrics = score_pairs(folder, held_out, progress=progress) if held_out else {}
-        metrics.update(eval_pairs=len(held_out), train_pairs=0, parameters=report.parameters,
-                       architecture=report.architecture)
+        metrics.update(
+            eval_pairs=len(held_out),
+            train_pairs=0,
+            parameters=report.parameters,
+            architecture=report.architecture,
+        )
         RewardModel.objects.filter(pk=reward_model.pk).update(
-            status=RewardModel.Status.READY, metrics=json_safe(metrics), data_snapshot=json_safe(snapshot),
-            artifact_path=str(folder), finished_at=timezone.now(),
+            status=RewardModel.Status.READY,
+            metrics=json_safe(metrics),
+            data_snapshot=json_safe(snapshot),
+            artifact_path=str(folder),
+            finished_at=timezone.now(),
         )
     except BaseException as exc:
         RewardModel.objects.filter(pk=reward_model.pk).update(
-            status=RewardModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now(),
+            status=RewardModel.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:4000],
+            finished_at=timezone.now(),
         )
         raise
     reward_model.refresh_from_db()

@@ -1,4 +1,5 @@
 """Signal receivers: automatic retraining when a round's comparisons reach their overlap target."""
+
 from __future__ import annotations
 
 import logging
@@ -18,11 +19,15 @@ def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
 
     try:
         # The cheap check first: on every vote, and auto-retrain is usually off.
-        if not RewardSettings.objects.filter(project_id=assignment.project_id, auto_retrain=True).exists():
+        if not RewardSettings.objects.filter(
+            project_id=assignment.project_id, auto_retrain=True
+        ).exists():
             return
         maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
     except Exception:
-        logger.exception("auto-retrain check failed for assignment %s", getattr(assignment, "pk", None))
+        logger.exception(
+            "auto-retrain check failed for assignment %s", getattr(assignment, "pk", None)
+        )
 
 
 def fail_versions_of_failed_jobs(sender, job, **kwargs) -> None:
@@ -34,4 +39,7 @@ def fail_versions_of_failed_jobs(sender, job, **kwargs) -> None:
 
     RewardModel.objects.filter(
         job_id=job.pk, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING]
-    ).update(status=RewardModel.Status.FAILED, error=f"training job {job.pk} {job.status}: {job.error[-500:]}")
+    ).update(
+        status=RewardModel.Status.FAILED,
+        error=f"training job {job.pk} {job.status}: {job.error[-500:]}",
+    )

@@ -1,4 +1,5 @@
 """DRF serializers of the rewards API: versions out, training options and scoring requests in."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -9,18 +10,37 @@ from rewards.services import MAX_SCORE_ITEMS
 
 
 class RewardModelSerializer(serializers.ModelSerializer):
-    parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
+    parent_version = serializers.IntegerField(
+        source="parent.version", allow_null=True, default=None
+    )
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     data = serializers.SerializerMethodField()  # type: ignore[assignment]  # a field named like Serializer.data
     held_out = serializers.SerializerMethodField(
         help_text="Held-out accuracy, its 95 % Wilson interval (accuracy_ci), the held-out pair count and the "
-                  "project's fixed split; null before the version is trained.")
+        "project's fixed split; null before the version is trained."
+    )
 
     class Meta:
         model = RewardModel
         fields = [
-            "id", "project", "version", "status", "is_current", "base_model", "parent", "parent_version", "trigger",
-            "options", "data", "held_out", "metrics", "job_id", "error", "created_by", "created_at", "started_at",
+            "id",
+            "project",
+            "version",
+            "status",
+            "is_current",
+            "base_model",
+            "parent",
+            "parent_version",
+            "trigger",
+            "options",
+            "data",
+            "held_out",
+            "metrics",
+            "job_id",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
             "finished_at",
         ]
 
@@ -38,11 +58,15 @@ class RewardModelDetailSerializer(RewardModelSerializer):
 
 
 class TrainRequestSerializer(serializers.Serializer):
-    options = serializers.DictField(required=False, default=dict, help_text="RewardTrainConfig fields and data filters.")
+    options = serializers.DictField(
+        required=False, default=dict, help_text="RewardTrainConfig fields and data filters."
+    )
 
 
 class ImportRequestSerializer(serializers.Serializer):
-    model_path = serializers.CharField(max_length=300, help_text="A sequence-classification folder under PREFLOOP_MODEL_ROOTS.")
+    model_path = serializers.CharField(
+        max_length=300, help_text="A sequence-classification folder under PREFLOOP_MODEL_ROOTS."
+    )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 
 
@@ -52,7 +76,9 @@ class ScoreItemSerializer(serializers.Serializer):
 
 
 class ScoreRequestSerializer(serializers.Serializer):
-    completion_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=MAX_SCORE_ITEMS)
+    completion_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, max_length=MAX_SCORE_ITEMS
+    )
     items = ScoreItemSerializer(many=True, required=False, max_length=MAX_SCORE_ITEMS)  # type: ignore[call-arg]  # ListSerializer takes it
 
     def validate(self, attrs):

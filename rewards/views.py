@@ -1,4 +1,5 @@
 """Web pages of the rewards app: the versions list with curves, a metrics diff, retrain and make-current."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -27,8 +28,15 @@ def _rows(versions: list) -> list[dict]:
     for v in versions:
         job = jobs.get(v.job_id)
         state = job_state_text(job, positions.get(job.pk)) if job and not job.is_finished else ""
-        rows.append({"version": v, "charts": version_charts(v.curves), "job": job, "job_state": state,
-                     "held_out": selectors.held_out_summary(v)})
+        rows.append(
+            {
+                "version": v,
+                "charts": version_charts(v.curves),
+                "job": job,
+                "job_state": state,
+                "held_out": selectors.held_out_summary(v),
+            }
+        )
     return rows
 
 
@@ -48,14 +56,26 @@ def reward_models_page(request, project_id: int):
     diff = None
     a, b = request.GET.get("a"), request.GET.get("b")
     if a and b and a.isdigit() and b.isdigit() and int(a) in by_number and int(b) in by_number:
-        diff = {"a": by_number[int(a)], "b": by_number[int(b)],
-                "rows": selectors.metrics_diff(by_number[int(a)], by_number[int(b)])}
+        diff = {
+            "a": by_number[int(a)],
+            "b": by_number[int(b)],
+            "rows": selectors.metrics_diff(by_number[int(a)], by_number[int(b)]),
+        }
     ready = [v for v in versions if v.status == v.Status.READY]
-    return render(request, "rewards/reward_models.html", {
-        "project": project, "rows": rows, "diff": diff, "settings": services.reward_settings(project),
-        "ready": ready, "default_a": ready[1].version if len(ready) > 1 else None,
-        "default_b": ready[0].version if ready else None, "live": _live(versions),
-    })
+    return render(
+        request,
+        "rewards/reward_models.html",
+        {
+            "project": project,
+            "rows": rows,
+            "diff": diff,
+            "settings": services.reward_settings(project),
+            "ready": ready,
+            "default_a": ready[1].version if len(ready) > 1 else None,
+            "default_b": ready[0].version if ready else None,
+            "live": _live(versions),
+        },
+    )
 
 
 @login_required
@@ -91,7 +111,9 @@ def make_current(request, project_id: int, reward_model_id: int):
 @require_POST
 def update_settings(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
-    services.update_reward_settings(project=project, auto_retrain=request.POST.get("auto_retrain") == "on")
+    services.update_reward_settings(
+        project=project, auto_retrain=request.POST.get("auto_retrain") == "on"
+    )
     return redirect("reward-models-page", project_id=project.pk)
 
 
@@ -104,12 +126,17 @@ def import_reward_model(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
 
     def register() -> str:
-        reward_model, job = register_reward_model(project=project, user=request.user,
-                                                  model_path=request.POST.get("model_path", ""),
-                                                  name=request.POST.get("name", ""))
+        reward_model, job = register_reward_model(
+            project=project,
+            user=request.user,
+            model_path=request.POST.get("model_path", ""),
+            name=request.POST.get("name", ""),
+        )
         found = reward_model.data_snapshot["imported"]
-        return (f"Version {reward_model.version} registered from {found['architecture']} "
-                f"({found['parameters'] / 1e6:,.1f}M parameters); scoring the held-out votes (job {job.pk}).")
+        return (
+            f"Version {reward_model.version} registered from {found['architecture']} "
+            f"({found['parameters'] / 1e6:,.1f}M parameters); scoring the held-out votes (job {job.pk})."
+        )
 
     flash_outcome(request, register)
     return redirect("reward-models-page", project_id=project.pk)

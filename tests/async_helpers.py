@@ -1,4 +1,5 @@
 """Running async test bodies (Channels communicators) from sync tests, whatever ran before."""
+
 from __future__ import annotations
 
 import asyncio

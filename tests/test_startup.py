@@ -1,4 +1,5 @@
 """Django start-up stays small: no torch, transformers or trl in a web worker."""
+
 import importlib
 import subprocess
 import sys

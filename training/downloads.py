@@ -2,6 +2,7 @@
 
 Files, never pages: prefloop/downloads.py sets the media type, the attachment name, nosniff and the CSP.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,12 @@ def policy_artifact(request, project_id: int, policy_id: int):
     policy = selectors.policies(project).filter(pk=policy_id).first()
     if policy is None or policy.status != policy.Status.READY:
         raise Http404("No such finished policy.")
-    name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "policy", f"v{policy.version}",
-                             extension="zip")
+    name = download_filename(
+        safe_name_part(project.name, f"project-{project.pk}"),
+        "policy",
+        f"v{policy.version}",
+        extension="zip",
+    )
     return folder_download(Path(policy.artifact_path), filename=name, request=request)
 
 
@@ -37,6 +42,11 @@ def loop_chart(request, project_id: int, chart: str):
     if chart not in charts:
         raise Http404("No such chart.")
     last = f"r{rounds[0].number}" if rounds else "r0"
-    name = download_filename(safe_name_part(project.name, f"project-{project.pk}"), "loop", chart.replace("_", "-"),
-                             last, extension="svg")
+    name = download_filename(
+        safe_name_part(project.name, f"project-{project.pk}"),
+        "loop",
+        chart.replace("_", "-"),
+        last,
+        extension="svg",
+    )
     return svg_download(str(charts[chart]), filename=name)

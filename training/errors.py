@@ -1,4 +1,5 @@
 """Domain errors of the training app (mapped to HTTP by the shared DRF exception handler)."""
+
 from prefloop.core.errors import PrefloopError
 
 

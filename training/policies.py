@@ -3,6 +3,7 @@ their folders, and the project's loop (fixed reference, current policy, held-out
 
 Rounds (training.services) sample from the loop's current policy and add checkpoints to it.
 """
+
 from __future__ import annotations
 
 import random
@@ -54,7 +55,9 @@ def check_model_path(model_path: str, *, kind: str = "causal-lm"):
     if problem := path_text_problem(text):
         raise InvalidModelPath(f"model_path {problem}")
     if "://" in text or text.startswith(("hf:", "hub:")):
-        raise InvalidModelPath("model_path must be a local folder; URLs and hub ids are not fetched")
+        raise InvalidModelPath(
+            "model_path must be a local folder; URLs and hub ids are not fetched"
+        )
     path = Path(text)
     if not path.is_absolute():
         raise InvalidModelPath("model_path must be an absolute path")
@@ -62,7 +65,9 @@ def check_model_path(model_path: str, *, kind: str = "causal-lm"):
     from rewards.services import model_roots
 
     if not any(resolved == root or root in resolved.parents for root in model_roots()):
-        raise InvalidModelPath("model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
+        raise InvalidModelPath(
+            "model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS"
+        )
     if not resolved.is_dir() or not (resolved / "config.json").is_file():
         raise InvalidModelPath("model_path is not a model folder with a config.json")
     from rewards.ml.folders import ModelFolderError, inspect_model_folder
@@ -85,16 +90,28 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         policy = Policy.objects.create(
-            project=project, version=next_version(project), name=name[:200], method=Policy.Method.BASE,
-            status=Policy.Status.READY, base_model=str(folder), artifact_path=str(folder),
-            data={"source": "registered model folder", "found": report.summary(), "folder": report.as_dict()},
-            created_by=creator(user), finished_at=timezone.now(),
+            project=project,
+            version=next_version(project),
+            name=name[:200],
+            method=Policy.Method.BASE,
+            status=Policy.Status.READY,
+            base_model=str(folder),
+            artifact_path=str(folder),
+            data={
+                "source": "registered model folder",
+                "found": report.summary(),
+                "folder": report.as_dict(),
+            },
+            created_by=creator(user),
+            finished_at=timezone.now(),
         )
         ensure_loop(project=project, policy=policy)
     return policy
 
 
-def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
+def request_demo_policy(
+    *, project: Project, user=None, config: dict | None = None, enqueue: bool = True
+):
     """Queue the demo policy: a small causal LM built in code and SFT'd on the demo's answer texts."""
     from prefloop.jobs.services import enqueue_job
 
@@ -102,12 +119,18 @@ def request_demo_policy(*, project: Project, user=None, config: dict | None = No
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         policy = Policy.objects.create(
-            project=project, version=next_version(project), name="demo SFT", method=Policy.Method.DEMO,
-            config=dict(config or {}), created_by=creator(user),
+            project=project,
+            version=next_version(project),
+            name="demo SFT",
+            method=Policy.Method.DEMO,
+            config=dict(config or {}),
+            created_by=creator(user),
         )
         job = None
         if enqueue:
-            job = enqueue_job(kind=BUILD_POLICY, params={"policy_id": policy.pk}, project=project, user=user)
+            job = enqueue_job(
+                kind=BUILD_POLICY, params={"policy_id": policy.pk}, project=project, user=user
+            )
             Policy.objects.filter(pk=policy.pk).update(job_id=job.pk)
             policy.job_id = job.pk
     return policy, job
@@ -121,7 +144,9 @@ def check_demo_config(config: dict) -> None:
     if not isinstance(config, dict):
         raise InvalidRoundParams("config must be an object of DemoPolicyConfig fields")
     try:
-        check_limits(config, scope="demo_policy")  # first: the config's own checks would not name the field
+        check_limits(
+            config, scope="demo_policy"
+        )  # first: the config's own checks would not name the field
         check_limits(DemoPolicyConfig.from_dict(config).as_dict(), scope="demo_policy")
     except OutOfBounds as exc:
         raise field_error(InvalidRoundParams, exc, prefix="config.") from None
@@ -132,13 +157,20 @@ def check_demo_config(config: dict) -> None:
 def demo_corpus(project: Project, *, limit: int = 2000) -> list[tuple[str, str]]:
     """(prompt, answer) texts of the project's external completions: what the demo policy imitates."""
     rows = (
-        Completion.objects.filter(prompt__project=project, source=Completion.Source.EXTERNAL, text_available=True)
-        .exclude(text="").order_by("id").values_list("prompt__text", "text")[:limit]
+        Completion.objects.filter(
+            prompt__project=project, source=Completion.Source.EXTERNAL, text_available=True
+        )
+        .exclude(text="")
+        .order_by("id")
+        .values_list("prompt__text", "text")[:limit]
     )
     return list(rows)
 
 
-DEMO_EXTRA_SOURCES = {"lfqa": "PRD/lfqa/experts_pairwise_human_preferences.jsonl", "hh-rlhf": "hh-rlhf/harmless-base/test.jsonl.gz"}
+DEMO_EXTRA_SOURCES = {
+    "lfqa": "PRD/lfqa/experts_pairwise_human_preferences.jsonl",
+    "hh-rlhf": "hh-rlhf/harmless-base/test.jsonl.gz",
+}
 HH_HUMAN = "\n\nHuman:"
 
 
@@ -160,7 +192,11 @@ def demo_extra_corpus(data_dir: Path, *, limit: int = 4000) -> dict[str, list[tu
             prompt = batch.prompts[comparison.prompt_key]
             keys = comparison.completion_keys if name == "lfqa" else comparison.completion_keys[:1]
             question = prompt.text if name == "lfqa" else _last_human_turn(prompt.text)
-            texts += [(question, prompt.completions[k].text) for k in keys if prompt.completions[k].text.strip()]
+            texts += [
+                (question, prompt.completions[k].text)
+                for k in keys
+                if prompt.completions[k].text.strip()
+            ]
         found[name] = list(dict.fromkeys(texts))[:limit]
     return found
 
@@ -170,14 +206,23 @@ def _last_human_turn(dialogue: str) -> str:
     return turn.rsplit("\n\nAssistant:", 1)[0].strip()
 
 
-def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Progress | None = None,
-                     log: Log | None = None, should_stop: ShouldStop | None = None) -> Policy:
+def run_build_policy(
+    *,
+    policy_id: int,
+    job_id: int | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Policy:
     """Build the demo policy (in a job); ready only once its folder is completely written."""
     policy = Policy.objects.select_related("project").get(pk=policy_id)
     if policy.method != Policy.Method.DEMO:
-        raise RoundStateError(f"policy v{policy.version} is {policy.method}; only demo policies are built")
-    claimed = Policy.objects.filter(pk=policy.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]).update(
-        status=Policy.Status.TRAINING, job_id=job_id)
+        raise RoundStateError(
+            f"policy v{policy.version} is {policy.method}; only demo policies are built"
+        )
+    claimed = Policy.objects.filter(
+        pk=policy.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]
+    ).update(status=Policy.Status.TRAINING, job_id=job_id)
     if not claimed:
         raise RoundStateError(f"policy v{policy.version} is {policy.status}, not queued")
     try:
@@ -186,7 +231,9 @@ def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Pro
 
         corpus = demo_corpus(policy.project)
         if not corpus:
-            raise InvalidRoundParams("the project has no answers with text to train the demo policy on")
+            raise InvalidRoundParams(
+                "the project has no answers with text to train the demo policy on"
+            )
         sources = {"project": corpus, **demo_extra_corpus(settings.PREFLOOP_DATA_DIR)}
         texts = [text for rows in sources.values() for text in rows]
         config = DemoPolicyConfig.from_dict(policy.config or {})
@@ -195,16 +242,29 @@ def run_build_policy(*, policy_id: int, job_id: int | None = None, progress: Pro
             shutil.rmtree(folder)
         if log:
             log(f"building the demo policy on {len(texts)} answers")
-        result = build_demo_policy(texts, folder, config=config, progress=step_progress(progress, "SFT"),
-                                   should_stop=should_stop)
+        result = build_demo_policy(
+            texts,
+            folder,
+            config=config,
+            progress=step_progress(progress, "SFT"),
+            should_stop=should_stop,
+        )
         Policy.objects.filter(pk=policy.pk).update(
-            status=Policy.Status.READY, artifact_path=str(result.path), config=config.as_dict(),
-            data={"texts": len(texts), "sources": {name: len(rows) for name, rows in sources.items()},
-                  "source": "external completions of the project, LFQA answers and HH chosen turns of the data folder"},
-            metrics=json_safe(result.metrics), finished_at=timezone.now(),
+            status=Policy.Status.READY,
+            artifact_path=str(result.path),
+            config=config.as_dict(),
+            data={
+                "texts": len(texts),
+                "sources": {name: len(rows) for name, rows in sources.items()},
+                "source": "external completions of the project, LFQA answers and HH chosen turns of the data folder",
+            },
+            metrics=json_safe(result.metrics),
+            finished_at=timezone.now(),
         )
     except BaseException as exc:
-        Policy.objects.filter(pk=policy.pk).update(status=Policy.Status.FAILED, error=error_text(exc), finished_at=timezone.now())
+        Policy.objects.filter(pk=policy.pk).update(
+            status=Policy.Status.FAILED, error=error_text(exc), finished_at=timezone.now()
+        )
         raise
     policy.refresh_from_db()
     ensure_loop(project=policy.project, policy=policy)
@@ -217,11 +277,16 @@ def ensure_loop(*, project: Project, policy: Policy) -> Loop:
     found = Loop.objects.filter(project=project).first()
     if found is not None:
         return found
-    prompt_ids = list(Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    prompt_ids = list(
+        Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True)
+    )
     n_eval = min(EVAL_PROMPTS, max(1, len(prompt_ids) // 5)) if len(prompt_ids) > 1 else 0
-    eval_ids = sorted(random.Random(f"eval:{project.pk}").sample(prompt_ids, n_eval)) if n_eval else []
+    eval_ids = (
+        sorted(random.Random(f"eval:{project.pk}").sample(prompt_ids, n_eval)) if n_eval else []
+    )
     loop, _ = Loop.objects.get_or_create(
-        project=project, defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids}
+        project=project,
+        defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids},
     )
     return loop
 
@@ -234,7 +299,9 @@ def export_merged_policy(*, policy: Policy) -> Path:
     if policy.status != Policy.Status.READY or not policy.artifact_path:
         raise RoundStateError(f"policy v{policy.version} is {policy.status}, not ready")
     if not is_adapter(policy.artifact_path):
-        raise InvalidModelPath(f"policy v{policy.version} is a full model, not a LoRA adapter checkpoint: nothing to merge")
+        raise InvalidModelPath(
+            f"policy v{policy.version} is a full model, not a LoRA adapter checkpoint: nothing to merge"
+        )
     target = policy_dir(policy).with_name(f"v{policy.version}-merged")
     if target.exists():
         return target
@@ -246,7 +313,6 @@ def creator(user):
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
-
 def step_progress(progress: Progress | None, label: str, *, start: float = 0.0, end: float = 1.0):
     """Engine progress(step, total, metrics) → job progress(fraction, message) in [start, end]."""
     if progress is None:
@@ -255,10 +321,13 @@ def step_progress(progress: Progress | None, label: str, *, start: float = 0.0, 
     def report(step: int, total: int, metrics: dict | None = None) -> None:
         fraction = start + (end - start) * (step / total if total else 0.0)
         loss = (metrics or {}).get("loss")
-        progress(fraction, f"{label} step {step}/{total}" + (f", loss {loss:.4f}" if isinstance(loss, float) else ""))
+        progress(
+            fraction,
+            f"{label} step {step}/{total}"
+            + (f", loss {loss:.4f}" if isinstance(loss, float) else ""),
+        )
 
     return report
-
 
 
 def error_text(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
 """Signal receivers of the training app: rounds move on when their jobs finish or their votes are in."""
+
 from __future__ import annotations
 
 import logging
@@ -31,4 +32,6 @@ def advance_when_round_complete(sender, assignment, **kwargs) -> None:
 
         maybe_advance(project_id=assignment.project_id, round_number=comparison.round)
     except Exception:  # never raised into the vote request
-        logger.exception("round advance check failed for assignment %s", getattr(assignment, "pk", None))
+        logger.exception(
+            "round advance check failed for assignment %s", getattr(assignment, "pk", None)
+        )

@@ -1,4 +1,5 @@
 """Reads of the training app: object-level access (researchers of the project only) and lists."""
+
 from __future__ import annotations
 
 import random
@@ -15,12 +16,18 @@ def loop_for(project: Project) -> Loop:
     """The project's loop (reference and current policy loaded); LoopNotReady when it has none."""
     loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
     if loop is None:
-        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
+        raise LoopNotReady(
+            "this project has no policy yet: build the demo policy or register a model folder"
+        )
     return loop
 
 
 def rounds(project: Project):
-    return Round.objects.filter(project=project).select_related("policy", "new_policy", "reward_model").order_by("-number")
+    return (
+        Round.objects.filter(project=project)
+        .select_related("policy", "new_policy", "reward_model")
+        .order_by("-number")
+    )
 
 
 def policies(project: Project):
@@ -33,15 +40,20 @@ def loop_of(project: Project) -> Loop | None:
 
 def researcher_round(user, round_id: int) -> Round:
     """The round if `user` is a researcher of its project; NotFound otherwise (never 403)."""
-    round_ = Round.objects.select_related("project", "policy", "new_policy", "reward_model").filter(
-        pk=round_id, project__in=projects_for_user(user, role=Membership.Role.RESEARCHER)).first()
+    round_ = (
+        Round.objects.select_related("project", "policy", "new_policy", "reward_model")
+        .filter(pk=round_id, project__in=projects_for_user(user, role=Membership.Role.RESEARCHER))
+        .first()
+    )
     if round_ is None:
         raise NotFound("No such round.")
     return round_
 
 
 def researcher_policy(user, policy_id: int) -> Policy:
-    policy = Policy.objects.filter(pk=policy_id, project__in=projects_for_user(user, role=Membership.Role.RESEARCHER)).first()
+    policy = Policy.objects.filter(
+        pk=policy_id, project__in=projects_for_user(user, role=Membership.Role.RESEARCHER)
+    ).first()
     if policy is None:
         raise NotFound("No such policy.")
     return policy
@@ -54,7 +66,11 @@ def round_prompts(round_: Round, params: RoundParams) -> list[Prompt]:
     """This round's prompts: a seeded draw from the project's prompts, evaluation prompts excluded."""
     loop = loop_for(round_.project)
     held_out = set(loop.eval_prompt_ids)
-    candidates = [p for p in Prompt.objects.filter(project=round_.project).order_by("id") if p.pk not in held_out]
+    candidates = [
+        p
+        for p in Prompt.objects.filter(project=round_.project).order_by("id")
+        if p.pk not in held_out
+    ]
     rng = random.Random(f"round:{round_.project_id}:{round_.number}:{params.seed}")
     if len(candidates) > params.prompts:
         candidates = sorted(rng.sample(candidates, params.prompts), key=lambda p: p.pk)
@@ -68,13 +84,22 @@ def eval_prompts(project: Project) -> list[Prompt]:
 
 def round_progress(round_: Round) -> dict:
     """Human votes on the round's comparisons against what its overlap target asks."""
-    comparisons = Comparison.objects.filter(project_id=round_.project_id, round=round_.number, gold_label="")
+    comparisons = Comparison.objects.filter(
+        project_id=round_.project_id, round=round_.number, gold_label=""
+    )
     total = comparisons.count()
     complete = comparisons.filter(is_complete=True).count()
-    votes = Vote.objects.filter(assignment__comparison__in=comparisons, source=Vote.Source.HUMAN).count()
+    votes = Vote.objects.filter(
+        assignment__comparison__in=comparisons, source=Vote.Source.HUMAN
+    ).count()
     target = total * round_.project.overlap_target
-    return {"comparisons": total, "complete": complete, "votes": votes, "target_votes": target,
-            "fraction": (votes / target) if target else 0.0}
+    return {
+        "comparisons": total,
+        "complete": complete,
+        "votes": votes,
+        "target_votes": target,
+        "fraction": (votes / target) if target else 0.0,
+    }
 
 
 def human_win_rate(round_: Round) -> dict | None:
@@ -104,11 +129,19 @@ def human_win_rate(round_: Round) -> dict | None:
     if not total:
         return None
     assert policy.parent is not None  # parent_id checked above
-    return {"policy_version": policy.version, "parent_version": policy.parent.version, "votes": total,
-            "wins": wins, "ties": ties, "win_rate": (wins + ties / 2) / total}
+    return {
+        "policy_version": policy.version,
+        "parent_version": policy.parent.version,
+        "votes": total,
+        "wins": wins,
+        "ties": ties,
+        "win_rate": (wins + ties / 2) / total,
+    }
 
 
 def current_reward_model(project: Project):
     from rewards.models import RewardModel
 
-    return RewardModel.objects.filter(project=project, is_current=True, status=RewardModel.Status.READY).first()
+    return RewardModel.objects.filter(
+        project=project, is_current=True, status=RewardModel.Status.READY
+    ).first()

@@ -1,4 +1,5 @@
 """Signals of the training app (sent by training.services)."""
+
 from django.dispatch import Signal
 
 # sender=Round, round=<Round, already in its new state>, previous=<the state it left>.

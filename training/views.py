@@ -1,4 +1,5 @@
 """Web pages of the training app: the loop (policies, rounds, per-round charts) and its actions."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -34,14 +35,27 @@ def _context(project) -> dict:
     building_job = jobs.get(building.job_id) if building else None
     positions = queue_positions([j for j in (active_job, building_job) if j])
     return {
-        "project": project, "tab": "loop", "loop": loop, "rounds": rounds, "policies": policies, "jobs": jobs,
-        "active": active, "active_job": active_job,
-        "active_job_state": job_state_text(active_job, positions.get(active_job.pk)) if active_job else "",
+        "project": project,
+        "tab": "loop",
+        "loop": loop,
+        "rounds": rounds,
+        "policies": policies,
+        "jobs": jobs,
+        "active": active,
+        "active_job": active_job,
+        "active_job_state": job_state_text(active_job, positions.get(active_job.pk))
+        if active_job
+        else "",
         "active_progress": services.round_progress(active) if active else None,
-        "building": building, "building_job": building_job,
-        "building_job_state": job_state_text(building_job, positions.get(building_job.pk)) if building_job else "",
+        "building": building,
+        "building_job": building_job,
+        "building_job_state": job_state_text(building_job, positions.get(building_job.pk))
+        if building_job
+        else "",
         "charts": loop_charts(list(reversed(rounds))),
-        "methods": METHODS, "strategies": PAIR_STRATEGIES, "retrain_modes": REWARD_RETRAIN,
+        "methods": METHODS,
+        "strategies": PAIR_STRATEGIES,
+        "retrain_modes": REWARD_RETRAIN,
         "defaults": RoundParams.from_dict(loop.defaults if loop else {}),
         "live": bool(active or building),
     }
@@ -60,7 +74,9 @@ def loop_status(request, project_id: int):
     """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
     project = researcher_project_or_404(request, project_id)
     part = request.GET.get("part")
-    template = {"history": "training/_history.html", "start": "training/_start.html"}.get(part, "training/_status.html")
+    template = {"history": "training/_history.html", "start": "training/_start.html"}.get(
+        part, "training/_status.html"
+    )
     return render(request, template, _context(project))
 
 
@@ -87,8 +103,12 @@ def start_round(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
 
     def start() -> str:
-        round_, job = services.start_round(project=project, method=request.POST.get("method", ""),
-                                           params=_params_from_form(request.POST), user=request.user)
+        round_, job = services.start_round(
+            project=project,
+            method=request.POST.get("method", ""),
+            params=_params_from_form(request.POST),
+            user=request.user,
+        )
         return f"Round {round_.number} started: sampling (job {job.pk})."
 
     flash_outcome(request, start)
@@ -102,7 +122,9 @@ def advance_round(request, project_id: int, round_id: int):
     round_ = _round(request, project, round_id)
 
     def advance() -> str:
-        job = services.advance_round(round_=round_, user=request.user, force=request.POST.get("force") == "1")
+        job = services.advance_round(
+            round_=round_, user=request.user, force=request.POST.get("force") == "1"
+        )
         return f"Round {round_.number}: reward model retraining (job {job.pk})."
 
     flash_outcome(request, advance)
@@ -157,8 +179,12 @@ def register_model(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
 
     def register() -> str:
-        policy = policies.register_base_policy(project=project, model_path=request.POST.get("model_path", ""),
-                                               name=request.POST.get("name", ""), user=request.user)
+        policy = policies.register_base_policy(
+            project=project,
+            model_path=request.POST.get("model_path", ""),
+            name=request.POST.get("name", ""),
+            user=request.user,
+        )
         return f"Registered policy v{policy.version}: {policy.data['found']}."
 
     flash_outcome(request, register)

@@ -1,4 +1,5 @@
 """The dataset card (README.md) of an hf export: schema, filters, counts, licences of the sources, manifest hash."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,18 @@ from annotate.models import Project, Prompt
 LICENCE_KEYS = ("license", "licence")
 # The preference columns' meanings, short (docs/export-format.md has the full table).
 MEANINGS = {
-    "pair_id": "comparison:a-b:aspect, stable across exports", "prompt": "TRL's explicit prompt",
-    "chosen": "the preferred response (null only in the ties split)", "rejected": "the other response",
-    "chosen_side": "a or b: which response is chosen", "response_a": "lower completion id, whatever side was shown",
-    "label": "a | b | tie | both_bad, by the aggregation rule", "votes": "votes on this pair",
-    "agreement": "share of votes agreeing with the label", "strength": "mean strength of the winning votes",
-    "margin": "strength, 0 for ties: RewardTrainer's margin", "annotators": "pseudonymous voter ids",
+    "pair_id": "comparison:a-b:aspect, stable across exports",
+    "prompt": "TRL's explicit prompt",
+    "chosen": "the preferred response (null only in the ties split)",
+    "rejected": "the other response",
+    "chosen_side": "a or b: which response is chosen",
+    "response_a": "lower completion id, whatever side was shown",
+    "label": "a | b | tie | both_bad, by the aggregation rule",
+    "votes": "votes on this pair",
+    "agreement": "share of votes agreeing with the label",
+    "strength": "mean strength of the winning votes",
+    "margin": "strength, 0 for ties: RewardTrainer's margin",
+    "annotators": "pseudonymous voter ids",
     "provenance_a": "model or policy@round, sampler params, seed",
 }
 NOT_RECORDED = "not recorded"
@@ -30,7 +37,9 @@ def source_licences(project: Project) -> dict[str, int]:
         rows = (
             Prompt.objects.filter(project=project, **{f"metadata__{key}__isnull": False})
             .annotate(licence=KeyTextTransform(key, "metadata"))
-            .values("licence").annotate(n=Count("id")).values_list("licence", "n")
+            .values("licence")
+            .annotate(n=Count("id"))
+            .values_list("licence", "n")
         )
         for licence, n in rows:
             counts[str(licence)[:200]] = counts.get(str(licence)[:200], 0) + n
@@ -46,7 +55,11 @@ def _yaml_text(value: str) -> str:
 
 def _md(value) -> str:
     """A value in a markdown table cell: inline code, pipes and backticks neutralised."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else value
+    text = (
+        json.dumps(value, ensure_ascii=False, sort_keys=True)
+        if not isinstance(value, str)
+        else value
+    )
     return "`" + text.replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
 
 
@@ -69,8 +82,12 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "",
         "```python",
         "import datasets",
-        "data = datasets.load_from_disk(PATH)" + ('["train"]  # decided pairs; data["ties"]: ties and both-bad'
-                                                   if "ties" in splits else ""),
+        "data = datasets.load_from_disk(PATH)"
+        + (
+            '["train"]  # decided pairs; data["ties"]: ties and both-bad'
+            if "ties" in splits
+            else ""
+        ),
         "```",
         "",
         "## Counts",
@@ -98,13 +115,18 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         *(f"| {_md(name)} | {n} |" for name, n in licences.items()),
         "",
         "Licences come from the imported prompts' `metadata.license`; check the sources' own terms "
-        "before redistributing." if licences else "No prompts.",
+        "before redistributing."
+        if licences
+        else "No prompts.",
         "",
         "## Schema",
         "",
         "| column | type | meaning |",
         "|---|---|---|",
-        *(f"| `{field.name}` | {_md(str(field.type))} | {MEANINGS.get(field.name, '')} |" for field in schema),
+        *(
+            f"| `{field.name}` | {_md(str(field.type))} | {MEANINGS.get(field.name, '')} |"
+            for field in schema
+        ),
         "",
         "## Manifest",
         "",

@@ -8,6 +8,7 @@ The tally table (TALLY_SCHEMA) is what a source of votes produces (PostgreSQL: `
 export column is one entry of COLUMNS, a function of the labelled batch: a new source of votes
 (an `ai` judge) adds its count to TALLY_SCHEMA and the SQL, and its columns here.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,16 +31,42 @@ from annotate.export.rows import (
 
 TALLY_SCHEMA = pa.schema(
     [
-        ("comparison_id", pa.int64()), ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()),
-        ("category", pa.string()), ("prompt", pa.string()), ("prompt_hh", pa.bool_()), ("pair_id", pa.string()),
-        ("a", pa.int64()), ("b", pa.int64()), ("text_a", pa.string()), ("text_b", pa.string()), ("available", pa.bool_()),
-        *[(f"{name}_{side}", kind) for side in "ab" for name, kind in (
-            ("model", pa.string()), ("source", pa.string()), ("checkpoint", pa.int64()), ("round", pa.int64()),
-            ("params", pa.string()), ("seed", pa.int64()))],
-        ("votes_a", pa.int64()), ("votes_b", pa.int64()), ("votes_tie", pa.int64()), ("votes_both_bad", pa.int64()),
-        ("strength_sum_a", pa.int64()), ("strength_n_a", pa.int64()), ("strength_sum_b", pa.int64()),
-        ("strength_n_b", pa.int64()), ("votes", pa.int64()),
-        ("annotators", pa.list_(pa.string())), ("rationales", pa.list_(pa.string())),
+        ("comparison_id", pa.int64()),
+        ("prompt_id", pa.int64()),
+        ("round", pa.int64()),
+        ("aspect", pa.string()),
+        ("category", pa.string()),
+        ("prompt", pa.string()),
+        ("prompt_hh", pa.bool_()),
+        ("pair_id", pa.string()),
+        ("a", pa.int64()),
+        ("b", pa.int64()),
+        ("text_a", pa.string()),
+        ("text_b", pa.string()),
+        ("available", pa.bool_()),
+        *[
+            (f"{name}_{side}", kind)
+            for side in "ab"
+            for name, kind in (
+                ("model", pa.string()),
+                ("source", pa.string()),
+                ("checkpoint", pa.int64()),
+                ("round", pa.int64()),
+                ("params", pa.string()),
+                ("seed", pa.int64()),
+            )
+        ],
+        ("votes_a", pa.int64()),
+        ("votes_b", pa.int64()),
+        ("votes_tie", pa.int64()),
+        ("votes_both_bad", pa.int64()),
+        ("strength_sum_a", pa.int64()),
+        ("strength_n_a", pa.int64()),
+        ("strength_sum_b", pa.int64()),
+        ("strength_n_b", pa.int64()),
+        ("votes", pa.int64()),
+        ("annotators", pa.list_(pa.string())),
+        ("rationales", pa.list_(pa.string())),
     ]
 )
 COUNT_COLUMNS = {"a": "votes_a", "b": "votes_b", "tie": "votes_tie", "both_bad": "votes_both_bad"}
@@ -64,20 +91,26 @@ Column = Callable[[Labelled], pa.Array]
 class PreferenceColumns:
     """Turns tally tables into export tables of `schema`, counting into `stats` as the row loop does."""
 
-    def __init__(self, schema: pa.Schema, filters: ExportFilters, options: ExportOptions, stats: ExportStats) -> None:
+    def __init__(
+        self, schema: pa.Schema, filters: ExportFilters, options: ExportOptions, stats: ExportStats
+    ) -> None:
         self.schema, self.filters, self.options, self.stats = schema, filters, options, stats
         self._last_comparison: int | None = None
 
     def table(self, tally: pa.Table) -> pa.Table:
         self._count_comparisons(tally)
         labelled = self._label(tally)
-        return pa.Table.from_arrays([COLUMNS[name](labelled) for name in self.schema.names], schema=self.schema)
+        return pa.Table.from_arrays(
+            [COLUMNS[name](labelled) for name in self.schema.names], schema=self.schema
+        )
 
     def _count_comparisons(self, tally: pa.Table) -> None:
         """Tallies arrive sorted by comparison: count the changes of id, across batches too."""
         ids = tally.column("comparison_id").to_numpy()
         if len(ids):
-            self.stats.comparisons += int(np.count_nonzero(np.diff(ids))) + int(ids[0] != self._last_comparison)
+            self.stats.comparisons += int(np.count_nonzero(np.diff(ids))) + int(
+                ids[0] != self._last_comparison
+            )
             self._last_comparison = int(ids[-1])
 
     def _label(self, tally: pa.Table) -> Labelled:
@@ -85,8 +118,10 @@ class PreferenceColumns:
         available = tally.column("available").to_numpy(zero_copy_only=False)
         stats.skipped_no_text += int(np.count_nonzero(~available))
         tally = tally.filter(pa.array(available))
-        codes, agreement = label_codes({label: tally.column(column).to_numpy() for label, column in COUNT_COLUMNS.items()},
-                                       options.rule)
+        codes, agreement = label_codes(
+            {label: tally.column(column).to_numpy() for label, column in COUNT_COLUMNS.items()},
+            options.rule,
+        )
         labelled = codes >= 0
         stats.skipped_no_label += int(np.count_nonzero(~labelled))
         keep = labelled.copy()
@@ -98,15 +133,25 @@ class PreferenceColumns:
         if options.ties == "drop":
             stats.skipped_ties += int(np.count_nonzero(keep & tie))
             keep &= ~tie
-        index, chosen_is_a = _output_rows(np.flatnonzero(keep), codes, tie, both_orders=options.ties == "both-orders")
+        index, chosen_is_a = _output_rows(
+            np.flatnonzero(keep), codes, tie, both_orders=options.ties == "both-orders"
+        )
         codes = codes[index]
         stats.rows += len(index)
         for code, count in enumerate(np.bincount(codes, minlength=len(LABELS))):
             stats.labels[LABELS[code]] += int(count)
-        return Labelled(tally.take(pa.array(index, type=pa.int64())), codes, agreement[index], chosen_is_a, options)
+        return Labelled(
+            tally.take(pa.array(index, type=pa.int64())),
+            codes,
+            agreement[index],
+            chosen_is_a,
+            options,
+        )
 
 
-def _output_rows(kept: np.ndarray, codes: np.ndarray, tie: np.ndarray, *, both_orders: bool) -> tuple[np.ndarray, pa.Array]:
+def _output_rows(
+    kept: np.ndarray, codes: np.ndarray, tie: np.ndarray, *, both_orders: bool
+) -> tuple[np.ndarray, pa.Array]:
     """(tally row of each output row, whether its chosen is response a). A decided pair's chosen is
     its winner; a tie's is null, or under both-orders a then b on two rows."""
     if both_orders:
@@ -132,7 +177,9 @@ def _constant(value: str) -> Column:
 
 
 def _label_column(b: Labelled) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(b.codes, type=pa.int8()), pa.array(LABELS)).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(b.codes, type=pa.int8()), pa.array(LABELS)).cast(
+        pa.string()
+    )
 
 
 def _strength(b: Labelled) -> pa.Array:
@@ -157,8 +204,13 @@ def _text(b: Labelled, column: str) -> pa.Array:
     texts = b.tally.column(column).combine_chunks()
     if not b.options.conversational:
         return texts
-    return pa.array([None if t is None else [{"role": "assistant", "content": t.strip()}] for t in texts.to_pylist()],
-                    type=_messages_type())
+    return pa.array(
+        [
+            None if t is None else [{"role": "assistant", "content": t.strip()}]
+            for t in texts.to_pylist()
+        ],
+        type=_messages_type(),
+    )
 
 
 def _pick(chosen: bool) -> Column:
@@ -183,17 +235,30 @@ def _prompt(b: Labelled) -> pa.Array:
     if not b.options.conversational:
         return texts
     hh = b.tally.column("prompt_hh").to_pylist()
-    return pa.array([hh_messages(t) if is_hh else [{"role": "user", "content": t}] for t, is_hh in zip(texts.to_pylist(), hh)],
-                    type=_messages_type())
+    return pa.array(
+        [
+            hh_messages(t) if is_hh else [{"role": "user", "content": t}]
+            for t, is_hh in zip(texts.to_pylist(), hh)
+        ],
+        type=_messages_type(),
+    )
 
 
 def _provenance(side: str) -> Column:
     def column(b: Labelled) -> pa.Array:
         t = b.tally
         params = t.column(f"params_{side}").combine_chunks().dictionary_encode()
-        canonical = pa.array([_canonical_params(p) for p in params.dictionary.to_pylist()], type=pa.string())
-        arrays = [t.column(f"model_{side}"), t.column(f"source_{side}"), t.column(f"checkpoint_{side}"),
-                  t.column(f"round_{side}"), canonical.take(params.indices), t.column(f"seed_{side}")]
+        canonical = pa.array(
+            [_canonical_params(p) for p in params.dictionary.to_pylist()], type=pa.string()
+        )
+        arrays = [
+            t.column(f"model_{side}"),
+            t.column(f"source_{side}"),
+            t.column(f"checkpoint_{side}"),
+            t.column(f"round_{side}"),
+            canonical.take(params.indices),
+            t.column(f"seed_{side}"),
+        ]
         names = ["model", "source", "policy_checkpoint_id", "round", "sampler_params", "seed"]
         return pa.StructArray.from_arrays([_array(a) for a in arrays], names=names)
 
@@ -242,5 +307,7 @@ COLUMNS: dict[str, Column] = {
     "annotators": _tally("annotators"),
     "provenance_a": _provenance("a"),
     "provenance_b": _provenance("b"),
-    "source": _constant("human"),  # people's votes; the judge's "ai" rows come from the row loop (judging/export.py)
+    "source": _constant(
+        "human"
+    ),  # people's votes; the judge's "ai" rows come from the row loop (judging/export.py)
 }

@@ -3,6 +3,7 @@
 Rows are built chunk by chunk of comparisons, so memory does not grow with the project.
 The schema is documented in docs/export-format.md; bump SCHEMA_VERSION when it changes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,17 @@ TIE_POLICIES = ("split", "label", "drop", "both-orders")
 TIE_LABELS = ("tie", "both_bad")
 CHUNK = 2000
 HH_TURN = ("\n\nHuman:", "\n\nAssistant:")
-COMPLETION_FIELDS = ("id", "text", "text_available", "model_name", "source", "policy_checkpoint_id", "round", "sampler_params", "seed")
+COMPLETION_FIELDS = (
+    "id",
+    "text",
+    "text_available",
+    "model_name",
+    "source",
+    "policy_checkpoint_id",
+    "round",
+    "sampler_params",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,8 @@ def manifest_filters(filters: ExportFilters) -> dict:
     """The filters as the manifest records them (JSON values; the comparison queryset left out)."""
     return {
         f.name: (value.isoformat() if isinstance(value, datetime) else value)
-        for f in fields(filters) if f.metadata.get("manifest", True)
+        for f in fields(filters)
+        if f.metadata.get("manifest", True)
         for value in [getattr(filters, f.name)]
     }
 
@@ -96,7 +108,9 @@ class ExportStats:
     skipped_no_label: int = 0  # unanimous rule without unanimity
     skipped_agreement: int = 0  # below min_agreement
     skipped_ties: int = 0  # ties/both-bad left out by ties="drop"
-    labels: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0, "tie": 0, "both_bad": 0})
+    labels: dict[str, int] = field(
+        default_factory=lambda: {"a": 0, "b": 0, "tie": 0, "both_bad": 0}
+    )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -122,7 +136,9 @@ B_WINS = Q(winner_id__gt=F("loser_id"))
 @lru_cache(maxsize=100_000)
 def pseudonym(user_id: int) -> str:
     """Stable per deployment, not reversible without the SECRET_KEY."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"annotator:{user_id}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"annotator:{user_id}".encode(), hashlib.sha256
+    ).hexdigest()
     return f"ann-{digest[:12]}"
 
 
@@ -143,8 +159,12 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
     if filters.comparisons is not None:
         q &= Q(comparison_id__in=filters.comparisons)
     if filters.annotators is not None:
-        user_ids = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
-        q &= Q(annotator_id__in=user_ids) | Q(annotator__isnull=True, external_annotator__in=filters.annotators)
+        user_ids = list(
+            User.objects.filter(username__in=filters.annotators).values_list("id", flat=True)
+        )
+        q &= Q(annotator_id__in=user_ids) | Q(
+            annotator__isnull=True, external_annotator__in=filters.annotators
+        )
     return q
 
 
@@ -167,7 +187,9 @@ def _comparison_ranges(project: Project, filters: ExportFilters) -> Iterator[tup
     comparisons = _exported_comparisons(project, filters)
     last = 0
     while True:
-        ids = list(comparisons.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK])
+        ids = list(
+            comparisons.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK]
+        )
         if not ids:
             return
         yield ids[0], ids[-1]
@@ -212,7 +234,12 @@ def hh_messages(dialogue: str) -> list[dict]:
         nxt = [rest.find(m) for m in HH_TURN if rest.find(m) >= 0]
         content, rest = (rest[: min(nxt)], rest[min(nxt) :]) if nxt else (rest, "")
         if content.strip():
-            messages.append({"role": "user" if marker == HH_TURN[0] else "assistant", "content": content.strip()})
+            messages.append(
+                {
+                    "role": "user" if marker == HH_TURN[0] else "assistant",
+                    "content": content.strip(),
+                }
+            )
     return messages
 
 
@@ -231,7 +258,9 @@ def _response_value(text: str | None, conversational: bool):
 
 
 def iter_preference_rows(
-    project: Project, filters: ExportFilters = ExportFilters(), options: ExportOptions = ExportOptions(),
+    project: Project,
+    filters: ExportFilters = ExportFilters(),
+    options: ExportOptions = ExportOptions(),
     stats: ExportStats | None = None,
 ) -> Iterator[dict]:
     """One row per (pair of completions, aspect) with its aggregated label; see docs/export-format.md.
@@ -241,7 +270,9 @@ def iter_preference_rows(
     reference that the SQL path (`tally_sql` + `columns`) is tested against.
     """
     stats = stats if stats is not None else ExportStats()
-    if "ai" in filters.sources:  # LLM-judge rows (source "ai") after the people's: judging/export.py
+    if (
+        "ai" in filters.sources
+    ):  # LLM-judge rows (source "ai") after the people's: judging/export.py
         from judging.export import with_ai_rows
 
         yield from with_ai_rows(iter_preference_rows, project, filters, options, stats)
@@ -261,7 +292,9 @@ def iter_preference_rows(
 
 @dataclass
 class _ChunkVotes:
-    grouped: list[tuple]  # per (comparison, aspect): pairwise counts and strength sums, oriented to the pair
+    grouped: list[
+        tuple
+    ]  # per (comparison, aspect): pairwise counts and strength sums, oriented to the pair
     voters: list[tuple]  # per pairwise vote, by id: who and why
     ranked: list[tuple]  # per ranking vote, by id
 
@@ -278,29 +311,44 @@ def _chunk_votes(vote_q: Q, first: int, last: int) -> _ChunkVotes:
     """The chunk's votes. Counting happens in SQL: per (comparison, aspect), votes for the lower
     completion id (winner_id < loser_id) are "a"; Python then touches each vote once, for its voter."""
     in_chunk = (
-        Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
-        .filter(comparison__pk__gte=first, comparison__pk__lte=last)  # lets the planner range-scan the join
+        Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last).filter(
+            comparison__pk__gte=first, comparison__pk__lte=last
+        )  # lets the planner range-scan the join
     )
     pairwise = in_chunk.exclude(choice=Vote.Choice.RANKED)
     grouped = _fetch(
         pairwise.order_by("comparison_id", "aspect")
         .values("comparison_id", "aspect")
         .annotate(
-            va=Count("id", filter=A_WINS), vb=Count("id", filter=B_WINS),
-            vt=Count("id", filter=Q(choice="tie")), vbb=Count("id", filter=Q(choice="both_bad")),
-            sa=Sum("strength", filter=A_WINS), na=Count("strength", filter=A_WINS),
-            sb=Sum("strength", filter=B_WINS), nb=Count("strength", filter=B_WINS),
+            va=Count("id", filter=A_WINS),
+            vb=Count("id", filter=B_WINS),
+            vt=Count("id", filter=Q(choice="tie")),
+            vbb=Count("id", filter=Q(choice="both_bad")),
+            sa=Sum("strength", filter=A_WINS),
+            na=Count("strength", filter=A_WINS),
+            sb=Sum("strength", filter=B_WINS),
+            nb=Count("strength", filter=B_WINS),
         )
         .values_list("comparison_id", "aspect", "va", "vb", "vt", "vbb", "sa", "na", "sb", "nb")
     )
     voters = _fetch(
-        pairwise.order_by("comparison_id", "id").values_list("comparison_id", "aspect", "annotator_id", "external_annotator", "rationale")
+        pairwise.order_by("comparison_id", "id").values_list(
+            "comparison_id", "aspect", "annotator_id", "external_annotator", "rationale"
+        )
     )
     ranked = _fetch(
         in_chunk.filter(choice=Vote.Choice.RANKED)
         .order_by("comparison_id", "id")
-        .values_list("comparison_id", "aspect", "ranking", "strength", "rationale", "annotator_id", "external_annotator",
-                     "ranking_ties")
+        .values_list(
+            "comparison_id",
+            "aspect",
+            "ranking",
+            "strength",
+            "rationale",
+            "annotator_id",
+            "external_annotator",
+            "ranking_ties",
+        )
     )
     return _ChunkVotes(grouped, voters, ranked)
 
@@ -309,18 +357,39 @@ def _chunk_texts(project: Project, filters: ExportFilters, first: int, last: int
     """Prompts, members and completions (with their provenance) of the chunk's comparisons."""
     chunk = _exported_comparisons(project, filters).filter(pk__gte=first, pk__lte=last)
     texts = _ChunkTexts({}, {}, defaultdict(list), {})
-    for cid, pid, rnd, text, category, metadata in _fetch(chunk.values_list(
-        "id", "prompt_id", "round", "prompt__text", "prompt__category", Cast("prompt__metadata", TextField())
-    )):
+    for cid, pid, rnd, text, category, metadata in _fetch(
+        chunk.values_list(
+            "id",
+            "prompt_id",
+            "round",
+            "prompt__text",
+            "prompt__category",
+            Cast("prompt__metadata", TextField()),
+        )
+    ):
         texts.meta[cid] = {"prompt_id": pid, "round": rnd}
-        texts.prompts[pid] = {"id": pid, "text": text, "category": category, "metadata": _json(metadata)}
+        texts.prompts[pid] = {
+            "id": pid,
+            "text": text,
+            "category": category,
+            "metadata": _json(metadata),
+        }
     for row in _fetch(
-        ComparisonItem.objects.filter(comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last)
+        ComparisonItem.objects.filter(
+            comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last
+        )
         .order_by("comparison_id", "position")
         .values_list(
-            "comparison_id", "completion_id", "completion__text", "completion__text_available",
-            "completion__model_name", "completion__source", "completion__policy_checkpoint_id",
-            "completion__round", Cast("completion__sampler_params", TextField()), "completion__seed",
+            "comparison_id",
+            "completion_id",
+            "completion__text",
+            "completion__text_available",
+            "completion__model_name",
+            "completion__source",
+            "completion__policy_checkpoint_id",
+            "completion__round",
+            Cast("completion__sampler_params", TextField()),
+            "completion__seed",
         )
     ):
         texts.members[row[0]].append(row[1])
@@ -330,21 +399,38 @@ def _chunk_texts(project: Project, filters: ExportFilters, first: int, last: int
     return texts
 
 
-def _tally_pairs(votes: _ChunkVotes, members: dict[int, list[int]]) -> dict[tuple[int, str, int, int], _PairTally]:
+def _tally_pairs(
+    votes: _ChunkVotes, members: dict[int, list[int]]
+) -> dict[tuple[int, str, int, int], _PairTally]:
     """(comparison, aspect, a, b) -> its tally: pairwise votes judge the comparison's first two
     items; a best-first ranking of K is one vote on each of its K(K-1)/2 pairs (a tie where it ties them)."""
     pairs: dict[tuple[int, str, int, int], _PairTally] = {}
     by_unit: dict[tuple[int, str], _PairTally] = {}
     for comparison_id, aspect, va, vb, vt, vbb, sa, na, sb, nb in votes.grouped:
         x, y = members[comparison_id][:2]
-        tally = _PairTally({"a": va, "b": vb, "tie": vt, "both_bad": vbb}, {"a": sa or 0, "b": sb or 0}, {"a": na, "b": nb})
-        pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = tally
+        tally = _PairTally(
+            {"a": va, "b": vb, "tie": vt, "both_bad": vbb},
+            {"a": sa or 0, "b": sb or 0},
+            {"a": na, "b": nb},
+        )
+        pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = (
+            tally
+        )
     for comparison_id, aspect, user_id, external, rationale in votes.voters:
         tally = by_unit[(comparison_id, aspect)]
         tally.annotators.append(pseudonym(user_id) if user_id else external)
         if rationale:
             tally.rationales.append(rationale)
-    for comparison_id, aspect, ranking, strength, rationale, user_id, external, ties in votes.ranked:
+    for (
+        comparison_id,
+        aspect,
+        ranking,
+        strength,
+        rationale,
+        user_id,
+        external,
+        ties,
+    ) in votes.ranked:
         who = pseudonym(user_id) if user_id else external
         ranking = json.loads(ranking) if isinstance(ranking, str) else ranking
         ties = json.loads(ties) if isinstance(ties, str) else ties
@@ -362,8 +448,14 @@ def _tally_pairs(votes: _ChunkVotes, members: dict[int, list[int]]) -> dict[tupl
     return pairs
 
 
-def _pair_rows(key: tuple[int, str, int, int], tally: _PairTally, texts: _ChunkTexts, filters: ExportFilters,
-               options: ExportOptions, stats: ExportStats) -> Iterator[dict]:
+def _pair_rows(
+    key: tuple[int, str, int, int],
+    tally: _PairTally,
+    texts: _ChunkTexts,
+    filters: ExportFilters,
+    options: ExportOptions,
+    stats: ExportStats,
+) -> Iterator[dict]:
     """The row(s) of one pair: none when skipped (counted), two for a tie under both-orders."""
     comparison_id, aspect, a, b = key
     ca, cb = texts.completions[a], texts.completions[b]
@@ -381,9 +473,16 @@ def _pair_rows(key: tuple[int, str, int, int], tally: _PairTally, texts: _ChunkT
     if is_tie and options.ties == "drop":
         stats.skipped_ties += 1
         return
-    strength = tally.strength_sum[label] / tally.strength_n[label] if not is_tie and tally.strength_n[label] else None
+    strength = (
+        tally.strength_sum[label] / tally.strength_n[label]
+        if not is_tie and tally.strength_n[label]
+        else None
+    )
     base = _base_row(comparison_id, aspect, a, b, tally, texts, options) | {
-        "label": label, "agreement": agreement, "strength": strength, "margin": 0.0 if is_tie else (strength or 0.0),
+        "label": label,
+        "agreement": agreement,
+        "strength": strength,
+        "margin": 0.0 if is_tie else (strength or 0.0),
     }
     sides: list[tuple[dict | None, dict | None]]
     if not is_tie:
@@ -395,13 +494,23 @@ def _pair_rows(key: tuple[int, str, int, int], tally: _PairTally, texts: _ChunkT
     for better, worse in sides:
         stats.rows += 1
         stats.labels[label] += 1
-        yield {**base, "chosen": better and _response_value(better["text"], options.conversational),
-               "rejected": worse and _response_value(worse["text"], options.conversational),
-               "chosen_side": better and ("a" if better is ca else "b")}
+        yield {
+            **base,
+            "chosen": better and _response_value(better["text"], options.conversational),
+            "rejected": worse and _response_value(worse["text"], options.conversational),
+            "chosen_side": better and ("a" if better is ca else "b"),
+        }
 
 
-def _base_row(comparison_id: int, aspect: str, a: int, b: int, tally: _PairTally, texts: _ChunkTexts,
-              options: ExportOptions) -> dict:
+def _base_row(
+    comparison_id: int,
+    aspect: str,
+    a: int,
+    b: int,
+    tally: _PairTally,
+    texts: _ChunkTexts,
+    options: ExportOptions,
+) -> dict:
     ca, cb = texts.completions[a], texts.completions[b]
     prompt = texts.prompts[texts.meta[comparison_id]["prompt_id"]]
     return {
@@ -432,7 +541,9 @@ def _base_row(comparison_id: int, aspect: str, a: int, b: int, tally: _PairTally
     }
 
 
-def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None) -> Iterator[dict]:
+def iter_vote_rows(
+    project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None
+) -> Iterator[dict]:
     """The raw export: one row per vote, with the sides as shown and both models."""
     stats = stats if stats is not None else ExportStats()
     if "ai" in filters.sources:
@@ -446,15 +557,32 @@ def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), s
             Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
             .order_by("id")
             .values(
-                "id", "comparison_id", "comparison__round", "comparison__prompt_id", "aspect", "choice", "ranking",
-                "ranking_ties", "strength", "rationale", "annotator_id", "external_annotator", "source", "shown_order", "winner_id",
-                "loser_id", "time_spent_ms", "created_at",
+                "id",
+                "comparison_id",
+                "comparison__round",
+                "comparison__prompt_id",
+                "aspect",
+                "choice",
+                "ranking",
+                "ranking_ties",
+                "strength",
+                "rationale",
+                "annotator_id",
+                "external_annotator",
+                "source",
+                "shown_order",
+                "winner_id",
+                "loser_id",
+                "time_spent_ms",
+                "created_at",
             )
         )
         if not votes:
             continue
         models = dict(
-            Completion.objects.filter(pk__in={c for v in votes for c in v["shown_order"]}).values_list("id", "model_name")
+            Completion.objects.filter(
+                pk__in={c for v in votes for c in v["shown_order"]}
+            ).values_list("id", "model_name")
         )
         stats.comparisons += len({v["comparison_id"] for v in votes})
         for v in votes:
@@ -472,7 +600,9 @@ def iter_vote_rows(project: Project, filters: ExportFilters = ExportFilters(), s
                 "prompt_id": v["comparison__prompt_id"],
                 "round": v["comparison__round"],
                 "aspect": v["aspect"],
-                "annotator": pseudonym(v["annotator_id"]) if v["annotator_id"] else v["external_annotator"],
+                "annotator": pseudonym(v["annotator_id"])
+                if v["annotator_id"]
+                else v["external_annotator"],
                 "source": v["source"],
                 "choice": v["choice"],
                 "ranking": v["ranking"],

@@ -7,6 +7,7 @@ The statement reads the caller's transaction (the export's REPEATABLE READ snaps
 best-first ranking as one vote on every pair it orders, a tie on the pairs it ties; voters and
 rationales in that order, by vote id) and sorts as it does: comparison, aspect (code points), a, b.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,9 @@ from annotate.models import (
     Vote,
 )
 
-BLOCK_BYTES = 8 << 20  # JSON parsed per table: memory stays at a few blocks whatever the project's size
+BLOCK_BYTES = (
+    8 << 20
+)  # JSON parsed per table: memory stays at a few blocks whatever the project's size
 # COPY's csv format with a quote and a delimiter that JSON text never holds raw (PostgreSQL escapes
 # control characters in JSON strings): each line is exactly one JSON object.
 COPY_OPTIONS = "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
@@ -56,7 +59,13 @@ TALLY_AGGREGATES = {
 
 
 def _tables() -> dict[str, str]:
-    models = {"vote": Vote, "comparison": Comparison, "item": ComparisonItem, "completion": Completion, "prompt": Prompt}
+    models = {
+        "vote": Vote,
+        "comparison": Comparison,
+        "item": ComparisonItem,
+        "completion": Completion,
+        "prompt": Prompt,
+    }
     return {name: model._meta.db_table for name, model in models.items()}
 
 
@@ -65,28 +74,40 @@ def vote_where(project: Project, filters: ExportFilters) -> tuple[str, dict]:
     clauses = ["c.project_id = %(project)s", "c.gold_label = ''", "v.source = ANY(%(sources)s)"]
     params: dict = {"project": project.pk, "sources": list(filters.sources)}
     optional = {
-        "rounds": ("c.round = ANY(%(rounds)s)", None if filters.rounds is None else list(filters.rounds)),
+        "rounds": (
+            "c.round = ANY(%(rounds)s)",
+            None if filters.rounds is None else list(filters.rounds),
+        ),
         "since": ("v.created_at >= %(since)s", filters.since),
         "until": ("v.created_at < %(until)s", filters.until),
         "aspect": ("v.aspect = %(aspect)s", filters.aspect or None),
         "max_vote_id": ("v.id <= %(max_vote_id)s", filters.max_vote_id),
-        "choices": ("v.choice = ANY(%(choices)s)", None if filters.choices is None else list(filters.choices)),
+        "choices": (
+            "v.choice = ANY(%(choices)s)",
+            None if filters.choices is None else list(filters.choices),
+        ),
     }
     for name, (clause, value) in optional.items():
         if value is not None:
             clauses.append(clause)
             params[name] = value
     if filters.annotators is not None:
-        clauses.append("(v.annotator_id = ANY(%(user_ids)s) OR (v.annotator_id IS NULL AND v.external_annotator = ANY(%(names)s)))")
-        params["user_ids"] = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
+        clauses.append(
+            "(v.annotator_id = ANY(%(user_ids)s) OR (v.annotator_id IS NULL AND v.external_annotator = ANY(%(names)s)))"
+        )
+        params["user_ids"] = list(
+            User.objects.filter(username__in=filters.annotators).values_list("id", flat=True)
+        )
         params["names"] = list(filters.annotators)
     return " AND ".join(clauses), params
 
 
 def _from_votes() -> str:
     t = _tables()
-    return (f"{t['vote']} v JOIN {t['comparison']} c ON c.id = v.comparison_id "
-            "LEFT JOIN unnest(%(user_ids_all)s::bigint[], %(user_names)s::text[]) AS ps(id, name) ON ps.id = v.annotator_id")
+    return (
+        f"{t['vote']} v JOIN {t['comparison']} c ON c.id = v.comparison_id "
+        "LEFT JOIN unnest(%(user_ids_all)s::bigint[], %(user_names)s::text[]) AS ps(id, name) ON ps.id = v.annotator_id"
+    )
 
 
 WHO = "CASE WHEN v.annotator_id IS NOT NULL THEN ps.name ELSE v.external_annotator END"
@@ -97,14 +118,18 @@ def _pair_votes(where: str) -> str:
     every pair of each ranking (tied when both sit in one of its tie groups; the last group wins)."""
     t = _tables()
     as_array = "CASE WHEN jsonb_typeof({0}) = 'array' THEN {0} ELSE '[]'::jsonb END"
-    group = (f"LEFT JOIN LATERAL (SELECT max(g) AS g FROM jsonb_array_elements({as_array.format('v.ranking_ties')}) "
-             "WITH ORDINALITY AS t(grp, g) WHERE jsonb_typeof(t.grp) = 'array' AND t.grp @> to_jsonb({0}.x)) {1} ON true")
-    ranking = (f"CROSS JOIN LATERAL (SELECT e::bigint AS x, i FROM jsonb_array_elements({as_array.format('v.ranking')}) "
-               "WITH ORDINALITY AS r(e, i)) {0}")
+    group = (
+        f"LEFT JOIN LATERAL (SELECT max(g) AS g FROM jsonb_array_elements({as_array.format('v.ranking_ties')}) "
+        "WITH ORDINALITY AS t(grp, g) WHERE jsonb_typeof(t.grp) = 'array' AND t.grp @> to_jsonb({0}.x)) {1} ON true"
+    )
+    ranking = (
+        f"CROSS JOIN LATERAL (SELECT e::bigint AS x, i FROM jsonb_array_elements({as_array.format('v.ranking')}) "
+        "WITH ORDINALITY AS r(e, i)) {0}"
+    )
     return f"""
     members AS (
         SELECT i.comparison_id, (array_agg(i.completion_id ORDER BY i.position))[1:2] AS m
-        FROM {t['item']} i JOIN {t['comparison']} c ON c.id = i.comparison_id
+        FROM {t["item"]} i JOIN {t["comparison"]} c ON c.id = i.comparison_id
         WHERE c.project_id = %(project)s AND c.gold_label = '' GROUP BY i.comparison_id
     ),
     pv AS (
@@ -118,7 +143,7 @@ def _pair_votes(where: str) -> str:
         SELECT v.comparison_id, v.aspect COLLATE "C", least(r1.x, r2.x), greatest(r1.x, r2.x),
                CASE WHEN t1.g = t2.g THEN 'tie' WHEN r1.x < r2.x THEN 'a' ELSE 'b' END,
                v.strength, v.rationale, v.source, {WHO}, 1, v.id
-        FROM {_from_votes()} {ranking.format('r1')} {ranking.format('r2')} {group.format('r1', 't1')} {group.format('r2', 't2')}
+        FROM {_from_votes()} {ranking.format("r1")} {ranking.format("r2")} {group.format("r1", "t1")} {group.format("r2", "t2")}
         WHERE {where} AND v.choice = 'ranked' AND r1.i < r2.i
     )"""
 
@@ -126,17 +151,33 @@ def _pair_votes(where: str) -> str:
 def _output_columns() -> list[tuple[str, str]]:
     """(TALLY_SCHEMA field, its SQL over the tally `t`, comparison+prompt `c`, completions `ca`/`cb`)."""
     columns = [
-        ("comparison_id", "t.comparison_id"), ("prompt_id", "c.prompt_id"), ("round", "c.round"), ("aspect", "t.aspect"),
-        ("category", "c.category"), ("prompt", "c.text"), ("prompt_hh", "coalesce(c.metadata ->> 'format' = 'hh', false)"),
-        ("pair_id", "t.comparison_id || ':' || t.a || '-' || t.b || ':' || t.aspect"), ("a", "t.a"), ("b", "t.b"),
-        ("text_a", "ca.text"), ("text_b", "cb.text"), ("available", "ca.text_available AND cb.text_available"),
+        ("comparison_id", "t.comparison_id"),
+        ("prompt_id", "c.prompt_id"),
+        ("round", "c.round"),
+        ("aspect", "t.aspect"),
+        ("category", "c.category"),
+        ("prompt", "c.text"),
+        ("prompt_hh", "coalesce(c.metadata ->> 'format' = 'hh', false)"),
+        ("pair_id", "t.comparison_id || ':' || t.a || '-' || t.b || ':' || t.aspect"),
+        ("a", "t.a"),
+        ("b", "t.b"),
+        ("text_a", "ca.text"),
+        ("text_b", "cb.text"),
+        ("available", "ca.text_available AND cb.text_available"),
     ]
     for s in "ab":
-        columns += [(f"model_{s}", f"c{s}.model_name"), (f"source_{s}", f"c{s}.source"),
-                    (f"checkpoint_{s}", f"c{s}.policy_checkpoint_id"), (f"round_{s}", f"c{s}.round"),
-                    (f"params_{s}", f"c{s}.sampler_params::text"), (f"seed_{s}", f"c{s}.seed")]
+        columns += [
+            (f"model_{s}", f"c{s}.model_name"),
+            (f"source_{s}", f"c{s}.source"),
+            (f"checkpoint_{s}", f"c{s}.policy_checkpoint_id"),
+            (f"round_{s}", f"c{s}.round"),
+            (f"params_{s}", f"c{s}.sampler_params::text"),
+            (f"seed_{s}", f"c{s}.seed"),
+        ]
     columns += [(name, f"t.{name}") for name in TALLY_AGGREGATES]
-    assert [name for name, _ in columns] == TALLY_SCHEMA.names, "the SQL's columns are TALLY_SCHEMA's"
+    assert [name for name, _ in columns] == TALLY_SCHEMA.names, (
+        "the SQL's columns are TALLY_SCHEMA's"
+    )
     return columns
 
 
@@ -146,7 +187,9 @@ def _key(name: str) -> str:
 
 
 def tally_sql(where: str) -> str:
-    aggregates = ",\n               ".join(f"{sql} AS {name}" for name, sql in TALLY_AGGREGATES.items())
+    aggregates = ",\n               ".join(
+        f"{sql} AS {name}" for name, sql in TALLY_AGGREGATES.items()
+    )
     select = ",\n               ".join(f"{sql} AS {_key(name)}" for name, sql in _output_columns())
     order = ", ".join(f"x.{_key(name)}" for name in ("comparison_id", "aspect", "a", "b"))
     return f"""
@@ -169,9 +212,14 @@ def _lookups() -> str:
     makes them, instead of hash-joining whole tables and sorting the wide rows again. LIMIT 1 keeps
     each lookup a per-row index probe (the planner would otherwise flatten it into a hash join)."""
     t = _tables()
-    prompt = (f"CROSS JOIN LATERAL (SELECT c.prompt_id, c.round, p.category, p.text, p.metadata FROM {t['comparison']} c "
-              f"JOIN {t['prompt']} p ON p.id = c.prompt_id WHERE c.id = t.comparison_id LIMIT 1) c")
-    answers = " ".join(f"CROSS JOIN LATERAL (SELECT * FROM {t['completion']} WHERE id = t.{s} LIMIT 1) c{s}" for s in "ab")
+    prompt = (
+        f"CROSS JOIN LATERAL (SELECT c.prompt_id, c.round, p.category, p.text, p.metadata FROM {t['comparison']} c "
+        f"JOIN {t['prompt']} p ON p.id = c.prompt_id WHERE c.id = t.comparison_id LIMIT 1) c"
+    )
+    answers = " ".join(
+        f"CROSS JOIN LATERAL (SELECT * FROM {t['completion']} WHERE id = t.{s} LIMIT 1) c{s}"
+        for s in "ab"
+    )
     return f"{prompt} {answers}"
 
 
@@ -182,9 +230,15 @@ def tally_statement(project: Project, filters: ExportFilters) -> tuple[str, dict
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(array_agg(DISTINCT v.annotator_id) FILTER (WHERE v.annotator_id IS NOT NULL), '{{}}') "
-            f"FROM {t['vote']} v JOIN {t['comparison']} c ON c.id = v.comparison_id WHERE {where}", params)
+            f"FROM {t['vote']} v JOIN {t['comparison']} c ON c.id = v.comparison_id WHERE {where}",
+            params,
+        )
         votes, user_ids = cursor.fetchone()
-    params = {**params, "user_ids_all": list(user_ids), "user_names": [pseudonym(u) for u in user_ids]}
+    params = {
+        **params,
+        "user_ids_all": list(user_ids),
+        "user_names": [pseudonym(u) for u in user_ids],
+    }
     return f"COPY ({tally_sql(where)}) TO STDOUT {COPY_OPTIONS}", params, votes
 
 
@@ -216,8 +270,15 @@ def parse_block(lines: list, longest: int) -> pa.Table:
     if not lines:
         return TALLY_SCHEMA.empty_table()
     data = b"".join(lines)
-    return pa_json.read_json(
-        io.BytesIO(data),
-        read_options=pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest)),
-        parse_options=pa_json.ParseOptions(explicit_schema=JSON_SCHEMA, unexpected_field_behavior="error"),
-    ).select(JSON_SCHEMA.names).rename_columns(TALLY_SCHEMA.names).cast(TALLY_SCHEMA)
+    return (
+        pa_json.read_json(
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest)),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=JSON_SCHEMA, unexpected_field_behavior="error"
+            ),
+        )
+        .select(JSON_SCHEMA.names)
+        .rename_columns(TALLY_SCHEMA.names)
+        .cast(TALLY_SCHEMA)
+    )

@@ -8,6 +8,7 @@ With the default tie policy (`split`) the pairs file holds only decided pairs, s
 DPOTrainer and RewardTrainer take it as is; tie and both-bad rows go to `<name>.ties.<ext>`
 beside it (an hf folder: a `ties` split next to `train`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,31 +65,72 @@ def _arrow_schema(*, raw: bool, conversational: bool):
     if raw:
         return pa.schema(
             [
-                ("schema_version", pa.string()), ("vote_id", pa.int64()), ("comparison_id", pa.int64()),
-                ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()), ("annotator", pa.string()),
-                ("source", pa.string()), ("choice", pa.string()), ("ranking", pa.list_(pa.int64())),
-                ("ranking_ties", pa.list_(pa.list_(pa.int64()))), ("strength", pa.int64()), ("rationale", pa.string()), ("shown", pa.list_(pa.int64())),
-                ("shown_models", pa.list_(pa.string())), ("winner_id", pa.int64()), ("loser_id", pa.int64()),
-                ("winner_position", pa.string()), ("time_spent_ms", pa.int64()), ("created_at", pa.string()),
+                ("schema_version", pa.string()),
+                ("vote_id", pa.int64()),
+                ("comparison_id", pa.int64()),
+                ("prompt_id", pa.int64()),
+                ("round", pa.int64()),
+                ("aspect", pa.string()),
+                ("annotator", pa.string()),
+                ("source", pa.string()),
+                ("choice", pa.string()),
+                ("ranking", pa.list_(pa.int64())),
+                ("ranking_ties", pa.list_(pa.list_(pa.int64()))),
+                ("strength", pa.int64()),
+                ("rationale", pa.string()),
+                ("shown", pa.list_(pa.int64())),
+                ("shown_models", pa.list_(pa.string())),
+                ("winner_id", pa.int64()),
+                ("loser_id", pa.int64()),
+                ("winner_position", pa.string()),
+                ("time_spent_ms", pa.int64()),
+                ("created_at", pa.string()),
             ]
         )
-    text = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])) if conversational else pa.string()
+    text = (
+        pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+        if conversational
+        else pa.string()
+    )
     provenance = pa.struct(
         [
-            ("model", pa.string()), ("source", pa.string()), ("policy_checkpoint_id", pa.int64()),
-            ("round", pa.int64()), ("sampler_params", pa.string()), ("seed", pa.int64()),
+            ("model", pa.string()),
+            ("source", pa.string()),
+            ("policy_checkpoint_id", pa.int64()),
+            ("round", pa.int64()),
+            ("sampler_params", pa.string()),
+            ("seed", pa.int64()),
         ]
     )
     return pa.schema(
         [
-            ("schema_version", pa.string()), ("pair_id", pa.string()), ("comparison_id", pa.int64()),
-            ("prompt_id", pa.int64()), ("round", pa.int64()), ("aspect", pa.string()), ("category", pa.string()),
-            ("prompt", text), ("chosen", text), ("rejected", text), ("chosen_side", pa.string()),
-            ("response_a", text), ("response_b", text), ("label", pa.string()), ("votes", pa.int64()),
-            ("votes_a", pa.int64()), ("votes_b", pa.int64()), ("votes_tie", pa.int64()), ("votes_both_bad", pa.int64()),
-            ("agreement", pa.float64()), ("strength", pa.float64()), ("margin", pa.float64()),
-            ("rationales", pa.list_(pa.string())), ("annotators", pa.list_(pa.string())),
-            ("provenance_a", provenance), ("provenance_b", provenance), ("source", pa.string()),
+            ("schema_version", pa.string()),
+            ("pair_id", pa.string()),
+            ("comparison_id", pa.int64()),
+            ("prompt_id", pa.int64()),
+            ("round", pa.int64()),
+            ("aspect", pa.string()),
+            ("category", pa.string()),
+            ("prompt", text),
+            ("chosen", text),
+            ("rejected", text),
+            ("chosen_side", pa.string()),
+            ("response_a", text),
+            ("response_b", text),
+            ("label", pa.string()),
+            ("votes", pa.int64()),
+            ("votes_a", pa.int64()),
+            ("votes_b", pa.int64()),
+            ("votes_tie", pa.int64()),
+            ("votes_both_bad", pa.int64()),
+            ("agreement", pa.float64()),
+            ("strength", pa.float64()),
+            ("margin", pa.float64()),
+            ("rationales", pa.list_(pa.string())),
+            ("annotators", pa.list_(pa.string())),
+            ("provenance_a", provenance),
+            ("provenance_b", provenance),
+            ("source", pa.string()),
         ]
     )
 
@@ -159,7 +201,9 @@ def csv_cell(value) -> str | int | float:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return value
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = (
+        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -192,7 +236,9 @@ def _write_parquet(tables: Iterable, path: Path, schema, metadata: dict, progres
     return count
 
 
-def _write_hf(splits: dict[str, Iterable], path: Path, schema, metadata: dict, progress: Progress) -> dict[str, int]:
+def _write_hf(
+    splits: dict[str, Iterable], path: Path, schema, metadata: dict, progress: Progress
+) -> dict[str, int]:
     """One split: a Dataset folder; several (train + ties): a DatasetDict folder. Splits are consumed in order."""
     import datasets
 
@@ -200,11 +246,19 @@ def _write_hf(splits: dict[str, Iterable], path: Path, schema, metadata: dict, p
     with tempfile.TemporaryDirectory(prefix="prefloop-export-") as tmp:
         for name, tables in splits.items():
             staged = Path(tmp) / f"{name}.parquet"
-            counts[name] = _write_parquet(tables, staged, schema, metadata, progress if name == "train" else _quiet)
+            counts[name] = _write_parquet(
+                tables, staged, schema, metadata, progress if name == "train" else _quiet
+            )
             parts[name] = (
-                datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / f"cache-{name}")) if counts[name]
+                datasets.Dataset.from_parquet(
+                    str(staged), cache_dir=str(Path(tmp) / f"cache-{name}")
+                )
+                if counts[name]
                 # datasets cannot read a parquet file without a row group (an empty split)
-                else datasets.Dataset.from_dict({n: [] for n in schema.names}, features=datasets.Features.from_arrow_schema(schema))
+                else datasets.Dataset.from_dict(
+                    {n: [] for n in schema.names},
+                    features=datasets.Features.from_arrow_schema(schema),
+                )
             )
             # datasets fingerprints a dataset by its (random) cache path; from the content instead, so
             # the folder's state.json, and with it the content hash, is the same for the same rows.
@@ -220,7 +274,9 @@ def _quiet(count: int) -> None:
     pass
 
 
-def _write_file(format: str, tables: Iterable, path: Path, schema, metadata: dict, progress: Progress) -> int:
+def _write_file(
+    format: str, tables: Iterable, path: Path, schema, metadata: dict, progress: Progress
+) -> int:
     if format == "jsonl":
         return _write_jsonl(tables, path, schema, progress)
     if format == "parquet":
@@ -243,7 +299,10 @@ def _route_ties(tables: Iterable, spool: Path, schema) -> Iterator:
 def _read_spool(spool: Path) -> Iterator:
     import pyarrow as pa
 
-    with pa.OSFile(str(spool), "rb") as source, pa.ipc.open_stream(source) as reader:  # a batch at a time, not mapped whole
+    with (
+        pa.OSFile(str(spool), "rb") as source,
+        pa.ipc.open_stream(source) as reader,
+    ):  # a batch at a time, not mapped whole
         for batch in reader:
             yield pa.Table.from_batches([batch])
 
@@ -251,13 +310,21 @@ def _read_spool(spool: Path) -> Iterator:
 def ties_path_for(out: Path) -> Path:
     """prefs.jsonl -> prefs.ties.jsonl (the tie/both-bad rows of the same export)."""
     out = Path(out)
-    return out.with_name(f"{out.stem}.ties{out.suffix}") if out.suffix else out.with_name(out.name + ".ties")
+    return (
+        out.with_name(f"{out.stem}.ties{out.suffix}")
+        if out.suffix
+        else out.with_name(out.name + ".ties")
+    )
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     # The manifest and the dataset card name this hash, so they are not part of it.
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT)
+        if path.is_dir()
+        else [path]
+    )
     for file in files:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -308,29 +375,58 @@ def export_dataset(
         }
         tables = _source(project, filters, options, stats, schema=schema, raw=raw, engine=engine)
         split = not raw and options.ties == "split"
-        count, ties_count = _write_all(format, tables, out, split=split, schema=schema, metadata=metadata, progress=progress)
+        count, ties_count = _write_all(
+            format, tables, out, split=split, schema=schema, metadata=metadata, progress=progress
+        )
     ties_out = _publish(out, format=format, split=split)
     digest = _sha256(out)
-    manifest = {**metadata, "format": format, "rows": count, "stats": stats.as_dict(), "sha256": digest,
-                "created_at": datetime.now(UTC).isoformat()}
+    manifest = {
+        **metadata,
+        "format": format,
+        "rows": count,
+        "stats": stats.as_dict(),
+        "sha256": digest,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
     if split:
         manifest["ties_rows"] = ties_count
         if ties_out is not None:
             manifest.update(ties_file=ties_out.name, ties_sha256=_sha256(ties_out))
         else:
             manifest["splits"] = {"train": count, "ties": ties_count}
-    manifest_path = out / "prefloop_export.json" if format == "hf" else out.with_name(out.name + ".manifest.json")
+    manifest_path = (
+        out / "prefloop_export.json"
+        if format == "hf"
+        else out.with_name(out.name + ".manifest.json")
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     if format == "hf":
         from annotate.export.card import dataset_card
 
-        (out / "README.md").write_text(dataset_card(project=project, manifest=manifest, schema=schema), encoding="utf-8")
-    return ExportResult(path=out, manifest_path=manifest_path, rows=count, sha256=digest, metadata=manifest,
-                        ties_path=ties_out, ties_rows=ties_count)
+        (out / "README.md").write_text(
+            dataset_card(project=project, manifest=manifest, schema=schema), encoding="utf-8"
+        )
+    return ExportResult(
+        path=out,
+        manifest_path=manifest_path,
+        rows=count,
+        sha256=digest,
+        metadata=manifest,
+        ties_path=ties_out,
+        ties_rows=ties_count,
+    )
 
 
-def _source(project: Project, filters: ExportFilters, options: ExportOptions, stats: ExportStats, *, schema,
-            raw: bool, engine: str) -> Iterator:
+def _source(
+    project: Project,
+    filters: ExportFilters,
+    options: ExportOptions,
+    stats: ExportStats,
+    *,
+    schema,
+    raw: bool,
+    engine: str,
+) -> Iterator:
     """The export's rows as Arrow tables of `schema`, read in the current snapshot."""
     if raw:
         return tables_from_rows(iter_vote_rows(project, filters, stats), schema)
@@ -338,7 +434,9 @@ def _source(project: Project, filters: ExportFilters, options: ExportOptions, st
     # such exports (a subset of a project) run the row loop, which writes the same bytes.
     # So does an export with the LLM judge's rows (source "ai", judging/export.py), which it appends.
     by_records = filters.comparisons is not None or "ai" in filters.sources
-    if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql" and not by_records):
+    if engine == "sql" or (
+        engine == "auto" and connection.vendor == "postgresql" and not by_records
+    ):
         if by_records:
             raise ValueError("engine 'sql' cannot take a record-browser filter or AI rows")
         if connection.vendor != "postgresql":
@@ -347,7 +445,9 @@ def _source(project: Project, filters: ExportFilters, options: ExportOptions, st
     return tables_from_rows(iter_preference_rows(project, filters, options, stats), schema)
 
 
-def _sql_tables(project: Project, filters: ExportFilters, options: ExportOptions, stats: ExportStats, schema) -> Iterator:
+def _sql_tables(
+    project: Project, filters: ExportFilters, options: ExportOptions, stats: ExportStats, schema
+) -> Iterator:
     from annotate.export.columns import PreferenceColumns
     from annotate.export.tally_sql import iter_tally_tables
 
@@ -357,8 +457,16 @@ def _sql_tables(project: Project, filters: ExportFilters, options: ExportOptions
         yield columns.table(tally)
 
 
-def _write_all(format: str, tables: Iterable, out: Path, *, split: bool, schema, metadata: dict,
-               progress: Progress) -> tuple[int, int]:
+def _write_all(
+    format: str,
+    tables: Iterable,
+    out: Path,
+    *,
+    split: bool,
+    schema,
+    metadata: dict,
+    progress: Progress,
+) -> tuple[int, int]:
     """Writes `out`.partial (and, split, its ties file's .partial); returns (pairs rows, tie rows)."""
     with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
         spool = Path(spool_dir) / "ties.arrow"
@@ -370,7 +478,9 @@ def _write_all(format: str, tables: Iterable, out: Path, *, split: bool, schema,
         count = _write_file(format, pairs, _partial(out), schema, metadata, progress)
         if not split:
             return count, 0
-        return count, _write_file(format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet)
+        return count, _write_file(
+            format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet
+        )
 
 
 def _publish(out: Path, *, format: str, split: bool) -> Path | None:

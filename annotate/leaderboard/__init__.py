@@ -3,6 +3,7 @@
 The math modules (counts, bt, bootstrap, elo, style, battles, compute, plots) are plain
 numpy/scipy and never import Django; `data` is the bridge that aggregates a project's votes in SQL.
 """
+
 from annotate.leaderboard.battles import BattleFileError, BattleLog, load_battles
 from annotate.leaderboard.compute import (
     LeaderboardOptions,

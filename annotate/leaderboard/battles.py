@@ -1,6 +1,7 @@
 """Chatbot Arena battle logs (JSON list or JSON Lines) read into arrays, with errors that name the
 line and field: `model_a`, `model_b`, `winner` ∈ model_a | model_b | tie | tie (bothbad), optional
 `tstamp`, and `conv_metadata` with the style counts (needed only for style control)."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,12 @@ from annotate.leaderboard.battles_arrow import read_jsonl_columns
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import STYLE_FIELDS, StyleBattles
 
-WINNERS = {"model_a": 0, "tie": 1, "tie (bothbad)": 1, "model_b": 2}  # outcome codes of counts.PairCounts
+WINNERS = {
+    "model_a": 0,
+    "tie": 1,
+    "tie (bothbad)": 1,
+    "model_b": 2,
+}  # outcome codes of counts.PairCounts
 OUTCOME_NAMES = {0: "a", 1: "tie", 2: "b"}
 MAX_PROBLEMS = 20
 
@@ -25,7 +31,10 @@ class BattleFileError(ValueError):
     def __init__(self, path: str, problems: list[tuple[int, str | None, str]]):
         self.path = path
         self.problems = problems
-        shown = [f"{path}:{line}: " + (f"field '{field}': " if field else "") + message for line, field, message in problems[:MAX_PROBLEMS]]
+        shown = [
+            f"{path}:{line}: " + (f"field '{field}': " if field else "") + message
+            for line, field, message in problems[:MAX_PROBLEMS]
+        ]
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
         super().__init__("\n".join(shown))
@@ -48,27 +57,43 @@ class BattleLog:
 
     def without_ties(self) -> BattleLog:
         keep = self.outcome != 1
-        pick = (lambda x: None if x is None else x[keep])
+        pick = lambda x: None if x is None else x[keep]
         return BattleLog(
-            models=self.models, model_a=self.model_a[keep], model_b=self.model_b[keep], outcome=self.outcome[keep],
-            both_bad=self.both_bad[keep], style_a=pick(self.style_a), style_b=pick(self.style_b),
+            models=self.models,
+            model_a=self.model_a[keep],
+            model_b=self.model_b[keep],
+            outcome=self.outcome[keep],
+            both_bad=self.both_bad[keep],
+            style_a=pick(self.style_a),
+            style_b=pick(self.style_b),
         )
 
     def pair_counts(self) -> PairCounts:
-        return PairCounts.from_arrays(self.model_a, self.model_b, self.outcome, list(self.models), both_bad=self.both_bad)
+        return PairCounts.from_arrays(
+            self.model_a, self.model_b, self.outcome, list(self.models), both_bad=self.both_bad
+        )
 
     def rows(self):
         """(model_a, model_b, outcome) in order, outcome in counts.OUTCOMES; for online Elo."""
         names = self.models
-        for a, b, o, bad in zip(self.model_a.tolist(), self.model_b.tolist(), self.outcome.tolist(), self.both_bad.tolist()):
+        for a, b, o, bad in zip(
+            self.model_a.tolist(),
+            self.model_b.tolist(),
+            self.outcome.tolist(),
+            self.both_bad.tolist(),
+        ):
             yield names[a], names[b], "both_bad" if bad else OUTCOME_NAMES[o]
 
     def style_battles(self) -> StyleBattles:
         if self.style_a is None or self.style_b is None:
             raise ValueError("style control needs conv_metadata with style counts on every battle")
         return StyleBattles(
-            models=self.models, model_a=self.model_a, model_b=self.model_b,
-            y=np.array([1.0, 0.5, 0.0])[self.outcome], style_a=self.style_a, style_b=self.style_b,
+            models=self.models,
+            model_a=self.model_a,
+            model_b=self.model_b,
+            y=np.array([1.0, 0.5, 0.0])[self.outcome],
+            style_a=self.style_a,
+            style_b=self.style_b,
         )
 
 
@@ -84,12 +109,18 @@ def load_battles(path: str | Path, *, require_style: bool = False) -> BattleLog:
 
 def _log_from_columns(columns: dict) -> BattleLog:
     stamps, style = columns["stamps"], columns["style"]
-    in_order = stamps is None or bool((stamps[1:] >= stamps[:-1]).all())  # then the stable sort is the identity
+    in_order = stamps is None or bool(
+        (stamps[1:] >= stamps[:-1]).all()
+    )  # then the stable sort is the identity
     order = slice(None) if in_order else np.argsort(stamps, kind="stable")
     return BattleLog(
-        models=columns["models"], model_a=columns["model_a"][order], model_b=columns["model_b"][order],
-        outcome=columns["outcome"][order], both_bad=columns["both_bad"][order],
-        style_a=None if style is None else style[0][order], style_b=None if style is None else style[1][order],
+        models=columns["models"],
+        model_a=columns["model_a"][order],
+        model_b=columns["model_b"][order],
+        outcome=columns["outcome"][order],
+        both_bad=columns["both_bad"][order],
+        style_a=None if style is None else style[0][order],
+        style_b=None if style is None else style[1][order],
     )
 
 
@@ -124,7 +155,9 @@ def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
         if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, float))):
             problems.append((line, "tstamp", f"{stamp!r} is not a number"))
             ok = False
-        counts = _style_counts(record.get("conv_metadata"), line, problems if require_style else None)
+        counts = _style_counts(
+            record.get("conv_metadata"), line, problems if require_style else None
+        )
         if counts is None:
             have_style = False
             ok = ok and not require_style
@@ -193,7 +226,9 @@ def _array_records(text: str, problems: list) -> list[tuple[int, object]]:
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
-            problems.append((line_of(min(pos, len(text) - 1)), None, "expected ',' or ']' between records"))
+            problems.append(
+                (line_of(min(pos, len(text) - 1)), None, "expected ',' or ']' between records")
+            )
             return records
     return records
 
@@ -235,7 +270,13 @@ def _style_counts(meta, line: int, problems: list | None) -> tuple[list[float], 
                 value = sum(value.values())
             if not _is_count(value):
                 if problems is not None:
-                    problems.append((line, f"conv_metadata.{field}", f"{value!r} is not a count (int or dict of ints)"))
+                    problems.append(
+                        (
+                            line,
+                            f"conv_metadata.{field}",
+                            f"{value!r} is not a count (int or dict of ints)",
+                        )
+                    )
                 return None
             side.append(float(value))
     return sides

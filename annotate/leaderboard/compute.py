@@ -1,5 +1,6 @@
 """Leaderboard from collapsed battles: BT ratings, bootstrap CIs, CI-based rank, optional online Elo
 and style control. One entry point for the command, the REST API and the benchmark."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -81,17 +82,25 @@ def compute_leaderboard(
     anchor_index = _anchor_index(counts, options)
     if counts.total == 0 or counts.n_models < 2:
         return LeaderboardResult(
-            ratings=[], method={"model": "bradley-terry", "battles": counts.total, **(source or {})}, models=[],
-            win_rate=[], battle_counts=[], warnings=["not enough data: no battles between two different models yet"],
+            ratings=[],
+            method={"model": "bradley-terry", "battles": counts.total, **(source or {})},
+            models=[],
+            win_rate=[],
+            battle_counts=[],
+            warnings=["not enough data: no battles between two different models yet"],
         )
     method = _method(counts, options, source)
     warnings: list[str] = []
     _warn_about_groups(counts, method, warnings)
-    theta, samples, coefficients = _fit_with_samples(counts, options, style_battles, progress, method, warnings)
+    theta, samples, coefficients = _fit_with_samples(
+        counts, options, style_battles, progress, method, warnings
+    )
     anchor_rating = options.anchor[1] if options.anchor else ELO_MEAN
     scale = _on_elo_scale(theta, samples, anchor_index=anchor_index, anchor_rating=anchor_rating)
     online = _online_elo(options, ordered_battles, method)
-    return _table(counts, scale, online, method=method, coefficients=coefficients, warnings=warnings)
+    return _table(
+        counts, scale, online, method=method, coefficients=coefficients, warnings=warnings
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,9 @@ def _anchor_index(counts: PairCounts, options: LeaderboardOptions) -> int | None
         return None
     models = list(counts.models)
     if options.anchor[0] not in models:
-        raise LeaderboardInputError(f"anchor model {options.anchor[0]!r} has no battles here; models: {', '.join(models)}")
+        raise LeaderboardInputError(
+            f"anchor model {options.anchor[0]!r} has no battles here; models: {', '.join(models)}"
+        )
     return models.index(options.anchor[0])
 
 
@@ -118,29 +129,41 @@ def _method(counts: PairCounts, options: LeaderboardOptions, source: dict | None
         "model": "bradley-terry",
         "estimator": "maximum likelihood, unregularised",
         "scale": "elo: P(i beats j) = 1 / (1 + 10^((R_j - R_i) / 400))",
-        "centre": f"{options.anchor[0]} = {anchor_rating:g}" if options.anchor else "mean rating 1000",
-        "ties": "excluded" if options.exclude_ties else "tie and both-bad count as half a win each way",
+        "centre": f"{options.anchor[0]} = {anchor_rating:g}"
+        if options.anchor
+        else "mean rating 1000",
+        "ties": "excluded"
+        if options.exclude_ties
+        else "tie and both-bad count as half a win each way",
         "battles": counts.total,
         "ties_counted": 0 if options.exclude_ties else counts.ties,
         "self_battles_ignored": counts.self_battles,
         "bootstrap_rounds": options.bootstrap,
         "seed": options.seed,
-        "ci": "bootstrap percentile 2.5 % / 97.5 % (multinomial resampling of battles)" if options.bootstrap else None,
+        "ci": "bootstrap percentile 2.5 % / 97.5 % (multinomial resampling of battles)"
+        if options.bootstrap
+        else None,
         "rank": "1 + number of models whose lower bound exceeds this one's upper bound",
         **(source or {}),
     }
 
 
 def _fit_with_samples(
-    counts: PairCounts, options: LeaderboardOptions, style_battles: StyleBattles | None,
-    progress: Callable[[int], None] | None, method: dict, warnings: list[str],
+    counts: PairCounts,
+    options: LeaderboardOptions,
+    style_battles: StyleBattles | None,
+    progress: Callable[[int], None] | None,
+    method: dict,
+    warnings: list[str],
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, float] | None]:
     """θ in counts' model order, the (rounds, n) bootstrap θ (None without bootstrap), and the
     style coefficients (None without style control)."""
     if options.style_control:
         if style_battles is None:
             raise LeaderboardInputError("style control needs per-battle style counts")
-        theta, samples, coefficients = _style_fit(style_battles, options, progress, method, warnings)
+        theta, samples, coefficients = _style_fit(
+            style_battles, options, progress, method, warnings
+        )
         # style battles may be indexed differently: align to counts' (sorted) model order
         position = [list(style_battles.models).index(m) for m in counts.models]
         return theta[position], None if samples is None else samples[:, position], coefficients
@@ -148,33 +171,53 @@ def _fit_with_samples(
     if not options.bootstrap:
         return theta, None, None
     samples, fallback = boot.bootstrap_theta(
-        counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, ridge=ridge, progress=progress
+        counts,
+        rounds=options.bootstrap,
+        seed=options.seed,
+        theta0=theta,
+        ridge=ridge,
+        progress=progress,
     )
     method["bootstrap_rounds_with_ridge"] = fallback
     return theta, samples, None
 
 
-def _on_elo_scale(theta: np.ndarray, samples: np.ndarray | None, *, anchor_index: int | None, anchor_rating: float) -> _EloScale:
+def _on_elo_scale(
+    theta: np.ndarray, samples: np.ndarray | None, *, anchor_index: int | None, anchor_rating: float
+) -> _EloScale:
     """Ratings, percentile bounds and CI-based ranks; without samples, ranks by rating alone."""
     ratings = to_elo(theta, anchor_index=anchor_index, anchor_rating=anchor_rating)
     if samples is None:
         return _EloScale(ratings, None, None, 1 + (ratings[None, :] > ratings[:, None]).sum(axis=1))
-    lower, upper = boot.percentile_interval(to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating))
+    lower, upper = boot.percentile_interval(
+        to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating)
+    )
     return _EloScale(ratings, lower, upper, boot.ci_rank(lower, upper))
 
 
-def _online_elo(options: LeaderboardOptions, ordered_battles: Iterable[tuple[str, str, str]] | None, method: dict) -> dict | None:
+def _online_elo(
+    options: LeaderboardOptions,
+    ordered_battles: Iterable[tuple[str, str, str]] | None,
+    method: dict,
+) -> dict | None:
     if not options.online_elo:
         return None
     if ordered_battles is None:
         raise LeaderboardInputError("online Elo needs the battles in order")
-    method["online_elo"] = f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
+    method["online_elo"] = (
+        f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
+    )
     return online_elo(ordered_battles)
 
 
 def _table(
-    counts: PairCounts, scale: _EloScale, online: dict | None, *, method: dict,
-    coefficients: dict[str, float] | None, warnings: list[str],
+    counts: PairCounts,
+    scale: _EloScale,
+    online: dict | None,
+    *,
+    method: dict,
+    coefficients: dict[str, float] | None,
+    warnings: list[str],
 ) -> LeaderboardResult:
     """Rows best first (stable on ties), and the win-rate and battle matrices in the same order."""
     models = list(counts.models)
@@ -186,8 +229,12 @@ def _table(
 
     rows = [
         ModelRating(
-            model=models[i], rating=float(scale.ratings[i]), lower=bound(scale.lower, i), upper=bound(scale.upper, i),
-            rank=int(scale.ranks[i]), battles=int(per_model[i]),
+            model=models[i],
+            rating=float(scale.ratings[i]),
+            lower=bound(scale.lower, i),
+            upper=bound(scale.upper, i),
+            rank=int(scale.ranks[i]),
+            battles=int(per_model[i]),
             online_elo=None if online is None else float(online.get(models[i], np.nan)),
         )
         for i in order
@@ -237,12 +284,18 @@ def _bt_fit(counts: PairCounts, method: dict, warnings: list[str]) -> tuple[np.n
             "ratings are infinite; a weak ridge keeps them finite. Collect more battles before reading them."
         )
     if not fit.converged:
-        warnings.append(f"The rating fit stopped after {fit.iterations} Newton steps without converging; treat the ratings as rough.")
+        warnings.append(
+            f"The rating fit stopped after {fit.iterations} Newton steps without converging; treat the ratings as rough."
+        )
     return fit.theta, ridge
 
 
 def _style_fit(
-    battles: StyleBattles, options: LeaderboardOptions, progress: Callable[[int], None] | None, method: dict, warnings: list[str],
+    battles: StyleBattles,
+    options: LeaderboardOptions,
+    progress: Callable[[int], None] | None,
+    method: dict,
+    warnings: list[str],
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
     features, _, std = style_differences(battles.style_a, battles.style_b)
     n = len(battles.models)
@@ -253,9 +306,15 @@ def _style_fit(
         style_features="d = (a - b) / (a + b + 1) per element, z-scored over battles (population std)",
         style_battles=len(battles.y),
     )
-    constant = [STYLE_ELEMENTS[k] for k in np.flatnonzero(np.asarray(std) == 1.0) if features[:, k].std() == 0]
+    constant = [
+        STYLE_ELEMENTS[k]
+        for k in np.flatnonzero(np.asarray(std) == 1.0)
+        if features[:, k].std() == 0
+    ]
     if constant:
-        warnings.append(f"style elements that never differ between sides were left out: {', '.join(constant)}")
+        warnings.append(
+            f"style elements that never differ between sides were left out: {', '.join(constant)}"
+        )
     samples = None
     if options.bootstrap:
         rng = np.random.default_rng(options.seed)

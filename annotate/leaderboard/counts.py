@@ -3,6 +3,7 @@
 A million battle rows over 100 systems become at most 4,950 pairs × (i wins, tie, j wins):
 fitting and bootstrapping work on these counts and never touch rows again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -27,7 +28,9 @@ class PairCounts:
     self_battles: int = 0  # a model against itself: carries no information, left out
 
     @classmethod
-    def from_records(cls, records: Iterable[tuple[str, str, str, int]], *, exclude_ties: bool = False) -> PairCounts:
+    def from_records(
+        cls, records: Iterable[tuple[str, str, str, int]], *, exclude_ties: bool = False
+    ) -> PairCounts:
         """records: (model_a, model_b, outcome in OUTCOMES, number of battles); repeats add up."""
         cells: dict[tuple[str, str], list[int]] = {}
         self_battles = 0
@@ -51,10 +54,18 @@ class PairCounts:
 
     @classmethod
     def from_arrays(
-        cls, model_a: np.ndarray, model_b: np.ndarray, outcome: np.ndarray, models: list[str], *, both_bad: np.ndarray | None = None
+        cls,
+        model_a: np.ndarray,
+        model_b: np.ndarray,
+        outcome: np.ndarray,
+        models: list[str],
+        *,
+        both_bad: np.ndarray | None = None,
     ) -> PairCounts:
         """Vectorised: model_a/model_b are indices into `models`, outcome is 0 (a won), 1 (tie), 2 (b won)."""
-        model_a, model_b, outcome = (np.asarray(x, dtype=np.int64) for x in (model_a, model_b, outcome))
+        model_a, model_b, outcome = (
+            np.asarray(x, dtype=np.int64) for x in (model_a, model_b, outcome)
+        )
         n = len(models)
         order = np.argsort(np.asarray(models))
         rank = np.empty(n, dtype=np.int64)
@@ -74,18 +85,29 @@ class PairCounts:
         present = np.flatnonzero(flat.sum(axis=1))
         pairs = np.column_stack([present // n, present % n])
         return cls(
-            models=tuple(np.asarray(models)[order].tolist()), pairs=pairs, counts=flat[present],
-            both_bad=bad[present], self_battles=self_battles,
+            models=tuple(np.asarray(models)[order].tolist()),
+            pairs=pairs,
+            counts=flat[present],
+            both_bad=bad[present],
+            self_battles=self_battles,
         )
 
     @classmethod
-    def from_cells(cls, cells: dict[tuple[str, str], list[int]], *, self_battles: int = 0) -> PairCounts:
+    def from_cells(
+        cls, cells: dict[tuple[str, str], list[int]], *, self_battles: int = 0
+    ) -> PairCounts:
         models = sorted({m for key in cells for m in key})
         index = {m: k for k, m in enumerate(models)}
         keys = sorted(cells, key=lambda key: (index[key[0]], index[key[1]]))
         pairs = np.array([[index[a], index[b]] for a, b in keys], dtype=np.int64).reshape(-1, 2)
         values = np.array([cells[key] for key in keys], dtype=np.int64).reshape(-1, 4)
-        return cls(models=tuple(models), pairs=pairs, counts=values[:, :3], both_bad=values[:, 3], self_battles=self_battles)
+        return cls(
+            models=tuple(models),
+            pairs=pairs,
+            counts=values[:, :3],
+            both_bad=values[:, 3],
+            self_battles=self_battles,
+        )
 
     @property
     def n_models(self) -> int:

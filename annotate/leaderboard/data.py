@@ -6,6 +6,7 @@ never count. Decisive votes group by (winner model, loser model); ties by the co
 completions; so loading a million votes is two GROUP BY queries returning at most a few
 thousand rows.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -50,8 +51,10 @@ class VoteFilter:
 
 def project_votes(project: Project, filters: VoteFilter) -> QuerySet[Vote]:
     votes = Vote.objects.filter(
-        comparison__project=project, comparison__gold_label="",
-        aspect=filters.aspect or project.aspect_names[0], source__in=filters.sources,
+        comparison__project=project,
+        comparison__gold_label="",
+        aspect=filters.aspect or project.aspect_names[0],
+        source__in=filters.sources,
     )
     if filters.rounds:
         votes = votes.filter(comparison__round__in=filters.rounds)
@@ -61,7 +64,11 @@ def project_votes(project: Project, filters: VoteFilter) -> QuerySet[Vote]:
 
 
 def _judge_args(project: Project, filters: VoteFilter) -> dict:
-    return {"aspect": filters.aspect or project.aspect_names[0], "rounds": filters.rounds, "exclude_ties": filters.exclude_ties}
+    return {
+        "aspect": filters.aspect or project.aspect_names[0],
+        "rounds": filters.rounds,
+        "exclude_ties": filters.exclude_ties,
+    }
 
 
 def project_pair_counts(project: Project, filters: VoteFilter = VoteFilter()) -> PairCounts:
@@ -102,11 +109,18 @@ def pair_counts_sql(project: Project, filters: VoteFilter) -> tuple[str, tuple]:
     """One statement: GROUP BY (model_a, model_b, outcome) over the pairwise votes that
     `project_votes` selects. Its SQL is the inner query of both arms, so a filter added to
     project_votes applies here too. With filters.exclude_ties the tie arm finds nothing."""
-    votes = project_votes(project, filters).values("comparison_id", "winner_id", "loser_id", "choice").order_by()
+    votes = (
+        project_votes(project, filters)
+        .values("comparison_id", "winner_id", "loser_id", "choice")
+        .order_by()
+    )
     inner, params = votes.query.sql_with_params()
     sql = _PAIR_COUNTS_SQL.format(
-        votes=inner, item=ComparisonItem._meta.db_table, completion=Completion._meta.db_table,
-        decisive=", ".join(f"'{c}'" for c in DECISIVE), ties=", ".join(f"'{c}'" for c in TIES),
+        votes=inner,
+        item=ComparisonItem._meta.db_table,
+        completion=Completion._meta.db_table,
+        decisive=", ".join(f"'{c}'" for c in DECISIVE),
+        ties=", ".join(f"'{c}'" for c in TIES),
     )
     return sql, (*params, *params)
 
@@ -125,7 +139,9 @@ def _pair_records(project: Project, filters: VoteFilter) -> list[tuple[str, str,
         return [(a, b, outcome, n) for a, b, outcome, n in cursor.fetchall()]
 
 
-def _ranked_records(votes: QuerySet[Vote], *, exclude_ties: bool = False) -> list[tuple[str, str, str, int]]:
+def _ranked_records(
+    votes: QuerySet[Vote], *, exclude_ties: bool = False
+) -> list[tuple[str, str, str, int]]:
     rankings = Counter(
         (tuple(r or ()), tuple(tuple(g) for g in t or ()))
         for r, t in votes.filter(choice=Vote.Choice.RANKED).values_list("ranking", "ranking_ties")
@@ -136,20 +152,36 @@ def _ranked_records(votes: QuerySet[Vote], *, exclude_ties: bool = False) -> lis
     records = []
     for (ranking, ties), n in rankings.items():
         groups = [list(g) for g in ties]
-        records += [(names[w], names[l], "a", n) for w, l in pair_votes_from_ranking(list(ranking), groups)]
+        records += [
+            (names[w], names[l], "a", n) for w, l in pair_votes_from_ranking(list(ranking), groups)
+        ]
         if not exclude_ties:  # a tie within a ranking counts like a pairwise tie
-            records += [(names[x], names[y], "tie", n) for x, y in tied_pairs_from_ranking(list(ranking), groups)]
+            records += [
+                (names[x], names[y], "tie", n)
+                for x, y in tied_pairs_from_ranking(list(ranking), groups)
+            ]
     return records
 
 
 def _model_names(completion_ids) -> dict[int, str]:
-    return dict(Completion.objects.filter(pk__in=list(completion_ids)).values_list("id", "model_name"))
+    return dict(
+        Completion.objects.filter(pk__in=list(completion_ids)).values_list("id", "model_name")
+    )
 
 
 def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, int, float]]:
     """(completion shown as A, completion shown as B, score of A) per battle, in the order cast."""
-    rows = project_votes(project, filters).order_by("created_at", "id").values_list("choice", "shown_order", "ranking", "ranking_ties")
-    score: dict[str, float] = {Vote.Choice.A: 1.0, Vote.Choice.B: 0.0, Vote.Choice.TIE: 0.5, Vote.Choice.BOTH_BAD: 0.5}
+    rows = (
+        project_votes(project, filters)
+        .order_by("created_at", "id")
+        .values_list("choice", "shown_order", "ranking", "ranking_ties")
+    )
+    score: dict[str, float] = {
+        Vote.Choice.A: 1.0,
+        Vote.Choice.B: 0.0,
+        Vote.Choice.TIE: 0.5,
+        Vote.Choice.BOTH_BAD: 0.5,
+    }
     for choice, shown, ranking, ties in rows.iterator(chunk_size=5000):
         if choice == Vote.Choice.RANKED:
             # Tied completions share the place of the group's first member: a tie scores 0.5.
@@ -184,7 +216,9 @@ def project_style_battles(project: Project, filters: VoteFilter) -> tuple[StyleB
     ids = {c for a, b, _ in battles for c in (a, b)}
     completions = {
         pk: (name, text_style(text))
-        for pk, name, text in Completion.objects.filter(pk__in=list(ids), text_available=True).values_list("id", "model_name", "text")
+        for pk, name, text in Completion.objects.filter(
+            pk__in=list(ids), text_available=True
+        ).values_list("id", "model_name", "text")
     }
     kept = [(a, b, s) for a, b, s in battles if a in completions and b in completions]
     models = sorted({completions[c][0] for a, b, _ in kept for c in (a, b)})
@@ -195,15 +229,22 @@ def project_style_battles(project: Project, filters: VoteFilter) -> tuple[StyleB
             model_a=np.array([index[completions[a][0]] for a, _, _ in kept], dtype=np.int64),
             model_b=np.array([index[completions[b][0]] for _, b, _ in kept], dtype=np.int64),
             y=np.array([s for _, _, s in kept], dtype=np.float64),
-            style_a=np.array([completions[a][1] for a, _, _ in kept], dtype=np.float64).reshape(-1, 4),
-            style_b=np.array([completions[b][1] for _, b, _ in kept], dtype=np.float64).reshape(-1, 4),
+            style_a=np.array([completions[a][1] for a, _, _ in kept], dtype=np.float64).reshape(
+                -1, 4
+            ),
+            style_b=np.array([completions[b][1] for _, b, _ in kept], dtype=np.float64).reshape(
+                -1, 4
+            ),
         ),
         len(battles) - len(kept),
     )
 
 
 def project_leaderboard(
-    project: Project, *, filters: VoteFilter = VoteFilter(), options: LeaderboardOptions = LeaderboardOptions(),
+    project: Project,
+    *,
+    filters: VoteFilter = VoteFilter(),
+    options: LeaderboardOptions = LeaderboardOptions(),
     progress: Callable[[int], None] | None = None,
 ) -> LeaderboardResult:
     """The leaderboard of a project's votes: what the command, the API and the dashboard show."""
@@ -215,6 +256,15 @@ def project_leaderboard(
         style, skipped = project_style_battles(project, filters)
         source["style_battles_without_text"] = skipped
         # Rate only what style control can see: the battles whose two texts we have.
-        counts = PairCounts.from_arrays(style.model_a, style.model_b, np.round(2 - 2 * style.y).astype(int), list(style.models))
+        counts = PairCounts.from_arrays(
+            style.model_a, style.model_b, np.round(2 - 2 * style.y).astype(int), list(style.models)
+        )
     ordered = project_ordered_battles(project, filters) if options.online_elo else None
-    return compute_leaderboard(counts, options=options, ordered_battles=ordered, style_battles=style, source=source, progress=progress)
+    return compute_leaderboard(
+        counts,
+        options=options,
+        ordered_battles=ordered,
+        style_battles=style,
+        source=source,
+        progress=progress,
+    )

@@ -2,6 +2,7 @@
 
 Order-dependent by design, so it is a second view beside the BT fit, never the headline number.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -14,7 +15,11 @@ SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}  # both-bad is a tie, 
 
 
 def online_elo(
-    battles: Iterable[tuple[str, str, str]], *, k: float = ELO_K, scale: float = ELO_SCALE, base: float = ELO_BASE,
+    battles: Iterable[tuple[str, str, str]],
+    *,
+    k: float = ELO_K,
+    scale: float = ELO_SCALE,
+    base: float = ELO_BASE,
     init: float = ELO_INIT,
 ) -> dict[str, float]:
     """battles: (model_a, model_b, outcome) in the order they happened. Returns rating per model.

@@ -2,6 +2,7 @@
 
 Plain strings, every label escaped, no JavaScript: embed with `{{ svg|safe }}` or as an <img>.
 """
+
 from __future__ import annotations
 
 from html import escape
@@ -14,7 +15,9 @@ FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 def _svg(width: float, height: float, body: list[str], title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
-        f'height="{height:.0f}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>' + "".join(body) + "</svg>"
+        f'height="{height:.0f}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        + "".join(body)
+        + "</svg>"
     )
 
 
@@ -31,21 +34,41 @@ def ratings_ci_svg(result: LeaderboardResult, *, row_height: int = 22, width: in
     plot_w = width - label_w - 70
     x = lambda v: label_w + (v - lo) / (hi - lo) * plot_w
     height = 30 + row_height * len(rows)
-    body = [f'<line x1="{x(1000):.1f}" y1="4" x2="{x(1000):.1f}" y2="{height - 20}" stroke="#ccc" stroke-dasharray="3,3"/>'] if lo < 1000 < hi else []
+    body = (
+        [
+            f'<line x1="{x(1000):.1f}" y1="4" x2="{x(1000):.1f}" y2="{height - 20}" stroke="#ccc" stroke-dasharray="3,3"/>'
+        ]
+        if lo < 1000 < hi
+        else []
+    )
     for k, r in enumerate(rows):
         y = 14 + k * row_height
-        tip = f"{r.model}: {r.rating:.1f}" + (f" (95% CI {r.lower:.1f} to {r.upper:.1f})" if r.lower is not None else "") + f", rank {r.rank}, {r.battles} battles"
-        body.append(f'<g><title>{escape(tip)}</title>')
-        body.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end" {FONT}>{escape(r.model)}</text>')
+        tip = (
+            f"{r.model}: {r.rating:.1f}"
+            + (f" (95% CI {r.lower:.1f} to {r.upper:.1f})" if r.lower is not None else "")
+            + f", rank {r.rank}, {r.battles} battles"
+        )
+        body.append(f"<g><title>{escape(tip)}</title>")
+        body.append(
+            f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end" {FONT}>{escape(r.model)}</text>'
+        )
         if r.lower is not None:
-            body.append(f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" stroke="#555" stroke-width="1.5"/>')
+            body.append(
+                f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" stroke="#555" stroke-width="1.5"/>'
+            )
             for end in (r.lower, r.upper):
-                body.append(f'<line x1="{x(end):.1f}" y1="{y - 4}" x2="{x(end):.1f}" y2="{y + 4}" stroke="#555"/>')
+                body.append(
+                    f'<line x1="{x(end):.1f}" y1="{y - 4}" x2="{x(end):.1f}" y2="{y + 4}" stroke="#555"/>'
+                )
         body.append(f'<circle cx="{x(r.rating):.1f}" cy="{y}" r="3.5" fill="#1f5fa8"/>')
-        body.append(f'<text x="{label_w + plot_w + 8}" y="{y + 4}" {FONT}>{r.rating:.0f}</text></g>')
+        body.append(
+            f'<text x="{label_w + plot_w + 8}" y="{y + 4}" {FONT}>{r.rating:.0f}</text></g>'
+        )
     axis_y = height - 8
     for v in (lo + pad, (lo + hi) / 2, hi - pad):
-        body.append(f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle" {FONT} fill="#666">{v:.0f}</text>')
+        body.append(
+            f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle" {FONT} fill="#666">{v:.0f}</text>'
+        )
     return _svg(width, height, body, "Ratings with 95% bootstrap intervals")
 
 
@@ -61,8 +84,16 @@ def _colour(value: float, lo: float, hi: float) -> str:
     return f"rgb({r:.0f},{g:.0f},{b:.0f})"
 
 
-def matrix_svg(models: list[str], matrix: list[list[float | None]], *, title: str, fmt: str = "{:.2f}",
-               lo: float | None = None, hi: float | None = None, cell: int = 34) -> str:
+def matrix_svg(
+    models: list[str],
+    matrix: list[list[float | None]],
+    *,
+    title: str,
+    fmt: str = "{:.2f}",
+    lo: float | None = None,
+    hi: float | None = None,
+    cell: int = 34,
+) -> str:
     """Heat map: row model against column model; empty cells where there is no value."""
     if not models:
         return _svg(200, 40, [f'<text x="8" y="24" {FONT}>No battles yet.</text>'], title)
@@ -74,9 +105,13 @@ def matrix_svg(models: list[str], matrix: list[list[float | None]], *, title: st
     size = label + n * cell + 10
     body = []
     for k, m in enumerate(models):
-        body.append(f'<text x="{label - 6}" y="{label + k * cell + cell / 2 + 4:.0f}" text-anchor="end" {FONT}>{escape(m)}</text>')
+        body.append(
+            f'<text x="{label - 6}" y="{label + k * cell + cell / 2 + 4:.0f}" text-anchor="end" {FONT}>{escape(m)}</text>'
+        )
         cx, cy = label + k * cell + cell / 2, label - 6
-        body.append(f'<text x="{cx:.0f}" y="{cy}" transform="rotate(-45 {cx:.0f} {cy})" {FONT}>{escape(m)}</text>')
+        body.append(
+            f'<text x="{cx:.0f}" y="{cy}" transform="rotate(-45 {cx:.0f} {cy})" {FONT}>{escape(m)}</text>'
+        )
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
             if v is None or i == j:
@@ -91,9 +126,17 @@ def matrix_svg(models: list[str], matrix: list[list[float | None]], *, title: st
 
 
 def win_rate_svg(result: LeaderboardResult) -> str:
-    return matrix_svg(result.models, result.win_rate, title="Share of decisive battles the row model won", lo=0.0, hi=1.0)
+    return matrix_svg(
+        result.models,
+        result.win_rate,
+        title="Share of decisive battles the row model won",
+        lo=0.0,
+        hi=1.0,
+    )
 
 
 def battle_count_svg(result: LeaderboardResult) -> str:
     counts = [[float(v) if v else None for v in row] for row in result.battle_counts]
-    return matrix_svg(result.models, counts, title="Battles between row and column model", fmt="{:.0f}")
+    return matrix_svg(
+        result.models, counts, title="Battles between row and column model", fmt="{:.0f}"
+    )

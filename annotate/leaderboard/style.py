@@ -8,6 +8,7 @@ This is Arena's `construct_style_matrices` + sklearn `LogisticRegression(fit_int
 (C = 1 on battles duplicated, a tie as one win each way) written as one summed loss. It is strictly
 convex, so Newton's method converges to the same optimum in a few steps.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,9 +59,17 @@ def style_differences(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def fit_style_bt(
-    model_a: np.ndarray, model_b: np.ndarray, y: np.ndarray, features: np.ndarray, n_models: int, *,
-    weights: np.ndarray | None = None, penalty: float = STYLE_PENALTY, x0: np.ndarray | None = None,
-    tol: float = 1e-10, max_iter: int = 100,
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    y: np.ndarray,
+    features: np.ndarray,
+    n_models: int,
+    *,
+    weights: np.ndarray | None = None,
+    penalty: float = STYLE_PENALTY,
+    x0: np.ndarray | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> StyleFit:
     """Minimise Σ c·logloss(y, σ(ln10(w_a − w_b) + Dβ)) + penalty·‖(w, β)‖² by Newton's method.
     model_a/model_b: (m,) indices; y: (m,) in {0, ½, 1}; features: (m, k) z-scored; weights c:
@@ -115,7 +124,9 @@ def fit_style_bt(
             converged = True
             break
     theta = LN10 * x[:n]
-    return StyleFit(theta=theta - theta.mean(), beta=x[n:].copy(), iterations=iterations, converged=converged)
+    return StyleFit(
+        theta=theta - theta.mean(), beta=x[n:].copy(), iterations=iterations, converged=converged
+    )
 
 
 # --- features from text (for votes cast in prefloop, where no conv_metadata exists) ---------------

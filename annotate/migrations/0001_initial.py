@@ -9,268 +9,665 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Comparison',
+            name="Comparison",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('round', models.PositiveIntegerField(default=0)),
-                ('priority', models.IntegerField(default=0, help_text='Higher is handed out first.')),
-                ('is_open', models.BooleanField(default=True)),
-                ('imported_votes', models.PositiveSmallIntegerField(default=0)),
-                ('votes_done', models.PositiveIntegerField(default=0)),
-                ('leases_open', models.PositiveIntegerField(default=0)),
-                ('is_complete', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                ("round", models.PositiveIntegerField(default=0)),
+                (
+                    "priority",
+                    models.IntegerField(default=0, help_text="Higher is handed out first."),
+                ),
+                ("is_open", models.BooleanField(default=True)),
+                ("imported_votes", models.PositiveSmallIntegerField(default=0)),
+                ("votes_done", models.PositiveIntegerField(default=0)),
+                ("leases_open", models.PositiveIntegerField(default=0)),
+                ("is_complete", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Completion',
+            name="Completion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=128)),
-                ('text', models.TextField(blank=True)),
-                ('text_available', models.BooleanField(default=True)),
-                ('source', models.CharField(choices=[('external', 'External'), ('policy', 'Policy')], default='external', max_length=16)),
-                ('model_name', models.CharField(help_text='External model name, or policy name@round.', max_length=200)),
-                ('policy_checkpoint_id', models.BigIntegerField(blank=True, null=True)),
-                ('round', models.PositiveIntegerField(blank=True, null=True)),
-                ('sampler_params', models.JSONField(blank=True, default=dict)),
-                ('seed', models.BigIntegerField(blank=True, null=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=128)),
+                ("text", models.TextField(blank=True)),
+                ("text_available", models.BooleanField(default=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("external", "External"), ("policy", "Policy")],
+                        default="external",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "model_name",
+                    models.CharField(
+                        help_text="External model name, or policy name@round.", max_length=200
+                    ),
+                ),
+                ("policy_checkpoint_id", models.BigIntegerField(blank=True, null=True)),
+                ("round", models.PositiveIntegerField(blank=True, null=True)),
+                ("sampler_params", models.JSONField(blank=True, default=dict)),
+                ("seed", models.BigIntegerField(blank=True, null=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('role', models.CharField(choices=[('annotator', 'Annotator'), ('researcher', 'Researcher'), ('admin', 'Admin')], default='annotator', max_length=16)),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
+                ),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "date_joined",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="date joined"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("annotator", "Annotator"),
+                            ("researcher", "Researcher"),
+                            ("admin", "Admin"),
+                        ],
+                        default="annotator",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='ComparisonItem',
+            name="ComparisonItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='annotate.comparison')),
-                ('completion', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField()),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="annotate.comparison",
+                    ),
+                ),
+                (
+                    "completion",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='completions',
-            field=models.ManyToManyField(related_name='comparisons', through='annotate.ComparisonItem', to='annotate.completion'),
+            model_name="comparison",
+            name="completions",
+            field=models.ManyToManyField(
+                related_name="comparisons",
+                through="annotate.ComparisonItem",
+                to="annotate.completion",
+            ),
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('annotator', 'Annotator'), ('researcher', 'Researcher')], default='annotator', max_length=16)),
-                ('cap', models.PositiveIntegerField(blank=True, help_text="Overrides the project's annotator cap.", null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("annotator", "Annotator"), ("researcher", "Researcher")],
+                        default="annotator",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "cap",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Overrides the project's annotator cap.", null=True
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('instructions', models.TextField(blank=True)),
-                ('overlap_target', models.PositiveSmallIntegerField(default=3, help_text='Votes wanted per comparison.')),
-                ('allow_tie', models.BooleanField(default=True)),
-                ('allow_both_bad', models.BooleanField(default=True)),
-                ('strength_scale', models.PositiveSmallIntegerField(default=0, help_text='0: no strength; n: annotators pick a strength 1..n (e.g. 3 = slight/clear/strong).')),
-                ('rationale', models.CharField(choices=[('off', 'Off'), ('optional', 'Optional'), ('required', 'Required')], default='optional', max_length=8)),
-                ('aspects', models.JSONField(blank=True, default=list, help_text='Aspects voted separately, e.g. ["helpfulness", "harmlessness"].')),
-                ('lease_seconds', models.PositiveIntegerField(default=600)),
-                ('annotator_cap', models.PositiveIntegerField(blank=True, help_text='Most assignments one annotator may take here (blank: no cap).', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('members', models.ManyToManyField(related_name='projects', through='annotate.Membership', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("instructions", models.TextField(blank=True)),
+                (
+                    "overlap_target",
+                    models.PositiveSmallIntegerField(
+                        default=3, help_text="Votes wanted per comparison."
+                    ),
+                ),
+                ("allow_tie", models.BooleanField(default=True)),
+                ("allow_both_bad", models.BooleanField(default=True)),
+                (
+                    "strength_scale",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="0: no strength; n: annotators pick a strength 1..n (e.g. 3 = slight/clear/strong).",
+                    ),
+                ),
+                (
+                    "rationale",
+                    models.CharField(
+                        choices=[
+                            ("off", "Off"),
+                            ("optional", "Optional"),
+                            ("required", "Required"),
+                        ],
+                        default="optional",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "aspects",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Aspects voted separately, e.g. ["helpfulness", "harmlessness"].',
+                    ),
+                ),
+                ("lease_seconds", models.PositiveIntegerField(default=600)),
+                (
+                    "annotator_cap",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Most assignments one annotator may take here (blank: no cap).",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        related_name="projects",
+                        through="annotate.Membership",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='membership',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='annotate.project'),
+            model_name="membership",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="memberships",
+                to="annotate.project",
+            ),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comparisons', to='annotate.project'),
+            model_name="comparison",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="comparisons",
+                to="annotate.project",
+            ),
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('leased', 'Leased'), ('done', 'Done'), ('expired', 'Expired')], default='leased', max_length=8)),
-                ('leased_until', models.DateTimeField()),
-                ('shown_order', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to=settings.AUTH_USER_MODEL)),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotate.comparison')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("leased", "Leased"), ("done", "Done"), ("expired", "Expired")],
+                        default="leased",
+                        max_length=8,
+                    ),
+                ),
+                ("leased_until", models.DateTimeField()),
+                ("shown_order", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotate.comparison",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotate.project",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=128)),
-                ('text', models.TextField()),
-                ('category', models.CharField(blank=True, max_length=64)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=128)),
+                ("text", models.TextField()),
+                ("category", models.CharField(blank=True, max_length=64)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompts",
+                        to="annotate.project",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='completion',
-            name='prompt',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='completions', to='annotate.prompt'),
+            model_name="completion",
+            name="prompt",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="completions",
+                to="annotate.prompt",
+            ),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='prompt',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comparisons', to='annotate.prompt'),
+            model_name="comparison",
+            name="prompt",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="comparisons",
+                to="annotate.prompt",
+            ),
         ),
         migrations.CreateModel(
-            name='Vote',
+            name="Vote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_annotator', models.CharField(blank=True, max_length=200)),
-                ('source', models.CharField(choices=[('human', 'Human'), ('imported', 'Imported')], default='human', max_length=16)),
-                ('aspect', models.CharField(default='overall', max_length=64)),
-                ('choice', models.CharField(choices=[('a', 'A'), ('b', 'B'), ('tie', 'Tie'), ('both_bad', 'Both Bad'), ('ranked', 'Ranked')], max_length=8)),
-                ('ranking', models.JSONField(blank=True, null=True)),
-                ('strength', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('rationale', models.TextField(blank=True)),
-                ('shown_order', models.JSONField()),
-                ('time_spent_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=64, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('annotator', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='votes', to=settings.AUTH_USER_MODEL)),
-                ('assignment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='votes', to='annotate.assignment')),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='votes', to='annotate.comparison')),
-                ('loser', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
-                ('winner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_annotator", models.CharField(blank=True, max_length=200)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("human", "Human"), ("imported", "Imported")],
+                        default="human",
+                        max_length=16,
+                    ),
+                ),
+                ("aspect", models.CharField(default="overall", max_length=64)),
+                (
+                    "choice",
+                    models.CharField(
+                        choices=[
+                            ("a", "A"),
+                            ("b", "B"),
+                            ("tie", "Tie"),
+                            ("both_bad", "Both Bad"),
+                            ("ranked", "Ranked"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("ranking", models.JSONField(blank=True, null=True)),
+                ("strength", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("rationale", models.TextField(blank=True)),
+                ("shown_order", models.JSONField()),
+                ("time_spent_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("idempotency_key", models.CharField(blank=True, max_length=64, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="votes",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="votes",
+                        to="annotate.assignment",
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="votes",
+                        to="annotate.comparison",
+                    ),
+                ),
+                (
+                    "loser",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
+                (
+                    "winner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='comparisonitem',
-            constraint=models.UniqueConstraint(fields=('comparison', 'position'), name='item_position_once'),
+            model_name="comparisonitem",
+            constraint=models.UniqueConstraint(
+                fields=("comparison", "position"), name="item_position_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparisonitem',
-            constraint=models.UniqueConstraint(fields=('comparison', 'completion'), name='item_completion_once'),
+            model_name="comparisonitem",
+            constraint=models.UniqueConstraint(
+                fields=("comparison", "completion"), name="item_completion_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('overlap_target__gte', 1)), name='project_overlap_at_least_one'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("overlap_target__gte", 1)), name="project_overlap_at_least_one"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('project', 'user'), name='membership_once'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("project", "user"), name="membership_once"),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['annotator', 'project', 'state'], name='annotate_as_annotat_77e63b_idx'),
+            model_name="assignment",
+            index=models.Index(
+                fields=["annotator", "project", "state"], name="annotate_as_annotat_77e63b_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['comparison', 'state'], name='annotate_as_compari_c4e9a4_idx'),
+            model_name="assignment",
+            index=models.Index(
+                fields=["comparison", "state"], name="annotate_as_compari_c4e9a4_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['project', 'state', 'leased_until'], name='annotate_as_project_450894_idx'),
+            model_name="assignment",
+            index=models.Index(
+                fields=["project", "state", "leased_until"], name="annotate_as_project_450894_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('comparison', 'annotator'), name='assignment_once_per_annotator'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                fields=("comparison", "annotator"), name="assignment_once_per_annotator"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prompt',
-            constraint=models.UniqueConstraint(fields=('project', 'key'), name='prompt_key_once_per_project'),
+            model_name="prompt",
+            constraint=models.UniqueConstraint(
+                fields=("project", "key"), name="prompt_key_once_per_project"
+            ),
         ),
         migrations.AddIndex(
-            model_name='completion',
-            index=models.Index(fields=['model_name'], name='annotate_co_model_n_dfe286_idx'),
+            model_name="completion",
+            index=models.Index(fields=["model_name"], name="annotate_co_model_n_dfe286_idx"),
         ),
         migrations.AddConstraint(
-            model_name='completion',
-            constraint=models.UniqueConstraint(fields=('prompt', 'key'), name='completion_key_once_per_prompt'),
+            model_name="completion",
+            constraint=models.UniqueConstraint(
+                fields=("prompt", "key"), name="completion_key_once_per_prompt"
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(condition=models.Q(('is_complete', False), ('is_open', True)), fields=['project', '-priority', 'id'], name='comparison_frontier'),
+            model_name="comparison",
+            index=models.Index(
+                condition=models.Q(("is_complete", False), ("is_open", True)),
+                fields=["project", "-priority", "id"],
+                name="comparison_frontier",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.UniqueConstraint(fields=('project', 'round', 'key'), name='comparison_once_per_round'),
+            model_name="comparison",
+            constraint=models.UniqueConstraint(
+                fields=("project", "round", "key"), name="comparison_once_per_round"
+            ),
         ),
         migrations.AddIndex(
-            model_name='vote',
-            index=models.Index(fields=['comparison', 'aspect'], name='annotate_vo_compari_8215c0_idx'),
+            model_name="vote",
+            index=models.Index(
+                fields=["comparison", "aspect"], name="annotate_vo_compari_8215c0_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='vote',
-            index=models.Index(fields=['annotator', 'created_at'], name='annotate_vo_annotat_bb4495_idx'),
+            model_name="vote",
+            index=models.Index(
+                fields=["annotator", "created_at"], name="annotate_vo_annotat_bb4495_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(condition=models.Q(('annotator__isnull', False)), fields=('comparison', 'annotator', 'aspect'), name='vote_once_per_annotator_aspect'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("annotator__isnull", False)),
+                fields=("comparison", "annotator", "aspect"),
+                name="vote_once_per_annotator_aspect",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(condition=models.Q(('annotator__isnull', True)), fields=('comparison', 'external_annotator', 'aspect'), name='imported_vote_once'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("annotator__isnull", True)),
+                fields=("comparison", "external_annotator", "aspect"),
+                name="imported_vote_once",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(fields=('idempotency_key', 'aspect'), name='vote_idempotency_key_unique'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                fields=("idempotency_key", "aspect"), name="vote_idempotency_key_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.CheckConstraint(condition=models.Q(('choice__in', ['a', 'b', 'tie', 'both_bad', 'ranked'])), name='vote_choice_valid'),
+            model_name="vote",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("choice__in", ["a", "b", "tie", "both_bad", "ranked"])),
+                name="vote_choice_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.CheckConstraint(condition=models.Q(('annotator__isnull', False), models.Q(('external_annotator', ''), _negated=True), _connector='OR'), name='vote_has_a_voter'),
+            model_name="vote",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("annotator__isnull", False),
+                    models.Q(("external_annotator", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="vote_has_a_voter",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('choice', 'ranked'), ('ranking__isnull', False)), models.Q(models.Q(('choice', 'ranked'), _negated=True), ('ranking__isnull', True)), _connector='OR'), name='vote_ranking_iff_ranked'),
+            model_name="vote",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("choice", "ranked"), ("ranking__isnull", False)),
+                    models.Q(
+                        models.Q(("choice", "ranked"), _negated=True), ("ranking__isnull", True)
+                    ),
+                    _connector="OR",
+                ),
+                name="vote_ranking_iff_ranked",
+            ),
         ),
     ]

@@ -5,61 +5,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0001_initial'),
+        ("annotate", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='comparison',
-            name='comparison_frontier',
+            model_name="comparison",
+            name="comparison_frontier",
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='gold_label',
-            field=models.CharField(blank=True, choices=[('', 'not gold'), ('winner', 'winner'), ('tie', 'tie'), ('both_bad', 'both bad')], max_length=8),
+            model_name="comparison",
+            name="gold_label",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "not gold"),
+                    ("winner", "winner"),
+                    ("tie", "tie"),
+                    ("both_bad", "both bad"),
+                ],
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='gold_winner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='annotate.completion'),
+            model_name="comparison",
+            name="gold_winner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="annotate.completion",
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='paused',
+            model_name="membership",
+            name="paused",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='paused_reason',
+            model_name="membership",
+            name="paused_reason",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_min_accuracy',
-            field=models.FloatField(blank=True, help_text='Pause an annotator whose gold accuracy falls below this (blank: never).', null=True),
+            model_name="project",
+            name="gold_min_accuracy",
+            field=models.FloatField(
+                blank=True,
+                help_text="Pause an annotator whose gold accuracy falls below this (blank: never).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_min_answers',
-            field=models.PositiveSmallIntegerField(default=5, help_text='Gold answers needed before pausing.'),
+            model_name="project",
+            name="gold_min_answers",
+            field=models.PositiveSmallIntegerField(
+                default=5, help_text="Gold answers needed before pausing."
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_rate',
-            field=models.FloatField(default=0.0, help_text='Share of handed-out work that is a gold check (0-1).'),
+            model_name="project",
+            name="gold_rate",
+            field=models.FloatField(
+                default=0.0, help_text="Share of handed-out work that is a gold check (0-1)."
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(condition=models.Q(('gold_label', ''), ('is_complete', False), ('is_open', True)), fields=['project', '-priority', 'id'], name='comparison_frontier'),
+            model_name="comparison",
+            index=models.Index(
+                condition=models.Q(("gold_label", ""), ("is_complete", False), ("is_open", True)),
+                fields=["project", "-priority", "id"],
+                name="comparison_frontier",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('gold_label', 'winner'), ('gold_winner__isnull', False)), models.Q(models.Q(('gold_label', 'winner'), _negated=True), ('gold_winner__isnull', True)), _connector='OR'), name='comparison_gold_winner_iff_winner'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("gold_label", "winner"), ("gold_winner__isnull", False)),
+                    models.Q(
+                        models.Q(("gold_label", "winner"), _negated=True),
+                        ("gold_winner__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="comparison_gold_winner_iff_winner",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('gold_rate__gte', 0), ('gold_rate__lte', 1)), name='project_gold_rate_share'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("gold_rate__gte", 0), ("gold_rate__lte", 1)),
+                name="project_gold_rate_share",
+            ),
         ),
     ]

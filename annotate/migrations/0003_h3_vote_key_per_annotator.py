@@ -4,18 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0002_gold_checks'),
+        ("annotate", "0002_gold_checks"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='vote',
-            name='vote_idempotency_key_unique',
+            model_name="vote",
+            name="vote_idempotency_key_unique",
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(fields=('annotator', 'idempotency_key', 'aspect'), name='vote_idempotency_key_once_per_annotator'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                fields=("annotator", "idempotency_key", "aspect"),
+                name="vote_idempotency_key_once_per_annotator",
+            ),
         ),
     ]

@@ -1,4 +1,5 @@
 """Prompts as conversations (Prompt.messages, backfilled from text) and a per-project system prompt."""
+
 from django.db import migrations, models
 
 BATCH = 2000
@@ -17,13 +18,14 @@ def backfill_messages(apps, schema_editor):
             return
         for prompt in rows:
             hh = (prompt.metadata or {}).get("format") == "hh"
-            prompt.messages = hh_turns(prompt.text) if hh else [{"role": "user", "content": prompt.text}]
+            prompt.messages = (
+                hh_turns(prompt.text) if hh else [{"role": "user", "content": prompt.text}]
+            )
         Prompt.objects.bulk_update(rows, ["messages"])
         last = rows[-1].pk
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("annotate", "0002_gold_checks"),
     ]
@@ -33,7 +35,8 @@ class Migration(migrations.Migration):
             model_name="prompt",
             name="messages",
             field=models.JSONField(
-                blank=True, default=list,
+                blank=True,
+                default=list,
                 help_text='The prompt as a conversation: [{"role": "user"|"assistant"|"system", "content": ...}]; empty: one user turn of text.',
             ),
         ),
@@ -41,7 +44,8 @@ class Migration(migrations.Migration):
             model_name="project",
             name="system_prompt",
             field=models.TextField(
-                blank=True, max_length=8000,
+                blank=True,
+                max_length=8000,
                 help_text="Put before every prompt as a system turn when a policy or reward model renders it (blank: none).",
             ),
         ),

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0003_h3_vote_key_per_annotator'),
-        ('annotate', '0003_h6_prompt_messages'),
+        ("annotate", "0003_h3_vote_key_per_annotator"),
+        ("annotate", "0003_h6_prompt_messages"),
     ]
 
-    operations = [
-    ]
+    operations = []

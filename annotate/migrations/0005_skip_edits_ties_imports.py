@@ -6,60 +6,147 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0004_merge_20261202_1045'),
+        ("annotate", "0004_merge_20261202_1045"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='vote',
-            name='ranking_ties',
+            model_name="vote",
+            name="ranking_ties",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='assignment',
-            name='state',
-            field=models.CharField(choices=[('leased', 'Leased'), ('done', 'Done'), ('expired', 'Expired'), ('skipped', 'Skipped')], default='leased', max_length=8),
+            model_name="assignment",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("leased", "Leased"),
+                    ("done", "Done"),
+                    ("expired", "Expired"),
+                    ("skipped", "Skipped"),
+                ],
+                default="leased",
+                max_length=8,
+            ),
         ),
         migrations.CreateModel(
-            name='DataImport',
+            name="DataImport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=200)),
-                ('format', models.CharField(max_length=32)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('created', models.JSONField(default=dict)),
-                ('existing', models.JSONField(default=dict)),
-                ('skipped', models.JSONField(blank=True, default=list)),
-                ('created_ids', models.JSONField(default=dict)),
-                ('state', models.CharField(choices=[('active', 'Active'), ('undone', 'Undone'), ('archived', 'Archived')], default='active', max_length=8)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('changed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_imports', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source", models.CharField(max_length=200)),
+                ("format", models.CharField(max_length=32)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("created", models.JSONField(default=dict)),
+                ("existing", models.JSONField(default=dict)),
+                ("skipped", models.JSONField(blank=True, default=list)),
+                ("created_ids", models.JSONField(default=dict)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("undone", "Undone"),
+                            ("archived", "Archived"),
+                        ],
+                        default="active",
+                        max_length=8,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("changed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_imports",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='VoteEdit',
+            name="VoteEdit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('choice', models.CharField(choices=[('a', 'A'), ('b', 'B'), ('tie', 'Tie'), ('both_bad', 'Both Bad'), ('ranked', 'Ranked')], max_length=8)),
-                ('ranking', models.JSONField(blank=True, null=True)),
-                ('ranking_ties', models.JSONField(blank=True, null=True)),
-                ('strength', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('rationale', models.TextField(blank=True)),
-                ('voted_at', models.DateTimeField(help_text="When these values were recorded (the vote's or the previous edit's time).")),
-                ('edited_at', models.DateTimeField()),
-                ('loser', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
-                ('vote', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='edits', to='annotate.vote')),
-                ('winner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "choice",
+                    models.CharField(
+                        choices=[
+                            ("a", "A"),
+                            ("b", "B"),
+                            ("tie", "Tie"),
+                            ("both_bad", "Both Bad"),
+                            ("ranked", "Ranked"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("ranking", models.JSONField(blank=True, null=True)),
+                ("ranking_ties", models.JSONField(blank=True, null=True)),
+                ("strength", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("rationale", models.TextField(blank=True)),
+                (
+                    "voted_at",
+                    models.DateTimeField(
+                        help_text="When these values were recorded (the vote's or the previous edit's time)."
+                    ),
+                ),
+                ("edited_at", models.DateTimeField()),
+                (
+                    "loser",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
+                (
+                    "vote",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="edits",
+                        to="annotate.vote",
+                    ),
+                ),
+                (
+                    "winner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['vote_id', 'edited_at', 'id'],
+                "ordering": ["vote_id", "edited_at", "id"],
             },
         ),
     ]

@@ -4,6 +4,7 @@ Units are (comparison, aspect); a vote's value is its choice oriented to the com
 canonical pair (lower completion id = "a"), so the side each annotator happened to see does
 not matter. Imported votes take part in agreement; per-annotator rows are for prefloop users.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -55,7 +56,9 @@ class QualityReport:
     agreement: list[AspectAgreement]
     annotators: list[AnnotatorQuality]
     method: dict
-    warnings: list[str] = field(default_factory=list)  # "not enough data" and why a figure is missing
+    warnings: list[str] = field(
+        default_factory=list
+    )  # "not enough data" and why a figure is missing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,24 +71,49 @@ def _oriented(choice: str, winner: int | None, pair_low: int) -> str:
 
 
 def project_quality(project: Project, *, include_imported: bool = True) -> QualityReport:
-    votes = Vote.objects.filter(comparison__project=project, comparison__gold_label="").exclude(choice=Vote.Choice.RANKED)
+    votes = Vote.objects.filter(comparison__project=project, comparison__gold_label="").exclude(
+        choice=Vote.Choice.RANKED
+    )
     if not include_imported:
         votes = votes.filter(source=Vote.Source.HUMAN)
     rows = list(
         votes.values_list(
-            "comparison_id", "aspect", "choice", "winner_id", "strength", "annotator_id", "external_annotator",
-            "shown_order", "time_spent_ms", "assignment_id",
+            "comparison_id",
+            "aspect",
+            "choice",
+            "winner_id",
+            "strength",
+            "annotator_id",
+            "external_annotator",
+            "shown_order",
+            "time_spent_ms",
+            "assignment_id",
         )
     )
-    nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(lambda: defaultdict(dict))
+    nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
     ordinal: dict[str, dict[Hashable, dict[Hashable, int]]] = defaultdict(lambda: defaultdict(dict))
     per_user: dict[int, list[tuple]] = defaultdict(list)
-    for comparison_id, aspect, choice, winner, strength, user_id, external, shown, ms, assignment_id in rows:
+    for (
+        comparison_id,
+        aspect,
+        choice,
+        winner,
+        strength,
+        user_id,
+        external,
+        shown,
+        ms,
+        assignment_id,
+    ) in rows:
         coder = ("u", user_id) if user_id else ("x", external)
         value = _oriented(choice, winner, min(shown))
         nominal[aspect][comparison_id][coder] = value
         if choice != "both_bad":
-            ordinal[aspect][comparison_id][coder] = {"a": 1, "b": -1}.get(value, 0) * (strength or 1)
+            ordinal[aspect][comparison_id][coder] = {"a": 1, "b": -1}.get(value, 0) * (
+                strength or 1
+            )
         if user_id:
             per_user[user_id].append((comparison_id, aspect, choice, value, ms, assignment_id))
 
@@ -98,7 +126,11 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
                 units=sum(1 for u in units.values() if len(u) >= 2),
                 alpha_nominal=krippendorff_alpha(units, level="nominal", order=list(NOMINAL_ORDER)),
                 alpha_ordinal=(
-                    krippendorff_alpha(ordinal[aspect], level="ordinal", order=sorted({v for u in ordinal[aspect].values() for v in u.values()}))
+                    krippendorff_alpha(
+                        ordinal[aspect],
+                        level="ordinal",
+                        order=sorted({v for u in ordinal[aspect].values() for v in u.values()}),
+                    )
                     if project.strength_scale
                     else None
                 ),
@@ -135,19 +167,28 @@ def _agreement_warnings(agreement: list[AspectAgreement]) -> list[str]:
     warnings = []
     for a in agreement:
         if a.units == 0:
-            warnings.append(f"{a.aspect}: not enough data: no pair has votes from two annotators yet")
+            warnings.append(
+                f"{a.aspect}: not enough data: no pair has votes from two annotators yet"
+            )
         elif a.alpha_nominal is None:
-            warnings.append(f"{a.aspect}: α is undefined: every vote on the pairs voted twice has the same value")
+            warnings.append(
+                f"{a.aspect}: α is undefined: every vote on the pairs voted twice has the same value"
+            )
     return warnings
 
 
 def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[AnnotatorQuality]:
     memberships = {
-        m.user_id: m for m in Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR).select_related("user")
+        m.user_id: m
+        for m in Membership.objects.filter(
+            project=project, role=Membership.Role.ANNOTATOR
+        ).select_related("user")
     }
     gold = defaultdict(list)
     gold_votes = (
-        Vote.objects.filter(comparison__project=project, annotator__isnull=False, aspect=project.aspect_names[0])
+        Vote.objects.filter(
+            comparison__project=project, annotator__isnull=False, aspect=project.aspect_names[0]
+        )
         .exclude(comparison__gold_label="")
         .select_related("comparison")
     )
@@ -161,7 +202,9 @@ def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[Ann
         left = sum(1 for v in decisions if v[2] == "a")
         agree = comparable = 0
         for comparison_id, aspect, _choice, value, _ms, _a in votes:
-            others = Counter(v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id))
+            others = Counter(
+                v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id)
+            )
             if not others:
                 continue
             (top, top_n), *rest = others.most_common(2) + [(None, 0)]
@@ -177,10 +220,17 @@ def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[Ann
         flags = []
         if median_ms is not None and len(times) >= 10 and median_ms < TOO_FAST_MEDIAN_MS:
             flags.append("too_fast")
-        if len(votes) >= MIN_VOTES_FOR_FLAGS and Counter(v[2] for v in votes).most_common(1)[0][1] / len(votes) >= ONE_KEY_SHARE:
+        if (
+            len(votes) >= MIN_VOTES_FOR_FLAGS
+            and Counter(v[2] for v in votes).most_common(1)[0][1] / len(votes) >= ONE_KEY_SHARE
+        ):
             flags.append("one_key")
         p_value = binomial_p(left, len(decisions))
-        if p_value is not None and len(decisions) >= MIN_VOTES_FOR_FLAGS and p_value < POSITION_BIAS_P:
+        if (
+            p_value is not None
+            and len(decisions) >= MIN_VOTES_FOR_FLAGS
+            and p_value < POSITION_BIAS_P
+        ):
             flags.append("position_bias")
         if comparable >= MIN_VOTES_FOR_FLAGS and agree / comparable < LOW_AGREEMENT:
             flags.append("low_agreement")
@@ -208,4 +258,3 @@ def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[Ann
             )
         )
     return result
-

@@ -2,6 +2,7 @@
 
 Pure Python + numpy/scipy, no Django. `units` maps a unit id to {coder: value}.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,7 +14,9 @@ import numpy as np
 Units = Mapping[Hashable, Mapping[Hashable, Hashable]]
 
 
-def krippendorff_alpha(units: Units, *, level: str = "nominal", order: Sequence[Hashable] | None = None) -> float | None:
+def krippendorff_alpha(
+    units: Units, *, level: str = "nominal", order: Sequence[Hashable] | None = None
+) -> float | None:
     """Krippendorff's α from the coincidence matrix (Krippendorff 2011, "Computing Krippendorff's α").
 
     α = 1 − (n − 1) · Σ o_ck δ²_ck / Σ n_c n_k δ²_ck, over units with at least two values.

@@ -2,6 +2,7 @@
 
 See assignment.md beside this package for the flow and the locking argument.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,11 +75,15 @@ def next_comparison(
     if not isinstance(project, Project):
         project = Project(pk=project)  # the PostgreSQL path reads the row with the membership lock
     swept = _reclaim_now_and_then(project=project, now=now)
-    result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
+    result = _assign(
+        annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now
+    )
     if result.reason == "complete" and not swept:
         # Lapsed leases may be holding the last free slots: sweep now rather than say "no work".
         reclaim_expired_leases(project=project, now=now)
-        result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
+        result = _assign(
+            annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now
+        )
     return result
 
 
@@ -103,11 +108,15 @@ def _resume_open_lease(
             pk=lease_id, state=Assignment.State.LEASED, leased_until__gt=now
         ).update(leased_until=now + lease)
         if renewed:
-            return Assignment.objects.select_related("project", "comparison__prompt").get(pk=lease_id)
+            return Assignment.objects.select_related("project", "comparison__prompt").get(
+                pk=lease_id
+            )
     return None
 
 
-def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime) -> AssignmentResult:
+def _assign_orm(
+    *, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime
+) -> AssignmentResult:
     """The portable engine (SQLite): the ORM, one step per statement. Whole on purpose: its steps
     run under one lock in the order annotate/services/assignment.md argues for."""
     lease = timedelta(seconds=project.lease_seconds)
@@ -120,10 +129,17 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
 
         open_ids = list(
             Assignment.objects.filter(
-                annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now
-            ).order_by("created_at", "id").values_list("id", flat=True)
+                annotator=annotator,
+                project=project,
+                state=Assignment.State.LEASED,
+                leased_until__gt=now,
+            )
+            .order_by("created_at", "id")
+            .values_list("id", flat=True)
         )
-        resumed = _resume_open_lease(open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now)
+        resumed = _resume_open_lease(
+            open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now
+        )
         if resumed is not None:
             return AssignmentResult(resumed, "resumed")
         if len(open_ids) >= settings.PREFLOOP_MAX_OPEN_LEASES:
@@ -132,7 +148,9 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
         cap = membership.cap if membership.cap is not None else project.annotator_cap
         if cap is not None:
             taken = Assignment.objects.filter(
-                annotator=annotator, project=project, state__in=[Assignment.State.LEASED, Assignment.State.DONE]
+                annotator=annotator,
+                project=project,
+                state__in=[Assignment.State.LEASED, Assignment.State.DONE],
             ).count()
             if taken >= cap:
                 return AssignmentResult(None, "cap_reached")
@@ -146,7 +164,9 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
         tried: list[int] = []
         for _ in range(_MAX_CANDIDATES):
             candidates = (
-                Comparison.objects.filter(project=project, is_open=True, is_complete=False, gold_label="")
+                Comparison.objects.filter(
+                    project=project, is_open=True, is_complete=False, gold_label=""
+                )
                 .exclude(pk__in=tried)
                 .alias(taken=F("imported_votes") + F("votes_done") + F("leases_open"))
                 .filter(taken__lt=target)
@@ -157,10 +177,16 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
             # while another prompt has work; the fallback below takes any prompt.
             comparison = (
                 _diverse(candidates, annotator=annotator, project=project)
-                .select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
+                .select_related("prompt")
+                .select_for_update(skip_locked=True, of=("self",))
+                .first()
             )
             if comparison is None:
-                comparison = candidates.select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
+                comparison = (
+                    candidates.select_related("prompt")
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .first()
+                )
             if comparison is None:
                 # Every candidate may just be locked by concurrent leases: wait for the first
                 # rather than tell this annotator there is no work while slots are free.
@@ -168,18 +194,25 @@ def _assign_orm(*, annotator: User, project: Project, exclude_assignments: Colle
             if comparison is None:
                 return AssignmentResult(None, "complete")
             # Re-read under the lock: the candidate query's snapshot may predate a commit.
-            comparison.refresh_from_db(fields=["imported_votes", "votes_done", "leases_open", "is_complete"])
+            comparison.refresh_from_db(
+                fields=["imported_votes", "votes_done", "leases_open", "is_complete"]
+            )
             if comparison.imported_votes + comparison.votes_done + comparison.leases_open >= target:
                 tried.append(comparison.pk)
                 continue
-            return AssignmentResult(_lease(comparison, annotator=annotator, project=project, until=now + lease), "assigned")
+            return AssignmentResult(
+                _lease(comparison, annotator=annotator, project=project, until=now + lease),
+                "assigned",
+            )
         return AssignmentResult(None, "complete")
 
 
 def _diverse(candidates, *, annotator: User, project: Project):
     """`candidates` without the prompt of the annotator's last two assignments when both had it."""
     recent = (
-        Assignment.objects.filter(annotator=annotator, project=project).order_by("-id").values("comparison__prompt_id")
+        Assignment.objects.filter(annotator=annotator, project=project)
+        .order_by("-id")
+        .values("comparison__prompt_id")
     )
     last, before = (Coalesce(Subquery(recent[i : i + 1]), Value(-1)) for i in (0, 1))
     return candidates.alias(last_prompt=last, before_prompt=before).exclude(
@@ -257,7 +290,9 @@ def _json(value):
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime) -> AssignmentResult:
+def _assign_pg(
+    *, annotator: User, project: Project, exclude_assignments: Collection[int], now: datetime
+) -> AssignmentResult:
     with transaction.atomic(), prepared_cursor() as cursor:
         # Serialises this annotator's own requests, as in the ORM path; reads the project with it.
         cursor.execute(_LOCK_MEMBERSHIP_SQL, [project.pk, annotator.pk])
@@ -272,10 +307,15 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
         lease = timedelta(seconds=project.lease_seconds)
         cap = member_cap if member_cap is not None else project.annotator_cap
 
-        cursor.execute(_OPEN_LEASES_SQL, {"user": annotator.pk, "project": project.pk, "now": now, "capped": cap is not None})
+        cursor.execute(
+            _OPEN_LEASES_SQL,
+            {"user": annotator.pk, "project": project.pk, "now": now, "capped": cap is not None},
+        )
         open_ids, taken, avoid_prompt = cursor.fetchone()
         if open_ids:
-            resumed = _resume_open_lease(open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now)
+            resumed = _resume_open_lease(
+                open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now
+            )
             if resumed is not None:
                 return AssignmentResult(resumed, "resumed")
         if len(open_ids) >= settings.PREFLOOP_MAX_OPEN_LEASES:
@@ -289,8 +329,13 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
                 return AssignmentResult(gold, "assigned")
 
         params = {
-            "project": project.pk, "user": annotator.pk, "target": project.overlap_target, "now": now,
-            "until": now + lease, "keys": [_shuffler.random() for _ in range(32)], "avoid": avoid_prompt,
+            "project": project.pk,
+            "user": annotator.pk,
+            "target": project.overlap_target,
+            "now": now,
+            "until": now + lease,
+            "keys": [_shuffler.random() for _ in range(32)],
+            "avoid": avoid_prompt,
         }
         # A skip-locked pick may lock rows that it then rejects (filled up since its snapshot)
         # and, having skipped others, would hold them out of order while the waiting pick below
@@ -307,14 +352,31 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
             row = cursor.fetchone()
         if row is None:
             return AssignmentResult(None, "complete")
-        assignment_id, comparison_id, shown_order, prompt_id, round_number, prompt_text, prompt_metadata, texts = row
+        (
+            assignment_id,
+            comparison_id,
+            shown_order,
+            prompt_id,
+            round_number,
+            prompt_text,
+            prompt_metadata,
+            texts,
+        ) = row
         assignment = Assignment(
-            pk=assignment_id, comparison_id=comparison_id, annotator_id=annotator.pk, project_id=project.pk,
-            state=Assignment.State.LEASED, leased_until=params["until"], shown_order=_json(shown_order), created_at=now,
+            pk=assignment_id,
+            comparison_id=comparison_id,
+            annotator_id=annotator.pk,
+            project_id=project.pk,
+            state=Assignment.State.LEASED,
+            leased_until=params["until"],
+            shown_order=_json(shown_order),
+            created_at=now,
         )
         assignment.project = project
         assignment.annotator = annotator
-        assignment.comparison = Comparison(pk=comparison_id, project_id=project.pk, prompt_id=prompt_id, round=round_number)
+        assignment.comparison = Comparison(
+            pk=comparison_id, project_id=project.pk, prompt_id=prompt_id, round=round_number
+        )
         assignment.comparison.prompt = Prompt(
             pk=prompt_id, project_id=project.pk, text=prompt_text, metadata=_json(prompt_metadata)
         )
@@ -322,18 +384,26 @@ def _assign_pg(*, annotator: User, project: Project, exclude_assignments: Collec
         return AssignmentResult(assignment, "assigned", texts=texts)
 
 
-def _lease(comparison: Comparison, *, annotator: User, project: Project, until: datetime) -> Assignment:
+def _lease(
+    comparison: Comparison, *, annotator: User, project: Project, until: datetime
+) -> Assignment:
     """Create the lease with freshly drawn sides; the caller holds the comparison's row lock."""
     order = list(comparison.items.values_list("completion_id", flat=True))
     _shuffler.shuffle(order)
     assignment = Assignment.objects.create(
-        comparison=comparison, annotator=annotator, project=project, leased_until=until, shown_order=order
+        comparison=comparison,
+        annotator=annotator,
+        project=project,
+        leased_until=until,
+        shown_order=order,
     )
     Comparison.objects.filter(pk=comparison.pk).update(leases_open=F("leases_open") + 1)
     return assignment
 
 
-def _lease_gold(*, annotator: User, project: Project, now: datetime, lease: timedelta) -> Assignment | None:
+def _lease_gold(
+    *, annotator: User, project: Project, now: datetime, lease: timedelta
+) -> Assignment | None:
     """A gold check this annotator has not seen. Looks and behaves like any other comparison;
     gold has no overlap limit, so no capacity check."""
     gold = (
@@ -355,7 +425,10 @@ def _reclaim_now_and_then(*, project: Project, now: datetime) -> bool:
     """Reclaim at most every few seconds per process and project (leases last minutes; the sweep
     is a query on every request otherwise). A `now` in the future (tests) always sweeps."""
     clock = time.monotonic()
-    if now > timezone.now() + timedelta(seconds=1) or clock - _last_reclaim.get(project.pk, -1e9) >= RECLAIM_EVERY_SECONDS:
+    if (
+        now > timezone.now() + timedelta(seconds=1)
+        or clock - _last_reclaim.get(project.pk, -1e9) >= RECLAIM_EVERY_SECONDS
+    ):
         _last_reclaim[project.pk] = clock
         reclaim_expired_leases(project=project, now=now)
         return True
@@ -370,7 +443,9 @@ def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> 
     """
     now = now or timezone.now()
     stale = list(
-        Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
+        Assignment.objects.filter(
+            project=project, state=Assignment.State.LEASED, leased_until__lte=now
+        )
         .order_by("comparison_id")
         .values_list("comparison_id", flat=True)
         .distinct()[:500]
@@ -378,13 +453,19 @@ def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> 
     freed = 0
     for comparison_id in stale:
         with transaction.atomic():
-            locked = Comparison.objects.select_for_update(skip_locked=True).filter(pk=comparison_id).first()
+            locked = (
+                Comparison.objects.select_for_update(skip_locked=True)
+                .filter(pk=comparison_id)
+                .first()
+            )
             if locked is None:
                 continue
             expired = Assignment.objects.filter(
                 comparison_id=comparison_id, state=Assignment.State.LEASED, leased_until__lte=now
             ).update(state=Assignment.State.EXPIRED)
             if expired:
-                Comparison.objects.filter(pk=comparison_id).update(leases_open=F("leases_open") - expired)
+                Comparison.objects.filter(pk=comparison_id).update(
+                    leases_open=F("leases_open") - expired
+                )
                 freed += expired
     return freed

@@ -4,6 +4,7 @@ Both follow the assignment engine's lock order (comparison row first, then its a
 votes; see assignment.md), so the overlap guarantee holds: a skip frees exactly the slot its
 lease held, under the row lock every counter change takes, and an edit changes no counter.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,7 +46,9 @@ def skip_assignment(*, annotator: User, assignment_id: int) -> SkipResult:
         released = assignment.state == Assignment.State.LEASED
         if released:
             # A lease still counts in leases_open until reclaimed, lapsed or not: free its slot.
-            Comparison.objects.filter(pk=assignment.comparison_id).update(leases_open=F("leases_open") - 1)
+            Comparison.objects.filter(pk=assignment.comparison_id).update(
+                leases_open=F("leases_open") - 1
+            )
         if assignment.state != Assignment.State.SKIPPED:
             # An expired lease's slot was freed by the reclaim; marking it skipped stops a late vote.
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SKIPPED)
@@ -66,7 +69,11 @@ def last_voted_assignment(*, annotator: User, project: Project | int) -> Assignm
 def edit_window_open(assignment: Assignment, *, now: datetime | None = None) -> bool:
     seconds = settings.PREFLOOP_VOTE_EDIT_SECONDS
     now = now or timezone.now()
-    return seconds > 0 and assignment.completed_at is not None and now - assignment.completed_at <= timedelta(seconds=seconds)
+    return (
+        seconds > 0
+        and assignment.completed_at is not None
+        and now - assignment.completed_at <= timedelta(seconds=seconds)
+    )
 
 
 def edit_last_vote(
@@ -91,21 +98,32 @@ def edit_last_vote(
         if last is None or last.pk != assignment.pk:
             raise EditRefused("Only your last vote in this project can be changed.")
         if not edit_window_open(assignment, now=now):
-            raise EditRefused(f"Votes can be changed for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting.")
-        rows = {row["aspect"]: row for row in _validated_rows(
-            project=assignment.project, shown_order=assignment.shown_order, votes=votes
-        )}
+            raise EditRefused(
+                f"Votes can be changed for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting."
+            )
+        rows = {
+            row["aspect"]: row
+            for row in _validated_rows(
+                project=assignment.project, shown_order=assignment.shown_order, votes=votes
+            )
+        }
         Comparison.objects.select_for_update().filter(pk=assignment.comparison_id).first()
-        current = list(Vote.objects.select_for_update().filter(assignment=assignment).order_by("id"))
+        current = list(
+            Vote.objects.select_for_update().filter(assignment=assignment).order_by("id")
+        )
         last_edit = dict(
-            VoteEdit.objects.filter(vote__in=current).order_by("vote_id", "edited_at").values_list("vote_id", "edited_at")
+            VoteEdit.objects.filter(vote__in=current)
+            .order_by("vote_id", "edited_at")
+            .values_list("vote_id", "edited_at")
         )
         for vote in current:
             new = {field: rows[vote.aspect].get(field) for field in EDITABLE}
             if all(getattr(vote, field) == value for field, value in new.items()):
                 continue
             VoteEdit.objects.create(
-                vote=vote, edited_at=now, voted_at=last_edit.get(vote.pk, vote.created_at),
+                vote=vote,
+                edited_at=now,
+                voted_at=last_edit.get(vote.pk, vote.created_at),
                 **{field: getattr(vote, field) for field in EDITABLE},
             )
             for field, value in new.items():
@@ -118,7 +136,10 @@ def edit_last_vote(
 
 def vote_answers(assignment: Assignment) -> dict[str, dict]:
     """The annotator's current answers on `assignment` by aspect, in sides as shown (for the page's edit)."""
-    sides = {completion_id: "abcdefghijklmnopqrstuvwxyz"[i] for i, completion_id in enumerate(assignment.shown_order)}
+    sides = {
+        completion_id: "abcdefghijklmnopqrstuvwxyz"[i]
+        for i, completion_id in enumerate(assignment.shown_order)
+    }
     return {
         v.aspect: {
             "choice": v.choice,

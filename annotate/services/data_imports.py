@@ -5,6 +5,7 @@ The preview runs the real writer inside a transaction that is rolled back, so it
 (created vs already there) are exactly what the confirm will write, for any pairing strategy.
 The uploaded file waits in a staging folder (PREFLOOP_IMPORT_STAGING_DIR) between the two steps.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,13 @@ class ImportOptions:
     priority: int = 0
 
     def as_dict(self) -> dict:
-        return {"format": self.format or "", "pairing": self.pairing, "pairs_per_prompt": self.pairs_per_prompt,
-                "round": self.round, "priority": self.priority}
+        return {
+            "format": self.format or "",
+            "pairing": self.pairing,
+            "pairs_per_prompt": self.pairs_per_prompt,
+            "round": self.round,
+            "priority": self.priority,
+        }
 
 
 @dataclass
@@ -69,7 +75,9 @@ class ImportPreview:
     format: str
     report: ImportReport
     in_file: dict[str, int]  # what the file holds: prompts, completions, comparisons, votes
-    first_rows: list[dict] = field(default_factory=list)  # {"prompt", "category", "completions": [{"model", "text"}]}
+    first_rows: list[dict] = field(
+        default_factory=list
+    )  # {"prompt", "category", "completions": [{"model", "text"}]}
 
 
 class _Rollback(Exception):
@@ -77,7 +85,9 @@ class _Rollback(Exception):
 
 
 def staging_dir() -> Path:
-    return Path(getattr(settings, "PREFLOOP_IMPORT_STAGING_DIR", Path(settings.VAR_DIR) / "import-staging"))
+    return Path(
+        getattr(settings, "PREFLOOP_IMPORT_STAGING_DIR", Path(settings.VAR_DIR) / "import-staging")
+    )
 
 
 def stage_upload(*, chunks, name: str) -> tuple[str, Path]:
@@ -97,9 +107,15 @@ def stage_upload(*, chunks, name: str) -> tuple[str, Path]:
 def staged_path(token: str) -> Path:
     if not _TOKEN.match(token or ""):
         raise NotFound("No such upload.")
-    files = [p for p in (staging_dir() / token).glob("*") if p.is_file()] if (staging_dir() / token).is_dir() else []
+    files = (
+        [p for p in (staging_dir() / token).glob("*") if p.is_file()]
+        if (staging_dir() / token).is_dir()
+        else []
+    )
     if not files:
-        raise NotFound("This upload is gone (confirmed, cancelled or older than a day); upload the file again.")
+        raise NotFound(
+            "This upload is gone (confirmed, cancelled or older than a day); upload the file again."
+        )
     return files[0]
 
 
@@ -130,12 +146,18 @@ def preview_import(*, project: Project, token: str, options: ImportOptions) -> I
     except _Rollback:
         pass
     return ImportPreview(
-        token=token, source=path.name, format=batch.format, report=report,
-        in_file=_in_file(batch), first_rows=_first_rows(batch),
+        token=token,
+        source=path.name,
+        format=batch.format,
+        report=report,
+        in_file=_in_file(batch),
+        first_rows=_first_rows(batch),
     )
 
 
-def confirm_import(*, project: Project, token: str, options: ImportOptions, user: User | None) -> DataImport:
+def confirm_import(
+    *, project: Project, token: str, options: ImportOptions, user: User | None
+) -> DataImport:
     """Write the staged file (validated again: it is the same file) and record the import.
     The upload is claimed first (an atomic rename), so a double submit imports it once."""
     path = staged_path(token)
@@ -149,8 +171,15 @@ def confirm_import(*, project: Project, token: str, options: ImportOptions, user
             batch = read_batch(claimed / path.name, options.format or None)
             report = _write(project=project, batch=batch, options=options)
             return DataImport.objects.create(
-                project=project, source=path.name, format=batch.format, options=options.as_dict(), created=report.created,
-                existing=report.existing, skipped=report.skipped[:1000], created_ids=report.created_ids, created_by=user,
+                project=project,
+                source=path.name,
+                format=batch.format,
+                options=options.as_dict(),
+                created=report.created,
+                existing=report.existing,
+                skipped=report.skipped[:1000],
+                created_ids=report.created_ids,
+                created_by=user,
             )
     finally:
         shutil.rmtree(claimed, ignore_errors=True)
@@ -158,9 +187,12 @@ def confirm_import(*, project: Project, token: str, options: ImportOptions, user
 
 def _write(*, project: Project, batch: ImportBatch, options: ImportOptions) -> ImportReport:
     return write_batch(
-        project=project, batch=batch, pairing=options.pairing,
+        project=project,
+        batch=batch,
+        pairing=options.pairing,
         pairing_options={"pairs_per_prompt": options.pairs_per_prompt},
-        round=options.round, priority=options.priority,
+        round=options.round,
+        priority=options.priority,
     )
 
 
@@ -177,13 +209,21 @@ def _in_file(batch: ImportBatch) -> dict[str, int]:
 def _first_rows(batch: ImportBatch) -> list[dict]:
     rows = []
     for record in list(batch.prompts.values())[:PREVIEW_ROWS]:
-        rows.append({
-            "line": record.line,
-            "prompt": record.text[:PREVIEW_CHARS],
-            "category": record.category,
-            "completions": [{"model": c.model, "text": c.text[:PREVIEW_CHARS], "text_available": c.text_available}
-                            for c in list(record.completions.values())[:6]],
-        })
+        rows.append(
+            {
+                "line": record.line,
+                "prompt": record.text[:PREVIEW_CHARS],
+                "category": record.category,
+                "completions": [
+                    {
+                        "model": c.model,
+                        "text": c.text[:PREVIEW_CHARS],
+                        "text_available": c.text_available,
+                    }
+                    for c in list(record.completions.values())[:6]
+                ],
+            }
+        )
     return rows
 
 
@@ -191,7 +231,7 @@ def _first_rows(batch: ImportBatch) -> list[dict]:
 def human_votes_on(data_import: DataImport) -> int:
     ids = data_import.created_ids.get("comparisons", [])
     return sum(
-        Vote.objects.filter(comparison_id__in=ids[i:i + 5000], source=Vote.Source.HUMAN).count()
+        Vote.objects.filter(comparison_id__in=ids[i : i + 5000], source=Vote.Source.HUMAN).count()
         for i in range(0, len(ids), 5000)
     )
 
@@ -203,17 +243,34 @@ def undo_import(*, data_import: DataImport) -> DataImport:
         data_import = DataImport.objects.select_for_update().get(pk=data_import.pk)
         if data_import.state != DataImport.State.ACTIVE:
             raise UndoRefused("state", f"this import is {data_import.state}")
-        ids = {kind: data_import.created_ids.get(kind, []) for kind in ("prompts", "completions", "comparisons", "votes")}
+        ids = {
+            kind: data_import.created_ids.get(kind, [])
+            for kind in ("prompts", "completions", "comparisons", "votes")
+        }
         # Locks its comparisons (the assignment engine's first lock), so no vote lands meanwhile.
-        list(Comparison.objects.select_for_update().filter(pk__in=ids["comparisons"]).order_by("id").values_list("id", flat=True))
+        list(
+            Comparison.objects.select_for_update()
+            .filter(pk__in=ids["comparisons"])
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         if human_votes_on(data_import):
-            raise UndoRefused("import", "its comparisons have votes from annotators; archive it instead")
+            raise UndoRefused(
+                "import", "its comparisons have votes from annotators; archive it instead"
+            )
         others = Comparison.objects.exclude(pk__in=ids["comparisons"])
-        if others.filter(prompt_id__in=ids["prompts"]).exists() or ComparisonItem.objects.filter(
-            completion_id__in=ids["completions"]
-        ).exclude(comparison_id__in=ids["comparisons"]).exists():
-            raise UndoRefused("import", "a later import uses its prompts or responses; undo that one first")
-        touched = set(Vote.objects.filter(pk__in=ids["votes"]).values_list("comparison_id", flat=True)) - set(ids["comparisons"])
+        if (
+            others.filter(prompt_id__in=ids["prompts"]).exists()
+            or ComparisonItem.objects.filter(completion_id__in=ids["completions"])
+            .exclude(comparison_id__in=ids["comparisons"])
+            .exists()
+        ):
+            raise UndoRefused(
+                "import", "a later import uses its prompts or responses; undo that one first"
+            )
+        touched = set(
+            Vote.objects.filter(pk__in=ids["votes"]).values_list("comparison_id", flat=True)
+        ) - set(ids["comparisons"])
         Vote.objects.filter(pk__in=ids["votes"]).delete()
         Comparison.objects.filter(pk__in=ids["comparisons"]).delete()  # items and leases with them
         Completion.objects.filter(pk__in=ids["completions"]).delete()
@@ -230,7 +287,9 @@ def archive_import(*, data_import: DataImport) -> DataImport:
         data_import = DataImport.objects.select_for_update().get(pk=data_import.pk)
         if data_import.state != DataImport.State.ACTIVE:
             raise UndoRefused("state", f"this import is {data_import.state}")
-        Comparison.objects.filter(pk__in=data_import.created_ids.get("comparisons", [])).update(is_open=False)
+        Comparison.objects.filter(pk__in=data_import.created_ids.get("comparisons", [])).update(
+            is_open=False
+        )
         data_import.state, data_import.changed_at = DataImport.State.ARCHIVED, timezone.now()
         data_import.save(update_fields=["state", "changed_at"])
         return data_import
@@ -242,7 +301,9 @@ def _recount_imported_votes(project: Project, comparison_ids: set[int]) -> None:
         return
     counts = dict(
         Vote.objects.filter(comparison_id__in=comparison_ids, annotator__isnull=True)
-        .values("comparison_id").annotate(n=Count("external_annotator", distinct=True)).values_list("comparison_id", "n")
+        .values("comparison_id")
+        .annotate(n=Count("external_annotator", distinct=True))
+        .values_list("comparison_id", "n")
     )
     for comparison in Comparison.objects.select_for_update().filter(pk__in=comparison_ids):
         comparison.imported_votes = counts.get(comparison.pk, 0)

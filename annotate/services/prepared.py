@@ -6,6 +6,7 @@ cursors bind on the server and ask psycopg to prepare each statement text once p
 (kept across requests with CONN_MAX_AGE). They go through Django's cursor wrapper, so query
 logging, CaptureQueriesContext and execute wrappers see them like any other statement.
 """
+
 from __future__ import annotations
 
 from functools import cache

@@ -1,4 +1,5 @@
 """Recording votes: validated against the project, idempotent per client key, one transaction."""
+
 from __future__ import annotations
 
 import json
@@ -67,13 +68,21 @@ def record_vote(
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
-    if UNSTORABLE_KEY.search(idempotency_key):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
-        raise InvalidVote("idempotency_key", "must be text without NUL characters or lone surrogates")
+    if UNSTORABLE_KEY.search(
+        idempotency_key
+    ):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
+        raise InvalidVote(
+            "idempotency_key", "must be text without NUL characters or lone surrogates"
+        )
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         return _record_vote_pg(
-            annotator=annotator, assignment_id=assignment_id, votes=votes, key=idempotency_key,
-            time_spent_ms=time_spent_ms, now=now,
+            annotator=annotator,
+            assignment_id=assignment_id,
+            votes=votes,
+            key=idempotency_key,
+            time_spent_ms=time_spent_ms,
+            now=now,
         )
     try:
         with transaction.atomic():
@@ -81,14 +90,17 @@ def record_vote(
             if replay:
                 return replay
             assignment = (
-                Assignment.objects.select_related("project").filter(pk=assignment_id, annotator=annotator)
+                Assignment.objects.select_related("project")
+                .filter(pk=assignment_id, annotator=annotator)
                 .annotate(member_paused=_annotator_paused(annotator))
                 .first()
             )
             if assignment is None:
                 raise NotFound("No such assignment.")
             check_still_annotating(assignment.member_paused)
-            rows = _validated_rows(project=assignment.project, shown_order=assignment.shown_order, votes=votes)
+            rows = _validated_rows(
+                project=assignment.project, shown_order=assignment.shown_order, votes=votes
+            )
 
             # Lock order everywhere: comparison row first, then its assignments.
             comparison = Comparison.objects.select_for_update().get(pk=assignment.comparison_id)
@@ -107,7 +119,9 @@ def record_vote(
                 # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                 taken = comparison.imported_votes + comparison.votes_done + comparison.leases_open
                 if taken >= assignment.project.overlap_target:
-                    raise AssignmentExpired("The lease expired and this comparison went to someone else.")
+                    raise AssignmentExpired(
+                        "The lease expired and this comparison went to someone else."
+                    )
 
             created = Vote.objects.bulk_create(
                 [
@@ -124,11 +138,14 @@ def record_vote(
                     for row in rows
                 ]
             )
-            Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.DONE, completed_at=now)
+            Assignment.objects.filter(pk=assignment.pk).update(
+                state=Assignment.State.DONE, completed_at=now
+            )
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
             counter_update["is_complete"] = (
-                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
+                not comparison.gold_label
+                and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
             )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
             if comparison.gold_label:
@@ -142,7 +159,9 @@ def record_vote(
 
 def _annotator_paused(annotator: User) -> Subquery:
     """Whether `annotator` is paused in the assignment's project; NULL: no longer an annotator there."""
-    member = Membership.objects.filter(project=OuterRef("project_id"), user=annotator, role=Membership.Role.ANNOTATOR)
+    member = Membership.objects.filter(
+        project=OuterRef("project_id"), user=annotator, role=Membership.Role.ANNOTATOR
+    )
     return Subquery(member.values("paused")[:1])
 
 
@@ -183,7 +202,9 @@ def pause_if_failing_gold(*, annotator: User, project: Project) -> bool:
 
 
 def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | None:
-    previous = list(Vote.objects.filter(annotator=annotator, idempotency_key=key).select_related("assignment"))
+    previous = list(
+        Vote.objects.filter(annotator=annotator, idempotency_key=key).select_related("assignment")
+    )
     if not previous:
         return None
     if previous[0].assignment_id != assignment_id:
@@ -192,7 +213,9 @@ def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | No
     return VoteResult(assignment=previous[0].assignment, votes=previous, replayed=True)
 
 
-def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence[VoteInput]) -> list[dict]:
+def _validated_rows(
+    *, project: Project, shown_order: list[int], votes: Sequence[VoteInput]
+) -> list[dict]:
     aspects = project.aspect_names
     if any(v.aspect is None for v in votes):
         if len(aspects) != 1 or len(votes) != 1:
@@ -210,16 +233,23 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
             if vote.choice not in project.allowed_choices:
                 raise InvalidVote(f"{field}.choice", f"must be one of {project.allowed_choices}")
             if vote.ranking is not None:
-                raise InvalidVote(f"{field}.ranking", "only for comparisons of more than two responses")
+                raise InvalidVote(
+                    f"{field}.ranking", "only for comparisons of more than two responses"
+                )
             row["choice"] = vote.choice
             if vote.choice in ("a", "b"):
                 winner = shown_order[sides.index(vote.choice)]
-                row["winner_id"], row["loser_id"] = winner, next(c for c in shown_order if c != winner)
+                row["winner_id"], row["loser_id"] = (
+                    winner,
+                    next(c for c in shown_order if c != winner),
+                )
         else:
             groups = [[g] if isinstance(g, str) else list(g) for g in vote.ranking or ()]
             flat = [side for group in groups for side in group]
             if vote.ranking is None or sorted(flat) != sorted(sides) or not all(groups):
-                raise InvalidVote(f"{field}.ranking", f"must order all sides {list(sides)}, best first")
+                raise InvalidVote(
+                    f"{field}.ranking", f"must order all sides {list(sides)}, best first"
+                )
             if any(len(g) > 1 for g in groups) and not project.allow_tie:
                 raise InvalidVote(f"{field}.ranking", "this project does not allow ties")
             ids = [[shown_order[sides.index(side)] for side in group] for group in groups]
@@ -233,9 +263,13 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
             if project.strength_scale == 0:
                 raise InvalidVote(f"{field}.strength", "this project does not collect strength")
             if row["choice"] not in ("a", "b", Vote.Choice.RANKED):
-                raise InvalidVote(f"{field}.strength", "only a preference (not a tie or both bad) has a strength")
+                raise InvalidVote(
+                    f"{field}.strength", "only a preference (not a tie or both bad) has a strength"
+                )
             if not 1 <= vote.strength <= project.strength_scale:
-                raise InvalidVote(f"{field}.strength", f"must be between 1 and {project.strength_scale}")
+                raise InvalidVote(
+                    f"{field}.strength", f"must be between 1 and {project.strength_scale}"
+                )
         row["strength"] = vote.strength
         if project.rationale == Project.Rationale.REQUIRED and not row["rationale"]:
             raise InvalidVote(f"{field}.rationale", "this project requires a rationale")
@@ -294,7 +328,12 @@ _VALUES_ROW = "(%s::varchar, %s::varchar, %s::jsonb, %s::jsonb, %s::smallint, %s
 
 
 def _record_vote_pg(
-    *, annotator: User, assignment_id: int, votes: Sequence[VoteInput], key: str, time_spent_ms: int | None,
+    *,
+    annotator: User,
+    assignment_id: int,
+    votes: Sequence[VoteInput],
+    key: str,
+    time_spent_ms: int | None,
     now: datetime,
 ) -> VoteResult:
     """PostgreSQL's path: one locking read and one write statement on a prepared cursor, in one
@@ -308,14 +347,27 @@ def _record_vote_pg(
                 row = cursor.fetchone()
                 if row is None:
                     raise NotFound("No such assignment.")
-                (comparison_id, state, shown_order, imported, done, leases, gold_label, round_number, key_seen, paused,
-                 *values) = row
+                (
+                    comparison_id,
+                    state,
+                    shown_order,
+                    imported,
+                    done,
+                    leases,
+                    gold_label,
+                    round_number,
+                    key_seen,
+                    paused,
+                    *values,
+                ) = row
                 if key_seen:
                     replay = _replay(annotator=annotator, assignment_id=assignment_id, key=key)
                     if replay:
                         return replay
                 check_still_annotating(paused)
-                project = Project.from_db(connection.alias, [f.attname for f in _PROJECT_FIELDS], values)
+                project = Project.from_db(
+                    connection.alias, [f.attname for f in _PROJECT_FIELDS], values
+                )
                 if isinstance(project.aspects, str):
                     project.aspects = json.loads(project.aspects)
                 shown = json.loads(shown_order)
@@ -327,39 +379,87 @@ def _record_vote_pg(
                 if state != Assignment.State.LEASED and not gold_label:
                     # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                     if imported + done + leases >= project.overlap_target:
-                        raise AssignmentExpired("The lease expired and this comparison went to someone else.")
+                        raise AssignmentExpired(
+                            "The lease expired and this comparison went to someone else."
+                        )
                 complete = not gold_label and imported + done + 1 >= project.overlap_target
                 release = 1 if state == Assignment.State.LEASED else 0
-                params = [now, assignment_id, state, release, complete, comparison_id,
-                          comparison_id, annotator.pk, shown_order, time_spent_ms, key, now]
+                params = [
+                    now,
+                    assignment_id,
+                    state,
+                    release,
+                    complete,
+                    comparison_id,
+                    comparison_id,
+                    annotator.pk,
+                    shown_order,
+                    time_spent_ms,
+                    key,
+                    now,
+                ]
                 for r in rows:
                     ranking = json.dumps(r["ranking"]) if r.get("ranking") is not None else None
                     ties = json.dumps(r["ranking_ties"]) if r.get("ranking_ties") else None
-                    params += [r["aspect"], r["choice"], ranking, ties, r["strength"], r["rationale"], r.get("winner_id"),
-                               r.get("loser_id")]
-                cursor.execute(_WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params)
+                    params += [
+                        r["aspect"],
+                        r["choice"],
+                        ranking,
+                        ties,
+                        r["strength"],
+                        r["rationale"],
+                        r.get("winner_id"),
+                        r.get("loser_id"),
+                    ]
+                cursor.execute(
+                    _WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params
+                )
                 written = cursor.fetchall()
                 if written:
                     break
             else:  # pragma: no cover - the second pass runs under the lock
-                raise RuntimeError(f"assignment {assignment_id} kept changing under its comparison's lock")
+                raise RuntimeError(
+                    f"assignment {assignment_id} kept changing under its comparison's lock"
+                )
             assignment = Assignment(
-                pk=assignment_id, comparison_id=comparison_id, annotator_id=annotator.pk, project_id=project.pk,
-                state=Assignment.State.DONE, shown_order=shown, completed_at=now,
+                pk=assignment_id,
+                comparison_id=comparison_id,
+                annotator_id=annotator.pk,
+                project_id=project.pk,
+                state=Assignment.State.DONE,
+                shown_order=shown,
+                completed_at=now,
             )
             assignment.project = project
             assignment.annotator = annotator
             assignment.comparison = Comparison(
-                pk=comparison_id, project_id=project.pk, round=round_number, gold_label=gold_label, is_complete=complete,
-                imported_votes=imported, votes_done=done + 1,
+                pk=comparison_id,
+                project_id=project.pk,
+                round=round_number,
+                gold_label=gold_label,
+                is_complete=complete,
+                imported_votes=imported,
+                votes_done=done + 1,
             )
             created = [
                 Vote(
-                    pk=vote_id, comparison_id=comparison_id, assignment=assignment, annotator=annotator, source=Vote.Source.HUMAN,
-                    aspect=aspect, choice=choice, strength=strength, rationale=rationale, shown_order=shown,
-                    winner_id=winner_id, loser_id=loser_id, ranking=json.loads(ranking) if ranking else None,
+                    pk=vote_id,
+                    comparison_id=comparison_id,
+                    assignment=assignment,
+                    annotator=annotator,
+                    source=Vote.Source.HUMAN,
+                    aspect=aspect,
+                    choice=choice,
+                    strength=strength,
+                    rationale=rationale,
+                    shown_order=shown,
+                    winner_id=winner_id,
+                    loser_id=loser_id,
+                    ranking=json.loads(ranking) if ranking else None,
                     ranking_ties=json.loads(ties) if ties else None,
-                    time_spent_ms=time_spent_ms, idempotency_key=key, created_at=now,
+                    time_spent_ms=time_spent_ms,
+                    idempotency_key=key,
+                    created_at=now,
                 )
                 for vote_id, aspect, choice, strength, rationale, winner_id, loser_id, ranking, ties in written
             ]
@@ -370,4 +470,3 @@ def _record_vote_pg(
     except IntegrityError as exc:
         # Only a key used by another submission at the same instant gets here.
         raise IdempotencyKeyReused("This idempotency key belongs to another submission.") from exc
-

@@ -1,4 +1,5 @@
 """Small template filters of the web UI."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,7 +13,7 @@ register = template.Library()
 
 @register.filter
 def ago(moment: datetime | None) -> str:
-    """"just now" under a minute, else Django's "5 minutes ago"; "–" for never."""
+    """ "just now" under a minute, else Django's "5 minutes ago"; "–" for never."""
     if moment is None:
         return "–"
     if (timezone.now() - moment).total_seconds() < 60:

@@ -5,53 +5,173 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotate', '0005_skip_edits_ties_imports'),
-        ('training', '0002_h4_round_guarded'),
+        ("annotate", "0005_skip_edits_ties_imports"),
+        ("training", "0002_h4_round_guarded"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='JudgeSettings',
+            name="JudgeSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('system_prompt', models.TextField(default='Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. Choose the assistant that follows the user\'s instructions and answers the user\'s question better. Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. Do not let the length of the responses influence your evaluation. Be as objective as possible.{principles}\nOutput your final verdict as a single letter: "A" if assistant A is better, "B" if assistant B is better, and "C" for a tie.', help_text='Instructions; {principles} is replaced.')),
-                ('user_template', models.TextField(default="[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]", help_text='Must hold {question}, {answer_a}, {answer_b}.')),
-                ('principles', models.JSONField(blank=True, default=dict, help_text='{"aspect": "principles text"}')),
-                ('max_tokens', models.PositiveIntegerField(default=2048, help_text='Judge input bound; longer inputs lose their start.')),
-                ('batch_size', models.PositiveSmallIntegerField(default=8)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('judge', models.ForeignKey(blank=True, help_text='A ready policy checkpoint (a registered base model or a trained one).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.policy')),
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='judge_settings', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "system_prompt",
+                    models.TextField(
+                        default='Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. Choose the assistant that follows the user\'s instructions and answers the user\'s question better. Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. Do not let the length of the responses influence your evaluation. Be as objective as possible.{principles}\nOutput your final verdict as a single letter: "A" if assistant A is better, "B" if assistant B is better, and "C" for a tie.',
+                        help_text="Instructions; {principles} is replaced.",
+                    ),
+                ),
+                (
+                    "user_template",
+                    models.TextField(
+                        default="[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]",
+                        help_text="Must hold {question}, {answer_a}, {answer_b}.",
+                    ),
+                ),
+                (
+                    "principles",
+                    models.JSONField(
+                        blank=True, default=dict, help_text='{"aspect": "principles text"}'
+                    ),
+                ),
+                (
+                    "max_tokens",
+                    models.PositiveIntegerField(
+                        default=2048, help_text="Judge input bound; longer inputs lose their start."
+                    ),
+                ),
+                ("batch_size", models.PositiveSmallIntegerField(default=8)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "judge",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="A ready policy checkpoint (a registered base model or a trained one).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="judge_settings",
+                        to="annotate.project",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JudgeVerdict',
+            name="JudgeVerdict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('aspect', models.CharField(default='overall', max_length=64)),
-                ('judge_label', models.CharField(help_text='The judge as it was named when it judged.', max_length=300)),
-                ('prompt_version', models.CharField(help_text='Hash of the judge prompt and principles used.', max_length=16)),
-                ('principles', models.TextField(blank=True)),
-                ('verdict', models.CharField(choices=[('first', 'First'), ('second', 'Second'), ('tie', 'Tie')], max_length=8)),
-                ('consistent', models.BooleanField(help_text='Both orders agreed; an inconsistent pair is a tie.')),
-                ('order1', models.JSONField(help_text='[P(A), P(B), P(C)] with (first, second) shown')),
-                ('order2', models.JSONField(help_text='[P(A), P(B), P(C)] with (second, first) shown')),
-                ('probabilities', models.JSONField(help_text='{first, second, tie}: the two orders averaged')),
-                ('truncated', models.BooleanField(default=False)),
-                ('job_id', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='judge_verdicts', to='annotate.comparison')),
-                ('first', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
-                ('judge', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.policy')),
-                ('second', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("aspect", models.CharField(default="overall", max_length=64)),
+                (
+                    "judge_label",
+                    models.CharField(
+                        help_text="The judge as it was named when it judged.", max_length=300
+                    ),
+                ),
+                (
+                    "prompt_version",
+                    models.CharField(
+                        help_text="Hash of the judge prompt and principles used.", max_length=16
+                    ),
+                ),
+                ("principles", models.TextField(blank=True)),
+                (
+                    "verdict",
+                    models.CharField(
+                        choices=[("first", "First"), ("second", "Second"), ("tie", "Tie")],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "consistent",
+                    models.BooleanField(
+                        help_text="Both orders agreed; an inconsistent pair is a tie."
+                    ),
+                ),
+                (
+                    "order1",
+                    models.JSONField(help_text="[P(A), P(B), P(C)] with (first, second) shown"),
+                ),
+                (
+                    "order2",
+                    models.JSONField(help_text="[P(A), P(B), P(C)] with (second, first) shown"),
+                ),
+                (
+                    "probabilities",
+                    models.JSONField(help_text="{first, second, tie}: the two orders averaged"),
+                ),
+                ("truncated", models.BooleanField(default=False)),
+                ("job_id", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="judge_verdicts",
+                        to="annotate.comparison",
+                    ),
+                ),
+                (
+                    "first",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
+                (
+                    "judge",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "second",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['comparison', 'aspect'], name='judging_jud_compari_60e6e6_idx')],
-                'constraints': [models.UniqueConstraint(fields=('comparison', 'aspect', 'judge', 'prompt_version'), name='judge_verdict_once'), models.CheckConstraint(condition=models.Q(('verdict__in', ['first', 'second', 'tie'])), name='judge_verdict_valid')],
+                "indexes": [
+                    models.Index(
+                        fields=["comparison", "aspect"], name="judging_jud_compari_60e6e6_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("comparison", "aspect", "judge", "prompt_version"),
+                        name="judge_verdict_once",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("verdict__in", ["first", "second", "tie"])),
+                        name="judge_verdict_valid",
+                    ),
+                ],
             },
         ),
     ]

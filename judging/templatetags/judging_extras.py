@@ -1,4 +1,5 @@
 """Template filters of the judging section: a share with its interval, a dict lookup."""
+
 from __future__ import annotations
 
 from django import template
@@ -13,8 +14,14 @@ def share(value: dict | None) -> str:
     if not value or not value.get("n"):
         return "—"
     lo, hi = value["ci"]
-    return format_html('{}<br><span class="muted ci">[{}, {}] ({}/{})</span>', f"{value['value']:.3f}", f"{lo:.2f}", f"{hi:.2f}",
-                       value["k"], value["n"])
+    return format_html(
+        '{}<br><span class="muted ci">[{}, {}] ({}/{})</span>',
+        f"{value['value']:.3f}",
+        f"{lo:.2f}",
+        f"{hi:.2f}",
+        value["k"],
+        value["n"],
+    )
 
 
 @register.filter

@@ -1,4 +1,5 @@
 """The user admin, with its action: a one-time set-password link for each selected user (invitation or reset)."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -14,7 +15,8 @@ def make_set_password_links(modeladmin, request, queryset):
         invitation = set_password_link(user=user)
         hours = invitation.valid_for_seconds // 3600
         modeladmin.message_user(
-            request, f"Set-password link for {user.username}: {request.build_absolute_uri(invitation.path)} (one use, {hours} h)",
+            request,
+            f"Set-password link for {user.username}: {request.build_absolute_uri(invitation.path)} (one use, {hours} h)",
             messages.INFO,
         )
 
@@ -24,4 +26,6 @@ class PrefloopUserAdmin(UserAdmin):
     list_display = ["username", "role", "is_active", "last_login"]
     list_filter = ["role", "is_active"]
     fieldsets = (*(UserAdmin.fieldsets or ()), ("prefloop", {"fields": ["role"]}))
-    actions = [make_set_password_links]  # invitations and resets; `manage.py invite_user` does the same
+    actions = [
+        make_set_password_links
+    ]  # invitations and resets; `manage.py invite_user` does the same

@@ -1,4 +1,5 @@
 """`POST /api/auth/token/`: DRF's token view behind the login lockout (429 while locked)."""
+
 from __future__ import annotations
 
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -19,7 +20,11 @@ class ObtainAuthTokenApi(ObtainAuthToken):
         try:
             return super().post(request, *args, **kwargs)
         except ValidationError:
-            if isinstance(username, str) and username and lockout.is_locked(username=username, ip=ip):
+            if (
+                isinstance(username, str)
+                and username
+                and lockout.is_locked(username=username, ip=ip)
+            ):
                 return self._locked()  # this failure was the one that locked it
             raise
 

@@ -4,6 +4,7 @@ Every password check goes through `django.contrib.auth.authenticate` and so thro
 sign-in page, the admin's, and the API's `POST /api/auth/token/`. Tokens and sessions are checked
 elsewhere and never count as failures.
 """
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model

@@ -1,4 +1,5 @@
 """The sign-in form: Django's, with a message of its own while the lockout holds."""
+
 from __future__ import annotations
 
 from django import forms
@@ -12,7 +13,9 @@ class LockoutAuthenticationForm(AuthenticationForm):
 
     def _locked(self) -> bool:
         username = self.cleaned_data.get("username")
-        return bool(username) and lockout.is_locked(username=str(username), ip=lockout.client_ip(self.request))
+        return bool(username) and lockout.is_locked(
+            username=str(username), ip=lockout.client_ip(self.request)
+        )
 
     def _locked_error(self) -> forms.ValidationError:
         self.is_locked = True

@@ -11,6 +11,7 @@ web worker on every machine sees the same counts. The client IP is REMOTE_ADDR; 
 ASGI server must be told to trust it (`uvicorn --proxy-headers --forwarded-allow-ips`), see
 docs/operations.md. X-Forwarded-For is never read here: a client could set it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,7 +73,9 @@ def record_failure(*, username: str, ip: str) -> bool:
     locked = False
     for stem, limit in _scopes(username, ip):
         counter = f"{PREFIX}:failures:{stem}"
-        cache.add(counter, 0, timeout=rules.window_seconds)  # the window starts at the first failure
+        cache.add(
+            counter, 0, timeout=rules.window_seconds
+        )  # the window starts at the first failure
         try:
             failures = cache.incr(counter)
         except ValueError:  # expired between add and incr
@@ -83,7 +86,12 @@ def record_failure(*, username: str, ip: str) -> bool:
             cache.delete(counter)
             locked = True
     if locked:
-        logger.warning("sign-in locked for %s s after repeated failures: user %r from %s", rules.lockout_seconds, username, ip)
+        logger.warning(
+            "sign-in locked for %s s after repeated failures: user %r from %s",
+            rules.lockout_seconds,
+            username,
+            ip,
+        )
     return locked
 
 

@@ -7,6 +7,7 @@ so it stops working the moment it is used (the hash changes) and after PASSWORD_
 seconds; no table is needed. `set_password_link` re-issues a link for an existing user (a lost or
 expired invitation, a forgotten password).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ def invite_user(
     if role not in User.Role.values:
         raise InviteError("role", f"must be one of {', '.join(User.Role.values)}, not {role!r}")
     if User.objects.filter(username=username).exists():
-        raise InviteError("username", f"a user named {username!r} already exists (use --reissue for a new link)")
+        raise InviteError(
+            "username", f"a user named {username!r} already exists (use --reissue for a new link)"
+        )
     user = User(username=username, email=email, role=role)
     user.is_staff = user.is_superuser = role == User.Role.ADMIN
     user.set_unusable_password()
@@ -74,9 +77,14 @@ def invite_user(
     user.save()
     if project is not None:
         project_role = project_role or (
-            Membership.Role.RESEARCHER if role == User.Role.RESEARCHER else Membership.Role.ANNOTATOR
+            Membership.Role.RESEARCHER
+            if role == User.Role.RESEARCHER
+            else Membership.Role.ANNOTATOR
         )
         if project_role not in Membership.Role.values:
-            raise InviteError("project_role", f"must be one of {', '.join(Membership.Role.values)}, not {project_role!r}")
+            raise InviteError(
+                "project_role",
+                f"must be one of {', '.join(Membership.Role.values)}, not {project_role!r}",
+            )
         membership_set(project=project, user=user, role=project_role)
     return set_password_link(user=user)

@@ -1,4 +1,5 @@
 """Account URLs (mounted at /accounts/): only the invitation's set-password page. No sign-up."""
+
 from django.urls import path
 
 from prefloop.accounts import views

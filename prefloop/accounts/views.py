@@ -1,4 +1,5 @@
 """Sign-in (with the lockout's message) and the one-time set-password page of an invitation."""
+
 from __future__ import annotations
 
 from django.contrib import messages

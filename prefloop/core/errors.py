@@ -1,4 +1,5 @@
 """Domain errors every app raises; prefloop/core/api_errors.py maps each to one HTTP status."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Small helpers shared by the apps' server-rendered views (rewards, training)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

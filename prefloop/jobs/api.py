@@ -1,4 +1,5 @@
 """REST API for jobs: list, detail, cancel. Reading a job's status also reaps dead workers' jobs."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -43,7 +44,9 @@ class JobListApi(APIView):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         context = {"positions": selectors.queue_positions(page)}
-        return paginator.get_paginated_response(JobSerializer(page, many=True, context=context).data)
+        return paginator.get_paginated_response(
+            JobSerializer(page, many=True, context=context).data
+        )
 
 
 class JobDetailApi(APIView):

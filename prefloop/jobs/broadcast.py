@@ -4,6 +4,7 @@ The DB row is the source of truth; a broadcast is a hint that it changed. Across
 (worker → daphne) it needs REDIS_URL (channels-redis); with the in-memory layer it reaches only
 consumers in the same process. A broadcast never fails the job that sends it.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Live job progress over websockets: `ws/jobs/<id>/` (one job) and `ws/jobs/project/<id>/`
 (all jobs of a project). Each sends the current state on connect, then every `job.progress`."""
+
 from __future__ import annotations
 
 from channels.db import database_sync_to_async

@@ -3,6 +3,7 @@
 A worker killed mid-write leaves at most a hidden `.tmp-*` sibling, never a half-written artifact
 under the name a reader (or a "ready" model version) points at.
 """
+
 from __future__ import annotations
 
 import contextlib

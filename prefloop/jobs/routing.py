@@ -1,4 +1,5 @@
 """Websocket routes of the job system; prefloop/asgi.py concatenates them with the frontend's."""
+
 from django.urls import path
 
 from prefloop.jobs.consumers import JobProgressConsumer, ProjectJobsConsumer

@@ -1,5 +1,6 @@
 """Who may see which job (its creator, researchers of its project, admins; anyone else: NotFound),
 and where a queued job stands in its queue."""
+
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
@@ -54,8 +55,12 @@ def queue_positions(jobs) -> dict[int, int]:
     if not queued:
         return {}
     last = max(j.pk for j in queued)
-    active = [j for j in Job.objects.filter(status__in=ACTIVE, pk__lt=last).only("pk", "kind", "params", "status")
-              .order_by("pk")[:MAX_QUEUE_SCAN]]
+    active = [
+        j
+        for j in Job.objects.filter(status__in=ACTIVE, pk__lt=last)
+        .only("pk", "kind", "params", "status")
+        .order_by("pk")[:MAX_QUEUE_SCAN]
+    ]
     queue_by_id = {j.pk: job_queue(j) for j in active}
     return {
         job.pk: sum(1 for i, q in queue_by_id.items() if i < job.pk and q == job_queue(job))

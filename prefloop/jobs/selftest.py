@@ -1,5 +1,6 @@
 """The built-in `selftest.sleep` job: exercises progress, cancellation, failure and atomic
 checkpoints without any ML. Used by the tests and docs/jobs.md."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def sleep(job, ctx) -> dict:
             raise RuntimeError(f"selftest failure requested (step {step}/{steps})")
         if artifact:
             # Written whole or not at all: a reader never sees half a checkpoint at this name.
-            atomic_write(ctx.checkpoint_dir / "checkpoint.json", json.dumps({"step": step, "of": steps}))
+            atomic_write(
+                ctx.checkpoint_dir / "checkpoint.json", json.dumps({"step": step, "of": steps})
+            )
         ctx.log(f"step {step}/{steps}")
         ctx.progress(step / steps, f"step {step}/{steps}")
     result: dict[str, int | str] = {"steps_done": steps}

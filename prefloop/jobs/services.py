@@ -3,6 +3,7 @@
 States: queued → running → succeeded | failed | cancelled; queued → cancelled. A running job whose
 heartbeat stops (worker killed) is turned into failed by `reap_stale_jobs`. See docs/jobs.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,10 +57,14 @@ def enqueue_job(*, kind: str, params: dict, project=None, user=None) -> Job:
     """
     if not is_registered(kind):
         raise UnknownJobKind(f"Unknown job kind {kind!r}.")
-    params = json.loads(json.dumps(params or {}, cls=DjangoJSONEncoder))  # stored exactly as a worker reads it
+    params = json.loads(
+        json.dumps(params or {}, cls=DjangoJSONEncoder)
+    )  # stored exactly as a worker reads it
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     job = Job.objects.create(kind=kind, params=params, project=project, created_by=creator)
-    transaction.on_commit(partial(dispatch_job, job.pk, queue=str(params.get("queue") or DEFAULT_QUEUE), kind=kind))
+    transaction.on_commit(
+        partial(dispatch_job, job.pk, queue=str(params.get("queue") or DEFAULT_QUEUE), kind=kind)
+    )
     return job
 
 
@@ -73,7 +78,8 @@ def dispatch_job(job_id: int, *, queue: str = DEFAULT_QUEUE, kind: str = "") -> 
     except Exception as exc:
         logger.exception("job %s: dispatch to %s failed", job_id, backend)
         if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            status=Job.Status.FAILED, error=f"could not dispatch to the {backend} backend: {job_error_message(exc)}",
+            status=Job.Status.FAILED,
+            error=f"could not dispatch to the {backend} backend: {job_error_message(exc)}",
             finished_at=timezone.now(),
         ):
             _send_finished(Job.objects.get(pk=job_id))
@@ -97,8 +103,12 @@ def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None) -> 
     worker = (worker or default_worker_name())[:200]
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker,
-        attempts=F("attempts") + 1, message="starting",
+        status=Job.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        attempts=F("attempts") + 1,
+        message="starting",
     )
     job = Job.objects.get(pk=job_id)
     if not claimed:
@@ -139,8 +149,14 @@ def _finish(job: Job, ctx: JobContext, status: str, *, result=None, error: str =
     if status == Job.Status.SUCCEEDED:
         job.message = "done"
     fields = dict(
-        status=status, result=result, error=error, finished_at=job.finished_at, heartbeat_at=job.finished_at,
-        progress=job.progress, message=job.message, log_tail=job.log_tail,
+        status=status,
+        result=result,
+        error=error,
+        finished_at=job.finished_at,
+        heartbeat_at=job.finished_at,
+        progress=job.progress,
+        message=job.message,
+        log_tail=job.log_tail,
     )
     # Keyed on this attempt: the outcome of the run that really finished wins, even over a reaper
     # that gave up on it too early.
@@ -174,8 +190,15 @@ def job_error_message(exc: BaseException) -> str:
 
 def _server_roots() -> list[str]:
     """Folders of this installation, longest first (a root inside another is replaced first)."""
-    roots = [settings.BASE_DIR, getattr(settings, "VAR_DIR", None), getattr(settings, "PREFLOOP_DATA_DIR", None),
-             *(getattr(settings, "PREFLOOP_MODEL_ROOTS", None) or []), sys.prefix, sys.base_prefix, os.path.expanduser("~")]
+    roots = [
+        settings.BASE_DIR,
+        getattr(settings, "VAR_DIR", None),
+        getattr(settings, "PREFLOOP_DATA_DIR", None),
+        *(getattr(settings, "PREFLOOP_MODEL_ROOTS", None) or []),
+        sys.prefix,
+        sys.base_prefix,
+        os.path.expanduser("~"),
+    ]
     found = {str(r).rstrip("/") for r in roots if r} | {os.path.realpath(r) for r in roots if r}
     return sorted((r for r in found if len(r) > 1), key=len, reverse=True)
 
@@ -187,16 +210,18 @@ class _Heartbeat(threading.Thread):
     def __init__(self, job_id: int, attempt: int):
         super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
         self.job_id, self.attempt = job_id, attempt
-        self.interval = float(getattr(settings, "PREFLOOP_JOB_HEARTBEAT_INTERVAL", min(15.0, heartbeat_timeout() / 4)))
+        self.interval = float(
+            getattr(settings, "PREFLOOP_JOB_HEARTBEAT_INTERVAL", min(15.0, heartbeat_timeout() / 4))
+        )
         self._stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stopped.wait(self.interval):
                 try:
-                    Job.objects.filter(pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    Job.objects.filter(
+                        pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING
+                    ).update(heartbeat_at=timezone.now())
                 except Exception:  # try again next beat
                     logger.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
                     close_old_connections()
@@ -208,14 +233,19 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=5)
 
 
-def run_job_inline(kind: str, params: dict, *, project=None, user=None, ctx: JobContext | None = None) -> Job:
+def run_job_inline(
+    kind: str, params: dict, *, project=None, user=None, ctx: JobContext | None = None
+) -> Job:
     """Create a job and run it here, in the foreground (management commands): same handler, same
     row, a tqdm bar instead of a worker."""
     if not is_registered(kind):
         raise UnknownJobKind(f"Unknown job kind {kind!r}.")
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     job = Job.objects.create(
-        kind=kind, params=json.loads(json.dumps(params or {}, cls=DjangoJSONEncoder)), project=project, created_by=creator
+        kind=kind,
+        params=json.loads(json.dumps(params or {}, cls=DjangoJSONEncoder)),
+        project=project,
+        created_by=creator,
     )
     return run_job(job.pk, worker=default_worker_name("inline"), ctx=ctx or JobContext.for_cli())
 
@@ -226,7 +256,10 @@ def cancel_job(job: Job) -> Job:
     A finished job is left as it is."""
     now = timezone.now()
     if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled before it started"
+        status=Job.Status.CANCELLED,
+        cancel_requested=True,
+        finished_at=now,
+        message="cancelled before it started",
     ):
         job.refresh_from_db()
         _send_finished(job)
@@ -251,9 +284,13 @@ def reap_stale_jobs(now: datetime | None = None) -> int:
     ids = list(stale.values_list("pk", flat=True)[:1000])
     if not ids:
         return 0
-    count = stale.filter(pk__in=ids).update(status=Job.Status.FAILED, error=REAPED_ERROR, finished_at=now)
+    count = stale.filter(pk__in=ids).update(
+        status=Job.Status.FAILED, error=REAPED_ERROR, finished_at=now
+    )
     for job in Job.objects.filter(pk__in=ids, status=Job.Status.FAILED, error=REAPED_ERROR):
-        logger.warning("reaped %s (worker %s, last heartbeat %s)", job, job.worker, job.heartbeat_at)
+        logger.warning(
+            "reaped %s (worker %s, last heartbeat %s)", job, job.worker, job.heartbeat_at
+        )
         broadcast_job(job)
         _send_finished(job)
     return count

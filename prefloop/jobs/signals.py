@@ -4,6 +4,7 @@ Apps that keep their own state for a job (e.g. a reward-model version "training"
 mark that state failed when a worker dies. Receivers run in the process that ended the job (the
 worker, or whoever ran the reaper); their errors are logged, never raised.
 """
+
 from django.dispatch import Signal
 
 job_finished = Signal()  # sender=Job, job=<Job>

@@ -2,6 +2,7 @@
 
 Backend-neutral on purpose: like the Celery task in prefloop/celery.py it only calls `run_job`.
 """
+
 from __future__ import annotations
 
 from django_tasks import task

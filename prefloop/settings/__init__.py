@@ -5,6 +5,7 @@ configuration and a deployment sets DATABASE_URL, REDIS_URL, PREFLOOP_DATA_DIR a
 Production runs `prefloop.settings.production` (this module plus PostgreSQL, Redis, HTTPS and the
 refusals of unsafe values; docs/operations.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,11 @@ def env_bool(name: str, default: bool) -> bool:
 EMBEDDED_SECRET_KEY = "prefloop-embedded-default-not-for-production"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", EMBEDDED_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+    if h
+]
 
 INSTALLED_APPS = [
     "daphne",  # must precede staticfiles so runserver serves ASGI (daphne.E001)
@@ -194,20 +199,33 @@ SPECTACULAR_SETTINGS = {
 # --- channels and jobs ----------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # The cache holds the login lockout's counters: Redis when there is one, so every worker shares them.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": os.environ.get("PREFLOOP_CACHE_PREFIX", "prefloop")}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("PREFLOOP_CACHE_PREFIX", "prefloop"),
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Queues the DB backend serves. `make demo` sets "default,training" and starts one worker per queue,
 # so sampling and scoring never wait behind a training run (docs/jobs.md); with only "default"
 # every job runs there, whatever its kind asks for.
-PREFLOOP_JOB_QUEUES = [q.strip() for q in os.environ.get("PREFLOOP_JOB_QUEUES", "default").split(",") if q.strip()]
+PREFLOOP_JOB_QUEUES = [
+    q.strip() for q in os.environ.get("PREFLOOP_JOB_QUEUES", "default").split(",") if q.strip()
+]
 if "default" not in PREFLOOP_JOB_QUEUES:
     PREFLOOP_JOB_QUEUES.insert(0, "default")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PREFLOOP_JOB_QUEUES}}
@@ -216,7 +234,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PRE
 # (prefloop/jobs/backends.py): DatabaseBackend = the table above, run by `manage.py db_worker`;
 # CeleryBackend = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); ImmediateBackend =
 # in-process. The short names "db", "celery" and "immediate" are accepted too.
-PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend")
+PREFLOOP_JOB_BACKEND = os.environ.get(
+    "PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend"
+)
 PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
 # A running job silent for this long (no progress, no heartbeat) is failed as killed.
 PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))
@@ -225,11 +245,15 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # --- prefloop -------------------------------------------------------------------------------
 # Where the real data sets live (PRD, HH-RLHF, LFQA, Copilot Arena); read, never copied.
-PREFLOOP_DATA_DIR = Path(os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "real"))
+PREFLOOP_DATA_DIR = Path(
+    os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "real")
+)
 # Largest file the import endpoint accepts; the command line has no limit.
 PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 # A model folder (reward model, policy) is zipped to a temporary file before it is sent; larger ones answer 413.
-PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
+PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(
+    os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3))
+)
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 # The vote loop's fast path caches token lookups per process this long (annotate/fast_api.py; 0: off).
 PREFLOOP_FAST_PATH = os.environ.get("PREFLOOP_FAST_PATH", "1") not in ("0", "false", "no")
@@ -263,7 +287,11 @@ PREFLOOP_LIMITS = {**DEFAULT_LIMITS, **json.loads(os.environ.get("PREFLOOP_LIMIT
 # Outgoing webhooks (docs/webhooks.md): which targets a researcher may configure. Hosts: "*" (any),
 # "hooks.example.org", "*.example.org". Addresses a host resolves to must be public unless inside one
 # of the CIDRs (e.g. "10.20.0.0/16" for an internal receiver); loopback, private and link-local are refused otherwise.
-PREFLOOP_WEBHOOK_ALLOWED_HOSTS = [h.strip() for h in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_HOSTS", "*").split(",") if h.strip()]
-PREFLOOP_WEBHOOK_ALLOWED_CIDRS = [c.strip() for c in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_CIDRS", "").split(",") if c.strip()]
+PREFLOOP_WEBHOOK_ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_HOSTS", "*").split(",") if h.strip()
+]
+PREFLOOP_WEBHOOK_ALLOWED_CIDRS = [
+    c.strip() for c in os.environ.get("PREFLOOP_WEBHOOK_ALLOWED_CIDRS", "").split(",") if c.strip()
+]
 PREFLOOP_WEBHOOK_TIMEOUT = float(os.environ.get("PREFLOOP_WEBHOOK_TIMEOUT", "10"))
 PREFLOOP_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("PREFLOOP_WEBHOOK_MAX_ATTEMPTS", "6"))

@@ -1,4 +1,5 @@
 """REST API of webhooks: researchers of the project only (404 for everyone else)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,18 +34,29 @@ class WebhookListApi(APIView):
 class WebhookDetailApi(APIView):
     @extend_schema(responses=s.WebhookSerializer)
     def get(self, request: Request, webhook_id: int) -> Response:
-        return Response(s.WebhookSerializer(selectors.webhook_for_user(request.user, webhook_id)).data)
+        return Response(
+            s.WebhookSerializer(selectors.webhook_for_user(request.user, webhook_id)).data
+        )
 
     @extend_schema(request=s.WebhookWriteSerializer, responses=s.WebhookSerializer)
     def patch(self, request: Request, webhook_id: int) -> Response:
         webhook = selectors.webhook_for_user(request.user, webhook_id)
-        current: dict[str, Any] = {"url": webhook.url, "events": webhook.events, "name": webhook.name,
-                                   "active": webhook.active, "milestone_every": webhook.milestone_every}
+        current: dict[str, Any] = {
+            "url": webhook.url,
+            "events": webhook.events,
+            "name": webhook.name,
+            "active": webhook.active,
+            "milestone_every": webhook.milestone_every,
+        }
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["expected a JSON object"]})
         data = s.WebhookWriteSerializer(data={**current, **request.data})
         data.is_valid(raise_exception=True)
-        return Response(s.WebhookSerializer(services.webhook_update(webhook=webhook, **data.validated_data)).data)
+        return Response(
+            s.WebhookSerializer(
+                services.webhook_update(webhook=webhook, **data.validated_data)
+            ).data
+        )
 
 
 class WebhookTestApi(APIView):
@@ -69,4 +81,8 @@ class WebhookDeliveriesApi(APIView):
     def get(self, request: Request, webhook_id: int) -> Response:
         """The webhook's latest 50 deliveries, newest first."""
         webhook = selectors.webhook_for_user(request.user, webhook_id)
-        return Response(s.DeliverySerializer(selectors.deliveries_of(webhook.project, webhook_id=webhook.pk), many=True).data)
+        return Response(
+            s.DeliverySerializer(
+                selectors.deliveries_of(webhook.project, webhook_id=webhook.pk), many=True
+            ).data
+        )

@@ -1,4 +1,5 @@
 """The events a webhook may subscribe to (docs/webhooks.md lists their payloads)."""
+
 from __future__ import annotations
 
 ROUND_STATE_CHANGED = "round.state_changed"

@@ -13,6 +13,7 @@
 - Bounded: `timeout` seconds per socket operation and for the whole exchange, at most
   `max_response_bytes` of the answer are read.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -66,13 +67,15 @@ class Answer:
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """"10.0.0.0/8", "127.0.0.1" (a /32), "::1" → networks; a bad entry raises ValueError naming it."""
+    """ "10.0.0.0/8", "127.0.0.1" (a /32), "::1" → networks; a bad entry raises ValueError naming it."""
     networks = []
     for value in values:
         try:
             networks.append(ipaddress.ip_network(value.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"PREFLOOP_WEBHOOK_ALLOWED_CIDRS: {value!r} is not an address or CIDR") from None
+            raise ValueError(
+                f"PREFLOOP_WEBHOOK_ALLOWED_CIDRS: {value!r} is not an address or CIDR"
+            ) from None
     return tuple(networks)
 
 
@@ -89,7 +92,9 @@ def parse_target(url: str) -> Target:
     if scheme not in ("http", "https"):
         raise TargetRefused(f"only http and https URLs are allowed, not {scheme or 'no scheme'!r}")
     if parts.username is not None or parts.password is not None:
-        raise TargetRefused("credentials in the URL (user:password@) are not allowed; sign with the secret instead")
+        raise TargetRefused(
+            "credentials in the URL (user:password@) are not allowed; sign with the secret instead"
+        )
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise TargetRefused("the URL has no host")
@@ -102,7 +107,7 @@ def parse_target(url: str) -> Target:
 
 
 def host_allowed(host: str, rules: Rules) -> bool:
-    """"*" allows every host; "example.org" that host; "*.example.org" its subdomains."""
+    """ "*" allows every host; "example.org" that host; "*.example.org" its subdomains."""
     for pattern in rules.allowed_hosts:
         pattern = pattern.strip().lower().rstrip(".")
         if pattern == "*" or pattern == host:
@@ -114,8 +119,14 @@ def host_allowed(host: str, rules: Rules) -> bool:
 
 def address_kind(ip: IPAddress) -> str:
     """Why an address is not public ("" when it is)."""
-    checks = (("loopback", ip.is_loopback), ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-              ("unspecified", ip.is_unspecified), ("reserved", ip.is_reserved), ("private", ip.is_private))
+    checks = (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    )
     for name, hit in checks:
         if hit:
             return name
@@ -206,7 +217,9 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to the checked address; SNI and the certificate check use the URL's host."""
 
-    def __init__(self, host: str, port: int, *, ip: str, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, *, ip: str, timeout: float, context: ssl.SSLContext
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._ip, self._ctx = ip, context
 
@@ -215,14 +228,23 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
-def _send(target: Target, ip: IPAddress, body: bytes, headers: dict[str, str], rules: Rules, deadline: float) -> Answer:
+def _send(
+    target: Target,
+    ip: IPAddress,
+    body: bytes,
+    headers: dict[str, str],
+    rules: Rules,
+    deadline: float,
+) -> Answer:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeliveryError(f"no answer within {rules.timeout:g} s")
     conn: http.client.HTTPConnection
     if target.scheme == "https":
         context = rules.ssl_context or ssl.create_default_context()
-        conn = _PinnedHTTPSConnection(target.host, target.port, ip=str(ip), timeout=remaining, context=context)
+        conn = _PinnedHTTPSConnection(
+            target.host, target.port, ip=str(ip), timeout=remaining, context=context
+        )
     else:
         conn = _PinnedHTTPConnection(target.host, target.port, ip=str(ip), timeout=remaining)
     started = time.monotonic()
@@ -237,7 +259,9 @@ def _send(target: Target, ip: IPAddress, body: bytes, headers: dict[str, str], r
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
-    return Answer(response.status, data, answer_headers, int((time.monotonic() - started) * 1000), "")
+    return Answer(
+        response.status, data, answer_headers, int((time.monotonic() - started) * 1000), ""
+    )
 
 
 def _read_bounded(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes:
@@ -246,7 +270,11 @@ def _read_bounded(response: http.client.HTTPResponse, limit: int, deadline: floa
     while size < limit:
         if time.monotonic() > deadline:
             raise TimeoutError
-        chunk = response.read1(min(8192, limit - size)) if hasattr(response, "read1") else response.read(min(8192, limit - size))
+        chunk = (
+            response.read1(min(8192, limit - size))
+            if hasattr(response, "read1")
+            else response.read(min(8192, limit - size))
+        )
         if not chunk:
             break
         chunks.append(chunk)

@@ -1,4 +1,5 @@
 """REST shapes of webhooks and deliveries. The secret is returned only by create and rotate."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -12,16 +13,31 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Webhook
-        fields = ["id", "project", "name", "url", "events", "active", "milestone_every", "secret", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "project",
+            "name",
+            "url",
+            "events",
+            "active",
+            "milestone_every",
+            "secret",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "project", "secret", "created_at", "updated_at"]
 
 
 class WebhookWriteSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=2000)
-    events = serializers.ListField(child=serializers.ChoiceField(choices=sorted(EVENTS)), max_length=len(EVENTS))
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(EVENTS)), max_length=len(EVENTS)
+    )
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     active = serializers.BooleanField(required=False, default=True)
-    milestone_every = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, default=100)
+    milestone_every = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, default=100
+    )
 
 
 class WebhookWithSecretSerializer(WebhookSerializer):
@@ -33,7 +49,22 @@ class WebhookWithSecretSerializer(WebhookSerializer):
 class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = Delivery
-        fields = ["id", "webhook", "event", "event_id", "status", "attempts", "max_attempts", "last_status_code",
-                  "last_error", "response_excerpt", "duration_ms", "body_sha256", "created_at", "last_attempt_at",
-                  "next_attempt_at", "delivered_at"]
+        fields = [
+            "id",
+            "webhook",
+            "event",
+            "event_id",
+            "status",
+            "attempts",
+            "max_attempts",
+            "last_status_code",
+            "last_error",
+            "response_excerpt",
+            "duration_ms",
+            "body_sha256",
+            "created_at",
+            "last_attempt_at",
+            "next_attempt_at",
+            "delivered_at",
+        ]
         read_only_fields = fields

@@ -5,6 +5,7 @@ Other apps never import this module: their signals reach `receivers.py`, which c
 writes the delivery rows and queues their jobs, and that logs (never raises) any error, so an
 event can neither slow nor break the request or job that caused it. See docs/webhooks.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,9 @@ def rules() -> net.Rules:
     """The SSRF rules from settings (PREFLOOP_WEBHOOK_*)."""
     return net.Rules(
         allowed_hosts=tuple(getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_HOSTS", ["*"])),
-        allowed_networks=net.parse_networks(getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_CIDRS", [])),
+        allowed_networks=net.parse_networks(
+            getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_CIDRS", [])
+        ),
         timeout=float(getattr(settings, "PREFLOOP_WEBHOOK_TIMEOUT", 10)),
         max_response_bytes=int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)),
         max_redirects=int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_REDIRECTS", 3)),
@@ -75,7 +78,9 @@ def new_secret() -> str:
     return "whsec_" + secrets.token_hex(24)
 
 
-def validate(*, url: str, events: list[str], milestone_every: int | None = None) -> tuple[str, list[str]]:
+def validate(
+    *, url: str, events: list[str], milestone_every: int | None = None
+) -> tuple[str, list[str]]:
     """The URL (checked against the rules, without DNS: that happens on every send) and the events."""
     url = (url or "").strip()
     if not url:
@@ -94,22 +99,49 @@ def validate(*, url: str, events: list[str], milestone_every: int | None = None)
     return url, [e for e in EVENTS if e in events]
 
 
-def webhook_create(*, project: Project, url: str, events: list[str], name: str = "", active: bool = True,
-                   milestone_every: int = 100, user: Any = None) -> Webhook:
+def webhook_create(
+    *,
+    project: Project,
+    url: str,
+    events: list[str],
+    name: str = "",
+    active: bool = True,
+    milestone_every: int = 100,
+    user: Any = None,
+) -> Webhook:
     url, events = validate(url=url, events=events, milestone_every=milestone_every)
     if Webhook.objects.filter(project=project).count() >= MAX_WEBHOOKS_PER_PROJECT:
         raise InvalidWebhook("url", f"a project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks")
     creator = user if getattr(user, "is_authenticated", False) else None
     return Webhook.objects.create(
-        project=project, url=url, events=events, name=name.strip()[:100], active=active,
-        milestone_every=milestone_every, secret=new_secret(), created_by=creator, last_milestone=_judgements(project.pk),
+        project=project,
+        url=url,
+        events=events,
+        name=name.strip()[:100],
+        active=active,
+        milestone_every=milestone_every,
+        secret=new_secret(),
+        created_by=creator,
+        last_milestone=_judgements(project.pk),
     )
 
 
-def webhook_update(*, webhook: Webhook, url: str, events: list[str], name: str = "", active: bool = True,
-                   milestone_every: int = 100) -> Webhook:
+def webhook_update(
+    *,
+    webhook: Webhook,
+    url: str,
+    events: list[str],
+    name: str = "",
+    active: bool = True,
+    milestone_every: int = 100,
+) -> Webhook:
     url, events = validate(url=url, events=events, milestone_every=milestone_every)
-    webhook.url, webhook.events, webhook.name, webhook.active = url, events, name.strip()[:100], active
+    webhook.url, webhook.events, webhook.name, webhook.active = (
+        url,
+        events,
+        name.strip()[:100],
+        active,
+    )
     webhook.milestone_every = milestone_every
     webhook.save(update_fields=["url", "events", "name", "active", "milestone_every", "updated_at"])
     return webhook
@@ -127,8 +159,13 @@ def webhook_delete(*, webhook: Webhook) -> None:
 
 def send_test(*, webhook: Webhook) -> Delivery:
     """A `ping` delivery to this webhook now (active or not), through the same queue and rules."""
-    body = _body(webhook.project, PING, {"webhook_id": webhook.pk, "message": "prefloop test delivery"},
-                 event_id=f"evt_{uuid.uuid4().hex}", created_at=timezone.now())
+    body = _body(
+        webhook.project,
+        PING,
+        {"webhook_id": webhook.pk, "message": "prefloop test delivery"},
+        event_id=f"evt_{uuid.uuid4().hex}",
+        created_at=timezone.now(),
+    )
     with transaction.atomic():
         delivery = _create_delivery(webhook, PING, body)
         _queue(delivery, delay=0)
@@ -136,8 +173,14 @@ def send_test(*, webhook: Webhook) -> Delivery:
 
 
 # --- emitting ------------------------------------------------------------------------------------
-def emit(project: Project | int, event: str, data: dict, *, key: str | None = None,
-         webhook_ids: list[int] | None = None) -> None:
+def emit(
+    project: Project | int,
+    event: str,
+    data: dict,
+    *,
+    key: str | None = None,
+    webhook_ids: list[int] | None = None,
+) -> None:
     """Send `event` with `data` to the project's active webhooks that subscribe to it, once the
     current transaction commits (at once outside one). `key` makes the event id deterministic, so
     the same event emitted twice is delivered once; `webhook_ids` narrows the recipients."""
@@ -148,11 +191,22 @@ def emit(project: Project | int, event: str, data: dict, *, key: str | None = No
     transaction.on_commit(partial(_emit_now, project_id, event, data, key, webhook_ids, created_at))
 
 
-def _emit_now(project_id: int, event: str, data: dict, key: str | None, webhook_ids: list[int] | None,
-              created_at: Any) -> None:
+def _emit_now(
+    project_id: int,
+    event: str,
+    data: dict,
+    key: str | None,
+    webhook_ids: list[int] | None,
+    created_at: Any,
+) -> None:
     try:
-        hooks = [h for h in Webhook.objects.filter(project_id=project_id, active=True).select_related("project")
-                 if event in h.events and (webhook_ids is None or h.pk in webhook_ids)]
+        hooks = [
+            h
+            for h in Webhook.objects.filter(project_id=project_id, active=True).select_related(
+                "project"
+            )
+            if event in h.events and (webhook_ids is None or h.pk in webhook_ids)
+        ]
         event_id = _event_id(project_id, event, key)
         for hook in hooks:
             body = _body(hook.project, event, data, event_id=event_id, created_at=created_at)
@@ -173,9 +227,16 @@ def _event_id(project_id: int, event: str, key: str | None) -> str:
 
 
 def _body(project: Project, event: str, data: dict, *, event_id: str, created_at: Any) -> str:
-    envelope = {"id": event_id, "event": event, "created_at": created_at, "project": {"id": project.pk, "name": project.name},
-                "data": data}
-    text = json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    envelope = {
+        "id": event_id,
+        "event": event,
+        "created_at": created_at,
+        "project": {"id": project.pk, "name": project.name},
+        "data": data,
+    }
+    text = json.dumps(
+        envelope, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True, ensure_ascii=False
+    )
     limit = int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_BODY_BYTES", 64 * 1024))
     if len(text.encode()) > limit:
         raise ValueError(f"webhook body of {event} is over {limit} bytes")
@@ -184,8 +245,12 @@ def _body(project: Project, event: str, data: dict, *, event_id: str, created_at
 
 def _create_delivery(webhook: Webhook, event: str, body: str) -> Delivery:
     delivery = Delivery.objects.create(
-        webhook=webhook, event=event, event_id=json.loads(body)["id"], body=body,
-        body_sha256=hashlib.sha256(body.encode()).hexdigest(), max_attempts=max_attempts(),
+        webhook=webhook,
+        event=event,
+        event_id=json.loads(body)["id"],
+        body=body,
+        body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+        max_attempts=max_attempts(),
     )
     _prune_log(webhook)
     return delivery
@@ -194,8 +259,10 @@ def _create_delivery(webhook: Webhook, event: str, body: str) -> Delivery:
 def _prune_log(webhook: Webhook) -> None:
     """Keep the newest PREFLOOP_WEBHOOK_LOG_KEEP finished deliveries of a webhook (the log is bounded)."""
     keep = max(1, int(getattr(settings, "PREFLOOP_WEBHOOK_LOG_KEEP", 500)))
-    finished = Delivery.objects.filter(webhook=webhook).exclude(status__in=Delivery.OPEN).order_by("-id")
-    old = list(finished.values_list("id", flat=True)[keep:keep + 1000])
+    finished = (
+        Delivery.objects.filter(webhook=webhook).exclude(status__in=Delivery.OPEN).order_by("-id")
+    )
+    old = list(finished.values_list("id", flat=True)[keep : keep + 1000])
     if old:
         Delivery.objects.filter(pk__in=old).delete()
 
@@ -214,18 +281,28 @@ def deliver(delivery_id: int) -> dict:
     attempt = delivery.attempts + 1
     now = timezone.now()
     # Compare-and-set on the attempt count: a job delivered twice sends once.
-    if not Delivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts, status__in=Delivery.OPEN).update(
-        attempts=F("attempts") + 1, last_attempt_at=now, next_attempt_at=None,
+    if not Delivery.objects.filter(
+        pk=delivery.pk, attempts=delivery.attempts, status__in=Delivery.OPEN
+    ).update(
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+        next_attempt_at=None,
     ):
         return {"skipped": "attempt already taken"}
     if not delivery.webhook.active and delivery.event != PING:
-        return _finish(delivery, attempt, Delivery.Status.FAILED, error="the webhook was deactivated")
+        return _finish(
+            delivery, attempt, Delivery.Status.FAILED, error="the webhook was deactivated"
+        )
     body = delivery.body.encode()
     headers = {
-        "Content-Type": "application/json", "User-Agent": "prefloop-webhooks/1",
-        "X-Prefloop-Event": delivery.event, "X-Prefloop-Event-Id": delivery.event_id,
-        "X-Prefloop-Delivery": str(delivery.pk), "X-Prefloop-Attempt": str(attempt),
-        "X-Prefloop-Timestamp": str(int(time.time())), SIGNATURE_HEADER: sign(delivery.webhook.secret, body),
+        "Content-Type": "application/json",
+        "User-Agent": "prefloop-webhooks/1",
+        "X-Prefloop-Event": delivery.event,
+        "X-Prefloop-Event-Id": delivery.event_id,
+        "X-Prefloop-Delivery": str(delivery.pk),
+        "X-Prefloop-Attempt": str(attempt),
+        "X-Prefloop-Timestamp": str(int(time.time())),
+        SIGNATURE_HEADER: sign(delivery.webhook.secret, body),
     }
     try:
         answer = net.post(delivery.webhook.url, body, headers, rules())
@@ -234,37 +311,83 @@ def deliver(delivery_id: int) -> dict:
     except net.DeliveryError as exc:
         return _retry_or_fail(delivery, attempt, error=str(exc))
     excerpt = answer.body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
-    fields: dict[str, Any] = {"code": answer.status, "excerpt": excerpt, "duration_ms": answer.elapsed_ms}
+    fields: dict[str, Any] = {
+        "code": answer.status,
+        "excerpt": excerpt,
+        "duration_ms": answer.elapsed_ms,
+    }
     if 200 <= answer.status < 300:
         return _finish(delivery, attempt, Delivery.Status.SUCCEEDED, **fields)
     if 300 <= answer.status < 400:
         where = answer.headers.get("location", "")
-        return _finish(delivery, attempt, Delivery.Status.FAILED, error=f"HTTP {answer.status} redirect to {where!r} not "
-                       f"followed (only 307/308 are)", **fields)
+        return _finish(
+            delivery,
+            attempt,
+            Delivery.Status.FAILED,
+            error=f"HTTP {answer.status} redirect to {where!r} not followed (only 307/308 are)",
+            **fields,
+        )
     if answer.status in (408, 425, 429) or answer.status >= 500:
         return _retry_or_fail(delivery, attempt, error=f"HTTP {answer.status}", **fields)
-    return _finish(delivery, attempt, Delivery.Status.FAILED, error=f"HTTP {answer.status} (not retried)", **fields)
+    return _finish(
+        delivery,
+        attempt,
+        Delivery.Status.FAILED,
+        error=f"HTTP {answer.status} (not retried)",
+        **fields,
+    )
 
 
 def _retry_or_fail(delivery: Delivery, attempt: int, *, error: str, **fields: Any) -> dict:
     if attempt >= delivery.max_attempts:
-        return _finish(delivery, attempt, Delivery.Status.FAILED, error=f"{error}; gave up after {attempt} attempts", **fields)
+        return _finish(
+            delivery,
+            attempt,
+            Delivery.Status.FAILED,
+            error=f"{error}; gave up after {attempt} attempts",
+            **fields,
+        )
     delay = backoff_seconds(attempt)
-    result = _finish(delivery, attempt, Delivery.Status.RETRYING, error=error,
-                     next_attempt_at=timezone.now() + timedelta(seconds=delay), **fields)
+    result = _finish(
+        delivery,
+        attempt,
+        Delivery.Status.RETRYING,
+        error=error,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        **fields,
+    )
     _queue(delivery, delay=delay)
     return {**result, "retry_in_s": delay}
 
 
-def _finish(delivery: Delivery, attempt: int, status: str, *, error: str = "", code: int | None = None,
-            excerpt: str = "", duration_ms: int | None = None, next_attempt_at: Any = None) -> dict:
+def _finish(
+    delivery: Delivery,
+    attempt: int,
+    status: str,
+    *,
+    error: str = "",
+    code: int | None = None,
+    excerpt: str = "",
+    duration_ms: int | None = None,
+    next_attempt_at: Any = None,
+) -> dict:
     now = timezone.now()
     Delivery.objects.filter(pk=delivery.pk).update(
-        status=status, last_error=error[:2000], last_status_code=code, response_excerpt=excerpt,
-        duration_ms=duration_ms, next_attempt_at=next_attempt_at,
+        status=status,
+        last_error=error[:2000],
+        last_status_code=code,
+        response_excerpt=excerpt,
+        duration_ms=duration_ms,
+        next_attempt_at=next_attempt_at,
         delivered_at=now if status == Delivery.Status.SUCCEEDED else None,
     )
-    return {"delivery_id": delivery.pk, "attempt": attempt, "status": status, "status_code": code, "error": error[:500]}
+    return {
+        "delivery_id": delivery.pk,
+        "attempt": attempt,
+        "status": status,
+        "status_code": code,
+        "error": error[:500],
+    }
 
 
 def _queue(delivery: Delivery, *, delay: float) -> None:
@@ -296,7 +419,11 @@ def check_vote_milestones(project_id: int) -> None:
     concurrent votes announce each milestone once)."""
     from prefloop.webhooks.events import VOTES_MILESTONE
 
-    hooks = [h for h in Webhook.objects.filter(project_id=project_id, active=True) if VOTES_MILESTONE in h.events]
+    hooks = [
+        h
+        for h in Webhook.objects.filter(project_id=project_id, active=True)
+        if VOTES_MILESTONE in h.events
+    ]
     if not hooks:
         return
     count = _judgements(project_id)
@@ -304,6 +431,13 @@ def check_vote_milestones(project_id: int) -> None:
         milestone = count // hook.milestone_every * hook.milestone_every
         if milestone <= hook.last_milestone:
             continue
-        if Webhook.objects.filter(pk=hook.pk, last_milestone=hook.last_milestone).update(last_milestone=milestone):
-            emit(project_id, VOTES_MILESTONE, {"judgements": count, "milestone": milestone, "every": hook.milestone_every},
-                 key=f"{hook.pk}:{milestone}", webhook_ids=[hook.pk])
+        if Webhook.objects.filter(pk=hook.pk, last_milestone=hook.last_milestone).update(
+            last_milestone=milestone
+        ):
+            emit(
+                project_id,
+                VOTES_MILESTONE,
+                {"judgements": count, "milestone": milestone, "every": hook.milestone_every},
+                key=f"{hook.pk}:{milestone}",
+                webhook_ids=[hook.pk],
+            )

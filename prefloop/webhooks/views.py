@@ -1,5 +1,6 @@
 """The Webhooks page: a project's webhooks (create, edit, delete, rotate the secret, send a test) and
 the delivery log. Researchers of the project only (404 for everyone else), forms with CSRF."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,21 +22,46 @@ def _form(post: Any) -> dict:
     raw = (post.get("milestone_every") or "100").strip()
     if not raw.isdigit() or len(raw) > 7:
         raise services.InvalidWebhook("milestone_every", "a whole number between 1 and 1000000")
-    return {"url": post.get("url", ""), "events": post.getlist("events"), "name": post.get("name", ""),
-            "active": post.get("active") == "on", "milestone_every": int(raw)}
+    return {
+        "url": post.get("url", ""),
+        "events": post.getlist("events"),
+        "name": post.get("name", ""),
+        "active": post.get("active") == "on",
+        "milestone_every": int(raw),
+    }
 
 
-def _page(request: HttpRequest, project: Project, *, status: int = 200, errors: dict | None = None,
-          values: dict | None = None, secret: dict | None = None, edit_errors: dict | None = None) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    project: Project,
+    *,
+    status: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+    secret: dict | None = None,
+    edit_errors: dict | None = None,
+) -> HttpResponse:
     webhook_filter = request.GET.get("webhook", "")
     webhook_id = int(webhook_filter) if webhook_filter.isdigit() else None
     deliveries = selectors.deliveries_of(project, webhook_id=webhook_id)
-    return render(request, "webhooks/webhooks.html", {
-        "project": project, "tab": "webhooks", "webhooks": selectors.webhooks_of(project), "events": EVENTS,
-        "deliveries": deliveries, "webhook_filter": webhook_id, "errors": errors or {}, "edit_errors": edit_errors or {},
-        "values": values or {"events": [], "active": True, "milestone_every": 100}, "secret": secret,
-        "live": any(d.status in Delivery.OPEN for d in deliveries),
-    }, status=status)
+    return render(
+        request,
+        "webhooks/webhooks.html",
+        {
+            "project": project,
+            "tab": "webhooks",
+            "webhooks": selectors.webhooks_of(project),
+            "events": EVENTS,
+            "deliveries": deliveries,
+            "webhook_filter": webhook_id,
+            "errors": errors or {},
+            "edit_errors": edit_errors or {},
+            "values": values or {"events": [], "active": True, "milestone_every": 100},
+            "secret": secret,
+            "live": any(d.status in Delivery.OPEN for d in deliveries),
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -49,9 +75,15 @@ def webhooks_page(request: HttpRequest, project_id: int) -> HttpResponse:
         values = _form(request.POST)
         webhook = services.webhook_create(project=project, user=request.user, **values)
     except services.InvalidWebhook as exc:
-        values = {**request.POST.dict(), "events": request.POST.getlist("events"), "active": request.POST.get("active") == "on"}
+        values = {
+            **request.POST.dict(),
+            "events": request.POST.getlist("events"),
+            "active": request.POST.get("active") == "on",
+        }
         return _page(request, project, status=400, errors={exc.field: exc.message}, values=values)
-    return _page(request, project, secret={"webhook": webhook, "value": webhook.secret, "why": "created"})
+    return _page(
+        request, project, secret={"webhook": webhook, "value": webhook.secret, "why": "created"}
+    )
 
 
 @login_required
@@ -67,10 +99,15 @@ def webhook_change(request: HttpRequest, project_id: int, webhook_id: int) -> Ht
         messages.success(request, f"Webhook “{webhook.label}” deleted, with its delivery log.")
     elif action == "test":
         delivery = services.send_test(webhook=webhook)
-        messages.success(request, f"Test event queued (delivery {delivery.pk}); its result appears in the log below.")
+        messages.success(
+            request,
+            f"Test event queued (delivery {delivery.pk}); its result appears in the log below.",
+        )
     elif action == "rotate":
         secret = services.webhook_rotate_secret(webhook=webhook)
-        return _page(request, project, secret={"webhook": webhook, "value": secret, "why": "rotated"})
+        return _page(
+            request, project, secret={"webhook": webhook, "value": secret, "why": "rotated"}
+        )
     elif action == "save":
         return _save(request, project, webhook)
     else:
@@ -82,6 +119,8 @@ def _save(request: HttpRequest, project: Project, webhook: Webhook) -> HttpRespo
     try:
         services.webhook_update(webhook=webhook, **_form(request.POST))
     except services.InvalidWebhook as exc:
-        return _page(request, project, status=400, edit_errors={webhook.pk: f"{exc.field}: {exc.message}"})
+        return _page(
+            request, project, status=400, edit_errors={webhook.pk: f"{exc.field}: {exc.message}"}
+        )
     messages.success(request, f"Webhook “{webhook.label}” saved.")
     return redirect("webhooks-page", project.pk)

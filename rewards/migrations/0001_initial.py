@@ -6,83 +6,203 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotate', '0002_gold_checks'),
+        ("annotate", "0002_gold_checks"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RewardModel',
+            name="RewardModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('base_model', models.CharField(max_length=300)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('training', 'Training'), ('ready', 'Ready'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('is_current', models.BooleanField(default=False)),
-                ('data_snapshot', models.JSONField(blank=True, default=dict)),
-                ('options', models.JSONField(blank=True, default=dict, help_text='RewardTrainConfig as a dict.')),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('curves', models.JSONField(blank=True, default=dict)),
-                ('artifact_path', models.CharField(blank=True, max_length=500)),
-                ('job_id', models.BigIntegerField(blank=True, null=True)),
-                ('trigger', models.CharField(blank=True, help_text='"manual", "command" or "auto:round-N".', max_length=64)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='rewards.rewardmodel')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reward_models', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("base_model", models.CharField(max_length=300)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("training", "Training"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("is_current", models.BooleanField(default=False)),
+                ("data_snapshot", models.JSONField(blank=True, default=dict)),
+                (
+                    "options",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="RewardTrainConfig as a dict."
+                    ),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("curves", models.JSONField(blank=True, default=dict)),
+                ("artifact_path", models.CharField(blank=True, max_length=500)),
+                ("job_id", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "trigger",
+                    models.CharField(
+                        blank=True,
+                        help_text='"manual", "command" or "auto:round-N".',
+                        max_length=64,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="children",
+                        to="rewards.rewardmodel",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reward_models",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', '-version'],
+                "ordering": ["project_id", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='RetrainTrigger',
+            name="RetrainTrigger",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('round', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.project')),
-                ('reward_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='rewards.rewardmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("round", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.project",
+                    ),
+                ),
+                (
+                    "reward_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="rewards.rewardmodel",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RewardSettings',
+            name="RewardSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('auto_retrain', models.BooleanField(default=False, help_text='Train a new version when every comparison of a round reaches its overlap target.')),
-                ('default_options', models.JSONField(blank=True, default=dict, help_text='RewardTrainConfig fields and data filters.')),
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='reward_settings', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "auto_retrain",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Train a new version when every comparison of a round reaches its overlap target.",
+                    ),
+                ),
+                (
+                    "default_options",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="RewardTrainConfig fields and data filters.",
+                    ),
+                ),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reward_settings",
+                        to="annotate.project",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='rewardmodel',
-            constraint=models.UniqueConstraint(fields=('project', 'version'), name='reward_model_version_once'),
+            model_name="rewardmodel",
+            constraint=models.UniqueConstraint(
+                fields=("project", "version"), name="reward_model_version_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardmodel',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_current', True)), fields=('project',), name='reward_model_one_current'),
+            model_name="rewardmodel",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_current", True)),
+                fields=("project",),
+                name="reward_model_one_current",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardmodel',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'training', 'ready', 'failed'])), name='reward_model_status_valid'),
+            model_name="rewardmodel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "training", "ready", "failed"])),
+                name="reward_model_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardmodel',
-            constraint=models.CheckConstraint(condition=models.Q(('is_current', False), ('status', 'ready'), _connector='OR'), name='reward_model_current_is_ready'),
+            model_name="rewardmodel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("is_current", False), ("status", "ready"), _connector="OR"),
+                name="reward_model_current_is_ready",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardmodel',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'ready'), _negated=True), models.Q(('artifact_path', ''), _negated=True), _connector='OR'), name='reward_model_ready_has_artifact'),
+            model_name="rewardmodel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "ready"), _negated=True),
+                    models.Q(("artifact_path", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="reward_model_ready_has_artifact",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='retraintrigger',
-            constraint=models.UniqueConstraint(fields=('project', 'round'), name='retrain_once_per_round'),
+            model_name="retraintrigger",
+            constraint=models.UniqueConstraint(
+                fields=("project", "round"), name="retrain_once_per_round"
+            ),
         ),
     ]

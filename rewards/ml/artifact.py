@@ -4,6 +4,7 @@ A folder is written under a temporary name and renamed into place, so a folder t
 complete. Loading refuses folders holding pickle-based weights (pytorch_model.bin, *.pt, ...):
 unpickling runs arbitrary code, safetensors cannot.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,17 @@ def check_safe(folder: Path) -> None:
         raise UnsafeArtifact(f"refusing to load {folder.name}: no .safetensors weights")
 
 
-def save_artifact(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None,
-                  format: str = ARTIFACT_FORMAT, meta_file: str = META_FILE, check=None) -> Path:
+def save_artifact(
+    model,
+    tokenizer,
+    folder: Path,
+    *,
+    meta: dict,
+    extra: dict[str, dict] | None = None,
+    format: str = ARTIFACT_FORMAT,
+    meta_file: str = META_FILE,
+    check=None,
+) -> Path:
     """Write model (safetensors), tokenizer and `meta` to `folder` atomically; returns the folder.
 
     `folder` must not exist yet: an artifact is written once. extra: {file name: {tensor name:
@@ -63,8 +73,12 @@ def save_artifact(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str
         unwrapped.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         for name, tensors in (extra or {}).items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name))
-        (tmp / meta_file).write_text(json.dumps({"format": format, **meta}, indent=2, sort_keys=True, default=str))
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name)
+            )
+        (tmp / meta_file).write_text(
+            json.dumps({"format": format, **meta}, indent=2, sort_keys=True, default=str)
+        )
         (check or check_safe)(tmp)
         for path in tmp.iterdir():  # durable before the rename makes it visible
             if path.is_file():
@@ -88,7 +102,9 @@ def load_artifact(folder: Path, *, device: str | None = None):
 
     folder = Path(folder)
     check_safe(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, use_safetensors=True, local_files_only=True
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if device:
         model.to(device)

@@ -8,6 +8,7 @@ Too-long prompts lose their beginning: whole turns first (the last turns are kep
 from the start of the first kept turn, so the conversation still ends on the turn being answered.
 No torch and no Django here: the sampler, the updates, the metrics and the reward model all call it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -57,7 +58,10 @@ def plain_text(messages: Sequence[Mapping]) -> str:
     if len(turns) == 1 and turns[0]["role"] == "user":
         body = turns[0]["content"]
     else:
-        body = "\n\n".join(f"{HH_ROLES[m['role']]}: {m['content'].strip()}" for m in turns) + "\n\nAssistant:"
+        body = (
+            "\n\n".join(f"{HH_ROLES[m['role']]}: {m['content'].strip()}" for m in turns)
+            + "\n\nAssistant:"
+        )
     return f"{head}\n\n{body}" if head else body
 
 
@@ -72,13 +76,19 @@ def template_messages(tokenizer, messages: Sequence[Mapping]) -> Messages:
         return turns
     except Exception:  # noqa: BLE001 — jinja2's TemplateError or the template's own raise_exception
         system, first, rest = turns[0], turns[1], turns[2:]
-        return [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+        return [
+            {"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"},
+            *rest,
+        ]
 
 
 def apply_template(tokenizer, messages: Sequence[Mapping], *, add_generation_prompt: bool) -> str:
     """tokenizer.apply_chat_template as text, on template_messages."""
-    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tokenize=False,
-                                         add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        template_messages(tokenizer, messages),
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+    )
 
 
 def render_prompt(tokenizer, messages: Sequence[Mapping]) -> str:
@@ -90,7 +100,9 @@ def render_prompt(tokenizer, messages: Sequence[Mapping]) -> str:
 
 def prompt_token_ids(tokenizer, text: str) -> list[int]:
     """Ids of a rendered prompt: a chat template writes its own special tokens; plain text gets the tokenizer's."""
-    return tokenizer(text, add_special_tokens=not has_chat_template(tokenizer), verbose=False)["input_ids"]
+    return tokenizer(text, add_special_tokens=not has_chat_template(tokenizer), verbose=False)[
+        "input_ids"
+    ]
 
 
 def render_exchange(tokenizer, messages: Sequence[Mapping], response: str) -> tuple[str, str]:
@@ -101,11 +113,15 @@ def render_exchange(tokenizer, messages: Sequence[Mapping], response: str) -> tu
     RewardTrainer and RewardBench see a pair.
     """
     messages = list(messages)
-    full = apply_template(tokenizer, messages + [{"role": "assistant", "content": response}], add_generation_prompt=False)
+    full = apply_template(
+        tokenizer,
+        messages + [{"role": "assistant", "content": response}],
+        add_generation_prompt=False,
+    )
     for generation_prompt in (True, False):
         prompt = apply_template(tokenizer, messages, add_generation_prompt=generation_prompt)
         if full.startswith(prompt):
-            return prompt, full[len(prompt):]
+            return prompt, full[len(prompt) :]
     raise ValueError("the chat template renders the conversation differently once a reply is added")
 
 
@@ -131,7 +147,9 @@ def _render(tokenizer, messages: Messages) -> tuple[str, list[int]]:
     return text, prompt_token_ids(tokenizer, text)
 
 
-def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = None) -> RenderedPrompt:
+def encode_prompt(
+    tokenizer, prompt: PromptLike, *, max_tokens: int | None = None
+) -> RenderedPrompt:
     """The rendered prompt and its ids, left-truncated to at most `max_tokens` tokens.
 
     Earliest turns go first (a leading system turn stays; the kept part starts with a user turn
@@ -146,7 +164,7 @@ def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = Non
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
     system = messages[:1] if messages[0]["role"] == "system" else []
-    turns = messages[len(system):]
+    turns = messages[len(system) :]
     dropped = _first_fitting_start(tokenizer, system, turns, max_tokens)
     turns = turns[dropped:]
     text, ids = _render(tokenizer, system + turns)
@@ -154,7 +172,7 @@ def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = Non
         turns = [_cut_left(tokenizer, system, turns, max_tokens, len(ids)), *turns[1:]]
         text, ids = _render(tokenizer, system + turns)
     if len(ids) > max_tokens:  # the system prompt alone is too long
-        ids = ids[len(ids) - max_tokens:]
+        ids = ids[len(ids) - max_tokens :]
         text = tokenizer.decode(ids)
     return RenderedPrompt(system + turns, text, ids, original, dropped)
 
@@ -162,15 +180,17 @@ def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = Non
 def _first_fitting_start(tokenizer, system: Messages, turns: Messages, max_tokens: int) -> int:
     """The fewest leading turns to drop so the rest fits: a binary search over the starts at a user
     turn (the last turn when none fits), since fewer turns never render longer."""
-    starts = [i for i, turn in enumerate(turns) if turn["role"] == "user" and i > 0] or [len(turns) - 1]
+    starts = [i for i, turn in enumerate(turns) if turn["role"] == "user" and i > 0] or [
+        len(turns) - 1
+    ]
     if starts[-1] != len(turns) - 1 and turns[-1]["role"] != "user":
         starts.append(len(turns) - 1)
     low, high = 0, len(starts) - 1  # invariant: starts[high] is the answer if any start fits
-    if len(_render(tokenizer, system + turns[starts[high]:])[1]) > max_tokens:
+    if len(_render(tokenizer, system + turns[starts[high] :])[1]) > max_tokens:
         return starts[high]
     while low < high:
         middle = (low + high) // 2
-        if len(_render(tokenizer, system + turns[starts[middle]:])[1]) <= max_tokens:
+        if len(_render(tokenizer, system + turns[starts[middle] :])[1]) <= max_tokens:
             high = middle
         else:
             low = middle + 1
@@ -185,7 +205,10 @@ def _cut_left(tokenizer, system: Messages, turns: Messages, max_tokens: int, ren
     overflow = rendered - max_tokens
     while True:
         keep = max(0, len(content_ids) - overflow)
-        cut = {"role": first["role"], "content": tokenizer.decode(content_ids[len(content_ids) - keep:]) if keep else ""}
+        cut = {
+            "role": first["role"],
+            "content": tokenizer.decode(content_ids[len(content_ids) - keep :]) if keep else "",
+        }
         _, ids = _render(tokenizer, system + [cut, *turns[1:]])
         if len(ids) <= max_tokens or keep == 0:
             return cut
@@ -208,11 +231,26 @@ def prompt_budget(config, max_new_tokens: int) -> int | None:
         return None
     budget = positions - max_new_tokens
     if budget < 1:
-        raise ValueError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in {positions} positions")
+        raise ValueError(
+            f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in {positions} positions"
+        )
     return budget
 
 
 __all__ = [
-    "Messages", "PROMPT_TEMPLATE", "PromptLike", "RenderedPrompt", "apply_template", "as_messages", "template_messages", "encode_prompt", "has_chat_template",
-    "model_positions", "plain_text", "prompt_budget", "prompt_token_ids", "render_exchange", "render_prompt",
+    "Messages",
+    "PROMPT_TEMPLATE",
+    "PromptLike",
+    "RenderedPrompt",
+    "apply_template",
+    "as_messages",
+    "template_messages",
+    "encode_prompt",
+    "has_chat_template",
+    "model_positions",
+    "plain_text",
+    "prompt_budget",
+    "prompt_token_ids",
+    "render_exchange",
+    "render_prompt",
 ]

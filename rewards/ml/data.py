@@ -8,6 +8,7 @@ Truncation policy (never drop a pair): with B = max_length − special tokens,
 The collated batch holds the B chosen sequences first, then the B rejected ones, so one forward
 pass scores both (r[:B] chosen, r[B:] rejected), padded only to the longest sequence of the batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,9 @@ class PairTemplate:
     prefix: tuple[int, ...]
     middle: tuple[int, ...]
     suffix: tuple[int, ...]
-    type_ids: tuple[int, int] | None  # token type of the (prefix+prompt+middle, response+suffix) segments
+    type_ids: (
+        tuple[int, int] | None
+    )  # token type of the (prefix+prompt+middle, response+suffix) segments
 
     @property
     def special_tokens(self) -> int:
@@ -84,16 +87,26 @@ def pair_template(tokenizer) -> PairTemplate:
         middle: tuple[int, ...] = ()
         suffix: tuple[int, ...] = ()
     else:
-        prefix, middle, suffix = tuple(ids[:ia]), tuple(ids[ia + len(a) : ib]), tuple(ids[ib + len(b) :])
+        prefix, middle, suffix = (
+            tuple(ids[:ia]),
+            tuple(ids[ia + len(a) : ib]),
+            tuple(ids[ib + len(b) :]),
+        )
     if not suffix and getattr(tokenizer, "eos_token_id", None) is not None:
         suffix = (tokenizer.eos_token_id,)
     type_ids = None
-    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and enc.get("token_type_ids") and ib >= 0:
+    if (
+        "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        and enc.get("token_type_ids")
+        and ib >= 0
+    ):
         type_ids = (enc["token_type_ids"][ia], enc["token_type_ids"][ib])
     return PairTemplate(prefix, middle, suffix, type_ids)
 
 
-def truncate(prompt: Sequence[int], response: Sequence[int], *, budget: int, min_prompt_tokens: int) -> tuple[list[int], list[int]]:
+def truncate(
+    prompt: Sequence[int], response: Sequence[int], *, budget: int, min_prompt_tokens: int
+) -> tuple[list[int], list[int]]:
     """(prompt tokens kept, response tokens kept) under the policy in the module docstring."""
     if len(prompt) + len(response) <= budget:
         return list(prompt), list(response)
@@ -101,10 +114,14 @@ def truncate(prompt: Sequence[int], response: Sequence[int], *, budget: int, min
     if len(response) <= budget - reserve:
         keep = budget - len(response)
         return list(prompt[len(prompt) - keep :]) if keep else [], list(response)
-    return (list(prompt[len(prompt) - reserve :]) if reserve else []), list(response[: budget - reserve])
+    return (list(prompt[len(prompt) - reserve :]) if reserve else []), list(
+        response[: budget - reserve]
+    )
 
 
-def build_sequence(template: PairTemplate, prompt: list[int], response: list[int]) -> tuple[list[int], list[int] | None]:
+def build_sequence(
+    template: PairTemplate, prompt: list[int], response: list[int]
+) -> tuple[list[int], list[int] | None]:
     first = [*template.prefix, *prompt, *template.middle]
     second = [*response, *template.suffix]
     type_ids = None
@@ -163,15 +180,23 @@ def chat_template_layout(tokenizer) -> PairTemplate | None:
 
 
 def encode_pairs(
-    tokenizer, pairs: Sequence[PreferencePair], *, max_length: int, min_prompt_tokens: int = 64,
-    template: PairTemplate | None = None, stats: TruncationStats | None = None,
+    tokenizer,
+    pairs: Sequence[PreferencePair],
+    *,
+    max_length: int,
+    min_prompt_tokens: int = 64,
+    template: PairTemplate | None = None,
+    stats: TruncationStats | None = None,
 ) -> list[EncodedPair]:
     """Tokenise every pair (each distinct prompt once); never drops a pair."""
     template = template or chat_template_layout(tokenizer) or pair_template(tokenizer)
     stats = stats if stats is not None else TruncationStats()
     budget = max_length - template.special_tokens
     texts = [
-        [pair_texts(tokenizer, list(p.messages) or p.prompt, response) for response in (p.chosen, p.rejected)]
+        [
+            pair_texts(tokenizer, list(p.messages) or p.prompt, response)
+            for response in (p.chosen, p.rejected)
+        ]
         for p in pairs
     ]
     ids = _token_ids(tokenizer, [t for sides in texts for side in sides for t in side])
@@ -180,19 +205,32 @@ def encode_pairs(
         sides = []
         for prompt_text, response_text in sides_text:
             prompt, response = ids[prompt_text], ids[response_text]
-            kept_prompt, kept_response = truncate(prompt, response, budget=budget, min_prompt_tokens=min_prompt_tokens)
+            kept_prompt, kept_response = truncate(
+                prompt, response, budget=budget, min_prompt_tokens=min_prompt_tokens
+            )
             stats.sequences += 1
             stats.prompt_truncated += len(kept_prompt) < len(prompt)
             stats.response_truncated += len(kept_response) < len(response)
             sides.append(build_sequence(template, kept_prompt, kept_response))
         (chosen, chosen_types), (rejected, rejected_types) = sides
-        encoded.append(EncodedPair(
-            chosen, rejected, chosen_types, rejected_types, pair.margin, pair.tie, pair.category, len(encoded)
-        ))
+        encoded.append(
+            EncodedPair(
+                chosen,
+                rejected,
+                chosen_types,
+                rejected_types,
+                pair.margin,
+                pair.tie,
+                pair.category,
+                len(encoded),
+            )
+        )
     return encoded
 
 
-def split_pairs(pairs: Sequence[PreferencePair], *, eval_fraction: float, seed: int) -> tuple[list, list]:
+def split_pairs(
+    pairs: Sequence[PreferencePair], *, eval_fraction: float, seed: int
+) -> tuple[list, list]:
     """Held-out split by group (prompt), decided by a seeded hash: stable as the data grows."""
     if eval_fraction <= 0:
         return list(pairs), []
@@ -234,9 +272,13 @@ class LengthBucketBatchSampler:
         batches = []
         for start in range(0, len(order), mega):
             chunk = sorted(order[start : start + mega], key=lambda i: self.lengths[i], reverse=True)
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
         rng.shuffle(batches)
-        longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]), default=0)
+        longest = max(
+            range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]), default=0
+        )
         if batches:
             batches[0], batches[longest] = batches[longest], batches[0]
         return batches
@@ -271,7 +313,9 @@ class PairCollator:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        token_type_ids = torch.zeros((len(sequences), width), dtype=torch.long) if types[0] is not None else None
+        token_type_ids = (
+            torch.zeros((len(sequences), width), dtype=torch.long) if types[0] is not None else None
+        )
         for row, seq in enumerate(sequences):
             input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, : len(seq)] = 1

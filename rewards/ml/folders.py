@@ -12,6 +12,7 @@ An architecture is of the causal-LM kind when its class name ends in "ForCausalL
 "ForSequenceClassification"; transformers' own registry is not imported for this, because it
 pulls in torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,17 +62,27 @@ class ModelFolderReport:
     num_labels: int | None = None
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "tokenizer_files": list(self.tokenizer_files), "weight_files": list(self.weight_files)}
+        return {
+            **asdict(self),
+            "tokenizer_files": list(self.tokenizer_files),
+            "weight_files": list(self.weight_files),
+        }
 
     def summary(self) -> str:
         positions = f"{self.max_positions:,}" if self.max_positions else "unknown"
         vocab = f"{self.vocab_size:,}" if self.vocab_size else "unknown"
-        return (f"{self.architecture}, {self.parameters / 1e6:,.1f}M parameters, vocabulary {vocab}, "
-                f"max positions {positions}, chat template {'yes' if self.chat_template else 'no'}")
+        return (
+            f"{self.architecture}, {self.parameters / 1e6:,.1f}M parameters, vocabulary {vocab}, "
+            f"max positions {positions}, chat template {'yes' if self.chat_template else 'no'}"
+        )
 
 
 def refused_files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in REFUSED_SUFFIXES)
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.suffix.lower() in REFUSED_SUFFIXES
+    )
 
 
 def safetensors_parameters(path: Path) -> int:
@@ -86,13 +97,17 @@ def safetensors_parameters(path: Path) -> int:
         try:
             header = json.loads(fh.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFolderError(f"{path.name} is not a safetensors file (unreadable header)") from None
+            raise ModelFolderError(
+                f"{path.name} is not a safetensors file (unreadable header)"
+            ) from None
     total = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-            raise ModelFolderError(f"{path.name} is not a safetensors file (tensor {name!r} has no shape)")
+            raise ModelFolderError(
+                f"{path.name} is not a safetensors file (tensor {name!r} has no shape)"
+            )
         count = 1
         for dim in entry["shape"]:
             count *= int(dim)
@@ -107,7 +122,9 @@ def read_config(folder: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"config.json is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        raise ModelFolderError(
+            f"config.json is not valid JSON ({getattr(exc, 'msg', exc)})"
+        ) from None
     if not isinstance(config, dict):
         raise ModelFolderError("config.json is not a JSON object")
     return config
@@ -121,7 +138,9 @@ def architecture_of(config: dict, kind: str) -> str:
             return name
     wanted = " or ".join(f"*{s}" for s in suffixes)
     found = ", ".join(names) or "none"
-    raise ModelFolderError(f"config.json architectures must name a {kind} model ({wanted}); found {found}")
+    raise ModelFolderError(
+        f"config.json architectures must name a {kind} model ({wanted}); found {found}"
+    )
 
 
 def has_chat_template(folder: Path) -> bool:
@@ -144,8 +163,10 @@ def inspect_model_folder(folder: Path | str, *, kind: str = "causal-lm") -> Mode
         raise ModelFolderError("not a folder")
     refused = refused_files(folder)
     if refused:
-        raise ModelFolderError(f"refusing a folder with pickle-based files {refused}: convert the weights to "
-                               "safetensors (model.save_pretrained(dir, safe_serialization=True)) and remove them")
+        raise ModelFolderError(
+            f"refusing a folder with pickle-based files {refused}: convert the weights to "
+            "safetensors (model.save_pretrained(dir, safe_serialization=True)) and remove them"
+        )
     config = read_config(folder)
     architecture = architecture_of(config, kind)
     weights = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -157,17 +178,37 @@ def inspect_model_folder(folder: Path | str, *, kind: str = "causal-lm") -> Mode
     labels = config.get("id2label")
     num_labels = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels")
     if kind == "sequence-classification" and num_labels not in (None, 1):
-        raise ModelFolderError(f"a reward model has one output (num_labels 1); this one has {num_labels}")
+        raise ModelFolderError(
+            f"a reward model has one output (num_labels 1); this one has {num_labels}"
+        )
     nested = config.get("text_config")
     text_config: dict = nested if isinstance(nested, dict) else {}
-    positions = next((config.get(k) or text_config.get(k) for k in POSITION_KEYS if config.get(k) or text_config.get(k)), None)
+    positions = next(
+        (
+            config.get(k) or text_config.get(k)
+            for k in POSITION_KEYS
+            if config.get(k) or text_config.get(k)
+        ),
+        None,
+    )
     return ModelFolderReport(
-        kind=kind, architecture=architecture, model_type=str(config.get("model_type") or ""),
+        kind=kind,
+        architecture=architecture,
+        model_type=str(config.get("model_type") or ""),
         parameters=sum(safetensors_parameters(folder / w) for w in weights),
-        vocab_size=config.get("vocab_size") or text_config.get("vocab_size"), max_positions=positions,
-        chat_template=has_chat_template(folder), tokenizer_files=tokenizer, weight_files=tuple(weights),
+        vocab_size=config.get("vocab_size") or text_config.get("vocab_size"),
+        max_positions=positions,
+        chat_template=has_chat_template(folder),
+        tokenizer_files=tokenizer,
+        weight_files=tuple(weights),
         num_labels=1 if kind == "sequence-classification" else None,
     )
 
 
-__all__ = ["ModelFolderError", "ModelFolderReport", "REFUSED_SUFFIXES", "inspect_model_folder", "safetensors_parameters"]
+__all__ = [
+    "ModelFolderError",
+    "ModelFolderReport",
+    "REFUSED_SUFFIXES",
+    "inspect_model_folder",
+    "safetensors_parameters",
+]

@@ -1,4 +1,5 @@
 """Bradley-Terry reward-model losses: small, pure functions of reward tensors."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,11 @@ def tie_loss(r_a: torch.Tensor, r_b: torch.Tensor) -> torch.Tensor:
 
 
 def preference_loss(
-    r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: torch.Tensor | None = None, tie: torch.Tensor | None = None,
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    *,
+    margin: torch.Tensor | None = None,
+    tie: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over the batch of the BT term for preferences and the tie term for ties   # (B,), (B,) -> ().
 

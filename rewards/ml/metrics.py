@@ -1,4 +1,5 @@
 """Held-out metrics of a reward model from its rewards on pairs: accuracy (with a Wilson interval), loss, ECE, by category."""
+
 from __future__ import annotations
 
 import math
@@ -48,7 +49,9 @@ def bt_loss(deltas: Sequence[float]) -> float:
     return -sum(_log_sigmoid(d) for d in deltas) / len(deltas) if deltas else float("nan")
 
 
-def expected_calibration_error(deltas: Sequence[float], *, bins: int = 10) -> tuple[float, list[dict]]:
+def expected_calibration_error(
+    deltas: Sequence[float], *, bins: int = 10
+) -> tuple[float, list[dict]]:
     """ECE of p = σ(Δr) as P(chosen wins), 10 equal bins over [0, 1].
 
     Each pair enters in both orientations, (σ(Δ), won) and (σ(−Δ), lost), so the outcome is not
@@ -69,8 +72,13 @@ def expected_calibration_error(deltas: Sequence[float], *, bins: int = 10) -> tu
     total = sum(n)
     ece = sum(abs(p_sum[b] - y_sum[b]) for b in range(bins) if n[b]) / total
     table = [
-        {"lo": b / bins, "hi": (b + 1) / bins, "n": n[b],
-         "confidence": p_sum[b] / n[b] if n[b] else None, "observed": y_sum[b] / n[b] if n[b] else None}
+        {
+            "lo": b / bins,
+            "hi": (b + 1) / bins,
+            "n": n[b],
+            "confidence": p_sum[b] / n[b] if n[b] else None,
+            "observed": y_sum[b] / n[b] if n[b] else None,
+        }
         for b in range(bins)
     ]
     return ece, table
@@ -84,8 +92,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def reward_metrics(
-    r_chosen: Sequence[float], r_rejected: Sequence[float], *, ties: Sequence[bool] | None = None,
-    categories: Sequence[str] | None = None, bins: int = 10,
+    r_chosen: Sequence[float],
+    r_rejected: Sequence[float],
+    *,
+    ties: Sequence[bool] | None = None,
+    categories: Sequence[str] | None = None,
+    bins: int = 10,
 ) -> dict:
     """Every held-out figure the registry stores. Ties are scored apart (|Δr| and tie loss)."""
     ties = ties or [False] * len(r_chosen)
@@ -111,12 +123,15 @@ def reward_metrics(
         "reward_std": std,
         "margin_mean": sum(deltas) / len(deltas) if deltas else float("nan"),
         "accuracy_by_category": {
-            k: {"pairs": len(v), "accuracy": pairwise_accuracy(v)} for k, v in sorted(by_category.items())
+            k: {"pairs": len(v), "accuracy": pairwise_accuracy(v)}
+            for k, v in sorted(by_category.items())
         },
         "reliability": reliability,
     }
     if tie_deltas:
         metrics["tie_pairs"] = len(tie_deltas)
         metrics["tie_abs_delta_mean"] = sum(abs(d) for d in tie_deltas) / len(tie_deltas)
-        metrics["tie_loss"] = -sum(0.5 * (_log_sigmoid(d) + _log_sigmoid(-d)) for d in tie_deltas) / len(tie_deltas)
+        metrics["tie_loss"] = -sum(
+            0.5 * (_log_sigmoid(d) + _log_sigmoid(-d)) for d in tie_deltas
+        ) / len(tie_deltas)
     return metrics

@@ -5,6 +5,7 @@ token, found from the attention mask: HF's own pooling looks for the last token 
 pad id, which skips a final eos when pad == eos. Position ids also come from the mask, so left
 padding does not shift a row. Encoder backbones (BERT/MiniLM) keep their own pooled output.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,8 +35,12 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (columns * attention_mask.bool()).argmax(-1)
 
 
-def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+def sequence_scores(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """r per row, in float32   # (B, T) x2 [, (B, T)] -> (B,)
 
     A decoder classifier's head (`score`) maps every position to a logit; its output is captured
@@ -49,10 +54,17 @@ def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
             inputs["token_type_ids"] = token_type_ids
         return model(**inputs).logits.squeeze(-1).float()
     captured: dict = {}
-    handle = head.register_forward_hook(lambda module, args, output: captured.__setitem__("logits", output))
+    handle = head.register_forward_hook(
+        lambda module, args, output: captured.__setitem__("logits", output)
+    )
     try:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        )
     finally:
         handle.remove()
     per_token = captured["logits"][..., 0]  # (B, T)
@@ -67,8 +79,17 @@ class RewardScorer:
     reward model's own chat template when its tokenizer has one.
     """
 
-    def __init__(self, folder: Path | None = None, *, model=None, tokenizer=None, max_length: int | None = None,
-                 min_prompt_tokens: int = 64, batch_size: int = 32, device: str | None = None):
+    def __init__(
+        self,
+        folder: Path | None = None,
+        *,
+        model=None,
+        tokenizer=None,
+        max_length: int | None = None,
+        min_prompt_tokens: int = 64,
+        batch_size: int = 32,
+        device: str | None = None,
+    ):
         meta = {}
         if folder is not None:
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,14 +97,18 @@ class RewardScorer:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
         self.max_length = max_length or meta.get("max_length") or 512
-        self.min_prompt_tokens = meta.get("train_config", {}).get("min_prompt_tokens", min_prompt_tokens)
+        self.min_prompt_tokens = meta.get("train_config", {}).get(
+            "min_prompt_tokens", min_prompt_tokens
+        )
         self.batch_size = batch_size
         self.template = chat_template_layout(tokenizer) or pair_template(tokenizer)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(self, prompt, response: str) -> tuple[list[int], list[int] | None]:
         texts = pair_texts(self.tokenizer, prompt, response)
-        p, r = (self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts)
+        p, r = (
+            self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts
+        )
         budget = self.max_length - self.template.special_tokens
         kept_p, kept_r = truncate(p, r, budget=budget, min_prompt_tokens=self.min_prompt_tokens)
         return build_sequence(self.template, kept_p, kept_r)
@@ -101,15 +126,25 @@ class RewardScorer:
             width = max(len(sequences[i][0]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
-            types = torch.zeros((len(idx), width), dtype=torch.long) if self.template.type_ids else None
+            types = (
+                torch.zeros((len(idx), width), dtype=torch.long) if self.template.type_ids else None
+            )
             for row, i in enumerate(idx):
                 seq, seq_types = sequences[i]
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
                 if types is not None:
                     types[row, : len(seq)] = torch.tensor(seq_types)
-            rewards = sequence_scores(self.model, ids.to(self.device), mask.to(self.device),
-                                      None if types is None else types.to(self.device)).cpu().tolist()
+            rewards = (
+                sequence_scores(
+                    self.model,
+                    ids.to(self.device),
+                    mask.to(self.device),
+                    None if types is None else types.to(self.device),
+                )
+                .cpu()
+                .tolist()
+            )
             for i, r in zip(idx, rewards):
                 scores[i] = float(r)
         return scores

@@ -3,6 +3,7 @@
 One process on CPU or one GPU when called directly; several GPUs, unchanged, under
 `accelerate launch -m rewards.ml.cli ...` (Accelerator shards the batches and syncs gradients).
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,7 +94,9 @@ def _forward(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     if "pack_first" in batch:
         rewards = packed_sequence_scores(model, batch)  # (2B,)
     else:
-        rewards = sequence_scores(model, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))  # (2B,)
+        rewards = sequence_scores(
+            model, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        )  # (2B,)
     half = batch["margin"].shape[0]
     return rewards[:half], rewards[half:]
 
@@ -106,15 +109,19 @@ def evaluate(model, loader, accelerator, encoded) -> dict:
     scores: dict[int, tuple[float, float]] = {}
     for batch in loader:
         r_chosen, r_rejected = _forward(model, batch)
-        index, r_chosen, r_rejected = accelerator.gather_for_metrics((batch["index"], r_chosen, r_rejected))
+        index, r_chosen, r_rejected = accelerator.gather_for_metrics(
+            (batch["index"], r_chosen, r_rejected)
+        )
         for i, c, r in zip(index.tolist(), r_chosen.tolist(), r_rejected.tolist()):
             scores[i] = (c, r)
     if was_training:
         model.train()
     order = sorted(scores)
     return reward_metrics(
-        [scores[i][0] for i in order], [scores[i][1] for i in order],
-        ties=[encoded[i].tie for i in order], categories=[encoded[i].category for i in order],
+        [scores[i][0] for i in order],
+        [scores[i][1] for i in order],
+        ties=[encoded[i].tie for i in order],
+        categories=[encoded[i].category for i in order],
     )
 
 
@@ -178,8 +185,11 @@ class _LoopStats:
     slots: int = 0  # token slots computed (real + padding)
 
 
-def _selected_pairs(config: RewardTrainConfig, train_pairs: Sequence[PreferencePair],
-                    eval_pairs: Sequence[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
+def _selected_pairs(
+    config: RewardTrainConfig,
+    train_pairs: Sequence[PreferencePair],
+    eval_pairs: Sequence[PreferencePair],
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
     if config.ties == "drop":
         train_pairs = [p for p in train_pairs if not p.tie]
         eval_pairs = [p for p in eval_pairs if not p.tie]
@@ -199,7 +209,8 @@ def _new_accelerator(config: RewardTrainConfig, bf16: bool):
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     accelerator = Accelerator(
-        gradient_accumulation_steps=config.grad_accum, mixed_precision="bf16" if bf16 else "no",
+        gradient_accumulation_steps=config.grad_accum,
+        mixed_precision="bf16" if bf16 else "no",
         cpu=not torch.cuda.is_available(),
     )
     if torch.cuda.is_available() and config.tf32:
@@ -223,11 +234,21 @@ def _prepared_model(config: RewardTrainConfig, model, tokenizer):
     return model, tokenizer
 
 
-def _encoded(config: RewardTrainConfig, tokenizer, train: list[PreferencePair], held_out: list[PreferencePair]):
+def _encoded(
+    config: RewardTrainConfig,
+    tokenizer,
+    train: list[PreferencePair],
+    held_out: list[PreferencePair],
+):
     """Tokenise each split once (every distinct text once): (train, held-out, truncation stats)."""
     template = chat_template_layout(tokenizer) or pair_template(tokenizer)
     truncation = TruncationStats()
-    options: dict[str, Any] = dict(max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens, template=template, stats=truncation)
+    options: dict[str, Any] = dict(
+        max_length=config.max_length,
+        min_prompt_tokens=config.min_prompt_tokens,
+        template=template,
+        stats=truncation,
+    )
     train_encoded = encode_pairs(tokenizer, train, **options)
     eval_encoded = encode_pairs(tokenizer, held_out, **options)
     for pair in train_encoded:
@@ -235,7 +256,9 @@ def _encoded(config: RewardTrainConfig, tokenizer, train: list[PreferencePair], 
     return train_encoded, eval_encoded, truncation
 
 
-def _schedule(config: RewardTrainConfig, batches_per_epoch: int) -> tuple[int, int, Callable[[int], float]]:
+def _schedule(
+    config: RewardTrainConfig, batches_per_epoch: int
+) -> tuple[int, int, Callable[[int], float]]:
     """(total optimiser steps, epochs, lr multiplier per step): linear warm-up then linear decay to 0."""
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -249,8 +272,16 @@ def _schedule(config: RewardTrainConfig, batches_per_epoch: int) -> tuple[int, i
     return total_steps, math.ceil(total_steps / steps_per_epoch), multiplier
 
 
-def setup_run(config: RewardTrainConfig, train_pairs: Sequence[PreferencePair], eval_pairs: Sequence[PreferencePair],
-              *, model=None, tokenizer=None, progress: Progress, log: Callable[[str], None]) -> _Run:
+def setup_run(
+    config: RewardTrainConfig,
+    train_pairs: Sequence[PreferencePair],
+    eval_pairs: Sequence[PreferencePair],
+    *,
+    model=None,
+    tokenizer=None,
+    progress: Progress,
+    log: Callable[[str], None],
+) -> _Run:
     """Seed, accelerator, model, tokenised splits, loaders, optimiser and schedule."""
     from accelerate.utils import set_seed
 
@@ -264,27 +295,62 @@ def setup_run(config: RewardTrainConfig, train_pairs: Sequence[PreferencePair], 
     packed = config.packing and accelerator.num_processes == 1 and supports_packing(model)
     if config.packing and not packed:
         log("packing: not for this model or process count; batches are padded")
-    collate = PackedPairCollator() if packed else PairCollator(
-        tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
-    sampler = LengthBucketBatchSampler([p.length for p in train_encoded], config.batch_size, seed=config.seed, bucket=config.bucket)
-    train_loader = torch.utils.data.DataLoader(train_encoded, batch_sampler=sampler, collate_fn=collate)
+    collate = (
+        PackedPairCollator()
+        if packed
+        else PairCollator(
+            tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        )
+    )
+    sampler = LengthBucketBatchSampler(
+        [p.length for p in train_encoded], config.batch_size, seed=config.seed, bucket=config.bucket
+    )
+    train_loader = torch.utils.data.DataLoader(
+        train_encoded, batch_sampler=sampler, collate_fn=collate
+    )
     eval_batches = sorted_batches([p.length for p in eval_encoded], config.eval_batch_size)
     eval_loader = torch.utils.data.DataLoader(
-        eval_encoded, batch_sampler=_Batches(eval_batches, config.eval_batch_size), collate_fn=collate)
-    total_steps, epochs, multiplier = _schedule(config, math.ceil(len(sampler) / accelerator.num_processes))
+        eval_encoded,
+        batch_sampler=_Batches(eval_batches, config.eval_batch_size),
+        collate_fn=collate,
+    )
+    total_steps, epochs, multiplier = _schedule(
+        config, math.ceil(len(sampler) / accelerator.num_processes)
+    )
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=torch.cuda.is_available() or None
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=torch.cuda.is_available() or None,
     )
     # The scheduler stays unprepared: it steps once per optimiser step, counted above per process.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader
+    )
     log(
         f"training {len(train_encoded)} pairs, held out {len(eval_encoded)}; {total_steps} steps of "
         f"{config.batch_size}×{config.grad_accum}×{accelerator.num_processes} on {accelerator.device}"
         f"{' bf16' if bf16 else ''}{' packed' if packed else ''}; truncated: {truncation.as_dict()}"
     )
-    return _Run(config, accelerator, model, tokenizer, optimizer, scheduler, sampler, train_loader, eval_loader,
-                train_encoded, eval_encoded, truncation, total_steps, epochs, bf16, packed)
+    return _Run(
+        config,
+        accelerator,
+        model,
+        tokenizer,
+        optimizer,
+        scheduler,
+        sampler,
+        train_loader,
+        eval_loader,
+        train_encoded,
+        eval_encoded,
+        truncation,
+        total_steps,
+        epochs,
+        bf16,
+        packed,
+    )
 
 
 def _train_step(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -314,8 +380,13 @@ def _token_counts(batch: dict) -> tuple[int, int]:
     return int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
 
 
-def run_loop(run: _Run, *, progress: Progress, log: Callable[[str], None],
-             should_stop: Callable[[], bool] | None = None) -> _LoopStats:
+def run_loop(
+    run: _Run,
+    *,
+    progress: Progress,
+    log: Callable[[str], None],
+    should_stop: Callable[[], bool] | None = None,
+) -> _LoopStats:
     """The optimisation loop: curves per optimiser step, held-out points every eval_every steps."""
     config, accelerator, stats = run.config, run.accelerator, _LoopStats()
     acc_loss, acc_correct, acc_n = 0.0, 0.0, 0
@@ -335,16 +406,33 @@ def run_loop(run: _Run, *, progress: Progress, log: Callable[[str], None],
             if not accelerator.sync_gradients:
                 continue
             stats.step += 1
-            point = {"step": stats.step, "loss": acc_loss / config.grad_accum, "accuracy": acc_correct / acc_n if acc_n else None,
-                     "lr": run.scheduler.get_last_lr()[0], "pairs": stats.pairs_seen}
+            point = {
+                "step": stats.step,
+                "loss": acc_loss / config.grad_accum,
+                "accuracy": acc_correct / acc_n if acc_n else None,
+                "lr": run.scheduler.get_last_lr()[0],
+                "pairs": stats.pairs_seen,
+            }
             stats.curves["train"].append(point)
             acc_loss, acc_correct, acc_n = 0.0, 0.0, 0
-            progress(0.95 * stats.step / run.total_steps, f"step {stats.step}/{run.total_steps} loss {point['loss']:.4f}")
-            if config.eval_every and stats.step % config.eval_every == 0 and stats.step < run.total_steps and run.eval_encoded:
+            progress(
+                0.95 * stats.step / run.total_steps,
+                f"step {stats.step}/{run.total_steps} loss {point['loss']:.4f}",
+            )
+            if (
+                config.eval_every
+                and stats.step % config.eval_every == 0
+                and stats.step < run.total_steps
+                and run.eval_encoded
+            ):
                 stats.seconds += time.perf_counter() - started
                 held_out = evaluate(run.model, run.eval_loader, accelerator, run.eval_encoded)
-                stats.curves["eval"].append({"step": stats.step, **{k: held_out[k] for k in ("loss", "accuracy", "ece")}})
-                log(f"step {stats.step}: held-out accuracy {held_out['accuracy']:.3f} loss {held_out['loss']:.4f}")
+                stats.curves["eval"].append(
+                    {"step": stats.step, **{k: held_out[k] for k in ("loss", "accuracy", "ece")}}
+                )
+                log(
+                    f"step {stats.step}: held-out accuracy {held_out['accuracy']:.3f} loss {held_out['loss']:.4f}"
+                )
                 started = time.perf_counter()
             if should_stop and should_stop():
                 raise TrainingStopped(f"stopped at step {stats.step}")
@@ -356,46 +444,74 @@ def run_loop(run: _Run, *, progress: Progress, log: Callable[[str], None],
     return stats
 
 
-def summarise(run: _Run, stats: _LoopStats, *, output_dir: Path | None, artifact_meta: dict | None,
-              progress: Progress) -> TrainResult:
+def summarise(
+    run: _Run,
+    stats: _LoopStats,
+    *,
+    output_dir: Path | None,
+    artifact_meta: dict | None,
+    progress: Progress,
+) -> TrainResult:
     """Final held-out metrics, run figures, and the artifact (adapters merged) when output_dir is given."""
     config, accelerator = run.config, run.accelerator
     progress(0.96, "evaluating")
-    metrics = evaluate(run.model, run.eval_loader, accelerator, run.eval_encoded) if run.eval_encoded else {}
+    metrics = (
+        evaluate(run.model, run.eval_loader, accelerator, run.eval_encoded)
+        if run.eval_encoded
+        else {}
+    )
     if metrics:
-        stats.curves["eval"].append({"step": stats.step, **{k: metrics[k] for k in ("loss", "accuracy", "ece")}})
+        stats.curves["eval"].append(
+            {"step": stats.step, **{k: metrics[k] for k in ("loss", "accuracy", "ece")}}
+        )
     last = stats.curves["train"][-min(10, len(stats.curves["train"])) :]
-    metrics.update({
-        "train_pairs": len(run.train_encoded),
-        "eval_pairs": len(run.eval_encoded),
-        "steps": stats.step,
-        "train_loss_last": sum(c["loss"] for c in last) / len(last) if last else None,
-        "train_seconds": stats.seconds,
-        "pairs_per_second": stats.pairs_seen / stats.seconds if stats.seconds else None,
-        "pairs_trained": stats.pairs_seen,  # pair visits, all processes: epochs × train_pairs when no max_steps
-        "train_tokens": stats.tokens,  # non-padding tokens of this process
-        "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None,
-        "padding_share": 1 - stats.tokens / stats.slots if stats.slots else None,
-        "truncation": run.truncation.as_dict(),
-        "device": str(accelerator.device),
-        "processes": accelerator.num_processes,
-        "bf16": run.bf16,
-        "packed": run.packed,
-    })
+    metrics.update(
+        {
+            "train_pairs": len(run.train_encoded),
+            "eval_pairs": len(run.eval_encoded),
+            "steps": stats.step,
+            "train_loss_last": sum(c["loss"] for c in last) / len(last) if last else None,
+            "train_seconds": stats.seconds,
+            "pairs_per_second": stats.pairs_seen / stats.seconds if stats.seconds else None,
+            "pairs_trained": stats.pairs_seen,  # pair visits, all processes: epochs × train_pairs when no max_steps
+            "train_tokens": stats.tokens,  # non-padding tokens of this process
+            "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else None,
+            "padding_share": 1 - stats.tokens / stats.slots if stats.slots else None,
+            "truncation": run.truncation.as_dict(),
+            "device": str(accelerator.device),
+            "processes": accelerator.num_processes,
+            "bf16": run.bf16,
+            "packed": run.packed,
+        }
+    )
     result = TrainResult(
-        metrics=metrics, curves=stats.curves, steps=stats.step, train_pairs=len(run.train_encoded),
-        eval_pairs=len(run.eval_encoded), train_seconds=stats.seconds, pairs_per_second=metrics["pairs_per_second"] or 0.0,
-        truncation=run.truncation.as_dict(), device=str(accelerator.device),
+        metrics=metrics,
+        curves=stats.curves,
+        steps=stats.step,
+        train_pairs=len(run.train_encoded),
+        eval_pairs=len(run.eval_encoded),
+        train_seconds=stats.seconds,
+        pairs_per_second=metrics["pairs_per_second"] or 0.0,
+        truncation=run.truncation.as_dict(),
+        device=str(accelerator.device),
     )
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(run.model)
-    if config.lora is not None:  # the artifact is a plain classifier folder: adapters merged into the weights
+    if (
+        config.lora is not None
+    ):  # the artifact is a plain classifier folder: adapters merged into the weights
         unwrapped = unwrapped.merge_and_unload()
     if output_dir is not None and accelerator.is_main_process:
         progress(0.98, "saving")
-        meta = {"train_config": config.as_dict(), "max_length": config.max_length, "lora_merged": config.lora is not None,
-                **(artifact_meta or {})}
-        result.artifact_path = str(save_artifact(unwrapped, run.tokenizer, Path(output_dir), meta=meta))
+        meta = {
+            "train_config": config.as_dict(),
+            "max_length": config.max_length,
+            "lora_merged": config.lora is not None,
+            **(artifact_meta or {}),
+        }
+        result.artifact_path = str(
+            save_artifact(unwrapped, run.tokenizer, Path(output_dir), meta=meta)
+        )
     result.model, result.tokenizer = unwrapped, run.tokenizer
     progress(1.0, "done")
     return result
@@ -417,6 +533,16 @@ def train_reward_model(
     """Train r(x, y) on `train_pairs`, evaluate on `eval_pairs`, save to `output_dir` if given: setup → loop → summary."""
     progress = progress or (lambda fraction, message: None)
     log = log or logger.info
-    run = setup_run(config, train_pairs, eval_pairs, model=model, tokenizer=tokenizer, progress=progress, log=log)
+    run = setup_run(
+        config,
+        train_pairs,
+        eval_pairs,
+        model=model,
+        tokenizer=tokenizer,
+        progress=progress,
+        log=log,
+    )
     stats = run_loop(run, progress=progress, log=log, should_stop=should_stop)
-    return summarise(run, stats, output_dir=output_dir, artifact_meta=artifact_meta, progress=progress)
+    return summarise(
+        run, stats, output_dir=output_dir, artifact_meta=artifact_meta, progress=progress
+    )

@@ -1,4 +1,5 @@
 """Accounts exist only by invitation: `invite_user` makes the user, a one-time link sets the password."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,18 @@ def set_password(link: str, password: str = NEW_PASSWORD, client: Client | None 
 
 def test_an_invited_user_cannot_sign_in_until_they_set_a_password_through_the_link():
     project = make_project()
-    link = invite("dana", "--role", "annotator", "--project", str(project.pk), "--base-url", "https://prefloop.example.org")
-    assert re.fullmatch(r"https://prefloop\.example\.org/accounts/set-password/[\w-]+/[\w-]+/", link)
+    link = invite(
+        "dana",
+        "--role",
+        "annotator",
+        "--project",
+        str(project.pk),
+        "--base-url",
+        "https://prefloop.example.org",
+    )
+    assert re.fullmatch(
+        r"https://prefloop\.example\.org/accounts/set-password/[\w-]+/[\w-]+/", link
+    )
     dana = User.objects.get(username="dana")
     assert dana.role == "annotator" and dana.is_active and not dana.has_usable_password()
     assert not dana.is_staff and not dana.is_superuser
@@ -42,7 +53,9 @@ def test_an_invited_user_cannot_sign_in_until_they_set_a_password_through_the_li
     assert response.status_code == 302 and response["Location"] == "/login/"
     dana.refresh_from_db()
     assert dana.check_password(NEW_PASSWORD)
-    assert Client().post("/login/", {"username": "dana", "password": NEW_PASSWORD}).status_code == 302
+    assert (
+        Client().post("/login/", {"username": "dana", "password": NEW_PASSWORD}).status_code == 302
+    )
 
 
 def test_the_link_works_once():
@@ -59,9 +72,15 @@ def test_the_link_expires(settings, monkeypatch):
     from django.contrib.auth.tokens import default_token_generator
 
     later = default_token_generator._now().timestamp() + 61
-    monkeypatch.setattr(default_token_generator, "_now", lambda: __import__("datetime").datetime.fromtimestamp(later))
+    monkeypatch.setattr(
+        default_token_generator,
+        "_now",
+        lambda: __import__("datetime").datetime.fromtimestamp(later),
+    )
     response = set_password(link)
-    assert response.status_code == 200 and "has been used or has expired" in response.content.decode()
+    assert (
+        response.status_code == 200 and "has been used or has expired" in response.content.decode()
+    )
     assert not User.objects.get(username="fay").has_usable_password()
 
 
@@ -96,13 +115,20 @@ def test_reissue_gives_an_existing_user_a_new_link_and_the_old_one_dies_once_eit
 
 def test_an_admin_can_make_a_set_password_link_from_the_user_list():
     invite("kim")
-    admin = User.objects.create_user("boss", password="pw-for-tests-only", role="admin", is_staff=True, is_superuser=True)
+    admin = User.objects.create_user(
+        "boss", password="pw-for-tests-only", role="admin", is_staff=True, is_superuser=True
+    )
     client = Client()
     client.force_login(admin)
     kim = User.objects.get(username="kim")
     response = client.post(
-        "/admin/annotate/user/", {"action": "make_set_password_links", "_selected_action": [kim.pk]}, follow=True
+        "/admin/annotate/user/",
+        {"action": "make_set_password_links", "_selected_action": [kim.pk]},
+        follow=True,
     )
-    link = re.search(r"Set-password link for kim: http://testserver(/accounts/set-password/[\w-]+/[\w-]+/)", response.content.decode()).group(1)
+    link = re.search(
+        r"Set-password link for kim: http://testserver(/accounts/set-password/[\w-]+/[\w-]+/)",
+        response.content.decode(),
+    ).group(1)
     assert set_password(link).status_code == 302
     assert User.objects.get(username="kim").check_password(NEW_PASSWORD)

@@ -1,4 +1,5 @@
 """No default accounts, and no way to make one without an admin: sign-up is closed."""
+
 from __future__ import annotations
 
 import re
@@ -13,9 +14,16 @@ from annotate.models import User
 pytestmark = pytest.mark.django_db
 
 SIGNUP_FIELDS = {
-    "username": "mallory", "password": "Tr0ub4dor&3-long-enough", "password1": "Tr0ub4dor&3-long-enough",
-    "password2": "Tr0ub4dor&3-long-enough", "new_password1": "x", "new_password2": "x", "email": "m@example.org",
-    "role": "admin", "is_staff": "on", "is_superuser": "on",
+    "username": "mallory",
+    "password": "Tr0ub4dor&3-long-enough",
+    "password1": "Tr0ub4dor&3-long-enough",
+    "password2": "Tr0ub4dor&3-long-enough",
+    "new_password1": "x",
+    "new_password2": "x",
+    "email": "m@example.org",
+    "role": "admin",
+    "is_staff": "on",
+    "is_superuser": "on",
 }
 
 
@@ -39,20 +47,39 @@ def _routes(resolver=None, prefix: str = ""):
         pattern = PARAMETER.sub(lambda m: "1" if m.group(1) == "int" else "x", str(entry.pattern))
         if isinstance(entry, URLResolver):
             yield from _routes(entry, prefix + pattern.lstrip("^"))
-        elif isinstance(entry, URLPattern) and "(?P" not in pattern:  # regex routes: the admin's catch-alls
+        elif (
+            isinstance(entry, URLPattern) and "(?P" not in pattern
+        ):  # regex routes: the admin's catch-alls
             yield prefix + pattern.lstrip("^").rstrip("$")
 
 
 def test_no_url_creates_an_account_for_an_anonymous_visitor():
     routes = sorted(set(_routes()))
-    assert {"api/auth/token/", "login/", "admin/annotate/user/add/", "accounts/set-password/x/x/"} <= set(routes)
+    assert {
+        "api/auth/token/",
+        "login/",
+        "admin/annotate/user/add/",
+        "accounts/set-password/x/x/",
+    } <= set(routes)
     client = Client(enforce_csrf_checks=False)
     for route in routes:
         client.post(f"/{route}", SIGNUP_FIELDS)
         client.put(f"/{route}", SIGNUP_FIELDS, content_type="application/json")
-    assert User.objects.count() == 0, f"an anonymous request created {list(User.objects.values_list('username', flat=True))}"
+    assert User.objects.count() == 0, (
+        f"an anonymous request created {list(User.objects.values_list('username', flat=True))}"
+    )
 
 
-@pytest.mark.parametrize("path", ["/signup/", "/register/", "/accounts/signup/", "/accounts/register/", "/api/auth/register/", "/api/users/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/signup/",
+        "/register/",
+        "/accounts/signup/",
+        "/accounts/register/",
+        "/api/auth/register/",
+        "/api/users/",
+    ],
+)
 def test_there_is_no_sign_up_page(path):
     assert Client().get(path).status_code == 404

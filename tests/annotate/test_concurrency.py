@@ -3,6 +3,7 @@
 These run against the real database with real transactions (PostgreSQL in CI's second pass,
 and SQLite, whose IMMEDIATE transactions serialise writers).
 """
+
 from __future__ import annotations
 
 import threading
@@ -62,7 +63,11 @@ def test_overlap_is_never_exceeded_when_annotators_race():
     pairs = Counter(Vote.objects.values_list("comparison_id", "annotator_id"))
     assert max(pairs.values()) == 1
     for comparison in Comparison.objects.all():
-        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (3, 0, True)
+        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (
+            3,
+            0,
+            True,
+        )
 
 
 def test_leases_alone_never_exceed_the_target_under_a_race():
@@ -70,7 +75,9 @@ def test_leases_alone_never_exceed_the_target_under_a_race():
     project = make_project(annotators=annotators, overlap_target=2)
     make_comparisons(project, 3)
 
-    results = run_in_threads(THREADS, lambda i: next_comparison(annotator=annotators[i], project=project))
+    results = run_in_threads(
+        THREADS, lambda i: next_comparison(annotator=annotators[i], project=project)
+    )
     assigned = [r.assignment for r in results if r.assignment]
     assert len(assigned) == 3 * 2
     per_comparison = Counter(a.comparison_id for a in assigned)
@@ -87,7 +94,10 @@ def test_a_double_submit_with_one_key_makes_one_vote():
 
     def submit(_):
         return record_vote(
-            annotator=annotator, assignment_id=assignment.pk, votes=[VoteInput(aspect="overall", choice="b")], idempotency_key=key
+            annotator=annotator,
+            assignment_id=assignment.pk,
+            votes=[VoteInput(aspect="overall", choice="b")],
+            idempotency_key=key,
         )
 
     results = run_in_threads(8, submit)

@@ -1,5 +1,6 @@
 """Prompts are conversations: HH dialogues import as their turns, old prompts are backfilled, the project's
 system prompt goes first, and plain prompts stay one user turn."""
+
 from __future__ import annotations
 
 import gzip
@@ -27,7 +28,11 @@ def test_an_hh_dialogue_splits_into_turns_and_drops_the_empty_last_assistant_tur
 
 
 def test_hh_rlhf_imports_each_prompt_as_its_turns_and_keeps_the_text(real_data, tmp_path):
-    lines = gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8").read().splitlines()[:30]
+    lines = (
+        gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8")
+        .read()
+        .splitlines()[:30]
+    )
     path = tmp_path / "hh.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     project = make_project()
@@ -46,11 +51,24 @@ def test_hh_rlhf_imports_each_prompt_as_its_turns_and_keeps_the_text(real_data, 
 
 def test_plain_imports_store_one_user_turn(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"prompt": "What is a river?", "completions": [
-        {"model": "m1", "text": "Water."}, {"model": "m2", "text": "A stream."}]}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "prompt": "What is a river?",
+                "completions": [
+                    {"model": "m1", "text": "Water."},
+                    {"model": "m2", "text": "A stream."},
+                ],
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     project = make_project()
     import_file(project=project, path=path)
-    assert Prompt.objects.get(project=project).messages == [{"role": "user", "content": "What is a river?"}]
+    assert Prompt.objects.get(project=project).messages == [
+        {"role": "user", "content": "What is a river?"}
+    ]
 
 
 def test_the_migration_backfills_messages_from_text():
@@ -58,16 +76,25 @@ def test_the_migration_backfills_messages_from_text():
 
     from django.apps import apps
 
-    backfill = importlib.import_module("annotate.migrations.0003_h6_prompt_messages").backfill_messages
+    backfill = importlib.import_module(
+        "annotate.migrations.0003_h6_prompt_messages"
+    ).backfill_messages
     project = make_project()
-    hh = Prompt.objects.create(project=project, key="hh", text="\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Why?\n\nAssistant:",
-                               metadata={"format": "hh"})
+    hh = Prompt.objects.create(
+        project=project,
+        key="hh",
+        text="\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Why?\n\nAssistant:",
+        metadata={"format": "hh"},
+    )
     plain = Prompt.objects.create(project=project, key="plain", text="Human: not an HH prompt")
     backfill(apps, None)
     hh.refresh_from_db()
     plain.refresh_from_db()
-    assert hh.messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                           {"role": "user", "content": "Why?"}]
+    assert hh.messages == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Why?"},
+    ]
     assert plain.messages == [{"role": "user", "content": "Human: not an HH prompt"}]
 
 
@@ -75,12 +102,26 @@ def test_the_project_system_prompt_goes_first_once():
     project = make_project()
     project.system_prompt = "Be brief."
     project.save()
-    bare = Prompt.objects.create(project=project, key="a", text="What is a river?")  # no messages stored: its text
-    own = Prompt.objects.create(project=project, key="b", text="x", messages=[
-        {"role": "system", "content": "Answer in French."}, {"role": "user", "content": "x"}])
+    bare = Prompt.objects.create(
+        project=project, key="a", text="What is a river?"
+    )  # no messages stored: its text
+    own = Prompt.objects.create(
+        project=project,
+        key="b",
+        text="x",
+        messages=[
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "x"},
+        ],
+    )
     assert prompt_conversations(project, [bare, own]) == [
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a river?"}],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is a river?"},
+        ],
         [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "x"}],
     ]
     project.system_prompt = ""
-    assert prompt_conversations(project, [bare]) == [[{"role": "user", "content": "What is a river?"}]]
+    assert prompt_conversations(project, [bare]) == [
+        [{"role": "user", "content": "What is a river?"}]
+    ]

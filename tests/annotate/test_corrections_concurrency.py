@@ -1,6 +1,7 @@
 """Races with skips: annotators who lease, skip and vote at once never push a comparison past its
 overlap target, and `leases_open` always equals the live leases (real transactions; PostgreSQL
 is the interesting database, SQLite serialises writers)."""
+
 from __future__ import annotations
 
 import uuid
@@ -35,15 +36,19 @@ def test_skips_racing_leases_and_votes_keep_the_overlap_target_and_the_lease_cou
                 skipped += 1
                 continue
             record_vote(
-                annotator=annotator, assignment_id=result.assignment.pk,
-                votes=[VoteInput(choice="a")], idempotency_key=uuid.uuid4().hex,
+                annotator=annotator,
+                assignment_id=result.assignment.pk,
+                votes=[VoteInput(choice="a")],
+                idempotency_key=uuid.uuid4().hex,
             )
             voted += 1
         return voted, skipped
 
     results = run_in_threads(THREADS, work)
     assert sum(s for _, s in results) > 0, "the race did skip"
-    assert all(c.votes_done + c.leases_open <= 2 for c in Comparison.objects.all()), "never past the target"
+    assert all(c.votes_done + c.leases_open <= 2 for c in Comparison.objects.all()), (
+        "never past the target"
+    )
     # An annotator told "complete" while another's lease was about to be skipped stopped early;
     # passes one after another, until nobody gets work, fill the slots those skips gave back.
     while True:
@@ -51,9 +56,13 @@ def test_skips_racing_leases_and_votes_keep_the_overlap_target_and_the_lease_cou
         if not any(v or s for v, s in drained):
             break
         results += drained
-    assert sum(v for v, _ in results) == 8 * 2, "every slot a skip gave back was filled by someone else"
+    assert sum(v for v, _ in results) == 8 * 2, (
+        "every slot a skip gave back was filled by someone else"
+    )
     assert set(Counter(Vote.objects.values_list("comparison_id", flat=True)).values()) == {2}
-    for comparison in Comparison.objects.annotate(live=Count("assignments", filter=Q(assignments__state="leased"))):
+    for comparison in Comparison.objects.annotate(
+        live=Count("assignments", filter=Q(assignments__state="leased"))
+    ):
         assert comparison.leases_open == comparison.live == 0
         assert comparison.votes_done == 2 and comparison.is_complete
 

@@ -4,6 +4,7 @@ One system, one-sided wins, all ties, comparison graphs that fall apart, extreme
 annotator, an empty project. Property tests (hypothesis, derandomised) over the math; API and page
 tests over a project whose votes were one-sided (issue 14: they answered 500, Singular matrix).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,22 +29,38 @@ from tests.annotate.test_leaderboard import pairwise, vote
 from tests.factories import make_project, make_user
 
 PROPERTY = hypothesis_settings(
-    max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 MODELS = ("m0", "m1", "m2", "m3", "m4")
 SIZES = (1, 2, 3, 7, 1000, 10**6)  # extreme counts make far-apart ratings and underflowing p(1 − p)
 outcome = st.sampled_from(("a", "b", "tie", "both_bad"))
 size = st.sampled_from(SIZES)
-any_records = st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome, size), max_size=12)
+any_records = st.lists(
+    st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome, size), max_size=12
+)
 # m_i beats m_j whenever i < j: the top system never lost, the bottom one never won.
 one_sided = st.lists(
-    st.tuples(st.integers(0, 4), st.integers(0, 4), size).filter(lambda r: r[0] != r[1]), min_size=1, max_size=8
+    st.tuples(st.integers(0, 4), st.integers(0, 4), size).filter(lambda r: r[0] != r[1]),
+    min_size=1,
+    max_size=8,
 ).map(lambda rs: [(MODELS[min(i, j)], MODELS[max(i, j)], "a", n) for i, j, n in rs])
-all_ties = st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.just("tie"), size), min_size=1, max_size=8)
+all_ties = st.lists(
+    st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.just("tie"), size),
+    min_size=1,
+    max_size=8,
+)
 # two groups that never met: {m0, m1} and {m2, m3, m4}
 disconnected = st.tuples(
     st.lists(st.tuples(st.just("m0"), st.just("m1"), outcome, size), min_size=1, max_size=3),
-    st.lists(st.tuples(st.sampled_from(MODELS[2:]), st.sampled_from(MODELS[2:]), outcome, size), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from(MODELS[2:]), st.sampled_from(MODELS[2:]), outcome, size),
+        min_size=1,
+        max_size=6,
+    ),
 ).map(lambda groups: groups[0] + groups[1])
 degenerate = st.one_of(any_records, one_sided, all_ties, disconnected)
 
@@ -51,7 +68,9 @@ degenerate = st.one_of(any_records, one_sided, all_ties, disconnected)
 def assert_board_is_finite_or_says_why(result, counts: PairCounts):
     json.dumps(result.as_dict(), allow_nan=False)  # what the API sends: no NaN, no inf
     if counts.total == 0 or counts.n_models < 2:
-        assert result.ratings == [] and any(w.startswith("not enough data") for w in result.warnings)
+        assert result.ratings == [] and any(
+            w.startswith("not enough data") for w in result.warnings
+        )
         return
     for row in result.ratings:
         for value in (row.rating, row.lower, row.upper, row.online_elo):
@@ -67,6 +86,7 @@ def ordered(records) -> list[tuple[str, str, str]]:
 
 
 # --- Bradley-Terry, bootstrap, online Elo ---------------------------------------------------------
+
 
 @PROPERTY
 @given(records=degenerate, exclude_ties=st.booleans())
@@ -102,7 +122,9 @@ def test_a_fit_with_the_fallback_ridge_is_finite_and_converges(records):
 def test_bootstrap_refits_exactly_the_resamples_whose_mle_is_infinite_with_the_ridge():
     # The data's MLE is finite, but m1's two battles (one win, one loss) often resample one-sided;
     # the chord iteration used to report those as converged at a rating that had run off.
-    counts = PairCounts.from_records([("m0", "m1", "a", 1), ("m0", "m1", "b", 1), ("m0", "m2", "a", 30), ("m0", "m2", "b", 30)])
+    counts = PairCounts.from_records(
+        [("m0", "m1", "a", 1), ("m0", "m1", "b", 1), ("m0", "m2", "a", 30), ("m0", "m2", "b", 30)]
+    )
     theta0 = fit_bt(counts.win_matrix()).theta
     thetas, with_ridge = bootstrap_theta(counts, rounds=100, seed=0, theta0=theta0)
     samples = resample_counts(counts, rounds=100, rng=np.random.default_rng(0))
@@ -117,18 +139,26 @@ def test_disconnected_groups_are_each_centred_and_named_in_the_warning():
     counts = PairCounts.from_records([("x", "y", "a", 3), ("z", "w", "a", 2), ("z", "w", "b", 1)])
     result = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=20))
     by_model = {r.model: r.rating for r in result.ratings}
-    assert by_model["x"] + by_model["y"] == pytest.approx(2000.0) and by_model["z"] + by_model["w"] == pytest.approx(2000.0)
+    assert by_model["x"] + by_model["y"] == pytest.approx(2000.0) and by_model["z"] + by_model[
+        "w"
+    ] == pytest.approx(2000.0)
     assert result.method["comparison_groups"] == 2
     assert any("w, z | x, y" in w or "x, y | w, z" in w for w in result.warnings)
 
 
 def test_one_system_gives_not_enough_data():
-    result = compute_leaderboard(PairCounts.from_records([("x", "x", "a", 5)]), options=LeaderboardOptions())
+    result = compute_leaderboard(
+        PairCounts.from_records([("x", "x", "a", 5)]), options=LeaderboardOptions()
+    )
     assert result.ratings == [] and result.warnings[0].startswith("not enough data")
 
 
 @PROPERTY
-@given(battles=st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome), max_size=300))
+@given(
+    battles=st.lists(
+        st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome), max_size=300
+    )
+)
 def test_online_elo_is_finite_on_any_battle_order(battles):
     ratings = online_elo(battles + [("m0", "m1", "a")] * 2000)  # a long one-sided run at the end
     assert all(math.isfinite(r) for r in ratings.values())
@@ -137,8 +167,14 @@ def test_online_elo_is_finite_on_any_battle_order(battles):
 # --- style control --------------------------------------------------------------------------------
 
 style_rows = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 3), st.sampled_from((0.0, 0.5, 1.0)), st.lists(st.integers(0, 5000), min_size=8, max_size=8)),
-    min_size=0, max_size=30,
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.sampled_from((0.0, 0.5, 1.0)),
+        st.lists(st.integers(0, 5000), min_size=8, max_size=8),
+    ),
+    min_size=0,
+    max_size=30,
 )
 
 
@@ -149,13 +185,18 @@ def test_style_control_never_raises_and_is_finite(rows, one_sided_votes):
     models = ["m0", "m1", "m2", "m3"]
     battles = StyleBattles(
         models=tuple(models),
-        model_a=np.array([r[0] for r in rows], dtype=np.int64), model_b=np.array([r[1] for r in rows], dtype=np.int64),
+        model_a=np.array([r[0] for r in rows], dtype=np.int64),
+        model_b=np.array([r[1] for r in rows], dtype=np.int64),
         y=np.array([r[2] for r in rows]),
         style_a=np.array([r[3][:4] for r in rows], dtype=np.float64).reshape(-1, 4),
         style_b=np.array([r[3][4:] for r in rows], dtype=np.float64).reshape(-1, 4),
     )
-    counts = PairCounts.from_arrays(battles.model_a, battles.model_b, np.round(2 - 2 * battles.y).astype(int), models)
-    result = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=10, style_control=True), style_battles=battles)
+    counts = PairCounts.from_arrays(
+        battles.model_a, battles.model_b, np.round(2 - 2 * battles.y).astype(int), models
+    )
+    result = compute_leaderboard(
+        counts, options=LeaderboardOptions(bootstrap=10, style_control=True), style_battles=battles
+    )
     json.dumps(result.as_dict(), allow_nan=False)
     if counts.total and counts.n_models >= 2:
         assert all(math.isfinite(r.rating) and math.isfinite(r.lower) for r in result.ratings)
@@ -165,7 +206,12 @@ def test_style_control_never_raises_and_is_finite(rows, one_sided_votes):
 # --- agreement ------------------------------------------------------------------------------------
 
 units = st.dictionaries(
-    st.integers(0, 20), st.dictionaries(st.sampled_from(("ann1", "ann2", "ann3")), st.sampled_from(("a", "b", "tie", "both_bad")), max_size=3),
+    st.integers(0, 20),
+    st.dictionaries(
+        st.sampled_from(("ann1", "ann2", "ann3")),
+        st.sampled_from(("a", "b", "tie", "both_bad")),
+        max_size=3,
+    ),
     max_size=15,
 )
 
@@ -189,6 +235,7 @@ def test_a_single_annotator_and_unanimous_votes_have_no_alpha():
 
 # --- the project path: quality report, REST and the page, on both databases ----------------------
 
+
 @pytest.fixture
 def one_sided_project(db):
     """x beat y in every vote; z and w, who never met x or y, split theirs. The leaderboard used to
@@ -204,20 +251,31 @@ def one_sided_project(db):
     return project, researcher
 
 
-@pytest.mark.parametrize("query", ["", "?bootstrap=100", "?bootstrap=100&elo=true&exclude_ties=true", "?style_control=true"])
-def test_the_api_answers_a_one_sided_project_with_finite_ratings_and_warnings(api, one_sided_project, query):
+@pytest.mark.parametrize(
+    "query",
+    ["", "?bootstrap=100", "?bootstrap=100&elo=true&exclude_ties=true", "?style_control=true"],
+)
+def test_the_api_answers_a_one_sided_project_with_finite_ratings_and_warnings(
+    api, one_sided_project, query
+):
     project, researcher = one_sided_project
     response = api(researcher).get(f"/api/projects/{project.pk}/leaderboard/{query}")
     assert response.status_code == 200, response.content
-    body = json.loads(response.content)  # strict: NaN or inf would not parse into finite floats below
+    body = json.loads(
+        response.content
+    )  # strict: NaN or inf would not parse into finite floats below
     assert [r["model"] for r in body["ratings"]][0] == "x"
     assert all(math.isfinite(r["rating"]) for r in body["ratings"])
     assert any("never battled each other" in w for w in body["warnings"])
     if "style_control" not in query:
-        assert body["method"]["mle_exists"] is False and any("never lost" in w for w in body["warnings"])
+        assert body["method"]["mle_exists"] is False and any(
+            "never lost" in w for w in body["warnings"]
+        )
 
 
-def test_the_leaderboard_page_shows_a_one_sided_project_with_its_warnings(client, one_sided_project):
+def test_the_leaderboard_page_shows_a_one_sided_project_with_its_warnings(
+    client, one_sided_project
+):
     project, researcher = one_sided_project
     client.force_login(researcher)
     response = client.get(f"/projects/{project.pk}/leaderboard/")
@@ -255,14 +313,24 @@ def test_the_quality_report_of_unanimous_ties_says_alpha_is_undefined(client, on
 
 # (comparison 0..2, voter, choice, strength, ms): voters u* are the project's annotators, x* imported
 report_votes = st.lists(
-    st.tuples(st.integers(0, 2), st.sampled_from(("u1", "u2", "x1", "x2")), st.sampled_from(("a", "b", "tie", "both_bad")),
-              st.one_of(st.none(), st.integers(1, 3)), st.one_of(st.none(), st.integers(0, 10**6))),
-    max_size=14, unique_by=lambda v: (v[0], v[1]),
+    st.tuples(
+        st.integers(0, 2),
+        st.sampled_from(("u1", "u2", "x1", "x2")),
+        st.sampled_from(("a", "b", "tie", "both_bad")),
+        st.one_of(st.none(), st.integers(1, 3)),
+        st.one_of(st.none(), st.integers(0, 10**6)),
+    ),
+    max_size=14,
+    unique_by=lambda v: (v[0], v[1]),
 )
 
 
 @pytest.mark.django_db
-@hypothesis_settings(PROPERTY, max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hypothesis_settings(
+    PROPERTY,
+    max_examples=15,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(votes=report_votes, strength_scale=st.sampled_from((0, 3)))
 def test_the_quality_report_never_raises_and_says_why_a_figure_is_missing(votes, strength_scale):
     users = {name: User.objects.get_or_create(username=f"hyp-{name}")[0] for name in ("u1", "u2")}
@@ -272,12 +340,20 @@ def test_the_quality_report_never_raises_and_says_why_a_figure_is_missing(votes,
         comparison, sides = comparisons[index]
         row = vote(comparison, sides, choice, voter)
         if voter in users:
-            Vote.objects.filter(pk=row.pk).update(annotator=users[voter], external_annotator="", source="human",
-                                                  strength=strength, time_spent_ms=ms)
+            Vote.objects.filter(pk=row.pk).update(
+                annotator=users[voter],
+                external_annotator="",
+                source="human",
+                strength=strength,
+                time_spent_ms=ms,
+            )
     report = project_quality(project)
     json.dumps(report.as_dict(), allow_nan=False)
     for a in report.agreement:
-        assert all(v is None or math.isfinite(v) for v in (a.alpha_nominal, a.alpha_ordinal, a.percent_agreement))
+        assert all(
+            v is None or math.isfinite(v)
+            for v in (a.alpha_nominal, a.alpha_ordinal, a.percent_agreement)
+        )
         if a.alpha_nominal is None:
             assert any(w.startswith(a.aspect) for w in report.warnings)
     if not votes:

@@ -4,6 +4,7 @@ Counted with Django's CaptureQueriesContext through the real API (token auth inc
 change that adds a query to the hot path fails here instead of showing up as lost throughput in
 bench/vote_loop.py. Receivers that run after commit are not part of the request's budget.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,11 +36,16 @@ def loop(client, project_id: int) -> tuple[list[str], list[str], dict]:
     with CaptureQueriesContext(connection) as vote_queries:
         voted = client.post(
             f"/api/assignments/{assignment['assignment_id']}/vote/",
-            {"choice": "b", "idempotency_key": str(uuid.uuid4())}, format="json",
+            {"choice": "b", "idempotency_key": str(uuid.uuid4())},
+            format="json",
         )
     assert voted.status_code == 201, voted.content
     statements = [
-        [" ".join(q["sql"].split())[:90] for q in c.captured_queries if not DJANGO_SAVEPOINT.match(q["sql"])]
+        [
+            " ".join(q["sql"].split())[:90]
+            for q in c.captured_queries
+            if not DJANGO_SAVEPOINT.match(q["sql"])
+        ]
         for c in (next_queries, vote_queries)
     ]
     return statements[0], statements[1], assignment
@@ -52,9 +58,15 @@ def test_next_and_vote_stay_within_their_query_budget(api):
     client = api(annotator)
     loop(client, project.pk)  # the first call in a process also sweeps lapsed leases
     next_sql, vote_sql, assignment = loop(client, project.pk)
-    assert (len(next_sql), len(vote_sql)) == BUDGET[connection.vendor], "\n".join(next_sql + ["--"] + vote_sql)
+    assert (len(next_sql), len(vote_sql)) == BUDGET[connection.vendor], "\n".join(
+        next_sql + ["--"] + vote_sql
+    )
     # The fast path answers with the full payload and stores the vote with its sides.
     assert [r["side"] for r in assignment["responses"]] == ["a", "b"]
     assert all(r["text"].startswith("Answer ") for r in assignment["responses"])
     vote = Vote.objects.get(assignment_id=assignment["assignment_id"])
-    assert vote.choice == "b" and vote.winner_id == vote.shown_order[1] and vote.loser_id == vote.shown_order[0]
+    assert (
+        vote.choice == "b"
+        and vote.winner_id == vote.shown_order[1]
+        and vote.loser_id == vote.shown_order[0]
+    )

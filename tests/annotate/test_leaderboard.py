@@ -1,4 +1,5 @@
 """System leaderboard: Arena's reference figures, the database path, bootstrap, style control, API."""
+
 from __future__ import annotations
 
 import itertools
@@ -32,13 +33,27 @@ DENSE_MLE = {"A": 1064.4988, "B": 1022.2300, "C": 977.7700, "D": 935.5012}
 DENSE_ONLINE_ELO = {"A": 1019.8807, "B": 1006.6769, "C": 993.3379, "D": 980.1045}
 # ../shared/data/real/README.md, one decimal.
 PRD_REFERENCE = {
-    "gpt4": 1133.5, "claude": 1129.3, "guanaco-65b": 994.4, "guanaco-33b": 991.8, "guanaco-7b": 986.1,
-    "vicuna-13b": 971.8, "guanaco-13b": 964.5, "gpt35": 919.3, "bard": 909.4,
+    "gpt4": 1133.5,
+    "claude": 1129.3,
+    "guanaco-65b": 994.4,
+    "guanaco-33b": 991.8,
+    "guanaco-7b": 986.1,
+    "vicuna-13b": 971.8,
+    "guanaco-13b": 964.5,
+    "gpt35": 919.3,
+    "bard": 909.4,
 }
 # Our fit at full precision (Newton to 1e-10): pinned so a regression shows below the README's rounding.
 PRD_FIT = {
-    "gpt4": 1133.5267, "claude": 1129.2680, "guanaco-65b": 994.3692, "guanaco-33b": 991.7515, "guanaco-7b": 986.1458,
-    "vicuna-13b": 971.7587, "guanaco-13b": 964.4721, "gpt35": 919.3159, "bard": 909.3921,
+    "gpt4": 1133.5267,
+    "claude": 1129.2680,
+    "guanaco-65b": 994.3692,
+    "guanaco-33b": 991.7515,
+    "guanaco-7b": 986.1458,
+    "vicuna-13b": 971.7587,
+    "guanaco-13b": 964.4721,
+    "gpt35": 919.3159,
+    "bard": 909.3921,
 }
 PRD_FILE = re.compile(r"^answer_(.+)-vs-answer_(.+)-human-reviewer_threeclass\.jsonl$")
 
@@ -50,7 +65,10 @@ def dense_battles() -> list[dict]:
         d = strength[x] - strength[y]
         rows += [{"model_a": x, "model_b": y, "winner": "model_a"}] * (2 + max(d, 0))
         rows += [{"model_a": x, "model_b": y, "winner": "model_b"}] * (2 + max(-d, 0))
-        rows += [{"model_a": x, "model_b": y, "winner": "tie"}, {"model_a": x, "model_b": y, "winner": "tie (bothbad)"}]
+        rows += [
+            {"model_a": x, "model_b": y, "winner": "tie"},
+            {"model_a": x, "model_b": y, "winner": "tie (bothbad)"},
+        ]
     return rows
 
 
@@ -71,6 +89,7 @@ def assert_close(got: dict, want: dict, tol: float):
 
 # --- Arena's reference figures ----------------------------------------------------------------------
 
+
 def test_dense_log_mle_matches_arenas_figures(tmp_path):
     log = load_battles(write_json(tmp_path / "dense.json", dense_battles()))
     assert len(log) == 92
@@ -81,7 +100,11 @@ def test_dense_log_mle_matches_arenas_figures(tmp_path):
 
 def test_dense_log_online_elo_matches_arenas_figures_in_row_order(tmp_path):
     log = load_battles(write_json(tmp_path / "dense.jsonl", dense_battles(), lines=True))
-    result = compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0, online_elo=True), ordered_battles=log.rows())
+    result = compute_leaderboard(
+        log.pair_counts(),
+        options=LeaderboardOptions(bootstrap=0, online_elo=True),
+        ordered_battles=log.rows(),
+    )
     assert_close({r.model: r.online_elo for r in result.ratings}, DENSE_ONLINE_ELO, 0.01)
 
 
@@ -103,7 +126,13 @@ def prd_battle_file(real_data, path):
         for line in file.read_text().splitlines():
             if line.strip():
                 score = json.loads(line)["score"]
-                rows.append({"model_a": model_a, "model_b": model_b, "winner": {1: "model_a", 2: "model_b", 3: "tie"}[score]})
+                rows.append(
+                    {
+                        "model_a": model_a,
+                        "model_b": model_b,
+                        "winner": {1: "model_a", 2: "model_b", 3: "tie"}[score],
+                    }
+                )
     return write_json(path, rows, lines=True)
 
 
@@ -129,10 +158,15 @@ def test_newton_fit_agrees_with_a_generic_optimiser_on_the_raw_likelihood(tmp_pa
     t = minimize(loss, np.zeros(len(models)), method="BFGS", options={"gtol": 1e-10}).x
     independent = dict(zip(models, 1000 + 400 / np.log(10) * (t - t.mean())))
     log = load_battles(write_json(tmp_path / "d.json", rows))
-    assert_close(ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0))), independent, 1e-3)
+    assert_close(
+        ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0))),
+        independent,
+        1e-3,
+    )
 
 
 # --- bootstrap, anchoring, ties -------------------------------------------------------------------
+
 
 def test_seeded_bootstrap_is_reproducible_and_the_seed_matters(tmp_path):
     counts = load_battles(write_json(tmp_path / "d.json", dense_battles())).pair_counts()
@@ -167,7 +201,9 @@ def test_fast_bootstrap_equals_full_newton_on_the_same_resamples(tmp_path):
 def test_anchor_puts_the_model_at_its_rating_and_keeps_differences(tmp_path):
     counts = load_battles(write_json(tmp_path / "d.json", dense_battles())).pair_counts()
     plain = ratings(compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=0)))
-    anchored = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=20, anchor=("D", 800.0)))
+    anchored = compute_leaderboard(
+        counts, options=LeaderboardOptions(bootstrap=20, anchor=("D", 800.0))
+    )
     shifted = ratings(anchored)
     assert shifted["D"] == pytest.approx(800.0)
     assert_close(shifted, {m: r - plain["D"] + 800 for m, r in plain.items()}, 1e-9)
@@ -190,10 +226,14 @@ def test_excluding_ties_fits_the_decisive_battles_only(tmp_path):
     full = load_battles(write_json(tmp_path / "all.json", rows))
     options = LeaderboardOptions(bootstrap=0, exclude_ties=True)
     without = compute_leaderboard(full.without_ties().pair_counts(), options=options)
-    only = compute_leaderboard(load_battles(write_json(tmp_path / "dec.json", decisive)).pair_counts(), options=options)
+    only = compute_leaderboard(
+        load_battles(write_json(tmp_path / "dec.json", decisive)).pair_counts(), options=options
+    )
     assert without.method["battles"] == len(decisive) == 68
     assert ratings(without) == pytest.approx(ratings(only))
-    assert ratings(without) != pytest.approx(ratings(compute_leaderboard(full.pair_counts(), options=LeaderboardOptions(bootstrap=0))))
+    assert ratings(without) != pytest.approx(
+        ratings(compute_leaderboard(full.pair_counts(), options=LeaderboardOptions(bootstrap=0)))
+    )
     assert without.method["ties"] == "excluded"
 
 
@@ -206,6 +246,7 @@ def test_a_model_that_never_lost_gets_finite_ratings_and_a_warning():
 
 
 # --- style control --------------------------------------------------------------------------------
+
 
 def planted_length_bias(seed: int = 0, battles: int = 4000):
     """Three equally good models; 'verbose' writes ~3x longer answers and length sways the vote."""
@@ -223,23 +264,44 @@ def planted_length_bias(seed: int = 0, battles: int = 4000):
     winner = np.where(rng.random(battles) < 0.1, "tie", np.where(u < p, "model_a", "model_b"))
     rows = []
     for k in range(battles):
-        meta = {"sum_assistant_a_tokens": int(tokens_a[k]), "sum_assistant_b_tokens": int(tokens_b[k])}
-        meta |= {f"{e}_{s}": {"h1": 0} if e == "header_count" else int(rng.integers(0, 3)) for e in ("header_count", "list_count", "bold_count") for s in "ab"}
-        rows.append({"model_a": models[a[k]], "model_b": models[b[k]], "winner": str(winner[k]), "tstamp": float(k), "conv_metadata": meta})
+        meta = {
+            "sum_assistant_a_tokens": int(tokens_a[k]),
+            "sum_assistant_b_tokens": int(tokens_b[k]),
+        }
+        meta |= {
+            f"{e}_{s}": {"h1": 0} if e == "header_count" else int(rng.integers(0, 3))
+            for e in ("header_count", "list_count", "bold_count")
+            for s in "ab"
+        }
+        rows.append(
+            {
+                "model_a": models[a[k]],
+                "model_b": models[b[k]],
+                "winner": str(winner[k]),
+                "tstamp": float(k),
+                "conv_metadata": meta,
+            }
+        )
     return rows
 
 
 def test_style_control_removes_a_planted_length_bias(tmp_path):
-    log = load_battles(write_json(tmp_path / "s.jsonl", planted_length_bias(), lines=True), require_style=True)
+    log = load_battles(
+        write_json(tmp_path / "s.jsonl", planted_length_bias(), lines=True), require_style=True
+    )
     plain = ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0)))
     styled = compute_leaderboard(
-        log.pair_counts(), options=LeaderboardOptions(bootstrap=0, style_control=True), style_battles=log.style_battles()
+        log.pair_counts(),
+        options=LeaderboardOptions(bootstrap=0, style_control=True),
+        style_battles=log.style_battles(),
     )
     assert plain["verbose"] - plain["concise"] > 150  # seed 0: 230
     assert abs(ratings(styled)["verbose"] - ratings(styled)["concise"]) < 40  # seed 0: 19
     assert styled.style_coefficients["sum_assistant_tokens"] > 0.5
     assert abs(styled.style_coefficients["list_count"]) < 0.1
-    assert styled.style_coefficients["header_count"] == 0.0  # never differs: left out, with a warning
+    assert (
+        styled.style_coefficients["header_count"] == 0.0
+    )  # never differs: left out, with a warning
     assert styled.warnings
 
 
@@ -248,7 +310,10 @@ def test_style_control_fit_equals_arenas_logistic_regression(tmp_path):
     a tie as one win each way, model columns ±ln 10: the same optimum as our summed loss + 0.25‖·‖²."""
     from sklearn.linear_model import LogisticRegression
 
-    log = load_battles(write_json(tmp_path / "s.jsonl", planted_length_bias(seed=1, battles=1500), lines=True), require_style=True)
+    log = load_battles(
+        write_json(tmp_path / "s.jsonl", planted_length_bias(seed=1, battles=1500), lines=True),
+        require_style=True,
+    )
     battles = log.style_battles()
     features, _, _ = style_differences(battles.style_a, battles.style_b)
     n, m = len(battles.models), len(battles.y)
@@ -257,23 +322,42 @@ def test_style_control_fit_equals_arenas_logistic_regression(tmp_path):
     x[rows, np.tile(battles.model_a, 2)] = np.log(10)
     x[rows, np.tile(battles.model_b, 2)] = -np.log(10)
     x[:, n:] = np.tile(features, (2, 1))
-    y = np.concatenate([battles.y >= 0.5, battles.y == 1.0]).astype(float)  # a win twice; a tie once each way
-    lr = LogisticRegression(fit_intercept=False, C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y)
+    y = np.concatenate([battles.y >= 0.5, battles.y == 1.0]).astype(
+        float
+    )  # a win twice; a tie once each way
+    lr = LogisticRegression(
+        fit_intercept=False, C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000
+    ).fit(x, y)
     ours = fit_style_bt(battles.model_a, battles.model_b, battles.y, features, n)
-    np.testing.assert_allclose(ours.theta / np.log(10) * 400, (lr.coef_[0][:n] - lr.coef_[0][:n].mean()) * 400, atol=0.01)
+    np.testing.assert_allclose(
+        ours.theta / np.log(10) * 400, (lr.coef_[0][:n] - lr.coef_[0][:n].mean()) * 400, atol=0.01
+    )
     np.testing.assert_allclose(ours.beta, lr.coef_[0][n:], atol=1e-4)
 
 
 def test_style_control_from_a_battle_file_reports_coefficients_in_json(tmp_path, capsys):
     path = write_json(tmp_path / "s.jsonl", planted_length_bias(battles=600), lines=True)
-    call_command("leaderboard", battles=str(path), style_control=True, bootstrap=5, format="json", verbosity=0)
+    call_command(
+        "leaderboard",
+        battles=str(path),
+        style_control=True,
+        bootstrap=5,
+        format="json",
+        verbosity=0,
+    )
     out = json.loads(capsys.readouterr().out)
-    assert set(out["style_coefficients"]) == {"sum_assistant_tokens", "header_count", "list_count", "bold_count"}
+    assert set(out["style_coefficients"]) == {
+        "sum_assistant_tokens",
+        "header_count",
+        "list_count",
+        "bold_count",
+    }
     assert out["method"]["model"] == "bradley-terry with style control"
     assert {"model", "rating", "lower", "upper", "rank", "battles"} <= set(out["ratings"][0])
 
 
 # --- battle files ---------------------------------------------------------------------------------
+
 
 def test_bad_jsonl_lines_are_named_with_their_field(tmp_path):
     path = tmp_path / "bad.jsonl"
@@ -293,7 +377,13 @@ def test_bad_jsonl_lines_are_named_with_their_field(tmp_path):
 
 
 def test_json_array_records_are_named_by_the_line_they_start_on(tmp_path):
-    path = write_json(tmp_path / "bad.json", [{"model_a": "x", "model_b": "y", "winner": "model_a"}, {"model_a": "x", "model_b": "y", "winner": 3}])
+    path = write_json(
+        tmp_path / "bad.json",
+        [
+            {"model_a": "x", "model_b": "y", "winner": "model_a"},
+            {"model_a": "x", "model_b": "y", "winner": 3},
+        ],
+    )
     with pytest.raises(BattleFileError, match=r"bad\.json:7: field 'winner'"):
         load_battles(path)
 
@@ -313,11 +403,20 @@ def test_command_prints_a_table_with_online_elo(tmp_path, capsys):
 
 # --- the database path ----------------------------------------------------------------------------
 
+
 def pairwise(project, models, *, round=0):
     prompt = Prompt.objects.create(project=project, key=f"p{Prompt.objects.count()}", text="q")
-    completions = [Completion.objects.create(prompt=prompt, key=m, model_name=m, text="# Title\n" * (k + 1)) for k, m in enumerate(models)]
-    comparison = Comparison.objects.create(project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions), round=round)
-    ComparisonItem.objects.bulk_create(ComparisonItem(comparison=comparison, completion=c, position=p) for p, c in enumerate(completions))
+    completions = [
+        Completion.objects.create(prompt=prompt, key=m, model_name=m, text="# Title\n" * (k + 1))
+        for k, m in enumerate(models)
+    ]
+    comparison = Comparison.objects.create(
+        project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions), round=round
+    )
+    ComparisonItem.objects.bulk_create(
+        ComparisonItem(comparison=comparison, completion=c, position=p)
+        for p, c in enumerate(completions)
+    )
     return comparison, completions
 
 
@@ -327,8 +426,15 @@ def vote(comparison, completions, choice, voter, *, shown=None, ranking=None, as
     if choice in ("a", "b"):
         winner, loser = (shown[0], shown[1]) if choice == "a" else (shown[1], shown[0])
     return Vote.objects.create(
-        comparison=comparison, external_annotator=voter, source="imported", choice=choice, shown_order=shown,
-        winner_id=winner, loser_id=loser, ranking=ranking, aspect=aspect,
+        comparison=comparison,
+        external_annotator=voter,
+        source="imported",
+        choice=choice,
+        shown_order=shown,
+        winner_id=winner,
+        loser_id=loser,
+        ranking=ranking,
+        aspect=aspect,
     )
 
 
@@ -345,7 +451,9 @@ def test_votes_become_battles_whatever_side_they_were_shown_on():
     counts = project_pair_counts(project)
     assert counts.models == ("x", "y")
     assert counts.counts.tolist() == [[2, 2, 1]] and counts.both_bad.tolist() == [1]
-    assert project_pair_counts(project, VoteFilter(exclude_ties=True)).counts.tolist() == [[2, 0, 1]]
+    assert project_pair_counts(project, VoteFilter(exclude_ties=True)).counts.tolist() == [
+        [2, 0, 1]
+    ]
     assert project_pair_counts(project, VoteFilter(aspect="honesty")).counts.tolist() == [[1, 0, 0]]
 
 
@@ -360,13 +468,17 @@ def test_ranked_votes_expand_into_every_pair_and_gold_and_rounds_filter():
     later, (lx, ly) = pairwise(project, ["x", "y"], round=2)
     vote(later, [lx, ly], "a", "v3")
     counts = project_pair_counts(project, VoteFilter(rounds=(0,)))
-    cells = {(counts.models[i], counts.models[j]): c.tolist() for (i, j), c in zip(counts.pairs, counts.counts)}
+    cells = {
+        (counts.models[i], counts.models[j]): c.tolist()
+        for (i, j), c in zip(counts.pairs, counts.counts)
+    }
     assert cells == {("x", "y"): [1, 0, 0], ("x", "z"): [0, 0, 1], ("y", "z"): [0, 0, 1]}
     assert project_pair_counts(project).total == 4
     assert project_pair_counts(project, VoteFilter(rounds=(2,))).total == 1
 
 
 # --- REST -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def leaderboard_setup(db):
@@ -383,7 +495,9 @@ def leaderboard_setup(db):
 
 def test_researchers_get_ratings_matrices_and_method(api, leaderboard_setup):
     project, researcher, _, _ = leaderboard_setup
-    response = api(researcher).get(f"/api/projects/{project.pk}/leaderboard/?bootstrap=20&seed=3&anchor=y=1000&elo=true")
+    response = api(researcher).get(
+        f"/api/projects/{project.pk}/leaderboard/?bootstrap=20&seed=3&anchor=y=1000&elo=true"
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert [r["model"] for r in body["ratings"]] == ["x", "y"] == body["models"]
@@ -404,7 +518,9 @@ def test_annotators_and_researchers_of_other_projects_get_not_found(api, leaderb
 def test_bad_query_parameters_are_refused(api, leaderboard_setup):
     project, researcher, _, _ = leaderboard_setup
     client = api(researcher)
-    assert client.get(f"/api/projects/{project.pk}/leaderboard/?anchor=nobody=1000").status_code == 400
+    assert (
+        client.get(f"/api/projects/{project.pk}/leaderboard/?anchor=nobody=1000").status_code == 400
+    )
     assert client.get(f"/api/projects/{project.pk}/leaderboard/?bootstrap=-1").status_code == 400
     assert client.get(f"/api/projects/{project.pk}/leaderboard/?aspect=made-up").status_code == 400
 
@@ -418,8 +534,16 @@ def test_an_empty_project_answers_with_an_empty_board(api, db):
 
 # --- plots ----------------------------------------------------------------------------------------
 
+
 def test_svg_plots_escape_model_names():
-    counts = PairCounts.from_records([("<script>x</script>", "b&c", "a", 3), ("<script>x</script>", "b&c", "b", 2)])
+    counts = PairCounts.from_records(
+        [("<script>x</script>", "b&c", "a", 3), ("<script>x</script>", "b&c", "b", 2)]
+    )
     result = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=10))
     for svg in (ratings_ci_svg(result), win_rate_svg(result), battle_count_svg(result)):
-        assert svg.startswith("<svg") and "<script>" not in svg and "&lt;script&gt;" in svg and "b&amp;c" in svg
+        assert (
+            svg.startswith("<svg")
+            and "<script>" not in svg
+            and "&lt;script&gt;" in svg
+            and "b&amp;c" in svg
+        )

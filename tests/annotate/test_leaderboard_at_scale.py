@@ -1,6 +1,7 @@
 """The leaderboard's fast paths give what the plain ones give: the pyarrow battle-file reader builds
 the line-by-line reader's arrays, the one-statement SQL counts equal counts of the vote rows, and
 the multinomial bootstrap over pair counts has the distribution of Arena's battle-level bootstrap."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,8 @@ def prd_rows(real_data) -> list[dict]:
         model_a, model_b = PRD_FILE.match(file.name).groups()
         rows += [
             {"model_a": model_a, "model_b": model_b, "winner": WINNER[json.loads(line)["score"]]}
-            for line in file.read_text().splitlines() if line.strip()
+            for line in file.read_text().splitlines()
+            if line.strip()
         ]
     return rows
 
@@ -37,7 +39,11 @@ def prd_rows(real_data) -> list[dict]:
 def write_lines(path, rows, *, blank_every: int = 0):
     lines = [json.dumps(r) for r in rows]
     if blank_every:
-        lines = [x for k, line in enumerate(lines) for x in ([line, ""] if k % blank_every == 0 else [line])]
+        lines = [
+            x
+            for k, line in enumerate(lines)
+            for x in ([line, ""] if k % blank_every == 0 else [line])
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -51,13 +57,24 @@ def styled_rows(n: int, seed: int) -> list[dict]:
     for k in range(n):
         a, b = rng.choice(["x", "y", "z", "w"], size=2, replace=False)
         meta = {
-            "sum_assistant_a_tokens": int(rng.integers(1, 900)), "sum_assistant_b_tokens": int(rng.integers(1, 900)),
+            "sum_assistant_a_tokens": int(rng.integers(1, 900)),
+            "sum_assistant_b_tokens": int(rng.integers(1, 900)),
             "header_count_a": {"h1": int(rng.integers(0, 3)), "h2": int(rng.integers(0, 3))},
             "header_count_b": {"h1": int(rng.integers(0, 3)), "h2": int(rng.integers(0, 3))},
-            "list_count_a": {"ordered": int(rng.integers(0, 4)), "unordered": 1}, "list_count_b": {"ordered": 0, "unordered": 2},
-            "bold_count_a": {"**": int(rng.integers(0, 5)), "__": 0}, "bold_count_b": {"**": 1, "__": int(rng.integers(0, 2))},
+            "list_count_a": {"ordered": int(rng.integers(0, 4)), "unordered": 1},
+            "list_count_b": {"ordered": 0, "unordered": 2},
+            "bold_count_a": {"**": int(rng.integers(0, 5)), "__": 0},
+            "bold_count_b": {"**": 1, "__": int(rng.integers(0, 2))},
         }
-        rows.append({"model_a": a, "model_b": b, "winner": winners[k % 4], "tstamp": float(rng.integers(0, n // 2)), "conv_metadata": meta})
+        rows.append(
+            {
+                "model_a": a,
+                "model_b": b,
+                "winner": winners[k % 4],
+                "tstamp": float(rng.integers(0, n // 2)),
+                "conv_metadata": meta,
+            }
+        )
     return rows
 
 
@@ -72,6 +89,7 @@ def assert_same_log(fast, slow):
 
 
 # --- the pyarrow reader ---------------------------------------------------------------------------
+
 
 def test_arrow_reader_builds_the_line_readers_arrays_on_prd(real_data, tmp_path):
     path = write_lines(tmp_path / "prd.jsonl", prd_rows(real_data), blank_every=50)
@@ -89,15 +107,29 @@ def test_arrow_reader_sorts_by_tstamp_stably_and_sums_style_dicts(tmp_path):
     assert_same_log(fast, _load_line_by_line(path, require_style=True))
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ('{"model_a": "x", "model_b": "y", "winner": "draw"}', r"bad\.jsonl:3: field 'winner': 'draw' is not one of"),
-    ('{"model_a": "x", "winner": "tie"}', r"bad\.jsonl:3: field 'model_b': missing"),
-    ('{"model_a": " ", "model_b": "y", "winner": "tie"}', r"bad\.jsonl:3: field 'model_a': missing"),
-    ('{"model_a": "x", "model_b": "y", "winner": "tie", "tstamp": "noon"}', r"bad\.jsonl:3: field 'tstamp'"),
-    ('{"model_a": "x", "model_b": 7, "winner": "tie"}', r"bad\.jsonl:3: field 'model_b'"),
-    ("not json", r"bad\.jsonl:3: not valid JSON"),
-])
-def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(tmp_path, bad_line, message):
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "draw"}',
+            r"bad\.jsonl:3: field 'winner': 'draw' is not one of",
+        ),
+        ('{"model_a": "x", "winner": "tie"}', r"bad\.jsonl:3: field 'model_b': missing"),
+        (
+            '{"model_a": " ", "model_b": "y", "winner": "tie"}',
+            r"bad\.jsonl:3: field 'model_a': missing",
+        ),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "tie", "tstamp": "noon"}',
+            r"bad\.jsonl:3: field 'tstamp'",
+        ),
+        ('{"model_a": "x", "model_b": 7, "winner": "tie"}', r"bad\.jsonl:3: field 'model_b'"),
+        ("not json", r"bad\.jsonl:3: not valid JSON"),
+    ],
+)
+def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(
+    tmp_path, bad_line, message
+):
     good = '{"model_a": "x", "model_b": "y", "winner": "model_a", "tstamp": 1}'
     path = tmp_path / "bad.jsonl"
     path.write_text(f"{good}\n{good}\n{bad_line}\n{good}\n")
@@ -107,13 +139,16 @@ def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(tmp
 
 
 def test_style_control_on_a_file_without_conv_metadata_still_names_the_line(tmp_path):
-    path = write_lines(tmp_path / "plain.jsonl", [{"model_a": "x", "model_b": "y", "winner": "tie"}] * 3)
+    path = write_lines(
+        tmp_path / "plain.jsonl", [{"model_a": "x", "model_b": "y", "winner": "tie"}] * 3
+    )
     assert read_jsonl_columns(path, STYLE_FIELDS) is not None
     with pytest.raises(ValueError, match=r"plain\.jsonl:1: field 'conv_metadata': missing"):
         load_battles(path, require_style=True)
 
 
 # --- SQL counts -----------------------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_sql_counts_equal_the_counts_of_the_same_battles_read_from_a_file(real_data, tmp_path):
@@ -129,7 +164,10 @@ def test_sql_counts_equal_the_counts_of_the_same_battles_read_from_a_file(real_d
 
 # --- bootstrap over counts = Arena's battle-level bootstrap ---------------------------------------
 
-def battle_level_bootstrap(rows: list[dict], models: list[str], rounds: int, seed: int) -> np.ndarray:
+
+def battle_level_bootstrap(
+    rows: list[dict], models: list[str], rounds: int, seed: int
+) -> np.ndarray:
     """Arena's recipe: resample the battle rows with replacement, fit each resample (Elo scale)."""
     index = {m: k for k, m in enumerate(models)}
     a = np.array([index[r["model_a"]] for r in rows])
@@ -149,8 +187,10 @@ def test_count_bootstrap_has_the_distribution_of_the_battle_level_bootstrap_on_p
     models = sorted({r["model_a"] for r in rows} | {r["model_b"] for r in rows})
     index = {m: k for k, m in enumerate(models)}
     counts = PairCounts.from_arrays(
-        np.array([index[r["model_a"]] for r in rows]), np.array([index[r["model_b"]] for r in rows]),
-        np.array([{"model_a": 0, "tie": 1, "model_b": 2}[r["winner"]] for r in rows]), models,
+        np.array([index[r["model_a"]] for r in rows]),
+        np.array([index[r["model_b"]] for r in rows]),
+        np.array([{"model_a": 0, "tie": 1, "model_b": 2}[r["winner"]] for r in rows]),
+        models,
     )
     rounds = 1000
     ours = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=rounds, seed=11))
@@ -162,7 +202,9 @@ def test_count_bootstrap_has_the_distribution_of_the_battle_level_bootstrap_on_p
     spread = arena.std(axis=0)
     assert (spread > 5).all()  # ~ 10-20 Elo on 7,040 battles: a real interval to compare
     # Means differ by Monte-Carlo noise only: SE of a difference of two means is spread·√(2/R).
-    assert (np.abs(samples.mean(axis=0) - arena.mean(axis=0)) < 4 * spread * np.sqrt(2 / rounds)).all()
+    assert (
+        np.abs(samples.mean(axis=0) - arena.mean(axis=0)) < 4 * spread * np.sqrt(2 / rounds)
+    ).all()
     # Spreads agree to sampling error (a std's relative SE is 1/√(2R) ≈ 2 % at R = 1000).
     np.testing.assert_allclose(samples.std(axis=0) / spread, 1.0, atol=0.15)
     # And so do the 95 % bounds the board shows (quantiles are noisier: half a spread).
@@ -179,7 +221,9 @@ def test_the_sql_counts_honour_every_filter_of_project_votes(real_data):
 
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
-    assert project_pair_counts(project, VoteFilter(sources=("human",))).total == 0  # PRD votes are imported
+    assert (
+        project_pair_counts(project, VoteFilter(sources=("human",))).total == 0
+    )  # PRD votes are imported
     without_ties = project_pair_counts(project, VoteFilter(exclude_ties=True))
     assert without_ties.total == 7040 - 804 and without_ties.ties == 0
     # One vote less in the queryset is one battle less in the counts.

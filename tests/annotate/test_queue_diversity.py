@@ -1,5 +1,6 @@
 """Queue diversity: an annotator never gets a third comparison of one prompt in a row while another
 prompt has work (both engines: the ORM path on SQLite, the prepared statements on PostgreSQL)."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,12 +22,20 @@ def round_of_one_prompt(project, *, answers: int) -> Prompt:
     """One prompt with `answers` completions and every pair of them as a comparison (K=4 → 6 pairs)."""
     n = next(_n)
     prompt = Prompt.objects.create(project=project, key=f"div{n}", text=f"Question {n}?")
-    completions = [Completion.objects.create(prompt=prompt, key=f"c{n}-{i}", model_name=f"m{i}", text=f"Answer {i}.")
-                   for i in range(answers)]
+    completions = [
+        Completion.objects.create(
+            prompt=prompt, key=f"c{n}-{i}", model_name=f"m{i}", text=f"Answer {i}."
+        )
+        for i in range(answers)
+    ]
     for a, b in itertools.combinations(completions, 2):
         comparison = Comparison.objects.create(project=project, prompt=prompt, key=f"{a.pk}-{b.pk}")
-        ComparisonItem.objects.bulk_create([ComparisonItem(comparison=comparison, completion=a, position=0),
-                                            ComparisonItem(comparison=comparison, completion=b, position=1)])
+        ComparisonItem.objects.bulk_create(
+            [
+                ComparisonItem(comparison=comparison, completion=a, position=0),
+                ComparisonItem(comparison=comparison, completion=b, position=1),
+            ]
+        )
     return prompt
 
 
@@ -37,8 +46,12 @@ def vote_through(annotator, project, count: int) -> list[int]:
         result = next_comparison(annotator=annotator, project=project)
         assert result.assignment is not None, result.reason
         prompts.append(result.assignment.comparison.prompt_id)
-        record_vote(annotator=annotator, assignment_id=result.assignment.pk, votes=[VoteInput(choice="a")],
-                    idempotency_key=str(uuid.uuid4()))
+        record_vote(
+            annotator=annotator,
+            assignment_id=result.assignment.pk,
+            votes=[VoteInput(choice="a")],
+            idempotency_key=str(uuid.uuid4()),
+        )
     return prompts
 
 
@@ -49,7 +62,9 @@ def longest_run(values: list[int]) -> int:
 def test_an_annotator_never_gets_one_prompt_three_times_in_a_row_while_others_have_work():
     annotator = make_user()
     project = make_project(annotators=[annotator], overlap_target=1)
-    first = round_of_one_prompt(project, answers=4)  # 6 pairs, created first: the plain order gives them back to back
+    first = round_of_one_prompt(
+        project, answers=4
+    )  # 6 pairs, created first: the plain order gives them back to back
     second = round_of_one_prompt(project, answers=4)
     prompts = vote_through(annotator, project, 12)
     f, s = first.pk, second.pk
@@ -74,5 +89,7 @@ def test_diversity_counts_the_lease_on_screen_too():
     second = round_of_one_prompt(project, answers=3)
     a = next_comparison(annotator=annotator, project=project).assignment
     b = next_comparison(annotator=annotator, project=project, exclude_assignments=[a.pk]).assignment
-    c = next_comparison(annotator=annotator, project=project, exclude_assignments=[a.pk, b.pk]).assignment
+    c = next_comparison(
+        annotator=annotator, project=project, exclude_assignments=[a.pk, b.pk]
+    ).assignment
     assert [x.comparison.prompt_id for x in (a, b, c)] == [first.pk, first.pk, second.pk]

@@ -3,6 +3,7 @@
 Every test here runs twice: through annotate.fast_api's middleware (token requests with a JSON
 body) and through the DRF views alone (the middleware taken out), and both must answer alike.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -79,7 +80,9 @@ def test_exclude_and_overlap_hold_and_the_queue_runs_dry(path, api):
     client = api(annotator)
     taken_by_other = lease(api(other), project)  # one comparison's only slot is leased away
     first = lease(client, project)
-    held = client.post(f"/api/projects/{project.pk}/next/", {"exclude": [first["assignment_id"]]}, format="json").json()
+    held = client.post(
+        f"/api/projects/{project.pk}/next/", {"exclude": [first["assignment_id"]]}, format="json"
+    ).json()
     held_id = held["assignment"]["assignment_id"]  # the prefetched one, on the page
     answer = vote(client, first["assignment_id"], exclude=[held_id]).json()
     # Nothing is left but the held lease (excluded) and the other annotator's slot (full).
@@ -88,7 +91,9 @@ def test_exclude_and_overlap_hold_and_the_queue_runs_dry(path, api):
     assert again["next"] == {"assignment": None, "reason": "complete"}
     slots = {c.pk: c.votes_done + c.leases_open for c in Comparison.objects.all()}
     assert set(slots.values()) == {1}
-    assert Assignment.objects.get(pk=taken_by_other["assignment_id"]).state == Assignment.State.LEASED
+    assert (
+        Assignment.objects.get(pk=taken_by_other["assignment_id"]).state == Assignment.State.LEASED
+    )
 
 
 def test_a_replayed_vote_returns_the_stored_vote_and_resumes_the_same_next_lease(path, api):
@@ -104,18 +109,24 @@ def test_a_replayed_vote_returns_the_stored_vote_and_resumes_the_same_next_lease
     assert replay["replayed"] is True and replay["votes"] == original["votes"]
     # The retry's next is the lease the first answer handed out (resumed), not a second one.
     assert replay["next"]["reason"] == "resumed"
-    assert replay["next"]["assignment"]["assignment_id"] == original["next"]["assignment"]["assignment_id"]
+    assert (
+        replay["next"]["assignment"]["assignment_id"]
+        == original["next"]["assignment"]["assignment_id"]
+    )
     assert Vote.objects.count() == 1
     assert Assignment.objects.filter(state=Assignment.State.LEASED).count() == 1
 
 
-@pytest.mark.parametrize("query, body, field", [
-    ("?next=maybe", {}, "next"),
-    ("?next=1", {"exclude": "3"}, "exclude"),
-    ("?next=1", {"exclude": list(range(11))}, "exclude"),
-    ("?next=1", {"choice": "sideways"}, "votes[overall].choice"),
-    ("?next=1", {"time_spent_ms": -1}, "time_spent_ms"),
-])
+@pytest.mark.parametrize(
+    "query, body, field",
+    [
+        ("?next=maybe", {}, "next"),
+        ("?next=1", {"exclude": "3"}, "exclude"),
+        ("?next=1", {"exclude": list(range(11))}, "exclude"),
+        ("?next=1", {"choice": "sideways"}, "votes[overall].choice"),
+        ("?next=1", {"time_spent_ms": -1}, "time_spent_ms"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(path, api, query, body, field):
     annotator = make_user()
     project = make_project(annotators=[annotator])
@@ -137,12 +148,16 @@ def error_answers(client, project, assignment_id: int) -> list[tuple[int, dict]]
         vote(client, assignment_id),  # already voted
         vote(client, 10**9),  # not found
         client.post(url, b'{"choice": ', content_type="application/json"),  # broken JSON
-        client.post(url, b'{"choice": "a", "rationale": "\\u0000"}', content_type="application/json"),
+        client.post(
+            url, b'{"choice": "a", "rationale": "\\u0000"}', content_type="application/json"
+        ),
         client.post(f"/api/projects/{10**9}/next/", {}, format="json"),  # not a member
     ]
     stranger = APIClient()  # (an APIClient's own credentials would override the header)
-    answers += [stranger.post(url, {"choice": "a"}, format="json", HTTP_AUTHORIZATION=header)
-                for header in ("Token not-a-token", "Token", "")]
+    answers += [
+        stranger.post(url, {"choice": "a"}, format="json", HTTP_AUTHORIZATION=header)
+        for header in ("Token not-a-token", "Token", "")
+    ]
     return [(r.status_code, r.json()) for r in answers]
 
 
@@ -171,7 +186,9 @@ def test_a_deleted_token_or_a_deactivated_user_is_refused_at_once(path, api):
     annotator.is_active = False
     annotator.save()
     response = client.post(f"/api/projects/{project.pk}/next/", {}, format="json")
-    assert response.status_code == 401 and response.json() == {"detail": "User inactive or deleted."}
+    assert response.status_code == 401 and response.json() == {
+        "detail": "User inactive or deleted."
+    }
 
 
 def test_the_page_session_still_needs_csrf_and_gets_next_too(path):

@@ -1,4 +1,5 @@
 """Browser tests run in Debian's chromium (Playwright cannot download browsers here)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The live server of the browser tests: Channels' daphne process, set up like the test process."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,9 @@ def _server_setup():
 
 class _ServerProcess(DaphneProcess):
     def __init__(self, host, get_application, kwargs=None, setup=None, teardown=None, port=None):
-        super().__init__(host, get_application, kwargs, setup=_server_setup, teardown=teardown, port=port)
+        super().__init__(
+            host, get_application, kwargs, setup=_server_setup, teardown=teardown, port=port
+        )
 
     def start(self):
         # Fork with no database connection open. SQLite keeps per-process state about open files
@@ -46,7 +49,14 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         self.browser = browser
         self.artifacts = artifacts_dir
 
-    def new_page(self, viewport, *, fail_on_js_errors: bool = True, fail_on_csp_violations: bool = True, **context_options):
+    def new_page(
+        self,
+        viewport,
+        *,
+        fail_on_js_errors: bool = True,
+        fail_on_csp_violations: bool = True,
+        **context_options,
+    ):
         context = self.browser.new_context(viewport=viewport, **context_options)
         self.addCleanup(context.close)
         page = context.new_page()
@@ -58,10 +68,19 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         # style, an eval, a connection elsewhere. A page that needs one is broken in production.
         page.csp_violations = violations = []
         page.add_init_script(CSP_LISTENER)
-        page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text and violations.append(message.text)
+            ),
+        )
         page.expose_function("__prefloopCspViolation", lambda text: violations.append(text))
         if fail_on_csp_violations:
-            self.addCleanup(lambda: self.assertEqual(violations, [], "Content-Security-Policy violations on the page"))
+            self.addCleanup(
+                lambda: self.assertEqual(
+                    violations, [], "Content-Security-Policy violations on the page"
+                )
+            )
         return page
 
 

@@ -1,4 +1,5 @@
 """The researcher's dashboard updates over the websocket when another annotator votes; no reload."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,7 +24,9 @@ class DashboardLiveTests(BrowserTestCase):
     def test_researchers_progress_count_updates_live_after_another_annotator_votes(self):
         researcher = make_user("res-live", role=User.Role.RESEARCHER)
         annotator, other = make_user("ann-live"), make_user("ann-idle")
-        project = sample_project(annotators=[annotator, other], researchers=[researcher], name="Sample questions")
+        project = sample_project(
+            annotators=[annotator, other], researchers=[researcher], name="Sample questions"
+        )
 
         dashboard = self.new_page({"width": 1280, "height": 800})
         sign_in(dashboard, self.live_server_url, researcher.username)
@@ -44,8 +47,12 @@ class DashboardLiveTests(BrowserTestCase):
 
         expect(dashboard.locator("#votes-done")).to_have_text("2", timeout=5000)
         expect(dashboard.locator('tr[data-annotator="ann-live"] .votes')).to_have_text("2")
-        self.assertTrue(dashboard.evaluate("() => window.__sameDocument === true"), "updated without a reload")
-        self.assertGreaterEqual(int(dashboard.evaluate("() => document.documentElement.dataset.liveUpdates")), 2)
+        self.assertTrue(
+            dashboard.evaluate("() => window.__sameDocument === true"), "updated without a reload"
+        )
+        self.assertGreaterEqual(
+            int(dashboard.evaluate("() => document.documentElement.dataset.liveUpdates")), 2
+        )
         self.assertTrue(on_screen(voter))
         dashboard.screenshot(path=self.artifacts / "screenshots" / "dashboard.png", full_page=True)
 

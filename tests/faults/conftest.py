@@ -1,4 +1,5 @@
 """Fixtures for the fault tests: a database URL for subprocesses and a log folder."""
+
 from __future__ import annotations
 
 import pytest

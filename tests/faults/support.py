@@ -3,6 +3,7 @@ web UI (same idempotency key), process lookup for kill -9, a throwaway PostgreSQ
 `python -m tests.faults.support seed|verify` entry point for databases the test process does not
 own. Only the standard library on the client side: the clients must not share Django's state.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -28,15 +29,21 @@ __all__ = ["free_port", "stop_process_group"]  # used by the fault tests from he
 def server_env(database_url: str, **extra: str) -> dict:
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="prefloop.settings", DJANGO_DEBUG="0",
-        PYTHONUNBUFFERED="1", LOG_LEVEL="ERROR", **extra,
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="prefloop.settings",
+        DJANGO_DEBUG="0",
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="ERROR",
+        **extra,
     )
     return env
 
 
 def start_server(*, port: int, env: dict, log: Path, workers: int = 2) -> subprocess.Popen:
     """uvicorn with a supervisor and `workers` worker processes (the production server)."""
-    command = uvicorn_command(port, workers=workers, extra=["--no-access-log", "--log-level", "warning"])
+    command = uvicorn_command(
+        port, workers=workers, extra=["--no-access-log", "--log-level", "warning"]
+    )
     return start_process(command, env=env, log=log.open("wb"))
 
 
@@ -64,8 +71,9 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.1, what: str = 
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-def http_json(port: int, method: str, path: str, token: str, body: dict | None = None,
-              timeout: float = 10.0) -> tuple[int, dict | None]:
+def http_json(
+    port: int, method: str, path: str, token: str, body: dict | None = None, timeout: float = 10.0
+) -> tuple[int, dict | None]:
     """One request on a fresh connection; raises OSError/HTTPException when the server drops it."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -99,16 +107,27 @@ class VotingLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def vote_until(*, port: int, token: str, project_id: int, stop: threading.Event, log: VotingLog,
-               give_up_s: float = 60.0) -> None:
+def vote_until(
+    *,
+    port: int,
+    token: str,
+    project_id: int,
+    stop: threading.Event,
+    log: VotingLog,
+    give_up_s: float = 60.0,
+) -> None:
     """next + vote until `stop` or no work; every failure is retried, a vote with the same key.
 
     A retry is what the web UI does after a dropped connection or a 5xx: the key makes the
     second submission a replay of the first if the first was committed.
     """
     while not stop.is_set():
-        status, body = _retrying(lambda: http_json(port, "POST", f"/api/projects/{project_id}/next/", token, {}),
-                                 log, give_up_s, ok=(200,))
+        status, body = _retrying(
+            lambda: http_json(port, "POST", f"/api/projects/{project_id}/next/", token, {}),
+            log,
+            give_up_s,
+            ok=(200,),
+        )
         if status is None or body["assignment"] is None:
             return
         assignment_id = body["assignment"]["assignment_id"]
@@ -116,8 +135,11 @@ def vote_until(*, port: int, token: str, project_id: int, stop: threading.Event,
         vote = {"choice": "a", "idempotency_key": key}
         status, _ = _retrying(
             lambda assignment_id=assignment_id, vote=vote: http_json(
-                port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote),
-            log, give_up_s, ok=(200, 201),
+                port, "POST", f"/api/assignments/{assignment_id}/vote/", token, vote
+            ),
+            log,
+            give_up_s,
+            ok=(200, 201),
         )
         if status is None:
             return
@@ -178,22 +200,48 @@ class ThrowawayPostgres:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self.as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.folder)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd=self.folder
+        )
         if done.returncode:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stdout}{done.stderr}")
         return done
 
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self._pg_ctl("start")
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "prefloop")
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         # fsync off: a clean shutdown (what `restart -m fast` does) writes everything anyway.
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.folder}"
-                   " -c fsync=off -c max_connections=60")
-        self._run("pg_ctl", action, "-D", str(self.data), "-w", "-t", "60", "-o", options,
-                  "-l", str(self.folder / "server.log"), *extra)
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.folder}"
+            " -c fsync=off -c max_connections=60"
+        )
+        self._run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "server.log"),
+            *extra,
+        )
 
     def restart(self) -> None:
         self._pg_ctl("restart", "-m", "fast")
@@ -211,13 +259,17 @@ class ThrowawayPostgres:
 
 def run_support(mode: str, database_url: str, *args: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.faults.support", mode, *args], cwd=ROOT, env=server_env(database_url),
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "tests.faults.support", mode, *args],
+        cwd=ROOT,
+        env=server_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
     if done.returncode or line is None:
         raise RuntimeError(f"support {mode} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def seed(annotators: int, comparisons: int, overlap: int) -> dict:
@@ -226,7 +278,9 @@ def seed(annotators: int, comparisons: int, overlap: int) -> dict:
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # users are made by the dozen
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher"
+    ]  # users are made by the dozen
 
     from tests.factories import make_comparisons, make_project, make_user
 
@@ -244,7 +298,9 @@ def verify(project_id: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute(
             "select v.idempotency_key from annotate_vote v join annotate_comparison c on c.id = v.comparison_id"
-            " where c.project_id = %s", [project_id])
+            " where c.project_id = %s",
+            [project_id],
+        )
         keys = [row[0] for row in cursor.fetchall()]
         cursor.execute(
             """
@@ -256,9 +312,16 @@ def verify(project_id: int) -> dict:
             left join (select comparison_id, count(*) n from annotate_assignment where state = 'leased'
                        group by comparison_id) a on a.comparison_id = c.id
             where c.project_id = %s
-            """, [project_id])
+            """,
+            [project_id],
+        )
         over_by_counters, over_by_rows, drift = cursor.fetchone()
-    return {"keys": keys, "over_by_counters": over_by_counters, "over_by_rows": over_by_rows, "counter_drift": drift}
+    return {
+        "keys": keys,
+        "over_by_counters": over_by_counters,
+        "over_by_rows": over_by_rows,
+        "counter_drift": drift,
+    }
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ running it again imports everything. An export writes `<name>.partial` and renam
 complete: killed mid-way, nothing exists under the final name, and a rerun produces a complete
 file whose manifest matches it.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,19 @@ def manage(*args: str) -> list[str]:
 def write_pairs(path, count: int) -> None:
     with open(path, "w", encoding="utf-8") as out:
         for i in range(count):
-            out.write(json.dumps({
-                "prompt": f"Question {i}: which answer is kinder?", "response_a": f"Answer A to {i}. " * 8,
-                "response_b": f"Answer B to {i}. " * 8, "model_a": "m-a", "model_b": "m-b", "winner": "ab"[i % 2],
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "prompt": f"Question {i}: which answer is kinder?",
+                        "response_a": f"Answer A to {i}. " * 8,
+                        "response_b": f"Answer B to {i}. " * 8,
+                        "model_a": "m-a",
+                        "model_b": "m-b",
+                        "winner": "ab"[i % 2],
+                    }
+                )
+                + "\n"
+            )
 
 
 def import_is_writing() -> bool:
@@ -43,29 +53,41 @@ def import_is_writing() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
-            " and xact_start is not null and query ilike %s", ['%insert into "annotate_%'])
+            " and xact_start is not null and query ilike %s",
+            ['%insert into "annotate_%'],
+        )
         return cursor.fetchone()[0] > 0
 
 
 def no_other_transaction() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("select count(*) from pg_stat_activity where datname = current_database()"
-                       " and pid <> pg_backend_pid() and xact_start is not null")
+        cursor.execute(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and pid <> pg_backend_pid() and xact_start is not null"
+        )
         return cursor.fetchone()[0] == 0
 
 
 def project_rows(project) -> tuple[int, int, int, int]:
-    return (Prompt.objects.filter(project=project).count(), Completion.objects.filter(prompt__project=project).count(),
-            Comparison.objects.filter(project=project).count(), Vote.objects.filter(comparison__project=project).count())
+    return (
+        Prompt.objects.filter(project=project).count(),
+        Completion.objects.filter(prompt__project=project).count(),
+        Comparison.objects.filter(project=project).count(),
+        Vote.objects.filter(comparison__project=project).count(),
+    )
 
 
-def test_an_import_killed_while_writing_leaves_nothing_and_a_rerun_imports_everything(subprocess_database_url, tmp_path):
+def test_an_import_killed_while_writing_leaves_nothing_and_a_rerun_imports_everything(
+    subprocess_database_url, tmp_path
+):
     project = make_project(name="fault-import")
     source = tmp_path / "pairs.jsonl"
     write_pairs(source, PAIRS)
     env = server_env(subprocess_database_url)
     command = manage("import_data", str(source), "--project", project.name)
-    importer = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    importer = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_until(import_is_writing, timeout=120, interval=0.05, what="the import writing rows")
     os.kill(importer.pid, signal.SIGKILL)
     importer.wait(timeout=10)
@@ -77,19 +99,29 @@ def test_an_import_killed_while_writing_leaves_nothing_and_a_rerun_imports_every
     assert project_rows(project) == (PAIRS, 2 * PAIRS, PAIRS, PAIRS)
 
 
-def test_an_export_killed_mid_write_leaves_no_file_under_its_name_and_a_rerun_completes(subprocess_database_url, tmp_path):
+def test_an_export_killed_mid_write_leaves_no_file_under_its_name_and_a_rerun_completes(
+    subprocess_database_url, tmp_path
+):
     project = make_project(name="fault-export")
     source = tmp_path / "pairs.jsonl"
     write_pairs(source, PAIRS)
     env = server_env(subprocess_database_url)
-    done = subprocess.run(manage("import_data", str(source), "--project", project.name), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        manage("import_data", str(source), "--project", project.name),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
     out = tmp_path / "export" / "votes.jsonl"
     command = manage("export_dataset", "--project", project.name, "--raw", "--out", str(out))
     partial = out.with_name(out.name + ".partial")
-    exporter = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exporter = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     # The temp file is opened before the first row is read: from then on the export is under way.
     wait_until(partial.exists, timeout=120, interval=0.005, what="the export writing")
     os.kill(exporter.pid, signal.SIGKILL)

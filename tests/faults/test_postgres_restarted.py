@@ -4,6 +4,7 @@ with the same idempotency key, and every acknowledged vote is stored exactly onc
 The restart happens on a throwaway cluster this test creates (initdb + pg_ctl on a free port),
 never on the server other tests use.
 """
+
 from __future__ import annotations
 
 import threading
@@ -33,7 +34,9 @@ COMPARISONS = 50
 def cluster():
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (initdb, pg_ctl) to start a throwaway cluster")
+        pytest.skip(
+            "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (initdb, pg_ctl) to start a throwaway cluster"
+        )
     postgres = ThrowawayPostgres(bin_dir)
     try:
         postgres.start()
@@ -45,13 +48,24 @@ def cluster():
 def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster, tmp_path):
     seeded = run_support("seed", cluster.url, str(CLIENTS), str(COMPARISONS), "3")
     port = free_port()
-    server = start_server(port=port, env=server_env(cluster.url), log=tmp_path / "server.log", workers=2)
+    server = start_server(
+        port=port, env=server_env(cluster.url), log=tmp_path / "server.log", workers=2
+    )
     stop, log = threading.Event(), VotingLog()
     try:
         wait_until(lambda: server_answers(port), timeout=60, what="server up")
         threads = [
-            threading.Thread(target=vote_until, kwargs=dict(
-                port=port, token=token, project_id=seeded["project_id"], stop=stop, log=log, give_up_s=90))
+            threading.Thread(
+                target=vote_until,
+                kwargs=dict(
+                    port=port,
+                    token=token,
+                    project_id=seeded["project_id"],
+                    stop=stop,
+                    log=log,
+                    give_up_s=90,
+                ),
+            )
             for token in seeded["tokens"]
         ]
         for thread in threads:
@@ -60,7 +74,11 @@ def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster,
         retries_before = log.retries
         cluster.restart()
         acked_at_restart = len(log.acked)
-        wait_until(lambda: len(log.acked) >= acked_at_restart + 20, timeout=90, what="voting resumed after the restart")
+        wait_until(
+            lambda: len(log.acked) >= acked_at_restart + 20,
+            timeout=90,
+            what="voting resumed after the restart",
+        )
         for thread in threads:
             thread.join(timeout=180)
         assert not any(thread.is_alive() for thread in threads)
@@ -73,4 +91,6 @@ def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster,
     assert len(log.acked) == len(set(log.acked)) == COMPARISONS * 3
     assert sorted(stored["keys"]) == sorted(log.acked)  # each acknowledged key once, nothing else
     assert stored["over_by_counters"] == stored["over_by_rows"] == stored["counter_drift"] == 0
-    print(f"{log.retries - retries_before} requests retried across the restart; {len(log.acked)} votes acknowledged")
+    print(
+        f"{log.retries - retries_before} requests retried across the restart; {len(log.acked)} votes acknowledged"
+    )

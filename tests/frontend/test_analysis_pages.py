@@ -1,4 +1,5 @@
 """Leaderboard and quality pages of the dashboard: researchers only, numbers drawn, names escaped."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,7 @@ from annotate.services.voting import VoteInput, record_vote
 from tests.factories import make_comparisons, make_project, make_user
 
 pytestmark = pytest.mark.django_db
-EVIL = '<script>window.__xss=1</script>'
+EVIL = "<script>window.__xss=1</script>"
 
 
 @pytest.fixture
@@ -19,9 +20,14 @@ def voted(client):
     project = make_project(annotators=annotators, researchers=[researcher], overlap_target=2)
     make_comparisons(project, 4, models=("good-model", EVIL))
     for annotator in annotators:
-        while (assignment := next_comparison(annotator=annotator, project=project).assignment):
-            record_vote(annotator=annotator, assignment_id=assignment.pk, idempotency_key=f"k{assignment.pk}",
-                        votes=[VoteInput(aspect="overall", choice="a")], time_spent_ms=4000)
+        while assignment := next_comparison(annotator=annotator, project=project).assignment:
+            record_vote(
+                annotator=annotator,
+                assignment_id=assignment.pk,
+                idempotency_key=f"k{assignment.pk}",
+                votes=[VoteInput(aspect="overall", choice="a")],
+                time_spent_ms=4000,
+            )
     return project, researcher, annotators[0]
 
 

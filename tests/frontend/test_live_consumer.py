@@ -1,4 +1,5 @@
 """The dashboard websocket: only the project's researchers (and admins) connect; votes push updates."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def communicator(project_id: int, user=None) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/projects/{project_id}/progress/")
+    comm = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/projects/{project_id}/progress/"
+    )
     if user is not None:
         comm.scope["user"] = user
     return comm
@@ -60,7 +63,12 @@ def test_researcher_gets_the_fragment_on_connect_and_again_after_a_vote():
 
     def cast_vote():
         assignment = next_comparison(annotator=annotator, project=project).assignment
-        record_vote(annotator=annotator, assignment_id=assignment.pk, votes=[VoteInput(aspect="overall", choice="b")], idempotency_key="live-1")
+        record_vote(
+            annotator=annotator,
+            assignment_id=assignment.pk,
+            votes=[VoteInput(aspect="overall", choice="b")],
+            idempotency_key="live-1",
+        )
 
     async def session():
         comm = communicator(project.pk, researcher)

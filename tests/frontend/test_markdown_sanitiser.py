@@ -1,4 +1,5 @@
 """The Markdown renderer never lets model or user text carry live HTML, handlers or script URLs."""
+
 from __future__ import annotations
 
 from html.parser import HTMLParser
@@ -25,7 +26,20 @@ XSS_PAYLOADS = {
     "image with javascript": "![x](javascript:window.__xss=1)",
 }
 
-DANGEROUS_TAGS = {"script", "img", "svg", "iframe", "math", "style", "object", "embed", "details", "form", "input", "mglyph"}
+DANGEROUS_TAGS = {
+    "script",
+    "img",
+    "svg",
+    "iframe",
+    "math",
+    "style",
+    "object",
+    "embed",
+    "details",
+    "form",
+    "input",
+    "mglyph",
+}
 
 
 class _Collector(HTMLParser):
@@ -49,7 +63,9 @@ def test_xss_payload_renders_without_live_tags_handlers_or_script_urls(payload):
     for tag, attrs in parsed_tags(html):
         assert tag not in DANGEROUS_TAGS, html
         assert not any(name.startswith("on") for name in attrs), html
-        assert set(attrs) <= {"href", "title", "class", "target", "rel", "start"}, html  # no style="": the CSP blocks it
+        assert set(attrs) <= {"href", "title", "class", "target", "rel", "start"}, (
+            html
+        )  # no style="": the CSP blocks it
         href = (attrs.get("href") or "").strip().lower()
         assert not href.startswith(("javascript:", "data:", "vbscript:")), html
 
@@ -79,7 +95,12 @@ def test_sanitiser_alone_strips_scripts_handlers_and_foreign_schemes():
     html = sanitize_html(
         '<p onclick="x()">hi<script>x()</script><a href="javascript:x()">a</a><a href="ftp://h/f">f</a></p>'
     )
-    assert "onclick" not in html and "<script" not in html and "javascript:" not in html and "ftp:" not in html
+    assert (
+        "onclick" not in html
+        and "<script" not in html
+        and "javascript:" not in html
+        and "ftp:" not in html
+    )
     assert html.startswith("<p>hi")
 
 

@@ -1,4 +1,5 @@
 """Fixtures for the job system: a private job folder, and subprocess workers on the test database."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ def start_process(tmp_path):
 
     def start(args: list[str], env: dict) -> subprocess.Popen:
         log = tmp_path / f"proc-{len(started)}.log"
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        )
         proc.log_path = log
         started.append((proc, log))
         return proc
@@ -70,7 +73,9 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
-def wait_until(predicate, *, timeout: float, interval: float = 0.1, proc: subprocess.Popen | None = None):
+def wait_until(
+    predicate, *, timeout: float, interval: float = 0.1, proc: subprocess.Popen | None = None
+):
     """Poll until predicate() is truthy; fail with the process's log when it takes too long or dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +83,9 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.1, proc: subpro
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"worker exited with {proc.returncode}:\n{proc.log_path.read_text()[-3000:]}")
+            pytest.fail(
+                f"worker exited with {proc.returncode}:\n{proc.log_path.read_text()[-3000:]}"
+            )
         time.sleep(interval)
     log = proc.log_path.read_text()[-3000:] if proc is not None else ""
     pytest.fail(f"condition not met within {timeout} s\n{log}")

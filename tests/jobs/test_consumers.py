@@ -1,4 +1,5 @@
 """Websocket progress: only people who may see the job connect; they get live updates."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,7 +39,11 @@ def setup():
 @pytest.mark.parametrize("who", ["anonymous", "annotator", "stranger"])
 def test_people_who_may_not_see_the_job_are_refused(setup, who):
     researcher, annotator, project, job = setup
-    user = {"anonymous": AnonymousUser(), "annotator": annotator, "stranger": make_user(role=User.Role.RESEARCHER)}[who]
+    user = {
+        "anonymous": AnonymousUser(),
+        "annotator": annotator,
+        "stranger": make_user(role=User.Role.RESEARCHER),
+    }[who]
 
     async def connect():
         comm = communicator(f"/ws/jobs/{job.pk}/", user)
@@ -66,8 +71,16 @@ def test_a_researcher_receives_progress_as_the_job_reports_it(setup):
         return first, update, project_update
 
     first, update, project_update = run_async(watch)
-    assert first == {"type": "job.progress", "job": {"id": job.pk, "kind": "selftest.sleep", "status": "running",
-                                                    "progress": 0.0, "message": ""}}
+    assert first == {
+        "type": "job.progress",
+        "job": {
+            "id": job.pk,
+            "kind": "selftest.sleep",
+            "status": "running",
+            "progress": 0.0,
+            "message": "",
+        },
+    }
     assert update["job"]["progress"] == 0.25 and update["job"]["message"] == "loading votes"
     assert project_update == update
 

@@ -1,4 +1,5 @@
 """The job system's modules (and the Celery app) load without torch."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """Real worker processes against the test database: db_worker (batch and killed) and Celery."""
+
 from __future__ import annotations
 
 import json
@@ -24,16 +25,27 @@ def test_db_worker_runs_queued_jobs_to_the_end(worker_env, job_dir):
 
     user = make_user()
     project = make_project(researchers=[user])
-    ok = enqueue_job(kind="selftest.sleep", params={"seconds": 0.2, "steps": 4, "artifact": True}, project=project, user=user)
+    ok = enqueue_job(
+        kind="selftest.sleep",
+        params={"seconds": 0.2, "steps": 4, "artifact": True},
+        project=project,
+        user=user,
+    )
     bad = enqueue_job(kind="selftest.sleep", params={"seconds": 0.1, "steps": 2, "fail": True})
     done = subprocess.run(
         manage("db_worker", "--batch", "--no-startup-delay", "--no-reload"),
-        env=worker_env, capture_output=True, text=True, timeout=60,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     ok.refresh_from_db(), bad.refresh_from_db()
     assert ok.status == Job.Status.SUCCEEDED, ok.error
-    assert ok.result == {"steps_done": 4, "artifact": str(job_dir / f"job-{ok.pk}" / "artifact.json")}
+    assert ok.result == {
+        "steps_done": 4,
+        "artifact": str(job_dir / f"job-{ok.pk}" / "artifact.json"),
+    }
     assert ok.worker.startswith("db:") and ok.progress == 1.0
     assert json.loads((job_dir / f"job-{ok.pk}" / "artifact.json").read_text())["job"] == ok.pk
     assert bad.status == Job.Status.FAILED and "selftest failure requested" in bad.error
@@ -83,12 +95,31 @@ def test_celery_worker_runs_a_job_from_the_redis_queue(worker_env, start_process
     settings.CELERY_BROKER_URL = broker
     env = {**worker_env, "PREFLOOP_JOB_BACKEND": "celery", "CELERY_BROKER_URL": broker}
     worker = start_process(
-        [sys.executable, "-m", "celery", "-A", "prefloop", "worker", "--pool", "solo", "-Q", queue,
-         "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "prefloop",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
         env,
     )
     try:
-        job = enqueue_job(kind="selftest.sleep", params={"seconds": 0.3, "steps": 3, "queue": queue})
+        job = enqueue_job(
+            kind="selftest.sleep", params={"seconds": 0.3, "steps": 3, "queue": queue}
+        )
 
         def finished():
             job.refresh_from_db()

@@ -1,4 +1,5 @@
 """Rows for the judging tests: human votes and judge verdicts written as the app writes them."""
+
 from __future__ import annotations
 
 from annotate.models import Comparison, Vote
@@ -17,15 +18,40 @@ def human_vote(comparison: Comparison, user, label: str, *, aspect: str = "overa
     first, second = sides(comparison)
     winner, loser = {"first": (first, second), "second": (second, first)}.get(label, (None, None))
     choice = {"first": "a", "second": "b", "tie": "tie"}[label]
-    return Vote.objects.create(comparison=comparison, annotator=user, aspect=aspect, choice=choice,
-                               shown_order=[first, second], winner_id=winner, loser_id=loser)
+    return Vote.objects.create(
+        comparison=comparison,
+        annotator=user,
+        aspect=aspect,
+        choice=choice,
+        shown_order=[first, second],
+        winner_id=winner,
+        loser_id=loser,
+    )
 
 
-def judge_verdict(comparison: Comparison, judge, verdict: str, picks: str, *, consistent: bool = True,
-                  aspect: str = "overall", probabilities: dict | None = None) -> JudgeVerdict:
+def judge_verdict(
+    comparison: Comparison,
+    judge,
+    verdict: str,
+    picks: str,
+    *,
+    consistent: bool = True,
+    aspect: str = "overall",
+    probabilities: dict | None = None,
+) -> JudgeVerdict:
     """picks: the letters of order 1 and order 2, e.g. "AB" (both orders chose the first answer)."""
     first, second = sides(comparison)
     return JudgeVerdict.objects.create(
-        comparison=comparison, aspect=aspect, judge=judge, judge_label=judge.label if judge else "judge",
-        prompt_version="v1", first_id=first, second_id=second, verdict=verdict, consistent=consistent,
-        order1=list(PICKS[picks[0]]), order2=list(PICKS[picks[1]]), probabilities=probabilities or {})
+        comparison=comparison,
+        aspect=aspect,
+        judge=judge,
+        judge_label=judge.label if judge else "judge",
+        prompt_version="v1",
+        first_id=first,
+        second_id=second,
+        verdict=verdict,
+        consistent=consistent,
+        order1=list(PICKS[picks[0]]),
+        order2=list(PICKS[picks[1]]),
+        probabilities=probabilities or {},
+    )

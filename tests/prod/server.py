@@ -3,6 +3,7 @@
 Used by tests/prod and `make prod-smoke`. The server talks to the test process's own PostgreSQL
 test database (so the test can look at what it stored) and to Redis under a throwaway key prefix.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -21,7 +22,9 @@ from urllib.parse import urlparse
 from prefloop.loopback import free_port, start_process, stop_process_group, uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(18200, 18300)  # this suite's own range (see the contributors' notes); any free one else
+PORTS = range(
+    18200, 18300
+)  # this suite's own range (see the contributors' notes); any free one else
 
 
 def redis_url() -> str:
@@ -31,7 +34,9 @@ def redis_url() -> str:
 def redis_reachable(url: str) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1) as sock:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1
+        ) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -49,8 +54,11 @@ def production_env(*, database: str, redis: str, workdir: Path, **extra: str) ->
     """What an operator sets (docs/operations.md), with a throwaway secret and key prefixes."""
     run = uuid.uuid4().hex[:12]
     env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "PREFLOOP_", "DATABASE_URL", "REDIS_URL", "CELERY_", "PYTEST_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("DJANGO_", "PREFLOOP_", "DATABASE_URL", "REDIS_URL", "CELERY_", "PYTEST_")
+        )
     }
     env.update(
         DJANGO_SETTINGS_MODULE="prefloop.settings.production",
@@ -70,18 +78,32 @@ def production_env(*, database: str, redis: str, workdir: Path, **extra: str) ->
     return env
 
 
-def manage(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def manage(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and done.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return done
 
 
 def manage_async(env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -97,14 +119,25 @@ class Server:
 
     def start(self, timeout: float = 30) -> Server:
         self.port = self.port or free_port(PORTS)
-        command = uvicorn_command(self.port, workers=self.workers, extra=[
-            "--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-        ])
-        self.process = start_process(command, env=self.env, log=open(self.log, "wb") if self.log else None)
+        command = uvicorn_command(
+            self.port,
+            workers=self.workers,
+            extra=[
+                "--no-server-header",
+                "--proxy-headers",
+                "--forwarded-allow-ips",
+                "127.0.0.1",
+            ],
+        )
+        self.process = start_process(
+            command, env=self.env, log=open(self.log, "wb") if self.log else None
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"uvicorn exited with {self.process.returncode}: {self.log_text()}")
+                raise AssertionError(
+                    f"uvicorn exited with {self.process.returncode}: {self.log_text()}"
+                )
             try:
                 status, _, body = self.request("GET", "/healthz/")
                 if status == 200:
@@ -113,17 +146,28 @@ class Server:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise AssertionError(f"uvicorn did not answer /healthz/ within {timeout} s: {self.log_text()}")
+        raise AssertionError(
+            f"uvicorn did not answer /healthz/ within {timeout} s: {self.log_text()}"
+        )
 
     def stop(self) -> None:
         if self.process:
             stop_process_group(self.process)  # the supervisor and its workers
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
+        return (
+            self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
+        )
 
-    def request(self, method: str, path: str, *, headers: dict | None = None, body: bytes | str | None = None,
-                host: str | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict | None = None,
+        body: bytes | str | None = None,
+        host: str | None = None,
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -168,16 +212,32 @@ class Browser:
         from urllib.parse import urlencode
 
         status, headers, body = self.server.request(
-            "POST", path, body=urlencode(fields),
-            headers=self._headers({"Content-Type": "application/x-www-form-urlencoded",
-                                   "Origin": self.origin, "Referer": f"{self.origin}{path}"}),
+            "POST",
+            path,
+            body=urlencode(fields),
+            headers=self._headers(
+                {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Origin": self.origin,
+                    "Referer": f"{self.origin}{path}",
+                }
+            ),
         )
         self._remember(headers)
         return status, headers, body.decode()
 
 
-def api(server: Server, method: str, path: str, *, token: str | None = None, data=None, headers: dict | None = None,
-        form: dict | None = None, raw: tuple[str, bytes] | None = None):
+def api(
+    server: Server,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    data=None,
+    headers: dict | None = None,
+    form: dict | None = None,
+    raw: tuple[str, bytes] | None = None,
+):
     """A JSON API call as a client behind the proxy would make it: (status, parsed body, headers)."""
     sent = {"X-Forwarded-Proto": "https", "Accept": "application/json", **(headers or {})}
     if token:
@@ -201,14 +261,20 @@ def api(server: Server, method: str, path: str, *, token: str | None = None, dat
     return status, parsed, response_headers
 
 
-def multipart(field_name: str, filename: str, content: bytes, fields: dict[str, str] | None = None) -> tuple[str, bytes]:
+def multipart(
+    field_name: str, filename: str, content: bytes, fields: dict[str, str] | None = None
+) -> tuple[str, bytes]:
     boundary = f"prefloop-{uuid.uuid4().hex}"
     parts = []
     for name, value in (fields or {}).items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
     )
     parts.append(f"--{boundary}--\r\n".encode())
     return f"multipart/form-data; boundary={boundary}", b"".join(parts)

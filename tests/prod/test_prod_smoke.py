@@ -4,6 +4,7 @@
 (throwaway secret, ALLOWED_HOSTS=127.0.0.1) on the test database; the test plays the TLS proxy
 (X-Forwarded-Proto: https) and the clients, and reads what was stored through the ORM.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a long passphrase for the smoke test"
 PROMPTS = "\n".join(
-    json.dumps({"id": f"smoke-{i}", "prompt": f"Question {i}: what is {i} + {i}?",
-                "completions": [{"model": "alpha", "text": f"It is {2 * i}."}, {"model": "beta", "text": f"Maybe {2 * i + 1}."}]})
+    json.dumps(
+        {
+            "id": f"smoke-{i}",
+            "prompt": f"Question {i}: what is {i} + {i}?",
+            "completions": [
+                {"model": "alpha", "text": f"It is {2 * i}."},
+                {"model": "beta", "text": f"Maybe {2 * i + 1}."},
+            ],
+        }
+    )
     for i in range(3)
 ).encode()
 
@@ -47,7 +56,9 @@ def prod(django_db_setup, tmp_path_factory):
     if not redis_reachable(redis):
         pytest.skip(f"Redis not reachable at {redis} (set PREFLOOP_TEST_REDIS_URL)")
     workdir = tmp_path_factory.mktemp("prod")
-    env = production_env(database=database_url(connection.settings_dict), redis=redis, workdir=workdir)
+    env = production_env(
+        database=database_url(connection.settings_dict), redis=redis, workdir=workdir
+    )
     manage(env, "collectstatic", "--noinput", "-v0")
     server = Server(env=env, workers=2, log=workdir / "uvicorn.log").start()
     yield server
@@ -57,7 +68,9 @@ def prod(django_db_setup, tmp_path_factory):
 def invite(prod: Server, *people: tuple[str, str]) -> list[str]:
     """`manage.py invite_user NAME --role ROLE` under the production settings, one process per
     person, side by side; returns the one-time links' paths."""
-    runs = [manage_async(prod.env, "invite_user", username, "--role", role) for username, role in people]
+    runs = [
+        manage_async(prod.env, "invite_user", username, "--role", role) for username, role in people
+    ]
     links = []
     for run in runs:
         out, err = run.communicate(timeout=120)
@@ -78,21 +91,31 @@ def accept_invitation(prod: Server, link: str, password: str = PASSWORD) -> None
     assert status == 200 and 'name="new_password1"' in page
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     status, headers, _ = browser.post_form(
-        form_path, {"csrfmiddlewaretoken": csrf, "new_password1": password, "new_password2": password}
+        form_path,
+        {"csrfmiddlewaretoken": csrf, "new_password1": password, "new_password2": password},
     )
     assert status == 302 and headers["Location"] == "/login/", "the password is set"
 
 
 def token_for(prod: Server, username: str, password: str = PASSWORD) -> str:
-    status, body, _ = api(prod, "POST", "/api/auth/token/", form={"username": username, "password": password})
+    status, body, _ = api(
+        prod, "POST", "/api/auth/token/", form={"username": username, "password": password}
+    )
     assert status == 200, body
     return body["token"]
 
 
 def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
-    researcher_link, annotator_link = invite(prod, ("smoke-researcher", "researcher"), ("smoke-annotator", "annotator"))
+    researcher_link, annotator_link = invite(
+        prod, ("smoke-researcher", "researcher"), ("smoke-annotator", "annotator")
+    )
     # Before the link is used nobody can sign in as the new user: the password is unusable.
-    assert api(prod, "POST", "/api/auth/token/", form={"username": "smoke-annotator", "password": ""})[0] == 400
+    assert (
+        api(prod, "POST", "/api/auth/token/", form={"username": "smoke-annotator", "password": ""})[
+            0
+        ]
+        == 400
+    )
     accept_invitation(prod, researcher_link)
     accept_invitation(prod, annotator_link)
     # The link works once: the password hash it was signed over has changed.
@@ -100,13 +123,29 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
     assert status == 200 and "has been used or has expired" in page
 
     researcher, annotator = token_for(prod, "smoke-researcher"), token_for(prod, "smoke-annotator")
-    status, project, _ = api(prod, "POST", "/api/projects/", token=researcher, data={"name": "Smoke", "overlap_target": 1})
+    status, project, _ = api(
+        prod,
+        "POST",
+        "/api/projects/",
+        token=researcher,
+        data={"name": "Smoke", "overlap_target": 1},
+    )
     assert status == 201, project
-    status, report, _ = api(prod, "POST", f"/api/projects/{project['id']}/imports/", token=researcher,
-                            raw=multipart("file", "prompts.jsonl", PROMPTS, {"format": "prompts-jsonl"}))
+    status, report, _ = api(
+        prod,
+        "POST",
+        f"/api/projects/{project['id']}/imports/",
+        token=researcher,
+        raw=multipart("file", "prompts.jsonl", PROMPTS, {"format": "prompts-jsonl"}),
+    )
     assert status == 201, report
-    status, body, _ = api(prod, "POST", f"/api/projects/{project['id']}/members/", token=researcher,
-                          data={"username": "smoke-annotator", "role": "annotator"})
+    status, body, _ = api(
+        prod,
+        "POST",
+        f"/api/projects/{project['id']}/members/",
+        token=researcher,
+        data={"username": "smoke-annotator", "role": "annotator"},
+    )
     assert status == 201, body
 
     # The researcher's live dashboard socket: it hears about the vote through the Redis channel layer
@@ -114,24 +153,44 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
     with dashboard_socket(prod, "smoke-researcher", project["id"]) as dashboard:
         assert 'id="votes-done">0<' in receive_progress(dashboard)
 
-        status, lease, _ = api(prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={})
+        status, lease, _ = api(
+            prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={}
+        )
         assert status == 200 and lease["assignment"], lease
         assignment = lease["assignment"]["assignment_id"]
         vote = {"choice": "a", "rationale": "A adds up.", "time_spent_ms": 4200}
         key = "6f1c0e9a-0000-4000-8000-00000000beef"
-        status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
-                              headers={"Idempotency-Key": key})
+        status, body, _ = api(
+            prod,
+            "POST",
+            f"/api/assignments/{assignment}/vote/",
+            token=annotator,
+            data=vote,
+            headers={"Idempotency-Key": key},
+        )
         assert status == 201, body
         # A retry with the same key (the other worker may answer it) stores nothing new.
-        status, body, _ = api(prod, "POST", f"/api/assignments/{assignment}/vote/", token=annotator, data=vote,
-                              headers={"Idempotency-Key": key})
+        status, body, _ = api(
+            prod,
+            "POST",
+            f"/api/assignments/{assignment}/vote/",
+            token=annotator,
+            data=vote,
+            headers={"Idempotency-Key": key},
+        )
         assert status == 200 and body["replayed"] is True
 
         stored = Vote.objects.get(idempotency_key=key)
-        assert (stored.annotator.username, stored.choice, stored.rationale, stored.assignment_id) == (
-            "smoke-annotator", "a", "A adds up.", assignment)
+        assert (
+            stored.annotator.username,
+            stored.choice,
+            stored.rationale,
+            stored.assignment_id,
+        ) == ("smoke-annotator", "a", "A adds up.", assignment)
         assert Vote.objects.filter(annotator__username="smoke-annotator").count() == 1
-        status, votes, _ = api(prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher)
+        status, votes, _ = api(
+            prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher
+        )
         assert status == 200 and votes["count"] == 1
         while 'id="votes-done">1<' not in receive_progress(dashboard):
             pass
@@ -142,11 +201,18 @@ def dashboard_socket(prod: Server, username: str, project_id: int):
     browser = Browser(prod)
     _, _, page = browser.get("/login/")
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    status, _, _ = browser.post_form("/login/", {"csrfmiddlewaretoken": csrf, "username": username, "password": PASSWORD})
+    status, _, _ = browser.post_form(
+        "/login/", {"csrfmiddlewaretoken": csrf, "username": username, "password": PASSWORD}
+    )
     assert status == 302 and "sessionid" in browser.cookies
     return connect(
-        f"ws://127.0.0.1:{prod.port}/ws/projects/{project_id}/progress/", origin=browser.origin, proxy=None,
-        additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", "X-Forwarded-Proto": "https"},
+        f"ws://127.0.0.1:{prod.port}/ws/projects/{project_id}/progress/",
+        origin=browser.origin,
+        proxy=None,
+        additional_headers={
+            "Cookie": f"sessionid={browser.cookies['sessionid']}",
+            "X-Forwarded-Proto": "https",
+        },
         open_timeout=10,
     )
 
@@ -161,8 +227,15 @@ def test_pages_carry_the_security_headers(prod):
     status, headers, page = Browser(prod).get("/login/")
     assert status == 200 and "Sign in" in page
     csp = headers["Content-Security-Policy"]
-    for directive in ("default-src 'self'", "script-src 'self';", "style-src 'self';", "object-src 'none'",
-                      "base-uri 'none'", "frame-ancestors 'none'", f"connect-src 'self' wss://127.0.0.1:{prod.port}"):
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self';",
+        "style-src 'self';",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        f"connect-src 'self' wss://127.0.0.1:{prod.port}",
+    ):
         assert directive in csp, (directive, csp)
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
@@ -177,8 +250,14 @@ def test_pages_carry_the_security_headers(prod):
     assert api_headers["X-Content-Type-Options"] == "nosniff"
     # Static files: collected with hashed names and served by WhiteNoise from the workers, compressed.
     stylesheet = re.search(r'href="(/static/frontend/app\.[0-9a-f]{12}\.css)"', page).group(1)
-    status, headers, body = prod.request("GET", stylesheet, headers={"X-Forwarded-Proto": "https", "Accept-Encoding": "gzip"})
-    assert status == 200 and headers["Content-Encoding"] == "gzip" and "immutable" in headers["Cache-Control"]
+    status, headers, body = prod.request(
+        "GET", stylesheet, headers={"X-Forwarded-Proto": "https", "Accept-Encoding": "gzip"}
+    )
+    assert (
+        status == 200
+        and headers["Content-Encoding"] == "gzip"
+        and "immutable" in headers["Cache-Control"]
+    )
     # Plain HTTP (nothing said it came through TLS) is sent to HTTPS.
     status, headers, _ = prod.request("GET", "/login/")
     assert status == 301 and headers["Location"] == f"https://127.0.0.1:{prod.port}/login/"
@@ -187,16 +266,31 @@ def test_pages_carry_the_security_headers(prod):
 def test_error_pages_leak_no_stack_trace_or_settings(prod):
     answers = [
         prod.request("GET", "/no/such/page/", headers={"X-Forwarded-Proto": "https"}),
-        prod.request("GET", "/login/", host="evil.example.org", headers={"X-Forwarded-Proto": "https"}),
-        prod.request("POST", "/api/auth/token/", body="{not json", headers={
-            "X-Forwarded-Proto": "https", "Content-Type": "application/json"}),
+        prod.request(
+            "GET", "/login/", host="evil.example.org", headers={"X-Forwarded-Proto": "https"}
+        ),
+        prod.request(
+            "POST",
+            "/api/auth/token/",
+            body="{not json",
+            headers={"X-Forwarded-Proto": "https", "Content-Type": "application/json"},
+        ),
         prod.request("GET", "/api/projects/99999/", headers={"X-Forwarded-Proto": "https"}),
     ]
     assert [status for status, _, _ in answers] == [404, 400, 400, 401]
     for status, _, body in answers:
         text = body.decode(errors="replace")
-        for leak in ("Traceback", 'File "', "prefloop.urls", "URLconf", "DEBUG", "SECRET_KEY", "DisallowedHost",
-                     "psycopg", "site-packages"):
+        for leak in (
+            "Traceback",
+            'File "',
+            "prefloop.urls",
+            "URLconf",
+            "DEBUG",
+            "SECRET_KEY",
+            "DisallowedHost",
+            "psycopg",
+            "site-packages",
+        ):
             assert leak not in text, (status, leak, text[:500])
 
 
@@ -204,16 +298,24 @@ def test_login_lockout_holds_across_workers(prod):
     make_user("smoke-locked")
     make_user("smoke-other")
     for _ in range(5):  # two workers answer these; the counter lives in Redis
-        status, body, _ = api(prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": "guess"})
+        status, body, _ = api(
+            prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": "guess"}
+        )
         assert status in (400, 429)
     assert status == 429, "the fifth failure locks"
-    status, body, headers = api(prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": PASSWORD})
-    assert status == 429 and headers["Retry-After"] == "900", "even the right password is refused while locked"
+    status, body, headers = api(
+        prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": PASSWORD}
+    )
+    assert status == 429 and headers["Retry-After"] == "900", (
+        "even the right password is refused while locked"
+    )
     # The HTML sign-in page refuses too, with its own message.
     browser = Browser(prod)
     _, _, page = browser.get("/login/")
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    status, _, page = browser.post_form("/login/", {"csrfmiddlewaretoken": csrf, "username": "smoke-locked", "password": PASSWORD})
+    status, _, page = browser.post_form(
+        "/login/", {"csrfmiddlewaretoken": csrf, "username": "smoke-locked", "password": PASSWORD}
+    )
     assert status == 200 and "Too many failed sign-ins" in page
     # Another user from the same address is not affected.
     assert token_for(prod, "smoke-other")
@@ -227,4 +329,6 @@ def make_user(username: str) -> User:
 
 def test_check_deploy_is_clean(prod):
     done = manage(prod.env, "check", "--deploy", "--fail-level", "WARNING", check=False)
-    assert done.returncode == 0 and "System check identified no issues" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "System check identified no issues" in done.stdout, (
+        done.stdout + done.stderr
+    )

@@ -1,4 +1,5 @@
 """Fixtures of the reward-model tests: a tiny BERT with MiniLM's tokenizer, an easy pair set, model folders."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,11 @@ FILLER = ("the", "answer", "is", "that", "we", "can", "see", "it", "here", "now"
 
 
 def easy_texts(rng: random.Random, words) -> str:
-    return " ".join(rng.choice(FILLER) for _ in range(5)) + " " + " ".join(rng.choice(words) for _ in range(2))
+    return (
+        " ".join(rng.choice(FILLER) for _ in range(5))
+        + " "
+        + " ".join(rng.choice(words) for _ in range(2))
+    )
 
 
 @pytest.fixture
@@ -26,8 +31,11 @@ def easy_pairs():
     rng = random.Random(0)
     return [
         PreferencePair(
-            prompt=f"question {i}: " + " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 60))),
-            chosen=easy_texts(rng, GOOD), rejected=easy_texts(rng, BAD), group=str(i),
+            prompt=f"question {i}: "
+            + " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 60))),
+            chosen=easy_texts(rng, GOOD),
+            rejected=easy_texts(rng, BAD),
+            group=str(i),
             category="even" if i % 2 == 0 else "odd",
         )
         for i in range(400)
@@ -49,7 +57,9 @@ def model_dir(settings, tmp_path):
     return settings.PREFLOOP_REWARD_MODEL_DIR
 
 
-def vote_imported(comparison, *, winner_position: int = 0, voter: str = "ext-1", strength=None, choice=None):
+def vote_imported(
+    comparison, *, winner_position: int = 0, voter: str = "ext-1", strength=None, choice=None
+):
     """One imported vote on a two-way comparison; the completion at winner_position wins."""
     from annotate.models import Vote
 
@@ -57,9 +67,14 @@ def vote_imported(comparison, *, winner_position: int = 0, voter: str = "ext-1",
     winner, loser = ids[winner_position], ids[1 - winner_position]
     tie = choice in ("tie", "both_bad")
     return Vote.objects.create(
-        comparison=comparison, source=Vote.Source.IMPORTED, external_annotator=voter, shown_order=ids,
-        choice=choice or ("a" if winner_position == 0 else "b"), strength=strength,
-        winner_id=None if tie else winner, loser_id=None if tie else loser,
+        comparison=comparison,
+        source=Vote.Source.IMPORTED,
+        external_annotator=voter,
+        shown_order=ids,
+        choice=choice or ("a" if winner_position == 0 else "b"),
+        strength=strength,
+        winner_id=None if tie else winner,
+        loser_id=None if tie else loser,
     )
 
 
@@ -71,7 +86,9 @@ def voted_project(db):
 
     researcher = make_user("res", role=User.Role.RESEARCHER)
     annotator = make_user("ann")
-    project = make_project(name="rm-project", researchers=[researcher], annotators=[annotator], overlap_target=1)
+    project = make_project(
+        name="rm-project", researchers=[researcher], annotators=[annotator], overlap_target=1
+    )
     rng = random.Random(3)
     for comparison in make_comparisons(project, 40):
         first, second = comparison.items.order_by("position")
@@ -82,5 +99,12 @@ def voted_project(db):
 
 
 def tiny_options(tiny_model_dir, **overrides) -> dict:
-    return {"base_model": str(tiny_model_dir), "max_length": 64, "lr": 5e-3, "batch_size": 8, "max_steps": 4,
-            "eval_fraction": 0.25, **overrides}
+    return {
+        "base_model": str(tiny_model_dir),
+        "max_length": 64,
+        "lr": 5e-3,
+        "batch_size": 8,
+        "max_steps": 4,
+        "eval_fraction": 0.25,
+        **overrides,
+    }

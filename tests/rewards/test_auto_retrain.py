@@ -1,4 +1,5 @@
 """Automatic retraining: one job when every comparison of a round reaches its overlap target, never twice."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,10 +24,17 @@ def round_project(model_dir):
 
 def vote_next(annotator, project, key):
     assignment = next_comparison(annotator=annotator, project=project).assignment
-    return record_vote(annotator=annotator, assignment_id=assignment.pk, votes=[VoteInput(aspect="overall", choice="a")], idempotency_key=key)
+    return record_vote(
+        annotator=annotator,
+        assignment_id=assignment.pk,
+        votes=[VoteInput(aspect="overall", choice="a")],
+        idempotency_key=key,
+    )
 
 
-def test_the_last_vote_of_a_round_enqueues_one_training_job(round_project, django_capture_on_commit_callbacks):
+def test_the_last_vote_of_a_round_enqueues_one_training_job(
+    round_project, django_capture_on_commit_callbacks
+):
     from prefloop.jobs.models import Job
 
     project, annotator = round_project
@@ -38,7 +46,12 @@ def test_the_last_vote_of_a_round_enqueues_one_training_job(round_project, djang
         assert RewardModel.objects.filter(project=project).count() == expected
     version = RewardModel.objects.get(project=project)
     assert version.trigger == "auto:round-0" and version.status == RewardModel.Status.QUEUED
-    assert Job.objects.filter(kind="train_reward_model", params={"reward_model_id": version.pk}).count() == 1
+    assert (
+        Job.objects.filter(
+            kind="train_reward_model", params={"reward_model_id": version.pk}
+        ).count()
+        == 1
+    )
     assert RetrainTrigger.objects.get(project=project, round=0).reward_model == version
 
 

@@ -4,6 +4,7 @@ HF's own pooling looks for the last token that is not the pad id, so with pad ==
 final eos; and left padding shifts positions. sequence_scores takes the index from the attention
 mask and positions from the mask too: a row's score does not depend on padding.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,15 @@ def decoder_classifier(arch: str, *, pad_is_eos: bool):
     torch.manual_seed(0)
     tokenizer = chat_tokenizer(["a river is full of water"])
     if arch == "gpt2":
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=64,
+            n_embd=32,
+            n_layer=1,
+            n_head=2,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
     else:
         config = model_config(arch, tokenizer, positions=64)
     config.num_labels = 1
@@ -61,7 +69,9 @@ def test_a_decoder_score_ignores_padding_and_reads_the_last_real_token(arch, sid
         extra = sequence_scores(model, *padded([row], pad, side=side, extra=7)).item()
         changed = sequence_scores(model, *padded([words + [words[0]]], pad, side=side)).item()
         unpadded = model(input_ids=torch.tensor([row])).logits[0, 0].item()
-    if not pad_is_eos:  # HF's own reading of an unpadded row agrees (with pad == eos it skips the eos: below)
+    if (
+        not pad_is_eos
+    ):  # HF's own reading of an unpadded row agrees (with pad == eos it skips the eos: below)
         assert alone == pytest.approx(unpadded, abs=1e-5)
     assert beside_short == pytest.approx(alone, abs=1e-5)
     assert extra == pytest.approx(alone, abs=1e-5)
@@ -86,7 +96,9 @@ def test_an_encoder_reward_model_keeps_its_pooled_output(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     enc = tokenizer(["a river", "the moon is full of light"], padding=True, return_tensors="pt")
     with torch.no_grad():
-        ours = sequence_scores(model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        ours = sequence_scores(
+            model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+        )
         theirs = model(**enc).logits.squeeze(-1)
     assert torch.allclose(ours, theirs)
 
@@ -99,25 +111,53 @@ def test_a_decoder_reward_model_trains_with_lora_and_saves_a_merged_classifier(t
     from tests.training.chat_models import build_chat_model
 
     base = build_chat_model("llama", tmp_path / "base", texts=["a river is full of water . no"])
-    pairs = [PreferencePair(prompt="what is a river?", chosen="a river is full of water.", rejected="no.", pair_id=str(i),
-                            group=str(i), messages=({"role": "user", "content": "what is a river?"},)) for i in range(8)]
-    config = RewardTrainConfig(base_model=str(base), max_length=64, lr=5e-2, batch_size=4, epochs=3, eval_fraction=0.0,
-                               lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    pairs = [
+        PreferencePair(
+            prompt="what is a river?",
+            chosen="a river is full of water.",
+            rejected="no.",
+            pair_id=str(i),
+            group=str(i),
+            messages=({"role": "user", "content": "what is a river?"},),
+        )
+        for i in range(8)
+    ]
+    config = RewardTrainConfig(
+        base_model=str(base),
+        max_length=64,
+        lr=5e-2,
+        batch_size=4,
+        epochs=3,
+        eval_fraction=0.0,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    )
     result = train_reward_model(config, pairs, output_dir=tmp_path / "rm")
     folder = Path(result.artifact_path)
-    assert (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").exists()
+    assert (folder / "model.safetensors").is_file() and not (
+        folder / "adapter_config.json"
+    ).exists()
     scorer = RewardScorer(folder)
-    chosen, rejected = scorer.score([list(pairs[0].messages)] * 2, [pairs[0].chosen, pairs[0].rejected])
-    assert chosen > rejected  # it learnt the pairs, through the adapters, and the merged weights keep it
+    chosen, rejected = scorer.score(
+        [list(pairs[0].messages)] * 2, [pairs[0].chosen, pairs[0].rejected]
+    )
+    assert (
+        chosen > rejected
+    )  # it learnt the pairs, through the adapters, and the merged weights keep it
     assert config.as_dict()["lora"]["target_modules"] == ("q_proj", "v_proj")
 
 
 def test_lora_settings_are_bounded_and_name_the_field():
     from rewards.ml.config import LoraSettings, RewardTrainConfig
 
-    for bad, message in [({"r": 0}, "lora.r"), ({"r": 1000}, "lora.r"), ({"alpha": 0}, "lora.alpha"),
-                         ({"dropout": 1.0}, "lora.dropout"), ({"target_modules": "attention"}, "lora.target_modules"),
-                         ({"target_modules": []}, "lora.target_modules"), ({"rank": 4}, "unknown lora options")]:
+    for bad, message in [
+        ({"r": 0}, "lora.r"),
+        ({"r": 1000}, "lora.r"),
+        ({"alpha": 0}, "lora.alpha"),
+        ({"dropout": 1.0}, "lora.dropout"),
+        ({"target_modules": "attention"}, "lora.target_modules"),
+        ({"target_modules": []}, "lora.target_modules"),
+        ({"rank": 4}, "unknown lora options"),
+    ]:
         with pytest.raises(ValueError, match=message):
             RewardTrainConfig(lora=bad)
     assert RewardTrainConfig(lora={"r": 16}).lora == LoraSettings(r=16)

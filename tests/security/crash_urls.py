@@ -1,4 +1,5 @@
 """A test-only URL conf: the real routes plus views that crash with secrets in their exceptions."""
+
 from django.db import DatabaseError
 from django.urls import path
 from rest_framework.views import APIView

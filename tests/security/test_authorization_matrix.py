@@ -10,6 +10,7 @@ table's rows — is unchanged afterwards.
 A route this file does not know fails `test_every_route_is_in_the_matrix`: add it to ROUTES
 (its ids and who may use it) when you add an endpoint.
 """
+
 from __future__ import annotations
 
 import io
@@ -66,7 +67,9 @@ def _uidb64(user) -> str:
 
 
 def _import_body(w: World) -> dict:
-    data = io.BytesIO(b'{"prompt": "injected?", "completions": [{"text": "x", "model": "m1"}, {"text": "y", "model": "m2"}]}\n')
+    data = io.BytesIO(
+        b'{"prompt": "injected?", "completions": [{"text": "x", "model": "m1"}, {"text": "y", "model": "m2"}]}\n'
+    )
     data.name = "attack.jsonl"
     return {"file": data}
 
@@ -80,16 +83,32 @@ def _webhook(w) -> int:
         return 1
     from prefloop.webhooks.models import Webhook
 
-    return Webhook.objects.get_or_create(project=w.project_a, url="https://hooks.example.org/a",
-                                         defaults={"events": ["job.failed"], "secret": "whsec_matrix"})[0].pk
+    return Webhook.objects.get_or_create(
+        project=w.project_a,
+        url="https://hooks.example.org/a",
+        defaults={"events": ["job.failed"], "secret": "whsec_matrix"},
+    )[0].pk
 
 
-WEBHOOK_FORM = {"url": "https://hooks.example.org/matrix", "events": "job.failed", "milestone_every": "100", "active": "on"}
+WEBHOOK_FORM = {
+    "url": "https://hooks.example.org/matrix",
+    "events": "job.failed",
+    "milestone_every": "100",
+    "active": "on",
+}
 
 
 def _settings_form(name: str) -> dict:
-    return {"name": name, "overlap_target": "2", "lease_seconds": "600", "strength_scale": "0", "rationale": "optional",
-            "gold_rate": "0", "gold_min_answers": "5", "allow_tie": "on"}
+    return {
+        "name": name,
+        "overlap_target": "2",
+        "lease_seconds": "600",
+        "strength_scale": "0",
+        "rationale": "optional",
+        "gold_rate": "0",
+        "gold_min_answers": "5",
+        "allow_tie": "on",
+    }
 
 
 def _data_import(w) -> int:
@@ -98,23 +117,36 @@ def _data_import(w) -> int:
         return 1
     from annotate.models import DataImport
 
-    return DataImport.objects.get_or_create(project=w.project_a, source="a.jsonl", format="pairs-jsonl")[0].pk
+    return DataImport.objects.get_or_create(
+        project=w.project_a, source="a.jsonl", format="pairs-jsonl"
+    )[0].pk
 
 
 ROUTES: dict[str, Route] = {
     # --- machine API ------------------------------------------------------------------------
-    "api-token": Route(lambda w: {}, {"POST": EVERYONE}, kind="public",
-                       body=lambda w: {"username": w.researcher_a.username, "password": "wrong"}),
+    "api-token": Route(
+        lambda w: {},
+        {"POST": EVERYONE},
+        kind="public",
+        body=lambda w: {"username": w.researcher_a.username, "password": "wrong"},
+    ),
     "schema": Route(lambda w: {}, {"GET": EVERYONE}, kind="public", read_only=True),
-    "project-list": Route(lambda w: {}, {"GET": SIGNED_IN, "POST": frozenset({"researcher_a", "researcher_b", "admin"})},
-                          kind="collection", forbidden=frozenset({"annotator_a", "annotator_b"}),
-                          body=lambda w: {"name": "created by the matrix"}),
+    "project-list": Route(
+        lambda w: {},
+        {"GET": SIGNED_IN, "POST": frozenset({"researcher_a", "researcher_b", "admin"})},
+        kind="collection",
+        forbidden=frozenset({"annotator_a", "annotator_b"}),
+        body=lambda w: {"name": "created by the matrix"},
+    ),
     "project-detail": Route(_project, {"GET": MEMBERS_A}),
     "project-progress": Route(_project, {"GET": RESEARCHERS_A}),
     "project-comparisons": Route(_project, {"GET": RESEARCHERS_A}),
     "project-votes": Route(_project, {"GET": RESEARCHERS_A}),
-    "project-members": Route(_project, {"POST": RESEARCHERS_A},
-                             body=lambda w: {"username": w.researcher_b.username, "role": "researcher"}),
+    "project-members": Route(
+        _project,
+        {"POST": RESEARCHERS_A},
+        body=lambda w: {"username": w.researcher_b.username, "role": "researcher"},
+    ),
     "project-imports": Route(_project, {"POST": RESEARCHERS_A}, body=_import_body, multipart=True),
     "project-export": Route(_project, {"GET": RESEARCHERS_A}),
     # Admins see every project but hold no queue: only annotators lease work.
@@ -122,41 +154,80 @@ ROUTES: dict[str, Route] = {
     "my-votes": Route(_project, {"GET": MEMBERS_A}),
     "project-quality": Route(_project, {"GET": RESEARCHERS_A}),
     "project-leaderboard": Route(_project, {"GET": RESEARCHERS_A}),
-    "comparison-gold": Route(lambda w: {"comparison_id": w.comparison_a.pk}, {"POST": RESEARCHERS_A},
-                             body=lambda w: {"label": "tie"}),
-    "assignment-vote": Route(lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})},
-                             body=lambda w: {"choice": "b", "rationale": "forged", "idempotency_key": "matrix-forged"}),
-    "reward-model-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
-                               body=lambda w: {"options": {"max_steps": 1}}),
-    "reward-settings": Route(_project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
-                             body=lambda w: {"auto_retrain": True}),
-    "reward-model-import": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"model_path": "../../etc"}),
-    "reward-model-detail": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A}),
-    "reward-model-make-current": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}),
-    "reward-model-score": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A},
-                                body=lambda w: {"completion_ids": []}),
+    "comparison-gold": Route(
+        lambda w: {"comparison_id": w.comparison_a.pk},
+        {"POST": RESEARCHERS_A},
+        body=lambda w: {"label": "tie"},
+    ),
+    "assignment-vote": Route(
+        lambda w: {"assignment_id": w.assignment_a.pk},
+        {"POST": frozenset({"annotator_a"})},
+        body=lambda w: {"choice": "b", "rationale": "forged", "idempotency_key": "matrix-forged"},
+    ),
+    "reward-model-list": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+        body=lambda w: {"options": {"max_steps": 1}},
+    ),
+    "reward-settings": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
+        body=lambda w: {"auto_retrain": True},
+    ),
+    "reward-model-import": Route(
+        _project, {"POST": RESEARCHERS_A}, body=lambda w: {"model_path": "../../etc"}
+    ),
+    "reward-model-detail": Route(
+        lambda w: {"reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A}
+    ),
+    "reward-model-make-current": Route(
+        lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}
+    ),
+    "reward-model-score": Route(
+        lambda w: {"reward_model_id": w.reward_model_a.pk},
+        {"POST": RESEARCHERS_A},
+        body=lambda w: {"completion_ids": []},
+    ),
     "job-list": Route(lambda w: {}, {"GET": SIGNED_IN}, kind="collection"),
     "job-detail": Route(lambda w: {"job_id": w.job_a.pk}, {"GET": RESEARCHERS_A}),
     "job-cancel": Route(lambda w: {"job_id": w.job_a.pk}, {"POST": RESEARCHERS_A}),
     # training app (the on-policy loop)
-    "policy-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
-                         body=lambda w: {"kind": "base", "model_path": "../../etc", "name": "traversal"}),
+    "policy-list": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+        body=lambda w: {"kind": "base", "model_path": "../../etc", "name": "traversal"},
+    ),
     "loop": Route(_project, {"GET": RESEARCHERS_A}),
-    "round-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, body=lambda w: {"method": "dpo"}),
+    "round-list": Route(
+        _project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, body=lambda w: {"method": "dpo"}
+    ),
     "policy-detail": Route(lambda w: {"policy_id": w.extra["policy_a"].pk}, {"GET": RESEARCHERS_A}),
     "round-detail": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"GET": RESEARCHERS_A}),
-    "round-advance": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A},
-                           body=lambda w: {"force": True}),
+    "round-advance": Route(
+        lambda w: {"round_id": w.extra["round_a"].pk},
+        {"POST": RESEARCHERS_A},
+        body=lambda w: {"force": True},
+    ),
     "round-cancel": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
-    "round-override-guard": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
+    "round-override-guard": Route(
+        lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}
+    ),
     # --- web pages --------------------------------------------------------------------------
     "home": Route(lambda w: {}, {"GET": EVERYONE}, kind="page-public", html=True),
-    "login": Route(lambda w: {}, {"GET": EVERYONE, "POST": EVERYONE}, kind="page-public", html=True,
-                   body=lambda w: {"username": w.researcher_a.username, "password": "wrong"}),
+    "login": Route(
+        lambda w: {},
+        {"GET": EVERYONE, "POST": EVERYONE},
+        kind="page-public",
+        html=True,
+        body=lambda w: {"username": w.researcher_a.username, "password": "wrong"},
+    ),
     # Invitation links (h2's accounts app): the token is the secret; a forged one sets nothing.
     "set-password": Route(
-        lambda w: {"uidb64": _uidb64(w.researcher_a), "token": "forged-token"}, {"GET": EVERYONE, "POST": EVERYONE},
-        kind="page-public", html=True, body=lambda w: {"new_password1": "Attacker-pw-1234", "new_password2": "Attacker-pw-1234"},
+        lambda w: {"uidb64": _uidb64(w.researcher_a), "token": "forged-token"},
+        {"GET": EVERYONE, "POST": EVERYONE},
+        kind="page-public",
+        html=True,
+        body=lambda w: {"new_password1": "Attacker-pw-1234", "new_password2": "Attacker-pw-1234"},
         read_only=True,
     ),
     "logout": Route(lambda w: {}, {"POST": EVERYONE}, kind="page-public", html=True),
@@ -168,77 +239,160 @@ ROUTES: dict[str, Route] = {
     "quality": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-retrain": Route(_project, {"POST": RESEARCHERS_A}, html=True),
-    "reward-models-import": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
-    "reward-models-settings": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"auto_retrain": "on"}),
+    "reward-models-import": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}
+    ),
+    "reward-models-settings": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"auto_retrain": "on"}
+    ),
     "reward-models-make-current": Route(
-        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}, html=True
+        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk},
+        {"POST": RESEARCHERS_A},
+        html=True,
     ),
     # downloads (files, never pages: tests/rewards/test_downloads.py); A's model folders are not on
     # disk here, so the researcher gets 410, not a zip
     "reward-models-artifact": Route(
-        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A},
-        html=True, read_only=True,
+        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk},
+        {"GET": RESEARCHERS_A},
+        html=True,
+        read_only=True,
     ),
     "reward-models-chart": Route(
-        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk, "chart": "loss"},
-        {"GET": RESEARCHERS_A}, html=True, read_only=True,
+        lambda w: {
+            "project_id": w.project_a.pk,
+            "reward_model_id": w.reward_model_a.pk,
+            "chart": "loss",
+        },
+        {"GET": RESEARCHERS_A},
+        html=True,
+        read_only=True,
     ),
-    "loop-chart": Route(lambda w: {**_project(w), "chart": "reward_kl"}, {"GET": RESEARCHERS_A}, html=True, read_only=True),
+    "loop-chart": Route(
+        lambda w: {**_project(w), "chart": "reward_kl"},
+        {"GET": RESEARCHERS_A},
+        html=True,
+        read_only=True,
+    ),
     "policy-artifact": Route(
-        lambda w: {"project_id": w.project_a.pk, "policy_id": w.extra["policy_a"].pk}, {"GET": RESEARCHERS_A},
-        html=True, read_only=True,
+        lambda w: {"project_id": w.project_a.pk, "policy_id": w.extra["policy_a"].pk},
+        {"GET": RESEARCHERS_A},
+        html=True,
+        read_only=True,
     ),
     "loop-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "loop-status": Route(_project, {"GET": RESEARCHERS_A}, html=True),
-    "loop-start-round": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"method": "dpo"}),
+    "loop-start-round": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"method": "dpo"}
+    ),
     "loop-advance-round": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
+        {"POST": RESEARCHERS_A},
+        html=True,
     ),
     "loop-cancel-round": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
+        {"POST": RESEARCHERS_A},
+        html=True,
     ),
     "loop-override-guard": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
+        {"POST": RESEARCHERS_A},
+        html=True,
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),
-    "loop-register-model": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
+    "loop-register-model": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}
+    ),
     # judging app (LLM-judge AI feedback)
-    "judge-settings": Route(_project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"batch_size": 4}),
+    "judge-settings": Route(
+        _project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"batch_size": 4}
+    ),
     "judge-run": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"round": 0}),
     "judge-agreement": Route(_project, {"GET": RESEARCHERS_A}),
-    "judge-settings-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"batch_size": "4"}),
+    "judge-settings-page": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"batch_size": "4"}
+    ),
     "judge-run-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {}),
     # An annotator's corrections, project settings, members and imports (h8)
-    "assignment-skip": Route(lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}),
-    "assignment-edit": Route(lambda w: {"assignment_id": w.voted_assignment_a.pk}, {"POST": frozenset({"annotator_a"})},
-                             body=lambda w: {"choice": "b", "rationale": "forged edit"}),
+    "assignment-skip": Route(
+        lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}
+    ),
+    "assignment-edit": Route(
+        lambda w: {"assignment_id": w.voted_assignment_a.pk},
+        {"POST": frozenset({"annotator_a"})},
+        body=lambda w: {"choice": "b", "rationale": "forged edit"},
+    ),
     "my-last-vote": Route(_project, {"GET": MEMBERS_A}),
     "annotate-last": Route(_project, {"GET": frozenset({"annotator_a"})}, html=True),
-    "project-new": Route(lambda w: {}, {"GET": CREATORS, "POST": CREATORS}, kind="collection", html=True,
-                         forbidden=frozenset({"annotator_a", "annotator_b"}), body=lambda w: _settings_form("made by the matrix")),
-    "project-settings": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, html=True,
-                              body=lambda w: _settings_form("renamed by the matrix")),
+    "project-new": Route(
+        lambda w: {},
+        {"GET": CREATORS, "POST": CREATORS},
+        kind="collection",
+        html=True,
+        forbidden=frozenset({"annotator_a", "annotator_b"}),
+        body=lambda w: _settings_form("made by the matrix"),
+    ),
+    "project-settings": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: _settings_form("renamed by the matrix"),
+    ),
     "project-members-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
-    "project-member-add": Route(_project, {"POST": RESEARCHERS_A}, html=True,
-                                body=lambda w: {"username": w.researcher_b.username, "role": "annotator"}),
-    "project-member-update": Route(lambda w: {"project_id": w.project_a.pk, "user_id": w.annotator_a.pk}, {"POST": RESEARCHERS_A},
-                                   html=True, body=lambda w: {"action": "pause"}),
+    "project-member-add": Route(
+        _project,
+        {"POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: {"username": w.researcher_b.username, "role": "annotator"},
+    ),
+    "project-member-update": Route(
+        lambda w: {"project_id": w.project_a.pk, "user_id": w.annotator_a.pk},
+        {"POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: {"action": "pause"},
+    ),
     "project-imports-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "project-records": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "project-records-export": Route(_project, {"GET": RESEARCHERS_A}, html=True),
-    "project-import-preview": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True),
-    "project-import-confirm": Route(_project, {"POST": RESEARCHERS_A}, html=True,
-                                    body=lambda w: {"token": "0" * 32, "pairing": "all"}),
-    "project-import-change": Route(lambda w: {"project_id": w.project_a.pk, "import_id": _data_import(w)}, {"POST": RESEARCHERS_A},
-                                   html=True, body=lambda w: {"action": "archive"}),
+    "project-import-preview": Route(
+        _project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True
+    ),
+    "project-import-confirm": Route(
+        _project,
+        {"POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: {"token": "0" * 32, "pairing": "all"},
+    ),
+    "project-import-change": Route(
+        lambda w: {"project_id": w.project_a.pk, "import_id": _data_import(w)},
+        {"POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: {"action": "archive"},
+    ),
     # Webhooks (prefloop/webhooks): page and REST
-    "webhooks-page": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, html=True, body=lambda w: WEBHOOK_FORM),
-    "webhook-change": Route(lambda w: {"project_id": w.project_a.pk, "webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A},
-                            html=True, body=lambda w: {"action": "test"}),
-    "webhook-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
-                          body=lambda w: {"url": "https://hooks.example.org/api", "events": ["job.failed"]}),
-    "webhook-detail": Route(lambda w: {"webhook_id": _webhook(w)}, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
-                            body=lambda w: {"active": False}),
+    "webhooks-page": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: WEBHOOK_FORM,
+    ),
+    "webhook-change": Route(
+        lambda w: {"project_id": w.project_a.pk, "webhook_id": _webhook(w)},
+        {"POST": RESEARCHERS_A},
+        html=True,
+        body=lambda w: {"action": "test"},
+    ),
+    "webhook-list": Route(
+        _project,
+        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
+        body=lambda w: {"url": "https://hooks.example.org/api", "events": ["job.failed"]},
+    ),
+    "webhook-detail": Route(
+        lambda w: {"webhook_id": _webhook(w)},
+        {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
+        body=lambda w: {"active": False},
+    ),
     "webhook-test": Route(lambda w: {"webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A}),
     "webhook-rotate-secret": Route(lambda w: {"webhook_id": _webhook(w)}, {"POST": RESEARCHERS_A}),
     "webhook-deliveries": Route(lambda w: {"webhook_id": _webhook(w)}, {"GET": RESEARCHERS_A}),
@@ -299,8 +453,11 @@ def fill_admin(route: str, w: World) -> str:
     from django.contrib.contenttypes.models import ContentType
 
     values = {
-        "object_id": w.project_a.pk, "id": w.annotator_a.pk, "app_label": "annotate",
-        "content_type_id": ContentType.objects.get_for_model(type(w.project_a)).pk, "url": "nothing-here/",
+        "object_id": w.project_a.pk,
+        "id": w.annotator_a.pk,
+        "app_label": "annotate",
+        "content_type_id": ContentType.objects.get_for_model(type(w.project_a)).pk,
+        "url": "nothing-here/",
     }
     route = re.sub(r"\(\?P<app_label>[^)]*\)", "annotate", route)
     route = re.sub(r"\(\?P<url>[^)]*\)", "nothing-here/", route)
@@ -320,7 +477,10 @@ def test_every_route_is_in_the_matrix():
         given = set(ROUTES[found.name].kwargs(_KwargsProbe()))
         if needed - given:
             unfilled.append(f"{found.route}: no value for {sorted(needed - given)}")
-    assert not missing, "routes missing from tests/security/test_authorization_matrix.py ROUTES:\n" + "\n".join(missing)
+    assert not missing, (
+        "routes missing from tests/security/test_authorization_matrix.py ROUTES:\n"
+        + "\n".join(missing)
+    )
     assert not unfilled, "\n".join(unfilled)
 
 
@@ -328,7 +488,9 @@ def test_every_websocket_route_is_in_the_matrix():
     from prefloop.asgi import websocket_urlpatterns
 
     routes = {str(p.pattern) for p in websocket_urlpatterns}
-    assert routes == set(WEBSOCKET_ROUTES), f"add to WEBSOCKET_ROUTES: {sorted(routes - set(WEBSOCKET_ROUTES))}"
+    assert routes == set(WEBSOCKET_ROUTES), (
+        f"add to WEBSOCKET_ROUTES: {sorted(routes - set(WEBSOCKET_ROUTES))}"
+    )
 
 
 class _KwargsProbe:
@@ -368,7 +530,9 @@ def send(client: Client, method: str, url: str, route: Route, w: World):
     if route.multipart:
         return client.post(url, body) if method == "POST" else client.generic(method, url)
     if route.html:
-        return client.generic(method, url, data=_form(body), content_type="application/x-www-form-urlencoded")
+        return client.generic(
+            method, url, data=_form(body), content_type="application/x-www-form-urlencoded"
+        )
     import json
 
     return client.generic(method, url, data=json.dumps(body), content_type="application/json")
@@ -388,7 +552,12 @@ def is_refusal_for_anonymous(response, route: Route) -> bool:
 
 def a_marks(w: World) -> list[str]:
     """Strings that only appear in answers that leak project A."""
-    return [w.project_a.name, w.reward_model_a.artifact_path, f'"id": {w.job_a.pk},', f'"id":{w.job_a.pk},']
+    return [
+        w.project_a.name,
+        w.reward_model_a.artifact_path,
+        f'"id": {w.job_a.pk},',
+        f'"id":{w.job_a.pk},',
+    ]
 
 
 def check_route(name: str, found: Found) -> list[str]:
@@ -414,7 +583,9 @@ def check_route(name: str, found: Found) -> list[str]:
             if before is not None and db_fingerprint() != before:
                 failures.append(f"{where} changed {changed_tables(before, db_fingerprint())}")
             if code in (401, 403, 404, 405):
-                failures.append(f"{where}, but this visitor may use it (ids must point at real rows)")
+                failures.append(
+                    f"{where}, but this visitor may use it (ids must point at real rows)"
+                )
             if route.kind == "collection" and visitor not in MEMBERS_A:
                 body = response.content.decode(errors="replace")
                 leaked = [m for m in a_marks(w) if m in body]
@@ -425,7 +596,9 @@ def check_route(name: str, found: Found) -> list[str]:
             # Public pages may answer other methods like GET (Django's LoginView treats PUT as POST).
             ok = code in (200, 302, 405)
         elif method not in route.allowed:
-            ok = code == 405 or (visitor == "anonymous" and is_refusal_for_anonymous(response, route))
+            ok = code == 405 or (
+                visitor == "anonymous" and is_refusal_for_anonymous(response, route)
+            )
         elif visitor == "anonymous":
             ok = is_refusal_for_anonymous(response, route)
         elif visitor in route.forbidden:
@@ -434,7 +607,11 @@ def check_route(name: str, found: Found) -> list[str]:
             ok = code == 404
         if not ok:
             failures.append(f"{where}, expected a refusal")
-        body = response.content.decode(errors="replace") if not getattr(response, "streaming", False) else ""
+        body = (
+            response.content.decode(errors="replace")
+            if not getattr(response, "streaming", False)
+            else ""
+        )
         if code == 404 and any(m in body for m in a_marks(w)):
             failures.append(f"{where}: the refusal names project A's data")
         after = db_fingerprint()
@@ -462,7 +639,9 @@ def test_ids_of_another_project_behind_your_own_project_id_are_refused():
     failures = []
     for found in app_routes():
         route = ROUTES.get(found.name)
-        ids = [name for name in route_kwargs(found.route) if name.endswith("_id")]  # a chart name is not A's
+        ids = [
+            name for name in route_kwargs(found.route) if name.endswith("_id")
+        ]  # a chart name is not A's
         if route is None or "project_id" not in ids or len(ids) < 2:
             continue
         url = fill(found.route, {**route.kwargs(w), **own})
@@ -494,7 +673,9 @@ def test_admin_site_is_for_staff_only():
         for visitor in ("anonymous", "annotator_a", "annotator_b", "researcher_b", "researcher_a"):
             for method in ("GET", "POST"):
                 before = db_fingerprint()
-                response = getattr(by_visitor[visitor], method.lower())(url, {"name": "renamed by an attacker"})
+                response = getattr(by_visitor[visitor], method.lower())(
+                    url, {"name": "renamed by an attacker"}
+                )
                 if not (response.status_code == 302 and "/admin/login/" in response["Location"]):
                     failures.append(f"{method} {url} as {visitor}: {response.status_code}")
                 if db_fingerprint() != before:
@@ -536,7 +717,10 @@ def test_websocket_groups_are_authorised_per_project_and_job():
         return results
 
     results = run_async(attempts)
-    wrong = [f"{path} as {visitor}: connected={got}, expected {want}"
-             for (path, visitor, _, want), got in zip(plan, results) if got != want]
+    wrong = [
+        f"{path} as {visitor}: connected={got}, expected {want}"
+        for (path, visitor, _, want), got in zip(plan, results)
+        if got != want
+    ]
     assert not wrong, "\n".join(wrong)
     assert db_fingerprint() == before

@@ -1,4 +1,5 @@
 """Errors never leak tracebacks or SQL; ordering and filter parameters are allow-listed (unknown ones ignored)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,16 @@ from tests.security.conftest import build_world, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
-LEAKS = ("Traceback", 'File "', "SELECT", "annotate_user", "password", "syntax error", "DatabaseError", "ValueError")
+LEAKS = (
+    "Traceback",
+    'File "',
+    "SELECT",
+    "annotate_user",
+    "password",
+    "syntax error",
+    "DatabaseError",
+    "ValueError",
+)
 
 
 def _token_client(user) -> Client:
@@ -18,7 +28,9 @@ def _token_client(user) -> Client:
     return Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token.key}")
 
 
-@override_settings(ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False)
+@override_settings(
+    ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False
+)
 def test_an_api_500_is_generic_json_without_traceback_or_sql():
     w = build_world()
     response = _token_client(w.researcher_a).get("/api/test-crash/")
@@ -29,7 +41,9 @@ def test_an_api_500_is_generic_json_without_traceback_or_sql():
     assert not [leak for leak in LEAKS if leak in body]
 
 
-@override_settings(ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False)
+@override_settings(
+    ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False
+)
 def test_a_page_500_is_a_generic_page_without_traceback_or_sql():
     w = build_world()
     client = Client(raise_request_exception=False)
@@ -45,7 +59,11 @@ def test_validation_and_not_found_errors_are_json_with_detail():
     w = build_world()
     client = _token_client(w.researcher_b)
     missing = client.get(f"/api/projects/{w.project_a.pk}/")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found" and "detail" in missing.json()
+    assert (
+        missing.status_code == 404
+        and missing.json()["error"] == "not_found"
+        and "detail" in missing.json()
+    )
     bad = client.get(f"/api/projects/{w.project_b.pk}/export/?format=exe")
     assert bad.status_code == 400 and "format" in bad.json()
     unauthenticated = Client().get(f"/api/projects/{w.project_a.pk}/")
@@ -53,16 +71,31 @@ def test_validation_and_not_found_errors_are_json_with_detail():
     html_404 = Client(raise_request_exception=False)
     html_404.force_login(w.researcher_b)
     page = html_404.get(f"/projects/{w.project_a.pk}/dashboard/")
-    assert page.status_code == 404 and "Traceback" not in page.content.decode() and w.project_a.name not in page.content.decode()
+    assert (
+        page.status_code == 404
+        and "Traceback" not in page.content.decode()
+        and w.project_a.name not in page.content.decode()
+    )
 
 
 HOSTILE_PARAMS = [
-    {"ordering": "password"}, {"ordering": "-annotator__password"}, {"ordering": "annotator__password"},
-    {"o": "created_by__password"}, {"sort": "password"}, {"order_by": "annotator__password"},
-    {"annotator__password__startswith": "md5"}, {"created_by__password__startswith": "pbkdf2"},
-    {"project__memberships__user__password__startswith": "m"}, {"search": "password"},
-    {"fields": "password"}, {"expand": "annotator"}, {"annotator__username": "ann-a"},
-    {"limit": "-1"}, {"offset": "-5"}, {"limit": "99999999999999999999"}, {"offset": "99999999999999999999"},
+    {"ordering": "password"},
+    {"ordering": "-annotator__password"},
+    {"ordering": "annotator__password"},
+    {"o": "created_by__password"},
+    {"sort": "password"},
+    {"order_by": "annotator__password"},
+    {"annotator__password__startswith": "md5"},
+    {"created_by__password__startswith": "pbkdf2"},
+    {"project__memberships__user__password__startswith": "m"},
+    {"search": "password"},
+    {"fields": "password"},
+    {"expand": "annotator"},
+    {"annotator__username": "ann-a"},
+    {"limit": "-1"},
+    {"offset": "-5"},
+    {"limit": "99999999999999999999"},
+    {"offset": "99999999999999999999"},
 ]
 
 
@@ -101,7 +134,12 @@ def test_ordering_and_filter_parameters_cannot_sort_or_filter_by_secrets_or_othe
             where = f"GET {url} {params}: {response.status_code}"
             if response.status_code >= 500:
                 failures.append(where)
-            elif response.status_code == 200 and "limit" not in params and "offset" not in params and response.json() != plain.json():
+            elif (
+                response.status_code == 200
+                and "limit" not in params
+                and "offset" not in params
+                and response.json() != plain.json()
+            ):
                 failures.append(f"{where}: the parameter changed the answer (not allow-listed)")
             if response.status_code not in (200, 400):
                 failures.append(where)
@@ -122,14 +160,19 @@ def test_the_job_list_project_filter_cannot_reach_another_projects_jobs():
         response = client.get("/api/jobs/", params)
         assert response.status_code in (200, 400)
         assert w.project_a.name not in response.content.decode()
-    assert client.get("/api/jobs/", {"project": w.project_b.pk}).json()["results"][0]["id"] == w.job_b.pk
+    assert (
+        client.get("/api/jobs/", {"project": w.project_b.pk}).json()["results"][0]["id"]
+        == w.job_b.pk
+    )
 
 
 def test_the_export_annotator_filter_only_reads_this_projects_votes():
     """?annotator= names a user; it filters this project's votes and never pulls in another project's."""
     w = build_world()
     client = _token_client(w.researcher_b)
-    response = client.get(f"/api/projects/{w.project_b.pk}/export/", {"format": "jsonl", "raw": "true",
-                                                                      "annotator": w.annotator_a.username})
+    response = client.get(
+        f"/api/projects/{w.project_b.pk}/export/",
+        {"format": "jsonl", "raw": "true", "annotator": w.annotator_a.username},
+    )
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b""

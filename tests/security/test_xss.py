@@ -6,6 +6,7 @@ names; each page that shows them is opened in chromium and must leave `window.__
 no dialog and show template syntax (`{{7*7}}`, `{% debug %}`) literally. A static check holds every
 `mark_safe`/`|safe` to an allow-list of sanitised outputs and user JSON to `json_script`.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,36 +32,72 @@ PAYLOAD = (
     "'><img src=x onerror=alert(1)>"
     "[link](javascript:window.__xss='js') <a href=\"javascript:window.__xss='a'\">a</a>"
 )
-SHORT = "<img src=x onerror=window.__xss=1>{{7*7}}"  # fields with short limits (user and model names)
+SHORT = (
+    "<img src=x onerror=window.__xss=1>{{7*7}}"  # fields with short limits (user and model names)
+)
 DESKTOP = {"width": 1366, "height": 900}
 
 
 def hostile_project():
     researcher = make_user("xss-researcher", role=User.Role.RESEARCHER)
     annotator = make_user(f"ann{SHORT}"[:150])
-    project = make_project(name=f"Project {PAYLOAD}"[:200], instructions=PAYLOAD, researchers=[researcher],
-                           annotators=[annotator], overlap_target=1)
+    project = make_project(
+        name=f"Project {PAYLOAD}"[:200],
+        instructions=PAYLOAD,
+        researchers=[researcher],
+        annotators=[annotator],
+        overlap_target=1,
+    )
     comparisons = make_comparisons(project, 3, models=(f"m1{SHORT}"[:100], f"m2{SHORT}"[:100]))
     for comparison in comparisons:
         comparison.prompt.text = PAYLOAD
         comparison.prompt.save()
-        Completion.objects.filter(prompt=comparison.prompt).update(text=PAYLOAD, metadata={"provenance": PAYLOAD})
-    for _ in range(2):  # votes with hostile rationales: they feed the dashboard, leaderboard and quality pages
+        Completion.objects.filter(prompt=comparison.prompt).update(
+            text=PAYLOAD, metadata={"provenance": PAYLOAD}
+        )
+    for _ in range(
+        2
+    ):  # votes with hostile rationales: they feed the dashboard, leaderboard and quality pages
         assignment = next_comparison(annotator=annotator, project=project).assignment
-        record_vote(annotator=annotator, assignment_id=assignment.pk,
-                    votes=[VoteInput(aspect="overall", choice="a", rationale=PAYLOAD)], idempotency_key=f"xss-{assignment.pk}")
+        record_vote(
+            annotator=annotator,
+            assignment_id=assignment.pk,
+            votes=[VoteInput(aspect="overall", choice="a", rationale=PAYLOAD)],
+            idempotency_key=f"xss-{assignment.pk}",
+        )
     from prefloop.jobs.models import Job
     from rewards.models import RewardModel
 
-    job = Job.objects.create(kind="selftest.sleep", project=project, created_by=researcher, status=Job.Status.FAILED,
-                             message=PAYLOAD[:300], error=PAYLOAD, log_tail=PAYLOAD)
-    RewardModel.objects.create(project=project, version=1, base_model=PAYLOAD[:300], status=RewardModel.Status.FAILED,
-                               error=PAYLOAD, job_id=job.pk, options={"note": PAYLOAD}, trigger=PAYLOAD[:30],
-                               metrics={"accuracy_by_category": {PAYLOAD: {"accuracy": 0.5}}})
+    job = Job.objects.create(
+        kind="selftest.sleep",
+        project=project,
+        created_by=researcher,
+        status=Job.Status.FAILED,
+        message=PAYLOAD[:300],
+        error=PAYLOAD,
+        log_tail=PAYLOAD,
+    )
+    RewardModel.objects.create(
+        project=project,
+        version=1,
+        base_model=PAYLOAD[:300],
+        status=RewardModel.Status.FAILED,
+        error=PAYLOAD,
+        job_id=job.pk,
+        options={"note": PAYLOAD},
+        trigger=PAYLOAD[:30],
+        metrics={"accuracy_by_category": {PAYLOAD: {"accuracy": 0.5}}},
+    )
     from training.models import Policy
 
-    Policy.objects.create(project=project, version=1, name=PAYLOAD[:200], method=Policy.Method.BASE,
-                          status=Policy.Status.FAILED, error=PAYLOAD)
+    Policy.objects.create(
+        project=project,
+        version=1,
+        name=PAYLOAD[:200],
+        method=Policy.Method.BASE,
+        status=Policy.Status.FAILED,
+        error=PAYLOAD,
+    )
     return project, researcher, annotator
 
 
@@ -82,8 +119,12 @@ class StoredXssTests(BrowserTestCase):
         self.assertEqual(dialogs, [], f"a dialog opened on {url}")
         text = page.locator("body").inner_text()
         self.assertIn("{{7*7}}", text, f"template syntax is shown literally on {url}")
-        self.assertEqual(page.locator("a[href^='javascript' i]").count(), 0, f"a javascript: link on {url}")
-        self.assertEqual(page.locator("img[src='x'], img[onerror]").count(), 0, f"an injected image on {url}")
+        self.assertEqual(
+            page.locator("a[href^='javascript' i]").count(), 0, f"a javascript: link on {url}"
+        )
+        self.assertEqual(
+            page.locator("img[src='x'], img[onerror]").count(), 0, f"an injected image on {url}"
+        )
 
     def test_hostile_text_runs_nowhere(self):
         project, researcher, annotator = hostile_project()
@@ -95,14 +136,20 @@ class StoredXssTests(BrowserTestCase):
         sign_in_as(page, base, annotator.username)
         self._check(page, f"{base}/projects/", dialogs)
         self._check(page, f"{base}/projects/{project.pk}/annotate/", dialogs)
-        self.assertIn("window.__xss", page.locator("#queue .prompt").inner_text(), "the prompt is shown as text")
+        self.assertIn(
+            "window.__xss",
+            page.locator("#queue .prompt").inner_text(),
+            "the prompt is shown as text",
+        )
 
         page = self.new_page(DESKTOP)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         sign_in_as(page, base, researcher.username)
         pages = ["projects/", "dashboard/", "leaderboard/", "quality/", "reward-models/", "loop/"]
         for path in pages:
-            url = f"{base}/{path}" if path == "projects/" else f"{base}/projects/{project.pk}/{path}"
+            url = (
+                f"{base}/{path}" if path == "projects/" else f"{base}/projects/{project.pk}/{path}"
+            )
             response = page.request.get(url)
             if response.status == 404 and path == "loop/":
                 continue  # the training app's page is not there yet
@@ -130,12 +177,18 @@ def test_unescaped_output_only_where_it_is_sanitised():
     found = {}
     for path in app_files((".py", ".html", ".txt")):
         text = path.read_text(encoding="utf-8", errors="replace")
-        code = "\n".join(line for line in text.splitlines()
-                         if not line.lstrip().startswith(("#", "from ", "import ")) and "`{{ svg|safe }}`" not in line)
+        code = "\n".join(
+            line
+            for line in text.splitlines()
+            if not line.lstrip().startswith(("#", "from ", "import "))
+            and "`{{ svg|safe }}`" not in line
+        )
         if UNESCAPE.search(code):
             found[str(path.relative_to(REPO))] = len(UNESCAPE.findall(code))
     unexpected = sorted(set(found) - set(SAFE_MARKUP_ALLOWED))
-    assert not unexpected, f"unescaped output outside the allow-list (sanitise it, then add it with the reason): {unexpected}"
+    assert not unexpected, (
+        f"unescaped output outside the allow-list (sanitise it, then add it with the reason): {unexpected}"
+    )
 
 
 def test_user_data_reaches_scripts_only_through_json_script():
@@ -150,5 +203,7 @@ def test_user_data_reaches_scripts_only_through_json_script():
         if re.search(r"\son\w+\s*=\s*[\"'][^\"']*\{\{", text):
             offenders.append(f"{path.relative_to(REPO)}: template variable inside an on* handler")
         if re.search(r"href\s*=\s*[\"']\{\{", text):
-            offenders.append(f"{path.relative_to(REPO)}: a whole href from a variable (javascript: links)")
+            offenders.append(
+                f"{path.relative_to(REPO)}: a whole href from a variable (javascript: links)"
+            )
     assert not offenders, "\n".join(offenders)

@@ -3,6 +3,7 @@
 The tokenizer is the demo policy's trimmed MiniLM WordPiece with ChatML markers added and a
 ChatML chat template; <|im_end|> is the eos, [PAD] the pad. Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -42,13 +43,23 @@ def model_config(arch: str, tokenizer, *, positions: int = 512, hidden: int = 32
 
     config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
     return config_class(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=positions, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=positions,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
 
 
-def build_chat_model(arch: str, folder: Path, *, texts=(), seed: int = 0, positions: int = 512) -> Path:
+def build_chat_model(
+    arch: str, folder: Path, *, texts=(), seed: int = 0, positions: int = 512
+) -> Path:
     """A 1-layer, 32-wide causal LM of `arch` with random weights, saved (safetensors + tokenizer) to folder."""
     import torch
     from transformers import AutoModelForCausalLM

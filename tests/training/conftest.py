@@ -1,4 +1,5 @@
 """Fixtures of the policy-engine tests: a small built-in question/answer corpus and a tiny SFT'd demo policy."""
+
 from __future__ import annotations
 
 import os
@@ -20,17 +21,44 @@ def pytest_configure(config):
 
         torch.set_num_threads(1)
 
+
 TOPICS = [
-    ("a river", "water"), ("the moon", "light"), ("a forest", "trees"), ("a city", "streets"), ("the sea", "waves"),
-    ("a garden", "flowers"), ("a library", "books"), ("a kitchen", "food"), ("a school", "lessons"), ("a farm", "animals"),
-    ("a mountain", "snow"), ("a desert", "sand"), ("a bridge", "steel"), ("a train", "tracks"), ("a museum", "art"),
-    ("a market", "trade"), ("a hospital", "care"), ("a computer", "code"), ("a violin", "music"), ("a clock", "time"),
+    ("a river", "water"),
+    ("the moon", "light"),
+    ("a forest", "trees"),
+    ("a city", "streets"),
+    ("the sea", "waves"),
+    ("a garden", "flowers"),
+    ("a library", "books"),
+    ("a kitchen", "food"),
+    ("a school", "lessons"),
+    ("a farm", "animals"),
+    ("a mountain", "snow"),
+    ("a desert", "sand"),
+    ("a bridge", "steel"),
+    ("a train", "tracks"),
+    ("a museum", "art"),
+    ("a market", "trade"),
+    ("a hospital", "care"),
+    ("a computer", "code"),
+    ("a violin", "music"),
+    ("a clock", "time"),
 ]
-QUESTIONS = ["What is {t}?", "Why does {t} matter?", "How would you describe {t}?", "Tell me about {t}."]
+QUESTIONS = [
+    "What is {t}?",
+    "Why does {t} matter?",
+    "How would you describe {t}?",
+    "Tell me about {t}.",
+]
 SENTENCES = [
-    "{T} is full of {w}.", "People visit {t} to see the {w}.", "It is a calm place with a lot of {w}.",
-    "Many people like {t} because of the {w}.", "The {w} make {t} feel alive.", "In the morning {t} is quiet.",
-    "At night you can still notice the {w}.", "Children often learn about {w} there.",
+    "{T} is full of {w}.",
+    "People visit {t} to see the {w}.",
+    "It is a calm place with a lot of {w}.",
+    "Many people like {t} because of the {w}.",
+    "The {w} make {t} feel alive.",
+    "In the morning {t} is quiet.",
+    "At night you can still notice the {w}.",
+    "Children often learn about {w} there.",
 ]
 
 
@@ -43,7 +71,9 @@ def corpus(seed: int = 0) -> list[tuple[str, str]]:
             for _ in range(2):
                 k = rng.randint(1, 4)
                 sentences = rng.sample(SENTENCES, k)
-                answer = " ".join(s.format(t=topic, T=topic.capitalize(), w=word) for s in sentences)
+                answer = " ".join(
+                    s.format(t=topic, T=topic.capitalize(), w=word) for s in sentences
+                )
                 pairs.append((question.format(t=topic), answer))
     return pairs
 
@@ -53,8 +83,18 @@ def prompts(count: int = 16, seed: int = 1) -> list[str]:
     return [rng.choice(QUESTIONS).format(t=rng.choice(TOPICS)[0]) for _ in range(count)]
 
 
-TINY_POLICY = dict(n_layer=1, n_embd=64, n_head=2, max_length=64, steps=80, lr=3e-3, batch_size=16, warmup_steps=5,
-                   max_sentences=4, vocab_size=512)
+TINY_POLICY = dict(
+    n_layer=1,
+    n_embd=64,
+    n_head=2,
+    max_length=64,
+    steps=80,
+    lr=3e-3,
+    batch_size=16,
+    warmup_steps=5,
+    max_sentences=4,
+    vocab_size=512,
+)
 
 
 @pytest.fixture(scope="session")

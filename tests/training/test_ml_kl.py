@@ -1,4 +1,5 @@
 """kl_to_reference against the exact KL: a 4-token GPT-2 whose response space (≤ 3 new tokens) is enumerated."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,13 @@ def tiny_tokenizer():
 
     backend = Tokenizer(WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
     backend.pre_tokenizer = WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]",
-                                   model_input_names=["input_ids", "attention_mask"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        eos_token="[EOS]",
+        pad_token="[EOS]",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def tiny_policy(folder, seed: int):
@@ -31,8 +37,17 @@ def tiny_policy(folder, seed: int):
 
     torch.manual_seed(seed)
     eos = VOCAB.index("[EOS]")
-    config = GPT2Config(vocab_size=len(VOCAB), n_positions=32, n_embd=16, n_layer=1, n_head=2, initializer_range=0.3,
-                        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    config = GPT2Config(
+        vocab_size=len(VOCAB),
+        n_positions=32,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        initializer_range=0.3,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     model = GPT2LMHeadModel(config)
     model.generation_config.eos_token_id = model.generation_config.pad_token_id = eos
     return save_policy(model, tiny_tokenizer(), folder, meta={"method": "test"})
@@ -59,9 +74,18 @@ def exact_kl(policy_path, reference_path, prompt: str) -> float:
     for path in (policy_path, reference_path):
         model, tokenizer = load_policy(path, device="cpu")
         prompt_ids = [tokenizer(format_prompt(prompt))["input_ids"]] * len(responses)
-        totals.append([sum(t) for t in token_logprobs_ids(model, prompt_ids, responses, pad_token_id=tokenizer.pad_token_id)])
+        totals.append(
+            [
+                sum(t)
+                for t in token_logprobs_ids(
+                    model, prompt_ids, responses, pad_token_id=tokenizer.pad_token_id
+                )
+            ]
+        )
     mine, ref = totals
-    assert sum(math.exp(v) for v in mine) == pytest.approx(1.0, abs=1e-6)  # the enumeration is the whole space
+    assert sum(math.exp(v) for v in mine) == pytest.approx(
+        1.0, abs=1e-6
+    )  # the enumeration is the whole space
     return sum(math.exp(a) * (a - b) for a, b in zip(mine, ref))
 
 
@@ -80,8 +104,14 @@ def test_kl_of_a_policy_to_itself_is_exactly_zero(tiny_pair):
     from training.ml.metrics import evaluate_policy
 
     policy, _ = tiny_pair
-    metrics = evaluate_policy(policy_path=policy, reference_path=policy, prompts=["a b", "b"], reward_fn=no_reward,
-                              params=SamplerParams(top_p=0.95, max_new_tokens=MAX_NEW), kl_samples=50)
+    metrics = evaluate_policy(
+        policy_path=policy,
+        reference_path=policy,
+        prompts=["a b", "b"],
+        reward_fn=no_reward,
+        params=SamplerParams(top_p=0.95, max_new_tokens=MAX_NEW),
+        kl_samples=50,
+    )
     assert metrics["kl_to_reference"] == 0.0 and metrics["kl_to_reference_se"] == 0.0
     assert metrics["kl_samples"] == 100
 
@@ -94,14 +124,21 @@ def test_the_estimate_agrees_with_the_enumerated_kl_within_its_error(tiny_pair):
     exact = exact_kl(policy, reference, "a b")
     assert exact > 0.05  # the two random models differ enough for the check to mean something
     # The round's sampler (temperature 0.7, top_p 0.5) must not leak into the KL samples.
-    metrics = evaluate_policy(policy_path=policy, reference_path=reference, prompts=["a b"], reward_fn=no_reward,
-                              params=SamplerParams(temperature=0.7, top_p=0.5, max_new_tokens=MAX_NEW, seed=5),
-                              kl_samples=4000)
+    metrics = evaluate_policy(
+        policy_path=policy,
+        reference_path=reference,
+        prompts=["a b"],
+        reward_fn=no_reward,
+        params=SamplerParams(temperature=0.7, top_p=0.5, max_new_tokens=MAX_NEW, seed=5),
+        kl_samples=4000,
+    )
     estimate, se = metrics["kl_to_reference"], metrics["kl_to_reference_se"]
     assert metrics["kl_params"]["top_p"] == 1.0 and metrics["kl_params"]["temperature"] == 1.0
     assert 0 < se < 0.1 * exact
     assert abs(estimate - exact) < 3 * se, (estimate, exact, se)
-    assert abs(metrics["kl_to_reference_k1"] - exact) < 0.2 * exact  # the plain log-ratio mean agrees too
+    assert (
+        abs(metrics["kl_to_reference_k1"] - exact) < 0.2 * exact
+    )  # the plain log-ratio mean agrees too
 
 
 def test_kl_samples_from_a_truncated_sampler_would_be_biased(tiny_pair):
@@ -118,9 +155,15 @@ def test_kl_samples_from_a_truncated_sampler_would_be_biased(tiny_pair):
     policy, reference = tiny_pair
     exact = exact_kl(policy, reference, "a b")
     model, tokenizer = load_policy(policy, device="cpu")
-    rollouts, _ = _samples(model, tokenizer, ["a b"], 4000, SamplerParams(top_p=0.5, max_new_tokens=MAX_NEW, seed=5))
-    mine = token_logprobs_ids(model, [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts],
-                              pad_token_id=tokenizer.pad_token_id)
+    rollouts, _ = _samples(
+        model, tokenizer, ["a b"], 4000, SamplerParams(top_p=0.5, max_new_tokens=MAX_NEW, seed=5)
+    )
+    mine = token_logprobs_ids(
+        model,
+        [r.prompt_ids for r in rollouts],
+        [r.response_ids for r in rollouts],
+        pad_token_id=tokenizer.pad_token_id,
+    )
     biased = kl_estimate(mine, _reference_token_logprobs(reference, tokenizer, rollouts))
     assert abs(biased["kl_to_reference"] - exact) > 3 * biased["kl_to_reference_se"]
 
@@ -154,6 +197,11 @@ def test_near_identical_policies_never_report_a_negative_kl(tmp_path, tiny_pair,
         for p in model.parameters():
             p.add_(1e-3 * torch.randn_like(p))
     nudged = save_policy(model, tokenizer, tmp_path / "nudged", meta={})
-    result = kl_to_reference(policy_path=nudged, reference_path=policy, prompts=["a b"], n=200,
-                             params=SamplerParams(max_new_tokens=MAX_NEW, seed=seed))
+    result = kl_to_reference(
+        policy_path=nudged,
+        reference_path=policy,
+        prompts=["a b"],
+        n=200,
+        params=SamplerParams(max_new_tokens=MAX_NEW, seed=seed),
+    )
     assert result["kl_to_reference"] >= 0 and result["kl_samples"] == 200

@@ -1,4 +1,5 @@
 """Pair selection for labeling and the engine's configs (no torch needed)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,9 @@ def test_random_pairs_are_seeded_and_capped_per_prompt():
     groups = [[1, 2, 3, 4], [5, 6, 7, 8]]
     first = select_pairs(groups, strategy="random", per_prompt=2, seed=3)
     assert first == select_pairs(groups, strategy="random", per_prompt=2, seed=3)
-    assert len(first) == 4 and all({a, b} <= set(groups[0]) or {a, b} <= set(groups[1]) for a, b in first)
+    assert len(first) == 4 and all(
+        {a, b} <= set(groups[0]) or {a, b} <= set(groups[1]) for a, b in first
+    )
 
 
 def test_uncertain_prefers_small_reward_gaps_without_reusing_one_completion():
@@ -37,11 +40,16 @@ def test_uncertain_needs_a_reward_for_every_completion():
         select_pairs([[1, 2]], strategy="best")
 
 
-@pytest.mark.parametrize("config", [
-    SamplerParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=4),
-    DemoPolicyConfig(steps=10), DPOConfig(beta=0.2), PPOConfig(sampler=SamplerParams(temperature=0.8), adaptive_kl=True),
-    BestOfNConfig(n=8, sampler=SamplerParams(seed=9)),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        SamplerParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=4),
+        DemoPolicyConfig(steps=10),
+        DPOConfig(beta=0.2),
+        PPOConfig(sampler=SamplerParams(temperature=0.8), adaptive_kl=True),
+        BestOfNConfig(n=8, sampler=SamplerParams(seed=9)),
+    ],
+)
 def test_configs_round_trip_through_their_dict(config):
     import json
 

@@ -7,6 +7,7 @@ LLM.generate returning RequestOutputs in prompt order. Its tokenizer is the real
 (vLLM's `get_tokenizer()` is the HF tokenizer), so the tests can prove vLLM is sent exactly the ids
 the transformers backend conditions on. The real engine is not exercised.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,16 +81,23 @@ class FakeLLM:
         completion = types.SimpleNamespace
         eos = self.get_tokenizer().eos_token_id
         return [
-            types.SimpleNamespace(outputs=[
-                completion(text=f" answer {i}.{j} ", token_ids=[5, 6, eos] if j % 2 == 0 else [5, 6, 7],
-                           finish_reason="stop" if j % 2 == 0 else "length")
-                for j in range(sampling.n)
-            ])
+            types.SimpleNamespace(
+                outputs=[
+                    completion(
+                        text=f" answer {i}.{j} ",
+                        token_ids=[5, 6, eos] if j % 2 == 0 else [5, 6, 7],
+                        finish_reason="stop" if j % 2 == 0 else "length",
+                    )
+                    for j in range(sampling.n)
+                ]
+            )
             for i, _ in enumerate(inputs)
         ]
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
-        assert all(isinstance(p, dict) and set(p) == {"prompt_token_ids"} for p in prompts)  # TokensPrompt
+        assert all(
+            isinstance(p, dict) and set(p) == {"prompt_token_ids"} for p in prompts
+        )  # TokensPrompt
         self.calls.append(("generate", prompts, sampling_params, lora_request, None))
         return self._outputs(prompts, sampling_params)
 
@@ -146,7 +154,9 @@ def plain_folder(tmp_path_factory, policy_folder):
 def adapter_dir(tmp_path, base, *, r=4, tokenizer=False):
     folder = tmp_path / "adapter"
     folder.mkdir()
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "base_model_name_or_path": str(base)}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": r, "base_model_name_or_path": str(base)})
+    )
     (folder / "adapter_model.safetensors").write_bytes(b"")
     if tokenizer:
         (folder / "tokenizer_config.json").write_text("{}")
@@ -157,7 +167,13 @@ def adapter_dir(tmp_path, base, *, r=4, tokenizer=False):
 def test_sampler_params_translate_to_sampling_params_kwargs_exactly():
     params = SamplerParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=5)
     assert sampling_kwargs(params, n=4) == {
-        "n": 4, "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 32, "seed": 5, "skip_special_tokens": True,
+        "n": 4,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 0,
+        "max_tokens": 32,
+        "seed": 5,
+        "skip_special_tokens": True,
     }
     assert sampling_kwargs(params, n=4, top_k_off_value=-1)["top_k"] == -1
     assert sampling_kwargs(SamplerParams(top_k=40), n=2)["top_k"] == 40
@@ -175,7 +191,13 @@ def test_greedy_asks_vllm_for_one_draw_and_the_sampler_repeats_it(fake_vllm, pol
     from training.ml.sampling import VLLMSampler
 
     assert sampling_kwargs(SamplerParams(temperature=0, top_p=0.5, top_k=7), n=3) == {
-        "n": 1, "temperature": 0, "top_p": 1.0, "top_k": 0, "max_tokens": 64, "seed": 0, "skip_special_tokens": True,
+        "n": 1,
+        "temperature": 0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "max_tokens": 64,
+        "seed": 0,
+        "skip_special_tokens": True,
     }
     out = VLLMSampler(policy_folder).generate(["Why?"], n=3, params=SamplerParams(temperature=0))
     assert [s.text for s in out[0]] == ["answer 0.0"] * 3
@@ -186,7 +208,11 @@ def test_temperature_above_vllms_limit_is_refused_by_name():
         sampling_kwargs(SamplerParams(temperature=2.5), n=1)
 
 
-@pytest.mark.parametrize("sampling_cls, off", [(FakeSamplingParams, 0), (OldFakeSamplingParams, -1)], ids=["current", "older"])
+@pytest.mark.parametrize(
+    "sampling_cls, off",
+    [(FakeSamplingParams, 0), (OldFakeSamplingParams, -1)],
+    ids=["current", "older"],
+)
 def test_top_k_off_follows_the_installed_vllm(fake_vllm, policy_folder, sampling_cls, off):
     from training.ml.sampling import VLLMSampler
 
@@ -207,12 +233,18 @@ def hf_rendered(folder, prompts, max_new_tokens):
 
 
 @pytest.mark.parametrize("folder_name", ["policy_folder", "plain_folder"])
-def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(fake_vllm, folder_name, request):
+def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(
+    fake_vllm, folder_name, request
+):
     from training.ml.sampling import VLLMSampler
 
     folder = request.getfixturevalue(folder_name)
-    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                    {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye?"}]
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye?"},
+    ]
     prompts = ["What is 2+2?", conversation]
     params = SamplerParams(seed=9, max_new_tokens=16)
     out = VLLMSampler(folder).generate(prompts, n=2, params=params)
@@ -222,15 +254,26 @@ def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(fak
     assert [p["prompt_token_ids"] for p in inputs] == [list(r.ids) for r in expected]
     assert [row[0].prompt_text for row in out] == [r.text for r in expected]
     if folder_name == "policy_folder":
-        assert out[0][0].prompt_text == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+        assert (
+            out[0][0].prompt_text
+            == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+        )
     else:
         assert out[0][0].prompt_text == "Question: What is 2+2?\nAnswer:"
-    assert [[s.text for s in row] for row in out] == [["answer 0.0", "answer 0.1"], ["answer 1.0", "answer 1.1"]]
+    assert [[s.text for s in row] for row in out] == [
+        ["answer 0.0", "answer 0.1"],
+        ["answer 1.0", "answer 1.1"],
+    ]
     eos = fake_vllm.engines[0].get_tokenizer().eos_token_id
-    assert [(s.num_tokens, s.finish_reason, s.token_ids) for s in out[0]] == [(2, "stop", (5, 6, eos)), (3, "length", (5, 6, 7))]
+    assert [(s.num_tokens, s.finish_reason, s.token_ids) for s in out[0]] == [
+        (2, "stop", (5, 6, eos)),
+        (3, "length", (5, 6, 7)),
+    ]
 
 
-def test_a_long_dialogue_is_left_truncated_to_the_engine_positions_as_in_the_transformers_backend(fake_vllm, policy_folder):
+def test_a_long_dialogue_is_left_truncated_to_the_engine_positions_as_in_the_transformers_backend(
+    fake_vllm, policy_folder
+):
     from training.ml.sampling import VLLMSampler
 
     dialogue = hh_dialogue(min_chars=4_000)
@@ -247,23 +290,33 @@ def test_max_model_len_given_to_the_engine_sets_the_prompt_budget(fake_vllm, pol
     from training.ml.sampling import VLLMSampler
 
     dialogue = hh_dialogue(min_chars=4_000)
-    VLLMSampler(policy_folder, max_model_len=48).generate([dialogue], n=1, params=SamplerParams(max_new_tokens=16))
+    VLLMSampler(policy_folder, max_model_len=48).generate(
+        [dialogue], n=1, params=SamplerParams(max_new_tokens=16)
+    )
     assert len(fake_vllm.engines[0].calls[0][1][0]["prompt_token_ids"]) <= 32
 
 
 # --- LoRA ------------------------------------------------------------------------------------------
-def test_a_peft_adapter_folder_is_served_as_its_base_plus_a_lora_request(fake_vllm, tmp_path, policy_folder):
+def test_a_peft_adapter_folder_is_served_as_its_base_plus_a_lora_request(
+    fake_vllm, tmp_path, policy_folder
+):
     from training.ml.sampling import VLLMSampler
 
     adapter = adapter_dir(tmp_path, policy_folder, r=4)
     sampler = VLLMSampler(adapter)
     engine = fake_vllm.engines[0]
-    assert engine.init_kwargs["model"] == str(policy_folder) and engine.init_kwargs["tokenizer"] == str(policy_folder)
+    assert engine.init_kwargs["model"] == str(policy_folder) and engine.init_kwargs[
+        "tokenizer"
+    ] == str(policy_folder)
     assert engine.init_kwargs["enable_lora"] is True and engine.init_kwargs["max_lora_rank"] == 8
     assert engine.init_kwargs["max_loras"] == 1
     sampler.generate(["Why?"], n=1, params=SamplerParams())
     lora = engine.calls[0][3]
-    assert isinstance(lora, FakeLoRARequest) and lora.lora_int_id == 1 and lora.lora_path == str(adapter)
+    assert (
+        isinstance(lora, FakeLoRARequest)
+        and lora.lora_int_id == 1
+        and lora.lora_path == str(adapter)
+    )
     assert lora.lora_name.startswith("prefloop-")
 
 
@@ -279,9 +332,19 @@ def test_an_adapter_with_its_own_tokenizer_uses_it_and_ranks_round_up(tmp_path, 
     from training.ml.vllm_backend import engine_kwargs
 
     adapter = adapter_folder(adapter_dir(tmp_path, policy_folder, r=24, tokenizer=True))
-    kwargs = engine_kwargs(adapter, dtype="bfloat16", seed=3, gpu_memory_utilization=0.4, max_model_len=None,
-                           enforce_eager=True)
-    assert kwargs["tokenizer"] == adapter.adapter_path and kwargs["max_lora_rank"] == 32 and kwargs["seed"] == 3
+    kwargs = engine_kwargs(
+        adapter,
+        dtype="bfloat16",
+        seed=3,
+        gpu_memory_utilization=0.4,
+        max_model_len=None,
+        enforce_eager=True,
+    )
+    assert (
+        kwargs["tokenizer"] == adapter.adapter_path
+        and kwargs["max_lora_rank"] == 32
+        and kwargs["seed"] == 3
+    )
     assert [max_lora_rank(r) for r in (1, 2, 8, 9, 300)] == [1, 8, 8, 16, 320]
     with pytest.raises(ValueError, match="largest"):
         max_lora_rank(1024)

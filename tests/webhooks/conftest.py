@@ -1,4 +1,5 @@
 """Webhook tests: 127.0.0.1 is an allowed target here (and only it: ::1 and the rest stay refused)."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 It answers each POST with the next scripted (status, headers, body) — 200 once the script is
 used up — records what it got, and verifies signatures the way docs/webhooks.md tells receivers to.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,13 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
 
 
 class Receiver:
-    def __init__(self, script: list[tuple[int, dict, bytes]] | None = None, *, delay: float = 0.0,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        script: list[tuple[int, dict, bytes]] | None = None,
+        *,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.script = list(script or [])
         self.received: list[Received] = []
         self.delay = delay
@@ -43,10 +49,14 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.received.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                status, headers, payload = receiver.script.pop(0) if receiver.script else (200, {}, b"ok")
+                status, headers, payload = (
+                    receiver.script.pop(0) if receiver.script else (200, {}, b"ok")
+                )
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -60,7 +70,9 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.scheme = "http"
         if tls is not None:  # HTTPS: the handshake happens in each handler thread
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
+            self.server.socket = tls.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.scheme = "https"
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

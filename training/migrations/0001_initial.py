@@ -6,114 +6,368 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotate', '0002_gold_checks'),
-        ('rewards', '0001_initial'),
+        ("annotate", "0002_gold_checks"),
+        ("rewards", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Policy',
+            name="Policy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('method', models.CharField(choices=[('base', 'Base'), ('demo', 'Demo'), ('dpo', 'Dpo'), ('ppo', 'Ppo'), ('best_of_n', 'Best Of N')], max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('training', 'Training'), ('ready', 'Ready'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('base_model', models.CharField(blank=True, help_text='Model folder of a base policy.', max_length=500)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('data', models.JSONField(blank=True, default=dict, help_text='What the update was trained on.')),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('curve', models.JSONField(blank=True, default=list)),
-                ('artifact_path', models.CharField(blank=True, max_length=500)),
-                ('job_id', models.BigIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='training.policy')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='policies', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[
+                            ("base", "Base"),
+                            ("demo", "Demo"),
+                            ("dpo", "Dpo"),
+                            ("ppo", "Ppo"),
+                            ("best_of_n", "Best Of N"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("training", "Training"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "base_model",
+                    models.CharField(
+                        blank=True, help_text="Model folder of a base policy.", max_length=500
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                (
+                    "data",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="What the update was trained on."
+                    ),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("curve", models.JSONField(blank=True, default=list)),
+                ("artifact_path", models.CharField(blank=True, max_length=500)),
+                ("job_id", models.BigIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policies",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-version'],
+                "ordering": ["-version"],
             },
         ),
         migrations.CreateModel(
-            name='Loop',
+            name="Loop",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('eval_prompt_ids', models.JSONField(blank=True, default=list, help_text='Held out from sampling rounds.')),
-                ('defaults', models.JSONField(blank=True, default=dict, help_text='Round parameters used when a request omits them.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='loop', to='annotate.project')),
-                ('current', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='training.policy')),
-                ('reference', models.ForeignKey(help_text='The SFT policy every KL is measured against; fixed once set.', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='training.policy')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "eval_prompt_ids",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Held out from sampling rounds."
+                    ),
+                ),
+                (
+                    "defaults",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Round parameters used when a request omits them.",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="loop",
+                        to="annotate.project",
+                    ),
+                ),
+                (
+                    "current",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "reference",
+                    models.ForeignKey(
+                        help_text="The SFT policy every KL is measured against; fixed once set.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="training.policy",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Round',
+            name="Round",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(help_text='Comparisons of this round carry this round number.')),
-                ('method', models.CharField(choices=[('dpo', 'Dpo'), ('ppo', 'Ppo'), ('best_of_n', 'Best Of N')], max_length=16)),
-                ('state', models.CharField(choices=[('sampling', 'Sampling'), ('labeling', 'Labeling'), ('reward_model', 'Reward Model'), ('policy_update', 'Policy Update'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='sampling', max_length=16)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('reason', models.TextField(blank=True, help_text='Why the round failed or was cancelled.')),
-                ('job_id', models.BigIntegerField(blank=True, help_text='The job of the current step.', null=True)),
-                ('history', models.JSONField(blank=True, default=list, help_text='[{state, at, job_id}] in order.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('new_policy', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.policy')),
-                ('policy', models.ForeignKey(help_text='The policy this round samples from.', on_delete=django.db.models.deletion.PROTECT, related_name='sampled_rounds', to='training.policy')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rounds', to='annotate.project')),
-                ('reward_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='rewards.rewardmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "number",
+                    models.PositiveIntegerField(
+                        help_text="Comparisons of this round carry this round number."
+                    ),
+                ),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[("dpo", "Dpo"), ("ppo", "Ppo"), ("best_of_n", "Best Of N")],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("sampling", "Sampling"),
+                            ("labeling", "Labeling"),
+                            ("reward_model", "Reward Model"),
+                            ("policy_update", "Policy Update"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="sampling",
+                        max_length=16,
+                    ),
+                ),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                (
+                    "reason",
+                    models.TextField(
+                        blank=True, help_text="Why the round failed or was cancelled."
+                    ),
+                ),
+                (
+                    "job_id",
+                    models.BigIntegerField(
+                        blank=True, help_text="The job of the current step.", null=True
+                    ),
+                ),
+                (
+                    "history",
+                    models.JSONField(
+                        blank=True, default=list, help_text="[{state, at, job_id}] in order."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "new_policy",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        help_text="The policy this round samples from.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sampled_rounds",
+                        to="training.policy",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rounds",
+                        to="annotate.project",
+                    ),
+                ),
+                (
+                    "reward_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="rewards.rewardmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.AddField(
-            model_name='policy',
-            name='round',
-            field=models.ForeignKey(blank=True, help_text='The round whose update produced this checkpoint.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.round'),
+            model_name="policy",
+            name="round",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The round whose update produced this checkpoint.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="training.round",
+            ),
         ),
         migrations.CreateModel(
-            name='AIFeedback',
+            name="AIFeedback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('margin', models.FloatField(help_text='r(winner) - r(loser)')),
-                ('probability', models.FloatField(help_text="sigmoid(margin): the model's P(winner preferred)")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ai_feedback', to='annotate.comparison')),
-                ('loser', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
-                ('reward_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='rewards.rewardmodel')),
-                ('winner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotate.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("margin", models.FloatField(help_text="r(winner) - r(loser)")),
+                (
+                    "probability",
+                    models.FloatField(help_text="sigmoid(margin): the model's P(winner preferred)"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ai_feedback",
+                        to="annotate.comparison",
+                    ),
+                ),
+                (
+                    "loser",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
+                (
+                    "reward_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="rewards.rewardmodel",
+                    ),
+                ),
+                (
+                    "winner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotate.completion",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('comparison', 'reward_model'), name='ai_feedback_once')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("comparison", "reward_model"), name="ai_feedback_once"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='round',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='round_number_once'),
+            model_name="round",
+            constraint=models.UniqueConstraint(
+                fields=("project", "number"), name="round_number_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='round',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['sampling', 'labeling', 'reward_model', 'policy_update'])), fields=('project',), name='one_active_round_per_project'),
+            model_name="round",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("state__in", ["sampling", "labeling", "reward_model", "policy_update"])
+                ),
+                fields=("project",),
+                name="one_active_round_per_project",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policy',
-            constraint=models.UniqueConstraint(fields=('project', 'version'), name='policy_version_once'),
+            model_name="policy",
+            constraint=models.UniqueConstraint(
+                fields=("project", "version"), name="policy_version_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policy',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'ready'), _negated=True), models.Q(('artifact_path', ''), _negated=True), _connector='OR'), name='policy_ready_has_artifact'),
+            model_name="policy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "ready"), _negated=True),
+                    models.Q(("artifact_path", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="policy_ready_has_artifact",
+            ),
         ),
     ]

@@ -4,28 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0001_initial'),
+        ("training", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='round',
-            name='one_active_round_per_project',
+            model_name="round",
+            name="one_active_round_per_project",
         ),
         migrations.AlterField(
-            model_name='round',
-            name='reason',
-            field=models.TextField(blank=True, help_text='Why the round failed, was cancelled or waits at the guard.'),
+            model_name="round",
+            name="reason",
+            field=models.TextField(
+                blank=True, help_text="Why the round failed, was cancelled or waits at the guard."
+            ),
         ),
         migrations.AlterField(
-            model_name='round',
-            name='state',
-            field=models.CharField(choices=[('sampling', 'Sampling'), ('labeling', 'Labeling'), ('reward_model', 'Reward Model'), ('guarded', 'Guarded'), ('policy_update', 'Policy Update'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='sampling', max_length=16),
+            model_name="round",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("sampling", "Sampling"),
+                    ("labeling", "Labeling"),
+                    ("reward_model", "Reward Model"),
+                    ("guarded", "Guarded"),
+                    ("policy_update", "Policy Update"),
+                    ("done", "Done"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="sampling",
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='round',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['sampling', 'labeling', 'reward_model', 'guarded', 'policy_update'])), fields=('project',), name='one_active_round_per_project'),
+            model_name="round",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    (
+                        "state__in",
+                        ["sampling", "labeling", "reward_model", "guarded", "policy_update"],
+                    )
+                ),
+                fields=("project",),
+                name="one_active_round_per_project",
+            ),
         ),
     ]

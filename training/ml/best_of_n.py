@@ -3,6 +3,7 @@
 The kept responses are trained with the policy's own tokens (eos included when the sample
 ended), so the update imitates exactly what it was rewarded for: L = −Σ_t log π(y*_t | x, y*_<t).
 """
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,13 @@ def train_best_of_n(
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
-    model, tokenizer, _, lineage = load_for_update(policy_path, None, device=device, lora=config.lora,
-                                                   gradient_checkpointing=config.gradient_checkpointing)
+    model, tokenizer, _, lineage = load_for_update(
+        policy_path,
+        None,
+        device=device,
+        lora=config.lora,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
     rollouts = generate_ids(model, tokenizer, prompts, n=config.n, params=config.sampler)
     texts = [to_sample(tokenizer, r, config.sampler.seed).text for r in rollouts]
     rewards = [float(r) for r in reward_fn([prompts[r.prompt_index] for r in rollouts], texts)]
@@ -60,15 +66,24 @@ def train_best_of_n(
     examples = []
     for rollout in kept:
         response = rollout.response_ids[: config.max_length - 1]
-        prompt_ids = rollout.prompt_ids[max(0, len(rollout.prompt_ids) - (config.max_length - len(response))):]  # keep its end
+        prompt_ids = rollout.prompt_ids[
+            max(0, len(rollout.prompt_ids) - (config.max_length - len(response))) :
+        ]  # keep its end
         ids = prompt_ids + response
         mask = [0] * len(prompt_ids) + [1] * len(response)
         examples.append((ids, mask))
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     steps = config.max_steps or config.epochs * steps_per_epoch
     curve = sft_train(
-        model, examples, steps=steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-        pad_token_id=tokenizer.pad_token_id, progress=progress, should_stop=should_stop,
+        model,
+        examples,
+        steps=steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        pad_token_id=tokenizer.pad_token_id,
+        progress=progress,
+        should_stop=should_stop,
     )
     token_counts = [len(r.response_ids) - int(r.finished) for r in rollouts]
     kept_tokens = [len(r.response_ids) - int(r.finished) for r in kept]
@@ -81,7 +96,9 @@ def train_best_of_n(
         "mean_reward_kept": sum(kept_rewards) / len(kept_rewards),
         "mean_tokens_all": sum(token_counts) / len(token_counts),
         "mean_tokens_kept": sum(kept_tokens) / len(kept_tokens),
-        "truncation": truncation_report([p for i in range(len(prompts)) if (p := rollouts[i * config.n].prompt) is not None]),
+        "truncation": truncation_report(
+            [p for i in range(len(prompts)) if (p := rollouts[i * config.n].prompt) is not None]
+        ),
         "lora": config.lora is not None,
         "steps": len(curve),
         "loss_first": curve[0]["loss"] if curve else None,
@@ -89,7 +106,13 @@ def train_best_of_n(
         "seconds": time.perf_counter() - started,
         "device": device,
     }
-    meta = {"method": "best_of_n", "parent": str(policy_path), "config": config.as_dict(), "metrics": metrics, **lineage}
+    meta = {
+        "method": "best_of_n",
+        "parent": str(policy_path),
+        "config": config.as_dict(),
+        "metrics": metrics,
+        **lineage,
+    }
     path = save_policy(model.to("cpu"), tokenizer, Path(out_dir), meta=meta)
     return UpdateResult(path=str(path), metrics=metrics, curve=curve)
 

@@ -3,6 +3,7 @@
 Every config round-trips through `as_dict()` / `from_dict()` (JSON-safe, nested SamplerParams
 included), so a Policy row stores exactly what produced it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -51,13 +52,17 @@ class SamplerParams(_Config):
     top_p: float = 1.0
     max_new_tokens: int = 64
     seed: int = 0
-    top_k: int = 0  # 0 (or -1, stored as 0): off, every token is a candidate; k: only the k most likely
+    top_k: int = (
+        0  # 0 (or -1, stored as 0): off, every token is a candidate; k: only the k most likely
+    )
 
     def __post_init__(self) -> None:
         if self.top_k == -1:  # vLLM's older spelling of "off"
             object.__setattr__(self, "top_k", 0)
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be 0 or -1 (off) or a positive integer (got {self.top_k!r})")
+            raise ValueError(
+                f"top_k must be 0 or -1 (off) or a positive integer (got {self.top_k!r})"
+            )
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
@@ -80,13 +85,27 @@ class DemoPolicyConfig(_Config):
     batch_size: int = 16
     seed: int = 0
     warmup_steps: int = 30
-    max_sentences: int = 4  # answers are cut at sentence ends into 1..max_sentences-sentence examples
+    max_sentences: int = (
+        4  # answers are cut at sentence ends into 1..max_sentences-sentence examples
+    )
     dropout: float = 0.0
-    vocab_size: int | None = 8192  # corpus-trimmed MiniLM vocabulary (see policy.demo_tokenizer); None: all 30,522
-    eval_fraction: float = 0.05  # share of prompts whose answers are held out for the perplexity (seeded hash)
+    vocab_size: int | None = (
+        8192  # corpus-trimmed MiniLM vocabulary (see policy.demo_tokenizer); None: all 30,522
+    )
+    eval_fraction: float = (
+        0.05  # share of prompts whose answers are held out for the perplexity (seeded hash)
+    )
 
-    LIMITS = {"n_layer": 48, "n_embd": 4096, "n_head": 64, "max_length": 4096, "steps": 100_000, "batch_size": 1024,
-              "max_sentences": 64, "warmup_steps": 100_000}
+    LIMITS = {
+        "n_layer": 48,
+        "n_embd": 4096,
+        "n_head": 64,
+        "max_length": 4096,
+        "steps": 100_000,
+        "batch_size": 1024,
+        "max_sentences": 64,
+        "warmup_steps": 100_000,
+    }
 
     def __post_init__(self) -> None:
         _positive(self, "n_layer", "n_embd", "n_head", "steps", "lr", "batch_size", "max_sentences")
@@ -94,13 +113,17 @@ class DemoPolicyConfig(_Config):
             if getattr(self, name) > high:
                 raise ValueError(f"{name} must be at most {high} (got {getattr(self, name)!r})")
         if self.architecture not in DEMO_ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {list(DEMO_ARCHITECTURES)} (got {self.architecture!r})")
+            raise ValueError(
+                f"architecture must be one of {list(DEMO_ARCHITECTURES)} (got {self.architecture!r})"
+            )
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
         if self.max_length < 16:
             raise ValueError("max_length must be at least 16")
         if self.vocab_size is not None and not 256 <= self.vocab_size <= 30_522:
-            raise ValueError("vocab_size must be between 256 and 30522 (or None for the full vocabulary)")
+            raise ValueError(
+                "vocab_size must be between 256 and 30522 (or None for the full vocabulary)"
+            )
         if not 0.0 <= self.eval_fraction < 0.5:
             raise ValueError(f"eval_fraction must be in [0, 0.5) (got {self.eval_fraction!r})")
 
@@ -121,7 +144,9 @@ class DPOConfig(_Config):
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     bf16: bool | None = None  # None: on when the GPU supports it, off on CPU
-    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
+    lora: LoraSettings | None = (
+        None  # LoRA adapters; the reference is then the base with adapters disabled
+    )
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -158,22 +183,38 @@ class PPOConfig(_Config):
     max_grad_norm: float = 1.0
     sampler: SamplerParams = field(default_factory=SamplerParams)
     seed: int = 0
-    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
+    lora: LoraSettings | None = (
+        None  # LoRA adapters; the reference is then the base with adapters disabled
+    )
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         _check_lora(self)
-        _positive(self, "lr", "max_steps", "batch_size", "mini_batch_size", "ppo_epochs", "clip", "target_kl", "kl_horizon")
+        _positive(
+            self,
+            "lr",
+            "max_steps",
+            "batch_size",
+            "mini_batch_size",
+            "ppo_epochs",
+            "clip",
+            "target_kl",
+            "kl_horizon",
+        )
         if self.kl_coef < 0 or self.vf_coef < 0:
             raise ValueError("kl_coef and vf_coef must be >= 0")
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0):
             raise ValueError("gamma and lam must be in [0, 1]")
         if self.sampler.temperature == 0:
-            raise ValueError("sampler.temperature must be > 0 for PPO (rollouts must be stochastic)")
+            raise ValueError(
+                "sampler.temperature must be > 0 for PPO (rollouts must be stochastic)"
+            )
         if self.sampler.top_p < 1.0:
             # Ratios, advantages and the KL penalty use the full softmax: rollouts must come from it.
-            raise ValueError(f"sampler.top_p must be 1 for PPO (got {self.sampler.top_p}): its log-probs, ratios and "
-                             "KL penalty are those of the full distribution, so nucleus-truncated rollouts would bias them")
+            raise ValueError(
+                f"sampler.top_p must be 1 for PPO (got {self.sampler.top_p}): its log-probs, ratios and "
+                "KL penalty are those of the full distribution, so nucleus-truncated rollouts would bias them"
+            )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 How a prompt is rendered for a model (chat template or this plain format) and truncated lives
 in rewards.ml.chat, shared with the reward model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ the generation prompt, as sampling did); one without gets the plain format (`for
 (rewards.ml.chat.encode_prompt), never dropped. With config.lora the update trains LoRA adapters
 and the reference is the adapter's base with the adapters disabled (no second copy in memory).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,17 @@ from training.ml.results import TrainingStopped, UpdateResult
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, dict], None]
-_CURVE_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
-               "logps/chosen", "logps/rejected", "learning_rate", "grad_norm")
+_CURVE_KEYS = (
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+    "learning_rate",
+    "grad_norm",
+)
 
 
 def _use_bf16(config: DPOConfig) -> bool:
@@ -36,10 +46,15 @@ def _use_bf16(config: DPOConfig) -> bool:
 
 
 def _longest_response(tokenizer, example: PreferenceExample) -> int:
-    return max(len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) for t in (example.chosen, example.rejected))
+    return max(
+        len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"])
+        for t in (example.chosen, example.rejected)
+    )
 
 
-def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *, max_length: int | None = None):
+def preference_dataset(
+    examples: Sequence[PreferenceExample], tokenizer=None, *, max_length: int | None = None
+):
     """(trl dataset, prompts truncated): conversational rows when the tokenizer has a chat template, else
     trl's standard explicit-prompt format {prompt, chosen, rejected} strings.
 
@@ -107,7 +122,11 @@ def train_dpo(
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer, reference, lineage = load_for_update(
-        policy_path, reference_path, device=device, lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
+        policy_path,
+        reference_path,
+        device=device,
+        lora=config.lora,
+        gradient_checkpointing=config.gradient_checkpointing,
         reference_dtype=torch.bfloat16 if _use_bf16(config) else torch.float32,
     )
     dataset, truncated = preference_dataset(examples, tokenizer, max_length=config.max_length)
@@ -119,7 +138,10 @@ def train_dpo(
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
-            point = {"step": state.global_step, **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs}}
+            point = {
+                "step": state.global_step,
+                **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs},
+            }
             curve.append(point)
             if progress:
                 progress(state.global_step, state.max_steps, point)
@@ -131,13 +153,29 @@ def train_dpo(
 
     with tempfile.TemporaryDirectory(prefix="prefloop-dpo-") as scratch:
         args = TrlDPOConfig(
-            output_dir=scratch, beta=config.beta, loss_type=[config.loss_type], learning_rate=config.lr,
-            max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.grad_accum, max_length=config.max_length,
-            warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm, lr_scheduler_type="linear",
-            seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu", bf16=_use_bf16(config),
-            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            dataset_num_proc=None, remove_unused_columns=False, activation_checkpointing=config.gradient_checkpointing,
+            output_dir=scratch,
+            beta=config.beta,
+            loss_type=[config.loss_type],
+            learning_rate=config.lr,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum,
+            max_length=config.max_length,
+            warmup_steps=config.warmup_steps,
+            max_grad_norm=config.max_grad_norm,
+            lr_scheduler_type="linear",
+            seed=config.seed,
+            data_seed=config.seed,
+            use_cpu=device == "cpu",
+            bf16=_use_bf16(config),
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataset_num_proc=None,
+            remove_unused_columns=False,
+            activation_checkpointing=config.gradient_checkpointing,
         )
         verbosity = hf_logging.get_verbosity()
         bars_were_off = datasets.utils.are_progress_bars_disabled()
@@ -145,8 +183,12 @@ def train_dpo(
         datasets.utils.disable_progress_bars()  # a job's log is not a terminal
         try:
             trainer = DPOTrainer(
-                model=model, ref_model=reference, args=args, train_dataset=dataset,
-                processing_class=tokenizer, callbacks=[_Report()],
+                model=model,
+                ref_model=reference,
+                args=args,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                callbacks=[_Report()],
             )
             if reference is None and "ref" in getattr(trainer.model, "peft_config", {}):
                 # trl copies a loaded adapter into a "ref" adapter; the loop's reference is the base
@@ -163,8 +205,12 @@ def train_dpo(
         raise TrainingStopped(f"stopped at step {stopped['at']}")
     model = trainer.model
     model.eval()
-    last = curve[-min(10, len(curve)):] if curve else []
-    mean = lambda key: sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last)) if last else None
+    last = curve[-min(10, len(curve)) :] if curve else []
+    mean = lambda key: (
+        sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last))
+        if last
+        else None
+    )
     metrics = {
         "method": "dpo",
         "pairs": len(examples),
@@ -178,8 +224,14 @@ def train_dpo(
         "seconds": time.perf_counter() - started,
         "device": device,
     }
-    meta = {"method": "dpo", "parent": str(policy_path), "reference": str(reference_path), "config": config.as_dict(),
-            "metrics": metrics, **lineage}
+    meta = {
+        "method": "dpo",
+        "parent": str(policy_path),
+        "reference": str(reference_path),
+        "config": config.as_dict(),
+        "metrics": metrics,
+        **lineage,
+    }
     path = save_policy(model.to("cpu"), tokenizer, Path(out_dir), meta=meta)
     return UpdateResult(path=str(path), metrics=metrics, curve=curve)
 

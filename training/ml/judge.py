@@ -12,6 +12,7 @@ inconsistent (as MT-bench counts it). Input length is bounded: the rendered judg
 left-truncated with rewards.ml.chat.encode_prompt (the system turn with the instructions stays,
 the start of the user turn goes first). No Django here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,20 +58,29 @@ class JudgeTemplate:
             self.user.format(question="", answer_a="", answer_b="")
             self.system.format(principles="")
         except (KeyError, IndexError, ValueError) as exc:
-            raise JudgeError(f"judge prompt has an unknown or malformed placeholder ({exc}); "
-                             "use {question}, {answer_a}, {answer_b} and {principles}, double other braces") from None
+            raise JudgeError(
+                f"judge prompt has an unknown or malformed placeholder ({exc}); "
+                "use {question}, {answer_a}, {answer_b} and {principles}, double other braces"
+            ) from None
 
     def version(self, principles: str = "") -> str:
         """A short hash naming this prompt and its principles: two verdicts with the same version used the same text."""
-        digest = hashlib.sha256(f"{self.system}\x1f{self.user}\x1f{principles}".encode()).hexdigest()
+        digest = hashlib.sha256(
+            f"{self.system}\x1f{self.user}\x1f{principles}".encode()
+        ).hexdigest()
         return digest[:16]
 
-    def messages(self, prompt: PromptLike, first: str, second: str, principles: str = "") -> list[dict]:
+    def messages(
+        self, prompt: PromptLike, first: str, second: str, principles: str = ""
+    ) -> list[dict]:
         principles_text = PRINCIPLES_HEADER + principles.strip() if principles.strip() else ""
         question = plain_text(as_messages(prompt)).strip()
         return [
             {"role": "system", "content": self.system.format(principles=principles_text)},
-            {"role": "user", "content": self.user.format(question=question, answer_a=first, answer_b=second)},
+            {
+                "role": "user",
+                "content": self.user.format(question=question, answer_a=first, answer_b=second),
+            },
         ]
 
 
@@ -88,11 +98,19 @@ class Verdict:
     order1: tuple[float, float, float]  # P(A), P(B), P(C) with (first, second) shown
     order2: tuple[float, float, float]  # P(A), P(B), P(C) with (second, first) shown
     truncated: bool = False
-    probabilities: dict = field(default_factory=dict)  # the two orders averaged: {"first", "second", "tie"}
+    probabilities: dict = field(
+        default_factory=dict
+    )  # the two orders averaged: {"first", "second", "tie"}
 
     def as_dict(self) -> dict:
-        return {"verdict": self.verdict, "consistent": self.consistent, "order1": list(self.order1),
-                "order2": list(self.order2), "truncated": self.truncated, "probabilities": self.probabilities}
+        return {
+            "verdict": self.verdict,
+            "consistent": self.consistent,
+            "order1": list(self.order1),
+            "order2": list(self.order2),
+            "truncated": self.truncated,
+            "probabilities": self.probabilities,
+        }
 
 
 def letter_ids(tokenizer, letters: Sequence[str] = LETTERS) -> list[int]:
@@ -101,10 +119,14 @@ def letter_ids(tokenizer, letters: Sequence[str] = LETTERS) -> list[int]:
     for letter in letters:
         tokens = tokenizer(letter, add_special_tokens=False, verbose=False)["input_ids"]
         if not tokens:
-            raise JudgeError(f"the judge's tokenizer has no token for the verdict letter {letter!r}")
+            raise JudgeError(
+                f"the judge's tokenizer has no token for the verdict letter {letter!r}"
+            )
         ids.append(int(tokens[0]))
     if len(set(ids)) != len(ids):
-        raise JudgeError(f"the judge's tokenizer maps the verdict letters {list(letters)} to the same token")
+        raise JudgeError(
+            f"the judge's tokenizer maps the verdict letters {list(letters)} to the same token"
+        )
     return ids
 
 
@@ -116,18 +138,37 @@ def order_verdict(probs: Sequence[float]) -> int:
     return max(range(3), key=lambda i: (probs[i], -i))
 
 
-def combine(order1: Sequence[float], order2: Sequence[float], *, truncated: bool = False) -> Verdict:
+def combine(
+    order1: Sequence[float], order2: Sequence[float], *, truncated: bool = False
+) -> Verdict:
     """The verdict of a pair from its two orders' letter probabilities (order 2 shows the answers swapped)."""
     v1 = VERDICTS[order_verdict(order1)]
-    v2 = {0: "second", 1: "first", 2: "tie"}[order_verdict(order2)]  # order 2's "A" is the second answer
+    v2 = {0: "second", 1: "first", 2: "tie"}[
+        order_verdict(order2)
+    ]  # order 2's "A" is the second answer
     consistent = v1 == v2
-    averaged = {"first": (order1[0] + order2[1]) / 2, "second": (order1[1] + order2[0]) / 2, "tie": (order1[2] + order2[2]) / 2}
-    first, second = (float(order1[0]), float(order1[1]), float(order1[2])), (float(order2[0]), float(order2[1]), float(order2[2]))
-    return Verdict(v1 if consistent else "tie", consistent, first, second, truncated,
-                   {k: round(v, 6) for k, v in averaged.items()})
+    averaged = {
+        "first": (order1[0] + order2[1]) / 2,
+        "second": (order1[1] + order2[0]) / 2,
+        "tie": (order1[2] + order2[2]) / 2,
+    }
+    first, second = (
+        (float(order1[0]), float(order1[1]), float(order1[2])),
+        (float(order2[0]), float(order2[1]), float(order2[2])),
+    )
+    return Verdict(
+        v1 if consistent else "tie",
+        consistent,
+        first,
+        second,
+        truncated,
+        {k: round(v, 6) for k, v in averaged.items()},
+    )
 
 
-def letter_probabilities(model, tokenizer, prompts: Sequence[list[int]], ids: Sequence[int]) -> list[tuple[float, float, float]]:
+def letter_probabilities(
+    model, tokenizer, prompts: Sequence[list[int]], ids: Sequence[int]
+) -> list[tuple[float, float, float]]:
     """P(letter) renormalised over the letters, at the first generated position of each (left-padded) prompt."""
     import torch
 
@@ -137,20 +178,33 @@ def letter_probabilities(model, tokenizer, prompts: Sequence[list[int]], ids: Se
     input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
-        input_ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, width - len(p):] = 1
+        input_ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    logits_to_keep=1, use_cache=False)
+        out = model(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=1,
+            use_cache=False,
+        )
     logits = out.logits[:, -1].float()
     chosen = torch.log_softmax(logits, dim=-1)[:, list(ids)]
     probs = torch.softmax(chosen, dim=-1)  # renormalised over the three letters
     return [(float(row[0]), float(row[1]), float(row[2])) for row in probs.tolist()]
 
 
-def judge_pairs(model, tokenizer, pairs: Sequence[JudgePair], *, template: JudgeTemplate | None = None,
-                principles: str = "", max_tokens: int | None = None, batch_size: int = 8) -> list[Verdict]:
+def judge_pairs(
+    model,
+    tokenizer,
+    pairs: Sequence[JudgePair],
+    *,
+    template: JudgeTemplate | None = None,
+    principles: str = "",
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+) -> list[Verdict]:
     """Verdicts of `pairs`, each judged in both orders, `batch_size` prompts per forward pass.
 
     max_tokens bounds every judge input (left truncation, see the module docstring); None: unbounded.
@@ -163,12 +217,26 @@ def judge_pairs(model, tokenizer, pairs: Sequence[JudgePair], *, template: Judge
     rendered = []
     for pair in pairs:
         for first, second in ((pair.first, pair.second), (pair.second, pair.first)):
-            rendered.append(encode_prompt(tokenizer, template.messages(pair.prompt, first, second, principles), max_tokens=max_tokens))
+            rendered.append(
+                encode_prompt(
+                    tokenizer,
+                    template.messages(pair.prompt, first, second, principles),
+                    max_tokens=max_tokens,
+                )
+            )
     probs: list[tuple[float, float, float]] = []
     for start in range(0, len(rendered), batch_size):
-        probs += letter_probabilities(model, tokenizer, [r.ids for r in rendered[start:start + batch_size]], ids)
-    return [combine(probs[2 * i], probs[2 * i + 1], truncated=rendered[2 * i].truncated or rendered[2 * i + 1].truncated)
-            for i in range(len(pairs))]
+        probs += letter_probabilities(
+            model, tokenizer, [r.ids for r in rendered[start : start + batch_size]], ids
+        )
+    return [
+        combine(
+            probs[2 * i],
+            probs[2 * i + 1],
+            truncated=rendered[2 * i].truncated or rendered[2 * i + 1].truncated,
+        )
+        for i in range(len(pairs))
+    ]
 
 
 __all__ = [

@@ -15,6 +15,7 @@ whose log-probs are used; a truncated sampler would bias it):
   kl_to_reference_k1     the plain Σ_t log π/π_ref mean (unbiased too, but may be negative), for comparison
 Reward vs KL over updates is the over-optimisation picture (Gao et al. 2022).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ def win_rate(ours: Sequence[float], theirs: Sequence[float]) -> float | None:
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(ours, theirs)) / len(ours)
 
 
-def sequence_logprobs(model, tokenizer, prompts: Sequence, responses: Sequence[str], *, add_eos: bool = False) -> list[float]:
+def sequence_logprobs(
+    model, tokenizer, prompts: Sequence, responses: Sequence[str], *, add_eos: bool = False
+) -> list[float]:
     """Σ_t log π(y_t | x, y_<t) of each response text after the rendered prompt (eos term with add_eos).
 
     Prompts are rendered and left-truncated as sampling does (rewards.ml.chat.encode_prompt); a
@@ -48,18 +51,28 @@ def sequence_logprobs(model, tokenizer, prompts: Sequence, responses: Sequence[s
 
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
-    response_ids = [tokenizer(r.strip() if has_chat_template(tokenizer) else join_response(r), add_special_tokens=False)["input_ids"]
-                    + ([tokenizer.eos_token_id] if add_eos else []) for r in responses]
+    response_ids = [
+        tokenizer(
+            r.strip() if has_chat_template(tokenizer) else join_response(r),
+            add_special_tokens=False,
+        )["input_ids"]
+        + ([tokenizer.eos_token_id] if add_eos else [])
+        for r in responses
+    ]
     longest = max((len(r) for r in response_ids), default=1)
     budget = prompt_budget(model.config, max(1, longest))
     prompt_ids = [encode_prompt(tokenizer, p, max_tokens=budget).ids for p in prompts]
-    return sequence_logprobs_ids(model, prompt_ids, response_ids, pad_token_id=tokenizer.pad_token_id)
+    return sequence_logprobs_ids(
+        model, prompt_ids, response_ids, pad_token_id=tokenizer.pad_token_id
+    )
 
 
 KL_METHOD = "k3 per token summed per response; y ~ π at temperature 1, top_p 1, top_k 0"
 
 
-def kl_estimate(logp_tokens: Sequence[Sequence[float]], ref_logp_tokens: Sequence[Sequence[float]]) -> dict:
+def kl_estimate(
+    logp_tokens: Sequence[Sequence[float]], ref_logp_tokens: Sequence[Sequence[float]]
+) -> dict:
     """KL(π ‖ π_ref) from per-token log-probs of responses sampled from π (see the module docstring).
 
     # [n][T_i] x2 -> {kl_to_reference, kl_to_reference_se, kl_to_reference_k1, kl_samples, kl_method}
@@ -76,11 +89,18 @@ def kl_estimate(logp_tokens: Sequence[Sequence[float]], ref_logp_tokens: Sequenc
     n = len(k3)
     mean = sum(k3) / n if n else float("nan")
     se = math.sqrt(sum((v - mean) ** 2 for v in k3) / (n - 1) / n) if n > 1 else float("nan")
-    return {"kl_to_reference": mean, "kl_to_reference_se": se, "kl_to_reference_k1": sum(k1) / n if n else float("nan"),
-            "kl_samples": n, "kl_method": KL_METHOD}
+    return {
+        "kl_to_reference": mean,
+        "kl_to_reference_se": se,
+        "kl_to_reference_k1": sum(k1) / n if n else float("nan"),
+        "kl_samples": n,
+        "kl_method": KL_METHOD,
+    }
 
 
-def token_logprobs_ids(model, prompt_ids, response_ids, *, pad_token_id: int, batch_size: int = 16) -> list[list[float]]:
+def token_logprobs_ids(
+    model, prompt_ids, response_ids, *, pad_token_id: int, batch_size: int = 16
+) -> list[list[float]]:
     """[log π(y_t | x, y_<t) for t] per (prompt ids, response ids) pair (temperature 1)."""
     import torch
 
@@ -90,8 +110,13 @@ def token_logprobs_ids(model, prompt_ids, response_ids, *, pad_token_id: int, ba
     out: list[list[float]] = []
     with torch.inference_mode():
         for start in range(0, len(prompt_ids), batch_size):
-            responses = response_ids[start:start + batch_size]
-            batch = build_batch(prompt_ids[start:start + batch_size], responses, pad_token_id=pad_token_id, device=device)
+            responses = response_ids[start : start + batch_size]
+            batch = build_batch(
+                prompt_ids[start : start + batch_size],
+                responses,
+                pad_token_id=pad_token_id,
+                device=device,
+            )
             logp = response_logprobs(model, batch).tolist()
             out += [row[: len(r)] for row, r in zip(logp, responses)]
     return out
@@ -99,11 +124,19 @@ def token_logprobs_ids(model, prompt_ids, response_ids, *, pad_token_id: int, ba
 
 def kl_sampler(params: SamplerParams) -> SamplerParams:
     """The sampler of the KL samples: π itself (temperature 1, top_p 1), the round's length and seed."""
-    return SamplerParams(temperature=1.0, top_p=1.0, max_new_tokens=params.max_new_tokens, seed=params.seed + 1)
+    return SamplerParams(
+        temperature=1.0, top_p=1.0, max_new_tokens=params.max_new_tokens, seed=params.seed + 1
+    )
 
 
-def kl_to_reference(*, policy_path: Path | str, reference_path: Path | str, prompts: Sequence[str], n: int = 4,
-                    params: SamplerParams = SamplerParams()) -> dict:
+def kl_to_reference(
+    *,
+    policy_path: Path | str,
+    reference_path: Path | str,
+    prompts: Sequence[str],
+    n: int = 4,
+    params: SamplerParams = SamplerParams(),
+) -> dict:
     """KL(π ‖ π_ref) on n samples per prompt drawn from π (kl_sampler(params)); see kl_estimate.
 
     The two models are loaded one after the other.
@@ -112,21 +145,31 @@ def kl_to_reference(*, policy_path: Path | str, reference_path: Path | str, prom
 
     model, tokenizer = load_policy(policy_path)
     rollouts, _ = _samples(model, tokenizer, list(prompts), n, kl_sampler(params))
-    mine = token_logprobs_ids(model, [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts],
-                              pad_token_id=tokenizer.pad_token_id)
+    mine = token_logprobs_ids(
+        model,
+        [r.prompt_ids for r in rollouts],
+        [r.response_ids for r in rollouts],
+        pad_token_id=tokenizer.pad_token_id,
+    )
     del model
     return kl_estimate(mine, _reference_token_logprobs(reference_path, tokenizer, rollouts))
 
 
-def _reference_token_logprobs(reference_path, tokenizer, rollouts, reference=None) -> list[list[float]]:
+def _reference_token_logprobs(
+    reference_path, tokenizer, rollouts, reference=None
+) -> list[list[float]]:
     from training.ml.policy import load_policy
 
     if reference is None:
         reference, ref_tokenizer = load_policy(reference_path)
         if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError("policy and reference tokenizers differ: KL needs one vocabulary")
-    return token_logprobs_ids(reference, [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts],
-                              pad_token_id=tokenizer.pad_token_id)
+    return token_logprobs_ids(
+        reference,
+        [r.prompt_ids for r in rollouts],
+        [r.response_ids for r in rollouts],
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def _samples(model, tokenizer, prompts, n, params):
@@ -173,13 +216,19 @@ def evaluate_policy(
         kl_rollouts = rollouts
     else:
         kl_rollouts, _ = _samples(model, tokenizer, prompts, kl_samples, kl_params)
-    logp = token_logprobs_ids(model, [r.prompt_ids for r in kl_rollouts], [r.response_ids for r in kl_rollouts],
-                              pad_token_id=tokenizer.pad_token_id)
+    logp = token_logprobs_ids(
+        model,
+        [r.prompt_ids for r in kl_rollouts],
+        [r.response_ids for r in kl_rollouts],
+        pad_token_id=tokenizer.pad_token_id,
+    )
     del model
     reference, ref_tokenizer = load_policy(reference_path)
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError("policy and reference tokenizers differ: KL needs one vocabulary")
-    kl = kl_estimate(logp, _reference_token_logprobs(reference_path, tokenizer, kl_rollouts, reference=reference))
+    kl = kl_estimate(
+        logp, _reference_token_logprobs(reference_path, tokenizer, kl_rollouts, reference=reference)
+    )
     _, ref_samples = _samples(reference, ref_tokenizer, prompts, n, params)
     ref_rewards = [float(r) for r in reward_fn(expanded, [s.text for s in ref_samples])]
     del reference
@@ -187,7 +236,9 @@ def evaluate_policy(
     if previous_path is not None:
         previous, prev_tokenizer = load_policy(previous_path)
         _, prev_samples = _samples(previous, prev_tokenizer, prompts, n, params)
-        vs_previous = win_rate(rewards, [float(r) for r in reward_fn(expanded, [s.text for s in prev_samples])])
+        vs_previous = win_rate(
+            rewards, [float(r) for r in reward_fn(expanded, [s.text for s in prev_samples])]
+        )
         del previous
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -209,6 +260,12 @@ def evaluate_policy(
 
 
 __all__ = [
-    "KL_METHOD", "evaluate_policy", "kl_estimate", "kl_sampler", "kl_to_reference", "sequence_logprobs", "token_logprobs_ids",
+    "KL_METHOD",
+    "evaluate_policy",
+    "kl_estimate",
+    "kl_sampler",
+    "kl_to_reference",
+    "sequence_logprobs",
+    "token_logprobs_ids",
     "win_rate",
 ]

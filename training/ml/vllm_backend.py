@@ -14,6 +14,7 @@ vllm/lora/request.py of vllm-project/vllm; read, never run here: vLLM needs CUDA
   changed between releases (lora_path moved before lora_int_id). lora_int_id must be >= 1, and
   the engine must be built with `enable_lora=True, max_lora_rank >= the adapter's r`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,9 @@ def sampling_kwargs(params: SamplerParams, *, n: int, top_k_off_value: int = 0) 
     if n < 1:
         raise ValueError("n must be positive")
     if params.temperature > VLLM_MAX_TEMPERATURE:
-        raise ValueError(f"temperature must be at most {VLLM_MAX_TEMPERATURE} with vLLM (got {params.temperature})")
+        raise ValueError(
+            f"temperature must be at most {VLLM_MAX_TEMPERATURE} with vLLM (got {params.temperature})"
+        )
     greedy = params.temperature == 0
     return {
         "n": 1 if greedy else n,
@@ -82,11 +85,15 @@ def adapter_folder(folder: Path | str, *, base_path: Path | str | None = None) -
         return AdapterFolder(base_path=str(folder), adapter_path=None, rank=None)
     config = json.loads(config_file.read_text())
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise ValueError(f"vLLM serves LoRA adapters only; {folder.name} is a {config.get('peft_type')} adapter")
+        raise ValueError(
+            f"vLLM serves LoRA adapters only; {folder.name} is a {config.get('peft_type')} adapter"
+        )
     base = base_path or config.get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{folder.name}/{ADAPTER_CONFIG} names no base model; pass base_path")
-    return AdapterFolder(base_path=str(base), adapter_path=str(folder), rank=int(config.get("r") or 8))
+    return AdapterFolder(
+        base_path=str(base), adapter_path=str(folder), rank=int(config.get("r") or 8)
+    )
 
 
 def max_lora_rank(rank: int) -> int:
@@ -96,14 +103,26 @@ def max_lora_rank(rank: int) -> int:
     raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank {VLLM_LORA_RANKS[-1]}")
 
 
-def engine_kwargs(adapter: AdapterFolder, *, dtype: str, seed: int, gpu_memory_utilization: float,
-                  max_model_len: int | None, enforce_eager: bool) -> dict:
+def engine_kwargs(
+    adapter: AdapterFolder,
+    *,
+    dtype: str,
+    seed: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+    enforce_eager: bool,
+) -> dict:
     """LLM(**this): the base model, and LoRA switched on (rank bound) when an adapter will be served."""
-    own_tokenizer = adapter.adapter_path and (Path(adapter.adapter_path) / "tokenizer_config.json").is_file()
+    own_tokenizer = (
+        adapter.adapter_path and (Path(adapter.adapter_path) / "tokenizer_config.json").is_file()
+    )
     kwargs = {
-        "model": adapter.base_path, "tokenizer": adapter.adapter_path if own_tokenizer else adapter.base_path,
+        "model": adapter.base_path,
+        "tokenizer": adapter.adapter_path if own_tokenizer else adapter.base_path,
         "dtype": dtype,
-        "seed": seed, "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
+        "seed": seed,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_model_len": max_model_len,
         "enforce_eager": enforce_eager,
     }
     if adapter.adapter_path is not None:
@@ -120,6 +139,11 @@ def lora_request(lora_request_cls, adapter: AdapterFolder):
 
 
 __all__ = [
-    "AdapterFolder", "adapter_folder", "engine_kwargs", "lora_request", "max_lora_rank",
-    "sampling_kwargs", "top_k_off",
+    "AdapterFolder",
+    "adapter_folder",
+    "engine_kwargs",
+    "lora_request",
+    "max_lora_rank",
+    "sampling_kwargs",
+    "top_k_off",
 ]

@@ -30,8 +30,13 @@ from training.services.transitions import (
 logger = logging.getLogger(__name__)
 
 
-def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | None = None,
-                 should_stop: ShouldStop | None = None) -> Round:
+def run_sampling(
+    *,
+    round_id: int,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Round:
     """Sample K completions per prompt from the round's policy (and the parent's, for the human win
     rate), choose the pairs to label, store them as round-n comparisons, then open labeling."""
     round_ = round_in(round_id, Round.State.SAMPLING)
@@ -40,15 +45,20 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     if not prompts:
         raise InvalidRoundParams("the project has no prompts outside the held-out evaluation set")
     say = log or (lambda line: None)
-    samples, rows, previous_rows = _sample_policies(round_, params, prompts, progress=progress, say=say,
-                                                    should_stop=should_stop)
+    samples, rows, previous_rows = _sample_policies(
+        round_, params, prompts, progress=progress, say=say, should_stop=should_stop
+    )
     report_progress(progress, 0.8, "choosing pairs")
     everything = rows + previous_rows
     reward_model = current_reward_model(round_.project)
-    scores: dict[tuple[int, str], float] | None = None  # scored before the transaction: no lock held meanwhile
+    scores: dict[tuple[int, str], float] | None = (
+        None  # scored before the transaction: no lock held meanwhile
+    )
     if params.pair_strategy == "uncertain" or params.ai_feedback:
         if reward_model is None:
-            say("no current reward model: no AI feedback, and pairs are drawn at random instead of by uncertainty")
+            say(
+                "no current reward model: no AI feedback, and pairs are drawn at random instead of by uncertainty"
+            )
         else:
             scores = _score(reward_model, everything)
     strategy = params.pair_strategy if (params.pair_strategy != "uncertain" or scores) else "random"
@@ -57,17 +67,31 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     with transaction.atomic():
         ids = add_sampled_completions(project=round_.project, completions=everything)
         rewards = {ids[key]: value for key, value in scores.items()} if scores else None
-        pairs = _round_pairs(round_, params, prompts, rows, previous_rows, ids=ids, strategy=strategy, rewards=rewards)
+        pairs = _round_pairs(
+            round_,
+            params,
+            prompts,
+            rows,
+            previous_rows,
+            ids=ids,
+            strategy=strategy,
+            rewards=rewards,
+        )
         # Handed out before older material: the loop waits on these votes.
-        comparison_ids = add_comparisons(project=round_.project, round=round_.number, pairs=pairs,
-                                         priority=100 + round_.number)
+        comparison_ids = add_comparisons(
+            project=round_.project, round=round_.number, pairs=pairs, priority=100 + round_.number
+        )
         feedback = 0
         if params.ai_feedback and reward_model is not None and rewards:
             feedback = _store_ai_feedback(reward_model, comparison_ids, pairs, rewards)
         metrics = {
             "sampling": {
-                "prompts": len(prompts), "completions": len(rows), "parent_completions": len(previous_rows),
-                "comparisons": len(set(comparison_ids)), "pair_strategy": strategy, "ai_feedback": feedback,
+                "prompts": len(prompts),
+                "completions": len(rows),
+                "parent_completions": len(previous_rows),
+                "comparisons": len(set(comparison_ids)),
+                "pair_strategy": strategy,
+                "ai_feedback": feedback,
                 "mean_length_tokens": mean_or_none([r.metadata["num_tokens"] for r in rows]),
                 "mean_length_chars": mean_or_none([len(r.text) for r in rows]),
                 "empty": sum(1 for r in rows if not r.text.strip()),
@@ -82,34 +106,59 @@ def run_sampling(*, round_id: int, progress: Progress | None = None, log: Log | 
     return round_
 
 
-def _sample_policies(round_: Round, params: RoundParams, prompts: list[Prompt], *, progress: Progress | None,
-                     say: Log, should_stop: ShouldStop | None) -> tuple[list, list[SampledCompletion], list[SampledCompletion]]:
+def _sample_policies(
+    round_: Round,
+    params: RoundParams,
+    prompts: list[Prompt],
+    *,
+    progress: Progress | None,
+    say: Log,
+    should_stop: ShouldStop | None,
+) -> tuple[list, list[SampledCompletion], list[SampledCompletion]]:
     """(the policy's raw samples, its rows, the parent's rows): K per prompt from the round's policy,
     `previous_samples` per prompt from its ready parent (for the human win rate)."""
     from training.ml.config import SamplerParams
     from training.ml.sampling import make_sampler
 
     policy = round_.policy
-    texts = prompt_conversations(round_.project, prompts)  # each policy renders them with its own template
+    texts = prompt_conversations(
+        round_.project, prompts
+    )  # each policy renders them with its own template
     sampler_params = SamplerParams(**params.sampler(seed_offset=round_.number))
-    say(f"round {round_.number}: {params.k} samples for each of {len(prompts)} prompts from {policy.label}")
+    say(
+        f"round {round_.number}: {params.k} samples for each of {len(prompts)} prompts from {policy.label}"
+    )
     report_progress(progress, 0.05, "sampling")
     samples = make_sampler(policy.artifact_path).generate(texts, n=params.k, params=sampler_params)
     stop_if_asked(should_stop)
     rows = _sampled_rows(round_, policy, prompts, samples, sampler_params.as_dict())
-    parent = policy.parent if policy.parent is not None and policy.parent.status == Policy.Status.READY else None
+    parent = (
+        policy.parent
+        if policy.parent is not None and policy.parent.status == Policy.Status.READY
+        else None
+    )
     previous_rows: list[SampledCompletion] = []
     if parent is not None and params.previous_samples:
         report_progress(progress, 0.45, f"sampling the parent {parent.label}")
-        previous = make_sampler(parent.artifact_path).generate(texts, n=params.previous_samples, params=sampler_params)
+        previous = make_sampler(parent.artifact_path).generate(
+            texts, n=params.previous_samples, params=sampler_params
+        )
         previous_rows = _sampled_rows(round_, parent, prompts, previous, sampler_params.as_dict())
     stop_if_asked(should_stop)
     return samples, rows, previous_rows
 
 
-def _round_pairs(round_: Round, params: RoundParams, prompts: list[Prompt], rows: list[SampledCompletion],
-                 previous_rows: list[SampledCompletion], *, ids: dict, strategy: str,
-                 rewards: dict[int, float] | None) -> list[tuple[int, tuple[int, int]]]:
+def _round_pairs(
+    round_: Round,
+    params: RoundParams,
+    prompts: list[Prompt],
+    rows: list[SampledCompletion],
+    previous_rows: list[SampledCompletion],
+    *,
+    ids: dict,
+    strategy: str,
+    rewards: dict[int, float] | None,
+) -> list[tuple[int, tuple[int, int]]]:
     """The pairs to label: `strategy`'s pairs of this policy's answers per prompt (identical texts
     skipped), then cross pairs of each parent answer against one of this policy's."""
     from training.ml.pairs import select_pairs
@@ -120,8 +169,13 @@ def _round_pairs(round_: Round, params: RoundParams, prompts: list[Prompt], rows
     text_of = {ids[(r.prompt_id, r.key)]: r.text for r in rows + previous_rows}
     pairs = []
     for prompt in prompts:
-        for a, b in select_pairs([by_prompt[prompt.pk]], strategy=strategy, per_prompt=params.pairs_per_prompt,
-                                 rewards=rewards, seed=params.seed + round_.number * 7919 + prompt.pk):
+        for a, b in select_pairs(
+            [by_prompt[prompt.pk]],
+            strategy=strategy,
+            per_prompt=params.pairs_per_prompt,
+            rewards=rewards,
+            seed=params.seed + round_.number * 7919 + prompt.pk,
+        ):
             if text_of[a] != text_of[b]:
                 pairs.append((prompt.pk, (a, b)))
     for row in previous_rows:  # cross pairs: the parent's answer against one of this policy's
@@ -135,21 +189,38 @@ def _round_pairs(round_: Round, params: RoundParams, prompts: list[Prompt], rows
 
 def sampling_truncation(samples) -> dict:
     """Prompts of a sampling call cut from the left to fit the policy (positions − max_new_tokens)."""
-    cut = [group[0].prompt_truncated_tokens for group in samples if group and group[0].prompt_truncated_tokens]
+    cut = [
+        group[0].prompt_truncated_tokens
+        for group in samples
+        if group and group[0].prompt_truncated_tokens
+    ]
     return {"prompts": len(samples), "truncated_prompts": len(cut), "truncated_tokens": sum(cut)}
 
 
-def _sampled_rows(round_: Round, policy: Policy, prompts, samples, sampler_params: dict) -> list[SampledCompletion]:
+def _sampled_rows(
+    round_: Round, policy: Policy, prompts, samples, sampler_params: dict
+) -> list[SampledCompletion]:
     rows = []
     for prompt, group in zip(prompts, samples):
         for i, sample in enumerate(group):
-            rows.append(SampledCompletion(
-                prompt_id=prompt.pk, key=f"r{round_.number}-p{policy.version}-{i}", text=sample.text,
-                model_name=f"{policy.label}@round-{round_.number}", policy_checkpoint_id=policy.pk,
-                round=round_.number, sampler_params=sampler_params, seed=int(sample.seed),
-                metadata={"num_tokens": sample.num_tokens, "finish_reason": sample.finish_reason,
-                          "policy_version": policy.version, "prompt_truncated_tokens": sample.prompt_truncated_tokens},
-            ))
+            rows.append(
+                SampledCompletion(
+                    prompt_id=prompt.pk,
+                    key=f"r{round_.number}-p{policy.version}-{i}",
+                    text=sample.text,
+                    model_name=f"{policy.label}@round-{round_.number}",
+                    policy_checkpoint_id=policy.pk,
+                    round=round_.number,
+                    sampler_params=sampler_params,
+                    seed=int(sample.seed),
+                    metadata={
+                        "num_tokens": sample.num_tokens,
+                        "finish_reason": sample.finish_reason,
+                        "policy_version": policy.version,
+                        "prompt_truncated_tokens": sample.prompt_truncated_tokens,
+                    },
+                )
+            )
     return rows
 
 
@@ -160,8 +231,10 @@ def _score(reward_model, rows: list[SampledCompletion]) -> dict[tuple[int, str],
     prompts = conversations_by_id(reward_model.project, [r.prompt_id for r in rows])
     scores: dict[tuple[int, str], float] = {}
     for start in range(0, len(rows), MAX_SCORE_ITEMS):
-        chunk = rows[start:start + MAX_SCORE_ITEMS]
-        values = score_items(reward_model=reward_model, items=[(prompts[r.prompt_id], r.text) for r in chunk])
+        chunk = rows[start : start + MAX_SCORE_ITEMS]
+        values = score_items(
+            reward_model=reward_model, items=[(prompts[r.prompt_id], r.text) for r in chunk]
+        )
         scores.update({(r.prompt_id, r.key): v for r, v in zip(chunk, values)})
     return scores
 
@@ -174,8 +247,12 @@ def _store_ai_feedback(reward_model, comparison_ids, pairs, rewards: dict[int, f
         winner, loser = (a, b) if rewards[a] >= rewards[b] else (b, a)
         margin = rewards[winner] - rewards[loser]
         rows[comparison_id] = AIFeedback(
-            comparison_id=comparison_id, reward_model=reward_model, winner_id=winner, loser_id=loser,
-            margin=margin, probability=1 / (1 + math.exp(-margin)),
+            comparison_id=comparison_id,
+            reward_model=reward_model,
+            winner_id=winner,
+            loser_id=loser,
+            margin=margin,
+            probability=1 / (1 + math.exp(-margin)),
         )
     AIFeedback.objects.bulk_create(list(rows.values()), ignore_conflicts=True)
     return len(rows)

@@ -22,19 +22,33 @@ logger = logging.getLogger(__name__)
 
 
 def round_in(round_id: int, state: str) -> Round:
-    round_ = Round.objects.select_related("project", "policy", "policy__parent", "reward_model").get(pk=round_id)
+    round_ = Round.objects.select_related(
+        "project", "policy", "policy__parent", "reward_model"
+    ).get(pk=round_id)
     if round_.state != state:
         raise RoundStateError(f"round {round_.number} is {round_.state}, not {state}")
     return round_
 
 
-def transition(round_: Round, expected: str, new: str, *, metrics: dict | None = None, reason: str = "",
-                job_id: int | None | str = "keep", event: dict | None = None, **fields) -> None:
+def transition(
+    round_: Round,
+    expected: str,
+    new: str,
+    *,
+    metrics: dict | None = None,
+    reason: str = "",
+    job_id: int | None | str = "keep",
+    event: dict | None = None,
+    **fields,
+) -> None:
     """The only place a round's state changes; it must still be `expected` (compare-and-set).
 
     event: extra fields of the history entry (a guard's reason, who overrode it)."""
     now = timezone.now()
-    entry = {**history_event(new, job_id=None if isinstance(job_id, str) else job_id), **(event or {})}
+    entry = {
+        **history_event(new, job_id=None if isinstance(job_id, str) else job_id),
+        **(event or {}),
+    }
     update = {"state": new, "history": [*round_.history, entry], "updated_at": now, **fields}
     if metrics:
         update["metrics"] = {**round_.metrics, **json_safe(metrics)}
@@ -48,7 +62,9 @@ def transition(round_: Round, expected: str, new: str, *, metrics: dict | None =
         raise RoundStateError(f"round {round_.number} is no longer {expected}")
     for key, value in update.items():
         setattr(round_, key, value)
-    round_state_changed.send(sender=Round, round=round_, previous=expected)  # webhooks (training/signals.py)
+    round_state_changed.send(
+        sender=Round, round=round_, previous=expected
+    )  # webhooks (training/signals.py)
 
 
 def history_event(state: str, *, job_id: int | None = None) -> dict:

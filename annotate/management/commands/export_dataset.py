@@ -1,4 +1,5 @@
 """python manage.py export_dataset --project NAME --format jsonl|parquet|csv|hf --out PATH [filters]"""
+
 from __future__ import annotations
 
 import json
@@ -32,23 +33,42 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
         parser.add_argument("--format", choices=FORMATS, default="jsonl")
         parser.add_argument("--out", required=True)
-        parser.add_argument("--raw", action="store_true", help="one row per vote instead of per pair")
-        parser.add_argument("--rule", choices=RULES, default="majority", help="how votes on a pair become a label")
-        parser.add_argument("--ties", choices=TIE_POLICIES, default="split",
-                            help="split (default): tie/both-bad rows in OUT's .ties file (hf: a ties split), the pairs "
-                                 "file loads into trl as is; label: kept in the pairs file without chosen/rejected; "
-                                 "drop; both-orders")
-        parser.add_argument("--conversational", action="store_true", help="prompt/chosen/rejected as message lists")
+        parser.add_argument(
+            "--raw", action="store_true", help="one row per vote instead of per pair"
+        )
+        parser.add_argument(
+            "--rule", choices=RULES, default="majority", help="how votes on a pair become a label"
+        )
+        parser.add_argument(
+            "--ties",
+            choices=TIE_POLICIES,
+            default="split",
+            help="split (default): tie/both-bad rows in OUT's .ties file (hf: a ties split), the pairs "
+            "file loads into trl as is; label: kept in the pairs file without chosen/rejected; "
+            "drop; both-orders",
+        )
+        parser.add_argument(
+            "--conversational", action="store_true", help="prompt/chosen/rejected as message lists"
+        )
         parser.add_argument("--round", type=int, action="append", dest="rounds")
         parser.add_argument("--since", type=parse_when)
         parser.add_argument("--until", type=parse_when)
         parser.add_argument("--min-agreement", type=float)
-        parser.add_argument("--annotator", action="append", dest="annotators", help="repeat for a set")
+        parser.add_argument(
+            "--annotator", action="append", dest="annotators", help="repeat for a set"
+        )
         parser.add_argument("--aspect")
-        parser.add_argument("--source", choices=["human", "imported", "humans", "ai", "all"], default="humans",
-                            help="humans (default): human + imported votes; ai: LLM-judge rows; all: both (a source column marks them)")
-        parser.add_argument("--max-vote-id", type=int,
-                            help="votes up to this id only; give an earlier manifest's filters.max_vote_id to re-export its snapshot")
+        parser.add_argument(
+            "--source",
+            choices=["human", "imported", "humans", "ai", "all"],
+            default="humans",
+            help="humans (default): human + imported votes; ai: LLM-judge rows; all: both (a source column marks them)",
+        )
+        parser.add_argument(
+            "--max-vote-id",
+            type=int,
+            help="votes up to this id only; give an earlier manifest's filters.max_vote_id to re-export its snapshot",
+        )
 
     def handle(self, *args, **opts):
         from judging.export import sources_for
@@ -66,10 +86,17 @@ class Command(BaseCommand):
             sources=sources_for(opts["source"]),
             max_vote_id=opts["max_vote_id"],
         )
-        options = ExportOptions(rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"])
+        options = ExportOptions(
+            rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"]
+        )
         with tqdm(desc=f"export {project.name}", unit="row", disable=opts["verbosity"] == 0) as bar:
             result = export_dataset(
-                project=project, out=opts["out"], format=opts["format"], filters=filters, options=options,
-                raw=opts["raw"], progress=lambda n: bar.update(n - bar.n),
+                project=project,
+                out=opts["out"],
+                format=opts["format"],
+                filters=filters,
+                options=options,
+                raw=opts["raw"],
+                progress=lambda n: bar.update(n - bar.n),
             )
         self.stdout.write(json.dumps(result.metadata, indent=2, sort_keys=True))

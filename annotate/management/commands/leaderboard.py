@@ -1,5 +1,6 @@
 """python manage.py leaderboard (--battles FILE | --project NAME) [--bootstrap N] [--seed S]
 [--anchor MODEL=RATING] [--exclude-ties] [--style-control] [--elo] [--format json|table]"""
+
 from __future__ import annotations
 
 import json
@@ -40,25 +41,57 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--battles", help="JSON list or JSONL in Chatbot Arena's battle format")
         source.add_argument("--project", help=PROJECT_HELP)
-        parser.add_argument("--bootstrap", type=int, default=DEFAULT_ROUNDS, help="rounds for the 95%% intervals (0: none)")
+        parser.add_argument(
+            "--bootstrap",
+            type=int,
+            default=DEFAULT_ROUNDS,
+            help="rounds for the 95%% intervals (0: none)",
+        )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-        parser.add_argument("--anchor", help="MODEL=RATING: shift ratings so MODEL has RATING (default: mean 1000)")
-        parser.add_argument("--exclude-ties", action="store_true", help="drop tie and both-bad battles")
-        parser.add_argument("--style-control", action="store_true", help="control for length and Markdown (Arena's method)")
-        parser.add_argument("--elo", action="store_true", help="also the online Elo (K=4) over battles in order")
-        parser.add_argument("--aspect", help="project only: the aspect to rate (default: the project's first)")
-        parser.add_argument("--round", type=int, action="append", dest="rounds", help="project only; repeat for a set")
+        parser.add_argument(
+            "--anchor", help="MODEL=RATING: shift ratings so MODEL has RATING (default: mean 1000)"
+        )
+        parser.add_argument(
+            "--exclude-ties", action="store_true", help="drop tie and both-bad battles"
+        )
+        parser.add_argument(
+            "--style-control",
+            action="store_true",
+            help="control for length and Markdown (Arena's method)",
+        )
+        parser.add_argument(
+            "--elo", action="store_true", help="also the online Elo (K=4) over battles in order"
+        )
+        parser.add_argument(
+            "--aspect", help="project only: the aspect to rate (default: the project's first)"
+        )
+        parser.add_argument(
+            "--round",
+            type=int,
+            action="append",
+            dest="rounds",
+            help="project only; repeat for a set",
+        )
         parser.add_argument("--format", choices=["json", "table"], default="table")
 
     def handle(self, *args, **opts):
         if opts["bootstrap"] < 0:
             raise CommandError("--bootstrap must be 0 or more")
         options = LeaderboardOptions(
-            bootstrap=opts["bootstrap"], seed=opts["seed"], anchor=parse_anchor(opts["anchor"]) if opts["anchor"] else None,
-            exclude_ties=opts["exclude_ties"], style_control=opts["style_control"], online_elo=opts["elo"],
+            bootstrap=opts["bootstrap"],
+            seed=opts["seed"],
+            anchor=parse_anchor(opts["anchor"]) if opts["anchor"] else None,
+            exclude_ties=opts["exclude_ties"],
+            style_control=opts["style_control"],
+            online_elo=opts["elo"],
         )
         rounds = options.bootstrap
-        with tqdm(total=rounds, desc="bootstrap", unit="round", disable=opts["verbosity"] == 0 or not rounds) as bar:
+        with tqdm(
+            total=rounds,
+            desc="bootstrap",
+            unit="round",
+            disable=opts["verbosity"] == 0 or not rounds,
+        ) as bar:
             progress = lambda done: bar.update(done - bar.n)
             try:
                 result = self._compute(opts, options, progress)
@@ -79,29 +112,42 @@ class Command(BaseCommand):
             if options.exclude_ties:
                 log = log.without_ties()
             return compute_leaderboard(
-                log.pair_counts(), options=options, ordered_battles=log.rows() if options.online_elo else None,
+                log.pair_counts(),
+                options=options,
+                ordered_battles=log.rows() if options.online_elo else None,
                 style_battles=log.style_battles() if options.style_control else None,
-                source={"source": f"battle file {opts['battles']}"}, progress=progress,
+                source={"source": f"battle file {opts['battles']}"},
+                progress=progress,
             )
         project = project_option(opts["project"])
         if opts["aspect"] and opts["aspect"] not in project.aspect_names:
-            raise CommandError(f"--aspect {opts['aspect']!r}: the project's aspects are {', '.join(project.aspect_names)}")
-        filters = VoteFilter(aspect=opts["aspect"], rounds=tuple(opts["rounds"]) if opts["rounds"] else None)
+            raise CommandError(
+                f"--aspect {opts['aspect']!r}: the project's aspects are {', '.join(project.aspect_names)}"
+            )
+        filters = VoteFilter(
+            aspect=opts["aspect"], rounds=tuple(opts["rounds"]) if opts["rounds"] else None
+        )
         return project_leaderboard(project, filters=filters, options=options, progress=progress)
 
 
 def format_table(result: LeaderboardResult) -> str:
     online = result.ratings and result.ratings[0].online_elo is not None
     width = max(len("model"), *(len(r.model) for r in result.ratings))
-    head = f"{'rank':>4}  {'model':<{width}}  {'rating':>8}  {'95% CI':>17}  {'battles':>8}" + ("  online Elo" if online else "")
+    head = f"{'rank':>4}  {'model':<{width}}  {'rating':>8}  {'95% CI':>17}  {'battles':>8}" + (
+        "  online Elo" if online else ""
+    )
     lines = [head, "-" * len(head)]
     for r in result.ratings:
         ci = f"{r.lower:8.1f}..{r.upper:<7.1f}" if r.lower is not None else f"{'-':>17}"
         lines.append(
-            f"{r.rank:>4}  {r.model:<{width}}  {r.rating:8.1f}  {ci:>17}  {r.battles:>8}" + (f"  {r.online_elo:10.1f}" if online else "")
+            f"{r.rank:>4}  {r.model:<{width}}  {r.rating:8.1f}  {ci:>17}  {r.battles:>8}"
+            + (f"  {r.online_elo:10.1f}" if online else "")
         )
     if result.style_coefficients:
-        lines.append("style coefficients: " + ", ".join(f"{k} {v:+.3f}" for k, v in result.style_coefficients.items()))
+        lines.append(
+            "style coefficients: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in result.style_coefficients.items())
+        )
     method = result.method
     lines.append(
         f"{method['model']}; {method['ties']}; centre: {method['centre']}; {method['battles']} battles; "

@@ -3,6 +3,7 @@
 `import_file` reads and validates the whole file first; only a file without problems is
 written, in one transaction. Re-importing the same file adds nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,8 +36,17 @@ from prefloop.core.errors import ImportDataError
 __all__ = ["FORMATS", "ImportReport", "detect_format", "import_file", "read_batch"]
 
 # Archives and compressions other than gzip are refused by name, before anything is read.
-REFUSED_SUFFIXES = {".zip": "zip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz", ".7z": "7-zip",
-                    ".tar": "tar", ".tgz": "tar", ".rar": "rar"}
+REFUSED_SUFFIXES = {
+    ".zip": "zip",
+    ".zst": "zstd",
+    ".zstd": "zstd",
+    ".bz2": "bzip2",
+    ".xz": "xz",
+    ".7z": "7-zip",
+    ".tar": "tar",
+    ".tgz": "tar",
+    ".rar": "rar",
+}
 DEFAULT_MAX_IMPORT_BYTES = 2 * 1024**3
 
 FORMATS: dict[str, Callable[[Path, Problems], ImportBatch]] = {
@@ -56,7 +66,9 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         if prd_root(path):
             return "prd"
-        raise ImportDataError([(path.name, None, None, "a folder is only accepted for PRD vicuna80 data")])
+        raise ImportDataError(
+            [(path.name, None, None, "a folder is only accepted for PRD vicuna80 data")]
+        )
     if not path.is_file():
         raise ImportDataError([(path.name, None, None, "no such file")])
     suffixes = [s.lower() for s in path.suffixes]
@@ -69,10 +81,21 @@ def detect_format(path: Path) -> str:
             return "copilot-arena"
         if "prompt" in header and "completion" in header:
             return "prompts-csv"
-        raise ImportDataError([(path.name, 1, None, f"CSV header {header} has neither prompt+completion nor Copilot Arena columns")])
+        raise ImportDataError(
+            [
+                (
+                    path.name,
+                    1,
+                    None,
+                    f"CSV header {header} has neither prompt+completion nor Copilot Arena columns",
+                )
+            ]
+        )
     first = first_json_object(path)
     if first is None:
-        raise ImportDataError([(path.name, 1, None, "cannot detect the format: the first line is not a JSON object")])
+        raise ImportDataError(
+            [(path.name, 1, None, "cannot detect the format: the first line is not a JSON object")]
+        )
     keys = set(first)
     if "overall_preference" in keys and "answer_a" in keys:
         return "lfqa"
@@ -82,7 +105,9 @@ def detect_format(path: Path) -> str:
         return "prompts-jsonl"
     if {"response_a", "response_b"} <= keys or {"prompt", "chosen", "rejected"} <= keys:
         return "pairs-jsonl"
-    raise ImportDataError([(path.name, 1, None, f"cannot detect the format from keys {sorted(keys)}; pass --format")])
+    raise ImportDataError(
+        [(path.name, 1, None, f"cannot detect the format from keys {sorted(keys)}; pass --format")]
+    )
 
 
 def max_import_bytes() -> int:
@@ -91,12 +116,32 @@ def max_import_bytes() -> int:
 
 def check_input(path: Path) -> None:
     """Refuse what no reader should open: archives by name, files over the size limit (before reading)."""
-    compression = next((REFUSED_SUFFIXES[s.lower()] for s in path.suffixes if s.lower() in REFUSED_SUFFIXES), None)
+    compression = next(
+        (REFUSED_SUFFIXES[s.lower()] for s in path.suffixes if s.lower() in REFUSED_SUFFIXES), None
+    )
     if compression:
-        raise ImportDataError([(path.name, None, None, f"{compression} files are not accepted; give the file itself or gzip it (.gz)")])
+        raise ImportDataError(
+            [
+                (
+                    path.name,
+                    None,
+                    None,
+                    f"{compression} files are not accepted; give the file itself or gzip it (.gz)",
+                )
+            ]
+        )
     if path.is_file() and path.stat().st_size > max_import_bytes():
-        raise ImportDataError([(path.name, None, None, f"larger than the import limit of {max_import_bytes()} bytes "
-                                                       "(PREFLOOP_MAX_IMPORT_BYTES); refused without reading it")])
+        raise ImportDataError(
+            [
+                (
+                    path.name,
+                    None,
+                    None,
+                    f"larger than the import limit of {max_import_bytes()} bytes "
+                    "(PREFLOOP_MAX_IMPORT_BYTES); refused without reading it",
+                )
+            ]
+        )
 
 
 def _refuse_binary(path: Path) -> None:
@@ -110,8 +155,14 @@ def read_batch(path: Path, format: str | None = None) -> ImportBatch:
     check_input(path)
     format = format or detect_format(path)
     if format not in FORMATS:
-        raise ImportDataError([(path.name, None, None, f"unknown format {format!r}; known: {sorted(FORMATS)}")])
-    if format in ("prompts-jsonl", "pairs-jsonl", "prompts-csv", "hh-rlhf", "lfqa", "copilot-arena") and path.is_file():
+        raise ImportDataError(
+            [(path.name, None, None, f"unknown format {format!r}; known: {sorted(FORMATS)}")]
+        )
+    if (
+        format
+        in ("prompts-jsonl", "pairs-jsonl", "prompts-csv", "hh-rlhf", "lfqa", "copilot-arena")
+        and path.is_file()
+    ):
         _refuse_binary(path)
     problems = Problems()
     try:

@@ -1,4 +1,5 @@
 """Normalised import records: every reader and adapter produces these, one writer stores them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,9 @@ class PromptRecord:
     metadata: dict = field(default_factory=dict)
     completions: dict[str, CompletionRecord] = field(default_factory=dict)  # by completion key
     line: int | None = None  # where it was first seen, for error messages
-    messages: list = field(default_factory=list)  # the prompt as conversation turns; empty: the text is one user turn
+    messages: list = field(
+        default_factory=list
+    )  # the prompt as conversation turns; empty: the text is one user turn
 
     def __post_init__(self) -> None:
         self.key = self.key or text_key(self.text)

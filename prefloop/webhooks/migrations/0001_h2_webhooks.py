@@ -6,75 +6,163 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotate', '0005_skip_edits_ties_imports'),
+        ("annotate", "0005_skip_edits_ties_imports"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Webhook',
+            name="Webhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=100)),
-                ('url', models.CharField(help_text='http(s) URL the events are POSTed to.', max_length=2000)),
-                ('secret', models.CharField(max_length=128)),
-                ('events', models.JSONField(default=list, help_text='Event names (prefloop.webhooks.events.EVENTS).')),
-                ('active', models.BooleanField(default=True)),
-                ('milestone_every', models.PositiveIntegerField(default=100, help_text='labeling.votes_milestone: sent every this many completed judgements.')),
-                ('last_milestone', models.PositiveIntegerField(default=0, help_text='The last judgement count announced.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=100)),
+                (
+                    "url",
+                    models.CharField(
+                        help_text="http(s) URL the events are POSTed to.", max_length=2000
+                    ),
+                ),
+                ("secret", models.CharField(max_length=128)),
+                (
+                    "events",
+                    models.JSONField(
+                        default=list, help_text="Event names (prefloop.webhooks.events.EVENTS)."
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "milestone_every",
+                    models.PositiveIntegerField(
+                        default=100,
+                        help_text="labeling.votes_milestone: sent every this many completed judgements.",
+                    ),
+                ),
+                (
+                    "last_milestone",
+                    models.PositiveIntegerField(
+                        default=0, help_text="The last judgement count announced."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhooks",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', 'id'],
+                "ordering": ["project_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(max_length=64)),
-                ('event_id', models.CharField(help_text="Sent as X-Prefloop-Event-Id: the receiver's idempotency key.", max_length=64)),
-                ('body', models.TextField(help_text='The exact JSON bytes sent (and signed), the same on every attempt.')),
-                ('body_sha256', models.CharField(max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('retrying', 'Retrying'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('max_attempts', models.PositiveIntegerField(default=6)),
-                ('last_status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('response_excerpt', models.TextField(blank=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('job_id', models.BigIntegerField(blank=True, help_text='The job of the latest (or next) attempt.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='webhooks.webhook')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event", models.CharField(max_length=64)),
+                (
+                    "event_id",
+                    models.CharField(
+                        help_text="Sent as X-Prefloop-Event-Id: the receiver's idempotency key.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "body",
+                    models.TextField(
+                        help_text="The exact JSON bytes sent (and signed), the same on every attempt."
+                    ),
+                ),
+                ("body_sha256", models.CharField(max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("retrying", "Retrying"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("max_attempts", models.PositiveIntegerField(default=6)),
+                ("last_status_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("response_excerpt", models.TextField(blank=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "job_id",
+                    models.BigIntegerField(
+                        blank=True, help_text="The job of the latest (or next) attempt.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "webhook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="webhooks.webhook",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='webhook',
-            constraint=models.CheckConstraint(condition=models.Q(('milestone_every__gte', 1)), name='webhook_milestone_positive'),
+            model_name="webhook",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("milestone_every__gte", 1)), name="webhook_milestone_positive"
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['webhook', '-created_at'], name='delivery_webhook_recent'),
+            model_name="delivery",
+            index=models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_recent"),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('webhook', 'event_id'), name='delivery_event_once'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                fields=("webhook", "event_id"), name="delivery_event_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'retrying', 'succeeded', 'failed'])), name='delivery_status_valid'),
+            model_name="delivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["pending", "retrying", "succeeded", "failed"])),
+                name="delivery_status_valid",
+            ),
         ),
     ]

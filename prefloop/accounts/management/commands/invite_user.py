@@ -4,6 +4,7 @@ Sign-up is closed: this (or Django's admin) is how accounts are made. `--reissue
 for an existing user (a lost invitation or a forgotten password); the old link stops working once
 either is used.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -15,16 +16,28 @@ from prefloop.core.commands import PROJECT_HELP, project_option
 
 
 class Command(BaseCommand):
-    help = "Create a user (no password yet) and print a one-time link where they set their password."
+    help = (
+        "Create a user (no password yet) and print a one-time link where they set their password."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--role", choices=User.Role.values, default=User.Role.ANNOTATOR)
         parser.add_argument("--email", default="")
         parser.add_argument("--project", help=f"{PROJECT_HELP} to add the user to")
-        parser.add_argument("--project-role", choices=Membership.Role.values, help="default: researcher for researchers, else annotator")
-        parser.add_argument("--base-url", default=getattr(settings, "PREFLOOP_BASE_URL", ""), help="e.g. https://prefloop.example.org (default: PREFLOOP_BASE_URL)")
-        parser.add_argument("--reissue", action="store_true", help="a new link for an existing user instead")
+        parser.add_argument(
+            "--project-role",
+            choices=Membership.Role.values,
+            help="default: researcher for researchers, else annotator",
+        )
+        parser.add_argument(
+            "--base-url",
+            default=getattr(settings, "PREFLOOP_BASE_URL", ""),
+            help="e.g. https://prefloop.example.org (default: PREFLOOP_BASE_URL)",
+        )
+        parser.add_argument(
+            "--reissue", action="store_true", help="a new link for an existing user instead"
+        )
 
     def handle(self, *args, **opts):
         if opts["reissue"]:
@@ -36,12 +49,16 @@ class Command(BaseCommand):
             project = project_option(opts["project"]) if opts["project"] else None
             try:
                 invitation = invite_user(
-                    username=opts["username"], role=opts["role"], email=opts["email"],
-                    project=project, project_role=opts["project_role"],
+                    username=opts["username"],
+                    role=opts["role"],
+                    email=opts["email"],
+                    project=project,
+                    project_role=opts["project_role"],
                 )
             except InviteError as exc:
                 raise CommandError(str(exc)) from None
         hours = invitation.valid_for_seconds // 3600
-        self.stderr.write(f"{invitation.user.role} {invitation.user.username}: set-password link (one use, {hours} h):")
+        self.stderr.write(
+            f"{invitation.user.role} {invitation.user.username}: set-password link (one use, {hours} h):"
+        )
         self.stdout.write(invitation.url(opts["base_url"]))
-

@@ -1,4 +1,5 @@
 """python manage.py job_run KIND --params JSON: run a job in the foreground (tqdm bar) or enqueue it."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("kind", help=f"one of: {', '.join(sorted(JOB_KINDS))}")
-        parser.add_argument("--params", default="{}", help='JSON object, e.g. \'{"seconds": 3, "steps": 10}\'')
+        parser.add_argument(
+            "--params", default="{}", help='JSON object, e.g. \'{"seconds": 3, "steps": 10}\''
+        )
         parser.add_argument("--project", help=PROJECT_HELP)
-        parser.add_argument("--enqueue", action="store_true", help="Queue it for a worker instead (prints the id).")
+        parser.add_argument(
+            "--enqueue", action="store_true", help="Queue it for a worker instead (prints the id)."
+        )
 
     def handle(self, *args, kind, params, project=None, enqueue=False, **opts):
         from django.db import transaction
@@ -36,5 +41,7 @@ class Command(BaseCommand):
             return
         job = run_job_inline(kind, params, project=project_obj)
         if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(f"job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else ''}")
+            raise CommandError(
+                f"job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else ''}"
+            )
         self.stdout.write(f"job {job.pk} succeeded: {json.dumps(job.result)}")

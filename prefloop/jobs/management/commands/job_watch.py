@@ -1,4 +1,5 @@
 """python manage.py job_watch ID: a progress bar that follows a job until it ends."""
+
 from __future__ import annotations
 
 import sys
@@ -17,15 +18,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("job_id", type=int)
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between polls.")
-        parser.add_argument("--timeout", type=float, default=None, help="Give up after this many seconds.")
+        parser.add_argument(
+            "--timeout", type=float, default=None, help="Give up after this many seconds."
+        )
 
     def handle(self, *args, job_id, interval=0.5, timeout=None, **opts):
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
             raise CommandError(f"No job {job_id}.")
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = tqdm(total=100, desc=f"job {job.pk} {job.kind}", file=sys.stderr, dynamic_ncols=True,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]{postfix}")
+        bar = tqdm(
+            total=100,
+            desc=f"job {job.pk} {job.kind}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]{postfix}",
+        )
         try:
             while True:
                 bar.n = round(job.progress * 100, 2)
@@ -45,4 +53,6 @@ class Command(BaseCommand):
         elif job.status == Job.Status.CANCELLED:
             self.stdout.write(f"job {job.pk} was cancelled")
         else:
-            raise CommandError(f"job {job.pk} failed: {job.error.splitlines()[0] if job.error else ''}")
+            raise CommandError(
+                f"job {job.pk} failed: {job.error.splitlines()[0] if job.error else ''}"
+            )

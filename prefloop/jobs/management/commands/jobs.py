@@ -1,4 +1,5 @@
 """python manage.py jobs: the most recent jobs, newest first."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
@@ -31,7 +32,9 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No jobs.")
             return
-        self.stdout.write(f"{'id':>6}  {'kind':<22} {'status':<10} {'progress':>8}  {'created':<19}  message")
+        self.stdout.write(
+            f"{'id':>6}  {'kind':<22} {'status':<10} {'progress':>8}  {'created':<19}  message"
+        )
         for job in rows:
             detail = job.error.splitlines()[0] if job.error else job.message
             self.stdout.write(
