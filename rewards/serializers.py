@@ -77,7 +77,11 @@ class ScoreItemSerializer(serializers.Serializer):
 
 class ScoreRequestSerializer(serializers.Serializer):
     completion_ids = serializers.ListField(
-        child=serializers.IntegerField(), required=False, max_length=MAX_SCORE_ITEMS
+        child=serializers.IntegerField(
+            min_value=1, max_value=2**63 - 1
+        ),  # a row id (SQLite overflows past 2**63)
+        required=False,
+        max_length=MAX_SCORE_ITEMS,
     )
     items = ScoreItemSerializer(many=True, required=False, max_length=MAX_SCORE_ITEMS)  # type: ignore[call-arg]  # ListSerializer takes it
 

@@ -20,9 +20,12 @@ def _int_param(request, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValidationError({name: "must be an integer"}) from None
+    if not 1 <= number < 2**63:  # a row id: SQLite overflows past 2**63
+        raise ValidationError({name: "must be a positive id below 2**63"})
+    return number
 
 
 class JobListApi(APIView):
