@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,6 +10,13 @@ from rest_framework.views import APIView
 from annotate.models import Membership
 from annotate.selectors import project_for_user
 from judging import selectors, services
+from judging.serializers import (
+    AgreementSerializer,
+    JudgeRunResultSerializer,
+    JudgeRunSerializer,
+    JudgeSettingsSerializer,
+)
+from prefloop.core.errors import InvalidBody
 
 RESEARCHER = Membership.Role.RESEARCHER
 SETTINGS_FIELDS = (
@@ -34,24 +42,41 @@ def settings_payload(settings) -> dict:
     }
 
 
+def _object(data) -> dict:
+    if not isinstance(data, dict):
+        raise InvalidBody("body", "must be a JSON object")
+    return data
+
+
 class JudgeSettingsApi(APIView):
+    @extend_schema(operation_id="judge_settings_get", responses=JudgeSettingsSerializer)
     def get(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         return Response(settings_payload(services.settings_for(project)))
 
+    @extend_schema(
+        operation_id="judge_settings_update",
+        request=JudgeSettingsSerializer(partial=True),
+        responses=JudgeSettingsSerializer,
+    )
     def patch(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        data = {k: v for k, v in request.data.items() if k in SETTINGS_FIELDS}
+        data = {k: v for k, v in _object(request.data).items() if k in SETTINGS_FIELDS}
         return Response(
             settings_payload(services.update_judge_settings(project=project, data=data))
         )
 
 
 class JudgeRunApi(APIView):
+    @extend_schema(
+        operation_id="judge_run",
+        request=JudgeRunSerializer,
+        responses={202: JudgeRunResultSerializer},
+    )
     def post(self, request, project_id: int):
         """Judge a scope of comparisons: {"round": n} | {"import": id} | {"created_before": iso} | {"ids": [...]}."""
         project = project_for_user(request.user, project_id, role=RESEARCHER)
-        scope = dict(request.data)
+        scope = dict(_object(request.data))
         triage = scope.pop(
             "triage", None
         )  # with a round: reorder its queue by judge / reward-model agreement
@@ -68,6 +93,7 @@ class JudgeRunApi(APIView):
 
 
 class JudgeAgreementApi(APIView):
+    @extend_schema(operation_id="judge_agreement", responses=AgreementSerializer)
     def get(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         return Response(selectors.judge_agreement(project))
