@@ -17,6 +17,10 @@ free loopback port, and runs the annotators with asyncio + aiohttp, in phases:
    (`manage.py train_reward_model`, MiniLM on CPU at `nice 19`) works on the same cores; the
    report gives the slowdown against phase 1 (goal: at most 20 %).
 
+`--think-ms MEAN`, `--rate R` or `--rates R1,R2,..` add an exponential think time before each
+vote (mean MEAN, or annotators / R: R loops/s offered), so latency is measured at an offered load
+(docs/vote-loop.md: with no think time Little's law fixes it at annotators / throughput).
+
 It prints loops/s with p50/p95/p99, CPU per loop by role, the share of the floor and the ratio to
 the baseline, then checks against the database that every acknowledged 201 is exactly one stored
 vote and that no comparison went past its overlap target (non-zero exit when a check fails).
@@ -37,6 +41,8 @@ PREFLOOP_FAST_PATH=0 (every request through the DRF views).
     $B --server uvicorn --workers 2 --annotators 200 --production   # Redis at BENCH_REDIS_URL; the pool
     $B --server gunicorn --workers 3 --annotators 200 --loop two --no-fast-path   # the old request path
     $B --server gunicorn --workers 3 --annotators 50 --training-duration 20       # while a model trains
+    $B --server gunicorn --workers 3 --annotators 200 --rate 300                  # think time: 300 loops/s offered
+    $B --server gunicorn --workers 3 --annotators 200 --rates 100,200,300,400 --duration 10   # the knee
     .venv/bin/python bench/vote_loop.py --url http://127.0.0.1:8000   # a server already running on --database-url
 
 Django (set-up, floor, training and verification) runs in child processes so the client process
