@@ -17,6 +17,10 @@ free loopback port, and runs the annotators with asyncio + aiohttp, in phases:
    (`manage.py train_reward_model`, MiniLM on CPU at `nice 19`) works on the same cores; the
    report gives the slowdown against phase 1 (goal: at most 20 %).
 
+`--think-ms MEAN`, `--rate R` or `--rates R1,R2,..` add an exponential think time before each
+vote (mean MEAN, or annotators / R: R loops/s offered), so latency is measured at an offered load
+(docs/vote-loop.md: with no think time Little's law fixes it at annotators / throughput).
+
 It prints loops/s with p50/p95/p99, CPU per loop by role, the share of the floor and the ratio to
 the baseline, then checks against the database that every acknowledged 201 is exactly one stored
 vote and that no comparison went past its overlap target (non-zero exit when a check fails).
@@ -37,6 +41,8 @@ PREFLOOP_FAST_PATH=0 (every request through the DRF views).
     $B --server uvicorn --workers 2 --annotators 200 --production   # Redis at BENCH_REDIS_URL; the pool
     $B --server gunicorn --workers 3 --annotators 200 --loop two --no-fast-path   # the old request path
     $B --server gunicorn --workers 3 --annotators 50 --training-duration 20       # while a model trains
+    $B --server gunicorn --workers 3 --annotators 200 --rate 300                  # think time: 300 loops/s offered
+    $B --server gunicorn --workers 3 --annotators 200 --rates 100,200,300,400 --duration 10   # the knee
     .venv/bin/python bench/vote_loop.py --url http://127.0.0.1:8000   # a server already running on --database-url
 
 Django (set-up, floor, training and verification) runs in child processes so the client process
@@ -537,8 +543,8 @@ async def vote_loop(
     status, body = await call(
         session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {}
     )
-    t1 = time.monotonic()
-    rec.request("next", t0, t1 - t0, status, (200,))
+    next_s = time.monotonic() - t0
+    rec.request("next", t0, next_s, status, (200,))
     if status != 200:
         return
     assignment = body["assignment"]
@@ -552,6 +558,8 @@ async def vote_loop(
         "idempotency_key": key,
         "time_spent_ms": 1000,
     }
+    await think(rng, state)
+    t1 = time.monotonic()
     status, body = await call(
         session,
         "POST",
@@ -563,7 +571,15 @@ async def vote_loop(
     rec.request("vote", t1, t2 - t1, status, (201,))
     if status == 201:
         rec.acked.append({"key": key, "assignment_id": assignment["assignment_id"]})
-        rec.loops.append((t0, t2 - t0))
+        rec.loops.append((t1, next_s + t2 - t1))
+
+
+async def think(rng: random.Random, state: dict) -> None:
+    """The annotator reads the comparison before voting: an exponential pause of mean
+    state["think_s"] (none in the closed loop, think_s 0)."""
+    mean = state.get("think_s", 0.0)
+    if mean > 0:
+        await asyncio.sleep(rng.expovariate(1.0 / mean))
 
 
 async def one_request_loop(
@@ -598,6 +614,7 @@ async def one_request_loop(
         "idempotency_key": key,
         "time_spent_ms": 1000,
     }
+    await think(rng, state)
     t0 = time.monotonic()
     status, body = await call(
         session,
@@ -653,11 +670,12 @@ async def annotator(
     seed: int,
     rec: Recorder,
     max_loops: int,
+    think_s: float = 0.0,
 ) -> None:
     # What the TLS proxy in front of the production profile adds; harmless otherwise.
     headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"}
     rng = random.Random(seed)
-    state: dict = {}
+    state: dict = {"think_s": think_s}
     for _ in range(max_loops):
         if time.monotonic() >= phase.end:
             return
@@ -673,6 +691,7 @@ async def run_phase(
     duration: float,
     max_loops: int,
     name: str,
+    think_s: float = 0.0,
 ) -> tuple[Recorder, Phase]:
     import aiohttp
 
@@ -684,7 +703,9 @@ async def run_phase(
     per_annotator = max(1, max_loops // len(tokens))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = [
-            annotator(loop_fn, session, base, project_id, token, phase, i, rec, per_annotator)
+            annotator(
+                loop_fn, session, base, project_id, token, phase, i, rec, per_annotator, think_s
+            )
             for i, token in enumerate(tokens)
         ]
         # Bounded even if the server hangs: the warm-up, the window, one request timeout per step.
@@ -858,6 +879,22 @@ def parse_args() -> argparse.Namespace:
         "--duration", type=float, default=20.0, help="measured seconds of each vote-loop phase"
     )
     parser.add_argument("--warmup", type=float, default=3.0)
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean think time (exponential) between receiving a comparison and voting (0: closed loop)",
+    )
+    pace.add_argument(
+        "--rate",
+        type=float,
+        help="offered loops/s over all annotators: think time of mean annotators / rate",
+    )
+    pace.add_argument(
+        "--rates",
+        help="a sweep: comma-separated offered loops/s (e.g. 100,200,300,400), one line per rate",
+    )
     parser.add_argument(
         "--loop",
         choices=["one", "two"],
@@ -933,7 +970,34 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--usernames", help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:
+        args.paces = paces_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+MAX_RATES = 8  # phases in one sweep (each --warmup + --duration)
+
+
+def paces_from(args: argparse.Namespace) -> list[float]:
+    """Mean think seconds of each vote-loop phase ([0.0]: the closed loop, no think time)."""
+    if args.rates is not None:
+        try:
+            rates = [float(r) for r in args.rates.split(",") if r.strip()]
+        except ValueError:
+            raise ValueError(f"--rates: numbers separated by commas, not {args.rates!r}") from None
+        if not rates or len(rates) > MAX_RATES:
+            raise ValueError(f"--rates: 1 to {MAX_RATES} rates")
+    elif args.rate is not None:
+        rates = [args.rate]
+    else:
+        if not 0 <= args.think_ms <= 600_000:
+            raise ValueError("--think-ms: 0 to 600000")
+        return [args.think_ms / 1000]
+    if any(not 0 < r <= 100_000 for r in rates):
+        raise ValueError("--rate/--rates: each above 0 and at most 100000 loops/s")
+    return [args.annotators / r for r in rates]
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -968,10 +1032,11 @@ class Run:
     phase: Phase
     training_cpu_s: float | None = None
     training_alive: bool | None = None
+    think_s: float = 0.0  # mean think time of a vote-loop phase (0: closed loop)
 
 
 def vote_phase(
-    args, base: str, setup: dict, duration: float, max_loops: int
+    args, base: str, setup: dict, duration: float, max_loops: int, think_s: float = 0.0
 ) -> tuple[Recorder, Phase]:
     loop_fn = one_request_loop if args.loop == "one" else vote_loop
     return asyncio.run(
@@ -984,6 +1049,7 @@ def vote_phase(
             duration,
             max_loops,
             "vote",
+            think_s,
         )
     )
 
@@ -1033,18 +1099,25 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     alone = runs["vote"]
     shape = "POST vote?next=1 (one request)" if args.loop == "one" else "POST next + POST vote"
     path = "DRF views only (PREFLOOP_FAST_PATH=0)" if args.no_fast_path else "fast path"
-    loops = print_phase(f"vote loop: {shape}, {path}", alone.rec, alone.phase)
+    pace = (
+        f", think time mean {1000 * alone.think_s:.0f} ms (offered {args.annotators / alone.think_s:.0f} loops/s)"
+        if alone.think_s
+        else ", closed loop (no think time)"
+    )
+    loops = print_phase(f"vote loop: {shape}, {path}{pace}", alone.rec, alone.phase)
+    base = None
     if "baseline" in runs:
         base = print_phase(
             f"baseline: 2 x {BASELINES[args.baseline][0]}",
             runs["baseline"].rec,
             runs["baseline"].phase,
         )
-        if loops.per_s:
+        if loops.per_s and not alone.think_s:  # a closed loop: throughput is capacity
             print(
                 f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
                 f" requests (throughput); p50 latency {loops.p50_ms / base.p50_ms:.2f}x"
             )
+    print_pace_table(args, runs, floor, base)
     if "training" in runs:
         run = runs["training"]
         trained = print_phase(
@@ -1073,6 +1146,34 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     for check in checks:
         print(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
     return all(check.ok for check in checks)
+
+
+def print_pace_table(args, runs: dict[str, Run], floor: dict | None, base: Stats | None) -> None:
+    """One line per vote-loop phase: offered vs achieved loops/s and latency (the knee)."""
+    phases = [run for name, run in runs.items() if name == "vote" or name.startswith("vote-")]
+    print(
+        f"\nload sweep, {args.annotators} annotators (offered = annotators / mean think time;"
+        " achieved = loops finished in the window)"
+    )
+    print(
+        f"  {'offered/s':>10}{'think ms':>10}{'achieved/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'% floor':>9}{'% 2-GET':>9}{'errors':>8}"
+    )
+    for run in phases:
+        stats = window_stats(run.rec.loops, run.phase)
+        offered = f"{args.annotators / run.think_s:.0f}" if run.think_s else "closed"
+        of_floor = f"{100 * stats.per_s / floor['per_s']:.0f}" if floor and floor["per_s"] else "-"
+        of_base = f"{100 * stats.per_s / base.per_s:.0f}" if base and base.per_s else "-"
+        print(
+            f"  {offered:>10}{1000 * run.think_s:>10.0f}{stats.per_s:>12.1f}{stats.p50_ms:>9.1f}"
+            f"{stats.p95_ms:>9.1f}{stats.p99_ms:>9.1f}{of_floor:>9}{of_base:>9}"
+            f"{sum(run.rec.errors.values()):>8}"
+        )
+        if not run.think_s and stats.per_s:
+            print(
+                f"  (closed loop: Little's law, {args.annotators} / {stats.per_s:.0f} loops/s ="
+                f" {1000 * args.annotators / stats.per_s:.0f} ms mean time in the system per loop)"
+            )
 
 
 def interrupt(signum, frame) -> None:
@@ -1144,7 +1245,15 @@ def main() -> int:
             f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...",
             flush=True,
         )
-        runs["vote"] = Run(*vote_phase(args, base, setup, args.duration, slots))
+        for i, think_s in enumerate(args.paces):
+            if think_s:
+                print(
+                    f"  offered {args.annotators / think_s:.0f} loops/s (mean think {1000 * think_s:.0f} ms) ...",
+                    flush=True,
+                )
+            run = Run(*vote_phase(args, base, setup, args.duration, slots, think_s))
+            run.think_s = think_s
+            runs["vote" if i == 0 else f"vote-{i}"] = run
         if args.baseline_duration > 0:
             print("baseline ...", flush=True)
             runs["baseline"] = Run(
@@ -1174,7 +1283,7 @@ def main() -> int:
                     f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}"
                 )
             cpu_before = cpu_seconds(training.pid)
-            run = Run(*vote_phase(args, base, setup, args.training_duration, slots))
+            run = Run(*vote_phase(args, base, setup, args.training_duration, slots, args.paces[0]))
             run.training_cpu_s = cpu_seconds(training.pid) - cpu_before
             run.training_alive = training.poll() is None
             runs["training"] = run
