@@ -15,7 +15,7 @@ def share(value: dict | None) -> str:
         return "—"
     lo, hi = value["ci"]
     return format_html(
-        '{}<br><span class="muted ci">[{}, {}] ({}/{})</span>',
+        '{}<br><span class="muted ci">[{}, {}]<br>({}/{})</span>',
         f"{value['value']:.3f}",
         f"{lo:.2f}",
         f"{hi:.2f}",
