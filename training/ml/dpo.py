@@ -197,6 +197,8 @@ def train_dpo(
 
     progress(step, total, metrics) is called after every optimiser step; should_stop() returning True
     stops after the current step and raises TrainingStopped (nothing is saved).
+    The trainer block stays whole: quieting transformers/datasets and restoring them in `finally`
+    must bracket exactly the trainer's construction and run.
     """
     import datasets
     import torch

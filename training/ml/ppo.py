@@ -303,6 +303,8 @@ def train_ppo(
 
     reward_fn(prompts, responses) -> one float per pair (the prompts as given: strings or conversations; decoded responses).
     progress(update, total, metrics) after each update; should_stop() True raises TrainingStopped.
+    Each update's rollout → score → advantages stays inline (steps 1-3 of the module docstring in
+    order): it makes the tensors the epochs (`_optimise`) and the curve point read.
     """
     from training.ml.logprobs import build_batch, response_logprobs
     from training.ml.policy import VALUE_HEAD_FILE, load_for_update, reference_scope, save_policy
