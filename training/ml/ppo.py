@@ -288,6 +288,26 @@ def _summary(
     }
 
 
+def _optimizer(model, head: ValueHead, config: PPOConfig) -> torch.optim.AdamW:
+    """AdamW over the policy's trainable weights (lr) and the value head (value_lr or lr)."""
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
+            {"params": head.parameters(), "lr": config.value_lr or config.lr},
+        ],
+        eps=1e-5,
+    )
+
+
+def _kl_controller(config: PPOConfig) -> FixedKLController | AdaptiveKLController:
+    """Ziegler's adaptive β toward target_kl, or a fixed β."""
+    return (
+        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        if config.adaptive_kl
+        else FixedKLController(config.kl_coef)
+    )
+
+
 def train_ppo(
     *,
     policy_path: Path | str,
@@ -327,18 +347,7 @@ def train_ppo(
     )
     head = _value_head(model, Path(policy_path)).to(device)
     model.eval()  # dropout off: the ratio π/π_old must be 1 before the first step
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
-            {"params": head.parameters(), "lr": config.value_lr or config.lr},
-        ],
-        eps=1e-5,
-    )
-    kl_ctl = (
-        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
-        if config.adaptive_kl
-        else FixedKLController(config.kl_coef)
-    )
+    optimizer, kl_ctl = _optimizer(model, head, config), _kl_controller(config)
     temperature = config.sampler.temperature
     rng = random.Random(config.seed)
     order: list[int] = []
