@@ -124,6 +124,30 @@ def _log_from_columns(columns: dict) -> BattleLog:
     )
 
 
+def _checked_fields(
+    record: dict, line: int, problems: list[tuple[int, str | None, str]]
+) -> tuple[list[str], object, object, bool]:
+    """A record's two model names, winner and tstamp, and whether all were valid (problems added)."""
+    ok = True
+    pair: list[str] = []
+    for field in ("model_a", "model_b"):
+        value = record.get(field)
+        if not isinstance(value, str) or not value.strip():
+            problems.append((line, field, "missing or not a non-empty string"))
+            ok = False
+        else:
+            pair.append(value)
+    winner = record.get("winner")
+    if winner not in WINNERS:
+        problems.append((line, "winner", f"{winner!r} is not one of {sorted(WINNERS)}"))
+        ok = False
+    stamp = record.get("tstamp")
+    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, float))):
+        problems.append((line, "tstamp", f"{stamp!r} is not a number"))
+        ok = False
+    return pair, winner, stamp, ok
+
+
 def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
     try:
         text = path.read_text(encoding="utf-8")
@@ -138,23 +162,7 @@ def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
         if not isinstance(record, dict):
             problems.append((line, None, f"expected a JSON object, got {type(record).__name__}"))
             continue
-        ok = True
-        pair = []
-        for field in ("model_a", "model_b"):
-            value = record.get(field)
-            if not isinstance(value, str) or not value.strip():
-                problems.append((line, field, "missing or not a non-empty string"))
-                ok = False
-            else:
-                pair.append(value)
-        winner = record.get("winner")
-        if winner not in WINNERS:
-            problems.append((line, "winner", f"{winner!r} is not one of {sorted(WINNERS)}"))
-            ok = False
-        stamp = record.get("tstamp")
-        if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, float))):
-            problems.append((line, "tstamp", f"{stamp!r} is not a number"))
-            ok = False
+        pair, winner, stamp, ok = _checked_fields(record, line, problems)
         counts = _style_counts(
             record.get("conv_metadata"), line, problems if require_style else None
         )

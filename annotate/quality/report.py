@@ -177,13 +177,8 @@ def _agreement_warnings(agreement: list[AspectAgreement]) -> list[str]:
     return warnings
 
 
-def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[AnnotatorQuality]:
-    memberships = {
-        m.user_id: m
-        for m in Membership.objects.filter(
-            project=project, role=Membership.Role.ANNOTATOR
-        ).select_related("user")
-    }
+def _gold_results(project: Project) -> dict[int | None, list[bool]]:
+    """Per annotator, whether each of their first-aspect votes on a gold comparison was right."""
     gold = defaultdict(list)
     gold_votes = (
         Vote.objects.filter(
@@ -194,24 +189,41 @@ def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[Ann
     )
     for vote in gold_votes:
         gold[vote.annotator_id].append(gold_is_correct(vote, vote.comparison))
+    return gold
+
+
+def _majority_agreement(votes: list, nominal: dict, user_id: int) -> tuple[int, int]:
+    """(agreeing, comparable): the user's votes that match the clear majority of the other coders."""
+    agree = comparable = 0
+    for comparison_id, aspect, _choice, value, _ms, _a in votes:
+        others = Counter(
+            v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id)
+        )
+        if not others:
+            continue
+        (top, top_n), *rest = others.most_common(2) + [(None, 0)]
+        if rest and rest[0][1] == top_n:
+            continue  # no clear majority among the others
+        comparable += 1
+        agree += value == top
+    return agree, comparable
+
+
+def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[AnnotatorQuality]:
+    memberships = {
+        m.user_id: m
+        for m in Membership.objects.filter(
+            project=project, role=Membership.Role.ANNOTATOR
+        ).select_related("user")
+    }
+    gold = _gold_results(project)
 
     result = []
     for user_id in sorted(set(memberships) | set(per_user)):
         votes = per_user.get(user_id, [])
         decisions = [v for v in votes if v[2] in ("a", "b")]
         left = sum(1 for v in decisions if v[2] == "a")
-        agree = comparable = 0
-        for comparison_id, aspect, _choice, value, _ms, _a in votes:
-            others = Counter(
-                v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id)
-            )
-            if not others:
-                continue
-            (top, top_n), *rest = others.most_common(2) + [(None, 0)]
-            if rest and rest[0][1] == top_n:
-                continue  # no clear majority among the others
-            comparable += 1
-            agree += value == top
+        agree, comparable = _majority_agreement(votes, nominal, user_id)
         times = {a: ms for *_x, ms, a in votes if ms is not None}
         median_ms = statistics.median(times.values()) if times else None
         golds = gold.get(user_id, [])

@@ -92,6 +92,97 @@ def preference_dataset(
     return Dataset.from_dict(rows), truncated
 
 
+def _report_callback(
+    curve: list[dict],
+    stopped: dict,
+    progress: Progress | None,
+    should_stop: Callable[[], bool] | None,
+):
+    """A trainer callback that appends each logged step to `curve`, reports it, and stops on request."""
+    from transformers import TrainerCallback
+
+    class _Report(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            point = {
+                "step": state.global_step,
+                **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs},
+            }
+            curve.append(point)
+            if progress:
+                progress(state.global_step, state.max_steps, point)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if should_stop and should_stop():
+                stopped["at"] = state.global_step
+                control.should_training_stop = True
+
+    return _Report()
+
+
+def _trl_args(config: DPOConfig, scratch: str, device: str):
+    """trl's DPOConfig for one update: every step logged, nothing saved, no progress bars."""
+    from trl import DPOConfig as TrlDPOConfig
+
+    return TrlDPOConfig(
+        output_dir=scratch,
+        beta=config.beta,
+        loss_type=[config.loss_type],
+        learning_rate=config.lr,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        max_length=config.max_length,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        lr_scheduler_type="linear",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=_use_bf16(config),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        remove_unused_columns=False,
+        activation_checkpointing=config.gradient_checkpointing,
+    )
+
+
+def _summary(
+    curve: list[dict],
+    output,
+    pair_count: int,
+    truncated: int,
+    config: DPOConfig,
+    started: float,
+    device: str,
+) -> dict:
+    """The update's metrics: trl's training loss and the means of the last ten logged steps."""
+    last = curve[-min(10, len(curve)) :] if curve else []
+    mean = lambda key: (
+        sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last))
+        if last
+        else None
+    )
+    return {
+        "method": "dpo",
+        "pairs": pair_count,
+        "prompts_truncated": truncated,
+        "lora": config.lora is not None,
+        "steps": output.global_step,
+        "train_loss": float(output.training_loss),
+        "loss_last": mean("loss"),
+        "reward_accuracy_last": mean("rewards/accuracies"),
+        "reward_margin_last": mean("rewards/margins"),
+        "seconds": time.perf_counter() - started,
+        "device": device,
+    }
+
+
 def train_dpo(
     *,
     policy_path: Path | str,
@@ -106,12 +197,13 @@ def train_dpo(
 
     progress(step, total, metrics) is called after every optimiser step; should_stop() returning True
     stops after the current step and raises TrainingStopped (nothing is saved).
+    The trainer block stays whole: quieting transformers/datasets and restoring them in `finally`
+    must bracket exactly the trainer's construction and run.
     """
     import datasets
     import torch
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from transformers.utils import logging as hf_logging
-    from trl import DPOConfig as TrlDPOConfig
     from trl import DPOTrainer
 
     from training.ml.policy import load_for_update, save_policy
@@ -134,49 +226,10 @@ def train_dpo(
     curve: list[dict] = []
     stopped = {"at": None}
 
-    class _Report(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
-                return
-            point = {
-                "step": state.global_step,
-                **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs},
-            }
-            curve.append(point)
-            if progress:
-                progress(state.global_step, state.max_steps, point)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if should_stop and should_stop():
-                stopped["at"] = state.global_step
-                control.should_training_stop = True
+    report = _report_callback(curve, stopped, progress, should_stop)
 
     with tempfile.TemporaryDirectory(prefix="prefloop-dpo-") as scratch:
-        args = TrlDPOConfig(
-            output_dir=scratch,
-            beta=config.beta,
-            loss_type=[config.loss_type],
-            learning_rate=config.lr,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.grad_accum,
-            max_length=config.max_length,
-            warmup_steps=config.warmup_steps,
-            max_grad_norm=config.max_grad_norm,
-            lr_scheduler_type="linear",
-            seed=config.seed,
-            data_seed=config.seed,
-            use_cpu=device == "cpu",
-            bf16=_use_bf16(config),
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            dataset_num_proc=None,
-            remove_unused_columns=False,
-            activation_checkpointing=config.gradient_checkpointing,
-        )
+        args = _trl_args(config, scratch, device)
         verbosity = hf_logging.get_verbosity()
         bars_were_off = datasets.utils.are_progress_bars_disabled()
         hf_logging.set_verbosity_error()
@@ -188,7 +241,7 @@ def train_dpo(
                 args=args,
                 train_dataset=dataset,
                 processing_class=tokenizer,
-                callbacks=[_Report()],
+                callbacks=[report],
             )
             if reference is None and "ref" in getattr(trainer.model, "peft_config", {}):
                 # trl copies a loaded adapter into a "ref" adapter; the loop's reference is the base
@@ -205,25 +258,7 @@ def train_dpo(
         raise TrainingStopped(f"stopped at step {stopped['at']}")
     model = trainer.model
     model.eval()
-    last = curve[-min(10, len(curve)) :] if curve else []
-    mean = lambda key: (
-        sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last))
-        if last
-        else None
-    )
-    metrics = {
-        "method": "dpo",
-        "pairs": len(examples),
-        "prompts_truncated": truncated,
-        "lora": config.lora is not None,
-        "steps": output.global_step,
-        "train_loss": float(output.training_loss),
-        "loss_last": mean("loss"),
-        "reward_accuracy_last": mean("rewards/accuracies"),
-        "reward_margin_last": mean("rewards/margins"),
-        "seconds": time.perf_counter() - started,
-        "device": device,
-    }
+    metrics = _summary(curve, output, len(examples), truncated, config, started, device)
     meta = {
         "method": "dpo",
         "parent": str(policy_path),

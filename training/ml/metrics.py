@@ -179,6 +179,27 @@ def _samples(model, tokenizer, prompts, n, params):
     return rollouts, [to_sample(tokenizer, r, params.seed) for r in rollouts]
 
 
+def _win_rate_vs(
+    other_path: Path | str,
+    prompts: list,
+    expanded: list,
+    rewards: list[float],
+    reward_fn: RewardFn,
+    n: int,
+    params: SamplerParams,
+) -> float | None:
+    """The win rate of `rewards` over another policy's samples with the same params."""
+    from training.ml.policy import load_policy
+
+    other, other_tokenizer = load_policy(other_path)
+    _, other_samples = _samples(other, other_tokenizer, prompts, n, params)
+    result = win_rate(
+        rewards, [float(r) for r in reward_fn(expanded, [s.text for s in other_samples])]
+    )
+    del other
+    return result
+
+
 def evaluate_policy(
     *,
     policy_path: Path | str,
@@ -196,6 +217,8 @@ def evaluate_policy(
     beside the policy; sampling uses the same params (seed included) for all three. The KL
     samples (kl_samples per prompt) are drawn apart, from π at temperature 1 and top_p 1, unless
     `params` already is that sampler and kl_samples == n (then the reward samples serve).
+    The policy and reference stay inline: each is loaded, used and freed in turn, so that order
+    (and the peak memory it bounds) reads from top to bottom.
     """
     import torch
 
@@ -234,12 +257,7 @@ def evaluate_policy(
     del reference
     vs_previous = None
     if previous_path is not None:
-        previous, prev_tokenizer = load_policy(previous_path)
-        _, prev_samples = _samples(previous, prev_tokenizer, prompts, n, params)
-        vs_previous = win_rate(
-            rewards, [float(r) for r in reward_fn(expanded, [s.text for s in prev_samples])]
-        )
-        del previous
+        vs_previous = _win_rate_vs(previous_path, prompts, expanded, rewards, reward_fn, n, params)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {

@@ -188,6 +188,126 @@ def _value_head(model, policy_path: Path) -> ValueHead:
     return head
 
 
+@dataclass
+class _Rollout:
+    """One rollout's tensors the PPO epochs train against (all masked to the response tokens)."""
+
+    mask: torch.Tensor
+    old_logp: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+def _optimise(
+    model,
+    head: ValueHead,
+    optimizer: torch.optim.Optimizer,
+    forward: Callable,
+    rollouts: list,
+    t: _Rollout,
+    rng: random.Random,
+    config: PPOConfig,
+    pad: int,
+    device: str,
+) -> dict[str, float]:
+    """config.ppo_epochs shuffled passes in minibatches over one rollout; the mean loss statistics.
+
+    The minibatch step (clipped surrogate + value loss, clip, AdamW) reads best whole, as trl's.
+    """
+    from training.ml.logprobs import build_batch
+
+    stats = {"pg_loss": 0.0, "vf_loss": 0.0, "clipfrac": 0.0, "approx_kl": 0.0}
+    n_minibatches = 0
+    rows = list(range(len(rollouts)))
+    for _ in range(config.ppo_epochs):
+        rng.shuffle(rows)
+        for start in range(0, len(rows), config.mini_batch_size):
+            idx = torch.tensor(rows[start : start + config.mini_batch_size], device=device)
+            sub = build_batch(
+                [rollouts[i].prompt_ids for i in idx.tolist()],
+                [rollouts[i].response_ids for i in idx.tolist()],
+                pad_token_id=pad,
+                device=device,
+            )
+            width = sub.response_ids.shape[
+                1
+            ]  # ≤ the rollout's width: slice the stored tensors to it
+            m = t.mask[idx, :width]
+            logp, values = forward(model, sub, with_values=True)
+            pg, clipfrac = clipped_policy_loss(
+                logp, t.old_logp[idx, :width], t.advantages[idx, :width], m, config.clip
+            )
+            vf = value_loss(
+                values, t.old_values[idx, :width], t.returns[idx, :width], m, config.vf_clip
+            )
+            loss = pg + config.vf_coef * vf
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(
+                list(model.parameters()) + list(head.parameters()), config.max_grad_norm
+            )
+            optimizer.step()
+            with torch.no_grad():
+                stats["pg_loss"] += pg.item()
+                stats["vf_loss"] += vf.item()
+                stats["clipfrac"] += clipfrac.item()
+                stats["approx_kl"] += (
+                    0.5 * masked_mean((logp - t.old_logp[idx, :width]) ** 2, m).item()
+                )
+            n_minibatches += 1
+    return {k: v / max(1, n_minibatches) for k, v in stats.items()}
+
+
+def _summary(
+    curve: list[dict],
+    prompt_count: int,
+    config: PPOConfig,
+    beta_final: float,
+    rendered: dict,
+    started: float,
+    device: str,
+) -> dict:
+    """The run's metrics: rewards at the start and (last three updates) at the end, KL, β."""
+    from training.ml.sampling import truncation_report
+
+    last = curve[-min(3, len(curve)) :]
+    return {
+        "method": "ppo",
+        "prompts": prompt_count,
+        "updates": len(curve),
+        "rollouts": len(curve) * config.batch_size,
+        "mean_reward_first": curve[0]["mean_reward"],
+        "mean_reward_last": sum(p["mean_reward"] for p in last) / len(last),
+        "kl_last": sum(p["kl"] for p in last) / len(last),
+        "beta_final": beta_final,
+        "truncation": truncation_report(list(rendered.values())),
+        "lora": config.lora is not None,
+        "seconds": time.perf_counter() - started,
+        "device": device,
+    }
+
+
+def _optimizer(model, head: ValueHead, config: PPOConfig) -> torch.optim.AdamW:
+    """AdamW over the policy's trainable weights (lr) and the value head (value_lr or lr)."""
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
+            {"params": head.parameters(), "lr": config.value_lr or config.lr},
+        ],
+        eps=1e-5,
+    )
+
+
+def _kl_controller(config: PPOConfig) -> FixedKLController | AdaptiveKLController:
+    """Ziegler's adaptive β toward target_kl, or a fixed β."""
+    return (
+        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        if config.adaptive_kl
+        else FixedKLController(config.kl_coef)
+    )
+
+
 def train_ppo(
     *,
     policy_path: Path | str,
@@ -203,10 +323,12 @@ def train_ppo(
 
     reward_fn(prompts, responses) -> one float per pair (the prompts as given: strings or conversations; decoded responses).
     progress(update, total, metrics) after each update; should_stop() True raises TrainingStopped.
+    Each update's rollout → score → advantages stays inline (steps 1-3 of the module docstring in
+    order): it makes the tensors the epochs (`_optimise`) and the curve point read.
     """
     from training.ml.logprobs import build_batch, response_logprobs
     from training.ml.policy import VALUE_HEAD_FILE, load_for_update, reference_scope, save_policy
-    from training.ml.sampling import generate_ids, to_sample, truncation_report
+    from training.ml.sampling import generate_ids, to_sample
 
     prompts = [p for p in prompts if not isinstance(p, str) or p.strip()]
     if not prompts:
@@ -225,18 +347,7 @@ def train_ppo(
     )
     head = _value_head(model, Path(policy_path)).to(device)
     model.eval()  # dropout off: the ratio π/π_old must be 1 before the first step
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr},
-            {"params": head.parameters(), "lr": config.value_lr or config.lr},
-        ],
-        eps=1e-5,
-    )
-    kl_ctl = (
-        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
-        if config.adaptive_kl
-        else FixedKLController(config.kl_coef)
-    )
+    optimizer, kl_ctl = _optimizer(model, head, config), _kl_controller(config)
     temperature = config.sampler.temperature
     rng = random.Random(config.seed)
     order: list[int] = []
@@ -288,45 +399,18 @@ def train_ppo(
             if config.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
 
-        stats = {"pg_loss": 0.0, "vf_loss": 0.0, "clipfrac": 0.0, "approx_kl": 0.0}
-        n_minibatches = 0
-        rows = list(range(len(rollouts)))
-        for _ in range(config.ppo_epochs):
-            rng.shuffle(rows)
-            for start in range(0, len(rows), config.mini_batch_size):
-                idx = torch.tensor(rows[start : start + config.mini_batch_size], device=device)
-                sub = build_batch(
-                    [rollouts[i].prompt_ids for i in idx.tolist()],
-                    [rollouts[i].response_ids for i in idx.tolist()],
-                    pad_token_id=pad,
-                    device=device,
-                )
-                width = sub.response_ids.shape[
-                    1
-                ]  # ≤ the rollout's width: slice the stored tensors to it
-                m = mask[idx, :width]
-                logp, values = forward(model, sub, with_values=True)
-                pg, clipfrac = clipped_policy_loss(
-                    logp, old_logp[idx, :width], advantages[idx, :width], m, config.clip
-                )
-                vf = value_loss(
-                    values, old_values[idx, :width], returns[idx, :width], m, config.vf_clip
-                )
-                loss = pg + config.vf_coef * vf
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    list(model.parameters()) + list(head.parameters()), config.max_grad_norm
-                )
-                optimizer.step()
-                with torch.no_grad():
-                    stats["pg_loss"] += pg.item()
-                    stats["vf_loss"] += vf.item()
-                    stats["clipfrac"] += clipfrac.item()
-                    stats["approx_kl"] += (
-                        0.5 * masked_mean((logp - old_logp[idx, :width]) ** 2, m).item()
-                    )
-                n_minibatches += 1
+        stats = _optimise(
+            model,
+            head,
+            optimizer,
+            forward,
+            rollouts,
+            _Rollout(mask, old_logp, old_values, advantages, returns),
+            rng,
+            config,
+            pad,
+            device,
+        )
 
         sequence_kl = kl.sum(-1).mean().item()
         point = {
@@ -336,7 +420,7 @@ def train_ppo(
             "objective": raw_scores.mean().item() - kl_ctl.value * sequence_kl,  # J = E[r] − β·KL
             "beta": kl_ctl.value,
             "mean_response_tokens": float(mask.sum(-1).mean().item()),
-            **{k: v / max(1, n_minibatches) for k, v in stats.items()},
+            **stats,
         }
         kl_ctl.update(sequence_kl, len(rollouts))
         curve.append(point)
@@ -345,21 +429,7 @@ def train_ppo(
         if should_stop and should_stop():
             raise TrainingStopped(f"stopped at update {update}")
 
-    last = curve[-min(3, len(curve)) :]
-    metrics = {
-        "method": "ppo",
-        "prompts": len(prompts),
-        "updates": len(curve),
-        "rollouts": len(curve) * config.batch_size,
-        "mean_reward_first": curve[0]["mean_reward"],
-        "mean_reward_last": sum(p["mean_reward"] for p in last) / len(last),
-        "kl_last": sum(p["kl"] for p in last) / len(last),
-        "beta_final": kl_ctl.value,
-        "truncation": truncation_report(list(rendered.values())),
-        "lora": config.lora is not None,
-        "seconds": time.perf_counter() - started,
-        "device": device,
-    }
+    metrics = _summary(curve, len(prompts), config, kl_ctl.value, rendered, started, device)
     meta = {
         "method": "ppo",
         "parent": str(policy_path),

@@ -37,18 +37,8 @@ def prd_root(path: Path) -> Path | None:
     return None
 
 
-def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> ImportBatch:
-    root = prd_root(path)
-    batch = ImportBatch(source=f"PRD/{path.name}", format="prd", build_pairs=True)
-    if root is None:
-        problems.add(
-            path.name,
-            None,
-            None,
-            "not a PRD vicuna80 folder (prompts/vicuna_questions.jsonl is missing)",
-        )
-        return batch
-
+def _prd_questions(root: Path, batch: ImportBatch, problems: Problems) -> dict[int, PromptRecord]:
+    """The 80 questions as prompts of the batch, by question_id."""
     questions = root / "prompts" / "vicuna_questions.jsonl"
     by_qid: dict[int, PromptRecord] = {}
     for line, row in iter_json_lines(questions, problems):
@@ -67,7 +57,14 @@ def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> Impo
                 line=line,
             )
         )
+    return by_qid
 
+
+def _prd_answers(
+    root: Path, by_qid: dict[int, PromptRecord], problems: Problems
+) -> dict[tuple[str, int], CompletionRecord]:
+    """Each model's answer file as completions of the questions, by (model, question_id)."""
+    questions = root / "prompts" / "vicuna_questions.jsonl"
     answers: dict[tuple[str, int], CompletionRecord] = {}
     for file in sorted((root / "generations").glob("answer_*.jsonl")):
         model = file.stem.removeprefix("answer_")
@@ -85,9 +82,18 @@ def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> Impo
                     text=text, model=model, key=f"prd:{model}:{qid}", metadata=metadata
                 )
             )
+    return answers
 
-    if not with_votes:
-        return batch
+
+def _prd_votes(
+    root: Path,
+    batch: ImportBatch,
+    by_qid: dict[int, PromptRecord],
+    answers: dict[tuple[str, int], CompletionRecord],
+    problems: Problems,
+) -> None:
+    """The human three-class ratings as comparisons with one imported vote each."""
+    questions = root / "prompts" / "vicuna_questions.jsonl"
     for file in sorted((root / "ratings-human").glob("*.jsonl")):
         match = PRD_RATING_FILE.match(file.name)
         if not match:
@@ -138,6 +144,23 @@ def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> Impo
                     ],
                 )
             )
+
+
+def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> ImportBatch:
+    root = prd_root(path)
+    batch = ImportBatch(source=f"PRD/{path.name}", format="prd", build_pairs=True)
+    if root is None:
+        problems.add(
+            path.name,
+            None,
+            None,
+            "not a PRD vicuna80 folder (prompts/vicuna_questions.jsonl is missing)",
+        )
+        return batch
+    by_qid = _prd_questions(root, batch, problems)
+    answers = _prd_answers(root, by_qid, problems)
+    if with_votes:
+        _prd_votes(root, batch, by_qid, answers, problems)
     return batch
 
 
