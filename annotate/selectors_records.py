@@ -43,7 +43,9 @@ class SourceChoice:
 RECORD_SOURCES: dict[str, SourceChoice] = {
     "human": SourceChoice("human (voted here)", (Vote.Source.HUMAN,)),
     "imported": SourceChoice("imported", (Vote.Source.IMPORTED,)),
+    "ai": SourceChoice("AI (LLM judge)", ("ai",)),  # judge verdicts (judging app), not votes
 }
+AI_SOURCE = "ai"
 # label -> vote choices
 RECORD_LABELS: dict[str, tuple[str, ...]] = {
     "preference": (Vote.Choice.A, Vote.Choice.B),
@@ -210,7 +212,9 @@ def record_comparisons(project: Project, f: RecordFilter) -> QuerySet[Comparison
             if f.gold == "yes"
             else comparisons.filter(gold_label="")
         )
-    if f.vote_conditions:
+    if f.source == AI_SOURCE:
+        comparisons = comparisons.filter(Exists(_verdicts(f).filter(comparison=OuterRef("pk"))))
+    if f.vote_conditions and (f.source != AI_SOURCE or f.label or f.annotator):
         comparisons = comparisons.filter(
             Exists(Vote.objects.filter(vote_q(project, f), comparison=OuterRef("pk")))
         )
@@ -223,6 +227,14 @@ def record_comparisons(project: Project, f: RecordFilter) -> QuerySet[Comparison
     if f.agreement:
         comparisons = comparisons.filter(AGREEMENT_Q[f.agreement])
     return comparisons.order_by("id")
+
+
+def _verdicts(f: RecordFilter) -> QuerySet[Any]:
+    """Judge verdicts (AI feedback) under the filter's aspect; shown apart from the votes."""
+    from judging.models import JudgeVerdict
+
+    verdicts = JudgeVerdict.objects.all()
+    return verdicts.filter(aspect=f.aspect) if f.aspect else verdicts
 
 
 @dataclass
@@ -259,11 +271,15 @@ def record_page(project: Project, f: RecordFilter) -> RecordPage:
         .order_by("id")
     ):
         votes.setdefault(vote.comparison_id, []).append(vote)
+    verdicts: dict[int, list] = {}
+    for verdict in _verdicts(f).filter(comparison_id__in=ids).order_by("created_at", "id"):
+        verdicts.setdefault(verdict.comparison_id, []).append(verdict)
     rows = [
         {
             "comparison": found[cid],
             "completions": items.get(cid, []),
             "votes": votes.get(cid, []),
+            "verdicts": verdicts.get(cid, []),
             "counts": counts[cid],
         }
         for cid in ids

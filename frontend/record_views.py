@@ -66,6 +66,19 @@ def _vote_summary(vote: Vote, models: dict[int, str]) -> str:
     return {"tie": "tie", "both_bad": "both bad"}.get(vote.choice, vote.choice)
 
 
+def _verdict_row(verdict, models: dict[int, str]) -> dict:
+    """A judge verdict in model names with its averaged probability (AI feedback, not a vote)."""
+    name = {"first": verdict.first_id, "second": verdict.second_id}.get(verdict.verdict)
+    other = verdict.second_id if name == verdict.first_id else verdict.first_id
+    summary = f"{models.get(name, name)} over {models.get(other, other)}" if name else "tie"
+    key = verdict.verdict if verdict.verdict in ("first", "second") else "tie"
+    return {
+        "verdict": verdict,
+        "summary": summary,
+        "probability": (verdict.probabilities or {}).get(key),
+    }
+
+
 def _response(completion: Completion) -> dict:
     html = render_markdown(completion.text) if completion.text_available else ""
     return {"completion": completion, "html": html}
@@ -89,6 +102,7 @@ def _rows(page) -> list[dict]:
                     }
                     for v in row["votes"]
                 ],
+                "verdicts": [_verdict_row(v, models) for v in row["verdicts"]],
             }
         )
     return rows

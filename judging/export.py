@@ -49,6 +49,8 @@ def _verdicts(project: Project, filters):
         qs = qs.filter(comparison__round__in=filters.rounds)
     if filters.aspect:
         qs = qs.filter(aspect=filters.aspect)
+    if filters.comparisons is not None:  # the record browser's filter
+        qs = qs.filter(comparison_id__in=filters.comparisons)
     if filters.since:
         qs = qs.filter(created_at__gte=filters.since)
     if filters.until:
