@@ -50,16 +50,7 @@ class ComparisonItemInline(admin.TabularInline):
 
 @admin.register(models.Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "project",
-        "round",
-        "priority",
-        "imported_votes",
-        "votes_done",
-        "leases_open",
-        "is_complete",
-    ]
+    list_display = ["id", "project", "round", "priority", "imported_votes", "votes_done", "leases_open", "is_complete"]
     list_filter = ["project", "round", "is_open", "is_complete"]
     raw_id_fields = ["prompt"]
     inlines = [ComparisonItemInline]
@@ -74,16 +65,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(models.Vote)
 class VoteAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "comparison",
-        "annotator",
-        "external_annotator",
-        "aspect",
-        "choice",
-        "strength",
-        "source",
-    ]
+    list_display = ["id", "comparison", "annotator", "external_annotator", "aspect", "choice", "strength", "source"]
     list_filter = ["source", "choice", "aspect"]
     raw_id_fields = ["comparison", "assignment", "annotator", "winner", "loser"]
     search_fields = ["external_annotator", "rationale"]

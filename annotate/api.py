@@ -42,10 +42,7 @@ ANNOTATOR = Membership.Role.ANNOTATOR
 
 class CanCreateProjects(BasePermission):
     def has_permission(self, request, view) -> bool:
-        return request.method != "POST" or request.user.role in (
-            User.Role.RESEARCHER,
-            User.Role.ADMIN,
-        )
+        return request.method != "POST" or request.user.role in (User.Role.RESEARCHER, User.Role.ADMIN)
 
 
 class ProjectListApi(APIView):
@@ -62,9 +59,7 @@ class ProjectListApi(APIView):
         progress = selectors.annotator_progress_by_project(request.user, annotating)
         return Response(
             [
-                _annotator_project(p, progress[p.pk])
-                if p.pk in progress
-                else s.ProjectSerializer(p).data
+                _annotator_project(p, progress[p.pk]) if p.pk in progress else s.ProjectSerializer(p).data
                 for p in projects
             ]
         )
@@ -81,14 +76,9 @@ class ProjectDetailApi(APIView):
     @extend_schema(responses=s.PROJECT_FOR_MEMBER)
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
-        if (
-            request.user.is_admin
-            or project.memberships.filter(user=request.user, role=RESEARCHER).exists()
-        ):
+        if request.user.is_admin or project.memberships.filter(user=request.user, role=RESEARCHER).exists():
             return Response(s.ProjectSerializer(project).data)
-        return Response(
-            _annotator_project(project, selectors.annotator_progress(request.user, project))
-        )
+        return Response(_annotator_project(project, selectors.annotator_progress(request.user, project)))
 
 
 def _annotator_project(project, progress: selectors.AnnotatorProgress) -> dict:
@@ -104,21 +94,14 @@ class ProjectProgressApi(APIView):
 
 
 class ProjectComparisonsApi(APIView):
-    @extend_schema(
-        responses=paginated(s.ComparisonProgressSerializer(), "PaginatedComparisonProgressList")
-    )
+    @extend_schema(responses=paginated(s.ComparisonProgressSerializer(), "PaginatedComparisonProgressList"))
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id, role=RESEARCHER)
         paginator = LimitOffsetPagination()
-        page = (
-            paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self)
-            or []
-        )
+        page = paginator.paginate_queryset(selectors.comparison_progress(project), request, view=self) or []
         completions = selectors.comparison_completions([c.pk for c in page])
         return paginator.get_paginated_response(
-            s.ComparisonProgressSerializer(
-                page, many=True, context={"completions": completions}
-            ).data
+            s.ComparisonProgressSerializer(page, many=True, context={"completions": completions}).data
         )
 
 
@@ -141,17 +124,10 @@ class ProjectMembersApi(APIView):
         if user is None:
             raise InvalidUsername("username", "no active user with this name")
         membership = membership_set(
-            project=project,
-            user=user,
-            **{k: data.validated_data[k] for k in ("role", "cap", "paused")},
+            project=project, user=user, **{k: data.validated_data[k] for k in ("role", "cap", "paused")}
         )
         return Response(
-            {
-                "username": user.username,
-                "role": membership.role,
-                "cap": membership.cap,
-                "paused": membership.paused,
-            },
+            {"username": user.username, "role": membership.role, "cap": membership.cap, "paused": membership.paused},
             status=201,
         )
 
@@ -167,11 +143,7 @@ class ComparisonGoldApi(APIView):
         data.is_valid(raise_exception=True)
         comparison = comparison_set_gold(comparison=comparison, **data.validated_data)
         return Response(
-            {
-                "id": comparison.pk,
-                "gold_label": comparison.gold_label,
-                "gold_winner_id": comparison.gold_winner_id,
-            }
+            {"id": comparison.pk, "gold_label": comparison.gold_label, "gold_winner_id": comparison.gold_winner_id}
         )
 
 
@@ -233,12 +205,7 @@ class ProjectExportApi(APIView):
         responses={
             **{
                 (200, media): bytes
-                for media in (
-                    "application/x-ndjson",
-                    "application/vnd.apache.parquet",
-                    "text/csv",
-                    "application/zip",
-                )
+                for media in ("application/x-ndjson", "application/vnd.apache.parquet", "text/csv", "application/zip")
             },
             (200, "application/json"): OpenApiTypes.OBJECT,
         },
@@ -304,16 +271,10 @@ class NextAssignmentApi(APIView):
     @extend_schema(request=s.NextInputSerializer, responses=dict)
     def post(self, request, project_id: int):
         exclude = (request.data.get("exclude") or []) if isinstance(request.data, dict) else []
-        if (
-            not isinstance(exclude, list)
-            or len(exclude) > 10
-            or not all(_is_int(i) for i in exclude)
-        ):
+        if not isinstance(exclude, list) or len(exclude) > 10 or not all(_is_int(i) for i in exclude):
             raise InvalidVote("exclude", "a list of at most 10 assignment ids")
         result = next_comparison(
-            annotator=request.user,
-            project=project_id,
-            exclude_assignments={int(i) for i in exclude},
+            annotator=request.user, project=project_id, exclude_assignments={int(i) for i in exclude}
         )
         if result.assignment is None:
             return Response({"assignment": None, "reason": result.reason})
@@ -340,27 +301,18 @@ class AssignmentVoteApi(APIView):
     )
     def post(self, request, assignment_id: int):
         body = request.data if isinstance(request.data, dict) else {}
-        with_next = wants_next(
-            request.query_params, body
-        )  # ?next=1: the answer carries the next assignment
+        with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
         exclude = parse_exclude(body) if with_next else set()
         key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
         if not isinstance(key, str):
             raise InvalidVote("idempotency_key", "must be a string")
         time_spent_ms = body.get("time_spent_ms")
-        if time_spent_ms is not None and not (
-            _is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000
-        ):
-            raise InvalidVote(
-                "time_spent_ms", "an integer number of milliseconds between 0 and 86400000"
-            )
+        if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
+            raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
         if body.get("votes"):
             if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
                 raise InvalidVote("votes", "a list with one vote per aspect")
-            votes = [
-                _vote_input(vote, f"votes[{i}]", aspect_required=True)
-                for i, vote in enumerate(body["votes"])
-            ]
+            votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
         else:
             votes = [_vote_input(body, "", aspect_required=False)]  # the project's only aspect
         result = record_vote(
@@ -378,15 +330,10 @@ class AssignmentVoteApi(APIView):
         if with_next:
             body.update(
                 next_after_vote(
-                    annotator=request.user,
-                    project_id=result.assignment.project_id,
-                    exclude=exclude,
-                    mode=with_next,
+                    annotator=request.user, project_id=result.assignment.project_id, exclude=exclude, mode=with_next
                 )
             )
-        return Response(
-            body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
-        )
+        return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 
 def _is_int(value) -> bool:
@@ -412,13 +359,9 @@ def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
     if choice is not None and not isinstance(choice, str):
         raise InvalidVote(field("choice"), "must be a string")
     if ranking is not None and not (
-        isinstance(ranking, list)
-        and len(ranking) <= 26
-        and all(_is_side_or_group(r) for r in ranking)
+        isinstance(ranking, list) and len(ranking) <= 26 and all(_is_side_or_group(r) for r in ranking)
     ):
-        raise InvalidVote(
-            field("ranking"), "a list of sides, best first (a list of sides inside is a tie)"
-        )
+        raise InvalidVote(field("ranking"), "a list of sides, best first (a list of sides inside is a tie)")
     if strength is not None and not _is_int(strength):
         raise InvalidVote(field("strength"), "must be an integer")
     if not isinstance(rationale, str) or len(rationale) > 20_000:
@@ -436,9 +379,7 @@ def _is_side_or_group(item) -> bool:
     def side(x) -> bool:
         return isinstance(x, str) and len(x) == 1
 
-    return (
-        side(item) or isinstance(item, list) and 0 < len(item) <= 26 and all(side(x) for x in item)
-    )
+    return side(item) or isinstance(item, list) and 0 < len(item) <= 26 and all(side(x) for x in item)
 
 
 _datetime_field = s.VoteOutputSerializer().fields["created_at"]
@@ -463,7 +404,5 @@ class MyVotesApi(APIView):
     def get(self, request, project_id: int):
         project = selectors.project_for_user(request.user, project_id)
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(
-            selectors.annotator_votes(request.user, project), request, view=self
-        )
+        page = paginator.paginate_queryset(selectors.annotator_votes(request.user, project), request, view=self)
         return paginator.get_paginated_response(s.VoteOutputSerializer(page, many=True).data)

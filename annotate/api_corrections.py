@@ -27,11 +27,7 @@ class AssignmentSkipApi(APIView):
     def post(self, request, assignment_id: int):
         result = skip_assignment(annotator=request.user, assignment_id=assignment_id)
         return Response(
-            {
-                "assignment_id": result.assignment.pk,
-                "state": result.assignment.state,
-                "released": result.released,
-            }
+            {"assignment_id": result.assignment.pk, "state": result.assignment.state, "released": result.released}
         )
 
 
@@ -44,19 +40,11 @@ class AssignmentEditVoteApi(APIView):
         if body.get("votes"):
             if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
                 raise InvalidVote("votes", "a list with one vote per aspect")
-            votes = [
-                _vote_input(vote, f"votes[{i}]", aspect_required=True)
-                for i, vote in enumerate(body["votes"])
-            ]
+            votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
         else:
             votes = [_vote_input(body, "", aspect_required=False)]
         result = edit_last_vote(annotator=request.user, assignment_id=assignment_id, votes=votes)
-        return Response(
-            {
-                "assignment_id": result.assignment.pk,
-                "votes": [_vote_output(v) for v in result.votes],
-            }
-        )
+        return Response({"assignment_id": result.assignment.pk, "votes": [_vote_output(v) for v in result.votes]})
 
 
 class MyLastVoteApi(APIView):

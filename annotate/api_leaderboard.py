@@ -18,23 +18,17 @@ MAX_ROUNDS = 1000  # a request, not a batch job: 1,000 rounds of 1M battles is s
 class LeaderboardQuerySerializer(serializers.Serializer):
     bootstrap = serializers.IntegerField(min_value=0, max_value=MAX_ROUNDS, default=100)
     seed = serializers.IntegerField(min_value=0, default=0)
-    anchor = serializers.RegexField(
-        r"^.+=[-+]?\d+(\.\d+)?$", required=False, help_text="MODEL=RATING, e.g. gpt4=1200"
-    )
+    anchor = serializers.RegexField(r"^.+=[-+]?\d+(\.\d+)?$", required=False, help_text="MODEL=RATING, e.g. gpt4=1200")
     exclude_ties = serializers.BooleanField(default=False)
     style_control = serializers.BooleanField(default=False)
-    elo = serializers.BooleanField(
-        default=False, help_text="also the online Elo (K=4) over votes in order"
-    )
+    elo = serializers.BooleanField(default=False, help_text="also the online Elo (K=4) over votes in order")
     aspect = serializers.CharField(required=False)
     labels = serializers.ChoiceField(
         choices=["human", "judge", "both"],
         default="human",
         help_text="human votes only, LLM-judge verdicts only, or both",
     )
-    round = serializers.ListField(
-        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False
-    )
+    round = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False)
 
     def to_internal_value(self, data):
         # ?round=1&round=2 arrives as a QueryDict list
@@ -49,9 +43,7 @@ class ProjectLeaderboardApi(APIView):
 
     @extend_schema(parameters=[LeaderboardQuerySerializer], responses=dict)
     def get(self, request, project_id: int):
-        project = selectors.project_for_user(
-            request.user, project_id, role=Membership.Role.RESEARCHER
-        )
+        project = selectors.project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
         query = LeaderboardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
@@ -69,14 +61,10 @@ class ProjectLeaderboardApi(APIView):
             online_elo=q["elo"],
         )
         filters = VoteFilter(
-            aspect=q.get("aspect"),
-            rounds=tuple(q["round"]) if q.get("round") else None,
-            labels=q["labels"],
+            aspect=q.get("aspect"), rounds=tuple(q["round"]) if q.get("round") else None, labels=q["labels"]
         )
         try:
             result = project_leaderboard(project, filters=filters, options=options)
         except LeaderboardInputError as exc:
-            raise serializers.ValidationError(
-                {"anchor" if options.anchor else "detail": [str(exc)]}
-            ) from exc
+            raise serializers.ValidationError({"anchor" if options.anchor else "detail": [str(exc)]}) from exc
         return Response(result.as_dict())

@@ -80,16 +80,8 @@ class TokenCache:
 
 token_cache = TokenCache()
 for _model in (User, Token):
-    post_save.connect(
-        token_cache.clear,
-        sender=_model,
-        dispatch_uid=f"fast_api_token_cache_{_model.__name__}_save",
-    )
-    post_delete.connect(
-        token_cache.clear,
-        sender=_model,
-        dispatch_uid=f"fast_api_token_cache_{_model.__name__}_delete",
-    )
+    post_save.connect(token_cache.clear, sender=_model, dispatch_uid=f"fast_api_token_cache_{_model.__name__}_save")
+    post_delete.connect(token_cache.clear, sender=_model, dispatch_uid=f"fast_api_token_cache_{_model.__name__}_delete")
 
 
 def token_user(request: HttpRequest) -> User | None:
@@ -118,9 +110,7 @@ def next_view(request: HttpRequest, user: User, project_id: int, body: object) -
     return next_body(annotator=user, project_id=project_id, exclude=parse_exclude(body)), 200
 
 
-def vote_view(
-    request: HttpRequest, user: User, assignment_id: int, body: object
-) -> tuple[dict, int]:
+def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object) -> tuple[dict, int]:
     """AssignmentVoteApi.post without DRF: the same checks in the same order."""
     body = body if isinstance(body, dict) else {}
     with_next = wants_next(request.GET, body)
@@ -129,19 +119,12 @@ def vote_view(
     if not isinstance(key, str):
         raise InvalidVote("idempotency_key", "must be a string")
     time_spent_ms = body.get("time_spent_ms")
-    if time_spent_ms is not None and not (
-        _is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000
-    ):
-        raise InvalidVote(
-            "time_spent_ms", "an integer number of milliseconds between 0 and 86400000"
-        )
+    if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
+        raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
     if body.get("votes"):
         if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
             raise InvalidVote("votes", "a list with one vote per aspect")
-        votes = [
-            _vote_input(vote, f"votes[{i}]", aspect_required=True)
-            for i, vote in enumerate(body["votes"])
-        ]
+        votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
     else:
         votes = [_vote_input(body, "", aspect_required=False)]
     result = record_vote(
@@ -158,12 +141,7 @@ def vote_view(
     }
     if with_next:
         answer.update(
-            next_after_vote(
-                annotator=user,
-                project_id=result.assignment.project_id,
-                exclude=exclude,
-                mode=with_next,
-            )
+            next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude, mode=with_next)
         )
     return answer, 200 if result.replayed else 201
 
@@ -214,9 +192,7 @@ def _parse(request: HttpRequest) -> object:
     if not raw:
         return {}
     return BoundedJSONParser().parse(
-        io.BytesIO(raw),
-        "application/json",
-        {"encoding": request.encoding or settings.DEFAULT_CHARSET},
+        io.BytesIO(raw), "application/json", {"encoding": request.encoding or settings.DEFAULT_CHARSET}
     )
 
 

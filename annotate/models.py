@@ -32,60 +32,39 @@ class Project(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     instructions = models.TextField(blank=True)
-    overlap_target = models.PositiveSmallIntegerField(
-        default=3, help_text="Votes wanted per comparison."
-    )
+    overlap_target = models.PositiveSmallIntegerField(default=3, help_text="Votes wanted per comparison.")
     allow_tie = models.BooleanField(default=True)
     allow_both_bad = models.BooleanField(default=True)
     strength_scale = models.PositiveSmallIntegerField(
-        default=0,
-        help_text="0: no strength; n: annotators pick a strength 1..n (e.g. 3 = slight/clear/strong).",
+        default=0, help_text="0: no strength; n: annotators pick a strength 1..n (e.g. 3 = slight/clear/strong)."
     )
-    rationale = models.CharField(
-        max_length=8, choices=Rationale.choices, default=Rationale.OPTIONAL
-    )
+    rationale = models.CharField(max_length=8, choices=Rationale.choices, default=Rationale.OPTIONAL)
     aspects = models.JSONField(
-        default=list,
-        blank=True,
-        help_text='Aspects voted separately, e.g. ["helpfulness", "harmlessness"].',
+        default=list, blank=True, help_text='Aspects voted separately, e.g. ["helpfulness", "harmlessness"].'
     )
     lease_seconds = models.PositiveIntegerField(default=600)
     annotator_cap = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="Most assignments one annotator may take here (blank: no cap).",
+        null=True, blank=True, help_text="Most assignments one annotator may take here (blank: no cap)."
     )
     # Gold (attention) checks: comparisons with a known answer, mixed invisibly into queues.
-    gold_rate = models.FloatField(
-        default=0.0, help_text="Share of handed-out work that is a gold check (0-1)."
-    )
+    gold_rate = models.FloatField(default=0.0, help_text="Share of handed-out work that is a gold check (0-1).")
     gold_min_accuracy = models.FloatField(
-        null=True,
-        blank=True,
-        help_text="Pause an annotator whose gold accuracy falls below this (blank: never).",
+        null=True, blank=True, help_text="Pause an annotator whose gold accuracy falls below this (blank: never)."
     )
-    gold_min_answers = models.PositiveSmallIntegerField(
-        default=5, help_text="Gold answers needed before pausing."
-    )
+    gold_min_answers = models.PositiveSmallIntegerField(default=5, help_text="Gold answers needed before pausing.")
     system_prompt = models.TextField(
         blank=True,
         max_length=8000,
         help_text="Put before every prompt as a system turn when a policy or reward model renders it (blank: none).",
     )
-    created_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="projects")
 
     class Meta:
         constraints = [
-            models.CheckConstraint(
-                condition=Q(overlap_target__gte=1), name="project_overlap_at_least_one"
-            ),
-            models.CheckConstraint(
-                condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="project_gold_rate_share"
-            ),
+            models.CheckConstraint(condition=Q(overlap_target__gte=1), name="project_overlap_at_least_one"),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="project_gold_rate_share"),
         ]
 
     def __str__(self) -> str:
@@ -97,11 +76,7 @@ class Project(models.Model):
 
     @property
     def allowed_choices(self) -> list[str]:
-        return (
-            ["a", "b"]
-            + (["tie"] if self.allow_tie else [])
-            + (["both_bad"] if self.allow_both_bad else [])
-        )
+        return ["a", "b"] + (["tie"] if self.allow_tie else []) + (["both_bad"] if self.allow_both_bad else [])
 
 
 class Membership(models.Model):
@@ -112,9 +87,7 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
-    cap = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Overrides the project's annotator cap."
-    )
+    cap = models.PositiveIntegerField(null=True, blank=True, help_text="Overrides the project's annotator cap.")
     # Set when gold checks fail (or by a researcher); a paused annotator gets no work here.
     paused = models.BooleanField(default=False)
     paused_reason = models.CharField(max_length=300, blank=True)
@@ -130,9 +103,7 @@ class Prompt(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     # Source id (e.g. a Vicuna question_id) or a hash of the text: what makes re-imports idempotent.
     key = models.CharField(max_length=128)
-    text = (
-        models.TextField()
-    )  # what annotators read and search finds; the conversation below is what models see
+    text = models.TextField()  # what annotators read and search finds; the conversation below is what models see
     messages = models.JSONField(
         default=list,
         blank=True,
@@ -143,9 +114,7 @@ class Prompt(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["project", "key"], name="prompt_key_once_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="prompt_key_once_per_project")]
 
     def __str__(self) -> str:
         return f"Prompt {self.pk}: {self.text[:60]}"
@@ -153,11 +122,7 @@ class Prompt(models.Model):
     @property
     def conversation(self) -> list[dict]:
         """The stored turns, or the text as one user turn (the project's system prompt is added by selectors)."""
-        return (
-            [dict(m) for m in self.messages]
-            if self.messages
-            else [{"role": "user", "content": self.text}]
-        )
+        return [dict(m) for m in self.messages] if self.messages else [{"role": "user", "content": self.text}]
 
 
 class Completion(models.Model):
@@ -172,9 +137,7 @@ class Completion(models.Model):
     # leaderboard fits, never shown to annotators or exported as training text.
     text_available = models.BooleanField(default=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.EXTERNAL)
-    model_name = models.CharField(
-        max_length=200, help_text="External model name, or policy name@round."
-    )
+    model_name = models.CharField(max_length=200, help_text="External model name, or policy name@round.")
     # Provenance of a sampled completion. A plain id, not a foreign key: training depends on
     # annotate, never the reverse.
     policy_checkpoint_id = models.BigIntegerField(null=True, blank=True)
@@ -185,9 +148,7 @@ class Completion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["prompt", "key"], name="completion_key_once_per_prompt")
-        ]
+        constraints = [models.UniqueConstraint(fields=["prompt", "key"], name="completion_key_once_per_prompt")]
         indexes = [models.Index(fields=["model_name"])]
 
     def __str__(self) -> str:
@@ -197,9 +158,7 @@ class Completion(models.Model):
 class Comparison(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
-    completions = models.ManyToManyField(
-        Completion, through="ComparisonItem", related_name="comparisons"
-    )
+    completions = models.ManyToManyField(Completion, through="ComparisonItem", related_name="comparisons")
     # Sorted completion ids joined by "-": one comparison per set of completions and round.
     key = models.CharField(max_length=255)
     round = models.PositiveIntegerField(default=0)
@@ -215,9 +174,7 @@ class Comparison(models.Model):
         blank=True,
         choices=[("", "not gold"), ("winner", "winner"), ("tie", "tie"), ("both_bad", "both bad")],
     )
-    gold_winner = models.ForeignKey(
-        Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    gold_winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Finished assignments; kept in step with Assignment rows by the voting service.
     votes_done = models.PositiveIntegerField(default=0)
     # Live leases holding a slot; imported_votes + votes_done + leases_open never exceeds the target.
@@ -228,9 +185,7 @@ class Comparison(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["project", "round", "key"], name="comparison_once_per_round"
-            ),
+            models.UniqueConstraint(fields=["project", "round", "key"], name="comparison_once_per_round"),
             models.CheckConstraint(
                 condition=Q(gold_label="winner", gold_winner__isnull=False)
                 | (~Q(gold_label="winner") & Q(gold_winner__isnull=True)),
@@ -242,7 +197,7 @@ class Comparison(models.Model):
                 fields=["project", "-priority", "id"],
                 name="comparison_frontier",
                 condition=Q(is_open=True, is_complete=False, gold_label=""),
-            ),
+            )
         ]
 
     def __str__(self) -> str:
@@ -258,9 +213,7 @@ class ComparisonItem(models.Model):
         ordering = ["position"]
         constraints = [
             models.UniqueConstraint(fields=["comparison", "position"], name="item_position_once"),
-            models.UniqueConstraint(
-                fields=["comparison", "completion"], name="item_completion_once"
-            ),
+            models.UniqueConstraint(fields=["comparison", "completion"], name="item_completion_once"),
         ]
 
     def __str__(self) -> str:
@@ -287,9 +240,7 @@ class Assignment(models.Model):
     class Meta:
         constraints = [
             # An annotator never sees the same comparison twice.
-            models.UniqueConstraint(
-                fields=["comparison", "annotator"], name="assignment_once_per_annotator"
-            ),
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator")
         ]
         indexes = [
             models.Index(fields=["annotator", "project", "state"]),
@@ -314,12 +265,8 @@ class Vote(models.Model):
         IMPORTED = "imported"  # human vote that came with imported data
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="votes")
-    assignment = models.ForeignKey(
-        Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="votes"
-    )
-    annotator = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="votes"
-    )
+    assignment = models.ForeignKey(Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="votes")
+    annotator = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="votes")
     # Pseudonymous voter of imported data (e.g. "prd:answer_gpt4-vs-answer_bard:2").
     external_annotator = models.CharField(max_length=200, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.HUMAN)
@@ -333,12 +280,8 @@ class Vote(models.Model):
     rationale = models.TextField(blank=True)
     # Completion ids in the order shown: shown_order[0] was side A. Position bias is measurable.
     shown_order = models.JSONField()
-    winner = models.ForeignKey(
-        Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    loser = models.ForeignKey(
-        Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
+    winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    loser = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     # NULL, not "": votes without a key stay out of the unique constraint below.
     idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
@@ -359,27 +302,20 @@ class Vote(models.Model):
             # One submission (one key) writes one vote per aspect. Keys are per annotator: another
             # user's key is never looked up, so it cannot tell anyone it exists.
             models.UniqueConstraint(
-                fields=["annotator", "idempotency_key", "aspect"],
-                name="vote_idempotency_key_once_per_annotator",
+                fields=["annotator", "idempotency_key", "aspect"], name="vote_idempotency_key_once_per_annotator"
             ),
             models.CheckConstraint(
-                condition=Q(choice__in=["a", "b", "tie", "both_bad", "ranked"]),
-                name="vote_choice_valid",
+                condition=Q(choice__in=["a", "b", "tie", "both_bad", "ranked"]), name="vote_choice_valid"
             ),
             models.CheckConstraint(
-                condition=Q(annotator__isnull=False) | ~Q(external_annotator=""),
-                name="vote_has_a_voter",
+                condition=Q(annotator__isnull=False) | ~Q(external_annotator=""), name="vote_has_a_voter"
             ),
             models.CheckConstraint(
-                condition=Q(choice="ranked", ranking__isnull=False)
-                | (~Q(choice="ranked") & Q(ranking__isnull=True)),
+                condition=Q(choice="ranked", ranking__isnull=False) | (~Q(choice="ranked") & Q(ranking__isnull=True)),
                 name="vote_ranking_iff_ranked",
             ),
         ]
-        indexes = [
-            models.Index(fields=["comparison", "aspect"]),
-            models.Index(fields=["annotator", "created_at"]),
-        ]
+        indexes = [models.Index(fields=["comparison", "aspect"]), models.Index(fields=["annotator", "created_at"])]
 
     def __str__(self) -> str:
         return f"Vote {self.pk}: {self.choice} on {self.comparison_id}"
@@ -395,12 +331,8 @@ class VoteEdit(models.Model):
     ranking_ties = models.JSONField(null=True, blank=True)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
-    winner = models.ForeignKey(
-        Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    loser = models.ForeignKey(
-        Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
+    winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    loser = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     voted_at = models.DateTimeField(
         help_text="When these values were recorded (the vote's or the previous edit's time)."
     )
@@ -420,9 +352,7 @@ class DataImport(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active"
         UNDONE = "undone"  # its rows were removed
-        ARCHIVED = (
-            "archived"  # its comparisons are closed (hidden from queues), kept for provenance
-        )
+        ARCHIVED = "archived"  # its comparisons are closed (hidden from queues), kept for provenance
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="data_imports")
     source = models.CharField(max_length=200)
@@ -431,13 +361,9 @@ class DataImport(models.Model):
     created = models.JSONField(default=dict)  # counts by kind
     existing = models.JSONField(default=dict)  # rows the file held that were already there
     skipped = models.JSONField(default=list, blank=True)
-    created_ids = models.JSONField(
-        default=dict
-    )  # ids by kind: prompts, completions, comparisons, votes
+    created_ids = models.JSONField(default=dict)  # ids by kind: prompts, completions, comparisons, votes
     state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
-    created_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(null=True, blank=True)
 

@@ -27,15 +27,11 @@ def get_pairing_strategy(name: str) -> PairingStrategy:
     try:
         return PAIRING_STRATEGIES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown pairing strategy {name!r}; known: {sorted(PAIRING_STRATEGIES)}"
-        ) from None
+        raise ValueError(f"unknown pairing strategy {name!r}; known: {sorted(PAIRING_STRATEGIES)}") from None
 
 
 @pairing_strategy("all")
-def all_pairs(
-    completion_ids: Sequence[int], *, rng: random.Random, **_: object
-) -> list[tuple[int, ...]]:
+def all_pairs(completion_ids: Sequence[int], *, rng: random.Random, **_: object) -> list[tuple[int, ...]]:
     """Every unordered pair: K(K-1)/2 comparisons."""
     return list(itertools.combinations(sorted(completion_ids), 2))
 
@@ -50,16 +46,12 @@ def sampled_pairs(
 
 
 @pairing_strategy("kway")
-def one_kway(
-    completion_ids: Sequence[int], *, rng: random.Random, **_: object
-) -> list[tuple[int, ...]]:
+def one_kway(completion_ids: Sequence[int], *, rng: random.Random, **_: object) -> list[tuple[int, ...]]:
     """One comparison of all K completions, voted as a ranking (exports expand it into pairs)."""
     return [tuple(sorted(completion_ids))] if len(completion_ids) >= 2 else []
 
 
 @pairing_strategy("none")
-def no_pairs(
-    completion_ids: Sequence[int], *, rng: random.Random, **_: object
-) -> list[tuple[int, ...]]:
+def no_pairs(completion_ids: Sequence[int], *, rng: random.Random, **_: object) -> list[tuple[int, ...]]:
     """Import the completions only; comparisons come later (e.g. from a round)."""
     return []

@@ -10,16 +10,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from annotate.models import (
-    Assignment,
-    Comparison,
-    ComparisonItem,
-    Completion,
-    Membership,
-    Project,
-    User,
-    Vote,
-)
+from annotate.models import Assignment, Comparison, ComparisonItem, Completion, Membership, Project, User, Vote
 from prefloop.core.errors import NotFound
 
 ACTIVE_WINDOW = timedelta(minutes=15)
@@ -49,9 +40,7 @@ def assignment_payload(assignment: Assignment, *, texts: dict[int, str] | None =
     caller already has them."""
     project = assignment.project
     if texts is None:
-        texts = dict(
-            Completion.objects.filter(pk__in=assignment.shown_order).values_list("id", "text")
-        )
+        texts = dict(Completion.objects.filter(pk__in=assignment.shown_order).values_list("id", "text"))
     prompt = assignment.comparison.prompt
     return {
         "assignment_id": assignment.pk,
@@ -98,18 +87,11 @@ def project_progress(project: Project, *, now: datetime | None = None) -> Projec
         done=Sum("votes_done", default=0),
         imported=Sum("imported_votes", default=0),
         leases=Sum("leases_open", default=0),
-        needed=Sum(
-            Greatest(target - F("imported_votes") - F("votes_done"), 0),
-            filter=Q(is_open=True),
-            default=0,
-        ),
+        needed=Sum(Greatest(target - F("imported_votes") - F("votes_done"), 0), filter=Q(is_open=True), default=0),
     )
     active = (
         Assignment.objects.filter(project=project)
-        .filter(
-            Q(completed_at__gte=now - ACTIVE_WINDOW)
-            | Q(state=Assignment.State.LEASED, leased_until__gt=now)
-        )
+        .filter(Q(completed_at__gte=now - ACTIVE_WINDOW) | Q(state=Assignment.State.LEASED, leased_until__gt=now))
         .values("annotator_id")
         .distinct()
         .count()
@@ -130,11 +112,7 @@ def project_progress(project: Project, *, now: datetime | None = None) -> Projec
 
 def comparison_progress(project: Project) -> QuerySet[Comparison]:
     """Per comparison: votes collected against the target; for researchers."""
-    return (
-        Comparison.objects.filter(project=project)
-        .select_related("prompt")
-        .order_by("-priority", "id")
-    )
+    return Comparison.objects.filter(project=project).select_related("prompt").order_by("-priority", "id")
 
 
 def comparison_completions(comparison_ids: list[int]) -> dict[int, list[dict]]:
@@ -173,9 +151,7 @@ class AnnotatorProgress:
         return asdict(self)
 
 
-def annotator_progress(
-    annotator: User, project: Project, *, now: datetime | None = None
-) -> AnnotatorProgress:
+def annotator_progress(annotator: User, project: Project, *, now: datetime | None = None) -> AnnotatorProgress:
     return annotator_progress_by_project(annotator, [project], now=now)[project.pk]
 
 
@@ -188,17 +164,11 @@ def annotator_progress_by_project(
     ids = [p.pk for p in projects]
     done: dict[int, Any] = {
         row["project_id"]: row
-        for row in Assignment.objects.filter(
-            annotator=annotator, project_id__in=ids, state=Assignment.State.DONE
-        )
+        for row in Assignment.objects.filter(annotator=annotator, project_id__in=ids, state=Assignment.State.DONE)
         .values("project_id")
         .annotate(done=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)))
     }
-    caps = dict(
-        Membership.objects.filter(user=annotator, project_id__in=ids).values_list(
-            "project_id", "cap"
-        )
-    )
+    caps = dict(Membership.objects.filter(user=annotator, project_id__in=ids).values_list("project_id", "cap"))
     return {
         p.pk: AnnotatorProgress(
             done=done.get(p.pk, {}).get("done", 0),
@@ -218,9 +188,7 @@ def preference_pairs(project: Project, *, filters=None, options=None, stats=None
     """
     from annotate.export.rows import ExportFilters, ExportOptions, iter_preference_rows
 
-    return iter_preference_rows(
-        project, filters or ExportFilters(), options or ExportOptions(), stats
-    )
+    return iter_preference_rows(project, filters or ExportFilters(), options or ExportOptions(), stats)
 
 
 def prompt_conversations(project, prompts) -> list[list[dict]]:
@@ -228,9 +196,7 @@ def prompt_conversations(project, prompts) -> list[list[dict]]:
     system = (project.system_prompt or "").strip()
     head = [{"role": "system", "content": system}] if system else []
     return [
-        head + prompt.conversation
-        if not (head and prompt.conversation[0]["role"] == "system")
-        else prompt.conversation
+        head + prompt.conversation if not (head and prompt.conversation[0]["role"] == "system") else prompt.conversation
         for prompt in prompts
     ]
 

@@ -14,18 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import (
-    Case,
-    Count,
-    Exists,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast, Coalesce, Concat
 
 from annotate.export.rows import ExportFilters
@@ -53,12 +42,7 @@ RECORD_LABELS: dict[str, tuple[str, ...]] = {
     "both_bad": (Vote.Choice.BOTH_BAD,),
     "ranked": (Vote.Choice.RANKED,),
 }
-AGREEMENTS = {
-    "unanimous": "unanimous (2+ voters)",
-    "split": "split",
-    "single": "one voter",
-    "none": "no votes",
-}
+AGREEMENTS = {"unanimous": "unanimous (2+ voters)", "split": "split", "single": "one voter", "none": "no votes"}
 GOLD = {"yes": "gold checks only", "no": "no gold checks"}
 PAGE_SIZE = 20
 MAX_TEXT_QUERY = 200
@@ -82,9 +66,7 @@ class RecordFilter:
     source: str | None = None
     q: str = ""
     page: int = 1
-    given: dict[str, str] = field(
-        default_factory=dict, compare=False
-    )  # the filter's parameters as set
+    given: dict[str, str] = field(default_factory=dict, compare=False)  # the filter's parameters as set
 
     @property
     def vote_conditions(self) -> bool:
@@ -94,9 +76,7 @@ class RecordFilter:
 def _choice(params: Mapping[str, str], name: str, choices: Mapping[str, Any]) -> str | None:
     value = (params.get(name) or "").strip()
     if value and value not in choices:
-        raise RecordFilterError(
-            name, f"must be one of {', '.join(choices)} (or blank), got {value[:40]!r}"
-        )
+        raise RecordFilterError(name, f"must be one of {', '.join(choices)} (or blank), got {value[:40]!r}")
     return value or None
 
 
@@ -105,9 +85,7 @@ def _whole(params: Mapping[str, str], name: str, *, low: int, high: int) -> int 
     if not value:
         return None
     if not value.isdigit() or not low <= int(value[:12]) <= high:
-        raise RecordFilterError(
-            name, f"must be a whole number between {low} and {high}, got {value[:40]!r}"
-        )
+        raise RecordFilterError(name, f"must be a whole number between {low} and {high}, got {value[:40]!r}")
     return int(value)
 
 
@@ -132,11 +110,7 @@ def parse_record_filter(project: Project, params: Mapping[str, str]) -> RecordFi
         q=_text(params, "q", MAX_TEXT_QUERY),
         page=_whole(params, "page", low=1, high=limit("records.pages", 10_000)) or 1,
     )
-    given = {
-        k: str(v)
-        for k, v in asdict(parsed).items()
-        if k not in ("page", "given") and v not in (None, "")
-    }
+    given = {k: str(v) for k, v in asdict(parsed).items() if k not in ("page", "given") and v not in (None, "")}
     return RecordFilter(**{**asdict(parsed), "given": given})
 
 
@@ -153,9 +127,7 @@ def vote_q(project: Project, f: RecordFilter, prefix: str = "") -> Q:
         condition &= q(choice__in=RECORD_LABELS[f.label])
     if f.annotator:
         user_ids = list(User.objects.filter(username=f.annotator).values_list("id", flat=True))
-        condition &= q(annotator_id__in=user_ids) | q(
-            annotator__isnull=True, external_annotator=f.annotator
-        )
+        condition &= q(annotator_id__in=user_ids) | q(annotator__isnull=True, external_annotator=f.annotator)
     return condition
 
 
@@ -180,11 +152,7 @@ def _agreement_counts(project: Project, f: RecordFilter) -> dict[str, Any]:
         ),
         output_field=text,
     )
-    voter = Coalesce(
-        Cast("votes__annotator_id", text),
-        Cast("votes__external_annotator", text),
-        output_field=text,
-    )
+    voter = Coalesce(Cast("votes__annotator_id", text), Cast("votes__external_annotator", text), output_field=text)
     return {
         "n_votes": Count("votes", filter=kept, distinct=True),
         "n_voters": Count(voter, filter=kept, distinct=True),
@@ -207,21 +175,13 @@ def record_comparisons(project: Project, f: RecordFilter) -> QuerySet[Comparison
     if f.round is not None:
         comparisons = comparisons.filter(round=f.round)
     if f.gold:
-        comparisons = (
-            comparisons.exclude(gold_label="")
-            if f.gold == "yes"
-            else comparisons.filter(gold_label="")
-        )
+        comparisons = comparisons.exclude(gold_label="") if f.gold == "yes" else comparisons.filter(gold_label="")
     if f.source == AI_SOURCE:
         comparisons = comparisons.filter(Exists(_verdicts(f).filter(comparison=OuterRef("pk"))))
     if f.vote_conditions and (f.source != AI_SOURCE or f.label or f.annotator):
-        comparisons = comparisons.filter(
-            Exists(Vote.objects.filter(vote_q(project, f), comparison=OuterRef("pk")))
-        )
+        comparisons = comparisons.filter(Exists(Vote.objects.filter(vote_q(project, f), comparison=OuterRef("pk"))))
     if f.q:
-        in_response = ComparisonItem.objects.filter(
-            comparison=OuterRef("pk"), completion__text__icontains=f.q
-        )
+        in_response = ComparisonItem.objects.filter(comparison=OuterRef("pk"), completion__text__icontains=f.q)
         comparisons = comparisons.filter(Q(prompt__text__icontains=f.q) | Exists(in_response))
     comparisons = comparisons.annotate(**_agreement_counts(project, f))
     if f.agreement:
@@ -253,22 +213,13 @@ def record_page(project: Project, f: RecordFilter) -> RecordPage:
     page = paginator.get_page(f.page)
     counts = {cid: {"voters": voters, "votes": votes} for cid, voters, votes in page.object_list}
     ids = list(counts)
-    found = {
-        c.pk: c
-        for c in Comparison.objects.filter(pk__in=ids).select_related("prompt", "gold_winner")
-    }
+    found = {c.pk: c for c in Comparison.objects.filter(pk__in=ids).select_related("prompt", "gold_winner")}
     items: dict[int, list] = {}
-    for item in (
-        ComparisonItem.objects.filter(comparison_id__in=ids)
-        .select_related("completion")
-        .order_by("position")
-    ):
+    for item in ComparisonItem.objects.filter(comparison_id__in=ids).select_related("completion").order_by("position"):
         items.setdefault(item.comparison_id, []).append(item.completion)
     votes: dict[int, list] = {}
     for vote in (
-        Vote.objects.filter(vote_q(project, f), comparison_id__in=ids)
-        .select_related("annotator")
-        .order_by("id")
+        Vote.objects.filter(vote_q(project, f), comparison_id__in=ids).select_related("annotator").order_by("id")
     ):
         votes.setdefault(vote.comparison_id, []).append(vote)
     verdicts: dict[int, list] = {}

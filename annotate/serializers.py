@@ -55,16 +55,7 @@ class AnnotatorProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "instructions",
-            "aspects",
-            "allow_tie",
-            "allow_both_bad",
-            "strength_scale",
-            "rationale",
-        ]
+        fields = ["id", "name", "instructions", "aspects", "allow_tie", "allow_both_bad", "strength_scale", "rationale"]
 
 
 class AnnotatorProgressSerializer(serializers.Serializer):
@@ -108,9 +99,7 @@ class GoldInputSerializer(serializers.Serializer):
 
 
 class NextInputSerializer(serializers.Serializer):
-    exclude = serializers.ListField(
-        child=serializers.IntegerField(), required=False, default=list, max_length=10
-    )
+    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
 
 
 SIDE_SCHEMA = {
@@ -155,9 +144,7 @@ class AspectVoteSerializer(serializers.Serializer):
     choice = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
-    rationale = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=20_000
-    )
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
 
 
 class VoteInputSerializer(serializers.Serializer):
@@ -168,9 +155,7 @@ class VoteInputSerializer(serializers.Serializer):
     choice = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = RankingField(required=False, allow_null=True, default=None)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
-    rationale = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=20_000
-    )
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
     time_spent_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=86_400_000
     )
@@ -270,21 +255,15 @@ class ExportQuerySerializer(serializers.Serializer):
     part = serializers.ChoiceField(choices=["pairs", "ties", "manifest"], default="pairs")
     raw = serializers.BooleanField(default=False)
     rule = serializers.ChoiceField(choices=["majority", "bt", "unanimous"], default="majority")
-    ties = serializers.ChoiceField(
-        choices=["split", "label", "drop", "both-orders"], default="split"
-    )
+    ties = serializers.ChoiceField(choices=["split", "label", "drop", "both-orders"], default="split")
     conversational = serializers.BooleanField(default=False)
     round = serializers.ListField(
-        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1),
-        required=False,
-        max_length=100,
+        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False, max_length=100
     )
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
-    annotator = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, max_length=100
-    )
+    annotator = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
     source = serializers.ChoiceField(  # type: ignore[assignment]  # a field named like Field.source
         choices=["human", "imported", "humans", "ai", "all"],
         default="humans",
@@ -294,9 +273,7 @@ class ExportQuerySerializer(serializers.Serializer):
     aspect = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     def validate(self, data):
-        if data["part"] == "ties" and (
-            data["raw"] or data["ties"] != "split" or data["format"] == "hf"
-        ):
+        if data["part"] == "ties" and (data["raw"] or data["ties"] != "split" or data["format"] == "hf"):
             raise serializers.ValidationError(
                 {
                     "part": "ties is the tie/both-bad file of a ties=split export (jsonl, parquet or csv; hf has a ties split)"

@@ -36,9 +36,7 @@ def wants_next(query: Mapping[str, str], body: object = None) -> str | None:
     """ "json" for `?next=1` (or `true`), "html" for `next=html`; None when absent, empty, 0 or
     false. The flag may also come as the body's `next` (true or a string), for clients that post
     to the plain URL. Anything else is a 400 naming `next`."""
-    value: object = (
-        query.get("next") or (body.get("next") if isinstance(body, dict) else None) or ""
-    )
+    value: object = query.get("next") or (body.get("next") if isinstance(body, dict) else None) or ""
     if value is True:
         value = "1"
     if isinstance(value, str) and value.lower() in _TRUE:
@@ -53,11 +51,7 @@ def wants_next(query: Mapping[str, str], body: object = None) -> str | None:
 def parse_exclude(body: object) -> set[int]:
     """The `exclude` list of a /next/ body (or a vote body with ?next=1), as /next/ validates it."""
     exclude = (body.get("exclude") or []) if isinstance(body, dict) else []
-    if (
-        not isinstance(exclude, list)
-        or len(exclude) > MAX_EXCLUDE
-        or not all(is_int(i) for i in exclude)
-    ):
+    if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE or not all(is_int(i) for i in exclude):
         raise InvalidVote("exclude", f"a list of at most {MAX_EXCLUDE} assignment ids")
     return {int(i) for i in exclude}
 
@@ -67,15 +61,10 @@ def next_body(*, annotator: User, project_id: int, exclude: set[int]) -> dict:
     result = next_comparison(annotator=annotator, project=project_id, exclude_assignments=exclude)
     if result.assignment is None:
         return {"assignment": None, "reason": result.reason}
-    return {
-        "assignment": selectors.assignment_payload(result.assignment, texts=result.texts),
-        "reason": result.reason,
-    }
+    return {"assignment": selectors.assignment_payload(result.assignment, texts=result.texts), "reason": result.reason}
 
 
-def next_after_vote(
-    *, annotator: User, project_id: int, exclude: set[int], mode: str = "json"
-) -> dict:
+def next_after_vote(*, annotator: User, project_id: int, exclude: set[int], mode: str = "json") -> dict:
     """The answer's additions after a stored vote: {"next": ...} (and "next_html" for a renderer's
     mode). The vote stays acknowledged whatever happens here: an annotator removed from the project
     in between gets {"assignment": None, "reason": "not_found"}."""

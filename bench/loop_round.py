@@ -35,24 +35,13 @@ def main() -> dict:
     parser.add_argument("--k", type=int, default=5, help="completions per prompt")
     parser.add_argument("--pairs", type=int, default=8, help="pairs per prompt (random strategy)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--policy-steps", type=int, help="demo policy SFT steps (default: DemoPolicyConfig's)")
     parser.add_argument(
-        "--policy-steps", type=int, help="demo policy SFT steps (default: DemoPolicyConfig's)"
+        "--retrain", default="bounded", choices=["bounded", "full"], help="the rounds' reward-model step"
     )
-    parser.add_argument(
-        "--retrain",
-        default="bounded",
-        choices=["bounded", "full"],
-        help="the rounds' reward-model step",
-    )
-    parser.add_argument(
-        "--no-from-scratch",
-        action="store_true",
-        help="skip the from-scratch reward model per round",
-    )
+    parser.add_argument("--no-from-scratch", action="store_true", help="skip the from-scratch reward model per round")
     parser.add_argument("--prompts", type=int, default=1000, help="prompts sampled per round")
-    parser.add_argument(
-        "--rm-max-steps", type=int, help="reward-model optimiser steps (smoke runs)"
-    )
+    parser.add_argument("--rm-max-steps", type=int, help="reward-model optimiser steps (smoke runs)")
     parser.add_argument("--update-steps", type=int, help="policy-update steps (smoke runs)")
     args = parser.parse_args()
 
@@ -95,10 +84,7 @@ def main() -> dict:
     if policy.status != Policy.Status.READY:
         raise SystemExit(f"demo policy failed: {policy.error}")
     timings["demo_policy_build_s"] = time.perf_counter() - t
-    print(
-        f"demo policy v{policy.version}: {timings['demo_policy_build_s']:.1f} s, {policy.metrics}",
-        flush=True,
-    )
+    print(f"demo policy v{policy.version}: {timings['demo_policy_build_s']:.1f} s, {policy.metrics}", flush=True)
 
     rounds = []
     for _ in range(args.rounds):
@@ -122,9 +108,7 @@ def main() -> dict:
             raise SystemExit(f"round {round_.number} sampling: {round_.state} {round_.reason}")
         votes = 0
         while True:
-            assignment = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-                "assignment"
-            ]
+            assignment = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
             if assignment is None:
                 break
             a, b = (r["text"] for r in assignment["responses"])
@@ -141,9 +125,7 @@ def main() -> dict:
         round_.refresh_from_db()
         t3 = time.perf_counter()
         if round_.state == Round.State.GUARDED:  # a bench measures the round: note the guard, go on
-            print(
-                f"round {round_.number}: {round_.reason}; overridden for the benchmark", flush=True
-            )
+            print(f"round {round_.number}: {round_.reason}; overridden for the benchmark", flush=True)
             services.override_guard(round_=round_, who="bench/loop_round.py")
             round_.refresh_from_db()
         if round_.state != Round.State.DONE:
@@ -229,11 +211,7 @@ def _from_scratch(round_, max_steps: int | None) -> dict:
 
 
 def _reward_model_line(row: dict) -> str:
-    rm, step, scratch = (
-        row["reward_model"] or {},
-        row["reward_model_step"] or {},
-        row["reward_model_from_scratch"],
-    )
+    rm, step, scratch = (row["reward_model"] or {}, row["reward_model_step"] or {}, row["reward_model_from_scratch"])
     line = f"  reward model ({step.get('mode')}): {row['reward_model_s']} s, {_quality(rm)}"
     if scratch:
         line += f"\n  from scratch (all votes):  {scratch['seconds']} s, {_quality(scratch)}"
@@ -263,17 +241,8 @@ def _examples(project) -> list[dict]:
     from annotate.models import Completion
 
     out = []
-    for c in Completion.objects.filter(prompt__project=project, source="policy").order_by(
-        "round", "id"
-    )[::97][:6]:
-        out.append(
-            {
-                "round": c.round,
-                "policy": c.model_name,
-                "prompt": c.prompt.text[:120],
-                "text": c.text[:300],
-            }
-        )
+    for c in Completion.objects.filter(prompt__project=project, source="policy").order_by("round", "id")[::97][:6]:
+        out.append({"round": c.round, "policy": c.model_name, "prompt": c.prompt.text[:120], "text": c.text[:300]})
     return out
 
 

@@ -24,11 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PRD = (
-    Path(
-        os.environ.get(
-            "PREFLOOP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-        )
-    )
+    Path(os.environ.get("PREFLOOP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
     / "PRD"
     / "vicuna80"
 )
@@ -52,9 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
-    parser.add_argument(
-        "--skip", default="", help="comma list of stages to skip: rm,dpo,ppo,bon,eval"
-    )
+    parser.add_argument("--skip", default="", help="comma list of stages to skip: rm,dpo,ppo,bon,eval")
     args = parser.parse_args()
     import torch
 
@@ -65,13 +59,7 @@ def main() -> None:
     from rewards.ml.score import RewardScorer
     from rewards.ml.train import train_reward_model
     from training.ml.best_of_n import train_best_of_n
-    from training.ml.config import (
-        BestOfNConfig,
-        DemoPolicyConfig,
-        DPOConfig,
-        PPOConfig,
-        SamplerParams,
-    )
+    from training.ml.config import BestOfNConfig, DemoPolicyConfig, DPOConfig, PPOConfig, SamplerParams
     from training.ml.data import PreferenceExample
     from training.ml.dpo import train_dpo
     from training.ml.metrics import evaluate_policy
@@ -93,15 +81,11 @@ def main() -> None:
         print(f"{name}: {times[name][0]:.1f} s wall, {times[name][1]:.1f} s CPU", flush=True)
         return value
 
-    policy = timed(
-        "build demo policy", lambda: build_demo_policy(texts, out / "policy-0", config=config)
-    )
+    policy = timed("build demo policy", lambda: build_demo_policy(texts, out / "policy-0", config=config))
     print("demo policy:", policy.metrics, flush=True)
     params = SamplerParams()
     sampler = TransformersSampler(policy.path)
-    groups = timed(
-        "sample 80 prompts x K=4", lambda: sampler.generate(questions, n=4, params=params)
-    )
+    groups = timed("sample 80 prompts x K=4", lambda: sampler.generate(questions, n=4, params=params))
     lengths = [s.num_tokens for g in groups for s in g]
     print(
         f"samples: mean tokens {statistics.mean(lengths):.1f}, stop share "
@@ -119,16 +103,12 @@ def main() -> None:
     reward_fn = lambda prompts, responses: [len(r.split()) / 20 for r in responses]
     if "rm" not in skip:
         pairs = [
-            PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, group=e.prompt)
-            for e in examples
+            PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, group=e.prompt) for e in examples
         ]
         rm = timed(
             "reward model retrain (MiniLM, 1 epoch)",
             lambda: train_reward_model(
-                RewardTrainConfig(max_length=192, eval_fraction=0.0),
-                pairs,
-                [],
-                output_dir=out / "rm",
+                RewardTrainConfig(max_length=192, eval_fraction=0.0), pairs, [], output_dir=out / "rm"
             ),
         )
         scorer = RewardScorer(model=rm.model, tokenizer=rm.tokenizer, max_length=192)
@@ -187,9 +167,7 @@ def main() -> None:
     print("\n| stage | wall s | CPU s |\n|---|---|---|")
     for name, (wall, cpu) in times.items():
         print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
-    print(
-        f"\ntorch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, load: {os.getloadavg()}"
-    )
+    print(f"\ntorch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, load: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

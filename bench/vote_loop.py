@@ -74,9 +74,7 @@ if str(ROOT) not in sys.path:  # prefloop.loopback, when run as `python bench/vo
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/prefloop_bench"
 PROJECT_PREFIX = "bench-vote-loop"
 USER_PREFIX = "bench-annotator-"
-FLOOR_USER_PREFIX = (
-    "bench-floor-"  # the floor's own annotators: their votes are not the HTTP client's
-)
+FLOOR_USER_PREFIX = "bench-floor-"  # the floor's own annotators: their votes are not the HTTP client's
 FLOOR_USERS = 16
 OVERLAP = 3
 LEASE_SECONDS = 600
@@ -213,15 +211,8 @@ def copy_comparisons(project_id: int, count: int) -> None:
         ((k0 + i + 1, c0 + 2 * i + j + 1, j) for i in range(count) for j in range(2)),
     )
     with connection.cursor() as cursor:
-        for table in (
-            "annotate_prompt",
-            "annotate_completion",
-            "annotate_comparison",
-            "annotate_comparisonitem",
-        ):
-            cursor.execute(
-                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
-            )
+        for table in ("annotate_prompt", "annotate_completion", "annotate_comparison", "annotate_comparisonitem"):
+            cursor.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))")
             cursor.execute(f"analyze {table}")
 
 
@@ -255,9 +246,7 @@ def child_setup(database_url: str, annotators: int, comparisons: int) -> dict:
     call_command("migrate", verbosity=0, interactive=False)
     drop_old_projects()
     project = project_create(
-        name=f"{PROJECT_PREFIX}-{int(time.time())}",
-        overlap_target=OVERLAP,
-        lease_seconds=LEASE_SECONDS,
+        name=f"{PROJECT_PREFIX}-{int(time.time())}", overlap_target=OVERLAP, lease_seconds=LEASE_SECONDS
     )
     copy_comparisons(project.pk, comparisons)
     tokens = bench_tokens(project, annotators)
@@ -276,9 +265,7 @@ def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
     django_setup(database_url)
     from django.db import connection
 
-    acked = {
-        json.loads(line)["key"] for line in Path(log_path).read_text().splitlines() if line.strip()
-    }
+    acked = {json.loads(line)["key"] for line in Path(log_path).read_text().splitlines() if line.strip()}
     with connection.cursor() as cursor:
         cursor.execute(
             "select v.idempotency_key from annotate_vote v join annotate_comparison c on c.id = v.comparison_id"
@@ -337,9 +324,7 @@ def start_training(env: dict, project_id: int, log) -> subprocess.Popen:
         "--batch-size",
         "8",
     ]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
 def training_started(log) -> bool:
@@ -351,9 +336,7 @@ def training_started(log) -> bool:
 
 def run_child(argv: list[str]) -> dict:
     """Run a `--child` mode of this script in a fresh interpreter; return its RESULT json."""
-    proc = subprocess.run(
-        [sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900
-    )
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT, timeout=900)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise RuntimeError(f"child {argv[:2]} failed:\n{(proc.stderr or proc.stdout)[-2000:]}")
@@ -381,9 +364,7 @@ class ServerConfig:
         else:
             threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
             kind = f"gunicorn {self.workers} {self.worker_class} workers{threads} (WSGI)"
-        return f"{kind}, settings {self.settings}" + (
-            "" if self.production else " with DJANGO_DEBUG=0"
-        )
+        return f"{kind}, settings {self.settings}" + ("" if self.production else " with DJANGO_DEBUG=0")
 
 
 def server_env(config: ServerConfig | None, database_url: str) -> dict:
@@ -427,14 +408,7 @@ def start_server(config: ServerConfig, env: dict, port: int, log) -> subprocess.
         command = uvicorn_command(
             port,
             workers=config.workers,
-            extra=[
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--backlog",
-                "2048",
-                "--no-server-header",
-            ],
+            extra=["--no-access-log", "--log-level", "warning", "--backlog", "2048", "--no-server-header"],
         )
     else:
         command = [
@@ -501,9 +475,7 @@ class Recorder:
     # CPU seconds used inside the measuring window: {"server": .., "postgres": .., "client": ..}
     cpu: dict[str, float] = field(default_factory=dict)
 
-    def request(
-        self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]
-    ) -> None:
+    def request(self, kind: str, start: float, seconds: float, status: int | str, ok: tuple[int, ...]) -> None:
         self.requests.setdefault(kind, []).append((start, seconds))
         if status not in ok:
             self.errors[f"{kind} {status}"] += 1
@@ -516,9 +488,7 @@ class Phase:
     end: float  # no loop starts after this
 
 
-async def call(
-    session, method: str, url: str, headers: dict, payload: dict | None
-) -> tuple[int | str, dict | None]:
+async def call(session, method: str, url: str, headers: dict, payload: dict | None) -> tuple[int | str, dict | None]:
     try:
         async with session.request(method, url, json=payload, headers=headers) as response:
             body = await response.json(content_type=None) if response.status < 500 else None
@@ -530,19 +500,11 @@ async def call(
 
 
 async def vote_loop(
-    session,
-    base: str,
-    project_id: int,
-    headers: dict,
-    rng: random.Random,
-    rec: Recorder,
-    state: dict,
+    session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder, state: dict
 ) -> None:
     """Two requests per loop: POST next, then POST vote."""
     t0 = time.monotonic()
-    status, body = await call(
-        session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {}
-    )
+    status, body = await call(session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {})
     next_s = time.monotonic() - t0
     rec.request("next", t0, next_s, status, (200,))
     if status != 200:
@@ -553,19 +515,11 @@ async def vote_loop(
         await asyncio.sleep(0.1)
         return
     key = str(uuid.uuid4())
-    vote = {
-        "choice": rng.choice(assignment["choices"]),
-        "idempotency_key": key,
-        "time_spent_ms": 1000,
-    }
+    vote = {"choice": rng.choice(assignment["choices"]), "idempotency_key": key, "time_spent_ms": 1000}
     await think(rng, state)
     t1 = time.monotonic()
     status, body = await call(
-        session,
-        "POST",
-        f"{base}/api/assignments/{assignment['assignment_id']}/vote/",
-        headers,
-        vote,
+        session, "POST", f"{base}/api/assignments/{assignment['assignment_id']}/vote/", headers, vote
     )
     t2 = time.monotonic()
     rec.request("vote", t1, t2 - t1, status, (201,))
@@ -583,21 +537,13 @@ async def think(rng: random.Random, state: dict) -> None:
 
 
 async def one_request_loop(
-    session,
-    base: str,
-    project_id: int,
-    headers: dict,
-    rng: random.Random,
-    rec: Recorder,
-    state: dict,
+    session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder, state: dict
 ) -> None:
     """One request per loop: POST vote?next=1, whose answer carries the next assignment (the first
     assignment of each annotator comes from one POST next, not counted as a loop)."""
     if state.get("next") is None:
         t0 = time.monotonic()
-        status, body = await call(
-            session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {}
-        )
+        status, body = await call(session, "POST", f"{base}/api/projects/{project_id}/next/", headers, {})
         rec.request("next", t0, time.monotonic() - t0, status, (200,))
         if status != 200:
             return
@@ -609,19 +555,11 @@ async def one_request_loop(
         await asyncio.sleep(0.1)
         return
     key = str(uuid.uuid4())
-    vote = {
-        "choice": rng.choice(assignment["choices"]),
-        "idempotency_key": key,
-        "time_spent_ms": 1000,
-    }
+    vote = {"choice": rng.choice(assignment["choices"]), "idempotency_key": key, "time_spent_ms": 1000}
     await think(rng, state)
     t0 = time.monotonic()
     status, body = await call(
-        session,
-        "POST",
-        f"{base}/api/assignments/{assignment['assignment_id']}/vote/?next=1",
-        headers,
-        vote,
+        session, "POST", f"{base}/api/assignments/{assignment['assignment_id']}/vote/?next=1", headers, vote
     )
     t1 = time.monotonic()
     rec.request("vote+next", t0, t1 - t0, status, (201,))
@@ -632,22 +570,13 @@ async def one_request_loop(
 
 
 BASELINES = {  # two trivial GETs per loop
-    "health": (
-        "GET /healthz/ (first middleware: SELECT 1 and a cache round trip, no auth)",
-        "/healthz/",
-    ),
+    "health": ("GET /healthz/ (first middleware: SELECT 1 and a cache round trip, no auth)", "/healthz/"),
     "projects": ("GET /api/projects/ (DRF, token auth, one membership query)", "/api/projects/"),
 }
 
 
 async def baseline_loop(
-    session,
-    base: str,
-    project_id: int,
-    headers: dict,
-    rng: random.Random,
-    rec: Recorder,
-    state: dict,
+    session, base: str, project_id: int, headers: dict, rng: random.Random, rec: Recorder, state: dict
 ) -> None:
     """The same shape (two requests) against a trivial endpoint (BASELINE_PATH)."""
     t0 = time.monotonic()
@@ -703,15 +632,12 @@ async def run_phase(
     per_annotator = max(1, max_loops // len(tokens))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = [
-            annotator(
-                loop_fn, session, base, project_id, token, phase, i, rec, per_annotator, think_s
-            )
+            annotator(loop_fn, session, base, project_id, token, phase, i, rec, per_annotator, think_s)
             for i, token in enumerate(tokens)
         ]
         # Bounded even if the server hangs: the warm-up, the window, one request timeout per step.
         await asyncio.wait_for(
-            asyncio.gather(measure_cpu(phase, rec), *tasks),
-            timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S,
+            asyncio.gather(measure_cpu(phase, rec), *tasks), timeout=warmup + duration + 3 * REQUEST_TIMEOUT_S
         )
     return rec, phase
 
@@ -734,9 +660,7 @@ def process_table() -> list[tuple[int, int, str, float]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        table.append(
-            (int(entry.name), int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick)
-        )
+        table.append((int(entry.name), int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick))
     return table
 
 
@@ -756,9 +680,7 @@ def cpu_by_role() -> dict[str, float]:
     return {
         "server": sum(cpu for pid, _, _, cpu in table if pid in server),
         "postgres": sum(
-            cpu
-            for _, _, cmd, cpu in table
-            if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd
+            cpu for _, _, cmd, cpu in table if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd
         ),
         "client": times.user + times.system,
     }
@@ -794,11 +716,7 @@ def window_stats(samples: list[tuple[float, float]], phase: Phase) -> Stats:
     """Samples that started and finished inside the measuring window."""
     inside = sorted(s for t, s in samples if t >= phase.start and t + s <= phase.end)
     seconds = phase.end - phase.start
-    return Stats(
-        len(inside),
-        len(inside) / seconds,
-        *(1000 * percentile(inside, q) for q in (0.50, 0.95, 0.99)),
-    )
+    return Stats(len(inside), len(inside) / seconds, *(1000 * percentile(inside, q) for q in (0.50, 0.95, 0.99)))
 
 
 def print_stats(label: str, stats: Stats) -> None:
@@ -816,15 +734,12 @@ def print_phase(title: str, rec: Recorder, phase: Phase) -> Stats:
     print_stats("requests", window_stats(all_requests, phase))
     for kind, samples in sorted(rec.requests.items()):
         print_stats(f"  {kind}", window_stats(samples, phase))
-    print(
-        f"  errors: {dict(rec.errors) or 'none'}"
-        + (f"; no work: {dict(rec.no_work)}" if rec.no_work else "")
-    )
+    print(f"  errors: {dict(rec.errors) or 'none'}" + (f"; no work: {dict(rec.no_work)}" if rec.no_work else ""))
     # Requests that finished inside the window, as loops (two requests each): CPU spent in the
     # window divided by work finished in it, whatever the latency.
-    finished = sum(
-        1 for t, s in all_requests if phase.start <= t + s <= phase.end
-    ) / REQUESTS_PER_LOOP.get(phase.name, 2)
+    finished = sum(1 for t, s in all_requests if phase.start <= t + s <= phase.end) / REQUESTS_PER_LOOP.get(
+        phase.name, 2
+    )
     if rec.cpu and finished:
         per_loop = {role: 1000 * seconds / finished for role, seconds in rec.cpu.items()}
         total = sum(per_loop.values())
@@ -859,11 +774,7 @@ def checks_from(verify: dict, acked: list[dict]) -> list[Check]:
             not verify["over_target_by_counters"] and not verify["over_target_by_rows"],
             f"over by counters {verify['over_target_by_counters']}, over by rows {verify['over_target_by_rows']}",
         ),
-        Check(
-            "counters match rows",
-            not verify["counter_drift"],
-            f"comparisons with drift {verify['counter_drift']}",
-        ),
+        Check("counters match rows", not verify["counter_drift"], f"comparisons with drift {verify['counter_drift']}"),
     ]
 
 
@@ -871,13 +782,9 @@ def checks_from(verify: dict, acked: list[dict]) -> list[Check]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, default=200)
-    parser.add_argument(
-        "--duration", type=float, default=20.0, help="measured seconds of each vote-loop phase"
-    )
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of each vote-loop phase")
     parser.add_argument("--warmup", type=float, default=3.0)
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument(
@@ -887,13 +794,10 @@ def parse_args() -> argparse.Namespace:
         help="mean think time (exponential) between receiving a comparison and voting (0: closed loop)",
     )
     pace.add_argument(
-        "--rate",
-        type=float,
-        help="offered loops/s over all annotators: think time of mean annotators / rate",
+        "--rate", type=float, help="offered loops/s over all annotators: think time of mean annotators / rate"
     )
     pace.add_argument(
-        "--rates",
-        help="a sweep: comma-separated offered loops/s (e.g. 100,200,300,400), one line per rate",
+        "--rates", help="a sweep: comma-separated offered loops/s (e.g. 100,200,300,400), one line per rate"
     )
     parser.add_argument(
         "--loop",
@@ -908,10 +812,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--floor", action="store_true", help="measure only the floor (no server)")
     parser.add_argument(
-        "--floor-duration",
-        type=float,
-        default=10.0,
-        help="measured seconds of the floor phase (0: skip)",
+        "--floor-duration", type=float, default=10.0, help="measured seconds of the floor phase (0: skip)"
     )
     parser.add_argument(
         "--floor-connections",
@@ -921,14 +822,9 @@ def parse_args() -> argparse.Namespace:
         metavar="N",
         help=f"tight-client connections of the floor (1 to {FLOOR_USERS})",
     )
+    parser.add_argument("--baseline", choices=sorted(BASELINES), default="health", help="the two trivial GETs")
     parser.add_argument(
-        "--baseline", choices=sorted(BASELINES), default="health", help="the two trivial GETs"
-    )
-    parser.add_argument(
-        "--baseline-duration",
-        type=float,
-        default=10.0,
-        help="measured seconds of the baseline (0: skip)",
+        "--baseline-duration", type=float, default=10.0, help="measured seconds of the baseline (0: skip)"
     )
     parser.add_argument(
         "--training-duration",
@@ -942,17 +838,10 @@ def parse_args() -> argparse.Namespace:
         default=25.0,
         help="seconds between starting the training run and measuring (model loading)",
     )
-    parser.add_argument(
-        "--comparisons",
-        type=int,
-        default=30_000,
-        help="comparisons in the bench project (x3 slots)",
-    )
+    parser.add_argument("--comparisons", type=int, default=30_000, help="comparisons in the bench project (x3 slots)")
     parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn only"
-    )
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn only")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument(
         "--production",
@@ -960,12 +849,8 @@ def parse_args() -> argparse.Namespace:
         help="serve prefloop.settings.production (needs Redis at BENCH_REDIS_URL, default redis://127.0.0.1:6379/7)",
     )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
-    parser.add_argument(
-        "--url", help="an already running server using --database-url; no server is started"
-    )
-    parser.add_argument(
-        "--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)"
-    )
+    parser.add_argument("--url", help="an already running server using --database-url; no server is started")
+    parser.add_argument("--log", default=None, help="client log of acknowledged votes (JSONL; default: a temp file)")
     parser.add_argument("--child", choices=["setup", "verify", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--usernames", help=argparse.SUPPRESS)
     parser.add_argument("--project-id", type=int, help=argparse.SUPPRESS)
@@ -1007,9 +892,7 @@ def child_main(args: argparse.Namespace) -> None:
         django_setup(args.database_url)
         from vote_loop_floor import floor_run
 
-        result = floor_run(
-            args.database_url, args.project_id, args.usernames.split(","), 1.0, args.floor_duration
-        )
+        result = floor_run(args.database_url, args.project_id, args.usernames.split(","), 1.0, args.floor_duration)
     else:
         result = child_verify(args.database_url, args.project_id, args.log)
     print("RESULT " + json.dumps(result))
@@ -1041,15 +924,7 @@ def vote_phase(
     loop_fn = one_request_loop if args.loop == "one" else vote_loop
     return asyncio.run(
         run_phase(
-            loop_fn,
-            base,
-            setup["project_id"],
-            setup["tokens"],
-            args.warmup,
-            duration,
-            max_loops,
-            "vote",
-            think_s,
+            loop_fn, base, setup["project_id"], setup["tokens"], args.warmup, duration, max_loops, "vote", think_s
         )
     )
 
@@ -1090,9 +965,7 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
         f"\nserver: {server}; {os.cpu_count()} cores shared with the client; {args.annotators} annotators;"
         f" PostgreSQL {args.database_url.rsplit('@', 1)[-1]}"
     )
-    print(
-        f"load average before the run: {args.load_before} (above ~1 means other work shared the cores)"
-    )
+    print(f"load average before the run: {args.load_before} (above ~1 means other work shared the cores)")
     floor = getattr(args, "floor_result", None)
     if floor:
         print_floor(floor)
@@ -1107,11 +980,7 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     loops = print_phase(f"vote loop: {shape}, {path}{pace}", alone.rec, alone.phase)
     base = None
     if "baseline" in runs:
-        base = print_phase(
-            f"baseline: 2 x {BASELINES[args.baseline][0]}",
-            runs["baseline"].rec,
-            runs["baseline"].phase,
-        )
+        base = print_phase(f"baseline: 2 x {BASELINES[args.baseline][0]}", runs["baseline"].rec, runs["baseline"].phase)
         if loops.per_s and not alone.think_s:  # a closed loop: throughput is capacity
             print(
                 f"\nratio: one vote loop costs {base.per_s / loops.per_s:.2f}x a loop of two trivial authenticated"
@@ -1120,9 +989,7 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     print_pace_table(args, runs, floor, base)
     if "training" in runs:
         run = runs["training"]
-        trained = print_phase(
-            "vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase
-        )
+        trained = print_phase("vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase)
         print(
             f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}"
         )
@@ -1131,11 +998,7 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
                 f"\nduring training: throughput {100 * (trained.per_s / loops.per_s - 1):+.1f} %,"
                 f" p50 {trained.p50_ms / loops.p50_ms:.2f}x, p99 {trained.p99_ms / loops.p99_ms:.2f}x (goal: at most 20 %)"
             )
-    share = (
-        f", {100 * loops.per_s / floor['per_s']:.0f} % of the floor"
-        if floor and floor["per_s"]
-        else ""
-    )
+    share = f", {100 * loops.per_s / floor['per_s']:.0f} % of the floor" if floor and floor["per_s"] else ""
     print(
         f"\nloops/s {loops.per_s:.1f}, p50 {loops.p50_ms:.0f} ms, p99 {loops.p99_ms:.0f} ms{share}"
         " (goal: >= 300 loops/s, p99 < 150 ms, >= 50 % of the floor on 2 cores)"
@@ -1190,17 +1053,12 @@ def main() -> int:
     REQUESTS_PER_LOOP["vote"] = 1 if args.loop == "one" else 2
     signal.signal(signal.SIGTERM, interrupt)  # a killed run still stops its server
     config = (
-        None
-        if args.url
-        else ServerConfig(
-            args.server, args.workers, args.worker_class, args.threads, args.production
-        )
+        None if args.url else ServerConfig(args.server, args.workers, args.worker_class, args.threads, args.production)
     )
     args.load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
     print(f"load average at start: {args.load_before}", flush=True)
     print(
-        f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...",
-        flush=True,
+        f"set-up: {args.comparisons:,} comparisons, {args.annotators} annotators in {args.database_url} ...", flush=True
     )
     setup = run_child(
         [
@@ -1216,10 +1074,7 @@ def main() -> int:
     )
     print(f"set-up done in {setup['seconds']:.1f} s (project {setup['project_id']})", flush=True)
     if args.floor or args.floor_duration > 0:
-        print(
-            f"floor: {args.floor_connections} connections, {args.floor_duration:.0f} s ...",
-            flush=True,
-        )
+        print(f"floor: {args.floor_connections} connections, {args.floor_duration:.0f} s ...", flush=True)
         args.floor_result = floor_phase(args, setup)
         if args.floor:
             print_floor(args.floor_result)
@@ -1241,10 +1096,7 @@ def main() -> int:
             SERVER_PID = proc.pid
         DATABASE_NAME = args.database_url.rsplit("/", 1)[-1]
         wait_until_up(base, proc)
-        print(
-            f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...",
-            flush=True,
-        )
+        print(f"server up at {base}; {args.warmup:.0f} s warm-up, {args.duration:.0f} s measured ...", flush=True)
         for i, think_s in enumerate(args.paces):
             if think_s:
                 print(
@@ -1271,17 +1123,12 @@ def main() -> int:
                 )
             )
         if args.training_duration > 0:
-            print(
-                f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...",
-                flush=True,
-            )
+            print(f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...", flush=True)
             training = start_training(env, setup["project_id"], training_log)
             time.sleep(args.training_warmup)
             if training.poll() is not None:
                 training_log.seek(0)
-                raise RuntimeError(
-                    f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}"
-                )
+                raise RuntimeError(f"training ended early ({training.returncode}):\n{training_log.read()[-2000:]}")
             cpu_before = cpu_seconds(training.pid)
             run = Run(*vote_phase(args, base, setup, args.training_duration, slots, args.paces[0]))
             run.training_cpu_s = cpu_seconds(training.pid) - cpu_before
@@ -1298,9 +1145,7 @@ def main() -> int:
             stop_server(training)
         if proc is not None:
             stop_server(proc)
-    log_path.write_text(
-        "".join(json.dumps(a) + "\n" for run in runs.values() for a in run.rec.acked)
-    )
+    log_path.write_text("".join(json.dumps(a) + "\n" for run in runs.values() for a in run.rec.acked))
     verify = run_child(
         [
             "--child",

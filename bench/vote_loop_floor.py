@@ -23,9 +23,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 
-def floor_run(
-    database_url: str, project_id: int, usernames: list[str], warmup: float, duration: float
-) -> dict:
+def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: float, duration: float) -> dict:
     import psycopg
 
     from annotate.services import assignment as engine
@@ -33,9 +31,7 @@ def floor_run(
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         users = dict(
-            conn.execute(
-                "select username, id from annotate_user where username = any(%s)", [usernames]
-            ).fetchall()
+            conn.execute("select username, id from annotate_user where username = any(%s)", [usernames]).fetchall()
         )
         target, lease_s = conn.execute(
             "select overlap_target, lease_seconds from annotate_project where id = %s", [project_id]
@@ -49,9 +45,7 @@ def floor_run(
     def one_loop(conn, user_id: int, rng: random.Random) -> bool:
         now = datetime.now(UTC)
         with conn.transaction():
-            conn.execute(
-                engine._LOCK_MEMBERSHIP_SQL, [project_id, user_id], prepare=True
-            ).fetchone()
+            conn.execute(engine._LOCK_MEMBERSHIP_SQL, [project_id, user_id], prepare=True).fetchone()
             conn.execute(
                 engine._OPEN_LEASES_SQL,
                 {"user": user_id, "project": project_id, "now": now, "capped": False},
@@ -77,9 +71,7 @@ def floor_run(
         key = str(uuid.uuid4())
         now = datetime.now(UTC)
         with conn.transaction():
-            read = conn.execute(
-                voting._READ_SQL, [user_id, key, assignment_id, user_id], prepare=True
-            ).fetchone()
+            read = conn.execute(voting._READ_SQL, [user_id, key, assignment_id, user_id], prepare=True).fetchone()
             comparison_id, state, shown_order, imported, done, _leases = read[:6]
             shown = json.loads(shown_order)
             choice = rng.choice("ab")
@@ -107,9 +99,7 @@ def floor_run(
                 winner,
                 loser,
             ]
-            conn.execute(
-                voting._WRITE_SQL.format(values=voting._VALUES_ROW), params, prepare=True
-            ).fetchall()
+            conn.execute(voting._WRITE_SQL.format(values=voting._VALUES_ROW), params, prepare=True).fetchall()
         return True
 
     def worker(username: str, seed: int) -> None:
@@ -132,11 +122,7 @@ def floor_run(
     for thread in threads:
         thread.join()
     inside = sorted(s for t, s in samples if t >= start and t + s <= end)
-    pick = (
-        (lambda q: 1000 * inside[min(len(inside) - 1, int(q * len(inside)))])
-        if inside
-        else (lambda q: float("nan"))
-    )
+    pick = (lambda q: 1000 * inside[min(len(inside) - 1, int(q * len(inside)))]) if inside else (lambda q: float("nan"))
     return {
         "connections": len(usernames),
         "seconds": duration,

@@ -71,16 +71,13 @@ def one_loop(client, project_id: int, headers: dict) -> None:
     if LOOP == "one":
         token = headers["HTTP_AUTHORIZATION"]
         if NEXT.get(token) is None:
-            NEXT[token] = client.post(
-                f"/api/projects/{project_id}/next/", {}, format="json", **headers
-            ).json()["assignment"]
+            NEXT[token] = client.post(f"/api/projects/{project_id}/next/", {}, format="json", **headers).json()[
+                "assignment"
+            ]
         assignment = NEXT[token]
         body = {"choice": "a", "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1000}
         response = client.post(
-            f"/api/assignments/{assignment['assignment_id']}/vote/?next=1",
-            body,
-            format="json",
-            **headers,
+            f"/api/assignments/{assignment['assignment_id']}/vote/?next=1", body, format="json", **headers
         )
         assert response.status_code == 201, response.content
         NEXT[token] = response.json()["next"]["assignment"]
@@ -89,9 +86,7 @@ def one_loop(client, project_id: int, headers: dict) -> None:
     assignment = response.json()["assignment"]
     assert assignment is not None, response.json()
     body = {"choice": "a", "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1000}
-    response = client.post(
-        f"/api/assignments/{assignment['assignment_id']}/vote/", body, format="json", **headers
-    )
+    response = client.post(f"/api/assignments/{assignment['assignment_id']}/vote/", body, format="json", **headers)
     assert response.status_code == 201, response.content
 
 
@@ -107,9 +102,7 @@ def queries_per_request(client, project_id: int, headers: dict, show_sql: bool) 
         client.post(f"/api/assignments/{assignment_id}/vote/", body, format="json", **headers)
     with CaptureQueriesContext(connection) as list_q:
         client.get("/api/projects/", **headers)
-    print(
-        f"SQL statements per request: next {len(next_q)}, vote {len(vote_q)}, GET /api/projects/ {len(list_q)}"
-    )
+    print(f"SQL statements per request: next {len(next_q)}, vote {len(vote_q)}, GET /api/projects/ {len(list_q)}")
     if show_sql:
         for name, captured in (("next", next_q), ("vote", vote_q), ("GET /api/projects/", list_q)):
             print(f"\n-- {name}")
@@ -134,9 +127,7 @@ def timed_loops(
             profiler.disable()
         seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
-    return LoopTiming(
-        loops, seconds, timer.seconds, timer.queries, cpu, backend_cpu_seconds() - pg_before
-    )
+    return LoopTiming(loops, seconds, timer.seconds, timer.queries, cpu, backend_cpu_seconds() - pg_before)
 
 
 AREAS = [  # first match wins: (label, substring of the file path)
@@ -164,22 +155,14 @@ def print_self_time_by_area(stats: pstats.Stats) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loops", type=int, default=500)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--comparisons", type=int, default=15_000)
-    parser.add_argument(
-        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", vote_loop.DEFAULT_DB)
-    )
-    parser.add_argument(
-        "--sql", action="store_true", help="print every statement of one next and one vote"
-    )
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", vote_loop.DEFAULT_DB))
+    parser.add_argument("--sql", action="store_true", help="print every statement of one next and one vote")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument(
-        "--loop", choices=["one", "two"], default="one", help="one: vote?next=1; two: next + vote"
-    )
+    parser.add_argument("--loop", choices=["one", "two"], default="one", help="one: vote?next=1; two: next + vote")
     args = parser.parse_args()
     global LOOP
     LOOP = args.loop
@@ -212,10 +195,7 @@ def main() -> None:
         f"({plain.loops / plain.seconds:.0f} loops/s on one core), database driver {plain.db_seconds / plain.seconds:.0%} "
         f"of it ({plain.queries / plain.loops:.1f} statements, {plain.db_seconds / plain.queries * 1000:.3f} ms each)"
     )
-    py_ms, pg_ms = (
-        plain.python_cpu_s / plain.loops * 1000,
-        plain.postgres_cpu_s / plain.loops * 1000,
-    )
+    py_ms, pg_ms = (plain.python_cpu_s / plain.loops * 1000, plain.postgres_cpu_s / plain.loops * 1000)
     print(
         f"CPU per loop (load-independent): Django process {py_ms:.2f} ms + PostgreSQL backend {pg_ms:.2f} ms"
         f" = {py_ms + pg_ms:.2f} ms -> at most {2000 / (py_ms + pg_ms):.0f} loops/s on 2 cores before client and HTTP costs"
@@ -224,9 +204,7 @@ def main() -> None:
     profiler = cProfile.Profile()
     timed_loops(client, project_id, headers_list, args.loops, profiler)
     stats = pstats.Stats(profiler)
-    print(
-        f"Python function calls per loop (deterministic, load-independent): {stats.total_calls / args.loops:,.0f}"
-    )
+    print(f"Python function calls per loop (deterministic, load-independent): {stats.total_calls / args.loops:,.0f}")
     print_self_time_by_area(stats)
     for sort in ("cumulative", "tottime"):
         out = io.StringIO()

@@ -46,9 +46,7 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
         self.rendering: asyncio.Task | None = None
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await (
-            self.send_progress()
-        )  # whatever changed while the page loaded or the socket reconnected
+        await self.send_progress()  # whatever changed while the page loaded or the socket reconnected
 
     async def disconnect(self, code):
         if self.group:
@@ -72,6 +70,4 @@ class ProjectProgressConsumer(AsyncWebsocketConsumer):
 
     async def send_progress(self):
         html = await database_sync_to_async(render_live_progress)(self.project)
-        await self.send(
-            text_data=json.dumps({"content": html, "target": "#live-progress", "swap": "outerHTML"})
-        )
+        await self.send(text_data=json.dumps({"content": html, "target": "#live-progress", "swap": "outerHTML"}))

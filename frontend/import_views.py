@@ -41,9 +41,7 @@ def _options(post) -> ImportOptions:
 
     fmt = post.get("format", "")
     if fmt and fmt not in FORMATS:
-        raise InvalidSetting(
-            "format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it"
-        )
+        raise InvalidSetting("format", f"one of {', '.join(sorted(FORMATS))}, or blank to detect it")
     pairing = post.get("pairing", "all")
     if pairing not in PAIRING_STRATEGIES:
         raise InvalidSetting("pairing", f"one of {', '.join(sorted(PAIRING_STRATEGIES))}")
@@ -59,11 +57,7 @@ def _options(post) -> ImportOptions:
 def _page(request, project, *, status: int = 200, **context):
     imports = list(DataImport.objects.filter(project=project))
     rows = [
-        {
-            "record": r,
-            "human_votes": human_votes_on(r) if r.state == DataImport.State.ACTIVE else None,
-        }
-        for r in imports
+        {"record": r, "human_votes": human_votes_on(r) if r.state == DataImport.State.ACTIVE else None} for r in imports
     ]
     return render(
         request,
@@ -110,12 +104,7 @@ def import_preview(request, project_id: int):
         discard_upload(token)
         problems = [ImportDataError.format(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN]]
         return _page(
-            request,
-            project,
-            problems=problems,
-            problems_total=len(exc.problems),
-            upload_name=upload.name,
-            status=400,
+            request, project, problems=problems, problems_total=len(exc.problems), upload_name=upload.name, status=400
         )
     except ValueError as exc:  # e.g. pairing options a strategy refuses
         discard_upload(token)
@@ -138,9 +127,7 @@ def import_confirm(request, project_id: int):
         messages.success(request, "Upload discarded; nothing was written.")
         return redirect("project-imports-page", project.pk)
     try:
-        record = confirm_import(
-            project=project, token=token, options=_options(request.POST), user=request.user
-        )
+        record = confirm_import(project=project, token=token, options=_options(request.POST), user=request.user)
     except (
         ImportDataError,
         InvalidSetting,
@@ -170,10 +157,7 @@ def import_change(request, project_id: int, import_id: int):
             messages.success(request, f"Import of {record.source} undone: its rows were removed.")
         elif action == "archive":
             archive_import(data_import=record)
-            messages.success(
-                request,
-                f"Import of {record.source} archived: its comparisons are no longer handed out.",
-            )
+            messages.success(request, f"Import of {record.source} archived: its comparisons are no longer handed out.")
     except UndoRefused as exc:
         return _page(request, project, form_error=str(exc), status=409)
     return redirect("project-imports-page", project.pk)

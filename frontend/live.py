@@ -60,14 +60,10 @@ def broadcast_vote(sender, assignment, **kwargs) -> None:
         else:
             # A shared layer (Redis): sent from one long-lived loop per process, without waiting;
             # async_to_sync would start a thread and an event loop for every vote.
-            future = asyncio.run_coroutine_threadsafe(
-                layer.group_send(group, message), _broadcast_loop()
-            )
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
             future.add_done_callback(lambda done: _log_failure(done, assignment.project_id))
     except Exception:
-        logger.warning(
-            "could not broadcast progress of project %s", assignment.project_id, exc_info=True
-        )
+        logger.warning("could not broadcast progress of project %s", assignment.project_id, exc_info=True)
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -81,14 +77,10 @@ def _broadcast_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None or _loop_pid != os.getpid():
             _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
-            threading.Thread(
-                target=_loop.run_forever, name="prefloop-broadcast", daemon=True
-            ).start()
+            threading.Thread(target=_loop.run_forever, name="prefloop-broadcast", daemon=True).start()
         return _loop
 
 
 def _log_failure(done: concurrent.futures.Future, project_id: int) -> None:
     if not done.cancelled() and done.exception() is not None:
-        logger.warning(
-            "could not broadcast progress of project %s", project_id, exc_info=done.exception()
-        )
+        logger.warning("could not broadcast progress of project %s", project_id, exc_info=done.exception())

@@ -18,12 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.models import Membership, Project, User
 from annotate.selectors import project_for_user
 from annotate.serializers import ProjectSerializer
-from annotate.services.projects import (
-    membership_remove,
-    membership_set,
-    project_create,
-    project_update,
-)
+from annotate.services.projects import membership_remove, membership_set, project_create, project_update
 from frontend.views import not_found_as_404
 from prefloop.accounts.services import InviteError, invite_user
 from prefloop.core.errors import NotFound
@@ -68,9 +63,7 @@ def _form_errors(errors: dict) -> dict[str, str]:
     return {field: " ".join(str(m) for m in messages_) for field, messages_ in errors.items()}
 
 
-def _settings_page(
-    request, *, project: Project | None, values: dict, errors: dict, status: int = 200
-):
+def _settings_page(request, *, project: Project | None, values: dict, errors: dict, status: int = 200):
     return render(
         request,
         "frontend/project_settings.html",
@@ -100,9 +93,7 @@ def project_new(request):
         return _settings_page(request, project=None, values=_values(Project()), errors={})
     data = ProjectSerializer(data=settings_data(request.POST))
     if not data.is_valid():
-        return _settings_page(
-            request, project=None, values=request.POST, errors=_form_errors(data.errors), status=400
-        )
+        return _settings_page(request, project=None, values=request.POST, errors=_form_errors(data.errors), status=400)
     project = project_create(created_by=request.user, **data.validated_data)
     messages.success(request, f"Project “{project.name}” created. Add members, then import data.")
     return redirect("project-members-page", project.pk)
@@ -118,35 +109,21 @@ def project_settings(request, project_id: int):
     data = ProjectSerializer(project, data=settings_data(request.POST))
     if not data.is_valid():
         return _settings_page(
-            request,
-            project=project,
-            values=request.POST,
-            errors=_form_errors(data.errors),
-            status=400,
+            request, project=project, values=request.POST, errors=_form_errors(data.errors), status=400
         )
     try:
         project_update(project=project, **data.validated_data)
     except ValidationError as exc:  # the model's own checks (e.g. a name taken meanwhile)
         return _settings_page(
-            request,
-            project=project,
-            values=request.POST,
-            errors=_form_errors(exc.message_dict),
-            status=400,
+            request, project=project, values=request.POST, errors=_form_errors(exc.message_dict), status=400
         )
     messages.success(request, "Settings saved.")
     return redirect("project-settings", project.pk)
 
 
 # --- members ------------------------------------------------------------------------------------
-def _members_page(
-    request, project: Project, *, errors: dict | None = None, status: int = 200, invitation=None
-):
-    memberships = (
-        Membership.objects.filter(project=project)
-        .select_related("user")
-        .order_by("role", "user__username")
-    )
+def _members_page(request, project: Project, *, errors: dict | None = None, status: int = 200, invitation=None):
+    memberships = Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
     return render(
         request,
         "frontend/project_members.html",
@@ -196,9 +173,7 @@ def member_add(request, project_id: int):
         if user is None:
             raise InviteError("username", "no active user with this name (invite them instead)")
     except InviteError as exc:
-        return _members_page(
-            request, project, errors={exc.field: str(exc).split(": ", 1)[1]}, status=400
-        )
+        return _members_page(request, project, errors={exc.field: str(exc).split(": ", 1)[1]}, status=400)
     membership_set(project=project, user=user, role=role, cap=cap)
     messages.success(request, f"{user.username} added as {role}.")
     return redirect("project-members-page", project.pk)
@@ -208,25 +183,14 @@ def _invite(request, project: Project, *, username: str, role: str, cap: int | N
     # A researcher invites into their own project only; a new researcher account needs an admin.
     account_role = User.Role.RESEARCHER if role == RESEARCHER else User.Role.ANNOTATOR
     if account_role == User.Role.RESEARCHER and not request.user.is_admin:
-        raise InviteError(
-            "role",
-            "only an admin invites new researchers; invite an annotator or add an existing user",
-        )
+        raise InviteError("role", "only an admin invites new researchers; invite an annotator or add an existing user")
     with transaction.atomic():
-        invitation = invite_user(
-            username=username, role=account_role, project=project, project_role=role
-        )
+        invitation = invite_user(username=username, role=account_role, project=project, project_role=role)
         if cap is not None:
             membership_set(project=project, user=invitation.user, role=role, cap=cap)
     link = request.build_absolute_uri(invitation.path)
     return _members_page(
-        request,
-        project,
-        invitation={
-            "username": username,
-            "link": link,
-            "hours": invitation.valid_for_seconds // 3600,
-        },
+        request, project, invitation={"username": username, "link": link, "hours": invitation.valid_for_seconds // 3600}
     )
 
 
@@ -236,35 +200,21 @@ def _invite(request, project: Project, *, username: str, role: str, cap: int | N
 def member_update(request, project_id: int, user_id: int):
     """Pause, resume or change the cap of one member (the buttons of their row)."""
     project = project_for_user(request.user, project_id, role=RESEARCHER)
-    membership = (
-        Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
-    )
+    membership = Membership.objects.filter(project=project, user_id=user_id).select_related("user").first()
     if membership is None:
         raise NotFound("No such member.")
     action = request.POST.get("action")
     if action == "remove":
         membership_remove(project=project, user=membership.user)
-        messages.success(
-            request, f"{membership.user.username} removed from the project (their votes stay)."
-        )
+        messages.success(request, f"{membership.user.username} removed from the project (their votes stay).")
         return redirect("project-members-page", project.pk)
     try:
-        cap = (
-            _cap(request.POST.get("cap", ""), f"cap-{user_id}")
-            if action == "cap"
-            else membership.cap
-        )
+        cap = _cap(request.POST.get("cap", ""), f"cap-{user_id}") if action == "cap" else membership.cap
     except InviteError as exc:
-        return _members_page(
-            request, project, errors={exc.field: str(exc).split(": ", 1)[1]}, status=400
-        )
+        return _members_page(request, project, errors={exc.field: str(exc).split(": ", 1)[1]}, status=400)
     paused = {"pause": True, "resume": False}.get(action)
-    membership_set(
-        project=project, user=membership.user, role=membership.role, cap=cap, paused=paused
-    )
+    membership_set(project=project, user=membership.user, role=membership.role, cap=cap, paused=paused)
     messages.success(
-        request,
-        f"{membership.user.username}: "
-        + {"pause": "paused", "resume": "resumed"}.get(action, "cap saved"),
+        request, f"{membership.user.username}: " + {"pause": "paused", "resume": "resumed"}.get(action, "cap saved")
     )
     return redirect("project-members-page", project.pk)

@@ -16,11 +16,7 @@ def queue_item_html(following: dict) -> str:
 
     if following["assignment"] is None:
         reason = following["reason"]
-        context = {
-            "comparison": None,
-            "empty_reason": reason,
-            "empty_message": EMPTY_QUEUE.get(reason, ""),
-        }
+        context = {"comparison": None, "empty_reason": reason, "empty_message": EMPTY_QUEUE.get(reason, "")}
     else:
         context = {"comparison": comparison_context(following["assignment"])}
     return render_to_string("frontend/_queue_item.html", context)

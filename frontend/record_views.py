@@ -32,14 +32,7 @@ from frontend.views import not_found_as_404
 from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
-EXPORT_OPTIONS = (
-    "format",
-    "part",
-    "raw",
-    "rule",
-    "ties",
-    "conversational",
-)  # the rest of the query is the filter
+EXPORT_OPTIONS = ("format", "part", "raw", "rule", "ties", "conversational")  # the rest of the query is the filter
 EXPORT_LINKS = [  # (label, query): every file the normal export offers
     ("pairs (JSONL)", {"format": "jsonl"}),
     ("pairs (Parquet)", {"format": "parquet"}),
@@ -72,11 +65,7 @@ def _verdict_row(verdict, models: dict[int, str]) -> dict:
     other = verdict.second_id if name == verdict.first_id else verdict.first_id
     summary = f"{models.get(name, name)} over {models.get(other, other)}" if name else "tie"
     key = verdict.verdict if verdict.verdict in ("first", "second") else "tie"
-    return {
-        "verdict": verdict,
-        "summary": summary,
-        "probability": (verdict.probabilities or {}).get(key),
-    }
+    return {"verdict": verdict, "summary": summary, "probability": (verdict.probabilities or {}).get(key)}
 
 
 def _response(completion: Completion) -> dict:
@@ -109,9 +98,7 @@ def _rows(page) -> list[dict]:
 
 
 def _page_link(f: RecordFilter, page: int) -> str:
-    return urlencode(
-        {**f.given, "page": str(page)}
-    )  # a query string: the template writes href="?…"
+    return urlencode({**f.given, "page": str(page)})  # a query string: the template writes href="?…"
 
 
 def _context(project: Project, params) -> tuple[dict, int]:
@@ -136,9 +123,7 @@ def _context(project: Project, params) -> tuple[dict, int]:
         page=page.page,
         total=page.total,
         rows=_rows(page),
-        previous_link=_page_link(f, page.page.previous_page_number())
-        if page.page.has_previous()
-        else None,
+        previous_link=_page_link(f, page.page.previous_page_number()) if page.page.has_previous() else None,
         next_link=_page_link(f, page.page.next_page_number()) if page.page.has_next() else None,
         export_links=[(label, urlencode({**extra, **f.given})) for label, extra in EXPORT_LINKS],
         filter_query=query,
@@ -165,21 +150,14 @@ def project_records_export(request: HttpRequest, project_id: int) -> HttpRespons
         f = parse_record_filter(project, request.GET)
     except RecordFilterError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    query = ExportQuerySerializer(
-        data={k: request.GET[k] for k in EXPORT_OPTIONS if k in request.GET}
-    )
+    query = ExportQuerySerializer(data={k: request.GET[k] for k in EXPORT_OPTIONS if k in request.GET})
     if not query.is_valid():
         name, errors = next(iter(query.errors.items()))
         return HttpResponse(
-            f"{name}: {' '.join(str(e) for e in errors)}",
-            status=400,
-            content_type="text/plain; charset=utf-8",
+            f"{name}: {' '.join(str(e) for e in errors)}", status=400, content_type="text/plain; charset=utf-8"
         )
     export = export_download(
-        project=project,
-        query=query.validated_data,
-        filters=record_export_filters(project, f),
-        name="records",
+        project=project, query=query.validated_data, filters=record_export_filters(project, f), name="records"
     )
     return download_response(
         export.path,

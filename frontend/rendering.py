@@ -47,12 +47,7 @@ ALLOWED_TAGS = {
     "th",
     "td",
 }
-ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
-    "code": {"class"},
-    "span": {"class"},
-    "ol": {"start"},
-}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "span": {"class"}, "ol": {"start"}}
 # Table cell alignment travels as a class, never as style="": the CSP (prefloop/security.py) has no
 # 'unsafe-inline', so a style attribute would be blocked (and reported) in the browser.
 ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
@@ -88,9 +83,7 @@ def _table_cell_open(self, tokens, idx, options, env) -> str:
 
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
-        ["table", "strikethrough"]
-    )
+    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(["table", "strikethrough"])
     md.add_render_rule("th_open", _table_cell_open)
     md.add_render_rule("td_open", _table_cell_open)
     # Remote images would load on the annotator's machine (tracking, layout jumps): show them as links.

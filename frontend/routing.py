@@ -4,6 +4,4 @@ from django.urls import path
 
 from frontend.consumers import ProjectProgressConsumer
 
-websocket_urlpatterns = [
-    path("ws/projects/<int:project_id>/progress/", ProjectProgressConsumer.as_asgi()),
-]
+websocket_urlpatterns = [path("ws/projects/<int:project_id>/progress/", ProjectProgressConsumer.as_asgi())]

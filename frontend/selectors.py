@@ -42,8 +42,7 @@ def project_entries(user: User) -> list[ProjectEntry]:
         ProjectEntry(
             project=project,
             can_annotate=Membership.Role.ANNOTATOR in roles.get(project.pk, ()),
-            can_view_dashboard=user.is_admin
-            or Membership.Role.RESEARCHER in roles.get(project.pk, ()),
+            can_view_dashboard=user.is_admin or Membership.Role.RESEARCHER in roles.get(project.pk, ()),
         )
         for project in projects_for_user(user)
     ]
@@ -58,9 +57,7 @@ class AnnotatorVoteStats:
     last_vote_at: datetime | None
 
 
-def annotator_vote_stats(
-    project: Project, *, now: datetime | None = None
-) -> list[AnnotatorVoteStats]:
+def annotator_vote_stats(project: Project, *, now: datetime | None = None) -> list[AnnotatorVoteStats]:
     """Per annotator of `project`: submissions, today's, median time per vote; busiest first.
 
     Counts come from the database; the median needs every time once, so it reads one integer per
@@ -72,9 +69,7 @@ def annotator_vote_stats(
     counts: dict[int, Any] = {
         row["annotator_id"]: row
         for row in done.values("annotator_id").annotate(  # type: ignore[no-redef]  # `votes` is a count here, not the relation
-            votes=Count("id"),
-            today=Count("id", filter=Q(completed_at__gte=start_of_day)),
-            last=Max("completed_at"),
+            votes=Count("id"), today=Count("id", filter=Q(completed_at__gte=start_of_day)), last=Max("completed_at")
         )
     }
     times: dict[int, list[int]] = {}

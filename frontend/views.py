@@ -56,12 +56,7 @@ def home(request):
 @require_GET
 def project_list(request):
     rows = [
-        {
-            "entry": entry,
-            "progress": annotator_progress(request.user, entry.project)
-            if entry.can_annotate
-            else None,
-        }
+        {"entry": entry, "progress": annotator_progress(request.user, entry.project) if entry.can_annotate else None}
         for entry in project_entries(request.user)
     ]
     return render(request, "frontend/projects.html", {"rows": rows})
@@ -70,11 +65,7 @@ def project_list(request):
 def _queue_context(request, project, *, exclude=()) -> dict:
     result = next_comparison(annotator=request.user, project=project, exclude_assignments=exclude)
     if result.assignment is None:
-        return {
-            "comparison": None,
-            "empty_reason": result.reason,
-            "empty_message": EMPTY_QUEUE.get(result.reason, ""),
-        }
+        return {"comparison": None, "empty_reason": result.reason, "empty_message": EMPTY_QUEUE.get(result.reason, "")}
     return {"comparison": comparison_context(assignment_payload(result.assignment))}
 
 
@@ -124,9 +115,7 @@ def annotate_next(request, project_id: int):
         exclude = [int(x) for x in request.POST.getlist("exclude")][:10]
     except ValueError:
         exclude = []
-    return render(
-        request, "frontend/_queue_item.html", _queue_context(request, project, exclude=exclude)
-    )
+    return render(request, "frontend/_queue_item.html", _queue_context(request, project, exclude=exclude))
 
 
 @login_required
@@ -160,9 +149,7 @@ def annotate_last(request, project_id: int):
 @not_found_as_404
 def dashboard(request, project_id: int):
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
-    return render(
-        request, "frontend/dashboard.html", {**dashboard_context(project), "tab": "progress"}
-    )
+    return render(request, "frontend/dashboard.html", {**dashboard_context(project), "tab": "progress"})
 
 
 @login_required
@@ -175,11 +162,7 @@ def leaderboard(request, project_id: int):
 
     project = project_for_user(request.user, project_id, role=Membership.Role.RESEARCHER)
     style = request.GET.get("style") == "1"
-    labels = (
-        request.GET.get("labels")
-        if request.GET.get("labels") in ("human", "judge", "both")
-        else "human"
-    )
+    labels = request.GET.get("labels") if request.GET.get("labels") in ("human", "judge", "both") else "human"
     result = project_leaderboard(
         project,
         filters=VoteFilter(labels=labels),
@@ -219,12 +202,7 @@ def quality(request, project_id: int):
     return render(
         request,
         "frontend/quality.html",
-        {
-            "project": project,
-            "tab": "quality",
-            "report": project_quality(project),
-            **quality_context(project),
-        },
+        {"project": project, "tab": "quality", "report": project_quality(project), **quality_context(project)},
     )
 
 
@@ -238,10 +216,7 @@ STRENGTH_KEYS = "qwert"
 
 
 def _choice_buttons(project) -> list[dict]:
-    return [
-        {"value": c, "label": CHOICE_LABELS[c][0], "key": CHOICE_LABELS[c][1]}
-        for c in project.allowed_choices
-    ]
+    return [{"value": c, "label": CHOICE_LABELS[c][0], "key": CHOICE_LABELS[c][1]} for c in project.allowed_choices]
 
 
 def strength_labels(scale: int) -> list[dict]:

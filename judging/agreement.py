@@ -33,21 +33,14 @@ class Share:
         return wilson_interval(self.k, self.n) if self.n else None
 
     def as_dict(self) -> dict:
-        return {
-            "k": self.k,
-            "n": self.n,
-            "value": self.value,
-            "ci": list(self.interval) if self.interval else None,
-        }
+        return {"k": self.k, "n": self.n, "value": self.value, "ci": list(self.interval) if self.interval else None}
 
 
 def agreement(pairs: Iterable[tuple[str, str]]) -> tuple[Share, Share]:
     """(with ties, without ties) over (label, label) pairs."""
     pairs = list(pairs)
     strict = [(a, b) for a, b in pairs if a != "tie" and b != "tie"]
-    return Share(sum(a == b for a, b in pairs), len(pairs)), Share(
-        sum(a == b for a, b in strict), len(strict)
-    )
+    return Share(sum(a == b for a, b in pairs), len(pairs)), Share(sum(a == b for a, b in strict), len(strict))
 
 
 def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:

@@ -19,14 +19,7 @@ from judging.serializers import (
 from prefloop.core.errors import InvalidBody
 
 RESEARCHER = Membership.Role.RESEARCHER
-SETTINGS_FIELDS = (
-    "judge",
-    "system_prompt",
-    "user_template",
-    "principles",
-    "max_tokens",
-    "batch_size",
-)
+SETTINGS_FIELDS = ("judge", "system_prompt", "user_template", "principles", "max_tokens", "batch_size")
 
 
 def settings_payload(settings) -> dict:
@@ -62,34 +55,21 @@ class JudgeSettingsApi(APIView):
     def patch(self, request, project_id: int):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         data = {k: v for k, v in _object(request.data).items() if k in SETTINGS_FIELDS}
-        return Response(
-            settings_payload(services.update_judge_settings(project=project, data=data))
-        )
+        return Response(settings_payload(services.update_judge_settings(project=project, data=data)))
 
 
 class JudgeRunApi(APIView):
-    @extend_schema(
-        operation_id="judge_run",
-        request=JudgeRunSerializer,
-        responses={202: JudgeRunResultSerializer},
-    )
+    @extend_schema(operation_id="judge_run", request=JudgeRunSerializer, responses={202: JudgeRunResultSerializer})
     def post(self, request, project_id: int):
         """Judge a scope of comparisons: {"round": n} | {"import": id} | {"created_before": iso} | {"ids": [...]}."""
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         scope = dict(_object(request.data))
-        triage = scope.pop(
-            "triage", None
-        )  # with a round: reorder its queue by judge / reward-model agreement
+        triage = scope.pop("triage", None)  # with a round: reorder its queue by judge / reward-model agreement
         ids = services.scope_ids(project, scope)
         job = services.start_judging(
-            project=project,
-            comparison_ids=ids,
-            user=request.user,
-            triage=services.triage_option(triage, scope),
+            project=project, comparison_ids=ids, user=request.user, triage=services.triage_option(triage, scope)
         )
-        return Response(
-            {"job_id": job.pk, "comparisons": len(ids)}, status=status.HTTP_202_ACCEPTED
-        )
+        return Response({"job_id": job.pk, "comparisons": len(ids)}, status=status.HTTP_202_ACCEPTED)
 
 
 class JudgeAgreementApi(APIView):

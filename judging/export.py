@@ -40,9 +40,7 @@ def with_ai_rows(iterate: Callable, project: Project, filters, *args) -> Iterato
 
 def _verdicts(project: Project, filters):
     qs = JudgeVerdict.objects.filter(comparison__project=project, comparison__gold_label="")
-    judge_id = (
-        JudgeSettings.objects.filter(project=project).values_list("judge_id", flat=True).first()
-    )
+    judge_id = JudgeSettings.objects.filter(project=project).values_list("judge_id", flat=True).first()
     if judge_id:
         qs = qs.filter(judge_id=judge_id)
     if filters.rounds is not None:
@@ -66,12 +64,7 @@ def _verdicts(project: Project, filters):
 
 
 def ai_preference_rows(project: Project, filters, options, stats=None) -> Iterator[dict]:
-    from annotate.export.rows import (
-        SCHEMA_VERSION,
-        _prompt_value,
-        _provenance,
-        _response_value,
-    )
+    from annotate.export.rows import SCHEMA_VERSION, _prompt_value, _provenance, _response_value
 
     for v in _verdicts(project, filters):
         a, b = sorted((v.first, v.second), key=lambda c: c.pk)
@@ -81,9 +74,7 @@ def ai_preference_rows(project: Project, filters, options, stats=None) -> Iterat
         if label == "tie" and options.ties == "drop":
             continue
         prompt = v.comparison.prompt
-        prompt_value = _prompt_value(
-            {"text": prompt.text, "metadata": prompt.metadata}, options.conversational
-        )
+        prompt_value = _prompt_value({"text": prompt.text, "metadata": prompt.metadata}, options.conversational)
         text = {
             "a": _response_value(a.text, options.conversational),
             "b": _response_value(b.text, options.conversational),
@@ -105,9 +96,7 @@ def ai_preference_rows(project: Project, filters, options, stats=None) -> Iterat
             "votes_b": 0,
             "votes_tie": 0,
             "votes_both_bad": 0,
-            "agreement": v.probabilities.get(
-                {"first": "first", "second": "second"}.get(v.verdict, "tie")
-            ),
+            "agreement": v.probabilities.get({"first": "first", "second": "second"}.get(v.verdict, "tie")),
             "strength": None,
             "margin": 0.0,
             "rationales": [],

@@ -14,12 +14,8 @@ LABELS = ("human", "judge", "both")
 
 
 def _verdicts(project: Project, *, aspect: str, rounds: tuple[int, ...] | None):
-    qs = JudgeVerdict.objects.filter(
-        comparison__project=project, comparison__gold_label="", aspect=aspect
-    )
-    judge_id = (
-        JudgeSettings.objects.filter(project=project).values_list("judge_id", flat=True).first()
-    )
+    qs = JudgeVerdict.objects.filter(comparison__project=project, comparison__gold_label="", aspect=aspect)
+    judge_id = JudgeSettings.objects.filter(project=project).values_list("judge_id", flat=True).first()
     if judge_id:
         qs = qs.filter(judge_id=judge_id)
     if rounds:
@@ -33,9 +29,7 @@ def judge_pair_records(
     """(model a, model b, outcome "a" | "tie", count): decisive verdicts as winner-first records, grouped in SQL."""
     qs = _verdicts(project, aspect=aspect, rounds=rounds)
     rows = (
-        qs.values("verdict", m1=F("first__model_name"), m2=F("second__model_name"))
-        .annotate(n=Count("id"))
-        .order_by()
+        qs.values("verdict", m1=F("first__model_name"), m2=F("second__model_name")).annotate(n=Count("id")).order_by()
     )
     out = []
     for row in rows:
@@ -57,8 +51,6 @@ def judge_battle_rows(
     if exclude_ties:
         qs = qs.exclude(verdict="tie")
     for first, second, verdict in (
-        qs.order_by("created_at", "id")
-        .values_list("first_id", "second_id", "verdict")
-        .iterator(chunk_size=5000)
+        qs.order_by("created_at", "id").values_list("first_id", "second_id", "verdict").iterator(chunk_size=5000)
     ):
         yield first, second, score[verdict]

@@ -11,9 +11,7 @@ from training.ml.judge import DEFAULT_SYSTEM, DEFAULT_USER
 class JudgeSettings(models.Model):
     """Which registered causal chat model judges a project's pairs, with what prompt and principles."""
 
-    project = models.OneToOneField(
-        "annotate.Project", on_delete=models.CASCADE, related_name="judge_settings"
-    )
+    project = models.OneToOneField("annotate.Project", on_delete=models.CASCADE, related_name="judge_settings")
     judge = models.ForeignKey(
         "training.Policy",
         null=True,
@@ -22,15 +20,9 @@ class JudgeSettings(models.Model):
         related_name="+",
         help_text="A ready policy checkpoint (a registered base model or a trained one).",
     )
-    system_prompt = models.TextField(
-        default=DEFAULT_SYSTEM, help_text="Instructions; {principles} is replaced."
-    )
-    user_template = models.TextField(
-        default=DEFAULT_USER, help_text="Must hold {question}, {answer_a}, {answer_b}."
-    )
-    principles = models.JSONField(
-        default=dict, blank=True, help_text='{"aspect": "principles text"}'
-    )
+    system_prompt = models.TextField(default=DEFAULT_SYSTEM, help_text="Instructions; {principles} is replaced.")
+    user_template = models.TextField(default=DEFAULT_USER, help_text="Must hold {question}, {answer_a}, {answer_b}.")
+    principles = models.JSONField(default=dict, blank=True, help_text='{"aspect": "principles text"}')
     max_tokens = models.PositiveIntegerField(
         default=2048, help_text="Judge input bound; longer inputs lose their start."
     )
@@ -49,19 +41,11 @@ class JudgeVerdict(models.Model):
         SECOND = "second"
         TIE = "tie"
 
-    comparison = models.ForeignKey(
-        "annotate.Comparison", on_delete=models.CASCADE, related_name="judge_verdicts"
-    )
+    comparison = models.ForeignKey("annotate.Comparison", on_delete=models.CASCADE, related_name="judge_verdicts")
     aspect = models.CharField(max_length=64, default="overall")
-    judge = models.ForeignKey(
-        "training.Policy", null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    judge_label = models.CharField(
-        max_length=300, help_text="The judge as it was named when it judged."
-    )
-    prompt_version = models.CharField(
-        max_length=16, help_text="Hash of the judge prompt and principles used."
-    )
+    judge = models.ForeignKey("training.Policy", null=True, on_delete=models.SET_NULL, related_name="+")
+    judge_label = models.CharField(max_length=300, help_text="The judge as it was named when it judged.")
+    prompt_version = models.CharField(max_length=16, help_text="Hash of the judge prompt and principles used.")
     principles = models.TextField(blank=True)
     first = models.ForeignKey("annotate.Completion", on_delete=models.CASCADE, related_name="+")
     second = models.ForeignKey("annotate.Completion", on_delete=models.CASCADE, related_name="+")
@@ -77,12 +61,9 @@ class JudgeVerdict(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["comparison", "aspect", "judge", "prompt_version"],
-                name="judge_verdict_once",
+                fields=["comparison", "aspect", "judge", "prompt_version"], name="judge_verdict_once"
             ),
-            models.CheckConstraint(
-                condition=Q(verdict__in=["first", "second", "tie"]), name="judge_verdict_valid"
-            ),
+            models.CheckConstraint(condition=Q(verdict__in=["first", "second", "tie"]), name="judge_verdict_valid"),
         ]
         indexes = [models.Index(fields=["comparison", "aspect"])]
 

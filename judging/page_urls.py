@@ -5,8 +5,6 @@ from django.urls import path
 from judging import views
 
 urlpatterns = [
-    path(
-        "projects/<int:project_id>/quality/judge/", views.judge_settings, name="judge-settings-page"
-    ),
+    path("projects/<int:project_id>/quality/judge/", views.judge_settings, name="judge-settings-page"),
     path("projects/<int:project_id>/quality/judge/run/", views.judge_run, name="judge-run-page"),
 ]

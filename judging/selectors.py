@@ -12,9 +12,7 @@ from judging.models import JudgeSettings, JudgeVerdict
 HUMAN_SOURCES = (Vote.Source.HUMAN, Vote.Source.IMPORTED)
 
 
-def latest_verdicts(
-    project: Project, *, judge_id: int | None = None
-) -> dict[tuple[int, str], JudgeVerdict]:
+def latest_verdicts(project: Project, *, judge_id: int | None = None) -> dict[tuple[int, str], JudgeVerdict]:
     """(comparison id, aspect) → the newest verdict (of `judge_id` when given)."""
     qs = JudgeVerdict.objects.filter(comparison__project=project, comparison__gold_label="")
     if judge_id is not None:
@@ -51,11 +49,7 @@ def judge_agreement(project: Project) -> dict:
         "category": defaultdict(list),
     }
     for key, verdict in verdicts.items():
-        labels = [
-            label
-            for v in humans.get(key, [])
-            if (label := human_label(v, verdict.first_id, verdict.second_id))
-        ]
+        labels = [label for v in humans.get(key, []) if (label := human_label(v, verdict.first_id, verdict.second_id))]
         if not labels:
             continue
         item = {
@@ -72,8 +66,4 @@ def judge_agreement(project: Project) -> dict:
         kind: [agreement_row(name, items).as_dict() for name, items in sorted(rows.items())]
         for kind, rows in groups.items()
     }
-    return {
-        "judge": settings.judge.label if settings and settings.judge else None,
-        "verdicts": len(verdicts),
-        **report,
-    }
+    return {"judge": settings.judge.label if settings and settings.judge else None, "verdicts": len(verdicts), **report}

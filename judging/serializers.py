@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-ID = {"min_value": 1, "max_value": 2**63 - 1}
+MAX_ID = 2**63 - 1  # a row id (SQLite overflows past it)
 
 
 class JudgeSettingsSerializer(serializers.Serializer):
     judge = serializers.IntegerField(
-        allow_null=True, help_text="A ready policy checkpoint of the project.", **ID
+        allow_null=True, help_text="A ready policy checkpoint of the project.", min_value=1, max_value=MAX_ID
     )
     judge_label = serializers.CharField(read_only=True, allow_null=True)
-    system_prompt = serializers.CharField(
-        help_text="The judge's instructions (MT-bench style by default)."
-    )
+    system_prompt = serializers.CharField(help_text="The judge's instructions (MT-bench style by default).")
     user_template = serializers.CharField(
         help_text="The pair template: {question}, {answer_a}, {answer_b}, {principles}."
     )
-    principles = serializers.DictField(
-        child=serializers.CharField(), help_text="A short constitution per aspect."
-    )
+    principles = serializers.DictField(child=serializers.CharField(), help_text="A short constitution per aspect.")
     max_tokens = serializers.IntegerField()
     batch_size = serializers.IntegerField()
     prompt_version = serializers.CharField(read_only=True)
@@ -28,13 +24,11 @@ class JudgeSettingsSerializer(serializers.Serializer):
 
 class JudgeRunSerializer(serializers.Serializer):
     round = serializers.IntegerField(required=False, min_value=0)
-    import_ = serializers.IntegerField(required=False, **ID)
+    import_ = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     created_before = serializers.DateTimeField(required=False)
-    ids = serializers.ListField(child=serializers.IntegerField(**ID), required=False)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False)
     rejudge = serializers.BooleanField(required=False)
-    triage = serializers.FloatField(
-        required=False, min_value=0.5, max_value=1, help_text="with a round"
-    )
+    triage = serializers.FloatField(required=False, min_value=0.5, max_value=1, help_text="with a round")
 
     def get_fields(self):  # "import" is a Python keyword: the field is import_ in code only
         fields = super().get_fields()

@@ -48,15 +48,9 @@ def update_judge_settings(*, project: Project, data: dict) -> JudgeSettings:
         if judge in (None, ""):
             settings.judge = None
         else:
-            policy = (
-                Policy.objects.filter(project=project, pk=judge).first()
-                if str(judge).isdigit()
-                else None
-            )
+            policy = Policy.objects.filter(project=project, pk=judge).first() if str(judge).isdigit() else None
             if policy is None or policy.status != Policy.Status.READY:
-                raise InvalidJudgeSettings(
-                    "judge: must be a ready policy checkpoint of this project"
-                )
+                raise InvalidJudgeSettings("judge: must be a ready policy checkpoint of this project")
             settings.judge = policy
     for name in ("system_prompt", "user_template"):
         if name in data:
@@ -90,13 +84,9 @@ def _principles(project: Project, value) -> dict:
     known = set(aspects_of(project))
     for aspect, text in value.items():
         if aspect not in known:
-            raise InvalidJudgeSettings(
-                f"principles.{aspect}: not an aspect of this project ({sorted(known)})"
-            )
+            raise InvalidJudgeSettings(f"principles.{aspect}: not an aspect of this project ({sorted(known)})")
         if not isinstance(text, str) or len(text) > 10_000:
-            raise InvalidJudgeSettings(
-                f"principles.{aspect}: must be text of at most 10,000 characters"
-            )
+            raise InvalidJudgeSettings(f"principles.{aspect}: must be text of at most 10,000 characters")
     return {k: v for k, v in value.items() if v.strip()}
 
 
@@ -136,9 +126,7 @@ def select_comparisons(
     return chosen
 
 
-def start_judging(
-    *, project: Project, comparison_ids: list[int], user=None, triage: dict | None = None
-):
+def start_judging(*, project: Project, comparison_ids: list[int], user=None, triage: dict | None = None):
     """Enqueue a judging job on these comparisons (after checking the judge is usable); `triage`
     {"round", "confidence"} reorders that round's queue once the verdicts are in (judging/uses.py)."""
     from prefloop.jobs.services import enqueue_job
@@ -175,9 +163,7 @@ class JudgingStopped(Exception):
     """The job was asked to stop; verdicts already written stay."""
 
 
-def _pairs(
-    project: Project, comparison_ids: list[int]
-) -> list[tuple[int, int, int, list[dict], str, str]]:
+def _pairs(project: Project, comparison_ids: list[int]) -> list[tuple[int, int, int, list[dict], str, str]]:
     """(comparison id, first id, second id, conversation, first text, second text) of pairwise comparisons with both texts."""
     items = (
         ComparisonItem.objects.filter(comparison_id__in=comparison_ids, comparison__project=project)
@@ -187,23 +173,14 @@ def _pairs(
     by_comparison: dict[int, list] = {}
     for item in items:
         by_comparison.setdefault(item.comparison_id, []).append(item)
-    conversations = conversations_by_id(
-        project, [i[0].comparison.prompt_id for i in by_comparison.values()]
-    )
+    conversations = conversations_by_id(project, [i[0].comparison.prompt_id for i in by_comparison.values()])
     rows = []
     for comparison_id, pair in sorted(by_comparison.items()):
         if len(pair) != 2 or not all(i.completion.text_available for i in pair):
             continue
         first, second = pair[0].completion, pair[1].completion
         rows.append(
-            (
-                comparison_id,
-                first.pk,
-                second.pk,
-                conversations[pair[0].comparison.prompt_id],
-                first.text,
-                second.text,
-            )
+            (comparison_id, first.pk, second.pk, conversations[pair[0].comparison.prompt_id], first.text, second.text)
         )
     return rows
 
@@ -229,11 +206,7 @@ def run_judging(
     model, tokenizer = load_policy(judge.artifact_path)
     aspects = aspects_of(project)
     step = max(1, settings.batch_size) * 4
-    total, done, counts = (
-        len(rows) * len(aspects),
-        0,
-        {"verdicts": 0, "inconsistent": 0, "truncated": 0},
-    )
+    total, done, counts = (len(rows) * len(aspects), 0, {"verdicts": 0, "inconsistent": 0, "truncated": 0})
     for aspect in aspects:
         principles = settings.principles.get(aspect, "")
         version = template.version(principles)
@@ -250,15 +223,7 @@ def run_judging(
                 max_tokens=settings.max_tokens,
                 batch_size=settings.batch_size,
             )
-            _store(
-                chunk,
-                verdicts,
-                aspect=aspect,
-                judge=judge,
-                version=version,
-                principles=principles,
-                job_id=job_id,
-            )
+            _store(chunk, verdicts, aspect=aspect, judge=judge, version=version, principles=principles, job_id=job_id)
             done += len(chunk)
             counts["verdicts"] += len(chunk)
             counts["inconsistent"] += sum(not v.consistent for v in verdicts)
@@ -282,23 +247,12 @@ def _triage(project: Project, triage: dict | None) -> dict:
 
     return {
         "triage": triage_round(
-            project=project,
-            round_number=int(triage["round"]),
-            confidence=float(triage["confidence"]),
+            project=project, round_number=int(triage["round"]), confidence=float(triage["confidence"])
         )
     }
 
 
-def _store(
-    chunk,
-    verdicts,
-    *,
-    aspect: str,
-    judge: Policy,
-    version: str,
-    principles: str,
-    job_id: int | None,
-) -> None:
+def _store(chunk, verdicts, *, aspect: str, judge: Policy, version: str, principles: str, job_id: int | None) -> None:
     objects = [
         JudgeVerdict(
             comparison_id=r[0],
@@ -349,9 +303,7 @@ def scope_ids(project: Project, scope: dict) -> list[int]:
         raise InvalidJudgeSettings("scope: must be an object")
     unknown = set(scope) - {"round", "import", "created_before", "ids", "rejudge"}
     if unknown:
-        raise InvalidJudgeSettings(
-            f"scope.{min(unknown)}: unknown field (round, import, created_before, ids, rejudge)"
-        )
+        raise InvalidJudgeSettings(f"scope.{min(unknown)}: unknown field (round, import, created_before, ids, rejudge)")
     kwargs: dict = {"only_unjudged": not scope.get("rejudge", False)}
     try:
         if scope.get("round") is not None:
@@ -367,9 +319,7 @@ def scope_ids(project: Project, scope: dict) -> list[int]:
         kwargs["created_before"] = when
     if scope.get("ids") is not None:
         ids = scope["ids"]
-        if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids
-        ):
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise InvalidJudgeSettings("scope.ids: must be a list of comparison ids")
         kwargs["ids"] = ids
     return select_comparisons(project, **kwargs)

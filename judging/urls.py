@@ -7,9 +7,5 @@ from judging import api
 urlpatterns = [
     path("projects/<int:project_id>/judge/", api.JudgeSettingsApi.as_view(), name="judge-settings"),
     path("projects/<int:project_id>/judge/run/", api.JudgeRunApi.as_view(), name="judge-run"),
-    path(
-        "projects/<int:project_id>/judge/agreement/",
-        api.JudgeAgreementApi.as_view(),
-        name="judge-agreement",
-    ),
+    path("projects/<int:project_id>/judge/agreement/", api.JudgeAgreementApi.as_view(), name="judge-agreement"),
 ]

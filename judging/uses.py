@@ -22,9 +22,7 @@ SKIP_PRIORITY = -1000
 DISAGREEMENT_BOOST = 1000
 
 
-def triage_decision(
-    judge: JudgeVerdict, rm_winner_id: int, rm_probability: float, *, confidence: float
-) -> str:
+def triage_decision(judge: JudgeVerdict, rm_winner_id: int, rm_probability: float, *, confidence: float) -> str:
     """ "skip" (judge and reward model agree, both confident), "first" (they disagree) or "keep"."""
     if judge.verdict == "tie" or not judge.consistent:
         return "keep"
@@ -42,17 +40,12 @@ def triage_round(*, project, round_number: int, confidence: float = 0.8) -> dict
         raise ValueError("confidence: must be between 0.5 and 1")
     aspect = project.aspect_names[0]
     settings = settings_for(project)
-    verdicts = {
-        c: v
-        for (c, a), v in latest_verdicts(project, judge_id=settings.judge_id).items()
-        if a == aspect
-    }
+    verdicts = {c: v for (c, a), v in latest_verdicts(project, judge_id=settings.judge_id).items() if a == aspect}
     comparisons = Comparison.objects.filter(
         project=project, round=round_number, is_complete=False, gold_label="", pk__in=list(verdicts)
     )
     feedback = {
-        f.comparison_id: f
-        for f in AIFeedback.objects.filter(comparison__in=comparisons).order_by("created_at")
+        f.comparison_id: f for f in AIFeedback.objects.filter(comparison__in=comparisons).order_by("created_at")
     }
     counts = {"skip": 0, "first": 0, "keep": 0}
     for comparison in comparisons:
@@ -60,17 +53,13 @@ def triage_round(*, project, round_number: int, confidence: float = 0.8) -> dict
         decision = (
             "keep"
             if rm is None
-            else triage_decision(
-                verdicts[comparison.pk], rm.winner_id, rm.probability, confidence=confidence
-            )
+            else triage_decision(verdicts[comparison.pk], rm.winner_id, rm.probability, confidence=confidence)
         )
         counts[decision] += 1
         if decision == "skip":
             Comparison.objects.filter(pk=comparison.pk).update(priority=SKIP_PRIORITY)
         elif decision == "first":
-            Comparison.objects.filter(pk=comparison.pk).update(
-                priority=comparison.priority + DISAGREEMENT_BOOST
-            )
+            Comparison.objects.filter(pk=comparison.pk).update(priority=comparison.priority + DISAGREEMENT_BOOST)
     return counts
 
 
@@ -81,17 +70,13 @@ def check_mix_options(options: dict) -> tuple[float, int]:
 
     unknown = set(options) - {"min_probability", "max_pairs"}
     if unknown:
-        raise InvalidRoundParams(
-            f"judge_labels.{min(unknown)}: unknown field (min_probability, max_pairs)"
-        )
+        raise InvalidRoundParams(f"judge_labels.{min(unknown)}: unknown field (min_probability, max_pairs)")
     value = options.get("min_probability", 0.8)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 1:
         raise InvalidRoundParams("judge_labels.min_probability: must be a number between 0.5 and 1")
     try:
         pairs = check_whole_number(
-            "judge_labels.max_pairs",
-            options.get("max_pairs", 10_000),
-            high=limit("judge.comparisons", 100_000),
+            "judge_labels.max_pairs", options.get("max_pairs", 10_000), high=limit("judge.comparisons", 100_000)
         )
     except OutOfBounds as exc:
         raise InvalidRoundParams(str(exc)) from None
@@ -108,15 +93,13 @@ def with_judge_examples(round_, examples: list, options: dict) -> tuple[list, di
     project = round_.project
     aspect = project.aspect_names[0]
     voted = set(
-        Vote.objects.filter(
-            comparison__project=project, comparison__round=round_.number, aspect=aspect
-        ).values_list("comparison_id", flat=True)
+        Vote.objects.filter(comparison__project=project, comparison__round=round_.number, aspect=aspect).values_list(
+            "comparison_id", flat=True
+        )
     )
     judge_id = settings_for(project).judge_id
     chosen = []
-    for (comparison_id, verdict_aspect), v in sorted(
-        latest_verdicts(project, judge_id=judge_id).items()
-    ):
+    for (comparison_id, verdict_aspect), v in sorted(latest_verdicts(project, judge_id=judge_id).items()):
         if (
             verdict_aspect != aspect
             or v.comparison.round != round_.number
@@ -132,16 +115,12 @@ def with_judge_examples(round_, examples: list, options: dict) -> tuple[list, di
 
     prompts = conversations_by_id(project, [v.comparison.prompt_id for v in chosen])
     texts = dict(
-        Completion.objects.filter(
-            pk__in=[c for v in chosen for c in (v.first_id, v.second_id)]
-        ).values_list("id", "text")
+        Completion.objects.filter(pk__in=[c for v in chosen for c in (v.first_id, v.second_id)]).values_list(
+            "id", "text"
+        )
     )
     extra = [
-        PreferenceExample(
-            prompt=prompts[v.comparison.prompt_id],
-            chosen=texts[v.winner_id],
-            rejected=texts[v.loser_id],
-        )
+        PreferenceExample(prompt=prompts[v.comparison.prompt_id], chosen=texts[v.winner_id], rejected=texts[v.loser_id])
         for v in chosen
         if v.winner_id is not None and v.loser_id is not None
     ]  # consistent wins only (filtered above)

@@ -18,9 +18,7 @@ def quality_context(project) -> dict:
     return {
         "judge_settings": services.settings_for(project),
         "judge_report": judge_agreement(project),
-        "judge_choices": Policy.objects.filter(
-            project=project, status=Policy.Status.READY
-        ).order_by("-version"),
+        "judge_choices": Policy.objects.filter(project=project, status=Policy.Status.READY).order_by("-version"),
         "judge_aspects": services.aspects_of(project),
     }
 
@@ -56,9 +54,7 @@ def judge_run(request, project_id: int):
     scope: dict = {"rejudge": bool(request.POST.get("rejudge"))}
     if request.POST.get("round", "").strip():
         scope["round"] = (
-            int(request.POST["round"])
-            if request.POST["round"].strip().isdigit()
-            else request.POST["round"]
+            int(request.POST["round"]) if request.POST["round"].strip().isdigit() else request.POST["round"]
         )
 
     def run() -> str:

@@ -30,11 +30,7 @@ app.conf.update(
 def broker_url() -> str:
     from django.conf import settings
 
-    return (
-        getattr(settings, "CELERY_BROKER_URL", "")
-        or getattr(settings, "REDIS_URL", "")
-        or DEFAULT_BROKER
-    )
+    return getattr(settings, "CELERY_BROKER_URL", "") or getattr(settings, "REDIS_URL", "") or DEFAULT_BROKER
 
 
 @app.on_after_configure.connect

@@ -47,9 +47,7 @@ def safe_name_part(text: str, fallback: str) -> str:
 
 def download_filename(*parts: str, extension: str) -> str:
     """'prefloop-<parts…>.<extension>', every part made safe; bounded length."""
-    stem = "-".join(safe_name_part(p, "x") for p in ("prefloop", *parts))[
-        : MAX_NAME - len(extension) - 1
-    ]
+    stem = "-".join(safe_name_part(p, "x") for p in ("prefloop", *parts))[: MAX_NAME - len(extension) - 1]
     extension = ".".join(safe_name_part(e, "bin") for e in extension.split("."))
     return f"{stem}.{extension}"
 
@@ -68,9 +66,7 @@ def download_response(
     `remove_after`: a folder deleted once the body has been sent (temporary exports). Under ASGI
     (`request` an ASGIRequest) the body is an async iterator: Django reads a sync one into memory
     whole before an ASGI server sends a byte ("must consume synchronous iterators")."""
-    under_asgi = isinstance(
-        getattr(request, "_request", request), ASGIRequest
-    )  # DRF wraps Django's request
+    under_asgi = isinstance(getattr(request, "_request", request), ASGIRequest)  # DRF wraps Django's request
     chunks = (_AsyncFileChunks if under_asgi else _FileChunks)(Path(path), remove_after)
     response = StreamingHttpResponse(chunks, content_type=MEDIA_TYPES[kind])
     response["Content-Length"] = str(Path(path).stat().st_size)
@@ -105,9 +101,7 @@ def zip_folder(folder: Path, zip_path: Path, *, root: str, compress: bool = True
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(zip_path, "w", compression=method, allowZip64=True) as archive:
         for file in folder_files(Path(folder)):
-            info = zipfile.ZipInfo(
-                f"{root}/{file.relative_to(folder).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0)
-            )
+            info = zipfile.ZipInfo(f"{root}/{file.relative_to(folder).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = method
             info.external_attr = 0o644 << 16
             with open(file, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
@@ -122,37 +116,26 @@ def folder_download(folder: Path, *, filename: str, request=None):
     size = sum(f.stat().st_size for f in folder_files(folder)) if folder.is_dir() else None
     if size is None:
         # The version exists (the caller checked who may see it); its files are gone from disk.
-        return HttpResponse(
-            "artifact: the model folder is no longer on disk", status=410, content_type="text/plain"
-        )
+        return HttpResponse("artifact: the model folder is no longer on disk", status=410, content_type="text/plain")
     limit = settings.PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES
     if size > limit:
         return HttpResponse(
-            f"artifact: {size} bytes, more than the {limit} a download may hold",
-            status=413,
-            content_type="text/plain",
+            f"artifact: {size} bytes, more than the {limit} a download may hold", status=413, content_type="text/plain"
         )
     work = Path(tempfile.mkdtemp(prefix="prefloop-artifact-"))
     try:
         archive = zip_folder(
-            folder,
-            work / "artifact.zip",
-            root=filename.removesuffix(".zip").replace(".", "-"),
-            compress=False,
+            folder, work / "artifact.zip", root=filename.removesuffix(".zip").replace(".", "-"), compress=False
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return download_response(
-        archive, filename=filename, kind="zip", request=request, remove_after=work
-    )
+    return download_response(archive, filename=filename, kind="zip", request=request, remove_after=work)
 
 
 def svg_download(svg: str, *, filename: str):
     """A server-rendered chart as a standalone SVG file (its labels are escaped where it is drawn)."""
-    response = HttpResponse(
-        '<?xml version="1.0" encoding="UTF-8"?>\n' + svg, content_type=MEDIA_TYPES["svg"]
-    )
+    response = HttpResponse('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, content_type=MEDIA_TYPES["svg"])
     return as_download(response, filename=filename)
 
 

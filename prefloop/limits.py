@@ -99,13 +99,9 @@ def check_limits(values: Mapping, *, scope: str, prefix: str = "") -> None:
 
 def check_whole_number(field: str, value, *, high: int, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OutOfBounds(
-            field, f"must be a whole number between {low} and {high}, got {_shown(value)}"
-        )
+        raise OutOfBounds(field, f"must be a whole number between {low} and {high}, got {_shown(value)}")
     if not low <= value <= high:
-        raise OutOfBounds(
-            field, f"must be between {low} and {high} (PREFLOOP_LIMITS), got {_shown(value)}"
-        )
+        raise OutOfBounds(field, f"must be between {low} and {high} (PREFLOOP_LIMITS), got {_shown(value)}")
     return value
 
 
@@ -117,9 +113,7 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
 
 
-def field_error(
-    error_class: type[PrefloopError], exc: OutOfBounds, *, prefix: str = ""
-) -> PrefloopError:
+def field_error(error_class: type[PrefloopError], exc: OutOfBounds, *, prefix: str = "") -> PrefloopError:
     """A domain error (a 400 through the API's handler) carrying the field: {"field": "update.max_steps"}."""
     error = error_class(f"{prefix}{exc}")
     error.field = f"{prefix}{exc.field}"

@@ -50,14 +50,10 @@ def uvicorn_command(port: int, *, workers: int = 2, extra: Iterable[str] = ()) -
     ]
 
 
-def start_process(
-    command: list[str], *, env: dict, log: IO[bytes] | int | None = None
-) -> subprocess.Popen:
+def start_process(command: list[str], *, env: dict, log: IO[bytes] | int | None = None) -> subprocess.Popen:
     """`command` in the repository root, in its own session: stop_process_group ends it and its children."""
     output = subprocess.DEVNULL if log is None else log
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_process_group(proc: subprocess.Popen, *, grace: float = 15) -> None:

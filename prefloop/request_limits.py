@@ -22,9 +22,7 @@ def too_large_detail() -> str:
 
 def too_large_response(request) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            {"error": "request_too_large", "detail": too_large_detail()}, status=413
-        )
+        return JsonResponse({"error": "request_too_large", "detail": too_large_detail()}, status=413)
     return HttpResponse(too_large_detail(), status=413, content_type="text/plain; charset=utf-8")
 
 

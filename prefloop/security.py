@@ -28,14 +28,10 @@ DEFAULT_CSP: dict[str, list[str]] = {
 }
 
 # Features no prefloop page uses; denying them limits what injected content could ask for.
-PERMISSIONS_POLICY = (
-    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
-)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 
 
-def content_security_policy(
-    request, policy: dict[str, list[str]] | None = None, report_uri: str = ""
-) -> str:
+def content_security_policy(request, policy: dict[str, list[str]] | None = None, report_uri: str = "") -> str:
     """The CSP header value for this request (websocket sources follow the request's host and scheme)."""
     policy = policy if policy is not None else getattr(settings, "PREFLOOP_CSP", DEFAULT_CSP)
     parts = []
@@ -63,11 +59,7 @@ class SecurityHeadersMiddleware(MiddlewareMixin):
     """
 
     def process_response(self, request, response):
-        if (
-            settings.DEBUG
-            and response.status_code in (404, 500)
-            and "text/html" in response.get("Content-Type", "")
-        ):
+        if settings.DEBUG and response.status_code in (404, 500) and "text/html" in response.get("Content-Type", ""):
             return response
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = content_security_policy(

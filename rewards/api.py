@@ -45,9 +45,7 @@ class RewardModelImportApi(APIView):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         data = s.ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        reward_model, job = register_reward_model(
-            project=project, user=request.user, **data.validated_data
-        )
+        reward_model, job = register_reward_model(project=project, user=request.user, **data.validated_data)
         return Response(
             {"job_id": job.pk, "reward_model": s.RewardModelSerializer(reward_model).data},
             status=status.HTTP_202_ACCEPTED,
@@ -65,9 +63,7 @@ class RewardModelMakeCurrentApi(APIView):
     @extend_schema(request=None, responses=s.RewardModelSerializer)
     def post(self, request, reward_model_id: int):
         reward_model = selectors.reward_model_for_user(request.user, reward_model_id)
-        return Response(
-            s.RewardModelSerializer(services.mark_current(reward_model=reward_model)).data
-        )
+        return Response(s.RewardModelSerializer(services.mark_current(reward_model=reward_model)).data)
 
 
 class RewardModelScoreApi(APIView):
@@ -84,9 +80,7 @@ class RewardModelScoreApi(APIView):
         else:
             items = [(i["prompt"], i["response"]) for i in data.validated_data["items"]]
             scores = services.score_items(reward_model=reward_model, items=items)
-        return Response(
-            {"reward_model_id": reward_model.pk, "version": reward_model.version, "scores": scores}
-        )
+        return Response({"reward_model_id": reward_model.pk, "version": reward_model.version, "scores": scores})
 
 
 class RewardSettingsApi(APIView):

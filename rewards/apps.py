@@ -13,9 +13,7 @@ class RewardsConfig(AppConfig):
         from rewards.receivers import fail_versions_of_failed_jobs, retrain_when_round_completes
 
         # By dotted path: the handler (and torch) is imported only when a job runs.
-        register_job_kind(
-            TRAIN_REWARD_MODEL, "rewards.tasks.train_reward_model", queue=TRAINING_QUEUE
-        )
+        register_job_kind(TRAIN_REWARD_MODEL, "rewards.tasks.train_reward_model", queue=TRAINING_QUEUE)
         register_job_kind(IMPORT_REWARD_MODEL, "rewards.tasks.import_reward_model")
         vote_recorded.connect(retrain_when_round_completes, dispatch_uid="rewards.auto_retrain")
         job_finished.connect(fail_versions_of_failed_jobs, dispatch_uid="rewards.fail_versions")

@@ -20,25 +20,17 @@ class Series:
     label: str
     points: Sequence[tuple[float, float]]  # (x, y); None y values are skipped
     color: str = ""
-    x_errors: Sequence[
-        float | None
-    ] = ()  # optional ± error of each point's x, drawn as a horizontal bar
+    x_errors: Sequence[float | None] = ()  # optional ± error of each point's x, drawn as a horizontal bar
 
 
 def _clean(series: Series, color: str) -> Series:
     errors = list(series.x_errors) + [None] * (len(series.points) - len(series.x_errors))
-    kept = [
-        (float(x), float(y), e)
-        for (x, y), e in zip(series.points, errors)
-        if y is not None and math.isfinite(y)
-    ]
+    kept = [(float(x), float(y), e) for (x, y), e in zip(series.points, errors) if y is not None and math.isfinite(y)]
     return Series(
         series.label,
         [(x, y) for x, y, _ in kept],
         color,
-        [float(e) if e is not None and math.isfinite(e) else 0.0 for _, _, e in kept]
-        if series.x_errors
-        else (),
+        [float(e) if e is not None and math.isfinite(e) else 0.0 for _, _, e in kept] if series.x_errors else (),
     )
 
 
@@ -71,17 +63,10 @@ class _Frame:
         return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.plot_h
 
 
-def _ranges(
-    clean: Sequence[Series], y_range: tuple[float, float] | None
-) -> tuple[float, float, float, float]:
+def _ranges(clean: Sequence[Series], y_range: tuple[float, float] | None) -> tuple[float, float, float, float]:
     """x0, x1, y0, y1 over every point (and x error bar), widened where a range is empty."""
     xs = [x for s in clean for x, _ in s.points]
-    xs += [
-        x + sign * (e or 0.0)
-        for s in clean
-        for (x, _), e in zip(s.points, s.x_errors)
-        for sign in (-1, 1)
-    ]
+    xs += [x + sign * (e or 0.0) for s in clean for (x, _), e in zip(s.points, s.x_errors) for sign in (-1, 1)]
     ys = [y for s in clean for _, y in s.points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = y_range if y_range else (min(ys), max(ys))
@@ -99,16 +84,12 @@ def _axes(frame: _Frame, x_label: str) -> list[str]:
     for frac in (0.0, 0.5, 1.0):
         value = frame.y0 + frac * (frame.y1 - frame.y0)
         y = frame.py(value)
-        parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>'
-        )
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
         parts.append(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">{escape(_fmt(value))}</text>'
         )
     base = frame.top + frame.plot_h
-    parts.append(
-        f'<text x="{left}" y="{base + 16}" class="chart-tick">{escape(_fmt(frame.x0))}</text>'
-    )
+    parts.append(f'<text x="{left}" y="{base + 16}" class="chart-tick">{escape(_fmt(frame.x0))}</text>')
     parts.append(
         f'<text x="{left + plot_w}" y="{base + 16}" text-anchor="end" class="chart-tick">{escape(_fmt(frame.x1))}</text>'
     )
@@ -139,9 +120,7 @@ def _series_marks(s: Series, frame: _Frame) -> list[str]:
     points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
     color = escape(s.color)
     if len(s.points) > 1:
-        parts.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>'
-        )
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>')
     for (x, y), error in zip(s.points, s.x_errors):
         e = error or 0.0  # _clean made every error a number
         if e > 0:
@@ -182,9 +161,7 @@ def line_chart(
         f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>',
     ]
     if not clean:
-        parts.append(
-            f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>'
-        )
+        parts.append(f'<text x="{left}" y="{top + plot_h / 2:.0f}" class="chart-empty">no data yet</text></svg>')
         return mark_safe("".join(parts))
     frame = _Frame(left, top, plot_w, plot_h, *_ranges(clean, y_range))
     parts += _axes(frame, x_label)

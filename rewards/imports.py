@@ -44,17 +44,13 @@ def check_reward_model_folder(model_path: str):
     if problem := path_text_problem(text):
         raise InvalidTrainingOptions(f"model_path {problem}")
     if "://" in text or text.lower().startswith(("hf:", "hub:", "s3:")):
-        raise InvalidTrainingOptions(
-            "model_path: URLs and hub ids are not accepted; nothing is downloaded"
-        )
+        raise InvalidTrainingOptions("model_path: URLs and hub ids are not accepted; nothing is downloaded")
     path = Path(text)
     if not path.is_absolute():
         raise InvalidTrainingOptions("model_path must be an absolute folder path")
     resolved = path.resolve()
     if not any(resolved == root or root in resolved.parents for root in model_roots()):
-        raise InvalidTrainingOptions(
-            "model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS"
-        )
+        raise InvalidTrainingOptions("model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
     try:
         report = inspect_model_folder(resolved, kind="sequence-classification")
     except ModelFolderError as exc:
@@ -63,12 +59,7 @@ def check_reward_model_folder(model_path: str):
 
 
 def register_reward_model(
-    *,
-    project: Project,
-    model_path: str,
-    user: User | None = None,
-    name: str = "",
-    enqueue: bool = True,
+    *, project: Project, model_path: str, user: User | None = None, name: str = "", enqueue: bool = True
 ):
     """The next version from an existing folder, queued for scoring on the held-out votes. (version, job or None)."""
     from rewards.models import RewardSettings
@@ -76,20 +67,12 @@ def register_reward_model(
 
     folder, report = check_reward_model_folder(model_path)
     # The held-out split and data filters of the project's default options, so metrics compare with trained versions.
-    stored = (
-        RewardSettings.objects.filter(project=project)
-        .values_list("default_options", flat=True)
-        .first()
-    )
-    config, filters = _validated(
-        project, {**(stored or {}), "base_model": str(folder)}, now=timezone.now()
-    )
+    stored = RewardSettings.objects.filter(project=project).values_list("default_options", flat=True).first()
+    config, filters = _validated(project, {**(stored or {}), "base_model": str(folder)}, now=timezone.now())
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        version = (
-            RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0
-        ) + 1
+        version = (RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
         reward_model = RewardModel.objects.create(
             project=project,
             version=version,
@@ -109,10 +92,7 @@ def register_reward_model(
             from prefloop.jobs.services import enqueue_job
 
             job = enqueue_job(
-                kind=IMPORT_REWARD_MODEL,
-                params={"reward_model_id": reward_model.pk},
-                project=project,
-                user=creator,
+                kind=IMPORT_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project, user=creator
             )
             RewardModel.objects.filter(pk=reward_model.pk).update(job_id=job.pk)
             reward_model.job_id = job.pk
@@ -131,11 +111,7 @@ def held_out_pairs(project: Project, *, filters: dict, config: RewardTrainConfig
 
 
 def score_pairs(
-    folder: Path,
-    pairs,
-    *,
-    batch_size: int = 32,
-    progress: Callable[[float, str], None] | None = None,
+    folder: Path, pairs, *, batch_size: int = 32, progress: Callable[[float, str], None] | None = None
 ) -> dict:
     """Held-out metrics (rewards.ml.metrics.reward_metrics) of the folder's model over `pairs`."""
     from rewards.ml.metrics import reward_metrics
@@ -150,9 +126,7 @@ def score_pairs(
         if progress:
             done = min(start + batch_size, len(pairs))
             progress(done / len(pairs), f"scored {done}/{len(pairs)} held-out pairs")
-    return reward_metrics(
-        chosen, rejected, ties=[p.tie for p in pairs], categories=[p.category for p in pairs]
-    )
+    return reward_metrics(chosen, rejected, ties=[p.tie for p in pairs], categories=[p.category for p in pairs])
 
 
 def run_import(
@@ -167,25 +141,18 @@ def run_import(
     from rewards.services import snapshot_of
 
     claimed = RewardModel.objects.filter(
-        pk=reward_model_id,
-        trigger=IMPORT_TRIGGER,
-        status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING],
+        pk=reward_model_id, trigger=IMPORT_TRIGGER, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING]
     ).update(status=RewardModel.Status.TRAINING, started_at=timezone.now(), job_id=job_id, error="")
     reward_model = RewardModel.objects.select_related("project").get(pk=reward_model_id)
     if not claimed:
         raise RewardModelNotReady(
-            f"version {reward_model.version} is {reward_model.status} ({reward_model.trigger}), "
-            "not a queued import"
+            f"version {reward_model.version} is {reward_model.status} ({reward_model.trigger}), not a queued import"
         )
     try:
-        folder, report = check_reward_model_folder(
-            reward_model.base_model
-        )  # again: it may have changed since
+        folder, report = check_reward_model_folder(reward_model.base_model)  # again: it may have changed since
         config = RewardTrainConfig.from_dict(reward_model.options)
         snapshot = dict(reward_model.data_snapshot)
-        train, held_out, stats = held_out_pairs(
-            reward_model.project, filters=snapshot["filters"], config=config
-        )
+        train, held_out, stats = held_out_pairs(reward_model.project, filters=snapshot["filters"], config=config)
         snapshot.update(
             held_out=snapshot_of(held_out),
             export_stats=stats,
@@ -201,10 +168,7 @@ def run_import(
             log(f"imported {report.summary()}; scoring {len(held_out)} held-out pairs")
         metrics = score_pairs(folder, held_out, progress=progress) if held_out else {}
         metrics.update(
-            eval_pairs=len(held_out),
-            train_pairs=0,
-            parameters=report.parameters,
-            architecture=report.architecture,
+            eval_pairs=len(held_out), train_pairs=0, parameters=report.parameters, architecture=report.architecture
         )
         RewardModel.objects.filter(pk=reward_model.pk).update(
             status=RewardModel.Status.READY,
@@ -215,9 +179,7 @@ def run_import(
         )
     except BaseException as exc:
         RewardModel.objects.filter(pk=reward_model.pk).update(
-            status=RewardModel.Status.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:4000],
-            finished_at=timezone.now(),
+            status=RewardModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now()
         )
         raise
     reward_model.refresh_from_db()

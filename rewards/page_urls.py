@@ -5,26 +5,10 @@ from django.urls import path
 from rewards import downloads, views
 
 urlpatterns = [
-    path(
-        "projects/<int:project_id>/reward-models/",
-        views.reward_models_page,
-        name="reward-models-page",
-    ),
-    path(
-        "projects/<int:project_id>/reward-models/retrain/",
-        views.retrain,
-        name="reward-models-retrain",
-    ),
-    path(
-        "projects/<int:project_id>/reward-models/import/",
-        views.import_reward_model,
-        name="reward-models-import",
-    ),
-    path(
-        "projects/<int:project_id>/reward-models/settings/",
-        views.update_settings,
-        name="reward-models-settings",
-    ),
+    path("projects/<int:project_id>/reward-models/", views.reward_models_page, name="reward-models-page"),
+    path("projects/<int:project_id>/reward-models/retrain/", views.retrain, name="reward-models-retrain"),
+    path("projects/<int:project_id>/reward-models/import/", views.import_reward_model, name="reward-models-import"),
+    path("projects/<int:project_id>/reward-models/settings/", views.update_settings, name="reward-models-settings"),
     path(
         "projects/<int:project_id>/reward-models/<int:reward_model_id>/make-current/",
         views.make_current,

@@ -22,9 +22,7 @@ def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
             return
         maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
     except Exception:
-        logger.exception(
-            "auto-retrain check failed for assignment %s", getattr(assignment, "pk", None)
-        )
+        logger.exception("auto-retrain check failed for assignment %s", getattr(assignment, "pk", None))
 
 
 def _auto_retrain_on(project_id: int) -> bool:
@@ -36,8 +34,7 @@ def _auto_retrain_on(project_id: int) -> bool:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {RewardSettings._meta.db_table} WHERE project_id = %s AND auto_retrain"
-            " LIMIT 1",
+            f"SELECT 1 FROM {RewardSettings._meta.db_table} WHERE project_id = %s AND auto_retrain LIMIT 1",
             [project_id],
         )
         return cursor.fetchone() is not None
@@ -52,7 +49,4 @@ def fail_versions_of_failed_jobs(sender, job, **kwargs) -> None:
 
     RewardModel.objects.filter(
         job_id=job.pk, status__in=[RewardModel.Status.QUEUED, RewardModel.Status.TRAINING]
-    ).update(
-        status=RewardModel.Status.FAILED,
-        error=f"training job {job.pk} {job.status}: {job.error[-500:]}",
-    )
+    ).update(status=RewardModel.Status.FAILED, error=f"training job {job.pk} {job.status}: {job.error[-500:]}")

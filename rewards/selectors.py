@@ -25,18 +25,12 @@ HEADLINE_METRICS = (
 
 
 def reward_models(project: Project) -> QuerySet[RewardModel]:
-    return (
-        RewardModel.objects.filter(project=project)
-        .select_related("parent", "created_by")
-        .order_by("-version")
-    )
+    return RewardModel.objects.filter(project=project).select_related("parent", "created_by").order_by("-version")
 
 
 def reward_model_for_user(user: User, reward_model_id: int) -> RewardModel:
     """The version if `user` is a researcher of its project (or an admin); NotFound otherwise."""
-    reward_model = (
-        RewardModel.objects.select_related("project", "parent").filter(pk=reward_model_id).first()
-    )
+    reward_model = RewardModel.objects.select_related("project", "parent").filter(pk=reward_model_id).first()
     if reward_model is None:
         raise NotFound("No such reward model.")
     project_for_user(user, reward_model.project_id, role=Membership.Role.RESEARCHER)
@@ -76,10 +70,7 @@ def metrics_diff(a: RewardModel, b: RewardModel) -> list[dict]:
         if delta is not None and higher_is_better is not None and delta != 0:
             better = (delta > 0) == higher_is_better
         rows.append({"metric": name, "a": va, "b": vb, "delta": delta, "b_is_better": better})
-    categories = sorted(
-        set(a.metrics.get("accuracy_by_category", {}))
-        | set(b.metrics.get("accuracy_by_category", {}))
-    )
+    categories = sorted(set(a.metrics.get("accuracy_by_category", {})) | set(b.metrics.get("accuracy_by_category", {})))
     for category in categories:
         va = a.metrics.get("accuracy_by_category", {}).get(category, {}).get("accuracy")
         vb = b.metrics.get("accuracy_by_category", {}).get(category, {}).get("accuracy")

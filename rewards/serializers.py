@@ -10,9 +10,7 @@ from rewards.services import MAX_SCORE_ITEMS
 
 
 class RewardModelSerializer(serializers.ModelSerializer):
-    parent_version = serializers.IntegerField(
-        source="parent.version", allow_null=True, default=None
-    )
+    parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     data = serializers.SerializerMethodField()  # type: ignore[assignment]  # a field named like Serializer.data
     held_out = serializers.SerializerMethodField(
@@ -77,9 +75,7 @@ class ScoreItemSerializer(serializers.Serializer):
 
 class ScoreRequestSerializer(serializers.Serializer):
     completion_ids = serializers.ListField(
-        child=serializers.IntegerField(
-            min_value=1, max_value=2**63 - 1
-        ),  # a row id (SQLite overflows past 2**63)
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),  # a row id (SQLite overflows past 2**63)
         required=False,
         max_length=MAX_SCORE_ITEMS,
     )

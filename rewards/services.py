@@ -26,13 +26,7 @@ from django.utils.dateparse import parse_datetime
 from annotate.models import Comparison, Completion, Project, User
 from prefloop.core.json_safe import json_safe
 from prefloop.limits import OutOfBounds, check_limits, field_error
-from rewards.errors import (
-    InvalidTrainingOptions,
-    NotFound,
-    NoTrainingData,
-    RewardModelNotReady,
-    TooManyItems,
-)
+from rewards.errors import InvalidTrainingOptions, NotFound, NoTrainingData, RewardModelNotReady, TooManyItems
 from rewards.job_kinds import TRAIN_REWARD_MODEL
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.data import PreferencePair
@@ -68,9 +62,7 @@ def split_options(options: dict) -> tuple[dict, dict]:
     unknown = sorted(set(options) - config_keys - set(DATA_KEYS))
     if unknown:
         raise InvalidTrainingOptions(f"unknown options: {unknown}")
-    return {k: v for k, v in options.items() if k in config_keys}, {
-        k: v for k, v in options.items() if k in DATA_KEYS
-    }
+    return {k: v for k, v in options.items() if k in config_keys}, {k: v for k, v in options.items() if k in DATA_KEYS}
 
 
 def model_roots() -> list[Path]:
@@ -92,15 +84,11 @@ def check_base_model(name: str) -> str:
         raise InvalidTrainingOptions("base_model: URLs are not accepted; nothing is downloaded")
     path = Path(text)
     if not path.is_absolute():
-        raise InvalidTrainingOptions(
-            f"base_model must be one of {list(BASE_MODEL_ALIASES)} or an absolute folder path"
-        )
+        raise InvalidTrainingOptions(f"base_model must be one of {list(BASE_MODEL_ALIASES)} or an absolute folder path")
     resolved = path.resolve()  # follows symlinks: a link inside a root that points out is outside
     roots = model_roots()
     if not any(resolved == root or root in resolved.parents for root in roots):
-        raise InvalidTrainingOptions(
-            "base_model must be inside one of the folders of PREFLOOP_MODEL_ROOTS"
-        )
+        raise InvalidTrainingOptions("base_model must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
     if resolved.is_dir():
         try:
             check_safe(resolved)
@@ -157,19 +145,13 @@ def _bounded_options(data: dict, *, rounds) -> dict:
             continue
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-            raise InvalidTrainingOptions(
-                f"{key} must be an integer between 0 and {limit}, got {value!r}"
-            )
+            raise InvalidTrainingOptions(f"{key} must be an integer between 0 and {limit}, got {value!r}")
         if rounds is None:
-            raise InvalidTrainingOptions(
-                f"{key} needs rounds (the new round's votes that the replay goes beside)"
-            )
+            raise InvalidTrainingOptions(f"{key} needs rounds (the new round's votes that the replay goes beside)")
         out[key] = value
     if data.get("warm_start") is not None:
         if not isinstance(data["warm_start"], bool):
-            raise InvalidTrainingOptions(
-                f"warm_start must be true or false, got {data['warm_start']!r}"
-            )
+            raise InvalidTrainingOptions(f"warm_start must be true or false, got {data['warm_start']!r}")
         out["warm_start"] = data["warm_start"]
     return out
 
@@ -177,9 +159,7 @@ def _bounded_options(data: dict, *, rounds) -> dict:
 def validate_options(*, project: Project, options: dict) -> None:
     """Raise InvalidTrainingOptions now for options a later request_training would refuse (writes nothing)."""
     found = RewardSettings.objects.filter(project=project).first()
-    _validated(
-        project, {**(found.default_options if found else {}), **(options or {})}, now=timezone.now()
-    )
+    _validated(project, {**(found.default_options if found else {}), **(options or {})}, now=timezone.now())
 
 
 def reward_settings(project: Project) -> RewardSettings:
@@ -215,21 +195,13 @@ def request_training(
     Options are the project's default options overridden by `options`; the parent is the
     current version (lineage: what this one is meant to replace).
     """
-    stored = (
-        RewardSettings.objects.filter(project=project)
-        .values_list("default_options", flat=True)
-        .first()
-    )
+    stored = RewardSettings.objects.filter(project=project).values_list("default_options", flat=True).first()
     merged = {**(stored or {}), **(options or {})}
     config, filters = _validated(project, merged, now=timezone.now())
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
-        Project.objects.select_for_update().filter(
-            pk=project.pk
-        ).first()  # serialises version numbers
-        version = (
-            RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0
-        ) + 1
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialises version numbers
+        version = (RewardModel.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
         reward_model = RewardModel.objects.create(
             project=project,
             version=version,
@@ -245,10 +217,7 @@ def request_training(
             from prefloop.jobs.services import enqueue_job
 
             job = enqueue_job(
-                kind=TRAIN_REWARD_MODEL,
-                params={"reward_model_id": reward_model.pk},
-                project=project,
-                user=creator,
+                kind=TRAIN_REWARD_MODEL, params={"reward_model_id": reward_model.pk}, project=project, user=creator
             )
             reward_model.job_id = job.pk
             reward_model.save(update_fields=["job_id"])
@@ -268,9 +237,7 @@ def _export_filters(filters: dict):
     )
 
 
-def training_pairs(
-    project: Project, *, filters: dict, ties: str
-) -> tuple[list[PreferencePair], dict]:
+def training_pairs(project: Project, *, filters: dict, ties: str) -> tuple[list[PreferencePair], dict]:
     """The snapshot's pairs from annotate's aggregated rows, and the export statistics.
 
     Ties and both-bad pairs come as (response a, response b, tie=True) when ties="equal";
@@ -280,21 +247,15 @@ def training_pairs(
     from annotate.selectors import conversations_by_id, preference_pairs
 
     stats = ExportStats()
-    options = ExportOptions(
-        rule=filters.get("rule", "majority"), ties="label" if ties == "equal" else "drop"
-    )
+    options = ExportOptions(rule=filters.get("rule", "majority"), ties="label" if ties == "equal" else "drop")
     scale = project.strength_scale or 0
     pairs = []
-    rows = list(
-        preference_pairs(project, filters=_export_filters(filters), options=options, stats=stats)
-    )
+    rows = list(preference_pairs(project, filters=_export_filters(filters), options=options, stats=stats))
     # The conversation each prompt is rendered from (its turns, the project's system prompt).
     conversations = conversations_by_id(project, [row["prompt_id"] for row in rows])
     for row in rows:
         tie = row["label"] in ("tie", "both_bad")
-        chosen, rejected = (
-            (row["response_a"], row["response_b"]) if tie else (row["chosen"], row["rejected"])
-        )
+        chosen, rejected = (row["response_a"], row["response_b"]) if tie else (row["chosen"], row["rejected"])
         margin = (row["strength"] or 0) / scale if scale and not tie else 0.0
         pairs.append(
             PreferencePair(
@@ -317,15 +278,9 @@ def snapshot_of(pairs: list[PreferencePair]) -> dict:
     """Pair ids (or only their digest when many) and a sha256 over ids, labels, margins and texts."""
     digest = hashlib.sha256()
     for p in pairs:
-        digest.update(
-            json.dumps([p.pair_id, p.tie, p.margin, p.prompt, p.chosen, p.rejected]).encode()
-        )
+        digest.update(json.dumps([p.pair_id, p.tie, p.margin, p.prompt, p.chosen, p.rejected]).encode())
         digest.update(b"\n")
-    snapshot = {
-        "pairs": len(pairs),
-        "ties": sum(p.tie for p in pairs),
-        "sha256": digest.hexdigest(),
-    }
+    snapshot = {"pairs": len(pairs), "ties": sum(p.tie for p in pairs), "sha256": digest.hexdigest()}
     if len(pairs) <= MAX_SNAPSHOT_IDS:
         snapshot["pair_ids"] = [p.pair_id for p in pairs]
     return snapshot
@@ -339,9 +294,7 @@ def thin_curve(points: list[dict], limit: int = MAX_CURVE_POINTS) -> list[dict]:
 
 
 def artifact_dir(reward_model: RewardModel) -> Path:
-    root = Path(
-        getattr(settings, "PREFLOOP_REWARD_MODEL_DIR", Path(settings.VAR_DIR) / "reward-models")
-    )
+    root = Path(getattr(settings, "PREFLOOP_REWARD_MODEL_DIR", Path(settings.VAR_DIR) / "reward-models"))
     return root / f"project-{reward_model.project_id}" / f"v{reward_model.version}"
 
 
@@ -364,18 +317,14 @@ def run_training(
     ).update(status=RewardModel.Status.TRAINING, started_at=now, job_id=job_id, error="")
     reward_model = RewardModel.objects.select_related("project").get(pk=reward_model_id)
     if not claimed:
-        raise RewardModelNotReady(
-            f"version {reward_model.version} is {reward_model.status}, not queued"
-        )
+        raise RewardModelNotReady(f"version {reward_model.version} is {reward_model.status}, not queued")
     try:
         from rewards.ml.train import train_reward_model
 
         config = RewardTrainConfig.from_dict(reward_model.options)
         check_base_model(config.base_model)  # again: the folder may have changed since the request
         snapshot = dict(reward_model.data_snapshot)
-        split = held_out_split(
-            reward_model.project, fraction=config.eval_fraction, version=reward_model.version
-        )
+        split = held_out_split(reward_model.project, fraction=config.eval_fraction, version=reward_model.version)
         train, held_out, stats, selection = version_pairs(reward_model, config=config, split=split)
         warm = _warm_start(reward_model, config) if snapshot["filters"].get("warm_start") else None
         snapshot.update(
@@ -392,16 +341,10 @@ def run_training(
         )
         RewardModel.objects.filter(pk=reward_model.pk).update(data_snapshot=json_safe(snapshot))
         folder = artifact_dir(reward_model)
-        if (
-            folder.exists()
-        ):  # left by an attempt that died before recording it; never a ready version's
+        if folder.exists():  # left by an attempt that died before recording it; never a ready version's
             shutil.rmtree(folder)
         if log and warm:
-            log(
-                f"warm start from {warm['record']['from']}"
-                if warm["model"] is not None
-                else warm["record"]["note"]
-            )
+            log(f"warm start from {warm['record']['from']}" if warm["model"] is not None else warm["record"]["note"])
         result = train_reward_model(
             config,
             train,
@@ -425,9 +368,7 @@ def run_training(
         )
     except BaseException as exc:
         RewardModel.objects.filter(pk=reward_model.pk).update(
-            status=RewardModel.Status.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:4000],
-            finished_at=timezone.now(),
+            status=RewardModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=timezone.now()
         )
         raise
     reward_model.refresh_from_db()
@@ -467,15 +408,11 @@ def version_pairs(reward_model: RewardModel, *, config: RewardTrainConfig, split
     filters = reward_model.data_snapshot["filters"]
     rounds = filters.get("rounds")
     everything, stats = training_pairs(
-        reward_model.project,
-        filters={k: v for k, v in filters.items() if k != "rounds"},
-        ties=config.ties,
+        reward_model.project, filters={k: v for k, v in filters.items() if k != "rounds"}, ties=config.ties
     )
     if config.ties == "drop":
         everything = [p for p in everything if not p.tie]
-    train_side, held_out = split_pairs(
-        everything, eval_fraction=split["fraction"], seed=split["salt"]
-    )
+    train_side, held_out = split_pairs(everything, eval_fraction=split["fraction"], seed=split["salt"])
     selected = train_side if rounds is None else [p for p in train_side if p.round in set(rounds)]
     if not selected:
         raise NoTrainingData("no preference pairs match this version's data filters")
@@ -495,9 +432,7 @@ def version_pairs(reward_model: RewardModel, *, config: RewardTrainConfig, split
     return selected, held_out, stats, selection
 
 
-def _seeded_sample(
-    pairs: list[PreferencePair], limit: int | None, *, salt: str
-) -> list[PreferencePair]:
+def _seeded_sample(pairs: list[PreferencePair], limit: int | None, *, salt: str) -> list[PreferencePair]:
     """At most `limit` pairs, chosen by a salted hash of their ids (stable, independent of order)."""
     if limit is None or len(pairs) <= limit:
         return list(pairs)
@@ -512,10 +447,7 @@ def _warm_start(reward_model: RewardModel, config: RewardTrainConfig) -> dict:
         return {
             "model": None,
             "tokenizer": None,
-            "record": {
-                "from": None,
-                "note": "no ready previous version: trained from the base model",
-            },
+            "record": {"from": None, "note": "no ready previous version: trained from the base model"},
         }
     if parent.base_model != config.base_model:
         return {
@@ -593,13 +525,11 @@ def score_completions(*, reward_model: RewardModel, completion_ids: list[int]) -
     from annotate.selectors import prompt_conversations
 
     rows = list(
-        Completion.objects.filter(
-            pk__in=completion_ids, prompt__project_id=reward_model.project_id
-        ).select_related("prompt", "prompt__project")
+        Completion.objects.filter(pk__in=completion_ids, prompt__project_id=reward_model.project_id).select_related(
+            "prompt", "prompt__project"
+        )
     )
-    conversations = (
-        prompt_conversations(rows[0].prompt.project, [c.prompt for c in rows]) if rows else []
-    )
+    conversations = prompt_conversations(rows[0].prompt.project, [c.prompt for c in rows]) if rows else []
     found = {c.pk: (conversation, c.text) for c, conversation in zip(rows, conversations)}
     missing = [i for i in completion_ids if i not in found]
     if missing:
@@ -627,17 +557,12 @@ def maybe_auto_retrain(*, project: Project, round_number: int):
     try:
         with transaction.atomic():
             trigger = RetrainTrigger.objects.create(project=project, round=round_number)
-            reward_model, _ = request_training(
-                project=project, trigger=f"auto:round-{round_number}"
-            )
+            reward_model, _ = request_training(project=project, trigger=f"auto:round-{round_number}")
             trigger.reward_model = reward_model
             trigger.save(update_fields=["reward_model"])
     except IntegrityError:  # this round already triggered (maybe by a concurrent last vote)
         return None
     logger.info(
-        "project %s: round %s complete, reward model v%s queued",
-        project.pk,
-        round_number,
-        reward_model.version,
+        "project %s: round %s complete, reward model v%s queued", project.pk, round_number, reward_model.version
     )
     return reward_model

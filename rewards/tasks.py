@@ -31,15 +31,11 @@ def train_reward_model(job, ctx) -> dict:
     except TrainingStopped as exc:
         raise JobCancelled(str(exc)) from None
     metrics = reward_model.metrics
-    ctx.log(
-        f"v{reward_model.version}: held-out accuracy {metrics.get('accuracy')}, loss {metrics.get('loss')}"
-    )
+    ctx.log(f"v{reward_model.version}: held-out accuracy {metrics.get('accuracy')}, loss {metrics.get('loss')}")
     return {
         "reward_model_id": reward_model.pk,
         "version": reward_model.version,
-        "metrics": {
-            k: metrics.get(k) for k in ("accuracy", "loss", "ece", "pairs", "train_pairs", "steps")
-        },
+        "metrics": {k: metrics.get(k) for k in ("accuracy", "loss", "ece", "pairs", "train_pairs", "steps")},
     }
 
 
@@ -48,10 +44,7 @@ def import_reward_model(job, ctx) -> dict:
     from rewards.imports import run_import
 
     reward_model = run_import(
-        reward_model_id=job.params["reward_model_id"],
-        job_id=job.pk,
-        progress=ctx.progress,
-        log=ctx.log,
+        reward_model_id=job.params["reward_model_id"], job_id=job.pk, progress=ctx.progress, log=ctx.log
     )
     metrics = reward_model.metrics
     ctx.log(

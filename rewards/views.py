@@ -111,9 +111,7 @@ def make_current(request, project_id: int, reward_model_id: int):
 @require_POST
 def update_settings(request, project_id: int):
     project = researcher_project_or_404(request, project_id)
-    services.update_reward_settings(
-        project=project, auto_retrain=request.POST.get("auto_retrain") == "on"
-    )
+    services.update_reward_settings(project=project, auto_retrain=request.POST.get("auto_retrain") == "on")
     return redirect("reward-models-page", project_id=project.pk)
 
 

@@ -19,11 +19,7 @@ def write_safetensors(path: Path, shapes: dict[str, list[int]]) -> int:
         count = 1
         for dim in shape:
             count *= dim
-        header[name] = {
-            "dtype": "F32",
-            "shape": shape,
-            "data_offsets": [offset, offset + 4 * count],
-        }
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * count]}
         offset += 4 * count
         total += count
     raw = json.dumps(header).encode()
@@ -58,13 +54,9 @@ def write_model_folder(
     )
     if tokenizer:
         (folder / "tokenizer.json").write_text("{}")
-        (folder / "tokenizer_config.json").write_text(
-            json.dumps({"chat_template": CHATML} if chat_template else {})
-        )
+        (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML} if chat_template else {}))
     if weights:
-        write_safetensors(
-            folder / "model.safetensors", {"embed.weight": [1000, 64], "head.weight": [64]}
-        )
+        write_safetensors(folder / "model.safetensors", {"embed.weight": [1000, 64], "head.weight": [64]})
     for extra in extra_files:
         (folder / extra).write_bytes(b"\x80\x04K\x01.")  # a pickle of the int 1
     return folder

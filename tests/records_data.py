@@ -13,15 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotate.models import (
-    Comparison,
-    ComparisonItem,
-    Completion,
-    Project,
-    Prompt,
-    User,
-    Vote,
-)
+from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
 from annotate.services.assignment import next_comparison
 from annotate.services.corrections import skip_assignment
 from annotate.services.voting import VoteInput, record_vote
@@ -68,12 +60,9 @@ def _comparison(project: Project, i: int) -> Comparison:
         Completion.objects.create(prompt=prompt, key=f"{m}-{i}", model_name=m, text=ANSWERS[m][i])
         for m in ("sun-model", "moon-model")
     ]
-    comparison = Comparison.objects.create(
-        project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions)
-    )
+    comparison = Comparison.objects.create(project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions))
     ComparisonItem.objects.bulk_create(
-        ComparisonItem(comparison=comparison, completion=c, position=p)
-        for p, c in enumerate(completions)
+        ComparisonItem(comparison=comparison, completion=c, position=p) for p, c in enumerate(completions)
     )
     return comparison
 
@@ -109,9 +98,7 @@ def make_records_data(name: str = "Records") -> RecordsData:
         make_user(f"bob-{name}"),
         make_user(f"res-{name}", role="researcher"),
     )
-    project = make_project(
-        name=name, annotators=[alice, bob], researchers=[researcher], overlap_target=3
-    )
+    project = make_project(name=name, annotators=[alice, bob], researchers=[researcher], overlap_target=3)
     comparisons = [_comparison(project, i) for i in range(5)]
     c0, c1, c2, c3, c4 = comparisons
     sun = {c.pk: c.items.get(position=0).completion_id for c in comparisons}

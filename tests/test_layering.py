@@ -32,30 +32,18 @@ def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
-        (
-            "annotate",
-            ("prefloop.accounts",),
-        ),  # accounts builds on annotate's user model, never the reverse
+        ("annotate", ("prefloop.accounts",)),  # accounts builds on annotate's user model, never the reverse
         ("prefloop/core/errors.py", ("annotate", "rewards", "training", "frontend")),
         ("prefloop/core/api_errors.py", ("annotate", "rewards", "training", "frontend")),
         ("prefloop/core/pagination.py", ("annotate", "rewards", "training", "frontend")),
         ("prefloop/core/json_safe.py", ("annotate", "rewards", "training", "frontend", "django")),
-        (
-            "prefloop/jobs/services.py",
-            ("prefloop.celery", "prefloop.jobs.tasks"),
-        ),  # backends by setting
+        ("prefloop/jobs/services.py", ("prefloop.celery", "prefloop.jobs.tasks")),  # backends by setting
         (
             "training/services/transitions.py",
             ("training.services.rounds", "training.services.sampling", "training.services.updates"),
         ),
-        (
-            "training/services/sampling.py",
-            ("training.services.rounds", "training.services.updates"),
-        ),
-        (
-            "training/services/updates.py",
-            ("training.services.rounds", "training.services.sampling"),
-        ),
+        ("training/services/sampling.py", ("training.services.rounds", "training.services.updates")),
+        ("training/services/updates.py", ("training.services.rounds", "training.services.sampling")),
     ],
 )
 def test_imports_go_one_way(folder, forbidden):
@@ -75,10 +63,7 @@ ENGINE_EXCEPTIONS = {"annotate/leaderboard/data.py"}
 def test_engine_modules_never_import_django(engine):
     bad = [
         line
-        for line in offenders(
-            engine,
-            ("django", "rest_framework", "prefloop", "annotate.models", "annotate.selectors"),
-        )
+        for line in offenders(engine, ("django", "rest_framework", "prefloop", "annotate.models", "annotate.selectors"))
         if line.split(" imports ")[0] not in ENGINE_EXCEPTIONS
     ]
     assert not bad, bad

@@ -55,10 +55,7 @@ def test_every_response_has_an_enforcing_csp_without_unsafe_inline(path):
 
 def test_websockets_are_allowed_only_to_the_page_own_host_and_wss_when_secure(db):
     response = Client().get("/login/", secure=True, HTTP_HOST="localhost")
-    assert directives(response["Content-Security-Policy"])["connect-src"] == [
-        "'self'",
-        "wss://localhost",
-    ]
+    assert directives(response["Content-Security-Policy"])["connect-src"] == ["'self'", "wss://localhost"]
 
 
 def test_a_disallowed_host_still_gets_a_policy_and_no_websocket_source(db):
@@ -72,9 +69,7 @@ def _templates():
         yield from sorted((ROOT / app).glob("templates/**/*.html"))
 
 
-INLINE_SCRIPT = re.compile(
-    r"<script\b(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I
-)
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
 HANDLER = re.compile(r"\son[a-z]+\s*=", re.I)
 STYLE_ATTRIBUTE = re.compile(r"\sstyle\s*=", re.I)
 
@@ -83,11 +78,7 @@ STYLE_ATTRIBUTE = re.compile(r"\sstyle\s*=", re.I)
 def test_templates_have_no_inline_script_style_or_event_handler(template):
     """The CSP blocks these; a page that used one would silently lose its script or its styling."""
     text = template.read_text()
-    assert not INLINE_SCRIPT.search(text), (
-        "inline <script>: move it to a static .js file (data: json_script)"
-    )
+    assert not INLINE_SCRIPT.search(text), "inline <script>: move it to a static .js file (data: json_script)"
     assert "<style" not in text.lower(), "inline <style>: move it to a static .css file"
-    assert not STYLE_ATTRIBUTE.search(text), (
-        'style="": use a class (or an SVG presentation attribute)'
-    )
+    assert not STYLE_ATTRIBUTE.search(text), 'style="": use a class (or an SVG presentation attribute)'
     assert not HANDLER.search(text), "on*= handler: attach listeners from a static script"

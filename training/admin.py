@@ -12,16 +12,7 @@ class PolicyAdmin(admin.ModelAdmin):
 
 @admin.register(Round)
 class RoundAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "project",
-        "number",
-        "method",
-        "state",
-        "policy",
-        "new_policy",
-        "created_at",
-    )
+    list_display = ("id", "project", "number", "method", "state", "policy", "new_policy", "created_at")
     list_filter = ("state", "method")
     raw_id_fields = ("project", "policy", "new_policy", "reward_model", "created_by")
 

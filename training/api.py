@@ -22,9 +22,7 @@ class PolicyListApi(APIView):
         project = project_for_user(request.user, project_id, role=RESEARCHER)
         return Response(s.PolicySerializer(selectors.policies(project), many=True).data)
 
-    @extend_schema(
-        request=s.PolicyRequestSerializer, responses={201: s.PolicySerializer, 202: dict}
-    )
+    @extend_schema(request=s.PolicyRequestSerializer, responses={201: s.PolicySerializer, 202: dict})
     def post(self, request, project_id: int):
         """Build the demo policy (202, a job) or register a model folder as a ready policy (201)."""
         project = project_for_user(request.user, project_id, role=RESEARCHER)
@@ -38,21 +36,14 @@ class PolicyListApi(APIView):
                 project=project, model_path=v["model_path"], name=v["name"], user=request.user
             )
             return Response(s.PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
-        policy, job = policies.request_demo_policy(
-            project=project, user=request.user, config=v["config"]
-        )
-        return Response(
-            {"job_id": job.pk, "policy": s.PolicySerializer(policy).data},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        policy, job = policies.request_demo_policy(project=project, user=request.user, config=v["config"])
+        return Response({"job_id": job.pk, "policy": s.PolicySerializer(policy).data}, status=status.HTTP_202_ACCEPTED)
 
 
 class PolicyDetailApi(APIView):
     @extend_schema(responses=s.PolicyDetailSerializer)
     def get(self, request, policy_id: int):
-        return Response(
-            s.PolicyDetailSerializer(selectors.researcher_policy(request.user, policy_id)).data
-        )
+        return Response(s.PolicyDetailSerializer(selectors.researcher_policy(request.user, policy_id)).data)
 
 
 class LoopApi(APIView):
@@ -80,10 +71,7 @@ class RoundListApi(APIView):
             params=data.validated_data["params"],
             user=request.user,
         )
-        return Response(
-            {"job_id": job.pk, "round": s.RoundSerializer(round_).data},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return Response({"job_id": job.pk, "round": s.RoundSerializer(round_).data}, status=status.HTTP_202_ACCEPTED)
 
 
 class RoundDetailApi(APIView):
@@ -91,9 +79,7 @@ class RoundDetailApi(APIView):
     def get(self, request, round_id: int):
         """The round with its labeling progress."""
         round_ = selectors.researcher_round(request.user, round_id)
-        return Response(
-            {**s.RoundSerializer(round_).data, "progress": services.round_progress(round_)}
-        )
+        return Response({**s.RoundSerializer(round_).data, "progress": services.round_progress(round_)})
 
 
 class RoundAdvanceApi(APIView):
@@ -103,13 +89,8 @@ class RoundAdvanceApi(APIView):
         round_ = selectors.researcher_round(request.user, round_id)
         data = s.AdvanceRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.advance_round(
-            round_=round_, user=request.user, force=data.validated_data["force"]
-        )
-        return Response(
-            {"job_id": job.pk, "round": s.RoundSerializer(round_).data},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        job = services.advance_round(round_=round_, user=request.user, force=data.validated_data["force"])
+        return Response({"job_id": job.pk, "round": s.RoundSerializer(round_).data}, status=status.HTTP_202_ACCEPTED)
 
 
 class RoundOverrideGuardApi(APIView):
@@ -118,16 +99,11 @@ class RoundOverrideGuardApi(APIView):
         """guarded → policy_update: run the PPO / best-of-N update on this reward model anyway (recorded)."""
         round_ = selectors.researcher_round(request.user, round_id)
         job = services.override_guard(round_=round_, user=request.user)
-        return Response(
-            {"job_id": job.pk, "round": s.RoundSerializer(round_).data},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return Response({"job_id": job.pk, "round": s.RoundSerializer(round_).data}, status=status.HTTP_202_ACCEPTED)
 
 
 class RoundCancelApi(APIView):
     @extend_schema(request=None, responses=s.RoundSerializer)
     def post(self, request, round_id: int):
         round_ = selectors.researcher_round(request.user, round_id)
-        return Response(
-            s.RoundSerializer(services.cancel_round(round_=round_, user=request.user)).data
-        )
+        return Response(s.RoundSerializer(services.cancel_round(round_=round_, user=request.user)).data)

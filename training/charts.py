@@ -21,24 +21,15 @@ def loop_charts(rounds: list[Round]) -> dict[str, SafeString]:
     """rounds: oldest first. Round 0 of each series is the starting policy (evaluated before round 1's update)."""
     done = [r for r in rounds if r.metrics.get("eval")]
     first = done[0] if done else None
-    evaluations = (
-        [first.metrics["eval_before"]] if first and first.metrics.get("eval_before") else []
-    )
+    evaluations = [first.metrics["eval_before"]] if first and first.metrics.get("eval_before") else []
     evaluations += [r.metrics["eval"] for r in done]
     kl_points = [e for e in evaluations if e.get("kl_to_reference") is not None]
     reward_kl = [(e["kl_to_reference"], e.get("mean_reward")) for e in kl_points]
     # ± 2 standard errors of the KL estimate (≈ 95 %); older rounds have no standard error
-    kl_errors = [
-        2 * e["kl_to_reference_se"] if e.get("kl_to_reference_se") is not None else None
-        for e in kl_points
-    ]
+    kl_errors = [2 * e["kl_to_reference_se"] if e.get("kl_to_reference_se") is not None else None for e in kl_points]
 
     def with_start(field: str) -> list[tuple[float, float]]:
-        head = (
-            [(0, first.metrics["eval_before"].get(field))]
-            if first and first.metrics.get("eval_before")
-            else []
-        )
+        head = [(0, first.metrics["eval_before"].get(field))] if first and first.metrics.get("eval_before") else []
         return head + _points(done, "eval", field)
 
     human = [

@@ -25,10 +25,7 @@ def policy_artifact(request, project_id: int, policy_id: int):
     if policy is None or policy.status != policy.Status.READY:
         raise Http404("No such finished policy.")
     name = download_filename(
-        safe_name_part(project.name, f"project-{project.pk}"),
-        "policy",
-        f"v{policy.version}",
-        extension="zip",
+        safe_name_part(project.name, f"project-{project.pk}"), "policy", f"v{policy.version}", extension="zip"
     )
     return folder_download(Path(policy.artifact_path), filename=name, request=request)
 
@@ -43,10 +40,6 @@ def loop_chart(request, project_id: int, chart: str):
         raise Http404("No such chart.")
     last = f"r{rounds[0].number}" if rounds else "r0"
     name = download_filename(
-        safe_name_part(project.name, f"project-{project.pk}"),
-        "loop",
-        chart.replace("_", "-"),
-        last,
-        extension="svg",
+        safe_name_part(project.name, f"project-{project.pk}"), "loop", chart.replace("_", "-"), last, extension="svg"
     )
     return svg_download(str(charts[chart]), filename=name)

@@ -23,19 +23,13 @@ class Policy(models.Model):
         PPO = "ppo"
         BEST_OF_N = "best_of_n"
 
-    project = models.ForeignKey(
-        "annotate.Project", on_delete=models.CASCADE, related_name="policies"
-    )
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="policies")
     version = models.PositiveIntegerField()
     name = models.CharField(max_length=200, blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     method = models.CharField(max_length=16, choices=Method.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    base_model = models.CharField(
-        max_length=500, blank=True, help_text="Model folder of a base policy."
-    )
+    base_model = models.CharField(max_length=500, blank=True, help_text="Model folder of a base policy.")
     round = models.ForeignKey(
         "Round",
         null=True,
@@ -62,8 +56,7 @@ class Policy(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "version"], name="policy_version_once"),
             models.CheckConstraint(
-                condition=~Q(status="ready") | ~Q(artifact_path=""),
-                name="policy_ready_has_artifact",
+                condition=~Q(status="ready") | ~Q(artifact_path=""), name="policy_ready_has_artifact"
             ),
         ]
 
@@ -78,9 +71,7 @@ class Policy(models.Model):
 class Loop(models.Model):
     """A project's loop: the fixed reference policy, the current policy and held-out evaluation prompts."""
 
-    project = models.OneToOneField(
-        "annotate.Project", on_delete=models.CASCADE, related_name="loop"
-    )
+    project = models.OneToOneField("annotate.Project", on_delete=models.CASCADE, related_name="loop")
     reference = models.ForeignKey(
         Policy,
         on_delete=models.PROTECT,
@@ -88,12 +79,8 @@ class Loop(models.Model):
         help_text="The SFT policy every KL is measured against; fixed once set.",
     )
     current = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="+")
-    eval_prompt_ids = models.JSONField(
-        default=list, blank=True, help_text="Held out from sampling rounds."
-    )
-    defaults = models.JSONField(
-        default=dict, blank=True, help_text="Round parameters used when a request omits them."
-    )
+    eval_prompt_ids = models.JSONField(default=list, blank=True, help_text="Held out from sampling rounds.")
+    defaults = models.JSONField(default=dict, blank=True, help_text="Round parameters used when a request omits them.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -113,13 +100,7 @@ class Round(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE = (
-        State.SAMPLING,
-        State.LABELING,
-        State.REWARD_MODEL,
-        State.GUARDED,
-        State.POLICY_UPDATE,
-    )
+    ACTIVE = (State.SAMPLING, State.LABELING, State.REWARD_MODEL, State.GUARDED, State.POLICY_UPDATE)
 
     class Method(models.TextChoices):
         DPO = "dpo"
@@ -127,32 +108,21 @@ class Round(models.Model):
         BEST_OF_N = "best_of_n"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="rounds")
-    number = models.PositiveIntegerField(
-        help_text="Comparisons of this round carry this round number."
-    )
+    number = models.PositiveIntegerField(help_text="Comparisons of this round carry this round number.")
     method = models.CharField(max_length=16, choices=Method.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.SAMPLING)
     policy = models.ForeignKey(
-        Policy,
-        on_delete=models.PROTECT,
-        related_name="sampled_rounds",
-        help_text="The policy this round samples from.",
+        Policy, on_delete=models.PROTECT, related_name="sampled_rounds", help_text="The policy this round samples from."
     )
-    new_policy = models.ForeignKey(
-        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    new_policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reward_model = models.ForeignKey(
         "rewards.RewardModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     params = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
-    reason = models.TextField(
-        blank=True, help_text="Why the round failed, was cancelled or waits at the guard."
-    )
+    reason = models.TextField(blank=True, help_text="Why the round failed, was cancelled or waits at the guard.")
     job_id = models.BigIntegerField(null=True, blank=True, help_text="The job of the current step.")
-    history = models.JSONField(
-        default=list, blank=True, help_text="[{state, at, job_id}] in order."
-    )
+    history = models.JSONField(default=list, blank=True, help_text="[{state, at, job_id}] in order.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -166,9 +136,7 @@ class Round(models.Model):
             models.UniqueConstraint(fields=["project", "number"], name="round_number_once"),
             models.UniqueConstraint(
                 fields=["project"],
-                condition=Q(
-                    state__in=["sampling", "labeling", "reward_model", "guarded", "policy_update"]
-                ),
+                condition=Q(state__in=["sampling", "labeling", "reward_model", "guarded", "policy_update"]),
                 name="one_active_round_per_project",
             ),
         ]
@@ -184,12 +152,8 @@ class Round(models.Model):
 class AIFeedback(models.Model):
     """The reward model's preference on a comparison: kept apart from human votes, never counted as one."""
 
-    comparison = models.ForeignKey(
-        "annotate.Comparison", on_delete=models.CASCADE, related_name="ai_feedback"
-    )
-    reward_model = models.ForeignKey(
-        "rewards.RewardModel", on_delete=models.CASCADE, related_name="+"
-    )
+    comparison = models.ForeignKey("annotate.Comparison", on_delete=models.CASCADE, related_name="ai_feedback")
+    reward_model = models.ForeignKey("rewards.RewardModel", on_delete=models.CASCADE, related_name="+")
     winner = models.ForeignKey("annotate.Completion", on_delete=models.CASCADE, related_name="+")
     loser = models.ForeignKey("annotate.Completion", on_delete=models.CASCADE, related_name="+")
     margin = models.FloatField(help_text="r(winner) - r(loser)")
@@ -197,11 +161,7 @@ class AIFeedback(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["comparison", "reward_model"], name="ai_feedback_once")
-        ]
+        constraints = [models.UniqueConstraint(fields=["comparison", "reward_model"], name="ai_feedback_once")]
 
     def __str__(self) -> str:
-        return (
-            f"AI feedback on comparison {self.comparison_id} by reward model {self.reward_model_id}"
-        )
+        return f"AI feedback on comparison {self.comparison_id} by reward model {self.reward_model_id}"

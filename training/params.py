@@ -16,21 +16,15 @@ METHODS = ("dpo", "ppo", "best_of_n")
 class RoundParams:
     prompts: int = 40  # prompts sampled this round (held-out evaluation prompts are never used)
     k: int = 4  # completions per prompt from the current policy
-    pair_strategy: str = (
-        "all"  # all | random | uncertain (smallest |Δr| under the current reward model)
-    )
+    pair_strategy: str = "all"  # all | random | uncertain (smallest |Δr| under the current reward model)
     pairs_per_prompt: int = 6
-    previous_samples: int = (
-        1  # completions per prompt from the parent policy, paired with new ones (human win rate)
-    )
+    previous_samples: int = 1  # completions per prompt from the parent policy, paired with new ones (human win rate)
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 48
     seed: int = 0
     ai_feedback: bool = False  # the current reward model votes too, kept apart from human votes
-    auto_advance: bool = (
-        True  # go on to the reward model as soon as every comparison reached its target
-    )
+    auto_advance: bool = True  # go on to the reward model as soon as every comparison reached its target
     min_votes: int = 1  # human votes needed before a researcher may advance early
     update: dict = field(default_factory=dict)  # DPOConfig / PPOConfig / BestOfNConfig overrides
     reward_model: dict = field(default_factory=dict)  # reward-model training options (rewards app)
@@ -38,12 +32,12 @@ class RoundParams:
         default_factory=dict
     )  # DPO also on LLM-judge labels: {"min_probability", "max_pairs"} (judging/uses.py)
     # The reward-model step and the guard before the policy moves (see training/rounds.md).
-    reward_retrain: str = "bounded"  # bounded: warm start + this round's pairs + a replay sample; full: all, from scratch
+    reward_retrain: str = (
+        "bounded"  # bounded: warm start + this round's pairs + a replay sample; full: all, from scratch
+    )
     reward_replay_pairs: int = 256  # older pairs replayed beside this round's (bounded)
     reward_max_new_pairs: int = 5000  # at most this many of this round's pairs (bounded)
-    min_held_out_pairs: int = (
-        20  # PPO / best-of-N wait below this many held-out pairs (or an interval that includes ½)
-    )
+    min_held_out_pairs: int = 20  # PPO / best-of-N wait below this many held-out pairs (or an interval that includes ½)
 
     REWARD_STEP_LIMITS = {
         "reward_replay_pairs": (0, 50_000),
@@ -67,9 +61,7 @@ class RoundParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidRoundParams(
-                f"unknown round parameter(s) {unknown}; known: {sorted(known)}"
-            )
+            raise InvalidRoundParams(f"unknown round parameter(s) {unknown}; known: {sorted(known)}")
         clean: dict = {}
         for f in fields(cls):
             if f.name not in data or data[f.name] is None:
@@ -95,9 +87,7 @@ class RoundParams:
                 f"pair_strategy must be one of {list(PAIR_STRATEGIES)}, got {self.pair_strategy!r}"
             )
         if self.k < 2 and self.previous_samples == 0:
-            raise InvalidRoundParams(
-                "k must be at least 2 (or previous_samples at least 1) to make pairs"
-            )
+            raise InvalidRoundParams("k must be at least 2 (or previous_samples at least 1) to make pairs")
         self._check_reward_step()
 
     def _check_reward_step(self) -> None:

@@ -55,9 +55,7 @@ def check_model_path(model_path: str, *, kind: str = "causal-lm"):
     if problem := path_text_problem(text):
         raise InvalidModelPath(f"model_path {problem}")
     if "://" in text or text.startswith(("hf:", "hub:")):
-        raise InvalidModelPath(
-            "model_path must be a local folder; URLs and hub ids are not fetched"
-        )
+        raise InvalidModelPath("model_path must be a local folder; URLs and hub ids are not fetched")
     path = Path(text)
     if not path.is_absolute():
         raise InvalidModelPath("model_path must be an absolute path")
@@ -65,9 +63,7 @@ def check_model_path(model_path: str, *, kind: str = "causal-lm"):
     from rewards.services import model_roots
 
     if not any(resolved == root or root in resolved.parents for root in model_roots()):
-        raise InvalidModelPath(
-            "model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS"
-        )
+        raise InvalidModelPath("model_path must be inside one of the folders of PREFLOOP_MODEL_ROOTS")
     if not resolved.is_dir() or not (resolved / "config.json").is_file():
         raise InvalidModelPath("model_path is not a model folder with a config.json")
     from rewards.ml.folders import ModelFolderError, inspect_model_folder
@@ -97,11 +93,7 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
             status=Policy.Status.READY,
             base_model=str(folder),
             artifact_path=str(folder),
-            data={
-                "source": "registered model folder",
-                "found": report.summary(),
-                "folder": report.as_dict(),
-            },
+            data={"source": "registered model folder", "found": report.summary(), "folder": report.as_dict()},
             created_by=creator(user),
             finished_at=timezone.now(),
         )
@@ -109,9 +101,7 @@ def register_base_policy(*, project: Project, model_path: str, name: str = "", u
     return policy
 
 
-def request_demo_policy(
-    *, project: Project, user=None, config: dict | None = None, enqueue: bool = True
-):
+def request_demo_policy(*, project: Project, user=None, config: dict | None = None, enqueue: bool = True):
     """Queue the demo policy: a small causal LM built in code and SFT'd on the demo's answer texts."""
     from prefloop.jobs.services import enqueue_job
 
@@ -128,9 +118,7 @@ def request_demo_policy(
         )
         job = None
         if enqueue:
-            job = enqueue_job(
-                kind=BUILD_POLICY, params={"policy_id": policy.pk}, project=project, user=user
-            )
+            job = enqueue_job(kind=BUILD_POLICY, params={"policy_id": policy.pk}, project=project, user=user)
             Policy.objects.filter(pk=policy.pk).update(job_id=job.pk)
             policy.job_id = job.pk
     return policy, job
@@ -144,9 +132,7 @@ def check_demo_config(config: dict) -> None:
     if not isinstance(config, dict):
         raise InvalidRoundParams("config must be an object of DemoPolicyConfig fields")
     try:
-        check_limits(
-            config, scope="demo_policy"
-        )  # first: the config's own checks would not name the field
+        check_limits(config, scope="demo_policy")  # first: the config's own checks would not name the field
         check_limits(DemoPolicyConfig.from_dict(config).as_dict(), scope="demo_policy")
     except OutOfBounds as exc:
         raise field_error(InvalidRoundParams, exc, prefix="config.") from None
@@ -157,9 +143,7 @@ def check_demo_config(config: dict) -> None:
 def demo_corpus(project: Project, *, limit: int = 2000) -> list[tuple[str, str]]:
     """(prompt, answer) texts of the project's external completions: what the demo policy imitates."""
     rows = (
-        Completion.objects.filter(
-            prompt__project=project, source=Completion.Source.EXTERNAL, text_available=True
-        )
+        Completion.objects.filter(prompt__project=project, source=Completion.Source.EXTERNAL, text_available=True)
         .exclude(text="")
         .order_by("id")
         .values_list("prompt__text", "text")[:limit]
@@ -192,11 +176,7 @@ def demo_extra_corpus(data_dir: Path, *, limit: int = 4000) -> dict[str, list[tu
             prompt = batch.prompts[comparison.prompt_key]
             keys = comparison.completion_keys if name == "lfqa" else comparison.completion_keys[:1]
             question = prompt.text if name == "lfqa" else _last_human_turn(prompt.text)
-            texts += [
-                (question, prompt.completions[k].text)
-                for k in keys
-                if prompt.completions[k].text.strip()
-            ]
+            texts += [(question, prompt.completions[k].text) for k in keys if prompt.completions[k].text.strip()]
         found[name] = list(dict.fromkeys(texts))[:limit]
     return found
 
@@ -217,12 +197,10 @@ def run_build_policy(
     """Build the demo policy (in a job); ready only once its folder is completely written."""
     policy = Policy.objects.select_related("project").get(pk=policy_id)
     if policy.method != Policy.Method.DEMO:
-        raise RoundStateError(
-            f"policy v{policy.version} is {policy.method}; only demo policies are built"
-        )
-    claimed = Policy.objects.filter(
-        pk=policy.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]
-    ).update(status=Policy.Status.TRAINING, job_id=job_id)
+        raise RoundStateError(f"policy v{policy.version} is {policy.method}; only demo policies are built")
+    claimed = Policy.objects.filter(pk=policy.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]).update(
+        status=Policy.Status.TRAINING, job_id=job_id
+    )
     if not claimed:
         raise RoundStateError(f"policy v{policy.version} is {policy.status}, not queued")
     try:
@@ -231,9 +209,7 @@ def run_build_policy(
 
         corpus = demo_corpus(policy.project)
         if not corpus:
-            raise InvalidRoundParams(
-                "the project has no answers with text to train the demo policy on"
-            )
+            raise InvalidRoundParams("the project has no answers with text to train the demo policy on")
         sources = {"project": corpus, **demo_extra_corpus(settings.PREFLOOP_DATA_DIR)}
         texts = [text for rows in sources.values() for text in rows]
         config = DemoPolicyConfig.from_dict(policy.config or {})
@@ -243,11 +219,7 @@ def run_build_policy(
         if log:
             log(f"building the demo policy on {len(texts)} answers")
         result = build_demo_policy(
-            texts,
-            folder,
-            config=config,
-            progress=step_progress(progress, "SFT"),
-            should_stop=should_stop,
+            texts, folder, config=config, progress=step_progress(progress, "SFT"), should_stop=should_stop
         )
         Policy.objects.filter(pk=policy.pk).update(
             status=Policy.Status.READY,
@@ -277,16 +249,11 @@ def ensure_loop(*, project: Project, policy: Policy) -> Loop:
     found = Loop.objects.filter(project=project).first()
     if found is not None:
         return found
-    prompt_ids = list(
-        Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True)
-    )
+    prompt_ids = list(Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     n_eval = min(EVAL_PROMPTS, max(1, len(prompt_ids) // 5)) if len(prompt_ids) > 1 else 0
-    eval_ids = (
-        sorted(random.Random(f"eval:{project.pk}").sample(prompt_ids, n_eval)) if n_eval else []
-    )
+    eval_ids = sorted(random.Random(f"eval:{project.pk}").sample(prompt_ids, n_eval)) if n_eval else []
     loop, _ = Loop.objects.get_or_create(
-        project=project,
-        defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids},
+        project=project, defaults={"reference": policy, "current": policy, "eval_prompt_ids": eval_ids}
     )
     return loop
 
@@ -321,11 +288,7 @@ def step_progress(progress: Progress | None, label: str, *, start: float = 0.0, 
     def report(step: int, total: int, metrics: dict | None = None) -> None:
         fraction = start + (end - start) * (step / total if total else 0.0)
         loss = (metrics or {}).get("loss")
-        progress(
-            fraction,
-            f"{label} step {step}/{total}"
-            + (f", loss {loss:.4f}" if isinstance(loss, float) else ""),
-        )
+        progress(fraction, f"{label} step {step}/{total}" + (f", loss {loss:.4f}" if isinstance(loss, float) else ""))
 
     return report
 

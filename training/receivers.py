@@ -32,6 +32,4 @@ def advance_when_round_complete(sender, assignment, **kwargs) -> None:
 
         maybe_advance(project_id=assignment.project_id, round_number=comparison.round)
     except Exception:  # never raised into the vote request
-        logger.exception(
-            "round advance check failed for assignment %s", getattr(assignment, "pk", None)
-        )
+        logger.exception("round advance check failed for assignment %s", getattr(assignment, "pk", None))

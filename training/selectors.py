@@ -16,17 +16,13 @@ def loop_for(project: Project) -> Loop:
     """The project's loop (reference and current policy loaded); LoopNotReady when it has none."""
     loop = Loop.objects.select_related("reference", "current").filter(project=project).first()
     if loop is None:
-        raise LoopNotReady(
-            "this project has no policy yet: build the demo policy or register a model folder"
-        )
+        raise LoopNotReady("this project has no policy yet: build the demo policy or register a model folder")
     return loop
 
 
 def rounds(project: Project):
     return (
-        Round.objects.filter(project=project)
-        .select_related("policy", "new_policy", "reward_model")
-        .order_by("-number")
+        Round.objects.filter(project=project).select_related("policy", "new_policy", "reward_model").order_by("-number")
     )
 
 
@@ -66,11 +62,7 @@ def round_prompts(round_: Round, params: RoundParams) -> list[Prompt]:
     """This round's prompts: a seeded draw from the project's prompts, evaluation prompts excluded."""
     loop = loop_for(round_.project)
     held_out = set(loop.eval_prompt_ids)
-    candidates = [
-        p
-        for p in Prompt.objects.filter(project=round_.project).order_by("id")
-        if p.pk not in held_out
-    ]
+    candidates = [p for p in Prompt.objects.filter(project=round_.project).order_by("id") if p.pk not in held_out]
     rng = random.Random(f"round:{round_.project_id}:{round_.number}:{params.seed}")
     if len(candidates) > params.prompts:
         candidates = sorted(rng.sample(candidates, params.prompts), key=lambda p: p.pk)
@@ -84,14 +76,10 @@ def eval_prompts(project: Project) -> list[Prompt]:
 
 def round_progress(round_: Round) -> dict:
     """Human votes on the round's comparisons against what its overlap target asks."""
-    comparisons = Comparison.objects.filter(
-        project_id=round_.project_id, round=round_.number, gold_label=""
-    )
+    comparisons = Comparison.objects.filter(project_id=round_.project_id, round=round_.number, gold_label="")
     total = comparisons.count()
     complete = comparisons.filter(is_complete=True).count()
-    votes = Vote.objects.filter(
-        assignment__comparison__in=comparisons, source=Vote.Source.HUMAN
-    ).count()
+    votes = Vote.objects.filter(assignment__comparison__in=comparisons, source=Vote.Source.HUMAN).count()
     target = total * round_.project.overlap_target
     return {
         "comparisons": total,
@@ -142,6 +130,4 @@ def human_win_rate(round_: Round) -> dict | None:
 def current_reward_model(project: Project):
     from rewards.models import RewardModel
 
-    return RewardModel.objects.filter(
-        project=project, is_current=True, status=RewardModel.Status.READY
-    ).first()
+    return RewardModel.objects.filter(project=project, is_current=True, status=RewardModel.Status.READY).first()

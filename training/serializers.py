@@ -9,9 +9,7 @@ from training.params import METHODS
 
 
 class PolicySerializer(serializers.ModelSerializer):
-    parent_version = serializers.IntegerField(
-        source="parent.version", allow_null=True, default=None
-    )
+    parent_version = serializers.IntegerField(source="parent.version", allow_null=True, default=None)
     round_number = serializers.IntegerField(source="round.number", allow_null=True, default=None)
 
     class Meta:
@@ -51,9 +49,7 @@ class PolicyRequestSerializer(serializers.Serializer):
     )
     model_path = serializers.CharField(required=False, allow_blank=True, default="")
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    config = serializers.DictField(
-        required=False, default=dict, help_text="DemoPolicyConfig fields (demo only)."
-    )
+    config = serializers.DictField(required=False, default=dict, help_text="DemoPolicyConfig fields (demo only).")
 
 
 class LoopSerializer(serializers.ModelSerializer):
@@ -76,12 +72,8 @@ class LoopSerializer(serializers.ModelSerializer):
 
 class RoundSerializer(serializers.ModelSerializer):
     policy_version = serializers.IntegerField(source="policy.version")
-    new_policy_version = serializers.IntegerField(
-        source="new_policy.version", allow_null=True, default=None
-    )
-    reward_model_version = serializers.IntegerField(
-        source="reward_model.version", allow_null=True, default=None
-    )
+    new_policy_version = serializers.IntegerField(source="new_policy.version", allow_null=True, default=None)
+    reward_model_version = serializers.IntegerField(source="reward_model.version", allow_null=True, default=None)
     guard = serializers.SerializerMethodField(
         help_text="The reward-model guard's verdict: passed, reason, held-out "
         "accuracy with its 95 % Wilson interval and size; warning for DPO."
@@ -121,14 +113,10 @@ class RoundSerializer(serializers.ModelSerializer):
 
 class RoundRequestSerializer(serializers.Serializer):
     method = serializers.ChoiceField(choices=list(METHODS))
-    params = serializers.DictField(
-        required=False, default=dict, help_text="RoundParams fields; see docs/training.md."
-    )
+    params = serializers.DictField(required=False, default=dict, help_text="RoundParams fields; see docs/training.md.")
 
 
 class AdvanceRequestSerializer(serializers.Serializer):
     force = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text="Go on before every comparison reached its overlap target.",
+        required=False, default=False, help_text="Go on before every comparison reached its overlap target."
     )

@@ -21,11 +21,7 @@ def sample_round(job, ctx) -> dict:
     from training import services
 
     round_ = _run(services.run_sampling, job, ctx, round_id=job.params["round_id"])
-    return {
-        "round_id": round_.pk,
-        "state": round_.state,
-        "sampling": round_.metrics.get("sampling"),
-    }
+    return {"round_id": round_.pk, "state": round_.state, "sampling": round_.metrics.get("sampling")}
 
 
 def update_policy(job, ctx) -> dict:
@@ -45,7 +41,5 @@ def build_policy(job, ctx) -> dict:
     """params: {"policy_id": id} — build and SFT the demo policy."""
     from training import policies
 
-    policy = _run(
-        policies.run_build_policy, job, ctx, policy_id=job.params["policy_id"], job_id=job.pk
-    )
+    policy = _run(policies.run_build_policy, job, ctx, policy_id=job.params["policy_id"], job_id=job.pk)
     return {"policy_id": policy.pk, "version": policy.version, "metrics": policy.metrics}

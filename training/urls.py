@@ -12,9 +12,5 @@ urlpatterns = [
     path("rounds/<int:round_id>/", api.RoundDetailApi.as_view(), name="round-detail"),
     path("rounds/<int:round_id>/advance/", api.RoundAdvanceApi.as_view(), name="round-advance"),
     path("rounds/<int:round_id>/cancel/", api.RoundCancelApi.as_view(), name="round-cancel"),
-    path(
-        "rounds/<int:round_id>/override-guard/",
-        api.RoundOverrideGuardApi.as_view(),
-        name="round-override-guard",
-    ),
+    path("rounds/<int:round_id>/override-guard/", api.RoundOverrideGuardApi.as_view(), name="round-override-guard"),
 ]

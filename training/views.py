@@ -43,15 +43,11 @@ def _context(project) -> dict:
         "jobs": jobs,
         "active": active,
         "active_job": active_job,
-        "active_job_state": job_state_text(active_job, positions.get(active_job.pk))
-        if active_job
-        else "",
+        "active_job_state": job_state_text(active_job, positions.get(active_job.pk)) if active_job else "",
         "active_progress": services.round_progress(active) if active else None,
         "building": building,
         "building_job": building_job,
-        "building_job_state": job_state_text(building_job, positions.get(building_job.pk))
-        if building_job
-        else "",
+        "building_job_state": job_state_text(building_job, positions.get(building_job.pk)) if building_job else "",
         "charts": loop_charts(list(reversed(rounds))),
         "methods": METHODS,
         "strategies": PAIR_STRATEGIES,
@@ -74,9 +70,7 @@ def loop_status(request, project_id: int):
     """The live part of the page (htmx polls it every 2 s while a round or build is running)."""
     project = researcher_project_or_404(request, project_id)
     part = request.GET.get("part")
-    template = {"history": "training/_history.html", "start": "training/_start.html"}.get(
-        part, "training/_status.html"
-    )
+    template = {"history": "training/_history.html", "start": "training/_start.html"}.get(part, "training/_status.html")
     return render(request, template, _context(project))
 
 
@@ -122,9 +116,7 @@ def advance_round(request, project_id: int, round_id: int):
     round_ = _round(request, project, round_id)
 
     def advance() -> str:
-        job = services.advance_round(
-            round_=round_, user=request.user, force=request.POST.get("force") == "1"
-        )
+        job = services.advance_round(round_=round_, user=request.user, force=request.POST.get("force") == "1")
         return f"Round {round_.number}: reward model retraining (job {job.pk})."
 
     flash_outcome(request, advance)

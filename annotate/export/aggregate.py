@@ -48,13 +48,7 @@ def label_from_counts(counts: dict[str, int], rule: str = "majority") -> tuple[s
     elif rule == "bt":
         half = 0.5 * (counts["tie"] + counts["both_bad"])
         a, b = counts["a"] + half, counts["b"] + half
-        label = (
-            "a"
-            if a > b
-            else "b"
-            if b > a
-            else ("both_bad" if counts["both_bad"] > counts["tie"] else "tie")
-        )
+        label = "a" if a > b else "b" if b > a else ("both_bad" if counts["both_bad"] > counts["tie"] else "tie")
     elif rule == "unanimous":
         unanimous = next((label for label in LABELS if counts[label] == n), None) if n else None
         label = unanimous  # type: ignore[assignment]  # None: no label (the row is dropped)
@@ -69,22 +63,13 @@ def aggregate(votes: Iterable[PairVote], rule: str = "majority") -> Aggregate:
     for vote in votes:
         counts[vote.choice] += 1
     label, agreement = label_from_counts(counts, rule)
-    strengths = [
-        v.strength
-        for v in votes
-        if v.choice == label and label in ("a", "b") and v.strength is not None
-    ]
+    strengths = [v.strength for v in votes if v.choice == label and label in ("a", "b") and v.strength is not None]
     return Aggregate(
-        label=label,
-        counts=counts,
-        agreement=agreement,
-        strength=sum(strengths) / len(strengths) if strengths else None,
+        label=label, counts=counts, agreement=agreement, strength=sum(strengths) / len(strengths) if strengths else None
     )
 
 
-def pair_votes_from_ranking(
-    ranking: list[int], ties: list[list[int]] | None = None
-) -> list[tuple[int, int]]:
+def pair_votes_from_ranking(ranking: list[int], ties: list[list[int]] | None = None) -> list[tuple[int, int]]:
     """A best-first ranking of K completions → its K(K-1)/2 (winner, loser) pairs, less the pairs
     that `ties` (groups of tied ids) puts level; those are `tied_pairs_from_ranking`."""
     tied = _tie_groups(ties)
@@ -96,9 +81,7 @@ def pair_votes_from_ranking(
     ]
 
 
-def tied_pairs_from_ranking(
-    ranking: list[int], ties: list[list[int]] | None
-) -> list[tuple[int, int]]:
+def tied_pairs_from_ranking(ranking: list[int], ties: list[list[int]] | None) -> list[tuple[int, int]]:
     """The pairs of a ranking that its tie groups put level (each pair once, in ranking order)."""
     tied = _tie_groups(ties)
     return [
@@ -113,9 +96,7 @@ def _tie_groups(ties: list[list[int]] | None) -> dict[int, int]:
     return {completion: g for g, group in enumerate(ties or []) for completion in group}
 
 
-def label_codes(
-    counts: dict[str, np.ndarray], rule: str = "majority"
-) -> tuple[np.ndarray, np.ndarray]:
+def label_codes(counts: dict[str, np.ndarray], rule: str = "majority") -> tuple[np.ndarray, np.ndarray]:
     """`label_from_counts` over whole columns: (codes, agreement), a code being the label's index in
     LABELS, or -1 where the rule gives no label. `counts` maps each of LABELS to an int array."""
     import numpy as np

@@ -55,11 +55,7 @@ def _yaml_text(value: str) -> str:
 
 def _md(value) -> str:
     """A value in a markdown table cell: inline code, pipes and backticks neutralised."""
-    text = (
-        json.dumps(value, ensure_ascii=False, sort_keys=True)
-        if not isinstance(value, str)
-        else value
-    )
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else value
     return "`" + text.replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
 
 
@@ -83,11 +79,7 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "```python",
         "import datasets",
         "data = datasets.load_from_disk(PATH)"
-        + (
-            '["train"]  # decided pairs; data["ties"]: ties and both-bad'
-            if "ties" in splits
-            else ""
-        ),
+        + ('["train"]  # decided pairs; data["ties"]: ties and both-bad' if "ties" in splits else ""),
         "```",
         "",
         "## Counts",
@@ -123,10 +115,7 @@ def dataset_card(*, project: Project, manifest: dict, schema) -> str:
         "",
         "| column | type | meaning |",
         "|---|---|---|",
-        *(
-            f"| `{field.name}` | {_md(str(field.type))} | {MEANINGS.get(field.name, '')} |"
-            for field in schema
-        ),
+        *(f"| `{field.name}` | {_md(str(field.type))} | {MEANINGS.get(field.name, '')} |" for field in schema),
         "",
         "## Manifest",
         "",

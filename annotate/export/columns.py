@@ -21,13 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotate.export.aggregate import LABELS, label_codes
-from annotate.export.rows import (
-    SCHEMA_VERSION,
-    ExportFilters,
-    ExportOptions,
-    ExportStats,
-    hh_messages,
-)
+from annotate.export.rows import SCHEMA_VERSION, ExportFilters, ExportOptions, ExportStats, hh_messages
 
 TALLY_SCHEMA = pa.schema(
     [
@@ -91,26 +85,20 @@ Column = Callable[[Labelled], pa.Array]
 class PreferenceColumns:
     """Turns tally tables into export tables of `schema`, counting into `stats` as the row loop does."""
 
-    def __init__(
-        self, schema: pa.Schema, filters: ExportFilters, options: ExportOptions, stats: ExportStats
-    ) -> None:
+    def __init__(self, schema: pa.Schema, filters: ExportFilters, options: ExportOptions, stats: ExportStats) -> None:
         self.schema, self.filters, self.options, self.stats = schema, filters, options, stats
         self._last_comparison: int | None = None
 
     def table(self, tally: pa.Table) -> pa.Table:
         self._count_comparisons(tally)
         labelled = self._label(tally)
-        return pa.Table.from_arrays(
-            [COLUMNS[name](labelled) for name in self.schema.names], schema=self.schema
-        )
+        return pa.Table.from_arrays([COLUMNS[name](labelled) for name in self.schema.names], schema=self.schema)
 
     def _count_comparisons(self, tally: pa.Table) -> None:
         """Tallies arrive sorted by comparison: count the changes of id, across batches too."""
         ids = tally.column("comparison_id").to_numpy()
         if len(ids):
-            self.stats.comparisons += int(np.count_nonzero(np.diff(ids))) + int(
-                ids[0] != self._last_comparison
-            )
+            self.stats.comparisons += int(np.count_nonzero(np.diff(ids))) + int(ids[0] != self._last_comparison)
             self._last_comparison = int(ids[-1])
 
     def _label(self, tally: pa.Table) -> Labelled:
@@ -119,8 +107,7 @@ class PreferenceColumns:
         stats.skipped_no_text += int(np.count_nonzero(~available))
         tally = tally.filter(pa.array(available))
         codes, agreement = label_codes(
-            {label: tally.column(column).to_numpy() for label, column in COUNT_COLUMNS.items()},
-            options.rule,
+            {label: tally.column(column).to_numpy() for label, column in COUNT_COLUMNS.items()}, options.rule
         )
         labelled = codes >= 0
         stats.skipped_no_label += int(np.count_nonzero(~labelled))
@@ -133,20 +120,12 @@ class PreferenceColumns:
         if options.ties == "drop":
             stats.skipped_ties += int(np.count_nonzero(keep & tie))
             keep &= ~tie
-        index, chosen_is_a = _output_rows(
-            np.flatnonzero(keep), codes, tie, both_orders=options.ties == "both-orders"
-        )
+        index, chosen_is_a = _output_rows(np.flatnonzero(keep), codes, tie, both_orders=options.ties == "both-orders")
         codes = codes[index]
         stats.rows += len(index)
         for code, count in enumerate(np.bincount(codes, minlength=len(LABELS))):
             stats.labels[LABELS[code]] += int(count)
-        return Labelled(
-            tally.take(pa.array(index, type=pa.int64())),
-            codes,
-            agreement[index],
-            chosen_is_a,
-            options,
-        )
+        return Labelled(tally.take(pa.array(index, type=pa.int64())), codes, agreement[index], chosen_is_a, options)
 
 
 def _output_rows(
@@ -177,9 +156,7 @@ def _constant(value: str) -> Column:
 
 
 def _label_column(b: Labelled) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(b.codes, type=pa.int8()), pa.array(LABELS)).cast(
-        pa.string()
-    )
+    return pa.DictionaryArray.from_arrays(pa.array(b.codes, type=pa.int8()), pa.array(LABELS)).cast(pa.string())
 
 
 def _strength(b: Labelled) -> pa.Array:
@@ -205,10 +182,7 @@ def _text(b: Labelled, column: str) -> pa.Array:
     if not b.options.conversational:
         return texts
     return pa.array(
-        [
-            None if t is None else [{"role": "assistant", "content": t.strip()}]
-            for t in texts.to_pylist()
-        ],
+        [None if t is None else [{"role": "assistant", "content": t.strip()}] for t in texts.to_pylist()],
         type=_messages_type(),
     )
 
@@ -236,10 +210,7 @@ def _prompt(b: Labelled) -> pa.Array:
         return texts
     hh = b.tally.column("prompt_hh").to_pylist()
     return pa.array(
-        [
-            hh_messages(t) if is_hh else [{"role": "user", "content": t}]
-            for t, is_hh in zip(texts.to_pylist(), hh)
-        ],
+        [hh_messages(t) if is_hh else [{"role": "user", "content": t}] for t, is_hh in zip(texts.to_pylist(), hh)],
         type=_messages_type(),
     )
 
@@ -248,9 +219,7 @@ def _provenance(side: str) -> Column:
     def column(b: Labelled) -> pa.Array:
         t = b.tally
         params = t.column(f"params_{side}").combine_chunks().dictionary_encode()
-        canonical = pa.array(
-            [_canonical_params(p) for p in params.dictionary.to_pylist()], type=pa.string()
-        )
+        canonical = pa.array([_canonical_params(p) for p in params.dictionary.to_pylist()], type=pa.string())
         arrays = [
             t.column(f"model_{side}"),
             t.column(f"source_{side}"),
@@ -307,7 +276,5 @@ COLUMNS: dict[str, Column] = {
     "annotators": _tally("annotators"),
     "provenance_a": _provenance("a"),
     "provenance_b": _provenance("b"),
-    "source": _constant(
-        "human"
-    ),  # people's votes; the judge's "ai" rows come from the row loop (judging/export.py)
+    "source": _constant("human"),  # people's votes; the judge's "ai" rows come from the row loop (judging/export.py)
 }

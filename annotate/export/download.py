@@ -51,15 +51,11 @@ def _filters(q: dict) -> ExportFilters:
     )
 
 
-def _export_download(
-    project: Project, q: dict, folder: Path, filters: ExportFilters, name_part: str
-) -> ExportDownload:
+def _export_download(project: Project, q: dict, folder: Path, filters: ExportFilters, name_part: str) -> ExportDownload:
     fmt, kind = q["format"], "votes" if q["raw"] else "preferences"
     out = folder / f"export.{fmt}"
     options = ExportOptions(rule=q["rule"], ties=q["ties"], conversational=q["conversational"])
-    result = export_dataset(
-        project=project, out=out, format=fmt, filters=filters, options=options, raw=q["raw"]
-    )
+    result = export_dataset(project=project, out=out, format=fmt, filters=filters, options=options, raw=q["raw"])
     snapshot = f"s{result.metadata['filters']['max_vote_id']}"
     name = safe_name_part(project.name, f"project-{project.pk}") + (
         f"-{safe_name_part(name_part, 'x')}" if name_part else ""
@@ -76,23 +72,12 @@ def _export_download(
         return ExportDownload(result.manifest_path, folder, filename, "json", headers)
     if q["part"] == "ties":
         assert result.ties_path is not None  # the part is offered only when ties were written apart
-        headers.update(
-            {
-                "X-Prefloop-Rows": str(result.ties_rows),
-                "X-Prefloop-SHA256": result.metadata["ties_sha256"],
-            }
-        )
+        headers.update({"X-Prefloop-Rows": str(result.ties_rows), "X-Prefloop-SHA256": result.metadata["ties_sha256"]})
         return ExportDownload(
-            result.ties_path,
-            folder,
-            download_filename(name, "ties", snapshot, extension=fmt),
-            fmt,
-            headers,
+            result.ties_path, folder, download_filename(name, "ties", snapshot, extension=fmt), fmt, headers
         )
     if fmt == "hf":
         stem = download_filename(name, kind, snapshot, extension="hf")
         archive = zip_folder(result.path, folder / "export.zip", root=stem.replace(".", "-"))
         return ExportDownload(archive, folder, f"{stem}.zip", "zip", headers)
-    return ExportDownload(
-        result.path, folder, download_filename(name, kind, snapshot, extension=fmt), fmt, headers
-    )
+    return ExportDownload(result.path, folder, download_filename(name, kind, snapshot, extension=fmt), fmt, headers)

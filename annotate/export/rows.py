@@ -21,20 +21,8 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from annotate.export.aggregate import (
-    RULES,
-    label_from_counts,
-    pair_votes_from_ranking,
-    tied_pairs_from_ranking,
-)
-from annotate.models import (
-    Comparison,
-    ComparisonItem,
-    Completion,
-    Project,
-    User,
-    Vote,
-)
+from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking, tied_pairs_from_ranking
+from annotate.models import Comparison, ComparisonItem, Completion, Project, User, Vote
 
 SCHEMA_VERSION = "prefloop.preference/1"
 RAW_SCHEMA_VERSION = "prefloop.votes/1"
@@ -108,9 +96,7 @@ class ExportStats:
     skipped_no_label: int = 0  # unanimous rule without unanimity
     skipped_agreement: int = 0  # below min_agreement
     skipped_ties: int = 0  # ties/both-bad left out by ties="drop"
-    labels: dict[str, int] = field(
-        default_factory=lambda: {"a": 0, "b": 0, "tie": 0, "both_bad": 0}
-    )
+    labels: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0, "tie": 0, "both_bad": 0})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -136,9 +122,7 @@ B_WINS = Q(winner_id__gt=F("loser_id"))
 @lru_cache(maxsize=100_000)
 def pseudonym(user_id: int) -> str:
     """Stable per deployment, not reversible without the SECRET_KEY."""
-    digest = hmac.new(
-        settings.SECRET_KEY.encode(), f"annotator:{user_id}".encode(), hashlib.sha256
-    ).hexdigest()
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"annotator:{user_id}".encode(), hashlib.sha256).hexdigest()
     return f"ann-{digest[:12]}"
 
 
@@ -159,12 +143,8 @@ def _vote_filter(project: Project, filters: ExportFilters) -> Q:
     if filters.comparisons is not None:
         q &= Q(comparison_id__in=filters.comparisons)
     if filters.annotators is not None:
-        user_ids = list(
-            User.objects.filter(username__in=filters.annotators).values_list("id", flat=True)
-        )
-        q &= Q(annotator_id__in=user_ids) | Q(
-            annotator__isnull=True, external_annotator__in=filters.annotators
-        )
+        user_ids = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
+        q &= Q(annotator_id__in=user_ids) | Q(annotator__isnull=True, external_annotator__in=filters.annotators)
     return q
 
 
@@ -187,9 +167,7 @@ def _comparison_ranges(project: Project, filters: ExportFilters) -> Iterator[tup
     comparisons = _exported_comparisons(project, filters)
     last = 0
     while True:
-        ids = list(
-            comparisons.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK]
-        )
+        ids = list(comparisons.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:CHUNK])
         if not ids:
             return
         yield ids[0], ids[-1]
@@ -234,12 +212,7 @@ def hh_messages(dialogue: str) -> list[dict]:
         nxt = [rest.find(m) for m in HH_TURN if rest.find(m) >= 0]
         content, rest = (rest[: min(nxt)], rest[min(nxt) :]) if nxt else (rest, "")
         if content.strip():
-            messages.append(
-                {
-                    "role": "user" if marker == HH_TURN[0] else "assistant",
-                    "content": content.strip(),
-                }
-            )
+            messages.append({"role": "user" if marker == HH_TURN[0] else "assistant", "content": content.strip()})
     return messages
 
 
@@ -270,9 +243,7 @@ def iter_preference_rows(
     reference that the SQL path (`tally_sql` + `columns`) is tested against.
     """
     stats = stats if stats is not None else ExportStats()
-    if (
-        "ai" in filters.sources
-    ):  # LLM-judge rows (source "ai") after the people's: judging/export.py
+    if "ai" in filters.sources:  # LLM-judge rows (source "ai") after the people's: judging/export.py
         from judging.export import with_ai_rows
 
         yield from with_ai_rows(iter_preference_rows, project, filters, options, stats)
@@ -292,9 +263,7 @@ def iter_preference_rows(
 
 @dataclass
 class _ChunkVotes:
-    grouped: list[
-        tuple
-    ]  # per (comparison, aspect): pairwise counts and strength sums, oriented to the pair
+    grouped: list[tuple]  # per (comparison, aspect): pairwise counts and strength sums, oriented to the pair
     voters: list[tuple]  # per pairwise vote, by id: who and why
     ranked: list[tuple]  # per ranking vote, by id
 
@@ -359,25 +328,13 @@ def _chunk_texts(project: Project, filters: ExportFilters, first: int, last: int
     texts = _ChunkTexts({}, {}, defaultdict(list), {})
     for cid, pid, rnd, text, category, metadata in _fetch(
         chunk.values_list(
-            "id",
-            "prompt_id",
-            "round",
-            "prompt__text",
-            "prompt__category",
-            Cast("prompt__metadata", TextField()),
+            "id", "prompt_id", "round", "prompt__text", "prompt__category", Cast("prompt__metadata", TextField())
         )
     ):
         texts.meta[cid] = {"prompt_id": pid, "round": rnd}
-        texts.prompts[pid] = {
-            "id": pid,
-            "text": text,
-            "category": category,
-            "metadata": _json(metadata),
-        }
+        texts.prompts[pid] = {"id": pid, "text": text, "category": category, "metadata": _json(metadata)}
     for row in _fetch(
-        ComparisonItem.objects.filter(
-            comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last
-        )
+        ComparisonItem.objects.filter(comparison__in=chunk, comparison_id__gte=first, comparison_id__lte=last)
         .order_by("comparison_id", "position")
         .values_list(
             "comparison_id",
@@ -399,9 +356,7 @@ def _chunk_texts(project: Project, filters: ExportFilters, first: int, last: int
     return texts
 
 
-def _tally_pairs(
-    votes: _ChunkVotes, members: dict[int, list[int]]
-) -> dict[tuple[int, str, int, int], _PairTally]:
+def _tally_pairs(votes: _ChunkVotes, members: dict[int, list[int]]) -> dict[tuple[int, str, int, int], _PairTally]:
     """(comparison, aspect, a, b) -> its tally: pairwise votes judge the comparison's first two
     items; a best-first ranking of K is one vote on each of its K(K-1)/2 pairs (a tie where it ties them)."""
     pairs: dict[tuple[int, str, int, int], _PairTally] = {}
@@ -409,28 +364,15 @@ def _tally_pairs(
     for comparison_id, aspect, va, vb, vt, vbb, sa, na, sb, nb in votes.grouped:
         x, y = members[comparison_id][:2]
         tally = _PairTally(
-            {"a": va, "b": vb, "tie": vt, "both_bad": vbb},
-            {"a": sa or 0, "b": sb or 0},
-            {"a": na, "b": nb},
+            {"a": va, "b": vb, "tie": vt, "both_bad": vbb}, {"a": sa or 0, "b": sb or 0}, {"a": na, "b": nb}
         )
-        pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = (
-            tally
-        )
+        pairs[(comparison_id, aspect, min(x, y), max(x, y))] = by_unit[(comparison_id, aspect)] = tally
     for comparison_id, aspect, user_id, external, rationale in votes.voters:
         tally = by_unit[(comparison_id, aspect)]
         tally.annotators.append(pseudonym(user_id) if user_id else external)
         if rationale:
             tally.rationales.append(rationale)
-    for (
-        comparison_id,
-        aspect,
-        ranking,
-        strength,
-        rationale,
-        user_id,
-        external,
-        ties,
-    ) in votes.ranked:
+    for comparison_id, aspect, ranking, strength, rationale, user_id, external, ties in votes.ranked:
         who = pseudonym(user_id) if user_id else external
         ranking = json.loads(ranking) if isinstance(ranking, str) else ranking
         ties = json.loads(ties) if isinstance(ties, str) else ties
@@ -473,11 +415,7 @@ def _pair_rows(
     if is_tie and options.ties == "drop":
         stats.skipped_ties += 1
         return
-    strength = (
-        tally.strength_sum[label] / tally.strength_n[label]
-        if not is_tie and tally.strength_n[label]
-        else None
-    )
+    strength = tally.strength_sum[label] / tally.strength_n[label] if not is_tie and tally.strength_n[label] else None
     base = _base_row(comparison_id, aspect, a, b, tally, texts, options) | {
         "label": label,
         "agreement": agreement,
@@ -503,13 +441,7 @@ def _pair_rows(
 
 
 def _base_row(
-    comparison_id: int,
-    aspect: str,
-    a: int,
-    b: int,
-    tally: _PairTally,
-    texts: _ChunkTexts,
-    options: ExportOptions,
+    comparison_id: int, aspect: str, a: int, b: int, tally: _PairTally, texts: _ChunkTexts, options: ExportOptions
 ) -> dict:
     ca, cb = texts.completions[a], texts.completions[b]
     prompt = texts.prompts[texts.meta[comparison_id]["prompt_id"]]
@@ -580,9 +512,9 @@ def iter_vote_rows(
         if not votes:
             continue
         models = dict(
-            Completion.objects.filter(
-                pk__in={c for v in votes for c in v["shown_order"]}
-            ).values_list("id", "model_name")
+            Completion.objects.filter(pk__in={c for v in votes for c in v["shown_order"]}).values_list(
+                "id", "model_name"
+            )
         )
         stats.comparisons += len({v["comparison_id"] for v in votes})
         for v in votes:
@@ -600,9 +532,7 @@ def iter_vote_rows(
                 "prompt_id": v["comparison__prompt_id"],
                 "round": v["comparison__round"],
                 "aspect": v["aspect"],
-                "annotator": pseudonym(v["annotator_id"])
-                if v["annotator_id"]
-                else v["external_annotator"],
+                "annotator": pseudonym(v["annotator_id"]) if v["annotator_id"] else v["external_annotator"],
                 "source": v["source"],
                 "choice": v["choice"],
                 "ranking": v["ranking"],

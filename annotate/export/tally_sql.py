@@ -19,19 +19,9 @@ from django.db import connection
 
 from annotate.export.columns import TALLY_SCHEMA
 from annotate.export.rows import ExportFilters, pseudonym
-from annotate.models import (
-    Comparison,
-    ComparisonItem,
-    Completion,
-    Project,
-    Prompt,
-    User,
-    Vote,
-)
+from annotate.models import Comparison, ComparisonItem, Completion, Project, Prompt, User, Vote
 
-BLOCK_BYTES = (
-    8 << 20
-)  # JSON parsed per table: memory stays at a few blocks whatever the project's size
+BLOCK_BYTES = 8 << 20  # JSON parsed per table: memory stays at a few blocks whatever the project's size
 # COPY's csv format with a quote and a delimiter that JSON text never holds raw (PostgreSQL escapes
 # control characters in JSON strings): each line is exactly one JSON object.
 COPY_OPTIONS = "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
@@ -74,18 +64,12 @@ def vote_where(project: Project, filters: ExportFilters) -> tuple[str, dict]:
     clauses = ["c.project_id = %(project)s", "c.gold_label = ''", "v.source = ANY(%(sources)s)"]
     params: dict = {"project": project.pk, "sources": list(filters.sources)}
     optional = {
-        "rounds": (
-            "c.round = ANY(%(rounds)s)",
-            None if filters.rounds is None else list(filters.rounds),
-        ),
+        "rounds": ("c.round = ANY(%(rounds)s)", None if filters.rounds is None else list(filters.rounds)),
         "since": ("v.created_at >= %(since)s", filters.since),
         "until": ("v.created_at < %(until)s", filters.until),
         "aspect": ("v.aspect = %(aspect)s", filters.aspect or None),
         "max_vote_id": ("v.id <= %(max_vote_id)s", filters.max_vote_id),
-        "choices": (
-            "v.choice = ANY(%(choices)s)",
-            None if filters.choices is None else list(filters.choices),
-        ),
+        "choices": ("v.choice = ANY(%(choices)s)", None if filters.choices is None else list(filters.choices)),
     }
     for name, (clause, value) in optional.items():
         if value is not None:
@@ -95,9 +79,7 @@ def vote_where(project: Project, filters: ExportFilters) -> tuple[str, dict]:
         clauses.append(
             "(v.annotator_id = ANY(%(user_ids)s) OR (v.annotator_id IS NULL AND v.external_annotator = ANY(%(names)s)))"
         )
-        params["user_ids"] = list(
-            User.objects.filter(username__in=filters.annotators).values_list("id", flat=True)
-        )
+        params["user_ids"] = list(User.objects.filter(username__in=filters.annotators).values_list("id", flat=True))
         params["names"] = list(filters.annotators)
     return " AND ".join(clauses), params
 
@@ -175,9 +157,7 @@ def _output_columns() -> list[tuple[str, str]]:
             (f"seed_{s}", f"c{s}.seed"),
         ]
     columns += [(name, f"t.{name}") for name in TALLY_AGGREGATES]
-    assert [name for name, _ in columns] == TALLY_SCHEMA.names, (
-        "the SQL's columns are TALLY_SCHEMA's"
-    )
+    assert [name for name, _ in columns] == TALLY_SCHEMA.names, "the SQL's columns are TALLY_SCHEMA's"
     return columns
 
 
@@ -187,9 +167,7 @@ def _key(name: str) -> str:
 
 
 def tally_sql(where: str) -> str:
-    aggregates = ",\n               ".join(
-        f"{sql} AS {name}" for name, sql in TALLY_AGGREGATES.items()
-    )
+    aggregates = ",\n               ".join(f"{sql} AS {name}" for name, sql in TALLY_AGGREGATES.items())
     select = ",\n               ".join(f"{sql} AS {_key(name)}" for name, sql in _output_columns())
     order = ", ".join(f"x.{_key(name)}" for name in ("comparison_id", "aspect", "a", "b"))
     return f"""
@@ -217,8 +195,7 @@ def _lookups() -> str:
         f"JOIN {t['prompt']} p ON p.id = c.prompt_id WHERE c.id = t.comparison_id LIMIT 1) c"
     )
     answers = " ".join(
-        f"CROSS JOIN LATERAL (SELECT * FROM {t['completion']} WHERE id = t.{s} LIMIT 1) c{s}"
-        for s in "ab"
+        f"CROSS JOIN LATERAL (SELECT * FROM {t['completion']} WHERE id = t.{s} LIMIT 1) c{s}" for s in "ab"
     )
     return f"{prompt} {answers}"
 
@@ -234,11 +211,7 @@ def tally_statement(project: Project, filters: ExportFilters) -> tuple[str, dict
             params,
         )
         votes, user_ids = cursor.fetchone()
-    params = {
-        **params,
-        "user_ids_all": list(user_ids),
-        "user_names": [pseudonym(u) for u in user_ids],
-    }
+    params = {**params, "user_ids_all": list(user_ids), "user_names": [pseudonym(u) for u in user_ids]}
     return f"COPY ({tally_sql(where)}) TO STDOUT {COPY_OPTIONS}", params, votes
 
 
@@ -274,9 +247,7 @@ def parse_block(lines: list, longest: int) -> pa.Table:
         pa_json.read_json(
             io.BytesIO(data),
             read_options=pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest)),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=JSON_SCHEMA, unexpected_field_behavior="error"
-            ),
+            parse_options=pa_json.ParseOptions(explicit_schema=JSON_SCHEMA, unexpected_field_behavior="error"),
         )
         .select(JSON_SCHEMA.names)
         .rename_columns(TALLY_SCHEMA.names)

@@ -87,11 +87,7 @@ def _arrow_schema(*, raw: bool, conversational: bool):
                 ("created_at", pa.string()),
             ]
         )
-    text = (
-        pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-        if conversational
-        else pa.string()
-    )
+    text = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])) if conversational else pa.string()
     provenance = pa.struct(
         [
             ("model", pa.string()),
@@ -201,9 +197,7 @@ def csv_cell(value) -> str | int | float:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return value
-    text = (
-        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    )
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -236,9 +230,7 @@ def _write_parquet(tables: Iterable, path: Path, schema, metadata: dict, progres
     return count
 
 
-def _write_hf(
-    splits: dict[str, Iterable], path: Path, schema, metadata: dict, progress: Progress
-) -> dict[str, int]:
+def _write_hf(splits: dict[str, Iterable], path: Path, schema, metadata: dict, progress: Progress) -> dict[str, int]:
     """One split: a Dataset folder; several (train + ties): a DatasetDict folder. Splits are consumed in order."""
     import datasets
 
@@ -246,18 +238,13 @@ def _write_hf(
     with tempfile.TemporaryDirectory(prefix="prefloop-export-") as tmp:
         for name, tables in splits.items():
             staged = Path(tmp) / f"{name}.parquet"
-            counts[name] = _write_parquet(
-                tables, staged, schema, metadata, progress if name == "train" else _quiet
-            )
+            counts[name] = _write_parquet(tables, staged, schema, metadata, progress if name == "train" else _quiet)
             parts[name] = (
-                datasets.Dataset.from_parquet(
-                    str(staged), cache_dir=str(Path(tmp) / f"cache-{name}")
-                )
+                datasets.Dataset.from_parquet(str(staged), cache_dir=str(Path(tmp) / f"cache-{name}"))
                 if counts[name]
                 # datasets cannot read a parquet file without a row group (an empty split)
                 else datasets.Dataset.from_dict(
-                    {n: [] for n in schema.names},
-                    features=datasets.Features.from_arrow_schema(schema),
+                    {n: [] for n in schema.names}, features=datasets.Features.from_arrow_schema(schema)
                 )
             )
             # datasets fingerprints a dataset by its (random) cache path; from the content instead, so
@@ -274,9 +261,7 @@ def _quiet(count: int) -> None:
     pass
 
 
-def _write_file(
-    format: str, tables: Iterable, path: Path, schema, metadata: dict, progress: Progress
-) -> int:
+def _write_file(format: str, tables: Iterable, path: Path, schema, metadata: dict, progress: Progress) -> int:
     if format == "jsonl":
         return _write_jsonl(tables, path, schema, progress)
     if format == "parquet":
@@ -310,21 +295,13 @@ def _read_spool(spool: Path) -> Iterator:
 def ties_path_for(out: Path) -> Path:
     """prefs.jsonl -> prefs.ties.jsonl (the tie/both-bad rows of the same export)."""
     out = Path(out)
-    return (
-        out.with_name(f"{out.stem}.ties{out.suffix}")
-        if out.suffix
-        else out.with_name(out.name + ".ties")
-    )
+    return out.with_name(f"{out.stem}.ties{out.suffix}") if out.suffix else out.with_name(out.name + ".ties")
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     # The manifest and the dataset card name this hash, so they are not part of it.
-    files = (
-        sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT)
-        if path.is_dir()
-        else [path]
-    )
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT) if path.is_dir() else [path]
     for file in files:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -394,11 +371,7 @@ def export_dataset(
             manifest.update(ties_file=ties_out.name, ties_sha256=_sha256(ties_out))
         else:
             manifest["splits"] = {"train": count, "ties": ties_count}
-    manifest_path = (
-        out / "prefloop_export.json"
-        if format == "hf"
-        else out.with_name(out.name + ".manifest.json")
-    )
+    manifest_path = out / "prefloop_export.json" if format == "hf" else out.with_name(out.name + ".manifest.json")
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     if format == "hf":
         from annotate.export.card import dataset_card
@@ -434,9 +407,7 @@ def _source(
     # such exports (a subset of a project) run the row loop, which writes the same bytes.
     # So does an export with the LLM judge's rows (source "ai", judging/export.py), which it appends.
     by_records = filters.comparisons is not None or "ai" in filters.sources
-    if engine == "sql" or (
-        engine == "auto" and connection.vendor == "postgresql" and not by_records
-    ):
+    if engine == "sql" or (engine == "auto" and connection.vendor == "postgresql" and not by_records):
         if by_records:
             raise ValueError("engine 'sql' cannot take a record-browser filter or AI rows")
         if connection.vendor != "postgresql":
@@ -458,14 +429,7 @@ def _sql_tables(
 
 
 def _write_all(
-    format: str,
-    tables: Iterable,
-    out: Path,
-    *,
-    split: bool,
-    schema,
-    metadata: dict,
-    progress: Progress,
+    format: str, tables: Iterable, out: Path, *, split: bool, schema, metadata: dict, progress: Progress
 ) -> tuple[int, int]:
     """Writes `out`.partial (and, split, its ties file's .partial); returns (pairs rows, tie rows)."""
     with tempfile.TemporaryDirectory(prefix="prefloop-ties-") as spool_dir:
@@ -478,9 +442,7 @@ def _write_all(
         count = _write_file(format, pairs, _partial(out), schema, metadata, progress)
         if not split:
             return count, 0
-        return count, _write_file(
-            format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet
-        )
+        return count, _write_file(format, _read_spool(spool), _partial(ties_path_for(out)), schema, metadata, _quiet)
 
 
 def _publish(out: Path, *, format: str, split: bool) -> Path | None:

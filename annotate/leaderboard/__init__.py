@@ -5,12 +5,7 @@ numpy/scipy and never import Django; `data` is the bridge that aggregates a proj
 """
 
 from annotate.leaderboard.battles import BattleFileError, BattleLog, load_battles
-from annotate.leaderboard.compute import (
-    LeaderboardOptions,
-    LeaderboardResult,
-    ModelRating,
-    compute_leaderboard,
-)
+from annotate.leaderboard.compute import LeaderboardOptions, LeaderboardResult, ModelRating, compute_leaderboard
 from annotate.leaderboard.counts import PairCounts
 
 __all__ = [

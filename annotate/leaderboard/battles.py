@@ -15,12 +15,7 @@ from annotate.leaderboard.battles_arrow import read_jsonl_columns
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import STYLE_FIELDS, StyleBattles
 
-WINNERS = {
-    "model_a": 0,
-    "tie": 1,
-    "tie (bothbad)": 1,
-    "model_b": 2,
-}  # outcome codes of counts.PairCounts
+WINNERS = {"model_a": 0, "tie": 1, "tie (bothbad)": 1, "model_b": 2}  # outcome codes of counts.PairCounts
 OUTCOME_NAMES = {0: "a", 1: "tie", 2: "b"}
 MAX_PROBLEMS = 20
 
@@ -77,10 +72,7 @@ class BattleLog:
         """(model_a, model_b, outcome) in order, outcome in counts.OUTCOMES; for online Elo."""
         names = self.models
         for a, b, o, bad in zip(
-            self.model_a.tolist(),
-            self.model_b.tolist(),
-            self.outcome.tolist(),
-            self.both_bad.tolist(),
+            self.model_a.tolist(), self.model_b.tolist(), self.outcome.tolist(), self.both_bad.tolist()
         ):
             yield names[a], names[b], "both_bad" if bad else OUTCOME_NAMES[o]
 
@@ -109,9 +101,7 @@ def load_battles(path: str | Path, *, require_style: bool = False) -> BattleLog:
 
 def _log_from_columns(columns: dict) -> BattleLog:
     stamps, style = columns["stamps"], columns["style"]
-    in_order = stamps is None or bool(
-        (stamps[1:] >= stamps[:-1]).all()
-    )  # then the stable sort is the identity
+    in_order = stamps is None or bool((stamps[1:] >= stamps[:-1]).all())  # then the stable sort is the identity
     order = slice(None) if in_order else np.argsort(stamps, kind="stable")
     return BattleLog(
         models=columns["models"],
@@ -163,9 +153,7 @@ def _load_line_by_line(path: Path, *, require_style: bool) -> BattleLog:
             problems.append((line, None, f"expected a JSON object, got {type(record).__name__}"))
             continue
         pair, winner, stamp, ok = _checked_fields(record, line, problems)
-        counts = _style_counts(
-            record.get("conv_metadata"), line, problems if require_style else None
-        )
+        counts = _style_counts(record.get("conv_metadata"), line, problems if require_style else None)
         if counts is None:
             have_style = False
             ok = ok and not require_style
@@ -234,9 +222,7 @@ def _array_records(text: str, problems: list) -> list[tuple[int, object]]:
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
-            problems.append(
-                (line_of(min(pos, len(text) - 1)), None, "expected ',' or ']' between records")
-            )
+            problems.append((line_of(min(pos, len(text) - 1)), None, "expected ',' or ']' between records"))
             return records
     return records
 
@@ -278,13 +264,7 @@ def _style_counts(meta, line: int, problems: list | None) -> tuple[list[float], 
                 value = sum(value.values())
             if not _is_count(value):
                 if problems is not None:
-                    problems.append(
-                        (
-                            line,
-                            f"conv_metadata.{field}",
-                            f"{value!r} is not a count (int or dict of ints)",
-                        )
-                    )
+                    problems.append((line, f"conv_metadata.{field}", f"{value!r} is not a count (int or dict of ints)"))
                 return None
             side.append(float(value))
     return sides

@@ -16,9 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-BLOCK_BYTES = (
-    16 << 20
-)  # one JSON line must fit in a block; a longer one falls back to the slow reader
+BLOCK_BYTES = 16 << 20  # one JSON line must fit in a block; a longer one falls back to the slow reader
 WINNER_CODES = {"model_a": 0, "tie": 1, "tie (bothbad)": 1, "model_b": 2}
 
 
@@ -28,9 +26,7 @@ def read_jsonl_columns(path: Path, style_fields: tuple[tuple[str, str], ...]) ->
         with open(path, "rb") as head:
             if head.read(4096).lstrip()[:1] in (b"[", b""):
                 return None  # a JSON array (or nothing): the line-by-line reader handles it
-        table = pj.read_json(
-            path, read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
-        )
+        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True))
     except (OSError, pa.ArrowException):
         return None
     if table.num_rows == 0:
@@ -57,11 +53,7 @@ def read_jsonl_columns(path: Path, style_fields: tuple[tuple[str, str], ...]) ->
 def _model_column(table: pa.Table, name: str) -> pa.DictionaryArray | None:
     """Dictionary-encoded names; the check that each is a non-empty string runs on the few distinct
     values, with Python's str.strip as the line-by-line reader uses."""
-    if (
-        name not in table.column_names
-        or not pa.types.is_string(table[name].type)
-        or table[name].null_count
-    ):
+    if name not in table.column_names or not pa.types.is_string(table[name].type) or table[name].null_count:
         return None
     encoded = pc.dictionary_encode(table[name].combine_chunks())
     if not all(value.strip() for value in encoded.dictionary.to_pylist()):
@@ -99,9 +91,7 @@ def _stamps(table: pa.Table) -> np.ndarray | None | bool:
     return column.combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _style(
-    table: pa.Table, style_fields: tuple[tuple[str, str], ...]
-) -> tuple[np.ndarray, np.ndarray] | None | bool:
+def _style(table: pa.Table, style_fields: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray] | None | bool:
     """(style_a, style_b) raw counts, (m, 4) each; None without conv_metadata; False to fall back."""
     if "conv_metadata" not in table.column_names:
         return None
@@ -138,9 +128,7 @@ def _counts(column: pa.Array) -> np.ndarray | None:
     return values if (values >= 0).all() else None
 
 
-def _index_models(
-    a: pa.DictionaryArray, b: pa.DictionaryArray
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+def _index_models(a: pa.DictionaryArray, b: pa.DictionaryArray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Model indices numbered by first appearance, reading model_a before model_b on each line."""
     names_a, names_b = a.dictionary.to_pylist(), b.dictionary.to_pylist()
     idx_a = a.indices.to_numpy(zero_copy_only=False).astype(np.int64)

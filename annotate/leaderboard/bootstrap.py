@@ -31,9 +31,7 @@ def resample_counts(counts: PairCounts, *, rounds: int, rng: np.random.Generator
 
 def strongly_connected(wins: np.ndarray) -> np.ndarray:
     """(B,) True where the sample's MLE is finite (see bt.mle_exists)."""
-    return np.array(
-        [connected_components(w > 0, directed=True, connection="strong")[0] == 1 for w in wins]
-    )
+    return np.array([connected_components(w > 0, directed=True, connection="strong")[0] == 1 for w in wins])
 
 
 def bootstrap_theta(
@@ -57,18 +55,14 @@ def bootstrap_theta(
     with_ridge = 0
     for start in range(0, rounds, batch):
         chunk = samples[start : start + batch]
-        thetas[start : start + batch], ridged = _fit_chunk(
-            counts, chunk, theta0=theta0, ridge=ridge
-        )
+        thetas[start : start + batch], ridged = _fit_chunk(counts, chunk, theta0=theta0, ridge=ridge)
         with_ridge += ridged
         if progress:
             progress(min(start + batch, rounds))
     return thetas, with_ridge
 
 
-def _fit_chunk(
-    counts: PairCounts, chunk: np.ndarray, *, theta0: np.ndarray, ridge: float
-) -> tuple[np.ndarray, int]:
+def _fit_chunk(counts: PairCounts, chunk: np.ndarray, *, theta0: np.ndarray, ridge: float) -> tuple[np.ndarray, int]:
     """θ for resamples chunk (B, K, 3) and how many of them were fitted with a ridge."""
     half = 0.5 * chunk[..., TIE]
     theta, converged = fit_bt_near(
@@ -84,9 +78,7 @@ def _fit_chunk(
         lam = np.where(infinite, FALLBACK_RIDGE, 0.0)
     if not converged.all():
         # Rare: a resample far from the data or with an infinite MLE: full Newton from θ = 0.
-        theta[~converged] = fit_bt(
-            counts.win_matrix(chunk[~converged]), ridge=lam[~converged]
-        ).theta
+        theta[~converged] = fit_bt(counts.win_matrix(chunk[~converged]), ridge=lam[~converged]).theta
     return theta, int((lam > 0).sum())
 
 
@@ -105,18 +97,10 @@ def without_finite_mle(counts: PairCounts, chunk: np.ndarray) -> np.ndarray:
 
 def _win_edges(counts: np.ndarray) -> np.ndarray:
     """(..., K, 2): whether i won against j, and j against i (a tie is half a win each way)."""
-    return (
-        np.stack(
-            [counts[..., I_WINS] + counts[..., TIE], counts[..., J_WINS] + counts[..., TIE]],
-            axis=-1,
-        )
-        > 0
-    )
+    return np.stack([counts[..., I_WINS] + counts[..., TIE], counts[..., J_WINS] + counts[..., TIE]], axis=-1) > 0
 
 
-def percentile_interval(
-    samples: np.ndarray, level: float = CI_LEVEL
-) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper percentile bounds per column (2.5 % and 97.5 % for level 0.95)."""
     tail = (1.0 - level) / 2.0
     return np.quantile(samples, tail, axis=0), np.quantile(samples, 1.0 - tail, axis=0)

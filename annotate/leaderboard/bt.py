@@ -73,11 +73,7 @@ def fit_bt(
         wins = wins[None]
     batch, n, _ = wins.shape
     lam = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (batch,)).copy()
-    theta = (
-        np.zeros((batch, n))
-        if theta0 is None
-        else np.broadcast_to(theta0, (batch, n)).astype(np.float64)
-    )
+    theta = np.zeros((batch, n)) if theta0 is None else np.broadcast_to(theta0, (batch, n)).astype(np.float64)
     theta = theta - theta.mean(axis=-1, keepdims=True)
     if n < 2:
         return BTFit(theta=theta[0] if single else theta, iterations=0, converged=True, ridge=ridge)
@@ -96,18 +92,14 @@ def fit_bt(
         # (1e6 one-sided battles would leave the gradient 1e-10 of noise and Newton never settling).
         w = wins[idx]
         grad = (
-            (w * np.swapaxes(p, -1, -2)).sum(axis=-1)
-            - (np.swapaxes(w, -1, -2) * p).sum(axis=-1)
-            - lam[idx, None] * t
+            (w * np.swapaxes(p, -1, -2)).sum(axis=-1) - (np.swapaxes(w, -1, -2) * p).sum(axis=-1) - lam[idx, None] * t
         )
         h = battles[idx] * p * np.swapaxes(p, -1, -2)  # N p (1 − p), with 1 − p_ij = p_ji
         laplacian = -h
         laplacian[:, np.arange(n), np.arange(n)] += h.sum(axis=-1)
         system = laplacian + ones + lam[idx, None, None] * eye
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", LinAlgWarning
-            )  # ill-conditioned: handled by newton_step
+            warnings.simplefilter("ignore", LinAlgWarning)  # ill-conditioned: handled by newton_step
             step = np.stack([newton_step(m, g) for m, g in zip(system, grad)])
         # Step halving, per fit: accept the largest step 2^-k that does not lower the objective.
         scale = np.ones(len(idx))
@@ -125,9 +117,7 @@ def fit_bt(
         # what the objective can resolve in float64, as with a Hessian of condition 1e8 (a pair with 1e6
         # battles beside one with a single battle) where the step's rounding noise exceeds tol.
         decrement = scale * (grad * step).sum(axis=-1)
-        done = (np.abs(scale[:, None] * step).max(axis=-1) < tol) | (
-            decrement <= 1e-13 * (1.0 + np.abs(old))
-        )
+        done = (np.abs(scale[:, None] * step).max(axis=-1) < tol) | (decrement <= 1e-13 * (1.0 + np.abs(old)))
         active[idx[done]] = False
         if not active.any():
             break
@@ -190,13 +180,11 @@ def fit_bt_near(
     converged = np.zeros(rounds, dtype=bool)
     for _ in range(max_iter):
         diff = theta[:, i] - theta[:, j]
-        residual = wins_ij * sigmoid(-diff) - wins_ji * sigmoid(
-            diff
-        )  # = W_ij − N_ij p_ij, without cancellation
+        residual = wins_ij * sigmoid(-diff) - wins_ji * sigmoid(diff)  # = W_ij − N_ij p_ij, without cancellation
         flat = residual.ravel()
-        grad: np.ndarray = (
-            np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)
-        ).reshape(rounds, n)
+        grad: np.ndarray = (np.bincount(slot_i, flat, rounds * n) - np.bincount(slot_j, flat, rounds * n)).reshape(
+            rounds, n
+        )
         grad -= ridge * theta
         step = grad @ inverse
         step[converged] = 0.0
@@ -213,9 +201,7 @@ def objective_at(theta: np.ndarray, wins: np.ndarray, lam: np.ndarray) -> np.nda
     return log_likelihood(theta, wins) - 0.5 * lam * (theta * theta).sum(axis=-1)
 
 
-def to_elo(
-    theta: np.ndarray, *, anchor_index: int | None = None, anchor_rating: float = ELO_MEAN
-) -> np.ndarray:
+def to_elo(theta: np.ndarray, *, anchor_index: int | None = None, anchor_rating: float = ELO_MEAN) -> np.ndarray:
     """θ (mean zero) -> Elo: mean 1000, or shifted so that model `anchor_index` sits at `anchor_rating`."""
     ratings = ELO_MEAN + ELO_SCALE * (theta - theta.mean(axis=-1, keepdims=True))
     if anchor_index is not None:

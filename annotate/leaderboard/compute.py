@@ -13,13 +13,7 @@ from annotate.leaderboard import bootstrap as boot
 from annotate.leaderboard.bt import ELO_MEAN, FALLBACK_RIDGE, fit_bt, mle_exists, to_elo
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.elo import ELO_K, online_elo
-from annotate.leaderboard.style import (
-    STYLE_ELEMENTS,
-    STYLE_PENALTY,
-    StyleBattles,
-    fit_style_bt,
-    style_differences,
-)
+from annotate.leaderboard.style import STYLE_ELEMENTS, STYLE_PENALTY, StyleBattles, fit_style_bt, style_differences
 
 DEFAULT_ROUNDS = 100
 DEFAULT_SEED = 0
@@ -92,15 +86,11 @@ def compute_leaderboard(
     method = _method(counts, options, source)
     warnings: list[str] = []
     _warn_about_groups(counts, method, warnings)
-    theta, samples, coefficients = _fit_with_samples(
-        counts, options, style_battles, progress, method, warnings
-    )
+    theta, samples, coefficients = _fit_with_samples(counts, options, style_battles, progress, method, warnings)
     anchor_rating = options.anchor[1] if options.anchor else ELO_MEAN
     scale = _on_elo_scale(theta, samples, anchor_index=anchor_index, anchor_rating=anchor_rating)
     online = _online_elo(options, ordered_battles, method)
-    return _table(
-        counts, scale, online, method=method, coefficients=coefficients, warnings=warnings
-    )
+    return _table(counts, scale, online, method=method, coefficients=coefficients, warnings=warnings)
 
 
 @dataclass(frozen=True)
@@ -129,20 +119,14 @@ def _method(counts: PairCounts, options: LeaderboardOptions, source: dict | None
         "model": "bradley-terry",
         "estimator": "maximum likelihood, unregularised",
         "scale": "elo: P(i beats j) = 1 / (1 + 10^((R_j - R_i) / 400))",
-        "centre": f"{options.anchor[0]} = {anchor_rating:g}"
-        if options.anchor
-        else "mean rating 1000",
-        "ties": "excluded"
-        if options.exclude_ties
-        else "tie and both-bad count as half a win each way",
+        "centre": f"{options.anchor[0]} = {anchor_rating:g}" if options.anchor else "mean rating 1000",
+        "ties": "excluded" if options.exclude_ties else "tie and both-bad count as half a win each way",
         "battles": counts.total,
         "ties_counted": 0 if options.exclude_ties else counts.ties,
         "self_battles_ignored": counts.self_battles,
         "bootstrap_rounds": options.bootstrap,
         "seed": options.seed,
-        "ci": "bootstrap percentile 2.5 % / 97.5 % (multinomial resampling of battles)"
-        if options.bootstrap
-        else None,
+        "ci": "bootstrap percentile 2.5 % / 97.5 % (multinomial resampling of battles)" if options.bootstrap else None,
         "rank": "1 + number of models whose lower bound exceeds this one's upper bound",
         **(source or {}),
     }
@@ -161,9 +145,7 @@ def _fit_with_samples(
     if options.style_control:
         if style_battles is None:
             raise LeaderboardInputError("style control needs per-battle style counts")
-        theta, samples, coefficients = _style_fit(
-            style_battles, options, progress, method, warnings
-        )
+        theta, samples, coefficients = _style_fit(style_battles, options, progress, method, warnings)
         # style battles may be indexed differently: align to counts' (sorted) model order
         position = [list(style_battles.models).index(m) for m in counts.models]
         return theta[position], None if samples is None else samples[:, position], coefficients
@@ -171,12 +153,7 @@ def _fit_with_samples(
     if not options.bootstrap:
         return theta, None, None
     samples, fallback = boot.bootstrap_theta(
-        counts,
-        rounds=options.bootstrap,
-        seed=options.seed,
-        theta0=theta,
-        ridge=ridge,
-        progress=progress,
+        counts, rounds=options.bootstrap, seed=options.seed, theta0=theta, ridge=ridge, progress=progress
     )
     method["bootstrap_rounds_with_ridge"] = fallback
     return theta, samples, None
@@ -189,24 +166,18 @@ def _on_elo_scale(
     ratings = to_elo(theta, anchor_index=anchor_index, anchor_rating=anchor_rating)
     if samples is None:
         return _EloScale(ratings, None, None, 1 + (ratings[None, :] > ratings[:, None]).sum(axis=1))
-    lower, upper = boot.percentile_interval(
-        to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating)
-    )
+    lower, upper = boot.percentile_interval(to_elo(samples, anchor_index=anchor_index, anchor_rating=anchor_rating))
     return _EloScale(ratings, lower, upper, boot.ci_rank(lower, upper))
 
 
 def _online_elo(
-    options: LeaderboardOptions,
-    ordered_battles: Iterable[tuple[str, str, str]] | None,
-    method: dict,
+    options: LeaderboardOptions, ordered_battles: Iterable[tuple[str, str, str]] | None, method: dict
 ) -> dict | None:
     if not options.online_elo:
         return None
     if ordered_battles is None:
         raise LeaderboardInputError("online Elo needs the battles in order")
-    method["online_elo"] = (
-        f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
-    )
+    method["online_elo"] = f"K={ELO_K:g}, initial 1000, battles in time order; tie and both-bad score 0.5"
     return online_elo(ordered_battles)
 
 
@@ -306,15 +277,9 @@ def _style_fit(
         style_features="d = (a - b) / (a + b + 1) per element, z-scored over battles (population std)",
         style_battles=len(battles.y),
     )
-    constant = [
-        STYLE_ELEMENTS[k]
-        for k in np.flatnonzero(np.asarray(std) == 1.0)
-        if features[:, k].std() == 0
-    ]
+    constant = [STYLE_ELEMENTS[k] for k in np.flatnonzero(np.asarray(std) == 1.0) if features[:, k].std() == 0]
     if constant:
-        warnings.append(
-            f"style elements that never differ between sides were left out: {', '.join(constant)}"
-        )
+        warnings.append(f"style elements that never differ between sides were left out: {', '.join(constant)}")
     samples = None
     if options.bootstrap:
         rng = np.random.default_rng(options.seed)

@@ -28,9 +28,7 @@ class PairCounts:
     self_battles: int = 0  # a model against itself: carries no information, left out
 
     @classmethod
-    def from_records(
-        cls, records: Iterable[tuple[str, str, str, int]], *, exclude_ties: bool = False
-    ) -> PairCounts:
+    def from_records(cls, records: Iterable[tuple[str, str, str, int]], *, exclude_ties: bool = False) -> PairCounts:
         """records: (model_a, model_b, outcome in OUTCOMES, number of battles); repeats add up."""
         cells: dict[tuple[str, str], list[int]] = {}
         self_battles = 0
@@ -63,9 +61,7 @@ class PairCounts:
         both_bad: np.ndarray | None = None,
     ) -> PairCounts:
         """Vectorised: model_a/model_b are indices into `models`, outcome is 0 (a won), 1 (tie), 2 (b won)."""
-        model_a, model_b, outcome = (
-            np.asarray(x, dtype=np.int64) for x in (model_a, model_b, outcome)
-        )
+        model_a, model_b, outcome = (np.asarray(x, dtype=np.int64) for x in (model_a, model_b, outcome))
         n = len(models)
         order = np.argsort(np.asarray(models))
         rank = np.empty(n, dtype=np.int64)
@@ -93,20 +89,14 @@ class PairCounts:
         )
 
     @classmethod
-    def from_cells(
-        cls, cells: dict[tuple[str, str], list[int]], *, self_battles: int = 0
-    ) -> PairCounts:
+    def from_cells(cls, cells: dict[tuple[str, str], list[int]], *, self_battles: int = 0) -> PairCounts:
         models = sorted({m for key in cells for m in key})
         index = {m: k for k, m in enumerate(models)}
         keys = sorted(cells, key=lambda key: (index[key[0]], index[key[1]]))
         pairs = np.array([[index[a], index[b]] for a, b in keys], dtype=np.int64).reshape(-1, 2)
         values = np.array([cells[key] for key in keys], dtype=np.int64).reshape(-1, 4)
         return cls(
-            models=tuple(models),
-            pairs=pairs,
-            counts=values[:, :3],
-            both_bad=values[:, 3],
-            self_battles=self_battles,
+            models=tuple(models), pairs=pairs, counts=values[:, :3], both_bad=values[:, 3], self_battles=self_battles
         )
 
     @property

@@ -18,11 +18,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from annotate.export.aggregate import pair_votes_from_ranking, tied_pairs_from_ranking
-from annotate.leaderboard.compute import (
-    LeaderboardOptions,
-    LeaderboardResult,
-    compute_leaderboard,
-)
+from annotate.leaderboard.compute import LeaderboardOptions, LeaderboardResult, compute_leaderboard
 from annotate.leaderboard.counts import PairCounts
 from annotate.leaderboard.style import StyleBattles, text_style
 from annotate.models import ComparisonItem, Completion, Project, Vote
@@ -109,11 +105,7 @@ def pair_counts_sql(project: Project, filters: VoteFilter) -> tuple[str, tuple]:
     """One statement: GROUP BY (model_a, model_b, outcome) over the pairwise votes that
     `project_votes` selects. Its SQL is the inner query of both arms, so a filter added to
     project_votes applies here too. With filters.exclude_ties the tie arm finds nothing."""
-    votes = (
-        project_votes(project, filters)
-        .values("comparison_id", "winner_id", "loser_id", "choice")
-        .order_by()
-    )
+    votes = project_votes(project, filters).values("comparison_id", "winner_id", "loser_id", "choice").order_by()
     inner, params = votes.query.sql_with_params()
     sql = _PAIR_COUNTS_SQL.format(
         votes=inner,
@@ -139,9 +131,7 @@ def _pair_records(project: Project, filters: VoteFilter) -> list[tuple[str, str,
         return [(a, b, outcome, n) for a, b, outcome, n in cursor.fetchall()]
 
 
-def _ranked_records(
-    votes: QuerySet[Vote], *, exclude_ties: bool = False
-) -> list[tuple[str, str, str, int]]:
+def _ranked_records(votes: QuerySet[Vote], *, exclude_ties: bool = False) -> list[tuple[str, str, str, int]]:
     rankings = Counter(
         (tuple(r or ()), tuple(tuple(g) for g in t or ()))
         for r, t in votes.filter(choice=Vote.Choice.RANKED).values_list("ranking", "ranking_ties")
@@ -152,21 +142,14 @@ def _ranked_records(
     records = []
     for (ranking, ties), n in rankings.items():
         groups = [list(g) for g in ties]
-        records += [
-            (names[w], names[l], "a", n) for w, l in pair_votes_from_ranking(list(ranking), groups)
-        ]
+        records += [(names[w], names[l], "a", n) for w, l in pair_votes_from_ranking(list(ranking), groups)]
         if not exclude_ties:  # a tie within a ranking counts like a pairwise tie
-            records += [
-                (names[x], names[y], "tie", n)
-                for x, y in tied_pairs_from_ranking(list(ranking), groups)
-            ]
+            records += [(names[x], names[y], "tie", n) for x, y in tied_pairs_from_ranking(list(ranking), groups)]
     return records
 
 
 def _model_names(completion_ids) -> dict[int, str]:
-    return dict(
-        Completion.objects.filter(pk__in=list(completion_ids)).values_list("id", "model_name")
-    )
+    return dict(Completion.objects.filter(pk__in=list(completion_ids)).values_list("id", "model_name"))
 
 
 def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, int, float]]:
@@ -176,12 +159,7 @@ def _battle_rows(project: Project, filters: VoteFilter) -> Iterator[tuple[int, i
         .order_by("created_at", "id")
         .values_list("choice", "shown_order", "ranking", "ranking_ties")
     )
-    score: dict[str, float] = {
-        Vote.Choice.A: 1.0,
-        Vote.Choice.B: 0.0,
-        Vote.Choice.TIE: 0.5,
-        Vote.Choice.BOTH_BAD: 0.5,
-    }
+    score: dict[str, float] = {Vote.Choice.A: 1.0, Vote.Choice.B: 0.0, Vote.Choice.TIE: 0.5, Vote.Choice.BOTH_BAD: 0.5}
     for choice, shown, ranking, ties in rows.iterator(chunk_size=5000):
         if choice == Vote.Choice.RANKED:
             # Tied completions share the place of the group's first member: a tie scores 0.5.
@@ -216,9 +194,9 @@ def project_style_battles(project: Project, filters: VoteFilter) -> tuple[StyleB
     ids = {c for a, b, _ in battles for c in (a, b)}
     completions = {
         pk: (name, text_style(text))
-        for pk, name, text in Completion.objects.filter(
-            pk__in=list(ids), text_available=True
-        ).values_list("id", "model_name", "text")
+        for pk, name, text in Completion.objects.filter(pk__in=list(ids), text_available=True).values_list(
+            "id", "model_name", "text"
+        )
     }
     kept = [(a, b, s) for a, b, s in battles if a in completions and b in completions]
     models = sorted({completions[c][0] for a, b, _ in kept for c in (a, b)})
@@ -229,12 +207,8 @@ def project_style_battles(project: Project, filters: VoteFilter) -> tuple[StyleB
             model_a=np.array([index[completions[a][0]] for a, _, _ in kept], dtype=np.int64),
             model_b=np.array([index[completions[b][0]] for _, b, _ in kept], dtype=np.int64),
             y=np.array([s for _, _, s in kept], dtype=np.float64),
-            style_a=np.array([completions[a][1] for a, _, _ in kept], dtype=np.float64).reshape(
-                -1, 4
-            ),
-            style_b=np.array([completions[b][1] for _, b, _ in kept], dtype=np.float64).reshape(
-                -1, 4
-            ),
+            style_a=np.array([completions[a][1] for a, _, _ in kept], dtype=np.float64).reshape(-1, 4),
+            style_b=np.array([completions[b][1] for _, b, _ in kept], dtype=np.float64).reshape(-1, 4),
         ),
         len(battles) - len(kept),
     )
@@ -261,10 +235,5 @@ def project_leaderboard(
         )
     ordered = project_ordered_battles(project, filters) if options.online_elo else None
     return compute_leaderboard(
-        counts,
-        options=options,
-        ordered_battles=ordered,
-        style_battles=style,
-        source=source,
-        progress=progress,
+        counts, options=options, ordered_battles=ordered, style_battles=style, source=source, progress=progress
     )

@@ -49,26 +49,18 @@ def ratings_ci_svg(result: LeaderboardResult, *, row_height: int = 22, width: in
             + f", rank {r.rank}, {r.battles} battles"
         )
         body.append(f"<g><title>{escape(tip)}</title>")
-        body.append(
-            f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end" {FONT}>{escape(r.model)}</text>'
-        )
+        body.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end" {FONT}>{escape(r.model)}</text>')
         if r.lower is not None:
             body.append(
                 f'<line x1="{x(r.lower):.1f}" y1="{y}" x2="{x(r.upper):.1f}" y2="{y}" stroke="#555" stroke-width="1.5"/>'
             )
             for end in (r.lower, r.upper):
-                body.append(
-                    f'<line x1="{x(end):.1f}" y1="{y - 4}" x2="{x(end):.1f}" y2="{y + 4}" stroke="#555"/>'
-                )
+                body.append(f'<line x1="{x(end):.1f}" y1="{y - 4}" x2="{x(end):.1f}" y2="{y + 4}" stroke="#555"/>')
         body.append(f'<circle cx="{x(r.rating):.1f}" cy="{y}" r="3.5" fill="#1f5fa8"/>')
-        body.append(
-            f'<text x="{label_w + plot_w + 8}" y="{y + 4}" {FONT}>{r.rating:.0f}</text></g>'
-        )
+        body.append(f'<text x="{label_w + plot_w + 8}" y="{y + 4}" {FONT}>{r.rating:.0f}</text></g>')
     axis_y = height - 8
     for v in (lo + pad, (lo + hi) / 2, hi - pad):
-        body.append(
-            f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle" {FONT} fill="#666">{v:.0f}</text>'
-        )
+        body.append(f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle" {FONT} fill="#666">{v:.0f}</text>')
     return _svg(width, height, body, "Ratings with 95% bootstrap intervals")
 
 
@@ -109,9 +101,7 @@ def matrix_svg(
             f'<text x="{label - 6}" y="{label + k * cell + cell / 2 + 4:.0f}" text-anchor="end" {FONT}>{escape(m)}</text>'
         )
         cx, cy = label + k * cell + cell / 2, label - 6
-        body.append(
-            f'<text x="{cx:.0f}" y="{cy}" transform="rotate(-45 {cx:.0f} {cy})" {FONT}>{escape(m)}</text>'
-        )
+        body.append(f'<text x="{cx:.0f}" y="{cy}" transform="rotate(-45 {cx:.0f} {cy})" {FONT}>{escape(m)}</text>')
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
             if v is None or i == j:
@@ -127,16 +117,10 @@ def matrix_svg(
 
 def win_rate_svg(result: LeaderboardResult) -> str:
     return matrix_svg(
-        result.models,
-        result.win_rate,
-        title="Share of decisive battles the row model won",
-        lo=0.0,
-        hi=1.0,
+        result.models, result.win_rate, title="Share of decisive battles the row model won", lo=0.0, hi=1.0
     )
 
 
 def battle_count_svg(result: LeaderboardResult) -> str:
     counts = [[float(v) if v else None for v in row] for row in result.battle_counts]
-    return matrix_svg(
-        result.models, counts, title="Battles between row and column model", fmt="{:.0f}"
-    )
+    return matrix_svg(result.models, counts, title="Battles between row and column model", fmt="{:.0f}")

@@ -124,9 +124,7 @@ def fit_style_bt(
             converged = True
             break
     theta = LN10 * x[:n]
-    return StyleFit(
-        theta=theta - theta.mean(), beta=x[n:].copy(), iterations=iterations, converged=converged
-    )
+    return StyleFit(theta=theta - theta.mean(), beta=x[n:].copy(), iterations=iterations, converged=converged)
 
 
 # --- features from text (for votes cast in prefloop, where no conv_metadata exists) ---------------

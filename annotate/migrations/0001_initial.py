@@ -11,26 +11,16 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
-    ]
+    dependencies = [("auth", "0012_alter_user_first_name_max_length")]
 
     operations = [
         migrations.CreateModel(
             name="Comparison",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("key", models.CharField(max_length=255)),
                 ("round", models.PositiveIntegerField(default=0)),
-                (
-                    "priority",
-                    models.IntegerField(default=0, help_text="Higher is handed out first."),
-                ),
+                ("priority", models.IntegerField(default=0, help_text="Higher is handed out first.")),
                 ("is_open", models.BooleanField(default=True)),
                 ("imported_votes", models.PositiveSmallIntegerField(default=0)),
                 ("votes_done", models.PositiveIntegerField(default=0)),
@@ -42,28 +32,19 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Completion",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("key", models.CharField(max_length=128)),
                 ("text", models.TextField(blank=True)),
                 ("text_available", models.BooleanField(default=True)),
                 (
                     "source",
                     models.CharField(
-                        choices=[("external", "External"), ("policy", "Policy")],
-                        default="external",
-                        max_length=16,
+                        choices=[("external", "External"), ("policy", "Policy")], default="external", max_length=16
                     ),
                 ),
                 (
                     "model_name",
-                    models.CharField(
-                        help_text="External model name, or policy name@round.", max_length=200
-                    ),
+                    models.CharField(help_text="External model name, or policy name@round.", max_length=200),
                 ),
                 ("policy_checkpoint_id", models.BigIntegerField(blank=True, null=True)),
                 ("round", models.PositiveIntegerField(blank=True, null=True)),
@@ -76,17 +57,9 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="User",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("password", models.CharField(max_length=128, verbose_name="password")),
-                (
-                    "last_login",
-                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
-                ),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
                 (
                     "is_superuser",
                     models.BooleanField(
@@ -106,18 +79,9 @@ class Migration(migrations.Migration):
                         verbose_name="username",
                     ),
                 ),
-                (
-                    "first_name",
-                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
-                ),
-                (
-                    "last_name",
-                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
-                ),
-                (
-                    "email",
-                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
-                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email address")),
                 (
                     "is_staff",
                     models.BooleanField(
@@ -134,20 +98,11 @@ class Migration(migrations.Migration):
                         verbose_name="active",
                     ),
                 ),
-                (
-                    "date_joined",
-                    models.DateTimeField(
-                        default=django.utils.timezone.now, verbose_name="date joined"
-                    ),
-                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
                 (
                     "role",
                     models.CharField(
-                        choices=[
-                            ("annotator", "Annotator"),
-                            ("researcher", "Researcher"),
-                            ("admin", "Admin"),
-                        ],
+                        choices=[("annotator", "Annotator"), ("researcher", "Researcher"), ("admin", "Admin")],
                         default="annotator",
                         max_length=16,
                     ),
@@ -175,64 +130,40 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            options={
-                "verbose_name": "user",
-                "verbose_name_plural": "users",
-                "abstract": False,
-            },
-            managers=[
-                ("objects", django.contrib.auth.models.UserManager()),
-            ],
+            options={"verbose_name": "user", "verbose_name_plural": "users", "abstract": False},
+            managers=[("objects", django.contrib.auth.models.UserManager())],
         ),
         migrations.CreateModel(
             name="ComparisonItem",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("position", models.PositiveSmallIntegerField()),
                 (
                     "comparison",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="items",
-                        to="annotate.comparison",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="annotate.comparison"
                     ),
                 ),
                 (
                     "completion",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.completion",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.completion"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["position"],
-            },
+            options={"ordering": ["position"]},
         ),
         migrations.AddField(
             model_name="comparison",
             name="completions",
             field=models.ManyToManyField(
-                related_name="comparisons",
-                through="annotate.ComparisonItem",
-                to="annotate.completion",
+                related_name="comparisons", through="annotate.ComparisonItem", to="annotate.completion"
             ),
         ),
         migrations.CreateModel(
             name="Membership",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "role",
                     models.CharField(
@@ -260,19 +191,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Project",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("name", models.CharField(max_length=200, unique=True)),
                 ("instructions", models.TextField(blank=True)),
                 (
                     "overlap_target",
-                    models.PositiveSmallIntegerField(
-                        default=3, help_text="Votes wanted per comparison."
-                    ),
+                    models.PositiveSmallIntegerField(default=3, help_text="Votes wanted per comparison."),
                 ),
                 ("allow_tie", models.BooleanField(default=True)),
                 ("allow_both_bad", models.BooleanField(default=True)),
@@ -286,11 +210,7 @@ class Migration(migrations.Migration):
                 (
                     "rationale",
                     models.CharField(
-                        choices=[
-                            ("off", "Off"),
-                            ("optional", "Optional"),
-                            ("required", "Required"),
-                        ],
+                        choices=[("off", "Off"), ("optional", "Optional"), ("required", "Required")],
                         default="optional",
                         max_length=8,
                     ),
@@ -307,9 +227,7 @@ class Migration(migrations.Migration):
                 (
                     "annotator_cap",
                     models.PositiveIntegerField(
-                        blank=True,
-                        help_text="Most assignments one annotator may take here (blank: no cap).",
-                        null=True,
+                        blank=True, help_text="Most assignments one annotator may take here (blank: no cap).", null=True
                     ),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -326,9 +244,7 @@ class Migration(migrations.Migration):
                 (
                     "members",
                     models.ManyToManyField(
-                        related_name="projects",
-                        through="annotate.Membership",
-                        to=settings.AUTH_USER_MODEL,
+                        related_name="projects", through="annotate.Membership", to=settings.AUTH_USER_MODEL
                     ),
                 ),
             ],
@@ -337,29 +253,20 @@ class Migration(migrations.Migration):
             model_name="membership",
             name="project",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="memberships",
-                to="annotate.project",
+                on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="annotate.project"
             ),
         ),
         migrations.AddField(
             model_name="comparison",
             name="project",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="comparisons",
-                to="annotate.project",
+                on_delete=django.db.models.deletion.CASCADE, related_name="comparisons", to="annotate.project"
             ),
         ),
         migrations.CreateModel(
             name="Assignment",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "state",
                     models.CharField(
@@ -391,9 +298,7 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="assignments",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="assignments", to="annotate.project"
                     ),
                 ),
             ],
@@ -401,12 +306,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Prompt",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("key", models.CharField(max_length=128)),
                 ("text", models.TextField()),
                 ("category", models.CharField(blank=True, max_length=64)),
@@ -415,9 +315,7 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="prompts",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="prompts", to="annotate.project"
                     ),
                 ),
             ],
@@ -426,36 +324,25 @@ class Migration(migrations.Migration):
             model_name="completion",
             name="prompt",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="completions",
-                to="annotate.prompt",
+                on_delete=django.db.models.deletion.CASCADE, related_name="completions", to="annotate.prompt"
             ),
         ),
         migrations.AddField(
             model_name="comparison",
             name="prompt",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="comparisons",
-                to="annotate.prompt",
+                on_delete=django.db.models.deletion.CASCADE, related_name="comparisons", to="annotate.prompt"
             ),
         ),
         migrations.CreateModel(
             name="Vote",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("external_annotator", models.CharField(blank=True, max_length=200)),
                 (
                     "source",
                     models.CharField(
-                        choices=[("human", "Human"), ("imported", "Imported")],
-                        default="human",
-                        max_length=16,
+                        choices=[("human", "Human"), ("imported", "Imported")], default="human", max_length=16
                     ),
                 ),
                 ("aspect", models.CharField(default="overall", max_length=64)),
@@ -502,9 +389,7 @@ class Migration(migrations.Migration):
                 (
                     "comparison",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="votes",
-                        to="annotate.comparison",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="votes", to="annotate.comparison"
                     ),
                 ),
                 (
@@ -531,15 +416,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="comparisonitem",
-            constraint=models.UniqueConstraint(
-                fields=("comparison", "position"), name="item_position_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("comparison", "position"), name="item_position_once"),
         ),
         migrations.AddConstraint(
             model_name="comparisonitem",
-            constraint=models.UniqueConstraint(
-                fields=("comparison", "completion"), name="item_completion_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("comparison", "completion"), name="item_completion_once"),
         ),
         migrations.AddConstraint(
             model_name="project",
@@ -553,21 +434,15 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="assignment",
-            index=models.Index(
-                fields=["annotator", "project", "state"], name="annotate_as_annotat_77e63b_idx"
-            ),
+            index=models.Index(fields=["annotator", "project", "state"], name="annotate_as_annotat_77e63b_idx"),
         ),
         migrations.AddIndex(
             model_name="assignment",
-            index=models.Index(
-                fields=["comparison", "state"], name="annotate_as_compari_c4e9a4_idx"
-            ),
+            index=models.Index(fields=["comparison", "state"], name="annotate_as_compari_c4e9a4_idx"),
         ),
         migrations.AddIndex(
             model_name="assignment",
-            index=models.Index(
-                fields=["project", "state", "leased_until"], name="annotate_as_project_450894_idx"
-            ),
+            index=models.Index(fields=["project", "state", "leased_until"], name="annotate_as_project_450894_idx"),
         ),
         migrations.AddConstraint(
             model_name="assignment",
@@ -577,19 +452,14 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="prompt",
-            constraint=models.UniqueConstraint(
-                fields=("project", "key"), name="prompt_key_once_per_project"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "key"), name="prompt_key_once_per_project"),
         ),
         migrations.AddIndex(
-            model_name="completion",
-            index=models.Index(fields=["model_name"], name="annotate_co_model_n_dfe286_idx"),
+            model_name="completion", index=models.Index(fields=["model_name"], name="annotate_co_model_n_dfe286_idx")
         ),
         migrations.AddConstraint(
             model_name="completion",
-            constraint=models.UniqueConstraint(
-                fields=("prompt", "key"), name="completion_key_once_per_prompt"
-            ),
+            constraint=models.UniqueConstraint(fields=("prompt", "key"), name="completion_key_once_per_prompt"),
         ),
         migrations.AddIndex(
             model_name="comparison",
@@ -601,21 +471,15 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="comparison",
-            constraint=models.UniqueConstraint(
-                fields=("project", "round", "key"), name="comparison_once_per_round"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "round", "key"), name="comparison_once_per_round"),
         ),
         migrations.AddIndex(
             model_name="vote",
-            index=models.Index(
-                fields=["comparison", "aspect"], name="annotate_vo_compari_8215c0_idx"
-            ),
+            index=models.Index(fields=["comparison", "aspect"], name="annotate_vo_compari_8215c0_idx"),
         ),
         migrations.AddIndex(
             model_name="vote",
-            index=models.Index(
-                fields=["annotator", "created_at"], name="annotate_vo_annotat_bb4495_idx"
-            ),
+            index=models.Index(fields=["annotator", "created_at"], name="annotate_vo_annotat_bb4495_idx"),
         ),
         migrations.AddConstraint(
             model_name="vote",
@@ -642,17 +506,14 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="vote",
             constraint=models.CheckConstraint(
-                condition=models.Q(("choice__in", ["a", "b", "tie", "both_bad", "ranked"])),
-                name="vote_choice_valid",
+                condition=models.Q(("choice__in", ["a", "b", "tie", "both_bad", "ranked"])), name="vote_choice_valid"
             ),
         ),
         migrations.AddConstraint(
             model_name="vote",
             constraint=models.CheckConstraint(
                 condition=models.Q(
-                    ("annotator__isnull", False),
-                    models.Q(("external_annotator", ""), _negated=True),
-                    _connector="OR",
+                    ("annotator__isnull", False), models.Q(("external_annotator", ""), _negated=True), _connector="OR"
                 ),
                 name="vote_has_a_voter",
             ),
@@ -662,9 +523,7 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(
                     models.Q(("choice", "ranked"), ("ranking__isnull", False)),
-                    models.Q(
-                        models.Q(("choice", "ranked"), _negated=True), ("ranking__isnull", True)
-                    ),
+                    models.Q(models.Q(("choice", "ranked"), _negated=True), ("ranking__isnull", True)),
                     _connector="OR",
                 ),
                 name="vote_ranking_iff_ranked",

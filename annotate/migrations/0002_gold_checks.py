@@ -5,26 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("annotate", "0001_initial"),
-    ]
+    dependencies = [("annotate", "0001_initial")]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name="comparison",
-            name="comparison_frontier",
-        ),
+        migrations.RemoveIndex(model_name="comparison", name="comparison_frontier"),
         migrations.AddField(
             model_name="comparison",
             name="gold_label",
             field=models.CharField(
                 blank=True,
-                choices=[
-                    ("", "not gold"),
-                    ("winner", "winner"),
-                    ("tie", "tie"),
-                    ("both_bad", "both bad"),
-                ],
+                choices=[("", "not gold"), ("winner", "winner"), ("tie", "tie"), ("both_bad", "both bad")],
                 max_length=8,
             ),
         ),
@@ -39,15 +29,9 @@ class Migration(migrations.Migration):
                 to="annotate.completion",
             ),
         ),
+        migrations.AddField(model_name="membership", name="paused", field=models.BooleanField(default=False)),
         migrations.AddField(
-            model_name="membership",
-            name="paused",
-            field=models.BooleanField(default=False),
-        ),
-        migrations.AddField(
-            model_name="membership",
-            name="paused_reason",
-            field=models.CharField(blank=True, max_length=300),
+            model_name="membership", name="paused_reason", field=models.CharField(blank=True, max_length=300)
         ),
         migrations.AddField(
             model_name="project",
@@ -61,16 +45,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="project",
             name="gold_min_answers",
-            field=models.PositiveSmallIntegerField(
-                default=5, help_text="Gold answers needed before pausing."
-            ),
+            field=models.PositiveSmallIntegerField(default=5, help_text="Gold answers needed before pausing."),
         ),
         migrations.AddField(
             model_name="project",
             name="gold_rate",
-            field=models.FloatField(
-                default=0.0, help_text="Share of handed-out work that is a gold check (0-1)."
-            ),
+            field=models.FloatField(default=0.0, help_text="Share of handed-out work that is a gold check (0-1)."),
         ),
         migrations.AddIndex(
             model_name="comparison",
@@ -85,10 +65,7 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(
                     models.Q(("gold_label", "winner"), ("gold_winner__isnull", False)),
-                    models.Q(
-                        models.Q(("gold_label", "winner"), _negated=True),
-                        ("gold_winner__isnull", True),
-                    ),
+                    models.Q(models.Q(("gold_label", "winner"), _negated=True), ("gold_winner__isnull", True)),
                     _connector="OR",
                 ),
                 name="comparison_gold_winner_iff_winner",
@@ -97,8 +74,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="project",
             constraint=models.CheckConstraint(
-                condition=models.Q(("gold_rate__gte", 0), ("gold_rate__lte", 1)),
-                name="project_gold_rate_share",
+                condition=models.Q(("gold_rate__gte", 0), ("gold_rate__lte", 1)), name="project_gold_rate_share"
             ),
         ),
     ]

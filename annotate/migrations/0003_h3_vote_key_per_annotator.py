@@ -4,20 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("annotate", "0002_gold_checks"),
-    ]
+    dependencies = [("annotate", "0002_gold_checks")]
 
     operations = [
-        migrations.RemoveConstraint(
-            model_name="vote",
-            name="vote_idempotency_key_unique",
-        ),
+        migrations.RemoveConstraint(model_name="vote", name="vote_idempotency_key_unique"),
         migrations.AddConstraint(
             model_name="vote",
             constraint=models.UniqueConstraint(
-                fields=("annotator", "idempotency_key", "aspect"),
-                name="vote_idempotency_key_once_per_annotator",
+                fields=("annotator", "idempotency_key", "aspect"), name="vote_idempotency_key_once_per_annotator"
             ),
         ),
     ]

@@ -18,17 +18,13 @@ def backfill_messages(apps, schema_editor):
             return
         for prompt in rows:
             hh = (prompt.metadata or {}).get("format") == "hh"
-            prompt.messages = (
-                hh_turns(prompt.text) if hh else [{"role": "user", "content": prompt.text}]
-            )
+            prompt.messages = hh_turns(prompt.text) if hh else [{"role": "user", "content": prompt.text}]
         Prompt.objects.bulk_update(rows, ["messages"])
         last = rows[-1].pk
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("annotate", "0002_gold_checks"),
-    ]
+    dependencies = [("annotate", "0002_gold_checks")]
 
     operations = [
         migrations.AddField(

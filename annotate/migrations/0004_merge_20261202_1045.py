@@ -4,9 +4,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("annotate", "0003_h3_vote_key_per_annotator"),
-        ("annotate", "0003_h6_prompt_messages"),
-    ]
+    dependencies = [("annotate", "0003_h3_vote_key_per_annotator"), ("annotate", "0003_h6_prompt_messages")]
 
     operations = []

@@ -6,26 +6,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("annotate", "0004_merge_20261202_1045"),
-    ]
+    dependencies = [("annotate", "0004_merge_20261202_1045")]
 
     operations = [
-        migrations.AddField(
-            model_name="vote",
-            name="ranking_ties",
-            field=models.JSONField(blank=True, null=True),
-        ),
+        migrations.AddField(model_name="vote", name="ranking_ties", field=models.JSONField(blank=True, null=True)),
         migrations.AlterField(
             model_name="assignment",
             name="state",
             field=models.CharField(
-                choices=[
-                    ("leased", "Leased"),
-                    ("done", "Done"),
-                    ("expired", "Expired"),
-                    ("skipped", "Skipped"),
-                ],
+                choices=[("leased", "Leased"), ("done", "Done"), ("expired", "Expired"), ("skipped", "Skipped")],
                 default="leased",
                 max_length=8,
             ),
@@ -33,12 +22,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="DataImport",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("source", models.CharField(max_length=200)),
                 ("format", models.CharField(max_length=32)),
                 ("options", models.JSONField(blank=True, default=dict)),
@@ -49,11 +33,7 @@ class Migration(migrations.Migration):
                 (
                     "state",
                     models.CharField(
-                        choices=[
-                            ("active", "Active"),
-                            ("undone", "Undone"),
-                            ("archived", "Archived"),
-                        ],
+                        choices=[("active", "Active"), ("undone", "Undone"), ("archived", "Archived")],
                         default="active",
                         max_length=8,
                     ),
@@ -73,25 +53,16 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="data_imports",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="data_imports", to="annotate.project"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["-created_at", "-id"],
-            },
+            options={"ordering": ["-created_at", "-id"]},
         ),
         migrations.CreateModel(
             name="VoteEdit",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "choice",
                     models.CharField(
@@ -129,9 +100,7 @@ class Migration(migrations.Migration):
                 (
                     "vote",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="edits",
-                        to="annotate.vote",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="edits", to="annotate.vote"
                     ),
                 ),
                 (
@@ -145,8 +114,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            options={
-                "ordering": ["vote_id", "edited_at", "id"],
-            },
+            options={"ordering": ["vote_id", "edited_at", "id"]},
         ),
     ]

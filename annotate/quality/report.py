@@ -56,9 +56,7 @@ class QualityReport:
     agreement: list[AspectAgreement]
     annotators: list[AnnotatorQuality]
     method: dict
-    warnings: list[str] = field(
-        default_factory=list
-    )  # "not enough data" and why a figure is missing
+    warnings: list[str] = field(default_factory=list)  # "not enough data" and why a figure is missing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,30 +88,15 @@ def project_quality(project: Project, *, include_imported: bool = True) -> Quali
             "assignment_id",
         )
     )
-    nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
+    nominal: dict[str, dict[Hashable, dict[Hashable, Hashable]]] = defaultdict(lambda: defaultdict(dict))
     ordinal: dict[str, dict[Hashable, dict[Hashable, int]]] = defaultdict(lambda: defaultdict(dict))
     per_user: dict[int, list[tuple]] = defaultdict(list)
-    for (
-        comparison_id,
-        aspect,
-        choice,
-        winner,
-        strength,
-        user_id,
-        external,
-        shown,
-        ms,
-        assignment_id,
-    ) in rows:
+    for comparison_id, aspect, choice, winner, strength, user_id, external, shown, ms, assignment_id in rows:
         coder = ("u", user_id) if user_id else ("x", external)
         value = _oriented(choice, winner, min(shown))
         nominal[aspect][comparison_id][coder] = value
         if choice != "both_bad":
-            ordinal[aspect][comparison_id][coder] = {"a": 1, "b": -1}.get(value, 0) * (
-                strength or 1
-            )
+            ordinal[aspect][comparison_id][coder] = {"a": 1, "b": -1}.get(value, 0) * (strength or 1)
         if user_id:
             per_user[user_id].append((comparison_id, aspect, choice, value, ms, assignment_id))
 
@@ -167,13 +150,9 @@ def _agreement_warnings(agreement: list[AspectAgreement]) -> list[str]:
     warnings = []
     for a in agreement:
         if a.units == 0:
-            warnings.append(
-                f"{a.aspect}: not enough data: no pair has votes from two annotators yet"
-            )
+            warnings.append(f"{a.aspect}: not enough data: no pair has votes from two annotators yet")
         elif a.alpha_nominal is None:
-            warnings.append(
-                f"{a.aspect}: α is undefined: every vote on the pairs voted twice has the same value"
-            )
+            warnings.append(f"{a.aspect}: α is undefined: every vote on the pairs voted twice has the same value")
     return warnings
 
 
@@ -181,9 +160,7 @@ def _gold_results(project: Project) -> dict[int | None, list[bool]]:
     """Per annotator, whether each of their first-aspect votes on a gold comparison was right."""
     gold = defaultdict(list)
     gold_votes = (
-        Vote.objects.filter(
-            comparison__project=project, annotator__isnull=False, aspect=project.aspect_names[0]
-        )
+        Vote.objects.filter(comparison__project=project, annotator__isnull=False, aspect=project.aspect_names[0])
         .exclude(comparison__gold_label="")
         .select_related("comparison")
     )
@@ -196,9 +173,7 @@ def _majority_agreement(votes: list, nominal: dict, user_id: int) -> tuple[int, 
     """(agreeing, comparable): the user's votes that match the clear majority of the other coders."""
     agree = comparable = 0
     for comparison_id, aspect, _choice, value, _ms, _a in votes:
-        others = Counter(
-            v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id)
-        )
+        others = Counter(v for coder, v in nominal[aspect][comparison_id].items() if coder != ("u", user_id))
         if not others:
             continue
         (top, top_n), *rest = others.most_common(2) + [(None, 0)]
@@ -212,9 +187,7 @@ def _majority_agreement(votes: list, nominal: dict, user_id: int) -> tuple[int, 
 def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[AnnotatorQuality]:
     memberships = {
         m.user_id: m
-        for m in Membership.objects.filter(
-            project=project, role=Membership.Role.ANNOTATOR
-        ).select_related("user")
+        for m in Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR).select_related("user")
     }
     gold = _gold_results(project)
 
@@ -238,11 +211,7 @@ def _annotator_rows(project: Project, per_user: dict, nominal: dict) -> list[Ann
         ):
             flags.append("one_key")
         p_value = binomial_p(left, len(decisions))
-        if (
-            p_value is not None
-            and len(decisions) >= MIN_VOTES_FOR_FLAGS
-            and p_value < POSITION_BIAS_P
-        ):
+        if p_value is not None and len(decisions) >= MIN_VOTES_FOR_FLAGS and p_value < POSITION_BIAS_P:
             flags.append("position_bias")
         if comparable >= MIN_VOTES_FOR_FLAGS and agree / comparable < LOW_AGREEMENT:
             flags.append("low_agreement")

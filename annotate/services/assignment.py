@@ -51,11 +51,7 @@ def annotator_membership(*, annotator: User, project: Project, lock: bool = Fals
 
 
 def next_comparison(
-    *,
-    annotator: User,
-    project: Project | int,
-    exclude_assignments: Collection[int] = (),
-    now: datetime | None = None,
+    *, annotator: User, project: Project | int, exclude_assignments: Collection[int] = (), now: datetime | None = None
 ) -> AssignmentResult:
     """Lease the next comparison to `annotator`, or return one of their open leases.
 
@@ -75,15 +71,11 @@ def next_comparison(
     if not isinstance(project, Project):
         project = Project(pk=project)  # the PostgreSQL path reads the row with the membership lock
     swept = _reclaim_now_and_then(project=project, now=now)
-    result = _assign(
-        annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now
-    )
+    result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
     if result.reason == "complete" and not swept:
         # Lapsed leases may be holding the last free slots: sweep now rather than say "no work".
         reclaim_expired_leases(project=project, now=now)
-        result = _assign(
-            annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now
-        )
+        result = _assign(annotator=annotator, project=project, exclude_assignments=exclude_assignments, now=now)
     return result
 
 
@@ -104,13 +96,11 @@ def _resume_open_lease(
         if lease_id in exclude_assignments:
             continue
         # Conditional: a lease that lapsed a moment ago may already have lost its slot.
-        renewed = Assignment.objects.filter(
-            pk=lease_id, state=Assignment.State.LEASED, leased_until__gt=now
-        ).update(leased_until=now + lease)
+        renewed = Assignment.objects.filter(pk=lease_id, state=Assignment.State.LEASED, leased_until__gt=now).update(
+            leased_until=now + lease
+        )
         if renewed:
-            return Assignment.objects.select_related("project", "comparison__prompt").get(
-                pk=lease_id
-            )
+            return Assignment.objects.select_related("project", "comparison__prompt").get(pk=lease_id)
     return None
 
 
@@ -129,17 +119,12 @@ def _assign_orm(
 
         open_ids = list(
             Assignment.objects.filter(
-                annotator=annotator,
-                project=project,
-                state=Assignment.State.LEASED,
-                leased_until__gt=now,
+                annotator=annotator, project=project, state=Assignment.State.LEASED, leased_until__gt=now
             )
             .order_by("created_at", "id")
             .values_list("id", flat=True)
         )
-        resumed = _resume_open_lease(
-            open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now
-        )
+        resumed = _resume_open_lease(open_ids=open_ids, exclude_assignments=exclude_assignments, lease=lease, now=now)
         if resumed is not None:
             return AssignmentResult(resumed, "resumed")
         if len(open_ids) >= settings.PREFLOOP_MAX_OPEN_LEASES:
@@ -148,9 +133,7 @@ def _assign_orm(
         cap = membership.cap if membership.cap is not None else project.annotator_cap
         if cap is not None:
             taken = Assignment.objects.filter(
-                annotator=annotator,
-                project=project,
-                state__in=[Assignment.State.LEASED, Assignment.State.DONE],
+                annotator=annotator, project=project, state__in=[Assignment.State.LEASED, Assignment.State.DONE]
             ).count()
             if taken >= cap:
                 return AssignmentResult(None, "cap_reached")
@@ -164,9 +147,7 @@ def _assign_orm(
         tried: list[int] = []
         for _ in range(_MAX_CANDIDATES):
             candidates = (
-                Comparison.objects.filter(
-                    project=project, is_open=True, is_complete=False, gold_label=""
-                )
+                Comparison.objects.filter(project=project, is_open=True, is_complete=False, gold_label="")
                 .exclude(pk__in=tried)
                 .alias(taken=F("imported_votes") + F("votes_done") + F("leases_open"))
                 .filter(taken__lt=target)
@@ -183,9 +164,7 @@ def _assign_orm(
             )
             if comparison is None:
                 comparison = (
-                    candidates.select_related("prompt")
-                    .select_for_update(skip_locked=True, of=("self",))
-                    .first()
+                    candidates.select_related("prompt").select_for_update(skip_locked=True, of=("self",)).first()
                 )
             if comparison is None:
                 # Every candidate may just be locked by concurrent leases: wait for the first
@@ -194,15 +173,12 @@ def _assign_orm(
             if comparison is None:
                 return AssignmentResult(None, "complete")
             # Re-read under the lock: the candidate query's snapshot may predate a commit.
-            comparison.refresh_from_db(
-                fields=["imported_votes", "votes_done", "leases_open", "is_complete"]
-            )
+            comparison.refresh_from_db(fields=["imported_votes", "votes_done", "leases_open", "is_complete"])
             if comparison.imported_votes + comparison.votes_done + comparison.leases_open >= target:
                 tried.append(comparison.pk)
                 continue
             return AssignmentResult(
-                _lease(comparison, annotator=annotator, project=project, until=now + lease),
-                "assigned",
+                _lease(comparison, annotator=annotator, project=project, until=now + lease), "assigned"
             )
         return AssignmentResult(None, "complete")
 
@@ -210,9 +186,7 @@ def _assign_orm(
 def _diverse(candidates, *, annotator: User, project: Project):
     """`candidates` without the prompt of the annotator's last two assignments when both had it."""
     recent = (
-        Assignment.objects.filter(annotator=annotator, project=project)
-        .order_by("-id")
-        .values("comparison__prompt_id")
+        Assignment.objects.filter(annotator=annotator, project=project).order_by("-id").values("comparison__prompt_id")
     )
     last, before = (Coalesce(Subquery(recent[i : i + 1]), Value(-1)) for i in (0, 1))
     return candidates.alias(last_prompt=last, before_prompt=before).exclude(
@@ -308,8 +282,7 @@ def _assign_pg(
         cap = member_cap if member_cap is not None else project.annotator_cap
 
         cursor.execute(
-            _OPEN_LEASES_SQL,
-            {"user": annotator.pk, "project": project.pk, "now": now, "capped": cap is not None},
+            _OPEN_LEASES_SQL, {"user": annotator.pk, "project": project.pk, "now": now, "capped": cap is not None}
         )
         open_ids, taken, avoid_prompt = cursor.fetchone()
         if open_ids:
@@ -352,16 +325,7 @@ def _assign_pg(
             row = cursor.fetchone()
         if row is None:
             return AssignmentResult(None, "complete")
-        (
-            assignment_id,
-            comparison_id,
-            shown_order,
-            prompt_id,
-            round_number,
-            prompt_text,
-            prompt_metadata,
-            texts,
-        ) = row
+        (assignment_id, comparison_id, shown_order, prompt_id, round_number, prompt_text, prompt_metadata, texts) = row
         assignment = Assignment(
             pk=assignment_id,
             comparison_id=comparison_id,
@@ -384,26 +348,18 @@ def _assign_pg(
         return AssignmentResult(assignment, "assigned", texts=texts)
 
 
-def _lease(
-    comparison: Comparison, *, annotator: User, project: Project, until: datetime
-) -> Assignment:
+def _lease(comparison: Comparison, *, annotator: User, project: Project, until: datetime) -> Assignment:
     """Create the lease with freshly drawn sides; the caller holds the comparison's row lock."""
     order = list(comparison.items.values_list("completion_id", flat=True))
     _shuffler.shuffle(order)
     assignment = Assignment.objects.create(
-        comparison=comparison,
-        annotator=annotator,
-        project=project,
-        leased_until=until,
-        shown_order=order,
+        comparison=comparison, annotator=annotator, project=project, leased_until=until, shown_order=order
     )
     Comparison.objects.filter(pk=comparison.pk).update(leases_open=F("leases_open") + 1)
     return assignment
 
 
-def _lease_gold(
-    *, annotator: User, project: Project, now: datetime, lease: timedelta
-) -> Assignment | None:
+def _lease_gold(*, annotator: User, project: Project, now: datetime, lease: timedelta) -> Assignment | None:
     """A gold check this annotator has not seen. Looks and behaves like any other comparison;
     gold has no overlap limit, so no capacity check."""
     gold = (
@@ -443,9 +399,7 @@ def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> 
     """
     now = now or timezone.now()
     stale = list(
-        Assignment.objects.filter(
-            project=project, state=Assignment.State.LEASED, leased_until__lte=now
-        )
+        Assignment.objects.filter(project=project, state=Assignment.State.LEASED, leased_until__lte=now)
         .order_by("comparison_id")
         .values_list("comparison_id", flat=True)
         .distinct()[:500]
@@ -453,19 +407,13 @@ def reclaim_expired_leases(*, project: Project, now: datetime | None = None) -> 
     freed = 0
     for comparison_id in stale:
         with transaction.atomic():
-            locked = (
-                Comparison.objects.select_for_update(skip_locked=True)
-                .filter(pk=comparison_id)
-                .first()
-            )
+            locked = Comparison.objects.select_for_update(skip_locked=True).filter(pk=comparison_id).first()
             if locked is None:
                 continue
             expired = Assignment.objects.filter(
                 comparison_id=comparison_id, state=Assignment.State.LEASED, leased_until__lte=now
             ).update(state=Assignment.State.EXPIRED)
             if expired:
-                Comparison.objects.filter(pk=comparison_id).update(
-                    leases_open=F("leases_open") - expired
-                )
+                Comparison.objects.filter(pk=comparison_id).update(leases_open=F("leases_open") - expired)
                 freed += expired
     return freed

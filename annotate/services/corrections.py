@@ -46,9 +46,7 @@ def skip_assignment(*, annotator: User, assignment_id: int) -> SkipResult:
         released = assignment.state == Assignment.State.LEASED
         if released:
             # A lease still counts in leases_open until reclaimed, lapsed or not: free its slot.
-            Comparison.objects.filter(pk=assignment.comparison_id).update(
-                leases_open=F("leases_open") - 1
-            )
+            Comparison.objects.filter(pk=assignment.comparison_id).update(leases_open=F("leases_open") - 1)
         if assignment.state != Assignment.State.SKIPPED:
             # An expired lease's slot was freed by the reclaim; marking it skipped stops a late vote.
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SKIPPED)
@@ -98,19 +96,13 @@ def edit_last_vote(
         if last is None or last.pk != assignment.pk:
             raise EditRefused("Only your last vote in this project can be changed.")
         if not edit_window_open(assignment, now=now):
-            raise EditRefused(
-                f"Votes can be changed for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting."
-            )
+            raise EditRefused(f"Votes can be changed for {settings.PREFLOOP_VOTE_EDIT_SECONDS} s after voting.")
         rows = {
             row["aspect"]: row
-            for row in _validated_rows(
-                project=assignment.project, shown_order=assignment.shown_order, votes=votes
-            )
+            for row in _validated_rows(project=assignment.project, shown_order=assignment.shown_order, votes=votes)
         }
         Comparison.objects.select_for_update().filter(pk=assignment.comparison_id).first()
-        current = list(
-            Vote.objects.select_for_update().filter(assignment=assignment).order_by("id")
-        )
+        current = list(Vote.objects.select_for_update().filter(assignment=assignment).order_by("id"))
         last_edit = dict(
             VoteEdit.objects.filter(vote__in=current)
             .order_by("vote_id", "edited_at")
@@ -136,10 +128,7 @@ def edit_last_vote(
 
 def vote_answers(assignment: Assignment) -> dict[str, dict]:
     """The annotator's current answers on `assignment` by aspect, in sides as shown (for the page's edit)."""
-    sides = {
-        completion_id: "abcdefghijklmnopqrstuvwxyz"[i]
-        for i, completion_id in enumerate(assignment.shown_order)
-    }
+    sides = {completion_id: "abcdefghijklmnopqrstuvwxyz"[i] for i, completion_id in enumerate(assignment.shown_order)}
     return {
         v.aspect: {
             "choice": v.choice,

@@ -21,16 +21,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from annotate.models import (
-    Comparison,
-    ComparisonItem,
-    Completion,
-    DataImport,
-    Project,
-    Prompt,
-    User,
-    Vote,
-)
+from annotate.models import Comparison, ComparisonItem, Completion, DataImport, Project, Prompt, User, Vote
 from annotate.services.importing import read_batch
 from annotate.services.importing.records import ImportBatch
 from annotate.services.importing.writer import ImportReport, write_batch
@@ -75,9 +66,7 @@ class ImportPreview:
     format: str
     report: ImportReport
     in_file: dict[str, int]  # what the file holds: prompts, completions, comparisons, votes
-    first_rows: list[dict] = field(
-        default_factory=list
-    )  # {"prompt", "category", "completions": [{"model", "text"}]}
+    first_rows: list[dict] = field(default_factory=list)  # {"prompt", "category", "completions": [{"model", "text"}]}
 
 
 class _Rollback(Exception):
@@ -85,9 +74,7 @@ class _Rollback(Exception):
 
 
 def staging_dir() -> Path:
-    return Path(
-        getattr(settings, "PREFLOOP_IMPORT_STAGING_DIR", Path(settings.VAR_DIR) / "import-staging")
-    )
+    return Path(getattr(settings, "PREFLOOP_IMPORT_STAGING_DIR", Path(settings.VAR_DIR) / "import-staging"))
 
 
 def stage_upload(*, chunks, name: str) -> tuple[str, Path]:
@@ -107,15 +94,9 @@ def stage_upload(*, chunks, name: str) -> tuple[str, Path]:
 def staged_path(token: str) -> Path:
     if not _TOKEN.match(token or ""):
         raise NotFound("No such upload.")
-    files = (
-        [p for p in (staging_dir() / token).glob("*") if p.is_file()]
-        if (staging_dir() / token).is_dir()
-        else []
-    )
+    files = [p for p in (staging_dir() / token).glob("*") if p.is_file()] if (staging_dir() / token).is_dir() else []
     if not files:
-        raise NotFound(
-            "This upload is gone (confirmed, cancelled or older than a day); upload the file again."
-        )
+        raise NotFound("This upload is gone (confirmed, cancelled or older than a day); upload the file again.")
     return files[0]
 
 
@@ -155,9 +136,7 @@ def preview_import(*, project: Project, token: str, options: ImportOptions) -> I
     )
 
 
-def confirm_import(
-    *, project: Project, token: str, options: ImportOptions, user: User | None
-) -> DataImport:
+def confirm_import(*, project: Project, token: str, options: ImportOptions, user: User | None) -> DataImport:
     """Write the staged file (validated again: it is the same file) and record the import.
     The upload is claimed first (an atomic rename), so a double submit imports it once."""
     path = staged_path(token)
@@ -215,11 +194,7 @@ def _first_rows(batch: ImportBatch) -> list[dict]:
                 "prompt": record.text[:PREVIEW_CHARS],
                 "category": record.category,
                 "completions": [
-                    {
-                        "model": c.model,
-                        "text": c.text[:PREVIEW_CHARS],
-                        "text_available": c.text_available,
-                    }
+                    {"model": c.model, "text": c.text[:PREVIEW_CHARS], "text_available": c.text_available}
                     for c in list(record.completions.values())[:6]
                 ],
             }
@@ -244,8 +219,7 @@ def undo_import(*, data_import: DataImport) -> DataImport:
         if data_import.state != DataImport.State.ACTIVE:
             raise UndoRefused("state", f"this import is {data_import.state}")
         ids = {
-            kind: data_import.created_ids.get(kind, [])
-            for kind in ("prompts", "completions", "comparisons", "votes")
+            kind: data_import.created_ids.get(kind, []) for kind in ("prompts", "completions", "comparisons", "votes")
         }
         # Locks its comparisons (the assignment engine's first lock), so no vote lands meanwhile.
         list(
@@ -255,9 +229,7 @@ def undo_import(*, data_import: DataImport) -> DataImport:
             .values_list("id", flat=True)
         )
         if human_votes_on(data_import):
-            raise UndoRefused(
-                "import", "its comparisons have votes from annotators; archive it instead"
-            )
+            raise UndoRefused("import", "its comparisons have votes from annotators; archive it instead")
         others = Comparison.objects.exclude(pk__in=ids["comparisons"])
         if (
             others.filter(prompt_id__in=ids["prompts"]).exists()
@@ -265,12 +237,10 @@ def undo_import(*, data_import: DataImport) -> DataImport:
             .exclude(comparison_id__in=ids["comparisons"])
             .exists()
         ):
-            raise UndoRefused(
-                "import", "a later import uses its prompts or responses; undo that one first"
-            )
-        touched = set(
-            Vote.objects.filter(pk__in=ids["votes"]).values_list("comparison_id", flat=True)
-        ) - set(ids["comparisons"])
+            raise UndoRefused("import", "a later import uses its prompts or responses; undo that one first")
+        touched = set(Vote.objects.filter(pk__in=ids["votes"]).values_list("comparison_id", flat=True)) - set(
+            ids["comparisons"]
+        )
         Vote.objects.filter(pk__in=ids["votes"]).delete()
         Comparison.objects.filter(pk__in=ids["comparisons"]).delete()  # items and leases with them
         Completion.objects.filter(pk__in=ids["completions"]).delete()
@@ -287,9 +257,7 @@ def archive_import(*, data_import: DataImport) -> DataImport:
         data_import = DataImport.objects.select_for_update().get(pk=data_import.pk)
         if data_import.state != DataImport.State.ACTIVE:
             raise UndoRefused("state", f"this import is {data_import.state}")
-        Comparison.objects.filter(pk__in=data_import.created_ids.get("comparisons", [])).update(
-            is_open=False
-        )
+        Comparison.objects.filter(pk__in=data_import.created_ids.get("comparisons", [])).update(is_open=False)
         data_import.state, data_import.changed_at = DataImport.State.ARCHIVED, timezone.now()
         data_import.save(update_fields=["state", "changed_at"])
         return data_import

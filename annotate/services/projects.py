@@ -17,18 +17,11 @@ def check_aspects(aspects) -> list[str]:
     characters. Raises InvalidSetting("aspects", ...) naming the field."""
     from prefloop.limits import limit
 
-    most, longest = (
-        limit("project.aspects"),
-        min(limit("project.aspect_name_length"), ASPECT_COLUMN_LENGTH),
-    )
-    if not isinstance(aspects, list) or not all(
-        isinstance(a, str) and 0 < len(a) <= longest for a in aspects
-    ):
+    most, longest = (limit("project.aspects"), min(limit("project.aspect_name_length"), ASPECT_COLUMN_LENGTH))
+    if not isinstance(aspects, list) or not all(isinstance(a, str) and 0 < len(a) <= longest for a in aspects):
         raise InvalidSetting("aspects", f"must be a list of names of 1-{longest} characters")
     if len(aspects) > most:
-        raise InvalidSetting(
-            "aspects", f"at most {most} aspects (PREFLOOP_LIMITS), got {len(aspects)}"
-        )
+        raise InvalidSetting("aspects", f"at most {most} aspects (PREFLOOP_LIMITS), got {len(aspects)}")
     if len(set(aspects)) != len(aspects):
         raise InvalidSetting("aspects", "must not repeat a name")
     return aspects
@@ -70,25 +63,18 @@ def membership_set(
     defaults: dict = {"role": role, "cap": cap}
     if paused is not None:  # resuming clears the reason; pausing by hand records it
         defaults.update(paused=paused, paused_reason="paused by a researcher" if paused else "")
-    membership, _ = Membership.objects.update_or_create(
-        project=project, user=user, defaults=defaults
-    )
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults=defaults)
     return membership
 
 
 @transaction.atomic
-def comparison_set_gold(
-    *, comparison: Comparison, label: str, winner_completion_id: int | None = None
-) -> Comparison:
+def comparison_set_gold(*, comparison: Comparison, label: str, winner_completion_id: int | None = None) -> Comparison:
     """Mark a comparison as a gold check with a known answer ("winner", "tie", "both_bad"), or unmark ("")."""
     if label not in ("", "winner", "tie", "both_bad"):
         raise InvalidSetting("label", 'must be "winner", "tie", "both_bad" or "" (not gold)')
     members = set(comparison.items.values_list("completion_id", flat=True))
     if label == "winner" and winner_completion_id not in members:
-        raise InvalidSetting(
-            "winner_completion_id",
-            f"must be one of this comparison's completions {sorted(members)}",
-        )
+        raise InvalidSetting("winner_completion_id", f"must be one of this comparison's completions {sorted(members)}")
     if label != "winner" and winner_completion_id is not None:
         raise InvalidSetting("winner_completion_id", 'only for label "winner"')
     comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
@@ -121,19 +107,11 @@ def membership_remove(*, project: Project, user: User) -> bool:
 
     with transaction.atomic():
         removed, _ = Membership.objects.filter(project=project, user=user).delete()
-    open_leases = Assignment.objects.filter(
-        project=project, annotator=user, state=Assignment.State.LEASED
-    )
-    for comparison_id in open_leases.order_by("comparison_id").values_list(
-        "comparison_id", flat=True
-    ):
+    open_leases = Assignment.objects.filter(project=project, annotator=user, state=Assignment.State.LEASED)
+    for comparison_id in open_leases.order_by("comparison_id").values_list("comparison_id", flat=True):
         with transaction.atomic():
             Comparison.objects.select_for_update().filter(pk=comparison_id).first()
-            released = open_leases.filter(comparison_id=comparison_id).update(
-                state=Assignment.State.EXPIRED
-            )
+            released = open_leases.filter(comparison_id=comparison_id).update(state=Assignment.State.EXPIRED)
             if released:
-                Comparison.objects.filter(pk=comparison_id).update(
-                    leases_open=F("leases_open") - released
-                )
+                Comparison.objects.filter(pk=comparison_id).update(leases_open=F("leases_open") - released)
     return bool(removed)

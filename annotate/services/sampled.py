@@ -34,9 +34,7 @@ def add_sampled_completions(
 ) -> dict[tuple[int, str], int]:
     """Store the samples (idempotent by (prompt, key)) and return {(prompt id, key): completion id}."""
     prompt_ids = {c.prompt_id for c in completions}
-    found = set(
-        Prompt.objects.filter(project=project, pk__in=prompt_ids).values_list("id", flat=True)
-    )
+    found = set(Prompt.objects.filter(project=project, pk__in=prompt_ids).values_list("id", flat=True))
     missing = sorted(prompt_ids - found)
     if missing:
         raise ValueError(f"prompts {missing[:10]} are not in project {project.pk}")
@@ -77,25 +75,17 @@ def add_comparisons(
     """
     completion_ids = sorted({c for _, cs in pairs for c in cs})
     owner = dict(
-        Completion.objects.filter(pk__in=completion_ids, prompt__project=project).values_list(
-            "id", "prompt_id"
-        )
+        Completion.objects.filter(pk__in=completion_ids, prompt__project=project).values_list("id", "prompt_id")
     )
     for prompt_id, cs in pairs:
         if len(set(cs)) < 2:
             raise ValueError(f"a comparison needs two different completions, got {list(cs)}")
         wrong = [c for c in cs if owner.get(c) != prompt_id]
         if wrong:
-            raise ValueError(
-                f"completions {wrong} are not answers to prompt {prompt_id} of project {project.pk}"
-            )
+            raise ValueError(f"completions {wrong} are not answers to prompt {prompt_id} of project {project.pk}")
     keys = ["-".join(str(c) for c in sorted(cs)) for _, cs in pairs]
     with transaction.atomic():
-        ids = dict(
-            Comparison.objects.filter(project=project, round=round, key__in=keys).values_list(
-                "key", "id"
-            )
-        )
+        ids = dict(Comparison.objects.filter(project=project, round=round, key__in=keys).values_list("key", "id"))
         wanted = {}
         for key, (prompt_id, cs) in zip(keys, pairs):
             if key not in ids and key not in wanted:

@@ -68,12 +68,8 @@ def record_vote(
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise InvalidVote("idempotency_key", "required, at most 64 characters")
-    if UNSTORABLE_KEY.search(
-        idempotency_key
-    ):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
-        raise InvalidVote(
-            "idempotency_key", "must be text without NUL characters or lone surrogates"
-        )
+    if UNSTORABLE_KEY.search(idempotency_key):  # PostgreSQL refuses these, SQLite cannot encode a surrogate
+        raise InvalidVote("idempotency_key", "must be text without NUL characters or lone surrogates")
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         return _record_vote_pg(
@@ -98,9 +94,7 @@ def record_vote(
             if assignment is None:
                 raise NotFound("No such assignment.")
             check_still_annotating(assignment.member_paused)
-            rows = _validated_rows(
-                project=assignment.project, shown_order=assignment.shown_order, votes=votes
-            )
+            rows = _validated_rows(project=assignment.project, shown_order=assignment.shown_order, votes=votes)
 
             # Lock order everywhere: comparison row first, then its assignments.
             comparison = Comparison.objects.select_for_update().get(pk=assignment.comparison_id)
@@ -119,9 +113,7 @@ def record_vote(
                 # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                 taken = comparison.imported_votes + comparison.votes_done + comparison.leases_open
                 if taken >= assignment.project.overlap_target:
-                    raise AssignmentExpired(
-                        "The lease expired and this comparison went to someone else."
-                    )
+                    raise AssignmentExpired("The lease expired and this comparison went to someone else.")
 
             created = Vote.objects.bulk_create(
                 [
@@ -138,14 +130,11 @@ def record_vote(
                     for row in rows
                 ]
             )
-            Assignment.objects.filter(pk=assignment.pk).update(
-                state=Assignment.State.DONE, completed_at=now
-            )
+            Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.DONE, completed_at=now)
             assignment.state, assignment.completed_at = Assignment.State.DONE, now
             done = comparison.votes_done + 1
             counter_update["is_complete"] = (
-                not comparison.gold_label
-                and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
+                not comparison.gold_label and comparison.imported_votes + done >= assignment.project.overlap_target  # type: ignore[assignment]  # a value beside F() expressions
             )
             Comparison.objects.filter(pk=comparison.pk).update(**counter_update)
             if comparison.gold_label:
@@ -159,9 +148,7 @@ def record_vote(
 
 def _annotator_paused(annotator: User) -> Subquery:
     """Whether `annotator` is paused in the assignment's project; NULL: no longer an annotator there."""
-    member = Membership.objects.filter(
-        project=OuterRef("project_id"), user=annotator, role=Membership.Role.ANNOTATOR
-    )
+    member = Membership.objects.filter(project=OuterRef("project_id"), user=annotator, role=Membership.Role.ANNOTATOR)
     return Subquery(member.values("paused")[:1])
 
 
@@ -202,9 +189,7 @@ def pause_if_failing_gold(*, annotator: User, project: Project) -> bool:
 
 
 def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | None:
-    previous = list(
-        Vote.objects.filter(annotator=annotator, idempotency_key=key).select_related("assignment")
-    )
+    previous = list(Vote.objects.filter(annotator=annotator, idempotency_key=key).select_related("assignment"))
     if not previous:
         return None
     if previous[0].assignment_id != assignment_id:
@@ -213,9 +198,7 @@ def _replay(*, annotator: User, assignment_id: int, key: str) -> VoteResult | No
     return VoteResult(assignment=previous[0].assignment, votes=previous, replayed=True)
 
 
-def _validated_rows(
-    *, project: Project, shown_order: list[int], votes: Sequence[VoteInput]
-) -> list[dict]:
+def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence[VoteInput]) -> list[dict]:
     aspects = project.aspect_names
     if any(v.aspect is None for v in votes):
         if len(aspects) != 1 or len(votes) != 1:
@@ -233,23 +216,16 @@ def _validated_rows(
             if vote.choice not in project.allowed_choices:
                 raise InvalidVote(f"{field}.choice", f"must be one of {project.allowed_choices}")
             if vote.ranking is not None:
-                raise InvalidVote(
-                    f"{field}.ranking", "only for comparisons of more than two responses"
-                )
+                raise InvalidVote(f"{field}.ranking", "only for comparisons of more than two responses")
             row["choice"] = vote.choice
             if vote.choice in ("a", "b"):
                 winner = shown_order[sides.index(vote.choice)]
-                row["winner_id"], row["loser_id"] = (
-                    winner,
-                    next(c for c in shown_order if c != winner),
-                )
+                row["winner_id"], row["loser_id"] = (winner, next(c for c in shown_order if c != winner))
         else:
             groups = [[g] if isinstance(g, str) else list(g) for g in vote.ranking or ()]
             flat = [side for group in groups for side in group]
             if vote.ranking is None or sorted(flat) != sorted(sides) or not all(groups):
-                raise InvalidVote(
-                    f"{field}.ranking", f"must order all sides {list(sides)}, best first"
-                )
+                raise InvalidVote(f"{field}.ranking", f"must order all sides {list(sides)}, best first")
             if any(len(g) > 1 for g in groups) and not project.allow_tie:
                 raise InvalidVote(f"{field}.ranking", "this project does not allow ties")
             ids = [[shown_order[sides.index(side)] for side in group] for group in groups]
@@ -263,13 +239,9 @@ def _validated_rows(
             if project.strength_scale == 0:
                 raise InvalidVote(f"{field}.strength", "this project does not collect strength")
             if row["choice"] not in ("a", "b", Vote.Choice.RANKED):
-                raise InvalidVote(
-                    f"{field}.strength", "only a preference (not a tie or both bad) has a strength"
-                )
+                raise InvalidVote(f"{field}.strength", "only a preference (not a tie or both bad) has a strength")
             if not 1 <= vote.strength <= project.strength_scale:
-                raise InvalidVote(
-                    f"{field}.strength", f"must be between 1 and {project.strength_scale}"
-                )
+                raise InvalidVote(f"{field}.strength", f"must be between 1 and {project.strength_scale}")
         row["strength"] = vote.strength
         if project.rationale == Project.Rationale.REQUIRED and not row["rationale"]:
             raise InvalidVote(f"{field}.rationale", "this project requires a rationale")
@@ -365,9 +337,7 @@ def _record_vote_pg(
                     if replay:
                         return replay
                 check_still_annotating(paused)
-                project = Project.from_db(
-                    connection.alias, [f.attname for f in _PROJECT_FIELDS], values
-                )
+                project = Project.from_db(connection.alias, [f.attname for f in _PROJECT_FIELDS], values)
                 if isinstance(project.aspects, str):
                     project.aspects = json.loads(project.aspects)
                 shown = json.loads(shown_order)
@@ -379,9 +349,7 @@ def _record_vote_pg(
                 if state != Assignment.State.LEASED and not gold_label:
                     # The lease lapsed and was reclaimed. The vote still counts if no one took the slot.
                     if imported + done + leases >= project.overlap_target:
-                        raise AssignmentExpired(
-                            "The lease expired and this comparison went to someone else."
-                        )
+                        raise AssignmentExpired("The lease expired and this comparison went to someone else.")
                 complete = not gold_label and imported + done + 1 >= project.overlap_target
                 release = 1 if state == Assignment.State.LEASED else 0
                 params = [
@@ -411,16 +379,12 @@ def _record_vote_pg(
                         r.get("winner_id"),
                         r.get("loser_id"),
                     ]
-                cursor.execute(
-                    _WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params
-                )
+                cursor.execute(_WRITE_SQL.format(values=", ".join([_VALUES_ROW] * len(rows))), params)
                 written = cursor.fetchall()
                 if written:
                     break
             else:  # pragma: no cover - the second pass runs under the lock
-                raise RuntimeError(
-                    f"assignment {assignment_id} kept changing under its comparison's lock"
-                )
+                raise RuntimeError(f"assignment {assignment_id} kept changing under its comparison's lock")
             assignment = Assignment(
                 pk=assignment_id,
                 comparison_id=comparison_id,

@@ -7,21 +7,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [
-        ("annotate", "0005_skip_edits_ties_imports"),
-        ("training", "0002_h4_round_guarded"),
-    ]
+    dependencies = [("annotate", "0005_skip_edits_ties_imports"), ("training", "0002_h4_round_guarded")]
 
     operations = [
         migrations.CreateModel(
             name="JudgeSettings",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "system_prompt",
                     models.TextField(
@@ -36,12 +28,7 @@ class Migration(migrations.Migration):
                         help_text="Must hold {question}, {answer_a}, {answer_b}.",
                     ),
                 ),
-                (
-                    "principles",
-                    models.JSONField(
-                        blank=True, default=dict, help_text='{"aspect": "principles text"}'
-                    ),
-                ),
+                ("principles", models.JSONField(blank=True, default=dict, help_text='{"aspect": "principles text"}')),
                 (
                     "max_tokens",
                     models.PositiveIntegerField(
@@ -74,51 +61,25 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="JudgeVerdict",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("aspect", models.CharField(default="overall", max_length=64)),
                 (
                     "judge_label",
-                    models.CharField(
-                        help_text="The judge as it was named when it judged.", max_length=300
-                    ),
+                    models.CharField(help_text="The judge as it was named when it judged.", max_length=300),
                 ),
                 (
                     "prompt_version",
-                    models.CharField(
-                        help_text="Hash of the judge prompt and principles used.", max_length=16
-                    ),
+                    models.CharField(help_text="Hash of the judge prompt and principles used.", max_length=16),
                 ),
                 ("principles", models.TextField(blank=True)),
                 (
                     "verdict",
-                    models.CharField(
-                        choices=[("first", "First"), ("second", "Second"), ("tie", "Tie")],
-                        max_length=8,
-                    ),
+                    models.CharField(choices=[("first", "First"), ("second", "Second"), ("tie", "Tie")], max_length=8),
                 ),
-                (
-                    "consistent",
-                    models.BooleanField(
-                        help_text="Both orders agreed; an inconsistent pair is a tie."
-                    ),
-                ),
-                (
-                    "order1",
-                    models.JSONField(help_text="[P(A), P(B), P(C)] with (first, second) shown"),
-                ),
-                (
-                    "order2",
-                    models.JSONField(help_text="[P(A), P(B), P(C)] with (second, first) shown"),
-                ),
-                (
-                    "probabilities",
-                    models.JSONField(help_text="{first, second, tie}: the two orders averaged"),
-                ),
+                ("consistent", models.BooleanField(help_text="Both orders agreed; an inconsistent pair is a tie.")),
+                ("order1", models.JSONField(help_text="[P(A), P(B), P(C)] with (first, second) shown")),
+                ("order2", models.JSONField(help_text="[P(A), P(B), P(C)] with (second, first) shown")),
+                ("probabilities", models.JSONField(help_text="{first, second, tie}: the two orders averaged")),
                 ("truncated", models.BooleanField(default=False)),
                 ("job_id", models.BigIntegerField(blank=True, null=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -133,43 +94,30 @@ class Migration(migrations.Migration):
                 (
                     "first",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.completion",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.completion"
                     ),
                 ),
                 (
                     "judge",
                     models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="training.policy",
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="training.policy"
                     ),
                 ),
                 (
                     "second",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.completion",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.completion"
                     ),
                 ),
             ],
             options={
-                "indexes": [
-                    models.Index(
-                        fields=["comparison", "aspect"], name="judging_jud_compari_60e6e6_idx"
-                    )
-                ],
+                "indexes": [models.Index(fields=["comparison", "aspect"], name="judging_jud_compari_60e6e6_idx")],
                 "constraints": [
                     models.UniqueConstraint(
-                        fields=("comparison", "aspect", "judge", "prompt_version"),
-                        name="judge_verdict_once",
+                        fields=("comparison", "aspect", "judge", "prompt_version"), name="judge_verdict_once"
                     ),
                     models.CheckConstraint(
-                        condition=models.Q(("verdict__in", ["first", "second", "tie"])),
-                        name="judge_verdict_valid",
+                        condition=models.Q(("verdict__in", ["first", "second", "tie"])), name="judge_verdict_valid"
                     ),
                 ],
             },

@@ -26,6 +26,4 @@ class PrefloopUserAdmin(UserAdmin):
     list_display = ["username", "role", "is_active", "last_login"]
     list_filter = ["role", "is_active"]
     fieldsets = (*(UserAdmin.fieldsets or ()), ("prefloop", {"fields": ["role"]}))
-    actions = [
-        make_set_password_links
-    ]  # invitations and resets; `manage.py invite_user` does the same
+    actions = [make_set_password_links]  # invitations and resets; `manage.py invite_user` does the same

@@ -20,11 +20,7 @@ class ObtainAuthTokenApi(ObtainAuthToken):
         try:
             return super().post(request, *args, **kwargs)
         except ValidationError:
-            if (
-                isinstance(username, str)
-                and username
-                and lockout.is_locked(username=username, ip=ip)
-            ):
+            if isinstance(username, str) and username and lockout.is_locked(username=username, ip=ip):
                 return self._locked()  # this failure was the one that locked it
             raise
 

@@ -13,9 +13,7 @@ class LockoutAuthenticationForm(AuthenticationForm):
 
     def _locked(self) -> bool:
         username = self.cleaned_data.get("username")
-        return bool(username) and lockout.is_locked(
-            username=str(username), ip=lockout.client_ip(self.request)
-        )
+        return bool(username) and lockout.is_locked(username=str(username), ip=lockout.client_ip(self.request))
 
     def _locked_error(self) -> forms.ValidationError:
         self.is_locked = True

@@ -73,9 +73,7 @@ def record_failure(*, username: str, ip: str) -> bool:
     locked = False
     for stem, limit in _scopes(username, ip):
         counter = f"{PREFIX}:failures:{stem}"
-        cache.add(
-            counter, 0, timeout=rules.window_seconds
-        )  # the window starts at the first failure
+        cache.add(counter, 0, timeout=rules.window_seconds)  # the window starts at the first failure
         try:
             failures = cache.incr(counter)
         except ValueError:  # expired between add and incr
@@ -87,10 +85,7 @@ def record_failure(*, username: str, ip: str) -> bool:
             locked = True
     if locked:
         logger.warning(
-            "sign-in locked for %s s after repeated failures: user %r from %s",
-            rules.lockout_seconds,
-            username,
-            ip,
+            "sign-in locked for %s s after repeated failures: user %r from %s", rules.lockout_seconds, username, ip
         )
     return locked
 

@@ -63,9 +63,7 @@ def invite_user(
     if role not in User.Role.values:
         raise InviteError("role", f"must be one of {', '.join(User.Role.values)}, not {role!r}")
     if User.objects.filter(username=username).exists():
-        raise InviteError(
-            "username", f"a user named {username!r} already exists (use --reissue for a new link)"
-        )
+        raise InviteError("username", f"a user named {username!r} already exists (use --reissue for a new link)")
     user = User(username=username, email=email, role=role)
     user.is_staff = user.is_superuser = role == User.Role.ADMIN
     user.set_unusable_password()
@@ -77,14 +75,11 @@ def invite_user(
     user.save()
     if project is not None:
         project_role = project_role or (
-            Membership.Role.RESEARCHER
-            if role == User.Role.RESEARCHER
-            else Membership.Role.ANNOTATOR
+            Membership.Role.RESEARCHER if role == User.Role.RESEARCHER else Membership.Role.ANNOTATOR
         )
         if project_role not in Membership.Role.values:
             raise InviteError(
-                "project_role",
-                f"must be one of {', '.join(Membership.Role.values)}, not {project_role!r}",
+                "project_role", f"must be one of {', '.join(Membership.Role.values)}, not {project_role!r}"
             )
         membership_set(project=project, user=user, role=project_role)
     return set_password_link(user=user)

@@ -4,6 +4,4 @@ from django.urls import path
 
 from prefloop.accounts import views
 
-urlpatterns = [
-    path("set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password"),
-]
+urlpatterns = [path("set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password")]

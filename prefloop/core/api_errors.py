@@ -22,9 +22,7 @@ logger = logging.getLogger("django.request")
 
 
 def exception_handler(exc, context):
-    if isinstance(
-        exc, RequestDataTooBig
-    ):  # a body read past DATA_UPLOAD_MAX_MEMORY_SIZE (prefloop/request_limits.py)
+    if isinstance(exc, RequestDataTooBig):  # a body read past DATA_UPLOAD_MAX_MEMORY_SIZE (prefloop/request_limits.py)
         exc = RequestTooLarge(too_large_detail())
     if isinstance(exc, PrefloopError):
         body: dict[str, object] = {"error": exc.code, "detail": str(exc)}
@@ -33,9 +31,7 @@ def exception_handler(exc, context):
         if isinstance(exc, ImportDataError):
             body["problems"] = [ImportDataError.format(p) for p in exc.problems[:100]]
         return Response(body, status=exc.http_status)
-    if isinstance(
-        exc, DjangoValidationError
-    ):  # a model's full_clean() or constraint check: bad input
+    if isinstance(exc, DjangoValidationError):  # a model's full_clean() or constraint check: bad input
         set_rollback()
         return Response({"error": "invalid", "detail": "; ".join(exc.messages)}, status=400)
     response = drf_exception_handler(exc, context)
@@ -43,9 +39,7 @@ def exception_handler(exc, context):
         return response
     request = context.get("request")
     logger.error(
-        "Internal Server Error: %s",
-        getattr(request, "path", "?"),
-        exc_info=(type(exc), exc, exc.__traceback__),
+        "Internal Server Error: %s", getattr(request, "path", "?"), exc_info=(type(exc), exc, exc.__traceback__)
     )
     got_request_exception.send(sender=None, request=getattr(request, "_request", request))
     set_rollback()  # like any other error: an atomic request writes nothing

@@ -6,9 +6,7 @@ from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 
-MAX_OFFSET = (
-    2**31 - 1
-)  # beyond any table here; SQLite refuses integers past 2**63 with an OverflowError
+MAX_OFFSET = 2**31 - 1  # beyond any table here; SQLite refuses integers past 2**63 with an OverflowError
 
 
 class Pagination(LimitOffsetPagination):

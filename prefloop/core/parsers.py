@@ -47,13 +47,9 @@ class BoundedJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         max_depth = settings.PREFLOOP_MAX_JSON_DEPTH
         try:
-            data = json.loads(
-                stream.read().decode(encoding), parse_int=_parse_int, parse_constant=strict_constant
-            )
+            data = json.loads(stream.read().decode(encoding), parse_int=_parse_int, parse_constant=strict_constant)
         except RecursionError:
-            raise InvalidBody(
-                "body", f"nested deeper than {max_depth} levels (PREFLOOP_MAX_JSON_DEPTH)"
-            ) from None
+            raise InvalidBody("body", f"nested deeper than {max_depth} levels (PREFLOOP_MAX_JSON_DEPTH)") from None
         except ValueError as exc:  # UnicodeDecodeError included
             raise InvalidBody("body", f"not valid JSON: {exc}") from None
         check_json_value(data, max_depth=max_depth)
@@ -71,15 +67,11 @@ def check_json_value(data, *, max_depth: int) -> None:
                 raise InvalidBody(path or "body", UNSTORABLE_TEXT)
         elif isinstance(value, _LongInteger):
             raise InvalidBody(
-                path or "body",
-                f"an integer of {value.digits} digits; at most {MAX_INT_DIGITS} are accepted",
+                path or "body", f"an integer of {value.digits} digits; at most {MAX_INT_DIGITS} are accepted"
             )
         elif isinstance(value, (dict, list)):
             if depth > max_depth:
-                raise InvalidBody(
-                    path or "body",
-                    f"nested deeper than {max_depth} levels (PREFLOOP_MAX_JSON_DEPTH)",
-                )
+                raise InvalidBody(path or "body", f"nested deeper than {max_depth} levels (PREFLOOP_MAX_JSON_DEPTH)")
             if isinstance(value, dict):
                 for key, item in value.items():
                     name = f"{path}.{key}" if path else key

@@ -47,9 +47,7 @@ class JobListApi(APIView):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         context = {"positions": selectors.queue_positions(page)}
-        return paginator.get_paginated_response(
-            JobSerializer(page, many=True, context=context).data
-        )
+        return paginator.get_paginated_response(JobSerializer(page, many=True, context=context).data)
 
 
 class JobDetailApi(APIView):

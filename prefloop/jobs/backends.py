@@ -47,9 +47,7 @@ class DatabaseBackend:
         from prefloop.jobs.tasks import run_job_task
 
         wanted = queue if queue != DEFAULT_QUEUE else queue_of(kind)
-        run_job_task.using(queue_name=wanted if wanted in db_queues() else DEFAULT_QUEUE).enqueue(
-            job_id
-        )
+        run_job_task.using(queue_name=wanted if wanted in db_queues() else DEFAULT_QUEUE).enqueue(job_id)
 
     def queue_for(self, job: Job) -> str:
         queue = _wanted_queue(job) or queue_of(job.kind)
@@ -83,11 +81,7 @@ class ImmediateBackend:
 
         # A foreground command (run_round) asks for tqdm bars on its jobs.
         bar = getattr(settings, "PREFLOOP_JOB_PROGRESS_BAR", False)
-        run_job(
-            job_id,
-            worker=default_worker_name("immediate"),
-            ctx=JobContext.for_cli() if bar else None,
-        )
+        run_job(job_id, worker=default_worker_name("immediate"), ctx=JobContext.for_cli() if bar else None)
 
     def queue_for(self, job: Job) -> str:
         return _wanted_queue(job) or DEFAULT_QUEUE

@@ -29,10 +29,7 @@ class JobCancelled(Exception):
 
 
 def job_dir(job_id: int) -> Path:
-    return (
-        Path(getattr(settings, "PREFLOOP_JOB_DIR", Path(settings.VAR_DIR) / "jobs"))
-        / f"job-{job_id}"
-    )
+    return Path(getattr(settings, "PREFLOOP_JOB_DIR", Path(settings.VAR_DIR) / "jobs")) / f"job-{job_id}"
 
 
 class JobContext:
@@ -42,15 +39,11 @@ class JobContext:
     call `progress()` every step without flooding the database.
     """
 
-    def __init__(
-        self, job: Job | None = None, *, progress_bar: bool = False, stream: IO | None = None
-    ):
+    def __init__(self, job: Job | None = None, *, progress_bar: bool = False, stream: IO | None = None):
         self.job: Job | None = None
         self._lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         self._dirty = False
-        self._last_write = float(
-            "-inf"
-        )  # the first write lands even on a machine up for less than the interval
+        self._last_write = float("-inf")  # the first write lands even on a machine up for less than the interval
         self._last_cancel_check = 0.0
         self._cancel_requested = False
         self.stop_seen = False  # the handler was told to stop (run_job then records "cancelled")
@@ -122,9 +115,7 @@ class JobContext:
 
             self._last_cancel_check = time.monotonic()
             self._cancel_requested = bool(
-                Job.objects.filter(pk=self._job.pk)
-                .values_list("cancel_requested", flat=True)
-                .first()
+                Job.objects.filter(pk=self._job.pk).values_list("cancel_requested", flat=True).first()
             )
         if self._cancel_requested:
             self.stop_seen = True

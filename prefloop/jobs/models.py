@@ -17,15 +17,11 @@ class Job(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    kind = models.CharField(
-        max_length=100, help_text='Registered handler name, e.g. "train_reward_model".'
-    )
+    kind = models.CharField(max_length=100, help_text='Registered handler name, e.g. "train_reward_model".')
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0, help_text="0-1; kept as it was when a job fails.")
-    message = models.CharField(
-        max_length=300, blank=True, help_text="The current step, for people."
-    )
+    message = models.CharField(max_length=300, blank=True, help_text="The current step, for people.")
     log_tail = models.TextField(blank=True, help_text="The last ~100 log lines.")
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -39,9 +35,7 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(
-        max_length=200, blank=True, help_text="host:pid (and backend) of the runner."
-    )
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid (and backend) of the runner.")
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
 
@@ -56,9 +50,7 @@ class Job(models.Model):
                 condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
                 name="job_status_valid",
             ),
-            models.CheckConstraint(
-                condition=Q(progress__gte=0, progress__lte=1), name="job_progress_share"
-            ),
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="job_progress_share"),
         ]
 
     def __str__(self) -> str:

@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOB_KINDS: dict[str, str] = {
-    "selftest.sleep": "prefloop.jobs.selftest.sleep"
-}  # apps add theirs in ready()
+JOB_KINDS: dict[str, str] = {"selftest.sleep": "prefloop.jobs.selftest.sleep"}  # apps add theirs in ready()
 # The queue a kind runs on when the job's params name none. Long training runs get their own
 # queue so that short jobs (sampling, scoring, import, export) never wait behind one; a queue the
 # backend does not serve (TASKS QUEUES) falls back to "default" (backends.DatabaseBackend).
@@ -63,7 +61,5 @@ def get_handler(kind: str) -> Handler:
     try:
         path = JOB_KINDS[kind]
     except KeyError:
-        raise UnknownJobKind(
-            f"Unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}."
-        ) from None
+        raise UnknownJobKind(f"Unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}.") from None
     return import_string(path)

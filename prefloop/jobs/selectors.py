@@ -62,10 +62,7 @@ def queue_positions(jobs) -> dict[int, int]:
         .order_by("pk")[:MAX_QUEUE_SCAN]
     ]
     queue_by_id = {j.pk: job_queue(j) for j in active}
-    return {
-        job.pk: sum(1 for i, q in queue_by_id.items() if i < job.pk and q == job_queue(job))
-        for job in queued
-    }
+    return {job.pk: sum(1 for i, q in queue_by_id.items() if i < job.pk and q == job_queue(job)) for job in queued}
 
 
 def queue_position(job: Job) -> int | None:

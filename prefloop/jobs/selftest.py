@@ -25,9 +25,7 @@ def sleep(job, ctx) -> dict:
             raise RuntimeError(f"selftest failure requested (step {step}/{steps})")
         if artifact:
             # Written whole or not at all: a reader never sees half a checkpoint at this name.
-            atomic_write(
-                ctx.checkpoint_dir / "checkpoint.json", json.dumps({"step": step, "of": steps})
-            )
+            atomic_write(ctx.checkpoint_dir / "checkpoint.json", json.dumps({"step": step, "of": steps}))
         ctx.log(f"step {step}/{steps}")
         ctx.progress(step / steps, f"step {step}/{steps}")
     result: dict[str, int | str] = {"steps_done": steps}

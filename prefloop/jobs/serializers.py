@@ -6,9 +6,7 @@ from prefloop.jobs.models import Job
 class JobSerializer(serializers.ModelSerializer):
     """context["positions"] (selectors.queue_positions of a page) saves one query per queued job."""
 
-    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
-    )
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
     queue = serializers.SerializerMethodField(help_text="The queue the job runs on.")
     ahead = serializers.SerializerMethodField(
         help_text="Queued jobs only: queued or running jobs of the same queue before it; null otherwise."

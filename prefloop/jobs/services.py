@@ -24,12 +24,7 @@ from django.utils import timezone
 from prefloop.jobs.broadcast import broadcast_job
 from prefloop.jobs.context import JobCancelled, JobContext
 from prefloop.jobs.models import Job
-from prefloop.jobs.registry import (
-    DEFAULT_QUEUE,
-    UnknownJobKind,
-    get_handler,
-    is_registered,
-)
+from prefloop.jobs.registry import DEFAULT_QUEUE, UnknownJobKind, get_handler, is_registered
 from prefloop.jobs.signals import job_finished
 
 logger = logging.getLogger(__name__)
@@ -57,14 +52,10 @@ def enqueue_job(*, kind: str, params: dict, project=None, user=None) -> Job:
     """
     if not is_registered(kind):
         raise UnknownJobKind(f"Unknown job kind {kind!r}.")
-    params = json.loads(
-        json.dumps(params or {}, cls=DjangoJSONEncoder)
-    )  # stored exactly as a worker reads it
+    params = json.loads(json.dumps(params or {}, cls=DjangoJSONEncoder))  # stored exactly as a worker reads it
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     job = Job.objects.create(kind=kind, params=params, project=project, created_by=creator)
-    transaction.on_commit(
-        partial(dispatch_job, job.pk, queue=str(params.get("queue") or DEFAULT_QUEUE), kind=kind)
-    )
+    transaction.on_commit(partial(dispatch_job, job.pk, queue=str(params.get("queue") or DEFAULT_QUEUE), kind=kind))
     return job
 
 
@@ -210,18 +201,16 @@ class _Heartbeat(threading.Thread):
     def __init__(self, job_id: int, attempt: int):
         super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
         self.job_id, self.attempt = job_id, attempt
-        self.interval = float(
-            getattr(settings, "PREFLOOP_JOB_HEARTBEAT_INTERVAL", min(15.0, heartbeat_timeout() / 4))
-        )
+        self.interval = float(getattr(settings, "PREFLOOP_JOB_HEARTBEAT_INTERVAL", min(15.0, heartbeat_timeout() / 4)))
         self._stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stopped.wait(self.interval):
                 try:
-                    Job.objects.filter(
-                        pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING
-                    ).update(heartbeat_at=timezone.now())
+                    Job.objects.filter(pk=self.job_id, attempts=self.attempt, status=Job.Status.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
                 except Exception:  # try again next beat
                     logger.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
                     close_old_connections()
@@ -233,9 +222,7 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=5)
 
 
-def run_job_inline(
-    kind: str, params: dict, *, project=None, user=None, ctx: JobContext | None = None
-) -> Job:
+def run_job_inline(kind: str, params: dict, *, project=None, user=None, ctx: JobContext | None = None) -> Job:
     """Create a job and run it here, in the foreground (management commands): same handler, same
     row, a tqdm bar instead of a worker."""
     if not is_registered(kind):
@@ -256,10 +243,7 @@ def cancel_job(job: Job) -> Job:
     A finished job is left as it is."""
     now = timezone.now()
     if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=now,
-        message="cancelled before it started",
+        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled before it started"
     ):
         job.refresh_from_db()
         _send_finished(job)
@@ -284,13 +268,9 @@ def reap_stale_jobs(now: datetime | None = None) -> int:
     ids = list(stale.values_list("pk", flat=True)[:1000])
     if not ids:
         return 0
-    count = stale.filter(pk__in=ids).update(
-        status=Job.Status.FAILED, error=REAPED_ERROR, finished_at=now
-    )
+    count = stale.filter(pk__in=ids).update(status=Job.Status.FAILED, error=REAPED_ERROR, finished_at=now)
     for job in Job.objects.filter(pk__in=ids, status=Job.Status.FAILED, error=REAPED_ERROR):
-        logger.warning(
-            "reaped %s (worker %s, last heartbeat %s)", job, job.worker, job.heartbeat_at
-        )
+        logger.warning("reaped %s (worker %s, last heartbeat %s)", job, job.worker, job.heartbeat_at)
         broadcast_job(job)
         _send_finished(job)
     return count

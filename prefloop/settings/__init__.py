@@ -31,11 +31,7 @@ def env_bool(name: str, default: bool) -> bool:
 EMBEDDED_SECRET_KEY = "prefloop-embedded-default-not-for-production"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", EMBEDDED_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = [
-    h
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
-    if h
-]
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 
 INSTALLED_APPS = [
     "daphne",  # must precede staticfiles so runserver serves ASGI (daphne.E001)
@@ -90,9 +86,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ],
+            ]
         },
-    },
+    }
 ]
 
 # --- database -------------------------------------------------------------------------------
@@ -199,12 +195,7 @@ SPECTACULAR_SETTINGS = {
 # --- channels and jobs ----------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -223,9 +214,7 @@ else:
 # Queues the DB backend serves. `make demo` sets "default,training" and starts one worker per queue,
 # so sampling and scoring never wait behind a training run (docs/jobs.md); with only "default"
 # every job runs there, whatever its kind asks for.
-PREFLOOP_JOB_QUEUES = [
-    q.strip() for q in os.environ.get("PREFLOOP_JOB_QUEUES", "default").split(",") if q.strip()
-]
+PREFLOOP_JOB_QUEUES = [q.strip() for q in os.environ.get("PREFLOOP_JOB_QUEUES", "default").split(",") if q.strip()]
 if "default" not in PREFLOOP_JOB_QUEUES:
     PREFLOOP_JOB_QUEUES.insert(0, "default")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PREFLOOP_JOB_QUEUES}}
@@ -234,9 +223,7 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": PRE
 # (prefloop/jobs/backends.py): DatabaseBackend = the table above, run by `manage.py db_worker`;
 # CeleryBackend = Celery on Redis (`celery -A prefloop worker -Q default,gpu`); ImmediateBackend =
 # in-process. The short names "db", "celery" and "immediate" are accepted too.
-PREFLOOP_JOB_BACKEND = os.environ.get(
-    "PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend"
-)
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.DatabaseBackend")
 PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
 # A running job silent for this long (no progress, no heartbeat) is failed as killed.
 PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))
@@ -245,15 +232,11 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # --- prefloop -------------------------------------------------------------------------------
 # Where the real data sets live (PRD, HH-RLHF, LFQA, Copilot Arena); read, never copied.
-PREFLOOP_DATA_DIR = Path(
-    os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "real")
-)
+PREFLOOP_DATA_DIR = Path(os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "real"))
 # Largest file the import endpoint accepts; the command line has no limit.
 PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 # A model folder (reward model, policy) is zipped to a temporary file before it is sent; larger ones answer 413.
-PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(
-    os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3))
-)
+PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
 # How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 # The vote loop's fast path caches token lookups per process this long (annotate/fast_api.py; 0: off).
 PREFLOOP_FAST_PATH = os.environ.get("PREFLOOP_FAST_PATH", "1") not in ("0", "false", "no")

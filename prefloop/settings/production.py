@@ -36,9 +36,7 @@ def _refuse(message: str) -> None:
 def _secret_key() -> str:
     key = os.environ.get("DJANGO_SECRET_KEY", "")
     if not key:
-        _refuse(
-            f"DJANGO_SECRET_KEY is not set. Set it to a random secret of 50+ characters, e.g. from: {GENERATE_KEY}"
-        )
+        _refuse(f"DJANGO_SECRET_KEY is not set. Set it to a random secret of 50+ characters, e.g. from: {GENERATE_KEY}")
     if key == EMBEDDED_SECRET_KEY or key.startswith("django-insecure"):
         _refuse(f"DJANGO_SECRET_KEY is the development default. Generate a new one: {GENERATE_KEY}")
     if len(key) < 50 or len(set(key)) < 5:
@@ -62,23 +60,17 @@ def secret_key_entropy_bits(key: str) -> float:
     the key's Shannon entropy per character (few distinct characters carry few bits each)."""
     counts = Counter(key)
     per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
-    novel = min(
-        len(key), max(0, len(zlib.compress(key.encode(), 9)) - 11)
-    )  # 11: zlib's framing bytes
+    novel = min(len(key), max(0, len(zlib.compress(key.encode(), 9)) - 11))  # 11: zlib's framing bytes
     return novel * per_char
 
 
 def _allowed_hosts() -> list[str]:
     hosts = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip()]
     if not hosts:
-        _refuse(
-            "DJANGO_ALLOWED_HOSTS is not set. List the host names the site is served under, comma-separated."
-        )
+        _refuse("DJANGO_ALLOWED_HOSTS is not set. List the host names the site is served under, comma-separated.")
     wild = [h for h in hosts if "*" in h]
     if wild:
-        _refuse(
-            f"DJANGO_ALLOWED_HOSTS may not contain a wildcard ({', '.join(wild)}). Name each host."
-        )
+        _refuse(f"DJANGO_ALLOWED_HOSTS may not contain a wildcard ({', '.join(wild)}). Name each host.")
     subdomains = [h for h in hosts if h.startswith(".")]
     if subdomains and not env_bool("DJANGO_ALLOW_SUBDOMAIN_HOSTS", False):
         _refuse(
@@ -92,9 +84,7 @@ def _allowed_hosts() -> list[str]:
 def _database() -> dj_database_url.DBConfig:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
-        _refuse(
-            "DATABASE_URL is not set. Point it at PostgreSQL: postgres://USER:PASSWORD@HOST:5432/NAME"
-        )
+        _refuse("DATABASE_URL is not set. Point it at PostgreSQL: postgres://USER:PASSWORD@HOST:5432/NAME")
     config = dj_database_url.parse(url, conn_max_age=0, conn_health_checks=False)
     if config["ENGINE"] != "django.db.backends.postgresql":
         _refuse(f"DATABASE_URL must be a PostgreSQL URL (postgres://...), not {config['ENGINE']}.")
@@ -121,19 +111,13 @@ def _redis_url() -> str:
 
 
 if env_bool("DJANGO_DEBUG", False):
-    _refuse(
-        "DJANGO_DEBUG is on. Debug pages show settings and stack traces to anyone; unset it (or set 0)."
-    )
+    _refuse("DJANGO_DEBUG is on. Debug pages show settings and stack traces to anyone; unset it (or set 0).")
 DEBUG = False
 SECRET_KEY = _secret_key()
 # Old keys still accepted for signatures (sessions, invitation links) while rotating: comma-separated.
-SECRET_KEY_FALLBACKS = [
-    k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k
-]
+SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
 ALLOWED_HOSTS = _allowed_hosts()
-CSRF_TRUSTED_ORIGINS = [
-    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
-]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 # --- data stores ----------------------------------------------------------------------------
 DATABASES = {"default": _database()}
@@ -148,15 +132,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [REDIS_URL],
-            "prefix": os.environ.get("PREFLOOP_CHANNELS_PREFIX", "prefloop-asgi"),
-        },
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PREFLOOP_CHANNELS_PREFIX", "prefloop-asgi")},
     }
 }
-PREFLOOP_JOB_BACKEND = os.environ.get(
-    "PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.CeleryBackend"
-)
+PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.backends.CeleryBackend")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
@@ -190,17 +169,12 @@ LANGUAGE_COOKIE_SECURE = True
 PREFLOOP_DEMO_ACCOUNTS = False
 
 # The API speaks JSON only: no browsable HTML API (its pages carry inline styles and forms).
-REST_FRAMEWORK = {
-    **REST_FRAMEWORK,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-}
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}
-    },
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -19,15 +19,7 @@ class WebhookAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "webhook",
-        "event",
-        "status",
-        "attempts",
-        "last_status_code",
-        "created_at",
-    )
+    list_display = ("id", "webhook", "event", "status", "attempts", "last_status_code", "created_at")
     readonly_fields = [f.name for f in Delivery._meta.fields]
 
     def has_add_permission(self, request: Any) -> bool:

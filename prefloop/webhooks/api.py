@@ -34,9 +34,7 @@ class WebhookListApi(APIView):
 class WebhookDetailApi(APIView):
     @extend_schema(responses=s.WebhookSerializer)
     def get(self, request: Request, webhook_id: int) -> Response:
-        return Response(
-            s.WebhookSerializer(selectors.webhook_for_user(request.user, webhook_id)).data
-        )
+        return Response(s.WebhookSerializer(selectors.webhook_for_user(request.user, webhook_id)).data)
 
     @extend_schema(request=s.WebhookWriteSerializer, responses=s.WebhookSerializer)
     def patch(self, request: Request, webhook_id: int) -> Response:
@@ -52,11 +50,7 @@ class WebhookDetailApi(APIView):
             raise ValidationError({"non_field_errors": ["expected a JSON object"]})
         data = s.WebhookWriteSerializer(data={**current, **request.data})
         data.is_valid(raise_exception=True)
-        return Response(
-            s.WebhookSerializer(
-                services.webhook_update(webhook=webhook, **data.validated_data)
-            ).data
-        )
+        return Response(s.WebhookSerializer(services.webhook_update(webhook=webhook, **data.validated_data)).data)
 
 
 class WebhookTestApi(APIView):
@@ -82,7 +76,5 @@ class WebhookDeliveriesApi(APIView):
         """The webhook's latest 50 deliveries, newest first."""
         webhook = selectors.webhook_for_user(request.user, webhook_id)
         return Response(
-            s.DeliverySerializer(
-                selectors.deliveries_of(webhook.project, webhook_id=webhook.pk), many=True
-            ).data
+            s.DeliverySerializer(selectors.deliveries_of(webhook.project, webhook_id=webhook.pk), many=True).data
         )

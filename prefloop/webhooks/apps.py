@@ -23,9 +23,5 @@ class WebhooksConfig(AppConfig):
         register_job_kind(receivers.DELIVER_JOB, "prefloop.webhooks.tasks.deliver")
         job_finished.connect(receivers.on_job_finished, dispatch_uid="webhooks.job_finished")
         vote_recorded.connect(receivers.on_vote_recorded, dispatch_uid="webhooks.vote_recorded")
-        round_state_changed.connect(
-            receivers.on_round_state_changed, dispatch_uid="webhooks.round_state"
-        )
-        post_save.connect(
-            receivers.on_round_saved, sender="training.Round", dispatch_uid="webhooks.round_created"
-        )
+        round_state_changed.connect(receivers.on_round_state_changed, dispatch_uid="webhooks.round_state")
+        post_save.connect(receivers.on_round_saved, sender="training.Round", dispatch_uid="webhooks.round_created")

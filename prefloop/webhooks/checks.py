@@ -19,7 +19,5 @@ def webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         errors.append(Error(str(exc), id="webhooks.E001"))
     hosts = getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_HOSTS", ["*"])
     if isinstance(hosts, str) or not all(isinstance(h, str) and h for h in hosts):
-        errors.append(
-            Error("PREFLOOP_WEBHOOK_ALLOWED_HOSTS must be a list of host names", id="webhooks.E002")
-        )
+        errors.append(Error("PREFLOOP_WEBHOOK_ALLOWED_HOSTS must be a list of host names", id="webhooks.E002"))
     return errors

@@ -37,19 +37,15 @@ def _dispatch_later(job_id: int, delay: float) -> None:
         if backend == "db":
             from prefloop.jobs.tasks import run_job_task
 
-            run_job_task.using(
-                queue_name=DEFAULT_QUEUE, run_after=timezone.now() + timedelta(seconds=delay)
-            ).enqueue(job_id)
+            run_job_task.using(queue_name=DEFAULT_QUEUE, run_after=timezone.now() + timedelta(seconds=delay)).enqueue(
+                job_id
+            )
         elif backend == "celery":
             from prefloop.celery import app, broker_url
 
             with app.connection_for_write(broker_url()) as conn:
                 app.send_task(
-                    "prefloop.jobs.run_job",
-                    args=[job_id],
-                    queue=DEFAULT_QUEUE,
-                    countdown=delay,
-                    connection=conn,
+                    "prefloop.jobs.run_job", args=[job_id], queue=DEFAULT_QUEUE, countdown=delay, connection=conn
                 )
         else:
             dispatch_job(job_id, kind="webhooks.deliver")
@@ -58,10 +54,6 @@ def _dispatch_later(job_id: int, delay: float) -> None:
         from prefloop.webhooks.services import fail_open_deliveries_of
 
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            status=Job.Status.FAILED,
-            error=f"could not schedule: {job_error_message(exc)}",
-            finished_at=timezone.now(),
+            status=Job.Status.FAILED, error=f"could not schedule: {job_error_message(exc)}", finished_at=timezone.now()
         )
-        fail_open_deliveries_of(
-            job_id, f"the retry could not be scheduled: {job_error_message(exc)}"
-        )
+        fail_open_deliveries_of(job_id, f"the retry could not be scheduled: {job_error_message(exc)}")

@@ -73,9 +73,7 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(value.strip(), strict=False))
         except ValueError:
-            raise ValueError(
-                f"PREFLOOP_WEBHOOK_ALLOWED_CIDRS: {value!r} is not an address or CIDR"
-            ) from None
+            raise ValueError(f"PREFLOOP_WEBHOOK_ALLOWED_CIDRS: {value!r} is not an address or CIDR") from None
     return tuple(networks)
 
 
@@ -92,9 +90,7 @@ def parse_target(url: str) -> Target:
     if scheme not in ("http", "https"):
         raise TargetRefused(f"only http and https URLs are allowed, not {scheme or 'no scheme'!r}")
     if parts.username is not None or parts.password is not None:
-        raise TargetRefused(
-            "credentials in the URL (user:password@) are not allowed; sign with the secret instead"
-        )
+        raise TargetRefused("credentials in the URL (user:password@) are not allowed; sign with the secret instead")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise TargetRefused("the URL has no host")
@@ -217,9 +213,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to the checked address; SNI and the certificate check use the URL's host."""
 
-    def __init__(
-        self, host: str, port: int, *, ip: str, timeout: float, context: ssl.SSLContext
-    ) -> None:
+    def __init__(self, host: str, port: int, *, ip: str, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._ip, self._ctx = ip, context
 
@@ -228,23 +222,14 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
-def _send(
-    target: Target,
-    ip: IPAddress,
-    body: bytes,
-    headers: dict[str, str],
-    rules: Rules,
-    deadline: float,
-) -> Answer:
+def _send(target: Target, ip: IPAddress, body: bytes, headers: dict[str, str], rules: Rules, deadline: float) -> Answer:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeliveryError(f"no answer within {rules.timeout:g} s")
     conn: http.client.HTTPConnection
     if target.scheme == "https":
         context = rules.ssl_context or ssl.create_default_context()
-        conn = _PinnedHTTPSConnection(
-            target.host, target.port, ip=str(ip), timeout=remaining, context=context
-        )
+        conn = _PinnedHTTPSConnection(target.host, target.port, ip=str(ip), timeout=remaining, context=context)
     else:
         conn = _PinnedHTTPConnection(target.host, target.port, ip=str(ip), timeout=remaining)
     started = time.monotonic()
@@ -259,9 +244,7 @@ def _send(
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
-    return Answer(
-        response.status, data, answer_headers, int((time.monotonic() - started) * 1000), ""
-    )
+    return Answer(response.status, data, answer_headers, int((time.monotonic() - started) * 1000), "")
 
 
 def _read_bounded(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes:

@@ -28,10 +28,7 @@ def _subscribed(project_id: int | None, names: tuple[str, ...]) -> bool:
     # than the indexed lookup itself (docs/vote-loop.md). Same rows as
     # Webhook.objects.filter(project_id=..., active=True).values_list("events").
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT events FROM {Webhook._meta.db_table} WHERE project_id = %s AND active",
-            [project_id],
-        )
+        cursor.execute(f"SELECT events FROM {Webhook._meta.db_table} WHERE project_id = %s AND active", [project_id])
         rows = cursor.fetchall()
     wanted = set(names)
     return any(wanted & set(_json_list(events)) for (events,) in rows)
@@ -47,14 +44,10 @@ def on_job_finished(sender: Any, job: Any, **kwargs: Any) -> None:
     """prefloop.jobs job_finished → job.succeeded / failed / cancelled, and reward_model.ready."""
     try:
         if job.kind == DELIVER_JOB:
-            if (
-                job.status != "succeeded"
-            ):  # a crashed or reaped attempt: its delivery is failed, not left open
+            if job.status != "succeeded":  # a crashed or reaped attempt: its delivery is failed, not left open
                 from prefloop.webhooks.services import fail_open_deliveries_of
 
-                fail_open_deliveries_of(
-                    job.pk, f"delivery job {job.pk} {job.status}: {job.error[-500:]}"
-                )
+                fail_open_deliveries_of(job.pk, f"delivery job {job.pk} {job.status}: {job.error[-500:]}")
             return  # never an event about our own jobs (that would loop)
         event = JOB_EVENTS.get(job.status)
         if event and _subscribed(job.project_id, (event,)):
@@ -88,9 +81,7 @@ def _reward_model_ready(job: Any) -> None:
 
     for model in RewardModel.objects.filter(job_id=job.pk, status=RewardModel.Status.READY):
         metrics = {
-            k: v
-            for k, v in (model.metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            k: v for k, v in (model.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
         emit(
             model.project_id,
@@ -159,25 +150,17 @@ def on_vote_recorded(sender: Any, assignment: Any, **kwargs: Any) -> None:
         check_vote_milestones(assignment.project_id)
         _check_round_labelled(assignment)
     except Exception:
-        logger.exception(
-            "webhook receiver failed for assignment %s", getattr(assignment, "pk", None)
-        )
+        logger.exception("webhook receiver failed for assignment %s", getattr(assignment, "pk", None))
 
 
 def _check_round_labelled(assignment: Any) -> None:
     """The vote completed its comparison, and no comparison of its (loop) round is still short of votes."""
     from annotate.models import Comparison
 
-    comparison = (
-        Comparison.objects.filter(pk=assignment.comparison_id)
-        .values("round", "is_complete")
-        .first()
-    )
+    comparison = Comparison.objects.filter(pk=assignment.comparison_id).values("round", "is_complete").first()
     if not comparison or not comparison["round"] or not comparison["is_complete"]:
         return
-    in_round = Comparison.objects.filter(
-        project_id=assignment.project_id, round=comparison["round"], is_open=True
-    )
+    in_round = Comparison.objects.filter(project_id=assignment.project_id, round=comparison["round"], is_open=True)
     if in_round.filter(is_complete=False).exists():
         return
     number = comparison["round"]

@@ -32,9 +32,7 @@ def webhook_for_user(user: Any, webhook_id: int, *, project: Project | None = No
     return webhook
 
 
-def deliveries_of(
-    project: Project, *, webhook_id: int | None = None, limit: int = LOG_ROWS
-) -> list[Delivery]:
+def deliveries_of(project: Project, *, webhook_id: int | None = None, limit: int = LOG_ROWS) -> list[Delivery]:
     rows = Delivery.objects.filter(webhook__project=project).select_related("webhook").defer("body")
     if webhook_id is not None:
         rows = rows.filter(webhook_id=webhook_id)

@@ -30,14 +30,10 @@ class WebhookSerializer(serializers.ModelSerializer):
 
 class WebhookWriteSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=2000)
-    events = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(EVENTS)), max_length=len(EVENTS)
-    )
+    events = serializers.ListField(child=serializers.ChoiceField(choices=sorted(EVENTS)), max_length=len(EVENTS))
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     active = serializers.BooleanField(required=False, default=True)
-    milestone_every = serializers.IntegerField(
-        min_value=1, max_value=1_000_000, required=False, default=100
-    )
+    milestone_every = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, default=100)
 
 
 class WebhookWithSecretSerializer(WebhookSerializer):

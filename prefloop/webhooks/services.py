@@ -53,9 +53,7 @@ def rules() -> net.Rules:
     """The SSRF rules from settings (PREFLOOP_WEBHOOK_*)."""
     return net.Rules(
         allowed_hosts=tuple(getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_HOSTS", ["*"])),
-        allowed_networks=net.parse_networks(
-            getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_CIDRS", [])
-        ),
+        allowed_networks=net.parse_networks(getattr(settings, "PREFLOOP_WEBHOOK_ALLOWED_CIDRS", [])),
         timeout=float(getattr(settings, "PREFLOOP_WEBHOOK_TIMEOUT", 10)),
         max_response_bytes=int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)),
         max_redirects=int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_REDIRECTS", 3)),
@@ -78,9 +76,7 @@ def new_secret() -> str:
     return "whsec_" + secrets.token_hex(24)
 
 
-def validate(
-    *, url: str, events: list[str], milestone_every: int | None = None
-) -> tuple[str, list[str]]:
+def validate(*, url: str, events: list[str], milestone_every: int | None = None) -> tuple[str, list[str]]:
     """The URL (checked against the rules, without DNS: that happens on every send) and the events."""
     url = (url or "").strip()
     if not url:
@@ -127,21 +123,10 @@ def webhook_create(
 
 
 def webhook_update(
-    *,
-    webhook: Webhook,
-    url: str,
-    events: list[str],
-    name: str = "",
-    active: bool = True,
-    milestone_every: int = 100,
+    *, webhook: Webhook, url: str, events: list[str], name: str = "", active: bool = True, milestone_every: int = 100
 ) -> Webhook:
     url, events = validate(url=url, events=events, milestone_every=milestone_every)
-    webhook.url, webhook.events, webhook.name, webhook.active = (
-        url,
-        events,
-        name.strip()[:100],
-        active,
-    )
+    webhook.url, webhook.events, webhook.name, webhook.active = (url, events, name.strip()[:100], active)
     webhook.milestone_every = milestone_every
     webhook.save(update_fields=["url", "events", "name", "active", "milestone_every", "updated_at"])
     return webhook
@@ -174,12 +159,7 @@ def send_test(*, webhook: Webhook) -> Delivery:
 
 # --- emitting ------------------------------------------------------------------------------------
 def emit(
-    project: Project | int,
-    event: str,
-    data: dict,
-    *,
-    key: str | None = None,
-    webhook_ids: list[int] | None = None,
+    project: Project | int, event: str, data: dict, *, key: str | None = None, webhook_ids: list[int] | None = None
 ) -> None:
     """Send `event` with `data` to the project's active webhooks that subscribe to it, once the
     current transaction commits (at once outside one). `key` makes the event id deterministic, so
@@ -192,19 +172,12 @@ def emit(
 
 
 def _emit_now(
-    project_id: int,
-    event: str,
-    data: dict,
-    key: str | None,
-    webhook_ids: list[int] | None,
-    created_at: Any,
+    project_id: int, event: str, data: dict, key: str | None, webhook_ids: list[int] | None, created_at: Any
 ) -> None:
     try:
         hooks = [
             h
-            for h in Webhook.objects.filter(project_id=project_id, active=True).select_related(
-                "project"
-            )
+            for h in Webhook.objects.filter(project_id=project_id, active=True).select_related("project")
             if event in h.events and (webhook_ids is None or h.pk in webhook_ids)
         ]
         event_id = _event_id(project_id, event, key)
@@ -234,9 +207,7 @@ def _body(project: Project, event: str, data: dict, *, event_id: str, created_at
         "project": {"id": project.pk, "name": project.name},
         "data": data,
     }
-    text = json.dumps(
-        envelope, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True, ensure_ascii=False
-    )
+    text = json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     limit = int(getattr(settings, "PREFLOOP_WEBHOOK_MAX_BODY_BYTES", 64 * 1024))
     if len(text.encode()) > limit:
         raise ValueError(f"webhook body of {event} is over {limit} bytes")
@@ -259,9 +230,7 @@ def _create_delivery(webhook: Webhook, event: str, body: str) -> Delivery:
 def _prune_log(webhook: Webhook) -> None:
     """Keep the newest PREFLOOP_WEBHOOK_LOG_KEEP finished deliveries of a webhook (the log is bounded)."""
     keep = max(1, int(getattr(settings, "PREFLOOP_WEBHOOK_LOG_KEEP", 500)))
-    finished = (
-        Delivery.objects.filter(webhook=webhook).exclude(status__in=Delivery.OPEN).order_by("-id")
-    )
+    finished = Delivery.objects.filter(webhook=webhook).exclude(status__in=Delivery.OPEN).order_by("-id")
     old = list(finished.values_list("id", flat=True)[keep : keep + 1000])
     if old:
         Delivery.objects.filter(pk__in=old).delete()
@@ -281,18 +250,12 @@ def deliver(delivery_id: int) -> dict:
     attempt = delivery.attempts + 1
     now = timezone.now()
     # Compare-and-set on the attempt count: a job delivered twice sends once.
-    if not Delivery.objects.filter(
-        pk=delivery.pk, attempts=delivery.attempts, status__in=Delivery.OPEN
-    ).update(
-        attempts=F("attempts") + 1,
-        last_attempt_at=now,
-        next_attempt_at=None,
+    if not Delivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts, status__in=Delivery.OPEN).update(
+        attempts=F("attempts") + 1, last_attempt_at=now, next_attempt_at=None
     ):
         return {"skipped": "attempt already taken"}
     if not delivery.webhook.active and delivery.event != PING:
-        return _finish(
-            delivery, attempt, Delivery.Status.FAILED, error="the webhook was deactivated"
-        )
+        return _finish(delivery, attempt, Delivery.Status.FAILED, error="the webhook was deactivated")
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -311,11 +274,7 @@ def deliver(delivery_id: int) -> dict:
     except net.DeliveryError as exc:
         return _retry_or_fail(delivery, attempt, error=str(exc))
     excerpt = answer.body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
-    fields: dict[str, Any] = {
-        "code": answer.status,
-        "excerpt": excerpt,
-        "duration_ms": answer.elapsed_ms,
-    }
+    fields: dict[str, Any] = {"code": answer.status, "excerpt": excerpt, "duration_ms": answer.elapsed_ms}
     if 200 <= answer.status < 300:
         return _finish(delivery, attempt, Delivery.Status.SUCCEEDED, **fields)
     if 300 <= answer.status < 400:
@@ -329,23 +288,13 @@ def deliver(delivery_id: int) -> dict:
         )
     if answer.status in (408, 425, 429) or answer.status >= 500:
         return _retry_or_fail(delivery, attempt, error=f"HTTP {answer.status}", **fields)
-    return _finish(
-        delivery,
-        attempt,
-        Delivery.Status.FAILED,
-        error=f"HTTP {answer.status} (not retried)",
-        **fields,
-    )
+    return _finish(delivery, attempt, Delivery.Status.FAILED, error=f"HTTP {answer.status} (not retried)", **fields)
 
 
 def _retry_or_fail(delivery: Delivery, attempt: int, *, error: str, **fields: Any) -> dict:
     if attempt >= delivery.max_attempts:
         return _finish(
-            delivery,
-            attempt,
-            Delivery.Status.FAILED,
-            error=f"{error}; gave up after {attempt} attempts",
-            **fields,
+            delivery, attempt, Delivery.Status.FAILED, error=f"{error}; gave up after {attempt} attempts", **fields
         )
     delay = backoff_seconds(attempt)
     result = _finish(
@@ -381,13 +330,7 @@ def _finish(
         next_attempt_at=next_attempt_at,
         delivered_at=now if status == Delivery.Status.SUCCEEDED else None,
     )
-    return {
-        "delivery_id": delivery.pk,
-        "attempt": attempt,
-        "status": status,
-        "status_code": code,
-        "error": error[:500],
-    }
+    return {"delivery_id": delivery.pk, "attempt": attempt, "status": status, "status_code": code, "error": error[:500]}
 
 
 def _queue(delivery: Delivery, *, delay: float) -> None:
@@ -419,11 +362,7 @@ def check_vote_milestones(project_id: int) -> None:
     concurrent votes announce each milestone once)."""
     from prefloop.webhooks.events import VOTES_MILESTONE
 
-    hooks = [
-        h
-        for h in Webhook.objects.filter(project_id=project_id, active=True)
-        if VOTES_MILESTONE in h.events
-    ]
+    hooks = [h for h in Webhook.objects.filter(project_id=project_id, active=True) if VOTES_MILESTONE in h.events]
     if not hooks:
         return
     count = _judgements(project_id)
@@ -431,9 +370,7 @@ def check_vote_milestones(project_id: int) -> None:
         milestone = count // hook.milestone_every * hook.milestone_every
         if milestone <= hook.last_milestone:
             continue
-        if Webhook.objects.filter(pk=hook.pk, last_milestone=hook.last_milestone).update(
-            last_milestone=milestone
-        ):
+        if Webhook.objects.filter(pk=hook.pk, last_milestone=hook.last_milestone).update(last_milestone=milestone):
             emit(
                 project_id,
                 VOTES_MILESTONE,

@@ -6,9 +6,5 @@ from prefloop.webhooks import views
 
 urlpatterns = [
     path("projects/<int:project_id>/webhooks/", views.webhooks_page, name="webhooks-page"),
-    path(
-        "projects/<int:project_id>/webhooks/<int:webhook_id>/",
-        views.webhook_change,
-        name="webhook-change",
-    ),
+    path("projects/<int:project_id>/webhooks/<int:webhook_id>/", views.webhook_change, name="webhook-change"),
 ]

@@ -81,9 +81,7 @@ def webhooks_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "active": request.POST.get("active") == "on",
         }
         return _page(request, project, status=400, errors={exc.field: exc.message}, values=values)
-    return _page(
-        request, project, secret={"webhook": webhook, "value": webhook.secret, "why": "created"}
-    )
+    return _page(request, project, secret={"webhook": webhook, "value": webhook.secret, "why": "created"})
 
 
 @login_required
@@ -99,15 +97,10 @@ def webhook_change(request: HttpRequest, project_id: int, webhook_id: int) -> Ht
         messages.success(request, f"Webhook “{webhook.label}” deleted, with its delivery log.")
     elif action == "test":
         delivery = services.send_test(webhook=webhook)
-        messages.success(
-            request,
-            f"Test event queued (delivery {delivery.pk}); its result appears in the log below.",
-        )
+        messages.success(request, f"Test event queued (delivery {delivery.pk}); its result appears in the log below.")
     elif action == "rotate":
         secret = services.webhook_rotate_secret(webhook=webhook)
-        return _page(
-            request, project, secret={"webhook": webhook, "value": secret, "why": "rotated"}
-        )
+        return _page(request, project, secret={"webhook": webhook, "value": secret, "why": "rotated"})
     elif action == "save":
         return _save(request, project, webhook)
     else:
@@ -119,8 +112,6 @@ def _save(request: HttpRequest, project: Project, webhook: Webhook) -> HttpRespo
     try:
         services.webhook_update(webhook=webhook, **_form(request.POST))
     except services.InvalidWebhook as exc:
-        return _page(
-            request, project, status=400, edit_errors={webhook.pk: f"{exc.field}: {exc.message}"}
-        )
+        return _page(request, project, status=400, edit_errors={webhook.pk: f"{exc.field}: {exc.message}"})
     messages.success(request, f"Webhook “{webhook.label}” saved.")
     return redirect("webhooks-page", project.pk)

@@ -8,21 +8,13 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [
-        ("annotate", "0002_gold_checks"),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-    ]
+    dependencies = [("annotate", "0002_gold_checks"), migrations.swappable_dependency(settings.AUTH_USER_MODEL)]
 
     operations = [
         migrations.CreateModel(
             name="RewardModel",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("version", models.PositiveIntegerField()),
                 ("base_model", models.CharField(max_length=300)),
                 (
@@ -40,23 +32,14 @@ class Migration(migrations.Migration):
                 ),
                 ("is_current", models.BooleanField(default=False)),
                 ("data_snapshot", models.JSONField(blank=True, default=dict)),
-                (
-                    "options",
-                    models.JSONField(
-                        blank=True, default=dict, help_text="RewardTrainConfig as a dict."
-                    ),
-                ),
+                ("options", models.JSONField(blank=True, default=dict, help_text="RewardTrainConfig as a dict.")),
                 ("metrics", models.JSONField(blank=True, default=dict)),
                 ("curves", models.JSONField(blank=True, default=dict)),
                 ("artifact_path", models.CharField(blank=True, max_length=500)),
                 ("job_id", models.BigIntegerField(blank=True, null=True)),
                 (
                     "trigger",
-                    models.CharField(
-                        blank=True,
-                        help_text='"manual", "command" or "auto:round-N".',
-                        max_length=64,
-                    ),
+                    models.CharField(blank=True, help_text='"manual", "command" or "auto:round-N".', max_length=64),
                 ),
                 ("error", models.TextField(blank=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
@@ -85,33 +68,22 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="reward_models",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="reward_models", to="annotate.project"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["project_id", "-version"],
-            },
+            options={"ordering": ["project_id", "-version"]},
         ),
         migrations.CreateModel(
             name="RetrainTrigger",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("round", models.PositiveIntegerField()),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.project"
                     ),
                 ),
                 (
@@ -129,12 +101,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="RewardSettings",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "auto_retrain",
                     models.BooleanField(
@@ -144,11 +111,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "default_options",
-                    models.JSONField(
-                        blank=True,
-                        default=dict,
-                        help_text="RewardTrainConfig fields and data filters.",
-                    ),
+                    models.JSONField(blank=True, default=dict, help_text="RewardTrainConfig fields and data filters."),
                 ),
                 (
                     "project",
@@ -162,16 +125,12 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="rewardmodel",
-            constraint=models.UniqueConstraint(
-                fields=("project", "version"), name="reward_model_version_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "version"), name="reward_model_version_once"),
         ),
         migrations.AddConstraint(
             model_name="rewardmodel",
             constraint=models.UniqueConstraint(
-                condition=models.Q(("is_current", True)),
-                fields=("project",),
-                name="reward_model_one_current",
+                condition=models.Q(("is_current", True)), fields=("project",), name="reward_model_one_current"
             ),
         ),
         migrations.AddConstraint(
@@ -201,8 +160,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="retraintrigger",
-            constraint=models.UniqueConstraint(
-                fields=("project", "round"), name="retrain_once_per_round"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "round"), name="retrain_once_per_round"),
         ),
     ]

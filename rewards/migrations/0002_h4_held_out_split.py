@@ -2,9 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("rewards", "0001_initial"),
-    ]
+    dependencies = [("rewards", "0001_initial")]
 
     operations = [
         migrations.AddField(
@@ -16,5 +14,5 @@ class Migration(migrations.Migration):
                 help_text="The project's fixed held-out split ({method, salt, fraction, fixed_by_version}); set by the "
                 "first training run and never changed, so every version is measured on the same prompts.",
             ),
-        ),
+        )
     ]

@@ -73,12 +73,8 @@ def save_artifact(
         unwrapped.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         for name, tensors in (extra or {}).items():
-            save_file(
-                {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name)
-            )
-        (tmp / meta_file).write_text(
-            json.dumps({"format": format, **meta}, indent=2, sort_keys=True, default=str)
-        )
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / name))
+        (tmp / meta_file).write_text(json.dumps({"format": format, **meta}, indent=2, sort_keys=True, default=str))
         (check or check_safe)(tmp)
         for path in tmp.iterdir():  # durable before the rename makes it visible
             if path.is_file():
@@ -102,9 +98,7 @@ def load_artifact(folder: Path, *, device: str | None = None):
 
     folder = Path(folder)
     check_safe(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, use_safetensors=True, local_files_only=True
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if device:
         model.to(device)

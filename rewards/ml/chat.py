@@ -58,10 +58,7 @@ def plain_text(messages: Sequence[Mapping]) -> str:
     if len(turns) == 1 and turns[0]["role"] == "user":
         body = turns[0]["content"]
     else:
-        body = (
-            "\n\n".join(f"{HH_ROLES[m['role']]}: {m['content'].strip()}" for m in turns)
-            + "\n\nAssistant:"
-        )
+        body = "\n\n".join(f"{HH_ROLES[m['role']]}: {m['content'].strip()}" for m in turns) + "\n\nAssistant:"
     return f"{head}\n\n{body}" if head else body
 
 
@@ -76,18 +73,13 @@ def template_messages(tokenizer, messages: Sequence[Mapping]) -> Messages:
         return turns
     except Exception:  # noqa: BLE001 — jinja2's TemplateError or the template's own raise_exception
         system, first, rest = turns[0], turns[1], turns[2:]
-        return [
-            {"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"},
-            *rest,
-        ]
+        return [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
 
 
 def apply_template(tokenizer, messages: Sequence[Mapping], *, add_generation_prompt: bool) -> str:
     """tokenizer.apply_chat_template as text, on template_messages."""
     return tokenizer.apply_chat_template(
-        template_messages(tokenizer, messages),
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt,
+        template_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
     )
 
 
@@ -100,9 +92,7 @@ def render_prompt(tokenizer, messages: Sequence[Mapping]) -> str:
 
 def prompt_token_ids(tokenizer, text: str) -> list[int]:
     """Ids of a rendered prompt: a chat template writes its own special tokens; plain text gets the tokenizer's."""
-    return tokenizer(text, add_special_tokens=not has_chat_template(tokenizer), verbose=False)[
-        "input_ids"
-    ]
+    return tokenizer(text, add_special_tokens=not has_chat_template(tokenizer), verbose=False)["input_ids"]
 
 
 def render_exchange(tokenizer, messages: Sequence[Mapping], response: str) -> tuple[str, str]:
@@ -114,9 +104,7 @@ def render_exchange(tokenizer, messages: Sequence[Mapping], response: str) -> tu
     """
     messages = list(messages)
     full = apply_template(
-        tokenizer,
-        messages + [{"role": "assistant", "content": response}],
-        add_generation_prompt=False,
+        tokenizer, messages + [{"role": "assistant", "content": response}], add_generation_prompt=False
     )
     for generation_prompt in (True, False):
         prompt = apply_template(tokenizer, messages, add_generation_prompt=generation_prompt)
@@ -147,9 +135,7 @@ def _render(tokenizer, messages: Messages) -> tuple[str, list[int]]:
     return text, prompt_token_ids(tokenizer, text)
 
 
-def encode_prompt(
-    tokenizer, prompt: PromptLike, *, max_tokens: int | None = None
-) -> RenderedPrompt:
+def encode_prompt(tokenizer, prompt: PromptLike, *, max_tokens: int | None = None) -> RenderedPrompt:
     """The rendered prompt and its ids, left-truncated to at most `max_tokens` tokens.
 
     Earliest turns go first (a leading system turn stays; the kept part starts with a user turn
@@ -180,9 +166,7 @@ def encode_prompt(
 def _first_fitting_start(tokenizer, system: Messages, turns: Messages, max_tokens: int) -> int:
     """The fewest leading turns to drop so the rest fits: a binary search over the starts at a user
     turn (the last turn when none fits), since fewer turns never render longer."""
-    starts = [i for i, turn in enumerate(turns) if turn["role"] == "user" and i > 0] or [
-        len(turns) - 1
-    ]
+    starts = [i for i, turn in enumerate(turns) if turn["role"] == "user" and i > 0] or [len(turns) - 1]
     if starts[-1] != len(turns) - 1 and turns[-1]["role"] != "user":
         starts.append(len(turns) - 1)
     low, high = 0, len(starts) - 1  # invariant: starts[high] is the answer if any start fits
@@ -231,9 +215,7 @@ def prompt_budget(config, max_new_tokens: int) -> int | None:
         return None
     budget = positions - max_new_tokens
     if budget < 1:
-        raise ValueError(
-            f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in {positions} positions"
-        )
+        raise ValueError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in {positions} positions")
     return budget
 
 

@@ -31,9 +31,7 @@ def read_pairs(path: Path, *, strength_scale: float | None = None) -> list[Prefe
             row = json.loads(line)
             tie = row.get("label") in ("tie", "both_bad")
             chosen, rejected = (
-                (row.get("response_a"), row.get("response_b"))
-                if tie
-                else (row["chosen"], row["rejected"])
+                (row.get("response_a"), row.get("response_b")) if tie else (row["chosen"], row["rejected"])
             )
             if chosen is None or rejected is None:
                 continue
@@ -64,26 +62,14 @@ def _arg_type(field_type: str):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, required=True)
-    parser.add_argument(
-        "--output", type=Path, required=True, help="artifact folder (must not exist)"
-    )
-    parser.add_argument(
-        "--strength-scale", type=float, help="divide vote strength by this for margins"
-    )
+    parser.add_argument("--output", type=Path, required=True, help="artifact folder (must not exist)")
+    parser.add_argument("--strength-scale", type=float, help="divide vote strength by this for margins")
     for f in fields(RewardTrainConfig):
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}", dest=f.name, type=_arg_type(str(f.type))
-        )
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_arg_type(str(f.type)))
     args = parser.parse_args(argv)
-    options = {
-        f.name: getattr(args, f.name)
-        for f in fields(RewardTrainConfig)
-        if getattr(args, f.name) is not None
-    }
+    options = {f.name: getattr(args, f.name) for f in fields(RewardTrainConfig) if getattr(args, f.name) is not None}
     config = RewardTrainConfig(**options)
 
     from rewards.ml.train import train_reward_model
@@ -91,12 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = read_pairs(args.pairs, strength_scale=args.strength_scale)
     train, held_out = split_pairs(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
     result = train_reward_model(
-        config,
-        train,
-        held_out,
-        output_dir=args.output,
-        log=print,
-        artifact_meta={"pairs_file": str(args.pairs)},
+        config, train, held_out, output_dir=args.output, log=print, artifact_meta={"pairs_file": str(args.pairs)}
     )
     summary = {
         "artifact_path": result.artifact_path,

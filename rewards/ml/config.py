@@ -16,9 +16,7 @@ class LoraSettings:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.05
-    target_modules: str | tuple[str, ...] = (
-        "all-linear"  # "all-linear" or module names ("q_proj", "v_proj", ...)
-    )
+    target_modules: str | tuple[str, ...] = "all-linear"  # "all-linear" or module names ("q_proj", "v_proj", ...)
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or not 1 <= self.r <= 256:
@@ -33,16 +31,9 @@ class LoraSettings:
             targets = self.target_modules
         if isinstance(targets, str):
             if targets != "all-linear":
-                raise ValueError(
-                    "lora.target_modules must be 'all-linear' or a list of module names"
-                )
-        elif not (
-            1 <= len(targets) <= 64
-            and all(isinstance(t, str) and 0 < len(t) <= 100 for t in targets)
-        ):
-            raise ValueError(
-                "lora.target_modules must list 1 to 64 module names (each up to 100 characters)"
-            )
+                raise ValueError("lora.target_modules must be 'all-linear' or a list of module names")
+        elif not (1 <= len(targets) <= 64 and all(isinstance(t, str) and 0 < len(t) <= 100 for t in targets)):
+            raise ValueError("lora.target_modules must list 1 to 64 module names (each up to 100 characters)")
 
     @classmethod
     def from_value(cls, value) -> LoraSettings | None:
@@ -50,9 +41,7 @@ class LoraSettings:
         if value is None or isinstance(value, cls):
             return value
         if not isinstance(value, dict):
-            raise ValueError(
-                f"lora must be an object with r, alpha, dropout, target_modules; got {value!r}"
-            )
+            raise ValueError(f"lora must be an object with r, alpha, dropout, target_modules; got {value!r}")
         unknown = sorted(set(value) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown lora options: {unknown}")
@@ -62,17 +51,9 @@ class LoraSettings:
         """peft.LoraConfig for "CAUSAL_LM" (policies) or "SEQ_CLS" (reward models: the score head trains in full)."""
         from peft import LoraConfig
 
-        targets = (
-            self.target_modules
-            if isinstance(self.target_modules, str)
-            else list(self.target_modules)
-        )
+        targets = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
         return LoraConfig(
-            task_type=task_type,
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=targets,
+            task_type=task_type, r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets
         )
 
 
@@ -93,29 +74,19 @@ class RewardTrainConfig:
     bucket: bool = True  # length-bucketed batches (less padding)
     # a batch's sequences laid end to end, no padding computed (BERT-family backbones, one process; see ml/packing.py)
     packing: bool = False
-    bf16: bool | None = (
-        None  # None: on when the GPU supports it, off on CPU; True: also on CPU (AMX)
-    )
+    bf16: bool | None = None  # None: on when the GPU supports it, off on CPU; True: also on CPU (AMX)
     tf32: bool = True  # GPU matmuls only
     gradient_checkpointing: bool = False
-    disable_dropout: bool = (
-        True  # as trl's RewardTrainer: deterministic rewards, steadier pairwise gaps
-    )
+    disable_dropout: bool = True  # as trl's RewardTrainer: deterministic rewards, steadier pairwise gaps
     eval_fraction: float = 0.1  # share of prompts held out (split by prompt, seeded)
     max_steps: int | None = None  # optimiser steps; caps epochs
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     max_grad_norm: float | None = 1.0
     eval_batch_size: int = 64
-    eval_every: int | None = (
-        None  # steps between held-out evaluations (curves); None: only at the end
-    )
-    min_prompt_tokens: int = (
-        64  # prompt tokens kept even when the response alone would fill max_length
-    )
-    center_rewards: float = (
-        0.0  # coefficient of mean((r_c + r_r)^2), keeps rewards near 0 (optional)
-    )
+    eval_every: int | None = None  # steps between held-out evaluations (curves); None: only at the end
+    min_prompt_tokens: int = 64  # prompt tokens kept even when the response alone would fill max_length
+    center_rewards: float = 0.0  # coefficient of mean((r_c + r_r)^2), keeps rewards near 0 (optional)
     max_train_pairs: int | None = None  # a seeded subset of the training split (small budgets)
     max_eval_pairs: int | None = None  # a seeded subset of the held-out split
     # LoRA adapters instead of full fine-tuning; the saved artifact has them merged (a plain classifier folder)

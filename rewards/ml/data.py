@@ -54,9 +54,7 @@ class PairTemplate:
     prefix: tuple[int, ...]
     middle: tuple[int, ...]
     suffix: tuple[int, ...]
-    type_ids: (
-        tuple[int, int] | None
-    )  # token type of the (prefix+prompt+middle, response+suffix) segments
+    type_ids: tuple[int, int] | None  # token type of the (prefix+prompt+middle, response+suffix) segments
 
     @property
     def special_tokens(self) -> int:
@@ -87,19 +85,11 @@ def pair_template(tokenizer) -> PairTemplate:
         middle: tuple[int, ...] = ()
         suffix: tuple[int, ...] = ()
     else:
-        prefix, middle, suffix = (
-            tuple(ids[:ia]),
-            tuple(ids[ia + len(a) : ib]),
-            tuple(ids[ib + len(b) :]),
-        )
+        prefix, middle, suffix = (tuple(ids[:ia]), tuple(ids[ia + len(a) : ib]), tuple(ids[ib + len(b) :]))
     if not suffix and getattr(tokenizer, "eos_token_id", None) is not None:
         suffix = (tokenizer.eos_token_id,)
     type_ids = None
-    if (
-        "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-        and enc.get("token_type_ids")
-        and ib >= 0
-    ):
+    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and enc.get("token_type_ids") and ib >= 0:
         type_ids = (enc["token_type_ids"][ia], enc["token_type_ids"][ib])
     return PairTemplate(prefix, middle, suffix, type_ids)
 
@@ -114,9 +104,7 @@ def truncate(
     if len(response) <= budget - reserve:
         keep = budget - len(response)
         return list(prompt[len(prompt) - keep :]) if keep else [], list(response)
-    return (list(prompt[len(prompt) - reserve :]) if reserve else []), list(
-        response[: budget - reserve]
-    )
+    return (list(prompt[len(prompt) - reserve :]) if reserve else []), list(response[: budget - reserve])
 
 
 def build_sequence(
@@ -193,10 +181,7 @@ def encode_pairs(
     stats = stats if stats is not None else TruncationStats()
     budget = max_length - template.special_tokens
     texts = [
-        [
-            pair_texts(tokenizer, list(p.messages) or p.prompt, response)
-            for response in (p.chosen, p.rejected)
-        ]
+        [pair_texts(tokenizer, list(p.messages) or p.prompt, response) for response in (p.chosen, p.rejected)]
         for p in pairs
     ]
     ids = _token_ids(tokenizer, [t for sides in texts for side in sides for t in side])
@@ -205,9 +190,7 @@ def encode_pairs(
         sides = []
         for prompt_text, response_text in sides_text:
             prompt, response = ids[prompt_text], ids[response_text]
-            kept_prompt, kept_response = truncate(
-                prompt, response, budget=budget, min_prompt_tokens=min_prompt_tokens
-            )
+            kept_prompt, kept_response = truncate(prompt, response, budget=budget, min_prompt_tokens=min_prompt_tokens)
             stats.sequences += 1
             stats.prompt_truncated += len(kept_prompt) < len(prompt)
             stats.response_truncated += len(kept_response) < len(response)
@@ -215,22 +198,13 @@ def encode_pairs(
         (chosen, chosen_types), (rejected, rejected_types) = sides
         encoded.append(
             EncodedPair(
-                chosen,
-                rejected,
-                chosen_types,
-                rejected_types,
-                pair.margin,
-                pair.tie,
-                pair.category,
-                len(encoded),
+                chosen, rejected, chosen_types, rejected_types, pair.margin, pair.tie, pair.category, len(encoded)
             )
         )
     return encoded
 
 
-def split_pairs(
-    pairs: Sequence[PreferencePair], *, eval_fraction: float, seed: int
-) -> tuple[list, list]:
+def split_pairs(pairs: Sequence[PreferencePair], *, eval_fraction: float, seed: int) -> tuple[list, list]:
     """Held-out split by group (prompt), decided by a seeded hash: stable as the data grows."""
     if eval_fraction <= 0:
         return list(pairs), []
@@ -272,13 +246,9 @@ class LengthBucketBatchSampler:
         batches = []
         for start in range(0, len(order), mega):
             chunk = sorted(order[start : start + mega], key=lambda i: self.lengths[i], reverse=True)
-            batches += [
-                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
-            ]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        longest = max(
-            range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]), default=0
-        )
+        longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]), default=0)
         if batches:
             batches[0], batches[longest] = batches[longest], batches[0]
         return batches
@@ -313,9 +283,7 @@ class PairCollator:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        token_type_ids = (
-            torch.zeros((len(sequences), width), dtype=torch.long) if types[0] is not None else None
-        )
+        token_type_ids = torch.zeros((len(sequences), width), dtype=torch.long) if types[0] is not None else None
         for row, seq in enumerate(sequences):
             input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, : len(seq)] = 1

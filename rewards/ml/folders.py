@@ -22,10 +22,7 @@ from pathlib import Path
 
 from rewards.ml.artifact import PICKLE_SUFFIXES
 
-KINDS = {
-    "causal-lm": ("ForCausalLM", "LMHeadModel"),
-    "sequence-classification": ("ForSequenceClassification",),
-}
+KINDS = {"causal-lm": ("ForCausalLM", "LMHeadModel"), "sequence-classification": ("ForSequenceClassification",)}
 # Files that run code when loaded (pickle) or may (numpy's allow_pickle, joblib): refused outright.
 REFUSED_SUFFIXES = PICKLE_SUFFIXES
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
@@ -62,11 +59,7 @@ class ModelFolderReport:
     num_labels: int | None = None
 
     def as_dict(self) -> dict:
-        return {
-            **asdict(self),
-            "tokenizer_files": list(self.tokenizer_files),
-            "weight_files": list(self.weight_files),
-        }
+        return {**asdict(self), "tokenizer_files": list(self.tokenizer_files), "weight_files": list(self.weight_files)}
 
     def summary(self) -> str:
         positions = f"{self.max_positions:,}" if self.max_positions else "unknown"
@@ -78,11 +71,7 @@ class ModelFolderReport:
 
 
 def refused_files(folder: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(folder))
-        for p in folder.rglob("*")
-        if p.suffix.lower() in REFUSED_SUFFIXES
-    )
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in REFUSED_SUFFIXES)
 
 
 def safetensors_parameters(path: Path) -> int:
@@ -97,17 +86,13 @@ def safetensors_parameters(path: Path) -> int:
         try:
             header = json.loads(fh.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFolderError(
-                f"{path.name} is not a safetensors file (unreadable header)"
-            ) from None
+            raise ModelFolderError(f"{path.name} is not a safetensors file (unreadable header)") from None
     total = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-            raise ModelFolderError(
-                f"{path.name} is not a safetensors file (tensor {name!r} has no shape)"
-            )
+            raise ModelFolderError(f"{path.name} is not a safetensors file (tensor {name!r} has no shape)")
         count = 1
         for dim in entry["shape"]:
             count *= int(dim)
@@ -122,9 +107,7 @@ def read_config(folder: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(
-            f"config.json is not valid JSON ({getattr(exc, 'msg', exc)})"
-        ) from None
+        raise ModelFolderError(f"config.json is not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(config, dict):
         raise ModelFolderError("config.json is not a JSON object")
     return config
@@ -138,9 +121,7 @@ def architecture_of(config: dict, kind: str) -> str:
             return name
     wanted = " or ".join(f"*{s}" for s in suffixes)
     found = ", ".join(names) or "none"
-    raise ModelFolderError(
-        f"config.json architectures must name a {kind} model ({wanted}); found {found}"
-    )
+    raise ModelFolderError(f"config.json architectures must name a {kind} model ({wanted}); found {found}")
 
 
 def has_chat_template(folder: Path) -> bool:
@@ -178,18 +159,11 @@ def inspect_model_folder(folder: Path | str, *, kind: str = "causal-lm") -> Mode
     labels = config.get("id2label")
     num_labels = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels")
     if kind == "sequence-classification" and num_labels not in (None, 1):
-        raise ModelFolderError(
-            f"a reward model has one output (num_labels 1); this one has {num_labels}"
-        )
+        raise ModelFolderError(f"a reward model has one output (num_labels 1); this one has {num_labels}")
     nested = config.get("text_config")
     text_config: dict = nested if isinstance(nested, dict) else {}
     positions = next(
-        (
-            config.get(k) or text_config.get(k)
-            for k in POSITION_KEYS
-            if config.get(k) or text_config.get(k)
-        ),
-        None,
+        (config.get(k) or text_config.get(k) for k in POSITION_KEYS if config.get(k) or text_config.get(k)), None
     )
     return ModelFolderReport(
         kind=kind,

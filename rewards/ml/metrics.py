@@ -49,9 +49,7 @@ def bt_loss(deltas: Sequence[float]) -> float:
     return -sum(_log_sigmoid(d) for d in deltas) / len(deltas) if deltas else float("nan")
 
 
-def expected_calibration_error(
-    deltas: Sequence[float], *, bins: int = 10
-) -> tuple[float, list[dict]]:
+def expected_calibration_error(deltas: Sequence[float], *, bins: int = 10) -> tuple[float, list[dict]]:
     """ECE of p = σ(Δr) as P(chosen wins), 10 equal bins over [0, 1].
 
     Each pair enters in both orientations, (σ(Δ), won) and (σ(−Δ), lost), so the outcome is not
@@ -123,15 +121,12 @@ def reward_metrics(
         "reward_std": std,
         "margin_mean": sum(deltas) / len(deltas) if deltas else float("nan"),
         "accuracy_by_category": {
-            k: {"pairs": len(v), "accuracy": pairwise_accuracy(v)}
-            for k, v in sorted(by_category.items())
+            k: {"pairs": len(v), "accuracy": pairwise_accuracy(v)} for k, v in sorted(by_category.items())
         },
         "reliability": reliability,
     }
     if tie_deltas:
         metrics["tie_pairs"] = len(tie_deltas)
         metrics["tie_abs_delta_mean"] = sum(abs(d) for d in tie_deltas) / len(tie_deltas)
-        metrics["tie_loss"] = -sum(
-            0.5 * (_log_sigmoid(d) + _log_sigmoid(-d)) for d in tie_deltas
-        ) / len(tie_deltas)
+        metrics["tie_loss"] = -sum(0.5 * (_log_sigmoid(d) + _log_sigmoid(-d)) for d in tie_deltas) / len(tie_deltas)
     return metrics

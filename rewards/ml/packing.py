@@ -50,9 +50,7 @@ class PackedPairCollator:
         starts = torch.cumsum(lengths, 0) - lengths
         columns = torch.arange(width)
         real = columns[None, :] < lengths[:, None]  # (2B, L)
-        gather = torch.where(
-            real, starts[:, None] + columns[None, :], torch.full_like(real, total, dtype=torch.long)
-        )
+        gather = torch.where(real, starts[:, None] + columns[None, :], torch.full_like(real, total, dtype=torch.long))
         slots = torch.arange(len(sequences) * width).view(len(sequences), width)
         out = {
             "input_ids": torch.tensor([t for s in sequences for t in s], dtype=torch.long)[None],
@@ -68,9 +66,7 @@ class PackedPairCollator:
             "slot_tokens": torch.tensor(total),
         }
         if types[0] is not None:
-            out["token_type_ids"] = torch.tensor(
-                [t for s in types for t in (s or [])], dtype=torch.long
-            )[None]
+            out["token_type_ids"] = torch.tensor([t for s in types for t in (s or [])], dtype=torch.long)[None]
         return out
 
 
@@ -103,9 +99,7 @@ class _FromSlots(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (flat,) = ctx.saved_tensors
-        return grad.new_zeros(ctx.slots, *grad.shape[1:]).index_copy_(
-            0, flat, grad.contiguous()
-        ), None
+        return grad.new_zeros(ctx.slots, *grad.shape[1:]).index_copy_(0, flat, grad.contiguous()), None
 
 
 def packed_attention(
@@ -124,23 +118,14 @@ def packed_attention(
     count, width = keys.shape[0], keys.shape[-1]
     heads, dim = query.shape[1], query.shape[3]
 
-    def per_segment(
-        x: torch.Tensor,
-    ) -> torch.Tensor:  # (1, h, N, d) -> (S, h, L) x d, laid out (S, L, h, d)
+    def per_segment(x: torch.Tensor) -> torch.Tensor:  # (1, h, N, d) -> (S, h, L) x d, laid out (S, L, h, d)
         slots = _ToSlots.apply(x[0].transpose(0, 1), flat, count * width)
         return slots.view(count, width, heads, dim).transpose(1, 2)
 
     out = F.scaled_dot_product_attention(
-        per_segment(query),
-        per_segment(key),
-        per_segment(value),
-        attn_mask=keys,
-        dropout_p=dropout,
-        scale=scaling,
+        per_segment(query), per_segment(key), per_segment(value), attn_mask=keys, dropout_p=dropout, scale=scaling
     )  # (S, h, L, d)
-    out = _FromSlots.apply(
-        out.transpose(1, 2).reshape(count * width, heads, dim), flat
-    )  # (N, h, d)
+    out = _FromSlots.apply(out.transpose(1, 2).reshape(count * width, heads, dim), flat)  # (N, h, d)
     return out[None], None
 
 
@@ -169,9 +154,7 @@ def supports_packing(model: torch.nn.Module) -> bool:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return False
     classifier = _classifier(model)
-    return (
-        isinstance(classifier, BertForSequenceClassification) and classifier.bert.pooler is not None
-    )
+    return isinstance(classifier, BertForSequenceClassification) and classifier.bert.pooler is not None
 
 
 @contextmanager

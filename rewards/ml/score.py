@@ -14,13 +14,7 @@ from pathlib import Path
 import torch
 
 from rewards.ml.artifact import load_artifact
-from rewards.ml.data import (
-    build_sequence,
-    chat_template_layout,
-    pair_template,
-    pair_texts,
-    truncate,
-)
+from rewards.ml.data import build_sequence, chat_template_layout, pair_template, pair_texts, truncate
 
 
 def _classifier(model):
@@ -36,10 +30,7 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def sequence_scores(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    token_type_ids: torch.Tensor | None = None,
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
 ) -> torch.Tensor:
     """r per row, in float32   # (B, T) x2 [, (B, T)] -> (B,)
 
@@ -54,17 +45,10 @@ def sequence_scores(
             inputs["token_type_ids"] = token_type_ids
         return model(**inputs).logits.squeeze(-1).float()
     captured: dict = {}
-    handle = head.register_forward_hook(
-        lambda module, args, output: captured.__setitem__("logits", output)
-    )
+    handle = head.register_forward_hook(lambda module, args, output: captured.__setitem__("logits", output))
     try:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        )
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     finally:
         handle.remove()
     per_token = captured["logits"][..., 0]  # (B, T)
@@ -97,18 +81,14 @@ class RewardScorer:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
         self.max_length = max_length or meta.get("max_length") or 512
-        self.min_prompt_tokens = meta.get("train_config", {}).get(
-            "min_prompt_tokens", min_prompt_tokens
-        )
+        self.min_prompt_tokens = meta.get("train_config", {}).get("min_prompt_tokens", min_prompt_tokens)
         self.batch_size = batch_size
         self.template = chat_template_layout(tokenizer) or pair_template(tokenizer)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(self, prompt, response: str) -> tuple[list[int], list[int] | None]:
         texts = pair_texts(self.tokenizer, prompt, response)
-        p, r = (
-            self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts
-        )
+        p, r = (self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts)
         budget = self.max_length - self.template.special_tokens
         kept_p, kept_r = truncate(p, r, budget=budget, min_prompt_tokens=self.min_prompt_tokens)
         return build_sequence(self.template, kept_p, kept_r)
@@ -126,9 +106,7 @@ class RewardScorer:
             width = max(len(sequences[i][0]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
-            types = (
-                torch.zeros((len(idx), width), dtype=torch.long) if self.template.type_ids else None
-            )
+            types = torch.zeros((len(idx), width), dtype=torch.long) if self.template.type_ids else None
             for row, i in enumerate(idx):
                 seq, seq_types = sequences[i]
                 ids[row, : len(seq)] = torch.tensor(seq)

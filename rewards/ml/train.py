@@ -109,9 +109,7 @@ def evaluate(model, loader, accelerator, encoded) -> dict:
     scores: dict[int, tuple[float, float]] = {}
     for batch in loader:
         r_chosen, r_rejected = _forward(model, batch)
-        index, r_chosen, r_rejected = accelerator.gather_for_metrics(
-            (batch["index"], r_chosen, r_rejected)
-        )
+        index, r_chosen, r_rejected = accelerator.gather_for_metrics((batch["index"], r_chosen, r_rejected))
         for i, c, r in zip(index.tolist(), r_chosen.tolist(), r_rejected.tolist()):
             scores[i] = (c, r)
     if was_training:
@@ -186,9 +184,7 @@ class _LoopStats:
 
 
 def _selected_pairs(
-    config: RewardTrainConfig,
-    train_pairs: Sequence[PreferencePair],
-    eval_pairs: Sequence[PreferencePair],
+    config: RewardTrainConfig, train_pairs: Sequence[PreferencePair], eval_pairs: Sequence[PreferencePair]
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     if config.ties == "drop":
         train_pairs = [p for p in train_pairs if not p.tie]
@@ -234,20 +230,12 @@ def _prepared_model(config: RewardTrainConfig, model, tokenizer):
     return model, tokenizer
 
 
-def _encoded(
-    config: RewardTrainConfig,
-    tokenizer,
-    train: list[PreferencePair],
-    held_out: list[PreferencePair],
-):
+def _encoded(config: RewardTrainConfig, tokenizer, train: list[PreferencePair], held_out: list[PreferencePair]):
     """Tokenise each split once (every distinct text once): (train, held-out, truncation stats)."""
     template = chat_template_layout(tokenizer) or pair_template(tokenizer)
     truncation = TruncationStats()
     options: dict[str, Any] = dict(
-        max_length=config.max_length,
-        min_prompt_tokens=config.min_prompt_tokens,
-        template=template,
-        stats=truncation,
+        max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens, template=template, stats=truncation
     )
     train_encoded = encode_pairs(tokenizer, train, **options)
     eval_encoded = encode_pairs(tokenizer, held_out, **options)
@@ -256,9 +244,7 @@ def _encoded(
     return train_encoded, eval_encoded, truncation
 
 
-def _schedule(
-    config: RewardTrainConfig, batches_per_epoch: int
-) -> tuple[int, int, Callable[[int], float]]:
+def _schedule(config: RewardTrainConfig, batches_per_epoch: int) -> tuple[int, int, Callable[[int], float]]:
     """(total optimiser steps, epochs, lr multiplier per step): linear warm-up then linear decay to 0."""
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.grad_accum))
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -298,36 +284,23 @@ def setup_run(
     collate = (
         PackedPairCollator()
         if packed
-        else PairCollator(
-            tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None
-        )
+        else PairCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
     )
     sampler = LengthBucketBatchSampler(
         [p.length for p in train_encoded], config.batch_size, seed=config.seed, bucket=config.bucket
     )
-    train_loader = torch.utils.data.DataLoader(
-        train_encoded, batch_sampler=sampler, collate_fn=collate
-    )
+    train_loader = torch.utils.data.DataLoader(train_encoded, batch_sampler=sampler, collate_fn=collate)
     eval_batches = sorted_batches([p.length for p in eval_encoded], config.eval_batch_size)
     eval_loader = torch.utils.data.DataLoader(
-        eval_encoded,
-        batch_sampler=_Batches(eval_batches, config.eval_batch_size),
-        collate_fn=collate,
+        eval_encoded, batch_sampler=_Batches(eval_batches, config.eval_batch_size), collate_fn=collate
     )
-    total_steps, epochs, multiplier = _schedule(
-        config, math.ceil(len(sampler) / accelerator.num_processes)
-    )
+    total_steps, epochs, multiplier = _schedule(config, math.ceil(len(sampler) / accelerator.num_processes))
     optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        fused=torch.cuda.is_available() or None,
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=torch.cuda.is_available() or None
     )
     # The scheduler stays unprepared: it steps once per optimiser step, counted above per process.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader
-    )
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     log(
         f"training {len(train_encoded)} pairs, held out {len(eval_encoded)}; {total_steps} steps of "
         f"{config.batch_size}×{config.grad_accum}×{accelerator.num_processes} on {accelerator.device}"
@@ -381,11 +354,7 @@ def _token_counts(batch: dict) -> tuple[int, int]:
 
 
 def run_loop(
-    run: _Run,
-    *,
-    progress: Progress,
-    log: Callable[[str], None],
-    should_stop: Callable[[], bool] | None = None,
+    run: _Run, *, progress: Progress, log: Callable[[str], None], should_stop: Callable[[], bool] | None = None
 ) -> _LoopStats:
     """The optimisation loop: curves per optimiser step, held-out points every eval_every steps."""
     config, accelerator, stats = run.config, run.accelerator, _LoopStats()
@@ -416,8 +385,7 @@ def run_loop(
             stats.curves["train"].append(point)
             acc_loss, acc_correct, acc_n = 0.0, 0.0, 0
             progress(
-                0.95 * stats.step / run.total_steps,
-                f"step {stats.step}/{run.total_steps} loss {point['loss']:.4f}",
+                0.95 * stats.step / run.total_steps, f"step {stats.step}/{run.total_steps} loss {point['loss']:.4f}"
             )
             if (
                 config.eval_every
@@ -430,9 +398,7 @@ def run_loop(
                 stats.curves["eval"].append(
                     {"step": stats.step, **{k: held_out[k] for k in ("loss", "accuracy", "ece")}}
                 )
-                log(
-                    f"step {stats.step}: held-out accuracy {held_out['accuracy']:.3f} loss {held_out['loss']:.4f}"
-                )
+                log(f"step {stats.step}: held-out accuracy {held_out['accuracy']:.3f} loss {held_out['loss']:.4f}")
                 started = time.perf_counter()
             if should_stop and should_stop():
                 raise TrainingStopped(f"stopped at step {stats.step}")
@@ -445,25 +411,14 @@ def run_loop(
 
 
 def summarise(
-    run: _Run,
-    stats: _LoopStats,
-    *,
-    output_dir: Path | None,
-    artifact_meta: dict | None,
-    progress: Progress,
+    run: _Run, stats: _LoopStats, *, output_dir: Path | None, artifact_meta: dict | None, progress: Progress
 ) -> TrainResult:
     """Final held-out metrics, run figures, and the artifact (adapters merged) when output_dir is given."""
     config, accelerator = run.config, run.accelerator
     progress(0.96, "evaluating")
-    metrics = (
-        evaluate(run.model, run.eval_loader, accelerator, run.eval_encoded)
-        if run.eval_encoded
-        else {}
-    )
+    metrics = evaluate(run.model, run.eval_loader, accelerator, run.eval_encoded) if run.eval_encoded else {}
     if metrics:
-        stats.curves["eval"].append(
-            {"step": stats.step, **{k: metrics[k] for k in ("loss", "accuracy", "ece")}}
-        )
+        stats.curves["eval"].append({"step": stats.step, **{k: metrics[k] for k in ("loss", "accuracy", "ece")}})
     last = stats.curves["train"][-min(10, len(stats.curves["train"])) :]
     metrics.update(
         {
@@ -497,9 +452,7 @@ def summarise(
     )
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(run.model)
-    if (
-        config.lora is not None
-    ):  # the artifact is a plain classifier folder: adapters merged into the weights
+    if config.lora is not None:  # the artifact is a plain classifier folder: adapters merged into the weights
         unwrapped = unwrapped.merge_and_unload()
     if output_dir is not None and accelerator.is_main_process:
         progress(0.98, "saving")
@@ -509,9 +462,7 @@ def summarise(
             "lora_merged": config.lora is not None,
             **(artifact_meta or {}),
         }
-        result.artifact_path = str(
-            save_artifact(unwrapped, run.tokenizer, Path(output_dir), meta=meta)
-        )
+        result.artifact_path = str(save_artifact(unwrapped, run.tokenizer, Path(output_dir), meta=meta))
     result.model, result.tokenizer = unwrapped, run.tokenizer
     progress(1.0, "done")
     return result
@@ -533,16 +484,6 @@ def train_reward_model(
     """Train r(x, y) on `train_pairs`, evaluate on `eval_pairs`, save to `output_dir` if given: setup → loop → summary."""
     progress = progress or (lambda fraction, message: None)
     log = log or logger.info
-    run = setup_run(
-        config,
-        train_pairs,
-        eval_pairs,
-        model=model,
-        tokenizer=tokenizer,
-        progress=progress,
-        log=log,
-    )
+    run = setup_run(config, train_pairs, eval_pairs, model=model, tokenizer=tokenizer, progress=progress, log=log)
     stats = run_loop(run, progress=progress, log=log, should_stop=should_stop)
-    return summarise(
-        run, stats, output_dir=output_dir, artifact_meta=artifact_meta, progress=progress
-    )
+    return summarise(run, stats, output_dir=output_dir, artifact_meta=artifact_meta, progress=progress)

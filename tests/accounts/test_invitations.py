@@ -33,17 +33,9 @@ def set_password(link: str, password: str = NEW_PASSWORD, client: Client | None 
 def test_an_invited_user_cannot_sign_in_until_they_set_a_password_through_the_link():
     project = make_project()
     link = invite(
-        "dana",
-        "--role",
-        "annotator",
-        "--project",
-        str(project.pk),
-        "--base-url",
-        "https://prefloop.example.org",
+        "dana", "--role", "annotator", "--project", str(project.pk), "--base-url", "https://prefloop.example.org"
     )
-    assert re.fullmatch(
-        r"https://prefloop\.example\.org/accounts/set-password/[\w-]+/[\w-]+/", link
-    )
+    assert re.fullmatch(r"https://prefloop\.example\.org/accounts/set-password/[\w-]+/[\w-]+/", link)
     dana = User.objects.get(username="dana")
     assert dana.role == "annotator" and dana.is_active and not dana.has_usable_password()
     assert not dana.is_staff and not dana.is_superuser
@@ -53,9 +45,7 @@ def test_an_invited_user_cannot_sign_in_until_they_set_a_password_through_the_li
     assert response.status_code == 302 and response["Location"] == "/login/"
     dana.refresh_from_db()
     assert dana.check_password(NEW_PASSWORD)
-    assert (
-        Client().post("/login/", {"username": "dana", "password": NEW_PASSWORD}).status_code == 302
-    )
+    assert Client().post("/login/", {"username": "dana", "password": NEW_PASSWORD}).status_code == 302
 
 
 def test_the_link_works_once():
@@ -72,15 +62,9 @@ def test_the_link_expires(settings, monkeypatch):
     from django.contrib.auth.tokens import default_token_generator
 
     later = default_token_generator._now().timestamp() + 61
-    monkeypatch.setattr(
-        default_token_generator,
-        "_now",
-        lambda: __import__("datetime").datetime.fromtimestamp(later),
-    )
+    monkeypatch.setattr(default_token_generator, "_now", lambda: __import__("datetime").datetime.fromtimestamp(later))
     response = set_password(link)
-    assert (
-        response.status_code == 200 and "has been used or has expired" in response.content.decode()
-    )
+    assert response.status_code == 200 and "has been used or has expired" in response.content.decode()
     assert not User.objects.get(username="fay").has_usable_password()
 
 
@@ -122,9 +106,7 @@ def test_an_admin_can_make_a_set_password_link_from_the_user_list():
     client.force_login(admin)
     kim = User.objects.get(username="kim")
     response = client.post(
-        "/admin/annotate/user/",
-        {"action": "make_set_password_links", "_selected_action": [kim.pk]},
-        follow=True,
+        "/admin/annotate/user/", {"action": "make_set_password_links", "_selected_action": [kim.pk]}, follow=True
     )
     link = re.search(
         r"Set-password link for kim: http://testserver(/accounts/set-password/[\w-]+/[\w-]+/)",

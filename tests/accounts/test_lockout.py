@@ -18,9 +18,7 @@ def sign_in(username: str, password: str, ip: str = "203.0.113.7"):
 
 
 def token(api, username: str, password: str, ip: str = "203.0.113.7"):
-    return api().post(
-        "/api/auth/token/", {"username": username, "password": password}, REMOTE_ADDR=ip
-    )
+    return api().post("/api/auth/token/", {"username": username, "password": password}, REMOTE_ADDR=ip)
 
 
 def test_five_failed_sign_ins_lock_the_user_name_even_for_the_right_password():
@@ -41,12 +39,8 @@ def test_the_lock_is_per_address_and_per_user_name():
     make_user("bob")
     for _ in range(5):
         sign_in("alice", "wrong", ip="203.0.113.7")
-    assert sign_in("alice", PASSWORD, ip="198.51.100.2").status_code == 302, (
-        "another address still signs in"
-    )
-    assert sign_in("bob", PASSWORD, ip="203.0.113.7").status_code == 302, (
-        "another user from that address too"
-    )
+    assert sign_in("alice", PASSWORD, ip="198.51.100.2").status_code == 302, "another address still signs in"
+    assert sign_in("bob", PASSWORD, ip="203.0.113.7").status_code == 302, "another user from that address too"
     # The user name is compared case-insensitively, so changing case does not reset the count.
     assert "Too many failed" in sign_in("ALICE", PASSWORD, ip="203.0.113.7").content.decode()
 
@@ -58,9 +52,7 @@ def test_a_successful_sign_in_forgets_earlier_failures():
     assert sign_in("alice", PASSWORD).status_code == 302
     for _ in range(4):
         sign_in("alice", "wrong")
-    assert sign_in("alice", PASSWORD).status_code == 302, (
-        "4 + 4 failures around a success never reach 5 in a row"
-    )
+    assert sign_in("alice", PASSWORD).status_code == 302, "4 + 4 failures around a success never reach 5 in a row"
 
 
 def test_the_lock_expires(settings):

@@ -47,20 +47,13 @@ def _routes(resolver=None, prefix: str = ""):
         pattern = PARAMETER.sub(lambda m: "1" if m.group(1) == "int" else "x", str(entry.pattern))
         if isinstance(entry, URLResolver):
             yield from _routes(entry, prefix + pattern.lstrip("^"))
-        elif (
-            isinstance(entry, URLPattern) and "(?P" not in pattern
-        ):  # regex routes: the admin's catch-alls
+        elif isinstance(entry, URLPattern) and "(?P" not in pattern:  # regex routes: the admin's catch-alls
             yield prefix + pattern.lstrip("^").rstrip("$")
 
 
 def test_no_url_creates_an_account_for_an_anonymous_visitor():
     routes = sorted(set(_routes()))
-    assert {
-        "api/auth/token/",
-        "login/",
-        "admin/annotate/user/add/",
-        "accounts/set-password/x/x/",
-    } <= set(routes)
+    assert {"api/auth/token/", "login/", "admin/annotate/user/add/", "accounts/set-password/x/x/"} <= set(routes)
     client = Client(enforce_csrf_checks=False)
     for route in routes:
         client.post(f"/{route}", SIGNUP_FIELDS)
@@ -71,15 +64,7 @@ def test_no_url_creates_an_account_for_an_anonymous_visitor():
 
 
 @pytest.mark.parametrize(
-    "path",
-    [
-        "/signup/",
-        "/register/",
-        "/accounts/signup/",
-        "/accounts/register/",
-        "/api/auth/register/",
-        "/api/users/",
-    ],
+    "path", ["/signup/", "/register/", "/accounts/signup/", "/accounts/register/", "/api/auth/register/", "/api/users/"]
 )
 def test_there_is_no_sign_up_page(path):
     assert Client().get(path).status_code == 404

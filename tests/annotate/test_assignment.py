@@ -69,9 +69,7 @@ def test_excluding_the_lease_on_screen_prefetches_the_next():
     project = make_project(annotators=[annotator])
     make_comparisons(project, 2)
     first = next_comparison(annotator=annotator, project=project).assignment
-    second = next_comparison(
-        annotator=annotator, project=project, exclude_assignments=[first.pk]
-    ).assignment
+    second = next_comparison(annotator=annotator, project=project, exclude_assignments=[first.pk]).assignment
     assert second.comparison_id != first.comparison_id
 
 
@@ -82,15 +80,8 @@ def test_open_leases_per_annotator_are_limited(settings):
     make_comparisons(project, 5)
     held = []
     for _ in range(2):
-        held.append(
-            next_comparison(
-                annotator=annotator, project=project, exclude_assignments=held
-            ).assignment.pk
-        )
-    assert (
-        next_comparison(annotator=annotator, project=project, exclude_assignments=held).reason
-        == "lease_limit"
-    )
+        held.append(next_comparison(annotator=annotator, project=project, exclude_assignments=held).assignment.pk)
+    assert next_comparison(annotator=annotator, project=project, exclude_assignments=held).reason == "lease_limit"
 
 
 def test_an_abandoned_lease_expires_and_the_work_goes_to_someone_else():
@@ -116,9 +107,7 @@ def test_a_late_vote_still_counts_when_nobody_took_the_slot():
     project = make_project(annotators=[annotator], overlap_target=1, lease_seconds=60)
     make_comparisons(project, 1)
     assignment = next_comparison(annotator=annotator, project=project).assignment
-    Assignment.objects.filter(pk=assignment.pk).update(
-        leased_until=timezone.now() - timedelta(seconds=5)
-    )
+    Assignment.objects.filter(pk=assignment.pk).update(leased_until=timezone.now() - timedelta(seconds=5))
     vote(annotator, assignment)
     comparison = Comparison.objects.get()
     assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (1, 0, True)

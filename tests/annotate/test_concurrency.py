@@ -63,11 +63,7 @@ def test_overlap_is_never_exceeded_when_annotators_race():
     pairs = Counter(Vote.objects.values_list("comparison_id", "annotator_id"))
     assert max(pairs.values()) == 1
     for comparison in Comparison.objects.all():
-        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (
-            3,
-            0,
-            True,
-        )
+        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (3, 0, True)
 
 
 def test_leases_alone_never_exceed_the_target_under_a_race():
@@ -75,9 +71,7 @@ def test_leases_alone_never_exceed_the_target_under_a_race():
     project = make_project(annotators=annotators, overlap_target=2)
     make_comparisons(project, 3)
 
-    results = run_in_threads(
-        THREADS, lambda i: next_comparison(annotator=annotators[i], project=project)
-    )
+    results = run_in_threads(THREADS, lambda i: next_comparison(annotator=annotators[i], project=project))
     assigned = [r.assignment for r in results if r.assignment]
     assert len(assigned) == 3 * 2
     per_comparison = Counter(a.comparison_id for a in assigned)

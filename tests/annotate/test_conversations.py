@@ -29,9 +29,7 @@ def test_an_hh_dialogue_splits_into_turns_and_drops_the_empty_last_assistant_tur
 
 def test_hh_rlhf_imports_each_prompt_as_its_turns_and_keeps_the_text(real_data, tmp_path):
     lines = (
-        gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8")
-        .read()
-        .splitlines()[:30]
+        gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8").read().splitlines()[:30]
     )
     path = tmp_path / "hh.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -55,10 +53,7 @@ def test_plain_imports_store_one_user_turn(tmp_path):
         json.dumps(
             {
                 "prompt": "What is a river?",
-                "completions": [
-                    {"model": "m1", "text": "Water."},
-                    {"model": "m2", "text": "A stream."},
-                ],
+                "completions": [{"model": "m1", "text": "Water."}, {"model": "m2", "text": "A stream."}],
             }
         )
         + "\n",
@@ -66,9 +61,7 @@ def test_plain_imports_store_one_user_turn(tmp_path):
     )
     project = make_project()
     import_file(project=project, path=path)
-    assert Prompt.objects.get(project=project).messages == [
-        {"role": "user", "content": "What is a river?"}
-    ]
+    assert Prompt.objects.get(project=project).messages == [{"role": "user", "content": "What is a river?"}]
 
 
 def test_the_migration_backfills_messages_from_text():
@@ -76,9 +69,7 @@ def test_the_migration_backfills_messages_from_text():
 
     from django.apps import apps
 
-    backfill = importlib.import_module(
-        "annotate.migrations.0003_h6_prompt_messages"
-    ).backfill_messages
+    backfill = importlib.import_module("annotate.migrations.0003_h6_prompt_messages").backfill_messages
     project = make_project()
     hh = Prompt.objects.create(
         project=project,
@@ -102,26 +93,16 @@ def test_the_project_system_prompt_goes_first_once():
     project = make_project()
     project.system_prompt = "Be brief."
     project.save()
-    bare = Prompt.objects.create(
-        project=project, key="a", text="What is a river?"
-    )  # no messages stored: its text
+    bare = Prompt.objects.create(project=project, key="a", text="What is a river?")  # no messages stored: its text
     own = Prompt.objects.create(
         project=project,
         key="b",
         text="x",
-        messages=[
-            {"role": "system", "content": "Answer in French."},
-            {"role": "user", "content": "x"},
-        ],
+        messages=[{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "x"}],
     )
     assert prompt_conversations(project, [bare, own]) == [
-        [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "What is a river?"},
-        ],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a river?"}],
         [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "x"}],
     ]
     project.system_prompt = ""
-    assert prompt_conversations(project, [bare]) == [
-        [{"role": "user", "content": "What is a river?"}]
-    ]
+    assert prompt_conversations(project, [bare]) == [[{"role": "user", "content": "What is a river?"}]]

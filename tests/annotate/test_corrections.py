@@ -32,21 +32,15 @@ def test_a_skipped_comparison_goes_back_to_the_pool_but_not_to_the_annotator():
     project = make_project(annotators=[first, second], overlap_target=1)
     [comparison] = make_comparisons(project, 1)
     lease = next_comparison(annotator=first, project=project).assignment
-    assert (
-        next_comparison(annotator=second, project=project).reason == "complete"
-    )  # the only slot is leased
+    assert next_comparison(annotator=second, project=project).reason == "complete"  # the only slot is leased
 
     result = skip_assignment(annotator=first, assignment_id=lease.pk)
 
     assert result.released and result.assignment.state == Assignment.State.SKIPPED
     comparison.refresh_from_db()
     assert comparison.leases_open == 0
-    assert next_comparison(annotator=first, project=project).reason == "complete", (
-        "never offered again to who skipped"
-    )
-    assert (
-        next_comparison(annotator=second, project=project).assignment.comparison_id == comparison.pk
-    )
+    assert next_comparison(annotator=first, project=project).reason == "complete", "never offered again to who skipped"
+    assert next_comparison(annotator=second, project=project).assignment.comparison_id == comparison.pk
 
 
 def test_skipping_twice_frees_the_slot_once():
@@ -105,9 +99,7 @@ def test_editing_the_last_vote_keeps_the_first_in_the_audit_trail_and_counts_onc
     first = vote(annotator, lease, "a", strength=2, rationale="A is right").votes[0]
 
     edit_last_vote(
-        annotator=annotator,
-        assignment_id=lease.pk,
-        votes=[VoteInput(choice="b", rationale="B, on reflection")],
+        annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(choice="b", rationale="B, on reflection")]
     )
 
     [edited] = Vote.objects.filter(annotator=annotator)
@@ -166,9 +158,7 @@ def test_a_ranking_can_be_edited():
         votes=[VoteInput(ranking=["a", "b", "c"])],
         idempotency_key=uuid.uuid4().hex,
     )
-    edit_last_vote(
-        annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(ranking=["c", "a", "b"])]
-    )
+    edit_last_vote(annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(ranking=["c", "a", "b"])])
     vote_row = Vote.objects.get()
     order = lease.shown_order
     assert vote_row.ranking == [order[2], order[0], order[1]]
@@ -180,35 +170,25 @@ def test_rest_skip_edit_and_last_vote(api):
     project = make_project(annotators=[annotator], overlap_target=2)
     make_comparisons(project, 2)
     client = api(annotator)
-    skipped = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]["assignment_id"]
+    skipped = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]["assignment_id"]
     response = client.post(f"/api/assignments/{skipped}/skip/")
     assert response.status_code == 200 and response.json() == {
         "assignment_id": skipped,
         "state": "skipped",
         "released": True,
     }
-    voted = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]["assignment_id"]
+    voted = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]["assignment_id"]
     assert voted != skipped
     assert (
         client.post(
-            f"/api/assignments/{voted}/vote/",
-            {"choice": "a", "idempotency_key": "k1"},
-            format="json",
+            f"/api/assignments/{voted}/vote/", {"choice": "a", "idempotency_key": "k1"}, format="json"
         ).status_code
         == 201
     )
     assert client.post(f"/api/assignments/{voted}/skip/").json()["error"] == "already_voted"
 
     last = client.get(f"/api/projects/{project.pk}/my-last-vote/").json()
-    assert (
-        last["assignment_id"] == voted
-        and last["editable"]
-        and last["answers"]["overall"]["choice"] == "a"
-    )
+    assert last["assignment_id"] == voted and last["editable"] and last["answers"]["overall"]["choice"] == "a"
     edited = client.post(f"/api/assignments/{voted}/edit/", {"choice": "both_bad"}, format="json")
     assert edited.status_code == 200 and edited.json()["votes"][0]["choice"] == "both_bad"
     bad = client.post(f"/api/assignments/{voted}/edit/", {"choice": "x"}, format="json")
@@ -241,20 +221,14 @@ def test_a_ranking_with_a_tie_is_stored_flat_with_its_tie_group_and_exports_a_ti
     assert (v.winner_id, v.loser_id) == (None, order[0]), "no single best when the top is tied"
 
     texts = dict(Completion.objects.values_list("id", "text"))
-    labels = {
-        frozenset((r["response_a"], r["response_b"])): r["label"]
-        for r in iter_preference_rows(project)
-    }
+    labels = {frozenset((r["response_a"], r["response_b"])): r["label"] for r in iter_preference_rows(project)}
     assert labels[frozenset((texts[order[1]], texts[order[2]]))] == "tie"
     assert labels[frozenset((texts[order[1]], texts[order[0]]))] in ("a", "b")
     assert list(iter_vote_rows(project))[0]["ranking_ties"] == [[order[1], order[2]]]
     counts = project_pair_counts(project)
     names = dict(Completion.objects.values_list("id", "model_name"))
     tied = tuple(sorted((names[order[1]], names[order[2]])))
-    cells = {
-        (counts.models[i], counts.models[j]): c.tolist()
-        for (i, j), c in zip(counts.pairs, counts.counts)
-    }
+    cells = {(counts.models[i], counts.models[j]): c.tolist() for (i, j), c in zip(counts.pairs, counts.counts)}
     assert cells[tied][1] == 1 and sum(cells[tied]) == 1, "counted as one tie"
 
 
@@ -284,28 +258,22 @@ def test_a_tied_ranking_can_be_edited_and_read_back_in_sides(api):
     project = make_project(annotators=[annotator])
     make_comparisons(project, 1, models=("m1", "m2", "m3", "m4"))
     client = api(annotator)
-    lease = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]["assignment_id"]
+    lease = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]["assignment_id"]
     voted = client.post(
-        f"/api/assignments/{lease}/vote/",
-        {"ranking": ["d", ["a", "c"], "b"], "idempotency_key": "t1"},
-        format="json",
+        f"/api/assignments/{lease}/vote/", {"ranking": ["d", ["a", "c"], "b"], "idempotency_key": "t1"}, format="json"
     )
     assert voted.status_code == 201, voted.content
-    assert client.get(f"/api/projects/{project.pk}/my-last-vote/").json()["answers"]["overall"][
-        "ranking"
-    ] == ["d", ["a", "c"], "b"]
+    assert client.get(f"/api/projects/{project.pk}/my-last-vote/").json()["answers"]["overall"]["ranking"] == [
+        "d",
+        ["a", "c"],
+        "b",
+    ]
     bad = client.post(
-        f"/api/assignments/{lease}/vote/",
-        {"ranking": ["d", [1], "b"], "idempotency_key": "t2"},
-        format="json",
+        f"/api/assignments/{lease}/vote/", {"ranking": ["d", [1], "b"], "idempotency_key": "t2"}, format="json"
     )
     assert bad.status_code == 400 and bad.json()["field"] == "ranking"
     assert (
-        client.post(
-            f"/api/assignments/{lease}/edit/", {"ranking": ["a", "b", "c", "d"]}, format="json"
-        ).status_code
+        client.post(f"/api/assignments/{lease}/edit/", {"ranking": ["a", "b", "c", "d"]}, format="json").status_code
         == 200
     )
     v = Vote.objects.get()

@@ -46,9 +46,7 @@ def test_skips_racing_leases_and_votes_keep_the_overlap_target_and_the_lease_cou
 
     results = run_in_threads(THREADS, work)
     assert sum(s for _, s in results) > 0, "the race did skip"
-    assert all(c.votes_done + c.leases_open <= 2 for c in Comparison.objects.all()), (
-        "never past the target"
-    )
+    assert all(c.votes_done + c.leases_open <= 2 for c in Comparison.objects.all()), "never past the target"
     # An annotator told "complete" while another's lease was about to be skipped stopped early;
     # passes one after another, until nobody gets work, fill the slots those skips gave back.
     while True:
@@ -56,13 +54,9 @@ def test_skips_racing_leases_and_votes_keep_the_overlap_target_and_the_lease_cou
         if not any(v or s for v, s in drained):
             break
         results += drained
-    assert sum(v for v, _ in results) == 8 * 2, (
-        "every slot a skip gave back was filled by someone else"
-    )
+    assert sum(v for v, _ in results) == 8 * 2, "every slot a skip gave back was filled by someone else"
     assert set(Counter(Vote.objects.values_list("comparison_id", flat=True)).values()) == {2}
-    for comparison in Comparison.objects.annotate(
-        live=Count("assignments", filter=Q(assignments__state="leased"))
-    ):
+    for comparison in Comparison.objects.annotate(live=Count("assignments", filter=Q(assignments__state="leased"))):
         assert comparison.leases_open == comparison.live == 0
         assert comparison.votes_done == 2 and comparison.is_complete
 

@@ -29,37 +29,25 @@ from tests.annotate.test_leaderboard import pairwise, vote
 from tests.factories import make_project, make_user
 
 PROPERTY = hypothesis_settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 MODELS = ("m0", "m1", "m2", "m3", "m4")
 SIZES = (1, 2, 3, 7, 1000, 10**6)  # extreme counts make far-apart ratings and underflowing p(1 − p)
 outcome = st.sampled_from(("a", "b", "tie", "both_bad"))
 size = st.sampled_from(SIZES)
-any_records = st.lists(
-    st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome, size), max_size=12
-)
+any_records = st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome, size), max_size=12)
 # m_i beats m_j whenever i < j: the top system never lost, the bottom one never won.
 one_sided = st.lists(
-    st.tuples(st.integers(0, 4), st.integers(0, 4), size).filter(lambda r: r[0] != r[1]),
-    min_size=1,
-    max_size=8,
+    st.tuples(st.integers(0, 4), st.integers(0, 4), size).filter(lambda r: r[0] != r[1]), min_size=1, max_size=8
 ).map(lambda rs: [(MODELS[min(i, j)], MODELS[max(i, j)], "a", n) for i, j, n in rs])
 all_ties = st.lists(
-    st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.just("tie"), size),
-    min_size=1,
-    max_size=8,
+    st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.just("tie"), size), min_size=1, max_size=8
 )
 # two groups that never met: {m0, m1} and {m2, m3, m4}
 disconnected = st.tuples(
     st.lists(st.tuples(st.just("m0"), st.just("m1"), outcome, size), min_size=1, max_size=3),
     st.lists(
-        st.tuples(st.sampled_from(MODELS[2:]), st.sampled_from(MODELS[2:]), outcome, size),
-        min_size=1,
-        max_size=6,
+        st.tuples(st.sampled_from(MODELS[2:]), st.sampled_from(MODELS[2:]), outcome, size), min_size=1, max_size=6
     ),
 ).map(lambda groups: groups[0] + groups[1])
 degenerate = st.one_of(any_records, one_sided, all_ties, disconnected)
@@ -68,9 +56,7 @@ degenerate = st.one_of(any_records, one_sided, all_ties, disconnected)
 def assert_board_is_finite_or_says_why(result, counts: PairCounts):
     json.dumps(result.as_dict(), allow_nan=False)  # what the API sends: no NaN, no inf
     if counts.total == 0 or counts.n_models < 2:
-        assert result.ratings == [] and any(
-            w.startswith("not enough data") for w in result.warnings
-        )
+        assert result.ratings == [] and any(w.startswith("not enough data") for w in result.warnings)
         return
     for row in result.ratings:
         for value in (row.rating, row.lower, row.upper, row.online_elo):
@@ -139,26 +125,20 @@ def test_disconnected_groups_are_each_centred_and_named_in_the_warning():
     counts = PairCounts.from_records([("x", "y", "a", 3), ("z", "w", "a", 2), ("z", "w", "b", 1)])
     result = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=20))
     by_model = {r.model: r.rating for r in result.ratings}
-    assert by_model["x"] + by_model["y"] == pytest.approx(2000.0) and by_model["z"] + by_model[
-        "w"
-    ] == pytest.approx(2000.0)
+    assert by_model["x"] + by_model["y"] == pytest.approx(2000.0) and by_model["z"] + by_model["w"] == pytest.approx(
+        2000.0
+    )
     assert result.method["comparison_groups"] == 2
     assert any("w, z | x, y" in w or "x, y | w, z" in w for w in result.warnings)
 
 
 def test_one_system_gives_not_enough_data():
-    result = compute_leaderboard(
-        PairCounts.from_records([("x", "x", "a", 5)]), options=LeaderboardOptions()
-    )
+    result = compute_leaderboard(PairCounts.from_records([("x", "x", "a", 5)]), options=LeaderboardOptions())
     assert result.ratings == [] and result.warnings[0].startswith("not enough data")
 
 
 @PROPERTY
-@given(
-    battles=st.lists(
-        st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome), max_size=300
-    )
-)
+@given(battles=st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), outcome), max_size=300))
 def test_online_elo_is_finite_on_any_battle_order(battles):
     ratings = online_elo(battles + [("m0", "m1", "a")] * 2000)  # a long one-sided run at the end
     assert all(math.isfinite(r) for r in ratings.values())
@@ -191,9 +171,7 @@ def test_style_control_never_raises_and_is_finite(rows, one_sided_votes):
         style_a=np.array([r[3][:4] for r in rows], dtype=np.float64).reshape(-1, 4),
         style_b=np.array([r[3][4:] for r in rows], dtype=np.float64).reshape(-1, 4),
     )
-    counts = PairCounts.from_arrays(
-        battles.model_a, battles.model_b, np.round(2 - 2 * battles.y).astype(int), models
-    )
+    counts = PairCounts.from_arrays(battles.model_a, battles.model_b, np.round(2 - 2 * battles.y).astype(int), models)
     result = compute_leaderboard(
         counts, options=LeaderboardOptions(bootstrap=10, style_control=True), style_battles=battles
     )
@@ -208,9 +186,7 @@ def test_style_control_never_raises_and_is_finite(rows, one_sided_votes):
 units = st.dictionaries(
     st.integers(0, 20),
     st.dictionaries(
-        st.sampled_from(("ann1", "ann2", "ann3")),
-        st.sampled_from(("a", "b", "tie", "both_bad")),
-        max_size=3,
+        st.sampled_from(("ann1", "ann2", "ann3")), st.sampled_from(("a", "b", "tie", "both_bad")), max_size=3
     ),
     max_size=15,
 )
@@ -252,30 +228,21 @@ def one_sided_project(db):
 
 
 @pytest.mark.parametrize(
-    "query",
-    ["", "?bootstrap=100", "?bootstrap=100&elo=true&exclude_ties=true", "?style_control=true"],
+    "query", ["", "?bootstrap=100", "?bootstrap=100&elo=true&exclude_ties=true", "?style_control=true"]
 )
-def test_the_api_answers_a_one_sided_project_with_finite_ratings_and_warnings(
-    api, one_sided_project, query
-):
+def test_the_api_answers_a_one_sided_project_with_finite_ratings_and_warnings(api, one_sided_project, query):
     project, researcher = one_sided_project
     response = api(researcher).get(f"/api/projects/{project.pk}/leaderboard/{query}")
     assert response.status_code == 200, response.content
-    body = json.loads(
-        response.content
-    )  # strict: NaN or inf would not parse into finite floats below
+    body = json.loads(response.content)  # strict: NaN or inf would not parse into finite floats below
     assert [r["model"] for r in body["ratings"]][0] == "x"
     assert all(math.isfinite(r["rating"]) for r in body["ratings"])
     assert any("never battled each other" in w for w in body["warnings"])
     if "style_control" not in query:
-        assert body["method"]["mle_exists"] is False and any(
-            "never lost" in w for w in body["warnings"]
-        )
+        assert body["method"]["mle_exists"] is False and any("never lost" in w for w in body["warnings"])
 
 
-def test_the_leaderboard_page_shows_a_one_sided_project_with_its_warnings(
-    client, one_sided_project
-):
+def test_the_leaderboard_page_shows_a_one_sided_project_with_its_warnings(client, one_sided_project):
     project, researcher = one_sided_project
     client.force_login(researcher)
     response = client.get(f"/projects/{project.pk}/leaderboard/")
@@ -327,9 +294,7 @@ report_votes = st.lists(
 
 @pytest.mark.django_db
 @hypothesis_settings(
-    PROPERTY,
-    max_examples=15,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    PROPERTY, max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(votes=report_votes, strength_scale=st.sampled_from((0, 3)))
 def test_the_quality_report_never_raises_and_says_why_a_figure_is_missing(votes, strength_scale):
@@ -341,19 +306,12 @@ def test_the_quality_report_never_raises_and_says_why_a_figure_is_missing(votes,
         row = vote(comparison, sides, choice, voter)
         if voter in users:
             Vote.objects.filter(pk=row.pk).update(
-                annotator=users[voter],
-                external_annotator="",
-                source="human",
-                strength=strength,
-                time_spent_ms=ms,
+                annotator=users[voter], external_annotator="", source="human", strength=strength, time_spent_ms=ms
             )
     report = project_quality(project)
     json.dumps(report.as_dict(), allow_nan=False)
     for a in report.agreement:
-        assert all(
-            v is None or math.isfinite(v)
-            for v in (a.alpha_nominal, a.alpha_ordinal, a.percent_agreement)
-        )
+        assert all(v is None or math.isfinite(v) for v in (a.alpha_nominal, a.alpha_ordinal, a.percent_agreement))
         if a.alpha_nominal is None:
             assert any(w.startswith(a.aspect) for w in report.warnings)
     if not votes:

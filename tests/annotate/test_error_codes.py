@@ -22,9 +22,7 @@ def researcher_and_project():
 
 def test_an_unknown_user_name_is_invalid_username(api):
     researcher, project = researcher_and_project()
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/members/", {"username": "ghost"}, format="json"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/members/", {"username": "ghost"}, format="json")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_username" and response.json()["field"] == "username"
     assert not Membership.objects.filter(project=project, user__username="ghost").exists()
@@ -35,9 +33,7 @@ def test_an_oversized_upload_is_invalid_upload_not_invalid_vote(api, settings):
     researcher, project = researcher_and_project()
     upload = io.BytesIO(b'{"prompt": "p"}\n' * 200)
     upload.name = "big.jsonl"
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_upload" and response.json()["field"] == "file"
     assert not Comparison.objects.filter(project=project).exists()
@@ -62,11 +58,7 @@ def test_a_bad_vote_still_answers_invalid_vote(api):
     client = api(annotator)
     lease = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
     response = client.post(
-        f"/api/assignments/{lease['assignment_id']}/vote/",
-        {"choice": "z", "idempotency_key": "k1"},
-        format="json",
+        f"/api/assignments/{lease['assignment_id']}/vote/", {"choice": "z", "idempotency_key": "k1"}, format="json"
     )
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_vote" and response.json()["field"].endswith(
-        "choice"
-    )
+    assert response.json()["error"] == "invalid_vote" and response.json()["field"].endswith("choice")

@@ -24,15 +24,8 @@ pytestmark = pytest.mark.django_db
 
 def cast(annotator, project, choice, *, strength=None, rationale="", aspect_votes=None):
     assignment = next_comparison(annotator=annotator, project=project).assignment
-    votes = aspect_votes or [
-        VoteInput(aspect="overall", choice=choice, strength=strength, rationale=rationale)
-    ]
-    record_vote(
-        annotator=annotator,
-        assignment_id=assignment.pk,
-        votes=votes,
-        idempotency_key=f"{assignment.pk}",
-    )
+    votes = aspect_votes or [VoteInput(aspect="overall", choice=choice, strength=strength, rationale=rationale)]
+    record_vote(annotator=annotator, assignment_id=assignment.pk, votes=votes, idempotency_key=f"{assignment.pk}")
     return assignment
 
 
@@ -118,28 +111,20 @@ def test_rows_orient_votes_to_the_pair_whatever_side_they_were_shown_on(voted_pr
     assert clear["chosen"] == winner_text and clear["agreement"] == 1.0 and clear["votes"] == 3
     assert clear["strength"] == 2.0
     assert sorted(clear["rationales"]) == ["r0", "r1", "r2"]
-    assert len(set(clear["annotators"])) == 3 and all(
-        a.startswith("ann-") for a in clear["annotators"]
-    )
+    assert len(set(clear["annotators"])) == 3 and all(a.startswith("ann-") for a in clear["annotators"])
     assert not any("rater" in a for a in clear["annotators"])
     tie = rows[comparisons[1].pk]
     assert (tie["label"], tie["chosen"], tie["rejected"]) == ("tie", None, None)
     assert tie["provenance_a"]["model"] == "model-x" and tie["provenance_b"]["model"] == "model-y"
     split = rows[comparisons[2].pk]
-    assert (
-        split["label"] == "tie" and split["votes_a"] == split["votes_b"] == split["votes_tie"] == 1
-    )
+    assert split["label"] == "tie" and split["votes_a"] == split["votes_b"] == split["votes_tie"] == 1
 
 
 def test_tie_policies(voted_project):
     project, comparisons, _ = voted_project
     dropped = list(iter_preference_rows(project, options=ExportOptions(ties="drop")))
     assert [r["comparison_id"] for r in dropped] == [comparisons[0].pk]
-    both = [
-        r
-        for r in iter_preference_rows(project, options=ExportOptions(ties="both-orders"))
-        if r["label"] == "tie"
-    ]
+    both = [r for r in iter_preference_rows(project, options=ExportOptions(ties="both-orders")) if r["label"] == "tie"]
     assert len(both) == 4
     first, second = both[0], both[1]
     assert (first["chosen"], first["rejected"]) == (second["rejected"], second["chosen"])
@@ -148,14 +133,8 @@ def test_tie_policies(voted_project):
 
 def test_rule_changes_the_label(voted_project):
     project, comparisons, _ = voted_project
-    bt = {
-        r["comparison_id"]: r["label"]
-        for r in iter_preference_rows(project, options=ExportOptions(rule="bt"))
-    }
-    assert bt[comparisons[1].pk] in (
-        "a",
-        "b",
-    )  # tie, tie, win: 2 half-points + 1 beats 1 half-point
+    bt = {r["comparison_id"]: r["label"] for r in iter_preference_rows(project, options=ExportOptions(rule="bt"))}
+    assert bt[comparisons[1].pk] in ("a", "b")  # tie, tie, win: 2 half-points + 1 beats 1 half-point
     unanimous = list(iter_preference_rows(project, options=ExportOptions(rule="unanimous")))
     assert [r["comparison_id"] for r in unanimous] == [comparisons[0].pk]
 
@@ -166,35 +145,25 @@ def test_filters_by_agreement_annotators_and_dates(voted_project):
     assert [r["comparison_id"] for r in high] == [comparisons[0].pk]
     one = list(iter_preference_rows(project, ExportFilters(annotators=("rater0",))))
     assert all(r["votes"] == 1 for r in one) and len(one) == 3
-    future = list(
-        iter_preference_rows(project, ExportFilters(since=timezone.now() + timedelta(hours=1)))
-    )
+    future = list(iter_preference_rows(project, ExportFilters(since=timezone.now() + timedelta(hours=1))))
     assert future == []
     assert list(iter_preference_rows(project, ExportFilters(rounds=(7,)))) == []
 
 
 def test_aspects_export_separately():
     annotator = make_user()
-    project = make_project(
-        annotators=[annotator], aspects=["helpfulness", "harmlessness"], overlap_target=1
-    )
+    project = make_project(annotators=[annotator], aspects=["helpfulness", "harmlessness"], overlap_target=1)
     make_comparisons(project, 1)
     cast(
         annotator,
         project,
         None,
-        aspect_votes=[
-            VoteInput(aspect="helpfulness", choice="a"),
-            VoteInput(aspect="harmlessness", choice="both_bad"),
-        ],
+        aspect_votes=[VoteInput(aspect="helpfulness", choice="a"), VoteInput(aspect="harmlessness", choice="both_bad")],
     )
     rows = list(iter_preference_rows(project))
     assert sorted((r["aspect"], r["label"]) for r in rows) == [
         ("harmlessness", "both_bad"),
-        (
-            "helpfulness",
-            rows[0]["label"] if rows[0]["aspect"] == "helpfulness" else rows[1]["label"],
-        ),
+        ("helpfulness", rows[0]["label"] if rows[0]["aspect"] == "helpfulness" else rows[1]["label"]),
     ]
     only = list(iter_preference_rows(project, ExportFilters(aspect="harmlessness")))
     assert [r["label"] for r in only] == ["both_bad"]
@@ -205,10 +174,7 @@ def test_kway_rankings_expand_into_pairs(tmp_path):
     project = make_project(annotators=[annotator], overlap_target=1)
     path = tmp_path / "k.jsonl"
     path.write_text(
-        json.dumps(
-            {"prompt": "Q", "completions": [{"text": t, "model": t} for t in ("x", "y", "z")]}
-        )
-        + "\n"
+        json.dumps({"prompt": "Q", "completions": [{"text": t, "model": t} for t in ("x", "y", "z")]}) + "\n"
     )
     import_file(project=project, path=path, pairing="kway")
     assignment = next_comparison(annotator=annotator, project=project).assignment
@@ -222,11 +188,7 @@ def test_kway_rankings_expand_into_pairs(tmp_path):
         votes=[VoteInput(aspect="overall", ranking=ranking)],
     )
     rows = list(iter_preference_rows(project))
-    assert sorted((r["chosen"], r["rejected"]) for r in rows) == [
-        ("x", "y"),
-        ("x", "z"),
-        ("y", "z"),
-    ]
+    assert sorted((r["chosen"], r["rejected"]) for r in rows) == [("x", "y"), ("x", "z"), ("y", "z")]
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -250,9 +212,7 @@ def tricky_project(tmp_path):
         {"prompt": "B wins", "response_a": "meh", "response_b": "great", "winner": "b"},
     ]
     path = tmp_path / "pairs.jsonl"
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     project = make_project()
     import_file(project=project, path=path)
     return project, big
@@ -262,10 +222,7 @@ def tricky_project(tmp_path):
 def test_export_round_trips_text_byte_exact(tricky_project, tmp_path, fmt):
     project, big = tricky_project
     result = export_dataset(
-        project=project,
-        out=tmp_path / f"out.{fmt}",
-        format=fmt,
-        options=ExportOptions(ties="label"),
+        project=project, out=tmp_path / f"out.{fmt}", format=fmt, options=ExportOptions(ties="label")
     )
     if fmt == "jsonl":
         rows = read_jsonl(result.path)
@@ -281,11 +238,7 @@ def test_export_round_trips_text_byte_exact(tricky_project, tmp_path, fmt):
     assert by_prompt["Equal?"]["label"] == "tie" and by_prompt["Equal?"]["chosen"] is None
     assert by_prompt["Bad?"]["label"] == "both_bad"
     manifest = json.loads(result.manifest_path.read_text())
-    assert (
-        manifest["rows"] == 4
-        and manifest["aggregation_rule"] == "majority"
-        and manifest["ties"] == "label"
-    )
+    assert manifest["rows"] == 4 and manifest["aggregation_rule"] == "majority" and manifest["ties"] == "label"
     assert manifest["stats"]["labels"] == {"a": 1, "b": 1, "tie": 1, "both_bad": 1}
 
 
@@ -303,20 +256,12 @@ def test_datasets_load_the_json_and_parquet_exports(tricky_project, tmp_path):
 
     project, big = tricky_project
     jsonl = export_dataset(
-        project=project,
-        out=tmp_path / "p.jsonl",
-        format="jsonl",
-        options=ExportOptions(ties="drop"),
+        project=project, out=tmp_path / "p.jsonl", format="jsonl", options=ExportOptions(ties="drop")
     )
     parquet = export_dataset(
-        project=project,
-        out=tmp_path / "p.parquet",
-        format="parquet",
-        options=ExportOptions(ties="drop"),
+        project=project, out=tmp_path / "p.parquet", format="parquet", options=ExportOptions(ties="drop")
     )
-    from_json = datasets.load_dataset(
-        "json", data_files=str(jsonl.path), split="train", cache_dir=str(tmp_path / "c1")
-    )
+    from_json = datasets.load_dataset("json", data_files=str(jsonl.path), split="train", cache_dir=str(tmp_path / "c1"))
     from_parquet = datasets.load_dataset(
         "parquet", data_files=str(parquet.path), split="train", cache_dir=str(tmp_path / "c2")
     )
@@ -334,10 +279,7 @@ def test_raw_export_has_one_row_per_vote_with_the_side_shown(voted_project, tmp_
         assert row["shown"] == vote.shown_order
         if vote.choice in ("a", "b"):
             assert row["winner_position"] == {"a": "left", "b": "right"}[vote.choice]
-        assert row["shown_models"] == ["model-x", "model-y"] or row["shown_models"] == [
-            "model-y",
-            "model-x",
-        ]
+        assert row["shown_models"] == ["model-x", "model-y"] or row["shown_models"] == ["model-y", "model-x"]
 
 
 def test_conversational_export_turns_hh_dialogues_into_messages(tmp_path):
@@ -348,10 +290,7 @@ def test_conversational_export_turns_hh_dialogues_into_messages(tmp_path):
         {"role": "user", "content": "Tell me a joke"},
     ]
     path = tmp_path / "hh.jsonl"
-    path.write_text(
-        json.dumps({"chosen": dialogue + " Why did the chicken...", "rejected": dialogue + " No."})
-        + "\n"
-    )
+    path.write_text(json.dumps({"chosen": dialogue + " Why did the chicken...", "rejected": dialogue + " No."}) + "\n")
     project = make_project()
     import_file(project=project, path=path, format="hh-rlhf")
     row = next(iter_preference_rows(project, options=ExportOptions(conversational=True)))
@@ -379,15 +318,7 @@ def test_export_command_writes_file_and_manifest(voted_project, tmp_path, capsys
     project, _, _ = voted_project
     out = tmp_path / "cmd.jsonl"
     call_command(
-        "export_dataset",
-        "--project",
-        project.name,
-        "--out",
-        str(out),
-        "--ties",
-        "drop",
-        "--min-agreement",
-        "0.5",
+        "export_dataset", "--project", project.name, "--out", str(out), "--ties", "drop", "--min-agreement", "0.5"
     )
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["rows"] == len(read_jsonl(out)) == 1

@@ -22,9 +22,7 @@ from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.django_db
 
-HOSTILE_RATIONALE = (
-    "<meta http-equiv=refresh content=0;url=https://evil.example/><img src=x onerror=alert(1)>"
-)
+HOSTILE_RATIONALE = "<meta http-equiv=refresh content=0;url=https://evil.example/><img src=x onerror=alert(1)>"
 MEDIA = {
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
@@ -44,9 +42,7 @@ def body(response) -> bytes:
 
 
 def disposition_name(response) -> str:
-    match = re.fullmatch(
-        r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"]
-    )
+    match = re.fullmatch(r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"])
     assert match, response["Content-Disposition"]
     return match.group(1)
 
@@ -63,23 +59,16 @@ def hostile_project(tricky_project):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv", "hf"])
 def test_every_export_format_downloads_as_an_attachment_never_a_page(hostile_project, api, fmt):
-    response = api(researcher_of(hostile_project)).get(
-        f"/api/projects/{hostile_project.pk}/export/?format={fmt}"
-    )
+    response = api(researcher_of(hostile_project)).get(f"/api/projects/{hostile_project.pk}/export/?format={fmt}")
     assert response.status_code == 200
     assert response["Content-Type"] == MEDIA[fmt]
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Security-Policy"] == "default-src 'none'"
     snapshot = response["X-Prefloop-Snapshot"]
     extension = "hf.zip" if fmt == "hf" else fmt
-    assert (
-        disposition_name(response)
-        == f"prefloop-Q3-ties-Set-Cookie-x-1-b-preferences-s{snapshot}.{extension}"
-    )
+    assert disposition_name(response) == f"prefloop-Q3-ties-Set-Cookie-x-1-b-preferences-s{snapshot}.{extension}"
     assert int(snapshot) == Vote.objects.filter(comparison__project=hostile_project).latest("id").id
-    assert "\n" not in response["Content-Disposition"] and "Set-Cookie" not in {
-        k for k, _ in response.items()
-    }
+    assert "\n" not in response["Content-Disposition"] and "Set-Cookie" not in {k for k, _ in response.items()}
     assert len(body(response)) == int(response["Content-Length"])
 
 
@@ -91,10 +80,7 @@ def test_manifest_and_ties_downloads_are_attachments_of_the_same_snapshot(hostil
     snapshot = pairs["X-Prefloop-Snapshot"]
     ties = client.get(f"{base}&part=ties&max_vote_id={snapshot}")
     manifest = client.get(f"{base}&part=manifest&max_vote_id={snapshot}")
-    assert (ties["Content-Type"], manifest["Content-Type"]) == (
-        "application/x-ndjson",
-        "application/json",
-    )
+    assert (ties["Content-Type"], manifest["Content-Type"]) == ("application/x-ndjson", "application/json")
     assert disposition_name(ties).endswith(f"-ties-s{snapshot}.jsonl")
     assert disposition_name(manifest).endswith(f"-preferences-s{snapshot}.jsonl.manifest.json")
     for response in (ties, manifest):
@@ -102,14 +88,9 @@ def test_manifest_and_ties_downloads_are_attachments_of_the_same_snapshot(hostil
         assert response["X-Content-Type-Options"] == "nosniff"
     tie_rows = [json.loads(line) for line in body(ties).decode().splitlines()]
     assert sorted(r["label"] for r in tie_rows) == ["both_bad", "tie"]
-    assert all(
-        r["rationales"] == [HOSTILE_RATIONALE] for r in tie_rows
-    )  # the text survives, as data
+    assert all(r["rationales"] == [HOSTILE_RATIONALE] for r in tie_rows)  # the text survives, as data
     recorded = json.loads(body(manifest))
-    assert (
-        recorded["sha256"] == pairs["X-Prefloop-SHA256"]
-        and recorded["ties_sha256"] == ties["X-Prefloop-SHA256"]
-    )
+    assert recorded["sha256"] == pairs["X-Prefloop-SHA256"] and recorded["ties_sha256"] == ties["X-Prefloop-SHA256"]
     assert recorded["rows"] == 2 and recorded["ties_rows"] == 2 and recorded["ties"] == "split"
 
 
@@ -124,8 +105,7 @@ def test_download_file_names_keep_only_safe_characters():
     assert safe_name_part("../../etc/passwd", "x") == "etc-passwd"
     assert safe_name_part("日本語", "project-7") == "project-7"
     assert (
-        download_filename(".hidden", "preferences", "s3", extension="jsonl")
-        == "prefloop-hidden-preferences-s3.jsonl"
+        download_filename(".hidden", "preferences", "s3", extension="jsonl") == "prefloop-hidden-preferences-s3.jsonl"
     )
     assert len(download_filename("x" * 500, "y" * 500, extension="parquet")) <= 150
 
@@ -157,22 +137,14 @@ def test_split_and_label_exports_hold_the_same_rows(tricky_project, tmp_path):
     def records(path, fmt) -> list:
         if fmt == "parquet":
             return [json.dumps(row, sort_keys=True) for row in pq.read_table(path).to_pylist()]
-        if (
-            fmt == "csv"
-        ):  # records, not lines: quoted cells hold CRLF; the first record is the header
-            return [
-                tuple(r)
-                for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
-            ][1:]
+        if fmt == "csv":  # records, not lines: quoted cells hold CRLF; the first record is the header
+            return [tuple(r) for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))][1:]
         return path.read_bytes().splitlines(keepends=True)
 
     for fmt in ("jsonl", "parquet", "csv"):
         split = export_dataset(project=project, out=tmp_path / f"s.{fmt}", format=fmt)
         label = export_dataset(
-            project=project,
-            out=tmp_path / f"l.{fmt}",
-            format=fmt,
-            options=ExportOptions(ties="label"),
+            project=project, out=tmp_path / f"l.{fmt}", format=fmt, options=ExportOptions(ties="label")
         )
         both = records(split.path, fmt) + records(split.ties_path, fmt)
         assert len(both) == 4 and sorted(both) == sorted(records(label.path, fmt))
@@ -195,21 +167,10 @@ def test_ties_label_stays_available_from_the_command(voted_project, tmp_path, ca
     default = json.loads(capsys.readouterr().out)
     assert [r["label"] for r in read_jsonl(tmp_path / "d.jsonl")] == ["a"]
     assert default["ties_rows"] == len(read_jsonl(tmp_path / "d.ties.jsonl")) == 2
-    call_command(
-        "export_dataset",
-        "--project",
-        project.name,
-        "--out",
-        str(tmp_path / "l.jsonl"),
-        "--ties",
-        "label",
-    )
+    call_command("export_dataset", "--project", project.name, "--out", str(tmp_path / "l.jsonl"), "--ties", "label")
     assert json.loads(capsys.readouterr().out)["ties"] == "label"
     labelled = read_jsonl(tmp_path / "l.jsonl")
-    assert (
-        sorted(r["label"] for r in labelled) == ["a", "tie", "tie"]
-        and not (tmp_path / "l.ties.jsonl").exists()
-    )
+    assert sorted(r["label"] for r in labelled) == ["a", "tie", "tie"] and not (tmp_path / "l.ties.jsonl").exists()
     assert [r["chosen"] for r in labelled if r["label"] == "tie"] == [None, None]
 
 
@@ -217,9 +178,7 @@ def test_ties_label_stays_available_over_rest(voted_project, api):
     project, _, _ = voted_project
     client = api(researcher_of(project))
     default = body(client.get(f"/api/projects/{project.pk}/export/")).decode().splitlines()
-    labelled = (
-        body(client.get(f"/api/projects/{project.pk}/export/?ties=label")).decode().splitlines()
-    )
+    labelled = body(client.get(f"/api/projects/{project.pk}/export/?ties=label")).decode().splitlines()
     assert [json.loads(line)["label"] for line in default] == ["a"]
     assert sorted(json.loads(line)["label"] for line in labelled) == ["a", "tie", "tie"]
 
@@ -242,10 +201,7 @@ def test_hf_download_unzips_to_a_folder_that_load_from_disk_opens(tricky_project
     assert sorted(data["train"]["label"]) == ["a", "b"] and big in data["train"]["chosen"]
     assert sorted(data["ties"]["label"]) == ["both_bad", "tie"]
     manifest = json.loads((folder / "prefloop_export.json").read_text())
-    assert manifest["sha256"] == response["X-Prefloop-SHA256"] and manifest["splits"] == {
-        "train": 2,
-        "ties": 2,
-    }
+    assert manifest["sha256"] == response["X-Prefloop-SHA256"] and manifest["splits"] == {"train": 2, "ties": 2}
     card = (folder / "README.md").read_text()
     assert manifest["sha256"] in card
     for expected in (
@@ -295,8 +251,7 @@ def test_under_asgi_a_download_streams_instead_of_being_read_into_memory(hostile
 
     async def download():
         response = await client.get(
-            f"/api/projects/{hostile_project.pk}/export/?format=jsonl",
-            headers={"Authorization": f"Token {token.key}"},
+            f"/api/projects/{hostile_project.pk}/export/?format=jsonl", headers={"Authorization": f"Token {token.key}"}
         )
         chunks = [chunk async for chunk in response]  # what Django's ASGI handler does
         response.close()
@@ -306,10 +261,5 @@ def test_under_asgi_a_download_streams_instead_of_being_read_into_memory(hostile
         warnings.filterwarnings("error", message=".*consume synchronous iterators")
         response, data = async_to_sync(download)()
     assert response.status_code == 200 and response.is_async
-    assert response["Content-Disposition"].startswith("attachment; ") and len(data) == int(
-        response["Content-Length"]
-    )
-    assert [json.loads(line)["label"] for line in data.decode().splitlines()] in (
-        ["a", "b"],
-        ["b", "a"],
-    )
+    assert response["Content-Disposition"].startswith("attachment; ") and len(data) == int(response["Content-Length"])
+    assert [json.loads(line)["label"] for line in data.decode().splitlines()] in (["a", "b"], ["b", "a"])

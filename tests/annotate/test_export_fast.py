@@ -27,9 +27,7 @@ from tests.factories import make_comparisons, make_project, make_user
 @pytest.mark.parametrize("rule", ["majority", "bt", "unanimous"])
 def test_label_codes_give_label_from_counts_for_every_count_up_to_five(rule):
     combos = list(itertools.product(range(6), repeat=4))
-    codes, agreement = label_codes(
-        {label: np.array([c[i] for c in combos]) for i, label in enumerate(LABELS)}, rule
-    )
+    codes, agreement = label_codes({label: np.array([c[i] for c in combos]) for i, label in enumerate(LABELS)}, rule)
     for k, counts in enumerate(combos):
         expected = label_from_counts(dict(zip(LABELS, counts)), rule)
         assert (LABELS[codes[k]] if codes[k] >= 0 else None, agreement[k]) == expected, counts
@@ -77,14 +75,10 @@ def test_the_sql_path_writes_the_reference_bytes_on_real_prd_votes(real_data, tm
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
     for n, (fmt, filters, options) in enumerate(SETTINGS):
-        fast, reference = export_both(
-            project, tmp_path, f"prd{n}", fmt=fmt, filters=filters, options=options
-        )
+        fast, reference = export_both(project, tmp_path, f"prd{n}", fmt=fmt, filters=filters, options=options)
         assert_same_export(fast, reference)
     assert reference.metadata["stats"]["votes"] == 7040 and fast.rows > 0
-    some = ExportFilters(
-        annotators=tuple(Vote.objects.values_list("external_annotator", flat=True).distinct()[:2])
-    )
+    some = ExportFilters(annotators=tuple(Vote.objects.values_list("external_annotator", flat=True).distinct()[:2]))
     assert_same_export(*export_both(project, tmp_path, "some", fmt="parquet", filters=some))
 
 
@@ -94,28 +88,20 @@ def every_kind_of_vote(tmp_path):
     3-way ranking with a tied group, an HH dialogue, a pair without text and CRLF/emoji texts."""
     annotators = [make_user(f"voter{i}") for i in range(3)]
     project = make_project(
-        annotators=annotators,
-        overlap_target=3,
-        strength_scale=3,
-        aspects=["overall", "harmlessness"],
-        allow_tie=True,
+        annotators=annotators, overlap_target=3, strength_scale=3, aspects=["overall", "harmlessness"], allow_tie=True
     )
     make_comparisons(project, 4)
     make_comparisons(project, 2, models=("m1", "m2", "m3"))
     hh = "\n\nHuman: Hi 🙂\r\n\n\nAssistant: Hello!\n\nHuman: A joke?\n\nAssistant:"
     path = tmp_path / "hh.jsonl"
-    path.write_text(
-        json.dumps({"chosen": hh + " Why did…", "rejected": hh + " No."}) + "\n", encoding="utf-8"
-    )
+    path.write_text(json.dumps({"chosen": hh + " Why did…", "rejected": hh + " No."}) + "\n", encoding="utf-8")
     import_file(project=project, path=path, format="hh-rlhf")
-    Completion.objects.filter(
-        pk=Completion.objects.order_by("pk").values_list("pk", flat=True)[1]
-    ).update(text_available=False)
+    Completion.objects.filter(pk=Completion.objects.order_by("pk").values_list("pk", flat=True)[1]).update(
+        text_available=False
+    )
     plans = itertools.cycle(["a", "b", "tie", "a", "both_bad", "b", "a"])
     for i, annotator in enumerate(annotators):
-        while (
-            assignment := next_comparison(annotator=annotator, project=project).assignment
-        ) is not None:
+        while (assignment := next_comparison(annotator=annotator, project=project).assignment) is not None:
             if len(assignment.shown_order) > 2:
                 ranking = [["b", "c"], "a"] if i == 0 else ["c", "a", "b"]
                 votes = [
@@ -133,29 +119,17 @@ def every_kind_of_vote(tmp_path):
                     ),
                     VoteInput(aspect="harmlessness", choice="both_bad" if i else next(plans)),
                 ]
-            record_vote(
-                annotator=annotator,
-                assignment_id=assignment.pk,
-                votes=votes,
-                idempotency_key=uuid.uuid4().hex,
-            )
+            record_vote(annotator=annotator, assignment_id=assignment.pk, votes=votes, idempotency_key=uuid.uuid4().hex)
     return project
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_the_sql_path_writes_the_reference_bytes_for_every_kind_of_vote(
-    every_kind_of_vote, tmp_path
-):
+def test_the_sql_path_writes_the_reference_bytes_for_every_kind_of_vote(every_kind_of_vote, tmp_path):
     project = every_kind_of_vote
-    assert (
-        Vote.objects.filter(choice="ranked").exists()
-        and Vote.objects.exclude(ranking_ties=None).exists()
-    )
+    assert Vote.objects.filter(choice="ranked").exists() and Vote.objects.exclude(ranking_ties=None).exists()
     for n, (fmt, filters, options) in enumerate(SETTINGS):
-        assert_same_export(
-            *export_both(project, tmp_path, f"all{n}", fmt=fmt, filters=filters, options=options)
-        )
+        assert_same_export(*export_both(project, tmp_path, f"all{n}", fmt=fmt, filters=filters, options=options))
     for n, filters in enumerate(
         [
             ExportFilters(annotators=("voter0", "voter2")),
@@ -166,26 +140,14 @@ def test_the_sql_path_writes_the_reference_bytes_for_every_kind_of_vote(
         ]
     ):
         fast, reference = export_both(
-            project,
-            tmp_path,
-            f"filtered{n}",
-            fmt="jsonl",
-            filters=filters,
-            options=ExportOptions(ties="label"),
+            project, tmp_path, f"filtered{n}", fmt="jsonl", filters=filters, options=ExportOptions(ties="label")
         )
         assert_same_export(fast, reference)
-    fast, _ = export_both(
-        project, tmp_path, "counts", fmt="jsonl", options=ExportOptions(ties="label")
-    )
+    fast, _ = export_both(project, tmp_path, "counts", fmt="jsonl", options=ExportOptions(ties="label"))
     stats = fast.metadata["stats"]
-    assert (
-        stats["skipped_no_text"] > 0
-        and stats["labels"]["tie"] > 0
-        and stats["labels"]["both_bad"] > 0
-    )
+    assert stats["skipped_no_text"] > 0 and stats["labels"]["tie"] > 0 and stats["labels"]["both_bad"] > 0
     assert any(
-        r["votes"] == 3 and len(r["rationales"]) == 2
-        for r in map(json.loads, fast.path.read_text().splitlines())
+        r["votes"] == 3 and len(r["rationales"]) == 2 for r in map(json.loads, fast.path.read_text().splitlines())
     )
 
 
@@ -208,21 +170,14 @@ def test_the_sql_path_reads_one_snapshot_while_a_vote_and_an_edit_commit(tmp_pat
                 votes=[VoteInput(choice="a")],
                 idempotency_key=uuid.uuid4().hex,
             )
-    before = export_dataset(
-        project=project, out=tmp_path / "before.jsonl", options=ExportOptions(ties="label")
-    )
+    before = export_dataset(project=project, out=tmp_path / "before.jsonl", options=ExportOptions(ties="label"))
 
     def change_votes_elsewhere() -> None:
         try:
-            edit_last_vote(
-                annotator=annotators[0], assignment_id=assignment_id, votes=[VoteInput(choice="b")]
-            )
+            edit_last_vote(annotator=annotators[0], assignment_id=assignment_id, votes=[VoteInput(choice="b")])
             lease = next_comparison(annotator=annotators[0], project=project).assignment
             record_vote(
-                annotator=annotators[0],
-                assignment_id=lease.pk,
-                votes=[VoteInput(choice="b")],
-                idempotency_key="late",
+                annotator=annotators[0], assignment_id=lease.pk, votes=[VoteInput(choice="b")], idempotency_key="late"
             )
         finally:
             connections.close_all()
@@ -239,26 +194,12 @@ def test_the_sql_path_reads_one_snapshot_while_a_vote_and_an_edit_commit(tmp_pat
 
     monkeypatch.setattr(tally_sql, "tally_statement", statement_then_votes)
     during = export_dataset(
-        project=project,
-        out=tmp_path / "during.jsonl",
-        options=ExportOptions(ties="label"),
-        engine="sql",
+        project=project, out=tmp_path / "during.jsonl", options=ExportOptions(ties="label"), engine="sql"
     )
     monkeypatch.undo()
-    assert Vote.objects.filter(idempotency_key="late").exists(), (
-        "the vote committed while the export ran"
-    )
-    assert (
-        during.path.read_bytes() == before.path.read_bytes()
-        and during.metadata["stats"] == before.metadata["stats"]
-    )
+    assert Vote.objects.filter(idempotency_key="late").exists(), "the vote committed while the export ran"
+    assert during.path.read_bytes() == before.path.read_bytes() and during.metadata["stats"] == before.metadata["stats"]
     after = export_dataset(
-        project=project,
-        out=tmp_path / "after.jsonl",
-        options=ExportOptions(ties="label"),
-        engine="sql",
+        project=project, out=tmp_path / "after.jsonl", options=ExportOptions(ties="label"), engine="sql"
     )
-    assert (
-        after.path.read_bytes() != before.path.read_bytes()
-        and after.metadata["stats"]["votes"] == 5
-    )
+    assert after.path.read_bytes() != before.path.read_bytes() and after.metadata["stats"]["votes"] == 5

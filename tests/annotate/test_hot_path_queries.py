@@ -41,11 +41,7 @@ def loop(client, project_id: int) -> tuple[list[str], list[str], dict]:
         )
     assert voted.status_code == 201, voted.content
     statements = [
-        [
-            " ".join(q["sql"].split())[:90]
-            for q in c.captured_queries
-            if not DJANGO_SAVEPOINT.match(q["sql"])
-        ]
+        [" ".join(q["sql"].split())[:90] for q in c.captured_queries if not DJANGO_SAVEPOINT.match(q["sql"])]
         for c in (next_queries, vote_queries)
     ]
     return statements[0], statements[1], assignment
@@ -58,15 +54,9 @@ def test_next_and_vote_stay_within_their_query_budget(api):
     client = api(annotator)
     loop(client, project.pk)  # the first call in a process also sweeps lapsed leases
     next_sql, vote_sql, assignment = loop(client, project.pk)
-    assert (len(next_sql), len(vote_sql)) == BUDGET[connection.vendor], "\n".join(
-        next_sql + ["--"] + vote_sql
-    )
+    assert (len(next_sql), len(vote_sql)) == BUDGET[connection.vendor], "\n".join(next_sql + ["--"] + vote_sql)
     # The fast path answers with the full payload and stores the vote with its sides.
     assert [r["side"] for r in assignment["responses"]] == ["a", "b"]
     assert all(r["text"].startswith("Answer ") for r in assignment["responses"])
     vote = Vote.objects.get(assignment_id=assignment["assignment_id"])
-    assert (
-        vote.choice == "b"
-        and vote.winner_id == vote.shown_order[1]
-        and vote.loser_id == vote.shown_order[0]
-    )
+    assert vote.choice == "b" and vote.winner_id == vote.shown_order[1] and vote.loser_id == vote.shown_order[0]

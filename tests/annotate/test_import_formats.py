@@ -19,9 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 def write_jsonl(path, rows):
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
@@ -59,21 +57,16 @@ def test_sampled_pairing_is_seeded_and_stable_on_reimport(tmp_path):
     completions = [{"text": f"answer {i}", "model": f"m{i}"} for i in range(6)]
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Q?", "completions": completions}])
     project = make_project()
-    import_file(
-        project=project, path=path, pairing="sample", pairing_options={"pairs_per_prompt": 4}
-    )
+    import_file(project=project, path=path, pairing="sample", pairing_options={"pairs_per_prompt": 4})
     keys = set(Comparison.objects.values_list("key", flat=True))
     assert len(keys) == 4
-    import_file(
-        project=project, path=path, pairing="sample", pairing_options={"pairs_per_prompt": 4}
-    )
+    import_file(project=project, path=path, pairing="sample", pairing_options={"pairs_per_prompt": 4})
     assert set(Comparison.objects.values_list("key", flat=True)) == keys
 
 
 def test_kway_pairing_makes_one_comparison_of_all_completions(tmp_path):
     path = write_jsonl(
-        tmp_path / "p.jsonl",
-        [{"prompt": "Q?", "completions": [{"text": t, "model": t} for t in "xyz"]}],
+        tmp_path / "p.jsonl", [{"prompt": "Q?", "completions": [{"text": t, "model": t} for t in "xyz"]}]
     )
     project = make_project()
     import_file(project=project, path=path, pairing="kway")
@@ -119,20 +112,13 @@ def test_pairs_jsonl_with_winner_becomes_an_imported_vote(tmp_path):
     import_file(project=project, path=path)
     assert Comparison.objects.count() == 3
     vote = Vote.objects.get(choice="a")
-    assert (vote.winner.model_name, vote.loser.model_name, vote.rationale) == (
-        "good",
-        "bad",
-        "arithmetic",
-    )
+    assert (vote.winner.model_name, vote.loser.model_name, vote.rationale) == ("good", "bad", "arithmetic")
     assert vote.source == Vote.Source.IMPORTED
     assert Vote.objects.filter(choice="tie").count() == 1
 
 
 def test_trl_preference_rows_import_as_chosen_over_rejected(tmp_path):
-    path = write_jsonl(
-        tmp_path / "trl.jsonl",
-        [{"prompt": "The sky is", "chosen": " blue.", "rejected": " green."}],
-    )
+    path = write_jsonl(tmp_path / "trl.jsonl", [{"prompt": "The sky is", "chosen": " blue.", "rejected": " green."}])
     project = make_project()
     import_file(project=project, path=path)
     vote = Vote.objects.get()
@@ -145,10 +131,7 @@ def test_parquet_is_read_by_its_columns(tmp_path, kind):
         frame = pd.DataFrame([{"prompt": "p", "response_a": "x", "response_b": "y", "winner": "b"}])
     else:
         frame = pd.DataFrame(
-            [
-                {"prompt": "p", "completion": "x", "model": "m1"},
-                {"prompt": "p", "completion": "y", "model": "m2"},
-            ]
+            [{"prompt": "p", "completion": "x", "model": "m1"}, {"prompt": "p", "completion": "y", "model": "m2"}]
         )
     path = tmp_path / "data.parquet"
     frame.to_parquet(path)
@@ -159,11 +142,7 @@ def test_parquet_is_read_by_its_columns(tmp_path, kind):
 
 
 def test_a_corrupted_line_deep_in_a_real_file_imports_nothing(real_data, tmp_path):
-    lines = (
-        gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8")
-        .read()
-        .splitlines()
-    )
+    lines = gzip.open(real_data / "hh-rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8").read().splitlines()
     lines[1999] = lines[1999][: len(lines[1999]) // 2]  # truncated JSON on line 2000
     lines[2100] = json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": 42})
     path = tmp_path / "broken.jsonl"
@@ -180,20 +159,15 @@ def test_a_corrupted_line_deep_in_a_real_file_imports_nothing(real_data, tmp_pat
 
 def test_a_bad_row_in_csv_names_file_line_and_field(tmp_path):
     path = tmp_path / "prompts.csv"
-    path.write_text(
-        'prompt,completion,model\n"ok","fine",m\n"multi\nline prompt",,m\n', encoding="utf-8"
-    )
-    with pytest.raises(
-        ImportDataError, match=r"prompts.csv:3: field 'completion': must not be empty"
-    ):
+    path.write_text('prompt,completion,model\n"ok","fine",m\n"multi\nline prompt",,m\n', encoding="utf-8")
+    with pytest.raises(ImportDataError, match=r"prompts.csv:3: field 'completion': must not be empty"):
         import_file(project=make_project(), path=path)
     assert db_counts() == [0, 0, 0, 0]
 
 
 def test_command_exits_non_zero_and_writes_nothing_on_error(tmp_path):
     path = write_jsonl(
-        tmp_path / "p.jsonl",
-        [{"prompt": "ok", "completions": [{"text": "a"}, {"text": "b"}]}, {"prompt": ""}],
+        tmp_path / "p.jsonl", [{"prompt": "ok", "completions": [{"text": "a"}, {"text": "b"}]}, {"prompt": ""}]
     )
     make_project(name="target")
     with pytest.raises(CommandError, match=r"p.jsonl:2: field 'prompt'"):
@@ -209,9 +183,7 @@ def test_unknown_file_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_nul_characters_are_refused(tmp_path):
-    path = write_jsonl(
-        tmp_path / "p.jsonl", [{"prompt": "a\x00b", "completions": [{"text": "x"}, {"text": "y"}]}]
-    )
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a\x00b", "completions": [{"text": "x"}, {"text": "y"}]}])
     with pytest.raises(ImportDataError, match="NUL"):
         import_file(project=make_project(), path=path)
 
@@ -221,18 +193,11 @@ def test_import_endpoint_uses_the_same_service_and_ignores_path_in_file_name(api
     project = make_project(researchers=[researcher])
     body = "".join(
         json.dumps(r) + "\n"
-        for r in [
-            {
-                "prompt": "Q",
-                "completions": [{"text": "a", "model": "x"}, {"text": "b", "model": "y"}],
-            }
-        ]
+        for r in [{"prompt": "Q", "completions": [{"text": "a", "model": "x"}, {"text": "b", "model": "y"}]}]
     )
     upload = io.BytesIO(body.encode())
     upload.name = "../../../etc/passwd.jsonl"
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 201, response.content
     assert response.json()["created"]["comparisons"] == 1
     assert response.json()["source"] == "passwd.jsonl"
@@ -243,13 +208,9 @@ def test_import_endpoint_reports_problems_and_changes_nothing(api):
     project = make_project(researchers=[researcher])
     upload = io.BytesIO(b'{"prompt": "Q", "completions": []}\n')
     upload.name = "bad.jsonl"
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 400
-    assert response.json()["problems"] == [
-        "bad.jsonl:1: field 'completions': must be a non-empty list"
-    ]
+    assert response.json()["problems"] == ["bad.jsonl:1: field 'completions': must be a non-empty list"]
     assert db_counts() == [0, 0, 0, 0]
 
 
@@ -258,7 +219,5 @@ def test_annotators_cannot_import(api):
     project = make_project(annotators=[annotator])
     upload = io.BytesIO(b"{}\n")
     upload.name = "x.jsonl"
-    response = api(annotator).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(annotator).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 404

@@ -24,13 +24,7 @@ def test_prd_import_has_every_human_vote_with_ties(real_data):
     assert Prompt.objects.filter(project=project).count() == 80
     texts = Completion.objects.filter(prompt__project=project, text_available=True)
     assert texts.count() == 5 * 80
-    assert set(texts.values_list("model_name", flat=True)) == {
-        "bard",
-        "claude",
-        "gpt35",
-        "gpt4",
-        "vicuna-13b",
-    }
+    assert set(texts.values_list("model_name", flat=True)) == {"bard", "claude", "gpt35", "gpt4", "vicuna-13b"}
     votes = Vote.objects.filter(comparison__project=project)
     assert votes.count() == 7040
     # README: score 1: 3,211, score 2: 3,025, score 3 (tie): 804
@@ -38,19 +32,14 @@ def test_prd_import_has_every_human_vote_with_ties(real_data):
     assert votes.filter(choice__in=["a", "b"]).count() == 3211 + 3025
     a_wins_by_file_order = sum(1 for v in votes.only("choice") if v.choice == "a")
     assert a_wins_by_file_order == 3211  # side A is the first model of the file name, as shown
-    models = set(
-        Completion.objects.filter(prompt__project=project).values_list("model_name", flat=True)
-    )
+    models = set(Completion.objects.filter(prompt__project=project).values_list("model_name", flat=True))
     assert len(models) == 9
 
 
 def test_prd_votes_keep_which_model_was_shown_first(real_data):
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
-    path = (
-        real_data
-        / "PRD/vicuna80/ratings-human/answer_gpt4-vs-answer_bard-human-reviewer_threeclass.jsonl"
-    )
+    path = real_data / "PRD/vicuna80/ratings-human/answer_gpt4-vs-answer_bard-human-reviewer_threeclass.jsonl"
     first = json.loads(path.read_text().splitlines()[0])
     vote = Vote.objects.get(external_annotator=f"prd:gpt4-vs-bard:{first['question_id']}:1")
     shown = list(Completion.objects.filter(pk__in=vote.shown_order).values_list("pk", "model_name"))
@@ -62,9 +51,7 @@ def test_prd_votes_keep_which_model_was_shown_first(real_data):
 def test_guanaco_votes_are_kept_for_fits_but_never_handed_out(real_data):
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
-    guanaco = Comparison.objects.filter(
-        project=project, items__completion__model_name__startswith="guanaco"
-    ).distinct()
+    guanaco = Comparison.objects.filter(project=project, items__completion__model_name__startswith="guanaco").distinct()
     assert guanaco.exists()
     assert not guanaco.filter(is_open=True).exists()
     assert Vote.objects.filter(comparison__in=guanaco).count() > 0
@@ -78,13 +65,9 @@ def test_hh_rlhf_pairs_split_into_prompt_and_last_turn_losslessly(real_data):
     rows = [json.loads(line) for line in gzip.open(path, "rt", encoding="utf-8")]
     assert Vote.objects.filter(comparison__project=project).count() == len(rows) == 2312
     distinct_pairs = {(r["chosen"], r["rejected"]) for r in rows}
-    assert Comparison.objects.filter(project=project).count() == len(
-        {frozenset(p) for p in distinct_pairs}
-    )
+    assert Comparison.objects.filter(project=project).count() == len({frozenset(p) for p in distinct_pairs})
     # Every chosen dialogue is exactly prompt + winning turn.
-    for vote in Vote.objects.filter(comparison__project=project).select_related(
-        "winner__prompt", "loser"
-    )[:300]:
+    for vote in Vote.objects.filter(comparison__project=project).select_related("winner__prompt", "loser")[:300]:
         line = int(vote.external_annotator.split(":")[1])
         assert vote.winner.prompt.text + vote.winner.text == rows[line - 1]["chosen"]
         assert vote.winner.prompt.text + vote.loser.text == rows[line - 1]["rejected"]
@@ -116,16 +99,7 @@ def test_copilot_arena_battles_skip_the_one_incomplete_row(real_data):
     # README: acceptedIndex 0.0: 92, 1.0: 20
     assert votes.filter(choice="a").count() == 92
     assert votes.filter(choice="b").count() == 20
-    assert (
-        len(
-            set(
-                Completion.objects.filter(prompt__project=project).values_list(
-                    "model_name", flat=True
-                )
-            )
-        )
-        == 11
-    )
+    assert len(set(Completion.objects.filter(prompt__project=project).values_list("model_name", flat=True))) == 11
 
 
 @pytest.mark.parametrize(
@@ -152,12 +126,6 @@ def test_reimporting_the_same_file_adds_nothing(real_data):
 
 
 def test_command_imports_relative_to_the_data_dir(real_data, capsys):
-    call_command(
-        "import_data",
-        "PRD/lfqa/experts_pairwise_human_preferences.jsonl",
-        "--project",
-        "lfqa",
-        "--create",
-    )
+    call_command("import_data", "PRD/lfqa/experts_pairwise_human_preferences.jsonl", "--project", "lfqa", "--create")
     report = json.loads(capsys.readouterr().out)
     assert report["created"]["votes"] == 260

@@ -12,13 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from scipy.optimize import minimize
 
-from annotate.leaderboard import (
-    BattleFileError,
-    LeaderboardOptions,
-    PairCounts,
-    compute_leaderboard,
-    load_battles,
-)
+from annotate.leaderboard import BattleFileError, LeaderboardOptions, PairCounts, compute_leaderboard, load_battles
 from annotate.leaderboard.bootstrap import bootstrap_theta, resample_counts
 from annotate.leaderboard.bt import fit_bt
 from annotate.leaderboard.data import VoteFilter, project_leaderboard, project_pair_counts
@@ -65,10 +59,7 @@ def dense_battles() -> list[dict]:
         d = strength[x] - strength[y]
         rows += [{"model_a": x, "model_b": y, "winner": "model_a"}] * (2 + max(d, 0))
         rows += [{"model_a": x, "model_b": y, "winner": "model_b"}] * (2 + max(-d, 0))
-        rows += [
-            {"model_a": x, "model_b": y, "winner": "tie"},
-            {"model_a": x, "model_b": y, "winner": "tie (bothbad)"},
-        ]
+        rows += [{"model_a": x, "model_b": y, "winner": "tie"}, {"model_a": x, "model_b": y, "winner": "tie (bothbad)"}]
     return rows
 
 
@@ -101,9 +92,7 @@ def test_dense_log_mle_matches_arenas_figures(tmp_path):
 def test_dense_log_online_elo_matches_arenas_figures_in_row_order(tmp_path):
     log = load_battles(write_json(tmp_path / "dense.jsonl", dense_battles(), lines=True))
     result = compute_leaderboard(
-        log.pair_counts(),
-        options=LeaderboardOptions(bootstrap=0, online_elo=True),
-        ordered_battles=log.rows(),
+        log.pair_counts(), options=LeaderboardOptions(bootstrap=0, online_elo=True), ordered_battles=log.rows()
     )
     assert_close({r.model: r.online_elo for r in result.ratings}, DENSE_ONLINE_ELO, 0.01)
 
@@ -127,11 +116,7 @@ def prd_battle_file(real_data, path):
             if line.strip():
                 score = json.loads(line)["score"]
                 rows.append(
-                    {
-                        "model_a": model_a,
-                        "model_b": model_b,
-                        "winner": {1: "model_a", 2: "model_b", 3: "tie"}[score],
-                    }
+                    {"model_a": model_a, "model_b": model_b, "winner": {1: "model_a", 2: "model_b", 3: "tie"}[score]}
                 )
     return write_json(path, rows, lines=True)
 
@@ -159,9 +144,7 @@ def test_newton_fit_agrees_with_a_generic_optimiser_on_the_raw_likelihood(tmp_pa
     independent = dict(zip(models, 1000 + 400 / np.log(10) * (t - t.mean())))
     log = load_battles(write_json(tmp_path / "d.json", rows))
     assert_close(
-        ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0))),
-        independent,
-        1e-3,
+        ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0))), independent, 1e-3
     )
 
 
@@ -201,9 +184,7 @@ def test_fast_bootstrap_equals_full_newton_on_the_same_resamples(tmp_path):
 def test_anchor_puts_the_model_at_its_rating_and_keeps_differences(tmp_path):
     counts = load_battles(write_json(tmp_path / "d.json", dense_battles())).pair_counts()
     plain = ratings(compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=0)))
-    anchored = compute_leaderboard(
-        counts, options=LeaderboardOptions(bootstrap=20, anchor=("D", 800.0))
-    )
+    anchored = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=20, anchor=("D", 800.0)))
     shifted = ratings(anchored)
     assert shifted["D"] == pytest.approx(800.0)
     assert_close(shifted, {m: r - plain["D"] + 800 for m, r in plain.items()}, 1e-9)
@@ -226,9 +207,7 @@ def test_excluding_ties_fits_the_decisive_battles_only(tmp_path):
     full = load_battles(write_json(tmp_path / "all.json", rows))
     options = LeaderboardOptions(bootstrap=0, exclude_ties=True)
     without = compute_leaderboard(full.without_ties().pair_counts(), options=options)
-    only = compute_leaderboard(
-        load_battles(write_json(tmp_path / "dec.json", decisive)).pair_counts(), options=options
-    )
+    only = compute_leaderboard(load_battles(write_json(tmp_path / "dec.json", decisive)).pair_counts(), options=options)
     assert without.method["battles"] == len(decisive) == 68
     assert ratings(without) == pytest.approx(ratings(only))
     assert ratings(without) != pytest.approx(
@@ -264,10 +243,7 @@ def planted_length_bias(seed: int = 0, battles: int = 4000):
     winner = np.where(rng.random(battles) < 0.1, "tie", np.where(u < p, "model_a", "model_b"))
     rows = []
     for k in range(battles):
-        meta = {
-            "sum_assistant_a_tokens": int(tokens_a[k]),
-            "sum_assistant_b_tokens": int(tokens_b[k]),
-        }
+        meta = {"sum_assistant_a_tokens": int(tokens_a[k]), "sum_assistant_b_tokens": int(tokens_b[k])}
         meta |= {
             f"{e}_{s}": {"h1": 0} if e == "header_count" else int(rng.integers(0, 3))
             for e in ("header_count", "list_count", "bold_count")
@@ -286,9 +262,7 @@ def planted_length_bias(seed: int = 0, battles: int = 4000):
 
 
 def test_style_control_removes_a_planted_length_bias(tmp_path):
-    log = load_battles(
-        write_json(tmp_path / "s.jsonl", planted_length_bias(), lines=True), require_style=True
-    )
+    log = load_battles(write_json(tmp_path / "s.jsonl", planted_length_bias(), lines=True), require_style=True)
     plain = ratings(compute_leaderboard(log.pair_counts(), options=LeaderboardOptions(bootstrap=0)))
     styled = compute_leaderboard(
         log.pair_counts(),
@@ -299,9 +273,7 @@ def test_style_control_removes_a_planted_length_bias(tmp_path):
     assert abs(ratings(styled)["verbose"] - ratings(styled)["concise"]) < 40  # seed 0: 19
     assert styled.style_coefficients["sum_assistant_tokens"] > 0.5
     assert abs(styled.style_coefficients["list_count"]) < 0.1
-    assert (
-        styled.style_coefficients["header_count"] == 0.0
-    )  # never differs: left out, with a warning
+    assert styled.style_coefficients["header_count"] == 0.0  # never differs: left out, with a warning
     assert styled.warnings
 
 
@@ -311,8 +283,7 @@ def test_style_control_fit_equals_arenas_logistic_regression(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     log = load_battles(
-        write_json(tmp_path / "s.jsonl", planted_length_bias(seed=1, battles=1500), lines=True),
-        require_style=True,
+        write_json(tmp_path / "s.jsonl", planted_length_bias(seed=1, battles=1500), lines=True), require_style=True
     )
     battles = log.style_battles()
     features, _, _ = style_differences(battles.style_a, battles.style_b)
@@ -322,12 +293,8 @@ def test_style_control_fit_equals_arenas_logistic_regression(tmp_path):
     x[rows, np.tile(battles.model_a, 2)] = np.log(10)
     x[rows, np.tile(battles.model_b, 2)] = -np.log(10)
     x[:, n:] = np.tile(features, (2, 1))
-    y = np.concatenate([battles.y >= 0.5, battles.y == 1.0]).astype(
-        float
-    )  # a win twice; a tie once each way
-    lr = LogisticRegression(
-        fit_intercept=False, C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000
-    ).fit(x, y)
+    y = np.concatenate([battles.y >= 0.5, battles.y == 1.0]).astype(float)  # a win twice; a tie once each way
+    lr = LogisticRegression(fit_intercept=False, C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y)
     ours = fit_style_bt(battles.model_a, battles.model_b, battles.y, features, n)
     np.testing.assert_allclose(
         ours.theta / np.log(10) * 400, (lr.coef_[0][:n] - lr.coef_[0][:n].mean()) * 400, atol=0.01
@@ -337,21 +304,9 @@ def test_style_control_fit_equals_arenas_logistic_regression(tmp_path):
 
 def test_style_control_from_a_battle_file_reports_coefficients_in_json(tmp_path, capsys):
     path = write_json(tmp_path / "s.jsonl", planted_length_bias(battles=600), lines=True)
-    call_command(
-        "leaderboard",
-        battles=str(path),
-        style_control=True,
-        bootstrap=5,
-        format="json",
-        verbosity=0,
-    )
+    call_command("leaderboard", battles=str(path), style_control=True, bootstrap=5, format="json", verbosity=0)
     out = json.loads(capsys.readouterr().out)
-    assert set(out["style_coefficients"]) == {
-        "sum_assistant_tokens",
-        "header_count",
-        "list_count",
-        "bold_count",
-    }
+    assert set(out["style_coefficients"]) == {"sum_assistant_tokens", "header_count", "list_count", "bold_count"}
     assert out["method"]["model"] == "bradley-terry with style control"
     assert {"model", "rating", "lower", "upper", "rank", "battles"} <= set(out["ratings"][0])
 
@@ -379,10 +334,7 @@ def test_bad_jsonl_lines_are_named_with_their_field(tmp_path):
 def test_json_array_records_are_named_by_the_line_they_start_on(tmp_path):
     path = write_json(
         tmp_path / "bad.json",
-        [
-            {"model_a": "x", "model_b": "y", "winner": "model_a"},
-            {"model_a": "x", "model_b": "y", "winner": 3},
-        ],
+        [{"model_a": "x", "model_b": "y", "winner": "model_a"}, {"model_a": "x", "model_b": "y", "winner": 3}],
     )
     with pytest.raises(BattleFileError, match=r"bad\.json:7: field 'winner'"):
         load_battles(path)
@@ -414,8 +366,7 @@ def pairwise(project, models, *, round=0):
         project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions), round=round
     )
     ComparisonItem.objects.bulk_create(
-        ComparisonItem(comparison=comparison, completion=c, position=p)
-        for p, c in enumerate(completions)
+        ComparisonItem(comparison=comparison, completion=c, position=p) for p, c in enumerate(completions)
     )
     return comparison, completions
 
@@ -451,9 +402,7 @@ def test_votes_become_battles_whatever_side_they_were_shown_on():
     counts = project_pair_counts(project)
     assert counts.models == ("x", "y")
     assert counts.counts.tolist() == [[2, 2, 1]] and counts.both_bad.tolist() == [1]
-    assert project_pair_counts(project, VoteFilter(exclude_ties=True)).counts.tolist() == [
-        [2, 0, 1]
-    ]
+    assert project_pair_counts(project, VoteFilter(exclude_ties=True)).counts.tolist() == [[2, 0, 1]]
     assert project_pair_counts(project, VoteFilter(aspect="honesty")).counts.tolist() == [[1, 0, 0]]
 
 
@@ -468,10 +417,7 @@ def test_ranked_votes_expand_into_every_pair_and_gold_and_rounds_filter():
     later, (lx, ly) = pairwise(project, ["x", "y"], round=2)
     vote(later, [lx, ly], "a", "v3")
     counts = project_pair_counts(project, VoteFilter(rounds=(0,)))
-    cells = {
-        (counts.models[i], counts.models[j]): c.tolist()
-        for (i, j), c in zip(counts.pairs, counts.counts)
-    }
+    cells = {(counts.models[i], counts.models[j]): c.tolist() for (i, j), c in zip(counts.pairs, counts.counts)}
     assert cells == {("x", "y"): [1, 0, 0], ("x", "z"): [0, 0, 1], ("y", "z"): [0, 0, 1]}
     assert project_pair_counts(project).total == 4
     assert project_pair_counts(project, VoteFilter(rounds=(2,))).total == 1
@@ -518,9 +464,7 @@ def test_annotators_and_researchers_of_other_projects_get_not_found(api, leaderb
 def test_bad_query_parameters_are_refused(api, leaderboard_setup):
     project, researcher, _, _ = leaderboard_setup
     client = api(researcher)
-    assert (
-        client.get(f"/api/projects/{project.pk}/leaderboard/?anchor=nobody=1000").status_code == 400
-    )
+    assert client.get(f"/api/projects/{project.pk}/leaderboard/?anchor=nobody=1000").status_code == 400
     assert client.get(f"/api/projects/{project.pk}/leaderboard/?bootstrap=-1").status_code == 400
     assert client.get(f"/api/projects/{project.pk}/leaderboard/?aspect=made-up").status_code == 400
 
@@ -536,14 +480,7 @@ def test_an_empty_project_answers_with_an_empty_board(api, db):
 
 
 def test_svg_plots_escape_model_names():
-    counts = PairCounts.from_records(
-        [("<script>x</script>", "b&c", "a", 3), ("<script>x</script>", "b&c", "b", 2)]
-    )
+    counts = PairCounts.from_records([("<script>x</script>", "b&c", "a", 3), ("<script>x</script>", "b&c", "b", 2)])
     result = compute_leaderboard(counts, options=LeaderboardOptions(bootstrap=10))
     for svg in (ratings_ci_svg(result), win_rate_svg(result), battle_count_svg(result)):
-        assert (
-            svg.startswith("<svg")
-            and "<script>" not in svg
-            and "&lt;script&gt;" in svg
-            and "b&amp;c" in svg
-        )
+        assert svg.startswith("<svg") and "<script>" not in svg and "&lt;script&gt;" in svg and "b&amp;c" in svg

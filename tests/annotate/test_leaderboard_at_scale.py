@@ -39,11 +39,7 @@ def prd_rows(real_data) -> list[dict]:
 def write_lines(path, rows, *, blank_every: int = 0):
     lines = [json.dumps(r) for r in rows]
     if blank_every:
-        lines = [
-            x
-            for k, line in enumerate(lines)
-            for x in ([line, ""] if k % blank_every == 0 else [line])
-        ]
+        lines = [x for k, line in enumerate(lines) for x in ([line, ""] if k % blank_every == 0 else [line])]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -110,26 +106,15 @@ def test_arrow_reader_sorts_by_tstamp_stably_and_sums_style_dicts(tmp_path):
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        (
-            '{"model_a": "x", "model_b": "y", "winner": "draw"}',
-            r"bad\.jsonl:3: field 'winner': 'draw' is not one of",
-        ),
+        ('{"model_a": "x", "model_b": "y", "winner": "draw"}', r"bad\.jsonl:3: field 'winner': 'draw' is not one of"),
         ('{"model_a": "x", "winner": "tie"}', r"bad\.jsonl:3: field 'model_b': missing"),
-        (
-            '{"model_a": " ", "model_b": "y", "winner": "tie"}',
-            r"bad\.jsonl:3: field 'model_a': missing",
-        ),
-        (
-            '{"model_a": "x", "model_b": "y", "winner": "tie", "tstamp": "noon"}',
-            r"bad\.jsonl:3: field 'tstamp'",
-        ),
+        ('{"model_a": " ", "model_b": "y", "winner": "tie"}', r"bad\.jsonl:3: field 'model_a': missing"),
+        ('{"model_a": "x", "model_b": "y", "winner": "tie", "tstamp": "noon"}', r"bad\.jsonl:3: field 'tstamp'"),
         ('{"model_a": "x", "model_b": 7, "winner": "tie"}', r"bad\.jsonl:3: field 'model_b'"),
         ("not json", r"bad\.jsonl:3: not valid JSON"),
     ],
 )
-def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(
-    tmp_path, bad_line, message
-):
+def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(tmp_path, bad_line, message):
     good = '{"model_a": "x", "model_b": "y", "winner": "model_a", "tstamp": 1}'
     path = tmp_path / "bad.jsonl"
     path.write_text(f"{good}\n{good}\n{bad_line}\n{good}\n")
@@ -139,9 +124,7 @@ def test_files_the_arrow_reader_cannot_vouch_for_get_the_line_readers_errors(
 
 
 def test_style_control_on_a_file_without_conv_metadata_still_names_the_line(tmp_path):
-    path = write_lines(
-        tmp_path / "plain.jsonl", [{"model_a": "x", "model_b": "y", "winner": "tie"}] * 3
-    )
+    path = write_lines(tmp_path / "plain.jsonl", [{"model_a": "x", "model_b": "y", "winner": "tie"}] * 3)
     assert read_jsonl_columns(path, STYLE_FIELDS) is not None
     with pytest.raises(ValueError, match=r"plain\.jsonl:1: field 'conv_metadata': missing"):
         load_battles(path, require_style=True)
@@ -165,9 +148,7 @@ def test_sql_counts_equal_the_counts_of_the_same_battles_read_from_a_file(real_d
 # --- bootstrap over counts = Arena's battle-level bootstrap ---------------------------------------
 
 
-def battle_level_bootstrap(
-    rows: list[dict], models: list[str], rounds: int, seed: int
-) -> np.ndarray:
+def battle_level_bootstrap(rows: list[dict], models: list[str], rounds: int, seed: int) -> np.ndarray:
     """Arena's recipe: resample the battle rows with replacement, fit each resample (Elo scale)."""
     index = {m: k for k, m in enumerate(models)}
     a = np.array([index[r["model_a"]] for r in rows])
@@ -202,9 +183,7 @@ def test_count_bootstrap_has_the_distribution_of_the_battle_level_bootstrap_on_p
     spread = arena.std(axis=0)
     assert (spread > 5).all()  # ~ 10-20 Elo on 7,040 battles: a real interval to compare
     # Means differ by Monte-Carlo noise only: SE of a difference of two means is spread·√(2/R).
-    assert (
-        np.abs(samples.mean(axis=0) - arena.mean(axis=0)) < 4 * spread * np.sqrt(2 / rounds)
-    ).all()
+    assert (np.abs(samples.mean(axis=0) - arena.mean(axis=0)) < 4 * spread * np.sqrt(2 / rounds)).all()
     # Spreads agree to sampling error (a std's relative SE is 1/√(2R) ≈ 2 % at R = 1000).
     np.testing.assert_allclose(samples.std(axis=0) / spread, 1.0, atol=0.15)
     # And so do the 95 % bounds the board shows (quantiles are noisier: half a spread).
@@ -221,9 +200,7 @@ def test_the_sql_counts_honour_every_filter_of_project_votes(real_data):
 
     project = make_project()
     import_file(project=project, path=real_data / "PRD" / "vicuna80")
-    assert (
-        project_pair_counts(project, VoteFilter(sources=("human",))).total == 0
-    )  # PRD votes are imported
+    assert project_pair_counts(project, VoteFilter(sources=("human",))).total == 0  # PRD votes are imported
     without_ties = project_pair_counts(project, VoteFilter(exclude_ties=True))
     assert without_ties.total == 7040 - 804 and without_ties.ties == 0
     # One vote less in the queryset is one battle less in the counts.

@@ -34,13 +34,9 @@ def test_alpha_matches_the_krippendorff_package(level):
     data = rng.integers(0, 4, size=(4, 60)).astype(float)
     data[:, :30] = data[0, :30]
     data[rng.random(data.shape) < 0.25] = np.nan
-    units = {
-        u: {c: int(data[c, u]) for c in range(4) if not np.isnan(data[c, u])} for u in range(60)
-    }
+    units = {u: {c: int(data[c, u]) for c in range(4) if not np.isnan(data[c, u])} for u in range(60)}
     ours = krippendorff_alpha(units, level=level, order=[0, 1, 2, 3])
-    reference = krippendorff.alpha(
-        reliability_data=data, level_of_measurement=level, value_domain=[0, 1, 2, 3]
-    )
+    reference = krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=[0, 1, 2, 3])
     assert ours == pytest.approx(reference, abs=1e-9)
 
 
@@ -58,19 +54,14 @@ def biased_project():
     lefty = make_user("lefty")
     project = make_project(annotators=careful + [lefty], overlap_target=5)
     comparisons = make_comparisons(project, 30)
-    truth = {
-        c.pk: list(c.items.values_list("completion_id", flat=True))[i % 2]
-        for i, c in enumerate(comparisons)
-    }
+    truth = {c.pk: list(c.items.values_list("completion_id", flat=True))[i % 2] for i, c in enumerate(comparisons)}
     for annotator in careful + [lefty]:
         while assignment := next_comparison(annotator=annotator, project=project).assignment:
             if annotator is lefty:
                 vote(annotator, assignment, "a", ms=600)
             else:
                 vote(
-                    annotator,
-                    assignment,
-                    "a" if assignment.shown_order[0] == truth[assignment.comparison_id] else "b",
+                    annotator, assignment, "a" if assignment.shown_order[0] == truth[assignment.comparison_id] else "b"
                 )
     return project
 
@@ -95,9 +86,7 @@ def test_agreement_is_high_among_the_careful_and_drops_with_the_spammer(biased_p
     overall = report.agreement[0]
     assert overall.units == 30
     # 4 of 5 coders agree on every unit; the fifth agrees on the units where "left" was right.
-    lucky = round(
-        next(r for r in report.annotators if r.username == "lefty").majority_agreement * 30
-    )
+    lucky = round(next(r for r in report.annotators if r.username == "lefty").majority_agreement * 30)
     assert overall.percent_agreement == pytest.approx((30 * 6 + lucky * 4) / (30 * 10))
     assert 0.3 < overall.alpha_nominal < 0.9
 
@@ -105,11 +94,7 @@ def test_agreement_is_high_among_the_careful_and_drops_with_the_spammer(biased_p
 def test_gold_checks_are_mixed_in_invisibly_and_pause_a_failing_annotator():
     careless = make_user("careless")
     project = make_project(
-        annotators=[careless],
-        overlap_target=1,
-        gold_rate=1.0,
-        gold_min_accuracy=0.8,
-        gold_min_answers=3,
+        annotators=[careless], overlap_target=1, gold_rate=1.0, gold_min_accuracy=0.8, gold_min_answers=3
     )
     comparisons = make_comparisons(project, 8)
     golds = comparisons[:4]
@@ -176,16 +161,12 @@ def test_researchers_mark_gold_through_the_api(api):
     listing = api(researcher).get(f"/api/projects/{project.pk}/comparisons/").json()["results"][0]
     winner = listing["completions"][1]["id"]
     response = api(researcher).post(
-        f"/api/comparisons/{comparison.pk}/gold/",
-        {"label": "winner", "winner_completion_id": winner},
-        format="json",
+        f"/api/comparisons/{comparison.pk}/gold/", {"label": "winner", "winner_completion_id": winner}, format="json"
     )
     assert response.status_code == 200 and response.json()["gold_winner_id"] == winner
     stranger = make_user(role=User.Role.RESEARCHER)
     assert (
-        api(stranger)
-        .post(f"/api/comparisons/{comparison.pk}/gold/", {"label": "tie"}, format="json")
-        .status_code
+        api(stranger).post(f"/api/comparisons/{comparison.pk}/gold/", {"label": "tie"}, format="json").status_code
         == 404
     )
 

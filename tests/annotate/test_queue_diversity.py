@@ -23,9 +23,7 @@ def round_of_one_prompt(project, *, answers: int) -> Prompt:
     n = next(_n)
     prompt = Prompt.objects.create(project=project, key=f"div{n}", text=f"Question {n}?")
     completions = [
-        Completion.objects.create(
-            prompt=prompt, key=f"c{n}-{i}", model_name=f"m{i}", text=f"Answer {i}."
-        )
+        Completion.objects.create(prompt=prompt, key=f"c{n}-{i}", model_name=f"m{i}", text=f"Answer {i}.")
         for i in range(answers)
     ]
     for a, b in itertools.combinations(completions, 2):
@@ -62,9 +60,7 @@ def longest_run(values: list[int]) -> int:
 def test_an_annotator_never_gets_one_prompt_three_times_in_a_row_while_others_have_work():
     annotator = make_user()
     project = make_project(annotators=[annotator], overlap_target=1)
-    first = round_of_one_prompt(
-        project, answers=4
-    )  # 6 pairs, created first: the plain order gives them back to back
+    first = round_of_one_prompt(project, answers=4)  # 6 pairs, created first: the plain order gives them back to back
     second = round_of_one_prompt(project, answers=4)
     prompts = vote_through(annotator, project, 12)
     f, s = first.pk, second.pk
@@ -89,7 +85,5 @@ def test_diversity_counts_the_lease_on_screen_too():
     second = round_of_one_prompt(project, answers=3)
     a = next_comparison(annotator=annotator, project=project).assignment
     b = next_comparison(annotator=annotator, project=project, exclude_assignments=[a.pk]).assignment
-    c = next_comparison(
-        annotator=annotator, project=project, exclude_assignments=[a.pk, b.pk]
-    ).assignment
+    c = next_comparison(annotator=annotator, project=project, exclude_assignments=[a.pk, b.pk]).assignment
     assert [x.comparison.prompt_id for x in (a, b, c)] == [first.pk, first.pk, second.pk]

@@ -80,9 +80,7 @@ def test_exclude_and_overlap_hold_and_the_queue_runs_dry(path, api):
     client = api(annotator)
     taken_by_other = lease(api(other), project)  # one comparison's only slot is leased away
     first = lease(client, project)
-    held = client.post(
-        f"/api/projects/{project.pk}/next/", {"exclude": [first["assignment_id"]]}, format="json"
-    ).json()
+    held = client.post(f"/api/projects/{project.pk}/next/", {"exclude": [first["assignment_id"]]}, format="json").json()
     held_id = held["assignment"]["assignment_id"]  # the prefetched one, on the page
     answer = vote(client, first["assignment_id"], exclude=[held_id]).json()
     # Nothing is left but the held lease (excluded) and the other annotator's slot (full).
@@ -91,9 +89,7 @@ def test_exclude_and_overlap_hold_and_the_queue_runs_dry(path, api):
     assert again["next"] == {"assignment": None, "reason": "complete"}
     slots = {c.pk: c.votes_done + c.leases_open for c in Comparison.objects.all()}
     assert set(slots.values()) == {1}
-    assert (
-        Assignment.objects.get(pk=taken_by_other["assignment_id"]).state == Assignment.State.LEASED
-    )
+    assert Assignment.objects.get(pk=taken_by_other["assignment_id"]).state == Assignment.State.LEASED
 
 
 def test_a_replayed_vote_returns_the_stored_vote_and_resumes_the_same_next_lease(path, api):
@@ -109,10 +105,7 @@ def test_a_replayed_vote_returns_the_stored_vote_and_resumes_the_same_next_lease
     assert replay["replayed"] is True and replay["votes"] == original["votes"]
     # The retry's next is the lease the first answer handed out (resumed), not a second one.
     assert replay["next"]["reason"] == "resumed"
-    assert (
-        replay["next"]["assignment"]["assignment_id"]
-        == original["next"]["assignment"]["assignment_id"]
-    )
+    assert replay["next"]["assignment"]["assignment_id"] == original["next"]["assignment"]["assignment_id"]
     assert Vote.objects.count() == 1
     assert Assignment.objects.filter(state=Assignment.State.LEASED).count() == 1
 
@@ -148,9 +141,7 @@ def error_answers(client, project, assignment_id: int) -> list[tuple[int, dict]]
         vote(client, assignment_id),  # already voted
         vote(client, 10**9),  # not found
         client.post(url, b'{"choice": ', content_type="application/json"),  # broken JSON
-        client.post(
-            url, b'{"choice": "a", "rationale": "\\u0000"}', content_type="application/json"
-        ),
+        client.post(url, b'{"choice": "a", "rationale": "\\u0000"}', content_type="application/json"),
         client.post(f"/api/projects/{10**9}/next/", {}, format="json"),  # not a member
     ]
     stranger = APIClient()  # (an APIClient's own credentials would override the header)
@@ -186,9 +177,7 @@ def test_a_deleted_token_or_a_deactivated_user_is_refused_at_once(path, api):
     annotator.is_active = False
     annotator.save()
     response = client.post(f"/api/projects/{project.pk}/next/", {}, format="json")
-    assert response.status_code == 401 and response.json() == {
-        "detail": "User inactive or deleted."
-    }
+    assert response.status_code == 401 and response.json() == {"detail": "User inactive or deleted."}
 
 
 def test_the_page_session_still_needs_csrf_and_gets_next_too(path):

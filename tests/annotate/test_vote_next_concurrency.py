@@ -59,16 +59,10 @@ def test_one_request_loops_racing_store_exactly_what_they_acknowledge():
     acked = [vote_id for votes in run_in_threads(THREADS, annotate_until_done) for vote_id in votes]
     assert sorted(acked) == sorted(Vote.objects.values_list("id", flat=True))
     assert len(acked) == 12 * 3
-    assert Counter(Vote.objects.values_list("comparison_id", flat=True)) == {
-        c.pk: 3 for c in comparisons
-    }
+    assert Counter(Vote.objects.values_list("comparison_id", flat=True)) == {c.pk: 3 for c in comparisons}
     assert max(Counter(Vote.objects.values_list("comparison_id", "annotator_id")).values()) == 1
     for comparison in Comparison.objects.all():
-        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (
-            3,
-            0,
-            True,
-        )
+        assert (comparison.votes_done, comparison.leases_open, comparison.is_complete) == (3, 0, True)
     assert not Assignment.objects.filter(state=Assignment.State.LEASED).exists()
 
 
@@ -77,11 +71,7 @@ def test_a_double_submit_with_next_is_one_vote_and_one_next_lease():
     project = make_project(annotators=[annotator], overlap_target=1)
     make_comparisons(project, 4)
     [token] = tokens_for([annotator])
-    first = (
-        client_for(token)
-        .post(f"/api/projects/{project.pk}/next/", {}, format="json")
-        .json()["assignment"]
-    )
+    first = client_for(token).post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
     key = str(uuid.uuid4())
 
     def submit(_: int) -> tuple[int, dict]:
@@ -99,9 +89,7 @@ def test_a_double_submit_with_next_is_one_vote_and_one_next_lease():
     # Every answer names the same next lease: the first handed it out, the replays resumed it.
     nexts = {body["next"]["assignment"]["assignment_id"] for _, body in results}
     assert len(nexts) == 1
-    assert list(
-        Assignment.objects.filter(state=Assignment.State.LEASED).values_list("id", flat=True)
-    ) == list(nexts)
+    assert list(Assignment.objects.filter(state=Assignment.State.LEASED).values_list("id", flat=True)) == list(nexts)
 
 
 @pytest.mark.postgres

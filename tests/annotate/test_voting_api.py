@@ -22,18 +22,14 @@ def lease(client, project):
 
 def submit(client, assignment_id, key="key-1", **body):
     body.setdefault("choice", "a")
-    return client.post(
-        f"/api/assignments/{assignment_id}/vote/", {"idempotency_key": key, **body}, format="json"
-    )
+    return client.post(f"/api/assignments/{assignment_id}/vote/", {"idempotency_key": key, **body}, format="json")
 
 
 @pytest.fixture
 def setup(api):
     annotator, other = make_user("ann"), make_user("other")
     researcher = make_user("res", role=User.Role.RESEARCHER)
-    project = make_project(
-        annotators=[annotator, other], researchers=[researcher], overlap_target=2, strength_scale=3
-    )
+    project = make_project(annotators=[annotator, other], researchers=[researcher], overlap_target=2, strength_scale=3)
     make_comparisons(project, 3, models=("hidden-model-1", "hidden-model-2"))
     return project, api(annotator), api(other), api(researcher)
 
@@ -80,9 +76,7 @@ def test_a_key_reused_on_another_assignment_is_refused(setup):
     project, client, _, _ = setup
     first = lease(client, project)
     submit(client, first["assignment_id"], key="same")
-    second = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]
+    second = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
     response = submit(client, second["assignment_id"], key="same")
     assert response.status_code == 409 and response.json()["error"] == "idempotency_key_reused"
     assert Vote.objects.count() == 1
@@ -94,9 +88,7 @@ def test_an_expired_assignment_whose_slot_was_taken_is_gone(setup):
     project.overlap_target = 1
     project.save()
     assignment = lease(client, project)
-    Assignment.objects.filter(pk=assignment["assignment_id"]).update(
-        leased_until=timezone.now() - timedelta(seconds=1)
-    )
+    Assignment.objects.filter(pk=assignment["assignment_id"]).update(leased_until=timezone.now() - timedelta(seconds=1))
     taken = lease(other, project)
     assert taken is not None
     response = submit(client, assignment["assignment_id"])
@@ -126,9 +118,7 @@ def test_invalid_votes_name_the_field_and_write_nothing(setup, body, field):
 def test_a_missing_idempotency_key_is_refused(setup):
     project, client, _, _ = setup
     assignment = lease(client, project)
-    response = client.post(
-        f"/api/assignments/{assignment['assignment_id']}/vote/", {"choice": "a"}, format="json"
-    )
+    response = client.post(f"/api/assignments/{assignment['assignment_id']}/vote/", {"choice": "a"}, format="json")
     assert response.status_code == 400 and response.json()["field"] == "idempotency_key"
 
 
@@ -142,9 +132,7 @@ def test_required_rationale_and_disallowed_labels(api):
     assert submit(client, assignment["assignment_id"], choice="tie").status_code == 400
     missing = submit(client, assignment["assignment_id"], choice="b", key="k2")
     assert missing.json()["field"] == "votes[overall].rationale"
-    ok = submit(
-        client, assignment["assignment_id"], choice="b", key="k3", rationale="B cites a source."
-    )
+    ok = submit(client, assignment["assignment_id"], choice="b", key="k3", rationale="B cites a source.")
     assert ok.status_code == 201
     assert Vote.objects.get().rationale == "B cites a source."
 
@@ -164,10 +152,7 @@ def test_multi_aspect_projects_take_one_vote_per_aspect(api):
         format="json",
     )
     assert response.status_code == 201
-    assert dict(Vote.objects.values_list("aspect", "choice")) == {
-        "helpfulness": "a",
-        "harmlessness": "tie",
-    }
+    assert dict(Vote.objects.values_list("aspect", "choice")) == {"helpfulness": "a", "harmlessness": "tie"}
     assert Comparison.objects.get().votes_done == 1
 
 
@@ -184,13 +169,8 @@ def test_kway_comparisons_take_a_ranking(api, tmp_path):
     client = api(annotator)
     assignment = lease(client, project)
     assert [r["side"] for r in assignment["responses"]] == ["a", "b", "c"]
-    assert (
-        submit(client, assignment["assignment_id"], choice=None, ranking=["a", "b"]).status_code
-        == 400
-    )
-    response = submit(
-        client, assignment["assignment_id"], choice=None, ranking=["c", "a", "b"], key="r2"
-    )
+    assert submit(client, assignment["assignment_id"], choice=None, ranking=["a", "b"]).status_code == 400
+    response = submit(client, assignment["assignment_id"], choice=None, ranking=["c", "a", "b"], key="r2")
     assert response.status_code == 201
     vote = Vote.objects.get()
     shown = Assignment.objects.get().shown_order
@@ -202,10 +182,7 @@ def test_annotators_see_only_their_projects_and_own_votes(setup, api):
     outsider_project = make_project()
     assert [p["id"] for p in client.get("/api/projects/").json()] == [project.pk]
     assert client.get(f"/api/projects/{outsider_project.pk}/").status_code == 404
-    assert (
-        client.post(f"/api/projects/{outsider_project.pk}/next/", {}, format="json").status_code
-        == 404
-    )
+    assert client.post(f"/api/projects/{outsider_project.pk}/next/", {}, format="json").status_code == 404
     submit(client, lease(client, project)["assignment_id"])
     assert client.get(f"/api/projects/{project.pk}/my-votes/").json()["count"] == 1
     assert other.get(f"/api/projects/{project.pk}/my-votes/").json()["count"] == 0
@@ -219,11 +196,7 @@ def test_annotators_cannot_reach_researcher_endpoints_or_model_names(setup):
     everything = (
         b"".join(
             client.get(url).content
-            for url in (
-                "/api/projects/",
-                f"/api/projects/{project.pk}/",
-                f"/api/projects/{project.pk}/my-votes/",
-            )
+            for url in ("/api/projects/", f"/api/projects/{project.pk}/", f"/api/projects/{project.pk}/my-votes/")
         )
         + client.post(f"/api/projects/{project.pk}/next/", {}, format="json").content
     )
@@ -258,14 +231,10 @@ def test_researchers_create_projects_and_add_members(api):
     researcher = make_user(role=User.Role.RESEARCHER)
     annotator = make_user("newbie")
     client = api(researcher)
-    created = client.post(
-        "/api/projects/", {"name": "Helpfulness v2", "overlap_target": 2}, format="json"
-    )
+    created = client.post("/api/projects/", {"name": "Helpfulness v2", "overlap_target": 2}, format="json")
     assert created.status_code == 201
     project_id = created.json()["id"]
-    added = client.post(
-        f"/api/projects/{project_id}/members/", {"username": "newbie", "cap": 50}, format="json"
-    )
+    added = client.post(f"/api/projects/{project_id}/members/", {"username": "newbie", "cap": 50}, format="json")
     assert added.status_code == 201
     assert api(annotator).get("/api/projects/").json()[0]["id"] == project_id
     assert api(annotator).post("/api/projects/", {"name": "nope"}, format="json").status_code == 403
@@ -290,15 +259,11 @@ def test_the_schema_of_a_ranking_describes_tie_groups_and_its_example_is_accepte
     project = make_project(annotators=[annotator], allow_tie=True)
     prompt = Prompt.objects.create(project=project, key="k", text="Rank these.")
     completions = [
-        Completion.objects.create(prompt=prompt, key=str(i), model_name=f"m{i}", text=f"answer {i}")
-        for i in range(4)
+        Completion.objects.create(prompt=prompt, key=str(i), model_name=f"m{i}", text=f"answer {i}") for i in range(4)
     ]
-    comparison = Comparison.objects.create(
-        project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions)
-    )
+    comparison = Comparison.objects.create(project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions))
     ComparisonItem.objects.bulk_create(
-        ComparisonItem(comparison=comparison, completion=c, position=i)
-        for i, c in enumerate(completions)
+        ComparisonItem(comparison=comparison, completion=c, position=i) for i, c in enumerate(completions)
     )
     assignment = next_comparison(annotator=annotator, project=project).assignment
     body = {"idempotency_key": "schema-example", "ranking": vote_input["example"]}
@@ -306,9 +271,4 @@ def test_the_schema_of_a_ranking_describes_tie_groups_and_its_example_is_accepte
     assert response.status_code == 201, response.content
     c, a, b, d = (assignment.shown_order["abcd".index(x)] for x in "cabd")
     vote = Vote.objects.get(assignment=assignment)
-    assert (vote.ranking, vote.ranking_ties, vote.winner_id, vote.loser_id) == (
-        [c, a, b, d],
-        [[a, b]],
-        c,
-        d,
-    )
+    assert (vote.ranking, vote.ranking_ties, vote.winner_id, vote.loser_id) == ([c, a, b, d], [[a, b]], c, d)

@@ -27,44 +27,24 @@ def test_the_gpu_check_runs_tiny_on_cpu_without_django(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     done = subprocess.run(
-        [sys.executable, "-c", code, str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", code, str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert (
-        report["mode"] == "cpu-smoke"
-        and report["device"] == "cpu"
-        and report["tokenizer"] == "synthetic"
-    )
+    assert report["mode"] == "cpu-smoke" and report["device"] == "cpu" and report["tokenizer"] == "synthetic"
     for name in SECTIONS:
         assert "error" not in report[name], (name, report[name])
     assert report["matmul_peak"]["tflops"] > 0
     ours = report["reward_model_ours"]
     assert ours["steps"] == report["scale"]["rm_steps"] and ours["pairs_per_second"] > 0
     assert ours["mfu"] == pytest.approx(
-        6
-        * report["models"]["reward_parameters"]
-        * ours["tokens_per_second"]
-        / (report["matmul_peak"]["tflops"] * 1e12)
+        6 * report["models"]["reward_parameters"] * ours["tokens_per_second"] / (report["matmul_peak"]["tflops"] * 1e12)
     )
-    assert (
-        report["dpo_ours_lora"]["trainable_parameters"] < report["dpo_ours"]["trainable_parameters"]
-    )
+    assert report["dpo_ours_lora"]["trainable_parameters"] < report["dpo_ours"]["trainable_parameters"]
     assert report["generate_hf"]["tokens"] > 0
     assert report["generate_vllm"] == {"skipped": "vLLM needs a CUDA GPU"}
-    for name in (
-        "reward_model_trl",
-        "dpo_trl",
-        "dpo_trl_lora",
-    ):  # trl is installed here; elsewhere it is skipped
-        assert "error" not in report[name] and (
-            "skipped" in report[name] or report[name]["pairs_per_second"] > 0
-        )
+    for name in ("reward_model_trl", "dpo_trl", "dpo_trl_lora"):  # trl is installed here; elsewhere it is skipped
+        assert "error" not in report[name] and ("skipped" in report[name] or report[name]["pairs_per_second"] > 0)
 
 
 def test_a_section_whose_library_is_missing_is_skipped_with_a_message():
@@ -73,21 +53,13 @@ def test_a_section_whose_library_is_missing_is_skipped_with_a_message():
     gpu_check = runpy.run_path(str(REPO / "bench" / "gpu_check.py"))
     report: dict = {}
     assert (
-        gpu_check["run_section"](
-            report, "dpo_trl", lambda: {"ran": True}, needs=("trl", "no_such_module_h7")
-        )
-        is None
+        gpu_check["run_section"](report, "dpo_trl", lambda: {"ran": True}, needs=("trl", "no_such_module_h7")) is None
     )
     assert report == {"dpo_trl": {"skipped": "no_such_module_h7 not importable"}}
-    assert (
-        gpu_check["ratio"]({"pairs_per_second": 3.0}, {"skipped": "x"}, "pairs_per_second") is None
-    )
+    assert gpu_check["ratio"]({"pairs_per_second": 3.0}, {"skipped": "x"}, "pairs_per_second") is None
     assert (
         gpu_check["ratio"](
-            {"seconds_per_step": 1.0},
-            {"seconds_per_step": 2.0},
-            "seconds_per_step",
-            lower_is_better=True,
+            {"seconds_per_step": 1.0}, {"seconds_per_step": 2.0}, "seconds_per_step", lower_is_better=True
         )
         == 2.0
     )

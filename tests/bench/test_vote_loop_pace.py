@@ -14,9 +14,7 @@ SCRIPT = REPO / "bench" / "vote_loop.py"
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

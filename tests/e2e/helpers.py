@@ -16,9 +16,7 @@ INSTRUCTIONS = (
     "when neither is acceptable."
 )
 
-LONG_PROMPT = (
-    "How does binary search work? Show a short Python version and say when it is the wrong tool."
-)
+LONG_PROMPT = "How does binary search work? Show a short Python version and say when it is the wrong tool."
 LONG_ANSWER = """Binary search finds an item in a **sorted** sequence by halving the range it still has to look at.
 
 1. Look at the middle element.
@@ -65,9 +63,7 @@ def sample_project(**settings) -> Project:
 
     project = make_project(instructions=INSTRUCTIONS, **settings)
     import_file(project=project, path=SAMPLE)
-    add_comparison(
-        project, LONG_PROMPT, LONG_ANSWER, SHORT_ANSWER, priority=10, key="binary-search"
-    )
+    add_comparison(project, LONG_PROMPT, LONG_ANSWER, SHORT_ANSWER, priority=10, key="binary-search")
     return project
 
 
@@ -76,20 +72,14 @@ def add_comparison(
 ) -> Comparison:
     prompt = Prompt.objects.create(project=project, key=key, text=prompt_text)
     completions = [
-        Completion.objects.create(
-            prompt=prompt, key=f"{key}-{i}", model_name=f"e2e-model-{i}", text=text
-        )
+        Completion.objects.create(prompt=prompt, key=f"{key}-{i}", model_name=f"e2e-model-{i}", text=text)
         for i, text in enumerate((text_a, text_b))
     ]
     comparison = Comparison.objects.create(
-        project=project,
-        prompt=prompt,
-        key="-".join(str(c.pk) for c in completions),
-        priority=priority,
+        project=project, prompt=prompt, key="-".join(str(c.pk) for c in completions), priority=priority
     )
     ComparisonItem.objects.bulk_create(
-        ComparisonItem(comparison=comparison, completion=c, position=i)
-        for i, c in enumerate(completions)
+        ComparisonItem(comparison=comparison, completion=c, position=i) for i, c in enumerate(completions)
     )
     return comparison
 
@@ -109,9 +99,7 @@ def sign_in(page, base_url: str, username: str) -> None:
 
 def open_queue(page, project: Project) -> None:
     """From the project list, focus "Start annotating" and press Enter; wait until the page is live."""
-    page.locator(f'[data-project="{project.pk}"]').get_by_role(
-        "link", name="Start annotating"
-    ).focus()
+    page.locator(f'[data-project="{project.pk}"]').get_by_role("link", name="Start annotating").focus()
     page.keyboard.press("Enter")
     page.wait_for_selector("html[data-ready=annotate]")
 

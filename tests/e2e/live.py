@@ -27,9 +27,7 @@ def _server_setup():
 
 class _ServerProcess(DaphneProcess):
     def __init__(self, host, get_application, kwargs=None, setup=None, teardown=None, port=None):
-        super().__init__(
-            host, get_application, kwargs, setup=_server_setup, teardown=teardown, port=port
-        )
+        super().__init__(host, get_application, kwargs, setup=_server_setup, teardown=teardown, port=port)
 
     def start(self):
         # Fork with no database connection open. SQLite keeps per-process state about open files
@@ -50,12 +48,7 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         self.artifacts = artifacts_dir
 
     def new_page(
-        self,
-        viewport,
-        *,
-        fail_on_js_errors: bool = True,
-        fail_on_csp_violations: bool = True,
-        **context_options,
+        self, viewport, *, fail_on_js_errors: bool = True, fail_on_csp_violations: bool = True, **context_options
     ):
         context = self.browser.new_context(viewport=viewport, **context_options)
         self.addCleanup(context.close)
@@ -69,18 +62,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         page.csp_violations = violations = []
         page.add_init_script(CSP_LISTENER)
         page.on(
-            "console",
-            lambda message: (
-                "Content Security Policy" in message.text and violations.append(message.text)
-            ),
+            "console", lambda message: "Content Security Policy" in message.text and violations.append(message.text)
         )
         page.expose_function("__prefloopCspViolation", lambda text: violations.append(text))
         if fail_on_csp_violations:
-            self.addCleanup(
-                lambda: self.assertEqual(
-                    violations, [], "Content-Security-Policy violations on the page"
-                )
-            )
+            self.addCleanup(lambda: self.assertEqual(violations, [], "Content-Security-Policy violations on the page"))
         return page
 
 

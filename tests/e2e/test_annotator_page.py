@@ -75,40 +75,26 @@ class AnnotatorPageTests(BrowserTestCase):
         self.assertEqual(page.locator("#my-done").inner_text(), "10")
         self.assertEqual(page.locator("#my-today").inner_text(), "10")
 
-        votes = {
-            v.assignment_id: v
-            for v in Vote.objects.filter(annotator=annotator).select_related("assignment")
-        }
+        votes = {v.assignment_id: v for v in Vote.objects.filter(annotator=annotator).select_related("assignment")}
         self.assertEqual(set(votes), set(expected), "one vote per comparison voted on screen")
         for assignment_id, (choice, strength) in expected.items():
             vote = votes[assignment_id]
             self.assertEqual((vote.choice, vote.strength), (choice, strength))
-            self.assertEqual(
-                vote.shown_order, vote.assignment.shown_order, "sides as shown are recorded"
-            )
+            self.assertEqual(vote.shown_order, vote.assignment.shown_order, "sides as shown are recorded")
             side_a, side_b = vote.shown_order
             if choice in ("a", "b"):
                 winner = side_a if choice == "a" else side_b
-                self.assertEqual(
-                    (vote.winner_id, vote.loser_id),
-                    (winner, side_b if winner == side_a else side_a),
-                )
+                self.assertEqual((vote.winner_id, vote.loser_id), (winner, side_b if winner == side_a else side_a))
             else:
                 self.assertIsNone(vote.winner_id)
             self.assertIsNotNone(vote.time_spent_ms)
-        self.assertEqual(
-            Assignment.objects.filter(annotator=annotator, state=Assignment.State.DONE).count(), 10
-        )
+        self.assertEqual(Assignment.objects.filter(annotator=annotator, state=Assignment.State.DONE).count(), 10)
 
         in_page = [entry["ms"] for entry in page.evaluate("() => window.prefloop.latencies")]
         report = {
             "what": "keypress (Enter) to the next comparison shown, 10 keyboard votes with the prefetch landed",
             "browser": "Debian chromium, headless, Playwright sync API, daphne live server",
-            "in_page_ms": {
-                "p50": statistics.median(in_page),
-                "max": max(in_page),
-                "samples": in_page,
-            },
+            "in_page_ms": {"p50": statistics.median(in_page), "max": max(in_page), "samples": in_page},
             "playwright_observed_ms": {
                 "p50": round(statistics.median(observed_ms), 1),
                 "max": round(max(observed_ms), 1),
@@ -131,20 +117,12 @@ class AnnotatorPageTests(BrowserTestCase):
         open_queue(page, project)
         page.keyboard.press("2")
         a = page.locator(".response[data-side=a]").bounding_box()
-        self.assertFalse(
-            page.locator(".response[data-side=b]").is_visible(), "B waits behind its tab"
-        )
+        self.assertFalse(page.locator(".response[data-side=b]").is_visible(), "B waits behind its tab")
         self.assertLessEqual(a["x"] + a["width"], NARROW["width"])
         bar = page.locator("#votebar").bounding_box()
-        self.assertLessEqual(
-            bar["y"] + bar["height"], NARROW["height"] + 1, "vote bar visible without scrolling"
-        )
-        self.assertLessEqual(
-            bar["height"], NARROW["height"] * 0.25, "vote bar within a quarter of the height"
-        )
-        no_overflow = page.evaluate(
-            "() => document.documentElement.scrollWidth <= window.innerWidth"
-        )
+        self.assertLessEqual(bar["y"] + bar["height"], NARROW["height"] + 1, "vote bar visible without scrolling")
+        self.assertLessEqual(bar["height"], NARROW["height"] * 0.25, "vote bar within a quarter of the height")
+        no_overflow = page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
         self.assertTrue(no_overflow, "nothing wider than the screen")
         page.screenshot(path=self.artifacts / "screenshots" / "annotator-narrow.png")
         page.keyboard.press("?")
@@ -176,9 +154,7 @@ class AnnotatorPageTests(BrowserTestCase):
         wait_until_prefetched(page)
         page.keyboard.press("1")
         page.keyboard.press("Enter")
-        page.keyboard.press(
-            "Enter"
-        )  # a double press lands on the next comparison, which has no choice yet
+        page.keyboard.press("Enter")  # a double press lands on the next comparison, which has no choice yet
         wait_until_saved(page)
 
         self.assertEqual(len(seen_keys), 3)
@@ -197,9 +173,7 @@ class AnnotatorPageTests(BrowserTestCase):
             "<svg onload=\"window.__xss = 'svg'\"></svg> <iframe srcdoc=\"<script>parent.__xss='iframe'</script>\"></iframe>",
             "```html\n<script>window.__xss = 'fenced'</script>\n```",
         ]
-        for i in range(
-            2
-        ):  # the first is rendered with the page, the second arrives by prefetch and swap
+        for i in range(2):  # the first is rendered with the page, the second arrives by prefetch and swap
             add_comparison(
                 project,
                 "\n\n".join(payloads),
@@ -214,11 +188,7 @@ class AnnotatorPageTests(BrowserTestCase):
         sign_in(page, self.live_server_url, annotator.username)
         open_queue(page, project)
         for _ in range(2):
-            self.assertIn(
-                "window.__xss",
-                page.locator("#queue .prompt").inner_text(),
-                "the payload is shown as text",
-            )
+            self.assertIn("window.__xss", page.locator("#queue .prompt").inner_text(), "the payload is shown as text")
             self.assertEqual(page.locator("#queue .md :is(script, img, svg, iframe)").count(), 0)
             self.assertEqual(page.locator("#queue .md a[href^='javascript' i]").count(), 0)
             wait_until_prefetched(page)
@@ -239,10 +209,7 @@ class OneRequestPerVoteTests(BrowserTestCase):
         page.on(
             "request",
             lambda r: requests.append(
-                (
-                    r.url,
-                    json.loads(r.post_data) if r.method == "POST" and "/vote/" in r.url else None,
-                )
+                (r.url, json.loads(r.post_data) if r.method == "POST" and "/vote/" in r.url else None)
             ),
         )
         open_queue(page, project)
@@ -253,30 +220,22 @@ class OneRequestPerVoteTests(BrowserTestCase):
             page.keyboard.press("2")
             page.keyboard.press("Enter")
             page.wait_for_function(
-                "(id) => Number(document.querySelector('#queue .comparison')?.dataset.assignment) !== id",
-                arg=shown[-1],
+                "(id) => Number(document.querySelector('#queue .comparison')?.dataset.assignment) !== id", arg=shown[-1]
             )
         wait_until_prefetched(page)
         wait_until_saved(page)
 
         next_calls = [url for url, _ in requests if url.endswith("/annotate/next/")]
         votes = [body for url, body in requests if "/vote/" in url]
-        self.assertEqual(
-            len(next_calls), 1, "only the first prefetch asks /annotate/next/; votes bring the rest"
-        )
+        self.assertEqual(len(next_calls), 1, "only the first prefetch asks /annotate/next/; votes bring the rest")
         self.assertEqual(len(votes), 4)
         self.assertTrue(all(body["next"] == "html" for body in votes))
         # Each vote excludes what the page held when it was sent: the prefetched one it swapped to.
         for body, on_screen_then in zip(votes, shown[1:] + [on_screen(page)]):
             self.assertIn(on_screen_then, body["exclude"])
         self.assertEqual(
-            sorted(
-                Vote.objects.filter(annotator=annotator).values_list("assignment_id", flat=True)
-            ),
-            sorted(shown),
+            sorted(Vote.objects.filter(annotator=annotator).values_list("assignment_id", flat=True)), sorted(shown)
         )
         self.assertEqual(len(set(shown + [on_screen(page)])), 5, "never the same comparison twice")
-        self.assertEqual(
-            Assignment.objects.filter(annotator=annotator, state=Assignment.State.LEASED).count(), 2
-        )
+        self.assertEqual(Assignment.objects.filter(annotator=annotator, state=Assignment.State.LEASED).count(), 2)
         page.screenshot(path=self.artifacts / "screenshots" / "annotator-one-request-loop.png")

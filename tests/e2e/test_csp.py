@@ -12,13 +12,7 @@ from playwright.sync_api import expect
 
 from annotate.models import User, Vote
 from prefloop.accounts.services import invite_user
-from tests.e2e.helpers import (
-    open_queue,
-    sample_project,
-    sign_in,
-    wait_until_prefetched,
-    wait_until_saved,
-)
+from tests.e2e.helpers import open_queue, sample_project, sign_in, wait_until_prefetched, wait_until_saved
 from tests.e2e.live import BrowserTestCase
 from tests.factories import make_user
 
@@ -29,9 +23,7 @@ class ContentSecurityPolicyTests(BrowserTestCase):
     def test_every_page_works_with_no_csp_violation(self):
         researcher = make_user("res-csp", role=User.Role.RESEARCHER)
         annotator = make_user("ann-csp")
-        project = sample_project(
-            annotators=[annotator], researchers=[researcher], name="CSP questions"
-        )
+        project = sample_project(annotators=[annotator], researchers=[researcher], name="CSP questions")
         size = {"width": 1280, "height": 800}
 
         voter = self.new_page(size)
@@ -47,9 +39,7 @@ class ContentSecurityPolicyTests(BrowserTestCase):
         page = self.new_page(size)
         sign_in(page, self.live_server_url, researcher.username)
         page.goto(f"{self.live_server_url}/projects/{project.pk}/dashboard/")
-        expect(page.locator("#live-state")).to_have_attribute(
-            "data-state", "live"
-        )  # htmx + websocket allowed
+        expect(page.locator("#live-state")).to_have_attribute("data-state", "live")  # htmx + websocket allowed
         # The progress bar is drawn without style=: an SVG rect with a width attribute (one vote so far).
         # (Polled: the live region may be swapped by a websocket refresh while it is measured.)
         page.wait_for_function(
@@ -57,20 +47,10 @@ class ContentSecurityPolicyTests(BrowserTestCase):
             " return r !== null && Number(r.getAttribute('width')) > 0 && r.getBoundingClientRect().width > 0; }",
             timeout=10000,
         )
-        for path in (
-            "leaderboard",
-            "quality",
-            "reward-models",
-            "members",
-            "settings",
-            "imports",
-            "records",
-        ):
+        for path in ("leaderboard", "quality", "reward-models", "members", "settings", "imports", "records"):
             page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
             # The page's stylesheet applied: the topbar is a flex row, not unstyled blocks.
-            self.assertEqual(
-                page.locator("header.topbar").evaluate("e => getComputedStyle(e).display"), "flex"
-            )
+            self.assertEqual(page.locator("header.topbar").evaluate("e => getComputedStyle(e).display"), "flex")
         self.assertEqual(page.csp_violations, [])
 
     def test_the_invitation_page_works_with_no_csp_violation(self):
@@ -94,19 +74,11 @@ class ContentSecurityPolicyTests(BrowserTestCase):
                 document.body.insertAdjacentHTML("beforeend", '<p id="styled" style="color: rgb(255, 0, 0)">x</p>');
             }"""
         )
-        self.assertIsNone(
-            page.evaluate("() => window.__inlineRan"), "the inline script did not run"
-        )
-        self.assertNotEqual(
-            page.locator("#styled").evaluate("e => getComputedStyle(e).color"), "rgb(255, 0, 0)"
-        )
+        self.assertIsNone(page.evaluate("() => window.__inlineRan"), "the inline script did not run")
+        self.assertNotEqual(page.locator("#styled").evaluate("e => getComputedStyle(e).color"), "rgb(255, 0, 0)")
         for _ in range(50):  # the reports arrive asynchronously
             if len(page.csp_violations) >= 2:
                 break
             page.wait_for_timeout(50)
-        self.assertTrue(
-            any(v.startswith("script-src") for v in page.csp_violations), page.csp_violations
-        )
-        self.assertTrue(
-            any(v.startswith("style-src") for v in page.csp_violations), page.csp_violations
-        )
+        self.assertTrue(any(v.startswith("script-src") for v in page.csp_violations), page.csp_violations)
+        self.assertTrue(any(v.startswith("style-src") for v in page.csp_violations), page.csp_violations)

@@ -6,14 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from annotate.models import User, Vote
-from tests.e2e.helpers import (
-    on_screen,
-    open_queue,
-    sample_project,
-    sign_in,
-    wait_until_prefetched,
-    wait_until_saved,
-)
+from tests.e2e.helpers import on_screen, open_queue, sample_project, sign_in, wait_until_prefetched, wait_until_saved
 from tests.e2e.live import BrowserTestCase
 from tests.factories import make_user
 
@@ -24,9 +17,7 @@ class DashboardLiveTests(BrowserTestCase):
     def test_researchers_progress_count_updates_live_after_another_annotator_votes(self):
         researcher = make_user("res-live", role=User.Role.RESEARCHER)
         annotator, other = make_user("ann-live"), make_user("ann-idle")
-        project = sample_project(
-            annotators=[annotator, other], researchers=[researcher], name="Sample questions"
-        )
+        project = sample_project(annotators=[annotator, other], researchers=[researcher], name="Sample questions")
 
         dashboard = self.new_page({"width": 1280, "height": 800})
         sign_in(dashboard, self.live_server_url, researcher.username)
@@ -47,12 +38,8 @@ class DashboardLiveTests(BrowserTestCase):
 
         expect(dashboard.locator("#votes-done")).to_have_text("2", timeout=5000)
         expect(dashboard.locator('tr[data-annotator="ann-live"] .votes')).to_have_text("2")
-        self.assertTrue(
-            dashboard.evaluate("() => window.__sameDocument === true"), "updated without a reload"
-        )
-        self.assertGreaterEqual(
-            int(dashboard.evaluate("() => document.documentElement.dataset.liveUpdates")), 2
-        )
+        self.assertTrue(dashboard.evaluate("() => window.__sameDocument === true"), "updated without a reload")
+        self.assertGreaterEqual(int(dashboard.evaluate("() => document.documentElement.dataset.liveUpdates")), 2)
         self.assertTrue(on_screen(voter))
         dashboard.screenshot(path=self.artifacts / "screenshots" / "dashboard.png", full_page=True)
 

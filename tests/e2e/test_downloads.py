@@ -54,17 +54,12 @@ def looks_like(suggested: str, data: bytes) -> None:
     if suggested.endswith(".manifest.json"):
         assert json.loads(data)["schema_version"] == "prefloop.preference/1"
     elif suggested.endswith(".jsonl"):
-        assert all(
-            json.loads(line)["schema_version"].startswith("prefloop.")
-            for line in data.decode().splitlines()
-        )
+        assert all(json.loads(line)["schema_version"].startswith("prefloop.") for line in data.decode().splitlines())
     elif suggested.endswith(".parquet"):
         assert data[:4] == data[-4:] == b"PAR1"
     elif suggested.endswith(".zip"):
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-        assert any(n.endswith("/README.md") for n in names) and any(
-            n.endswith("dataset_dict.json") for n in names
-        )
+        assert any(n.endswith("/README.md") for n in names) and any(n.endswith("dataset_dict.json") for n in names)
     elif suggested.endswith(".csv"):
         assert data.startswith(b"schema_version,pair_id,")
     else:
@@ -97,17 +92,9 @@ class DownloadTests(BrowserTestCase):
         researcher = make_user("res-dl", role=User.Role.RESEARCHER)
         annotator = make_user("ann-dl")
         project = sample_project(
-            annotators=[annotator],
-            researchers=[researcher],
-            name='Downloads <b>"x"</b>',
-            overlap_target=1,
+            annotators=[annotator], researchers=[researcher], name='Downloads <b>"x"</b>', overlap_target=1
         )
-        vote_with(
-            annotator,
-            project,
-            ["a", "b", "tie", "both_bad", "a"],
-            hostile_rationale(self.live_server_url),
-        )
+        vote_with(annotator, project, ["a", "b", "tie", "both_bad", "a"], hostile_rationale(self.live_server_url))
         snapshot = Vote.objects.latest("id").id
 
         page = self.new_page({"width": 1366, "height": 900})
@@ -130,9 +117,7 @@ class DownloadTests(BrowserTestCase):
             saved[href] = suggested
 
         by_kind = {
-            re.sub(r"^prefloop-Downloads-b-x-b-|-s\d+", "", name): self.artifacts
-            / "downloads"
-            / name
+            re.sub(r"^prefloop-Downloads-b-x-b-|-s\d+", "", name): self.artifacts / "downloads" / name
             for name in saved.values()
         }
         self.assertEqual(
@@ -147,13 +132,9 @@ class DownloadTests(BrowserTestCase):
                 "preferences.jsonl.manifest.json",
             },
         )
-        self.assertEqual(
-            [url for url in requested if TRAP in url], [], "the meta refresh or the image ran"
-        )
+        self.assertEqual([url for url in requested if TRAP in url], [], "the meta refresh or the image ran")
         # The hostile text is in the files, as data.
-        ties = (
-            self.artifacts / "downloads" / saved[next(h for h in hrefs if "part=ties" in h)]
-        ).read_text()
+        ties = (self.artifacts / "downloads" / saved[next(h for h in hrefs if "part=ties" in h)]).read_text()
         self.assertIn("http-equiv=refresh", ties)
         self.load_with_their_consumers(by_kind)
 
@@ -170,10 +151,7 @@ class DownloadTests(BrowserTestCase):
         data = datasets.load_from_disk(str(self.tmp_path / "hf" / root))
         self.assertEqual((data["train"].num_rows, data["ties"].num_rows), (3, 2))
         pairs = datasets.load_dataset(
-            "json",
-            data_files=str(files["preferences.jsonl"]),
-            split="train",
-            cache_dir=str(self.tmp_path / "c-json"),
+            "json", data_files=str(files["preferences.jsonl"]), split="train", cache_dir=str(self.tmp_path / "c-json")
         )
         self.assertEqual(reward_one_step(pairs, self.tiny_model_dir, self.tmp_path), 1)
         pairs = datasets.load_dataset(
@@ -187,9 +165,7 @@ class DownloadTests(BrowserTestCase):
     def test_a_download_link_clicked_in_the_page_saves_the_file_and_the_page_stays(self):
         researcher = make_user("res-dl2", role=User.Role.RESEARCHER)
         annotator = make_user("ann-dl2")
-        project = sample_project(
-            annotators=[annotator], researchers=[researcher], name="Clicked", overlap_target=1
-        )
+        project = sample_project(annotators=[annotator], researchers=[researcher], name="Clicked", overlap_target=1)
         vote_with(annotator, project, ["a", "tie"], hostile_rationale(self.live_server_url))
         page = self.new_page({"width": 1366, "height": 900})
         sign_in(page, self.live_server_url, researcher.username)
@@ -197,9 +173,7 @@ class DownloadTests(BrowserTestCase):
         page.goto(dashboard)
         with page.expect_download() as started:
             page.get_by_role("link", name="pairs (JSONL)").click()
-        self.assertRegex(
-            started.value.suggested_filename, r"^prefloop-Clicked-preferences-s\d+\.jsonl$"
-        )
+        self.assertRegex(started.value.suggested_filename, r"^prefloop-Clicked-preferences-s\d+\.jsonl$")
         rows = [json.loads(line) for line in open(started.value.path(), encoding="utf-8")]
         self.assertEqual(len(rows), 1)  # the tie went to the ties file
         self.assertIn(rows[0]["label"], ("a", "b"))
@@ -214,17 +188,9 @@ class DownloadTests(BrowserTestCase):
         folder = Path(tempfile.mkdtemp(prefix="prefloop-e2e-model-"))
         self.addCleanup(shutil.rmtree, folder, True)
         (folder / "config.json").write_text("{}")
-        curves = {
-            "train": [{"step": i, "loss": 1 / (i + 1), "accuracy": 0.6} for i in range(5)],
-            "eval": [],
-        }
+        curves = {"train": [{"step": i, "loss": 1 / (i + 1), "accuracy": 0.6} for i in range(5)], "eval": []}
         RewardModel.objects.create(
-            project=project,
-            version=1,
-            base_model="tiny",
-            status="ready",
-            artifact_path=str(folder),
-            curves=curves,
+            project=project, version=1, base_model="tiny", status="ready", artifact_path=str(folder), curves=curves
         )
         policy = Policy.objects.create(
             project=project, version=1, method="base", status="ready", artifact_path=str(folder)
@@ -236,25 +202,20 @@ class DownloadTests(BrowserTestCase):
             method="dpo",
             state="done",
             policy=policy,
-            metrics={
-                "eval": {"mean_reward": 0.2, "kl_to_reference": 0.1, "mean_length_tokens": 9.0}
-            },
+            metrics={"eval": {"mean_reward": 0.2, "kl_to_reference": 0.1, "mean_length_tokens": 9.0}},
         )
         page = self.new_page({"width": 1366, "height": 900})
         sign_in(page, self.live_server_url, researcher.username)
         names = []
         for path in ("reward-models", "loop"):
             page.goto(f"{self.live_server_url}/projects/{project.pk}/{path}/")
-            links = page.locator(
-                'a[data-download]:not([href^="/api/"])'
-            )  # the export links are the first test's
+            links = page.locator('a[data-download]:not([href^="/api/"])')  # the export links are the first test's
             for href in {links.nth(i).get_attribute("href") for i in range(links.count())}:
                 download = open_in_tab(self, page.context, f"{self.live_server_url}{href}")
                 data = Path(download.path()).read_bytes()
                 suggested = download.suggested_filename
                 self.assertTrue(
-                    data.startswith(b"PK") if suggested.endswith(".zip") else b"<svg" in data[:200],
-                    suggested,
+                    data.startswith(b"PK") if suggested.endswith(".zip") else b"<svg" in data[:200], suggested
                 )
                 names.append(suggested)
         self.assertEqual(

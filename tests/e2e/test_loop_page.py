@@ -46,11 +46,7 @@ def tiny_policy(folder: Path) -> Path:
 
 
 # Settings overridden for the class are in place when the live server process forks.
-@override_settings(
-    PREFLOOP_JOB_BACKEND="db",
-    PREFLOOP_MODEL_ROOTS=[MODELS],
-    PREFLOOP_POLICY_DIR=MODELS / "policies",
-)
+@override_settings(PREFLOOP_JOB_BACKEND="db", PREFLOOP_MODEL_ROOTS=[MODELS], PREFLOOP_POLICY_DIR=MODELS / "policies")
 class LoopPageTests(BrowserTestCase):
     def test_researcher_starts_a_round_and_sees_it_reach_labeling_live(self):
         from prefloop.jobs.services import run_job
@@ -59,16 +55,12 @@ class LoopPageTests(BrowserTestCase):
 
         researcher = make_user("res-loop", role=User.Role.RESEARCHER)
         project = sample_project(researchers=[researcher], name="Loop questions")
-        register_base_policy(
-            project=project, model_path=str(tiny_policy(MODELS / "tiny")), name="tiny SFT"
-        )
+        register_base_policy(project=project, model_path=str(tiny_policy(MODELS / "tiny")), name="tiny SFT")
 
         page = self.new_page({"width": 1280, "height": 900})
         sign_in(page, self.live_server_url, researcher.username)
         page.goto(f"{self.live_server_url}/projects/{project.pk}/loop/")
-        expect(page.get_by_role("link", name="Loop", exact=True)).to_have_attribute(
-            "aria-current", "page"
-        )
+        expect(page.get_by_role("link", name="Loop", exact=True)).to_have_attribute("aria-current", "page")
         page.get_by_label("Update", exact=True).select_option("dpo")
         page.get_by_label("Prompts", exact=True).fill("3")
         page.get_by_label("K per prompt", exact=True).fill("2")
@@ -82,12 +74,8 @@ class LoopPageTests(BrowserTestCase):
         # The worker's part, here in the test process: the page notices by itself.
         round_ = Round.objects.get(project=project)
         run_job(round_.job_id, worker="e2e")
-        expect(page.locator("#loop-status .live-step")).to_have_attribute(
-            "data-step", "labeling", timeout=10000
-        )
-        self.assertTrue(
-            page.evaluate("() => window.__sameDocument === true"), "updated without a reload"
-        )
+        expect(page.locator("#loop-status .live-step")).to_have_attribute("data-step", "labeling", timeout=10000)
+        self.assertTrue(page.evaluate("() => window.__sameDocument === true"), "updated without a reload")
         round_.refresh_from_db()
         self.assertEqual(round_.state, "labeling")
         self.assertEqual(Completion.objects.filter(prompt__project=project, round=1).count(), 3 * 2)

@@ -26,9 +26,7 @@ class ProjectPagesTests(BrowserTestCase):
         page.get_by_role("button", name="Create project").click()
         self.assertIn("greater than or equal to 1", page.locator("#e-overlap_target").inner_text())
         self.assertFalse(Project.objects.exists(), "nothing written for a bad form")
-        page.screenshot(
-            path=self.artifacts / "screenshots" / "project-new-error-desktop.png", full_page=True
-        )
+        page.screenshot(path=self.artifacts / "screenshots" / "project-new-error-desktop.png", full_page=True)
         page.get_by_label("Votes per comparison (overlap)").fill("2")
         page.get_by_label("Aspects").fill("correctness, clarity")
         page.get_by_role("button", name="Create project").click()
@@ -48,9 +46,7 @@ class ProjectPagesTests(BrowserTestCase):
         row.get_by_role("button", name="Pause").click()
         page.wait_for_selector('[data-member="ann-invited"] .state-paused')
         self.assertTrue(Membership.objects.get(project=project, user=invited).paused)
-        page.screenshot(
-            path=self.artifacts / "screenshots" / "project-members-desktop.png", full_page=True
-        )
+        page.screenshot(path=self.artifacts / "screenshots" / "project-members-desktop.png", full_page=True)
 
         phone = self.new_page(NARROW)
         sign_in(phone, self.live_server_url, researcher.username)
@@ -60,17 +56,10 @@ class ProjectPagesTests(BrowserTestCase):
                 if path == "new"
                 else f"{self.live_server_url}/projects/{project.pk}/{path}/"
             )
-            self.assertTrue(
-                phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"),
-                name,
-            )
-            phone.screenshot(
-                path=self.artifacts / "screenshots" / f"project-{name}-narrow.png", full_page=True
-            )
+            self.assertTrue(phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), name)
+            phone.screenshot(path=self.artifacts / "screenshots" / f"project-{name}-narrow.png", full_page=True)
         page.goto(f"{self.live_server_url}/projects/{project.pk}/settings/")
-        page.screenshot(
-            path=self.artifacts / "screenshots" / "project-settings-desktop.png", full_page=True
-        )
+        page.screenshot(path=self.artifacts / "screenshots" / "project-settings-desktop.png", full_page=True)
 
 
 PAIRS = [
@@ -82,13 +71,7 @@ PAIRS = [
         "model_b": "m2",
         "winner": "a",
     },
-    {
-        "prompt": "What is 7 × 6?",
-        "response_a": "42",
-        "response_b": "36",
-        "model_a": "m1",
-        "model_b": "m2",
-    },
+    {"prompt": "What is 7 × 6?", "response_a": "42", "response_b": "36", "model_a": "m1", "model_b": "m2"},
     {
         "prompt": "Name a prime above 10.",
         "response_a": "11",
@@ -122,85 +105,53 @@ class ImportPageTests(BrowserTestCase):
 
         page.set_input_files(
             "#i-file",
-            files=[
-                {
-                    "name": "pairs.jsonl",
-                    "mimeType": "application/jsonl",
-                    "buffer": _jsonl(PAIRS, bad_line=2),
-                }
-            ],
+            files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS, bad_line=2)}],
         )
         page.get_by_role("button", name="Check and preview").click()
         problems = page.locator(".problem-list li").all_inner_texts()
         self.assertTrue(problems and all("pairs.jsonl:2" in p for p in problems), problems)
         self.assertEqual(Prompt.objects.count(), 0, "nothing written")
-        page.screenshot(
-            path=self.artifacts / "screenshots" / "import-error-desktop.png", full_page=True
-        )
+        page.screenshot(path=self.artifacts / "screenshots" / "import-error-desktop.png", full_page=True)
 
         page.set_input_files(
-            "#i-file",
-            files=[
-                {"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}
-            ],
+            "#i-file", files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}]
         )
         page.get_by_role("button", name="Check and preview").click()
         self.assertEqual(page.locator('[data-count="comparisons"]').inner_text(), "3")
         self.assertEqual(page.locator('[data-count="votes"]').inner_text(), "2")
         self.assertEqual(
-            page.locator(".preview-prompt strong").first.inner_text(),
-            "France",
-            "first rows rendered as Markdown",
+            page.locator(".preview-prompt strong").first.inner_text(), "France", "first rows rendered as Markdown"
         )
         self.assertEqual(Prompt.objects.count(), 0, "the preview writes nothing")
-        page.screenshot(
-            path=self.artifacts / "screenshots" / "import-preview-desktop.png", full_page=True
-        )
+        page.screenshot(path=self.artifacts / "screenshots" / "import-preview-desktop.png", full_page=True)
         narrow = self.new_page(NARROW)
         sign_in(narrow, self.live_server_url, researcher.username)
         narrow.goto(f"{self.live_server_url}/projects/{project.pk}/imports/")
         narrow.set_input_files(
-            "#i-file",
-            files=[
-                {"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}
-            ],
+            "#i-file", files=[{"name": "pairs.jsonl", "mimeType": "application/jsonl", "buffer": _jsonl(PAIRS)}]
         )
         narrow.get_by_role("button", name="Check and preview").click()
         narrow.wait_for_selector(".import-preview")
-        self.assertTrue(
-            narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-        )
+        self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
         self.assertTrue(
             narrow.evaluate(
                 "() => { const t = document.querySelector('.preview-counts'); return t.scrollWidth <= t.parentElement.clientWidth; }"
             ),
             "the preview's counts fit the phone without a sideways scroll",
         )
-        narrow.screenshot(
-            path=self.artifacts / "screenshots" / "import-preview-narrow.png", full_page=True
-        )
+        narrow.screenshot(path=self.artifacts / "screenshots" / "import-preview-narrow.png", full_page=True)
         narrow.get_by_role("button", name="Discard").click()
         narrow.wait_for_selector("text=nothing was written")
 
         page.get_by_role("button", name="Confirm import").click()
         page.wait_for_selector(".imports-table [data-import]")
-        self.assertEqual(
-            (Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (3, 3, 2)
-        )
+        self.assertEqual((Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (3, 3, 2))
         record = DataImport.objects.get()
-        self.assertEqual(
-            page.locator(f'[data-import="{record.pk}"] td.num').all_inner_texts(), ["3", "3", "2"]
-        )
+        self.assertEqual(page.locator(f'[data-import="{record.pk}"] td.num').all_inner_texts(), ["3", "3", "2"])
         page.locator(f'[data-import="{record.pk}"]').get_by_role("button", name="Undo").click()
         page.wait_for_selector(f'[data-import="{record.pk}"]:has-text("undone")')
-        self.assertEqual(
-            (Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (0, 0, 0)
-        )
+        self.assertEqual((Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()), (0, 0, 0))
         page.screenshot(path=self.artifacts / "screenshots" / "imports-desktop.png", full_page=True)
         narrow.goto(f"{self.live_server_url}/projects/{project.pk}/imports/")
-        self.assertTrue(
-            narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-        )
-        narrow.screenshot(
-            path=self.artifacts / "screenshots" / "imports-narrow.png", full_page=True
-        )
+        self.assertTrue(narrow.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+        narrow.screenshot(path=self.artifacts / "screenshots" / "imports-narrow.png", full_page=True)

@@ -30,12 +30,7 @@ class QualityJudgeTests(BrowserTestCase):
         people = [make_user(), make_user()]
         project = make_project(name="Judge agreement", researchers=[researcher], annotators=people)
         judge = Policy.objects.create(
-            project=project,
-            version=1,
-            method="base",
-            status="ready",
-            artifact_path="/m",
-            name="judge",
+            project=project, version=1, method="base", status="ready", artifact_path="/m", name="judge"
         )
         for comparison, (verdict, picks, consistent, labels, category) in zip(
             make_comparisons(project, len(CASES)), CASES
@@ -54,14 +49,7 @@ class QualityJudgeTests(BrowserTestCase):
             first_row = table.locator("tbody tr").first
             self.assertIn("0.500", first_row.inner_text())  # 12 of 24 judge–human pairs agree
             self.assertIn("(12/24)", first_row.inner_text())
-            self.assertIn(
-                "(15/24)", first_row.inner_text()
-            )  # position bias: 15 of 24 picks went to the first shown
+            self.assertIn("(15/24)", first_row.inner_text())  # position bias: 15 of 24 picks went to the first shown
             page.locator("#judge details").evaluate("d => d.open = true")
-            page.locator("#judge").screenshot(
-                path=self.artifacts / "screenshots" / f"quality-judge-{name}.png"
-            )
-            page.screenshot(
-                path=self.artifacts / "screenshots" / f"quality-judge-{name}-page.png",
-                full_page=True,
-            )
+            page.locator("#judge").screenshot(path=self.artifacts / "screenshots" / f"quality-judge-{name}.png")
+            page.screenshot(path=self.artifacts / "screenshots" / f"quality-judge-{name}-page.png", full_page=True)

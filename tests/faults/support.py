@@ -41,9 +41,7 @@ def server_env(database_url: str, **extra: str) -> dict:
 
 def start_server(*, port: int, env: dict, log: Path, workers: int = 2) -> subprocess.Popen:
     """uvicorn with a supervisor and `workers` worker processes (the production server)."""
-    command = uvicorn_command(
-        port, workers=workers, extra=["--no-access-log", "--log-level", "warning"]
-    )
+    command = uvicorn_command(port, workers=workers, extra=["--no-access-log", "--log-level", "warning"])
     return start_process(command, env=env, log=log.open("wb"))
 
 
@@ -108,13 +106,7 @@ class VotingLog:
 
 
 def vote_until(
-    *,
-    port: int,
-    token: str,
-    project_id: int,
-    stop: threading.Event,
-    log: VotingLog,
-    give_up_s: float = 60.0,
+    *, port: int, token: str, project_id: int, stop: threading.Event, log: VotingLog, give_up_s: float = 60.0
 ) -> None:
     """next + vote until `stop` or no work; every failure is retried, a vote with the same key.
 
@@ -123,10 +115,7 @@ def vote_until(
     """
     while not stop.is_set():
         status, body = _retrying(
-            lambda: http_json(port, "POST", f"/api/projects/{project_id}/next/", token, {}),
-            log,
-            give_up_s,
-            ok=(200,),
+            lambda: http_json(port, "POST", f"/api/projects/{project_id}/next/", token, {}), log, give_up_s, ok=(200,)
         )
         if status is None or body["assignment"] is None:
             return
@@ -200,25 +189,13 @@ class ThrowawayPostgres:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self.as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, cwd=self.folder
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.folder)
         if done.returncode:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stdout}{done.stderr}")
         return done
 
     def start(self) -> None:
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         self._pg_ctl("start")
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "prefloop")
 
@@ -278,9 +255,7 @@ def seed(annotators: int, comparisons: int, overlap: int) -> dict:
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    settings.PASSWORD_HASHERS = [
-        "django.contrib.auth.hashers.MD5PasswordHasher"
-    ]  # users are made by the dozen
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # users are made by the dozen
 
     from tests.factories import make_comparisons, make_project, make_user
 
@@ -316,12 +291,7 @@ def verify(project_id: int) -> dict:
             [project_id],
         )
         over_by_counters, over_by_rows, drift = cursor.fetchone()
-    return {
-        "keys": keys,
-        "over_by_counters": over_by_counters,
-        "over_by_rows": over_by_rows,
-        "counter_drift": drift,
-    }
+    return {"keys": keys, "over_by_counters": over_by_counters, "over_by_rows": over_by_rows, "counter_drift": drift}
 
 
 if __name__ == "__main__":

@@ -54,9 +54,7 @@ def test_an_export_during_voting_is_a_consistent_snapshot_and_re_exports_byte_id
             threading.Event().wait(0.05)
         exports = {}
         for raw in (True, False):  # one row per vote, then one per pair
-            exports[raw] = export_dataset(
-                project=project, out=tmp_path / f"during-{raw}.jsonl", raw=raw
-            )
+            exports[raw] = export_dataset(project=project, out=tmp_path / f"during-{raw}.jsonl", raw=raw)
         votes_during = sum(voted)
     finally:
         stop.set()
@@ -68,11 +66,7 @@ def test_an_export_during_voting_is_a_consistent_snapshot_and_re_exports_byte_id
     bound = raw.metadata["filters"]["max_vote_id"]
     lines = raw.path.read_text(encoding="utf-8").splitlines()
     manifest = json.loads(raw.manifest_path.read_text())
-    assert (
-        manifest["rows"]
-        == len(lines)
-        == Vote.objects.filter(comparison__project=project, id__lte=bound).count()
-    )
+    assert manifest["rows"] == len(lines) == Vote.objects.filter(comparison__project=project, id__lte=bound).count()
     assert manifest["sha256"] == hashlib.sha256(raw.path.read_bytes()).hexdigest()
     assert sorted(json.loads(line)["vote_id"] for line in lines) == sorted(
         Vote.objects.filter(comparison__project=project, id__lte=bound).values_list("id", flat=True)
@@ -80,8 +74,6 @@ def test_an_export_during_voting_is_a_consistent_snapshot_and_re_exports_byte_id
 
     for is_raw, first in exports.items():
         filters = ExportFilters(max_vote_id=first.metadata["filters"]["max_vote_id"])
-        again = export_dataset(
-            project=project, out=tmp_path / f"again-{is_raw}.jsonl", raw=is_raw, filters=filters
-        )
+        again = export_dataset(project=project, out=tmp_path / f"again-{is_raw}.jsonl", raw=is_raw, filters=filters)
         assert again.path.read_bytes() == first.path.read_bytes()
         assert again.sha256 == first.sha256 and again.rows == first.rows

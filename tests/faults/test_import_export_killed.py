@@ -85,9 +85,7 @@ def test_an_import_killed_while_writing_leaves_nothing_and_a_rerun_imports_every
     write_pairs(source, PAIRS)
     env = server_env(subprocess_database_url)
     command = manage("import_data", str(source), "--project", project.name)
-    importer = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    importer = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(import_is_writing, timeout=120, interval=0.05, what="the import writing rows")
     os.kill(importer.pid, signal.SIGKILL)
     importer.wait(timeout=10)
@@ -119,9 +117,7 @@ def test_an_export_killed_mid_write_leaves_no_file_under_its_name_and_a_rerun_co
     out = tmp_path / "export" / "votes.jsonl"
     command = manage("export_dataset", "--project", project.name, "--raw", "--out", str(out))
     partial = out.with_name(out.name + ".partial")
-    exporter = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    exporter = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # The temp file is opened before the first row is read: from then on the export is under way.
     wait_until(partial.exists, timeout=120, interval=0.005, what="the export writing")
     os.kill(exporter.pid, signal.SIGKILL)

@@ -48,23 +48,14 @@ def cluster():
 def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster, tmp_path):
     seeded = run_support("seed", cluster.url, str(CLIENTS), str(COMPARISONS), "3")
     port = free_port()
-    server = start_server(
-        port=port, env=server_env(cluster.url), log=tmp_path / "server.log", workers=2
-    )
+    server = start_server(port=port, env=server_env(cluster.url), log=tmp_path / "server.log", workers=2)
     stop, log = threading.Event(), VotingLog()
     try:
         wait_until(lambda: server_answers(port), timeout=60, what="server up")
         threads = [
             threading.Thread(
                 target=vote_until,
-                kwargs=dict(
-                    port=port,
-                    token=token,
-                    project_id=seeded["project_id"],
-                    stop=stop,
-                    log=log,
-                    give_up_s=90,
-                ),
+                kwargs=dict(port=port, token=token, project_id=seeded["project_id"], stop=stop, log=log, give_up_s=90),
             )
             for token in seeded["tokens"]
         ]
@@ -74,11 +65,7 @@ def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster,
         retries_before = log.retries
         cluster.restart()
         acked_at_restart = len(log.acked)
-        wait_until(
-            lambda: len(log.acked) >= acked_at_restart + 20,
-            timeout=90,
-            what="voting resumed after the restart",
-        )
+        wait_until(lambda: len(log.acked) >= acked_at_restart + 20, timeout=90, what="voting resumed after the restart")
         for thread in threads:
             thread.join(timeout=180)
         assert not any(thread.is_alive() for thread in threads)
@@ -91,6 +78,4 @@ def test_every_acknowledged_vote_survives_a_postgres_restart_mid_voting(cluster,
     assert len(log.acked) == len(set(log.acked)) == COMPARISONS * 3
     assert sorted(stored["keys"]) == sorted(log.acked)  # each acknowledged key once, nothing else
     assert stored["over_by_counters"] == stored["over_by_rows"] == stored["counter_drift"] == 0
-    print(
-        f"{log.retries - retries_before} requests retried across the restart; {len(log.acked)} votes acknowledged"
-    )
+    print(f"{log.retries - retries_before} requests retried across the restart; {len(log.acked)} votes acknowledged")

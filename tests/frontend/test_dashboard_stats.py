@@ -35,11 +35,7 @@ def test_stats_count_votes_and_take_the_median_time_per_annotator():
     stats = {s.username: s for s in annotator_vote_stats(project)}
     assert (stats["fast"].votes, stats["fast"].today, stats["fast"].median_seconds) == (3, 3, 2.0)
     assert (stats["slow"].votes, stats["slow"].median_seconds) == (1, 30.0)
-    assert (stats["idle"].votes, stats["idle"].median_seconds, stats["idle"].last_vote_at) == (
-        0,
-        None,
-        None,
-    )
+    assert (stats["idle"].votes, stats["idle"].median_seconds, stats["idle"].last_vote_at) == (0, None, None)
     assert [s.username for s in annotator_vote_stats(project)] == ["fast", "slow", "idle"]
 
 
@@ -54,9 +50,7 @@ def test_multi_aspect_submission_counts_once():
 
 def test_live_fragment_shows_collected_of_wanted_and_no_model_names():
     annotator = make_user("ann")
-    project = make_project(
-        annotators=[annotator], overlap_target=2, researchers=[make_user(role=User.Role.RESEARCHER)]
-    )
+    project = make_project(annotators=[annotator], overlap_target=2, researchers=[make_user(role=User.Role.RESEARCHER)])
     make_comparisons(project, 2, models=("hidden-a", "hidden-b"))
     vote(annotator, project, 1500)
     context = dashboard_context(project)

@@ -16,21 +16,8 @@ from tests.factories import make_project, make_user
 pytestmark = pytest.mark.django_db
 
 PAIRS = [
-    {
-        "prompt": "What is 2+2?",
-        "response_a": "4",
-        "response_b": "5",
-        "model_a": "m1",
-        "model_b": "m2",
-        "winner": "a",
-    },
-    {
-        "prompt": "Capital of France?",
-        "response_a": "Paris",
-        "response_b": "Lyon",
-        "model_a": "m1",
-        "model_b": "m2",
-    },
+    {"prompt": "What is 2+2?", "response_a": "4", "response_b": "5", "model_a": "m1", "model_b": "m2", "winner": "a"},
+    {"prompt": "Capital of France?", "response_a": "Paris", "response_b": "Lyon", "model_a": "m1", "model_b": "m2"},
     {
         "prompt": "Colour of the sky?",
         "response_a": "blue",
@@ -60,8 +47,7 @@ def researcher_project(client):
 def preview(client, project, content: bytes, name: str = "pairs.jsonl", **fields):
     upload = SimpleUploadedFile(name, content, content_type="application/jsonl")
     return client.post(
-        f"/projects/{project.pk}/imports/preview/",
-        {"file": upload, "format": "", "pairing": "all", **fields},
+        f"/projects/{project.pk}/imports/preview/", {"file": upload, "format": "", "pairing": "all", **fields}
     )
 
 
@@ -78,30 +64,20 @@ def test_preview_counts_what_confirm_writes_and_writes_nothing_itself(client, re
     response = preview(client, researcher_project, jsonl(PAIRS))
     assert response.status_code == 200
     shown = response.context["preview"]
-    assert shown.in_file == {
-        "prompts": 3,
-        "completions": 6,
-        "comparisons": 3,
-        "votes": 2,
-        "skipped": 0,
-    }
+    assert shown.in_file == {"prompts": 3, "completions": 6, "comparisons": 3, "votes": 2, "skipped": 0}
     assert shown.report.created == {"prompts": 3, "completions": 6, "comparisons": 3, "votes": 2}
     assert [row["prompt"] for row in shown.first_rows][:1] == ["What is 2+2?"]
     assert "Paris" in response.content.decode()
     assert not Prompt.objects.exists() and not Vote.objects.exists(), "the preview rolled back"
 
     confirmed = client.post(
-        f"/projects/{researcher_project.pk}/imports/confirm/",
-        {"token": shown.token, **response.context["options"]},
+        f"/projects/{researcher_project.pk}/imports/confirm/", {"token": shown.token, **response.context["options"]}
     )
     assert confirmed.status_code == 302
     record = DataImport.objects.get()
     assert record.created == shown.report.created
     assert (Prompt.objects.count(), Comparison.objects.count(), Vote.objects.count()) == (3, 3, 2)
-    again = client.post(
-        f"/projects/{researcher_project.pk}/imports/confirm/",
-        {"token": shown.token, "pairing": "all"},
-    )
+    again = client.post(f"/projects/{researcher_project.pk}/imports/confirm/", {"token": shown.token, "pairing": "all"})
     assert again.status_code == 400 and "upload is gone" in again.context["form_error"], (
         "a staged upload is confirmed once"
     )
@@ -120,12 +96,12 @@ def test_undo_removes_exactly_the_rows_of_the_import(client, researcher_project)
     client.post(f"/projects/{researcher_project.pk}/imports/{record.pk}/", {"action": "undo"})
     record.refresh_from_db()
     assert record.state == "undone"
-    assert (
-        Prompt.objects.count(),
-        Completion.objects.count(),
-        Comparison.objects.count(),
-        Vote.objects.count(),
-    ) == (0, 0, 0, 0)
+    assert (Prompt.objects.count(), Completion.objects.count(), Comparison.objects.count(), Vote.objects.count()) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 def test_after_a_human_vote_the_import_can_only_be_archived(client, researcher_project):
@@ -140,17 +116,10 @@ def test_after_a_human_vote_the_import_can_only_be_archived(client, researcher_p
     )
     record = DataImport.objects.get()
     lease = next_comparison(annotator=annotator, project=researcher_project).assignment
-    record_vote(
-        annotator=annotator,
-        assignment_id=lease.pk,
-        votes=[VoteInput(choice="a")],
-        idempotency_key="h1",
-    )
+    record_vote(annotator=annotator, assignment_id=lease.pk, votes=[VoteInput(choice="a")], idempotency_key="h1")
     with pytest.raises(UndoRefused, match="archive it instead"):
         undo_import(data_import=record)
-    refused = client.post(
-        f"/projects/{researcher_project.pk}/imports/{record.pk}/", {"action": "undo"}
-    )
+    refused = client.post(f"/projects/{researcher_project.pk}/imports/{record.pk}/", {"action": "undo"})
     assert refused.status_code == 409
     assert Prompt.objects.count() == 3
     client.post(f"/projects/{researcher_project.pk}/imports/{record.pk}/", {"action": "archive"})
@@ -180,11 +149,7 @@ def test_undoing_a_re_import_recounts_the_earlier_comparisons(client, researcher
     later = DataImport.objects.order_by("id").last()
     undo_import(data_import=later)
     comparison.refresh_from_db()
-    assert (comparison.imported_votes, comparison.is_complete, Vote.objects.count()) == (
-        1,
-        False,
-        1,
-    )
+    assert (comparison.imported_votes, comparison.is_complete, Vote.objects.count()) == (1, False, 1)
 
 
 def test_annotators_and_outsiders_get_no_import_pages(client):

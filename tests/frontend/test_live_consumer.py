@@ -21,9 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def communicator(project_id: int, user=None) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(
-        URLRouter(websocket_urlpatterns), f"/ws/projects/{project_id}/progress/"
-    )
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/projects/{project_id}/progress/")
     if user is not None:
         comm.scope["user"] = user
     return comm

@@ -18,11 +18,7 @@ def signed_in(client, user):
 
 def test_pages_ask_anonymous_visitors_to_sign_in(client):
     project = make_project()
-    for url in (
-        reverse("projects"),
-        reverse("annotate", args=[project.pk]),
-        reverse("dashboard", args=[project.pk]),
-    ):
+    for url in (reverse("projects"), reverse("annotate", args=[project.pk]), reverse("dashboard", args=[project.pk])):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
@@ -56,19 +52,14 @@ def test_annotator_of_another_project_gets_404_for_queue_next_and_dashboard(clie
 def test_annotator_cannot_open_the_dashboard_of_their_own_project(client):
     annotator = make_user()
     project = make_project(annotators=[annotator])
-    assert (
-        signed_in(client, annotator).get(reverse("dashboard", args=[project.pk])).status_code == 404
-    )
+    assert signed_in(client, annotator).get(reverse("dashboard", args=[project.pk])).status_code == 404
 
 
 def test_researcher_member_and_admin_see_the_dashboard_but_researcher_has_no_queue(client):
     researcher = make_user(role=User.Role.RESEARCHER)
     admin = make_user(role=User.Role.ADMIN)
     project = make_project(researchers=[researcher])
-    assert (
-        signed_in(client, researcher).get(reverse("dashboard", args=[project.pk])).status_code
-        == 200
-    )
+    assert signed_in(client, researcher).get(reverse("dashboard", args=[project.pk])).status_code == 200
     assert client.get(reverse("annotate", args=[project.pk])).status_code == 404
     assert signed_in(client, admin).get(reverse("dashboard", args=[project.pk])).status_code == 200
 
@@ -129,9 +120,7 @@ def test_next_fragment_skips_the_comparison_on_screen_and_keeps_one_lease_each(c
     signed_in(client, annotator)
     client.get(reverse("annotate", args=[project.pk]))
     [on_screen] = Assignment.objects.filter(annotator=annotator)
-    html = client.post(
-        reverse("annotate-next", args=[project.pk]), {"exclude": [on_screen.pk]}
-    ).content.decode()
+    html = client.post(reverse("annotate-next", args=[project.pk]), {"exclude": [on_screen.pk]}).content.decode()
     prefetched = Assignment.objects.exclude(pk=on_screen.pk).get(annotator=annotator)
     assert f'data-assignment="{prefetched.pk}"' in html
     # Asking again for the same thing returns the same prefetched lease, not a third one.
@@ -142,11 +131,7 @@ def test_next_fragment_skips_the_comparison_on_screen_and_keeps_one_lease_each(c
 def test_next_fragment_says_when_the_queue_is_finished(client):
     annotator = make_user()
     project = make_project(annotators=[annotator])
-    html = (
-        signed_in(client, annotator)
-        .post(reverse("annotate-next", args=[project.pk]))
-        .content.decode()
-    )
+    html = signed_in(client, annotator).post(reverse("annotate-next", args=[project.pk])).content.decode()
     assert 'data-reason="complete"' in html and "Nothing left" in html
 
 

@@ -29,9 +29,7 @@ GOOD = {
 def test_a_researcher_creates_a_project_with_the_apis_validation(client):
     researcher = make_user(role=User.Role.RESEARCHER)
     client.force_login(researcher)
-    bad = client.post(
-        "/projects/new/", {**GOOD, "overlap_target": "0", "gold_rate": "1.5", "aspects": "a, a"}
-    )
+    bad = client.post("/projects/new/", {**GOOD, "overlap_target": "0", "gold_rate": "1.5", "aspects": "a, a"})
     assert bad.status_code == 400
     assert set(bad.context["errors"]) == {"overlap_target", "gold_rate", "aspects"}
     assert "greater than or equal to 1" in bad.context["errors"]["overlap_target"]
@@ -39,14 +37,8 @@ def test_a_researcher_creates_a_project_with_the_apis_validation(client):
 
     response = client.post("/projects/new/", GOOD)
     project = Project.objects.get()
-    assert (
-        response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/members/"
-    )
-    assert (
-        project.aspects == ["helpfulness", "harmlessness"]
-        and project.allow_tie
-        and not project.allow_both_bad
-    )
+    assert response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/members/"
+    assert project.aspects == ["helpfulness", "harmlessness"] and project.allow_tie and not project.allow_both_bad
     assert (project.gold_rate, project.gold_min_accuracy, project.annotator_cap) == (0.1, 0.6, None)
     assert Membership.objects.filter(project=project, user=researcher, role="researcher").exists()
 
@@ -63,9 +55,7 @@ def test_editing_the_overlap_target_recomputes_completeness(client):
     [comparison] = make_comparisons(project, 1)
     Comparison.objects.filter(pk=comparison.pk).update(imported_votes=1)
     client.force_login(researcher)
-    response = client.post(
-        f"/projects/{project.pk}/settings/", {**GOOD, "name": project.name, "overlap_target": "1"}
-    )
+    response = client.post(f"/projects/{project.pk}/settings/", {**GOOD, "name": project.name, "overlap_target": "1"})
     assert response.status_code == 302
     comparison.refresh_from_db()
     project.refresh_from_db()
@@ -87,8 +77,7 @@ def test_members_are_invited_added_paused_capped_and_removed(client):
     client.force_login(researcher)
 
     invited = client.post(
-        f"/projects/{project.pk}/members/add/",
-        {"username": "newbie", "role": "annotator", "cap": "5", "invite": "1"},
+        f"/projects/{project.pk}/members/add/", {"username": "newbie", "role": "annotator", "cap": "5", "invite": "1"}
     )
     assert invited.status_code == 200
     link = invited.context["invitation"]["link"]
@@ -96,16 +85,13 @@ def test_members_are_invited_added_paused_capped_and_removed(client):
     newbie = User.objects.get(username="newbie")
     assert not newbie.has_usable_password() and newbie.role == "annotator"
     assert Membership.objects.get(project=project, user=newbie).cap == 5
-    assert client.get(link).status_code in (200, 302), (
-        "the one-time link opens the set-password page"
-    )
+    assert client.get(link).status_code in (200, 302), "the one-time link opens the set-password page"
 
     refused = client.post(f"/projects/{project.pk}/members/add/", {"username": "ghost"})
     assert refused.status_code == 400 and "no active user" in refused.context["errors"]["username"]
     assert (
         client.post(
-            f"/projects/{project.pk}/members/add/",
-            {"username": "x", "role": "researcher", "invite": "1"},
+            f"/projects/{project.pk}/members/add/", {"username": "x", "role": "researcher", "invite": "1"}
         ).status_code
         == 400
     )
@@ -125,6 +111,4 @@ def test_members_are_invited_added_paused_capped_and_removed(client):
     client.post(url, {"action": "remove"})
     assert not Membership.objects.filter(project=project, user=existing).exists()
     assert Assignment.objects.get(pk=lease.pk).state == Assignment.State.EXPIRED
-    assert Comparison.objects.get(pk=lease.comparison_id).leases_open == 0, (
-        "the removed annotator's lease is released"
-    )
+    assert Comparison.objects.get(pk=lease.comparison_id).leases_open == 0, "the removed annotator's lease is released"

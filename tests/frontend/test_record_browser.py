@@ -8,11 +8,7 @@ import re
 import pytest
 
 from annotate.models import Vote
-from annotate.selectors_records import (
-    RECORD_SOURCES,
-    parse_record_filter,
-    record_comparisons,
-)
+from annotate.selectors_records import RECORD_SOURCES, parse_record_filter, record_comparisons
 from tests.factories import make_user
 from tests.records_data import make_records_data
 
@@ -63,9 +59,7 @@ def test_each_filter_keeps_the_comparisons_the_database_says(client, data, param
 
 def test_annotator_filter_keeps_their_comparisons_and_only_their_votes(client, data):
     client.force_login(data.researcher)
-    body = client.get(
-        f"/projects/{data.project.pk}/records/", {"annotator": data.bob.username}
-    ).content.decode()
+    body = client.get(f"/projects/{data.project.pk}/records/", {"annotator": data.bob.username}).content.decode()
     assert [int(i) for i in re.findall(r'data-comparison="(\d+)"', body)] == ids(data, 0, 1)
     bob_votes = set(Vote.objects.filter(annotator=data.bob).values_list("pk", flat=True))
     assert {int(v) for v in re.findall(r'data-vote="(\d+)"', body)} == bob_votes
@@ -82,9 +76,7 @@ def test_agreement_is_per_answer_not_per_side_shown(data):
 
 def test_page_shows_rationales_escaped_both_responses_and_model_names(client, data):
     client.force_login(data.researcher)
-    body = client.get(
-        f"/projects/{data.project.pk}/records/", {"agreement": "unanimous"}
-    ).content.decode()
+    body = client.get(f"/projects/{data.project.pk}/records/", {"agreement": "unanimous"}).content.decode()
     assert "clearly &lt;b&gt;right&lt;/b&gt;" in body and "<b>right</b>" not in body
     assert "sun-model over moon-model" in body
     assert "· 2 voters</p>" in body
@@ -113,9 +105,7 @@ def test_a_bad_filter_is_a_400_naming_the_field(client, data, params, field):
     response = client.get(f"/projects/{data.project.pk}/records/", params)
     assert response.status_code == 400
     assert f'data-field="{field}"' in response.content.decode()
-    export = client.get(
-        f"/projects/{data.project.pk}/records/export/", {**params, "format": "jsonl"}
-    )
+    export = client.get(f"/projects/{data.project.pk}/records/export/", {**params, "format": "jsonl"})
     assert export.status_code == 400 and export.content.decode().startswith(f"{field}:")
 
 
@@ -123,20 +113,13 @@ def test_annotators_and_strangers_get_404(client, data):
     for user in (data.alice, make_user("stranger")):
         client.force_login(user)
         assert client.get(f"/projects/{data.project.pk}/records/").status_code == 404
-        assert (
-            client.get(
-                f"/projects/{data.project.pk}/records/export/", {"format": "jsonl"}
-            ).status_code
-            == 404
-        )
+        assert client.get(f"/projects/{data.project.pk}/records/export/", {"format": "jsonl"}).status_code == 404
 
 
 def test_pages_are_bounded_and_linked(client, data, monkeypatch):
     monkeypatch.setattr("annotate.selectors_records.PAGE_SIZE", 2)
     client.force_login(data.researcher)
-    body = client.get(
-        f"/projects/{data.project.pk}/records/", {"gold": "no", "page": "2"}
-    ).content.decode()
+    body = client.get(f"/projects/{data.project.pk}/records/", {"gold": "no", "page": "2"}).content.decode()
     assert [int(i) for i in re.findall(r'data-comparison="(\d+)"', body)] == ids(data, 2, 3)
     assert 'href="?gold=no&amp;page=1"' in body and 'rel="next"' not in body
 
@@ -144,17 +127,13 @@ def test_pages_are_bounded_and_linked(client, data, monkeypatch):
 def export_rows(client, data, **params) -> tuple[list[dict], dict]:
     client.force_login(data.researcher)
     response = client.get(
-        f"/projects/{data.project.pk}/records/export/",
-        {**params, "format": "jsonl", "ties": "label"},
+        f"/projects/{data.project.pk}/records/export/", {**params, "format": "jsonl", "ties": "label"}
     )
     assert response.status_code == 200, response.content[:300]
-    assert response["Content-Disposition"].startswith(
-        'attachment; filename="prefloop-Records-records-'
-    )
+    assert response["Content-Disposition"].startswith('attachment; filename="prefloop-Records-records-')
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     manifest = client.get(
-        f"/projects/{data.project.pk}/records/export/",
-        {**params, "format": "jsonl", "part": "manifest"},
+        f"/projects/{data.project.pk}/records/export/", {**params, "format": "jsonl", "part": "manifest"}
     )
     return rows, json.loads(b"".join(manifest.streaming_content))
 
@@ -169,9 +148,7 @@ def test_the_filter_exports_as_is_in_the_normal_format_and_the_manifest_says_whi
     assert [r["comparison_id"] for r in rows] == ids(data, 3)
     assert manifest["filters"]["sources"] == list(RECORD_SOURCES["imported"].sources)
     rows, _ = export_rows(client, data)
-    assert sorted(r["comparison_id"] for r in rows) == ids(
-        data, 0, 1, 2, 3
-    )  # no filter: all but the gold check
+    assert sorted(r["comparison_id"] for r in rows) == ids(data, 0, 1, 2, 3)  # no filter: all but the gold check
 
 
 def test_raw_export_of_an_annotator_holds_their_votes_only(client, data):

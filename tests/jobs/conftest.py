@@ -51,9 +51,7 @@ def start_process(tmp_path):
 
     def start(args: list[str], env: dict) -> subprocess.Popen:
         log = tmp_path / f"proc-{len(started)}.log"
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         proc.log_path = log
         started.append((proc, log))
         return proc
@@ -73,9 +71,7 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
-def wait_until(
-    predicate, *, timeout: float, interval: float = 0.1, proc: subprocess.Popen | None = None
-):
+def wait_until(predicate, *, timeout: float, interval: float = 0.1, proc: subprocess.Popen | None = None):
     """Poll until predicate() is truthy; fail with the process's log when it takes too long or dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,9 +79,7 @@ def wait_until(
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            pytest.fail(
-                f"worker exited with {proc.returncode}:\n{proc.log_path.read_text()[-3000:]}"
-            )
+            pytest.fail(f"worker exited with {proc.returncode}:\n{proc.log_path.read_text()[-3000:]}")
         time.sleep(interval)
     log = proc.log_path.read_text()[-3000:] if proc is not None else ""
     pytest.fail(f"condition not met within {timeout} s\n{log}")

@@ -23,9 +23,7 @@ def people():
     stranger = make_user(role=User.Role.RESEARCHER)
     admin = make_user(role=User.Role.ADMIN)
     project = make_project(annotators=[annotator], researchers=[researcher])
-    job = Job.objects.create(
-        kind="selftest.sleep", params={"seconds": 1}, project=project, created_by=creator
-    )
+    job = Job.objects.create(kind="selftest.sleep", params={"seconds": 1}, project=project, created_by=creator)
     return dict(
         creator=creator,
         researcher=researcher,
@@ -64,9 +62,7 @@ def test_a_job_without_project_is_visible_to_its_creator_only(api, people):
     mine = Job.objects.create(kind="selftest.sleep", created_by=people["stranger"])
     assert api(people["stranger"]).get(f"/api/jobs/{mine.pk}/").status_code == 200
     assert api(people["researcher"]).get(f"/api/jobs/{mine.pk}/").status_code == 404
-    assert [r["id"] for r in api(people["stranger"]).get("/api/jobs/").json()["results"]] == [
-        mine.pk
-    ]
+    assert [r["id"] for r in api(people["stranger"]).get("/api/jobs/").json()["results"]] == [mine.pk]
 
 
 def test_a_researcher_cancels_a_queued_job(api, people):
@@ -79,9 +75,7 @@ def test_reading_a_job_whose_worker_died_shows_it_failed(api, people, settings):
     settings.PREFLOOP_JOB_HEARTBEAT_TIMEOUT = 30
     job = people["job"]
     old = timezone.now() - timedelta(minutes=5)
-    Job.objects.filter(pk=job.pk).update(
-        status="running", started_at=old, heartbeat_at=old, progress=0.3
-    )
+    Job.objects.filter(pk=job.pk).update(status="running", started_at=old, heartbeat_at=old, progress=0.3)
     body = api(people["creator"]).get(f"/api/jobs/{job.pk}/").json()
     assert body["status"] == "failed" and body["error"] == REAPED_ERROR and body["progress"] == 0.3
 

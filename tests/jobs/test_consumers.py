@@ -39,11 +39,7 @@ def setup():
 @pytest.mark.parametrize("who", ["anonymous", "annotator", "stranger"])
 def test_people_who_may_not_see_the_job_are_refused(setup, who):
     researcher, annotator, project, job = setup
-    user = {
-        "anonymous": AnonymousUser(),
-        "annotator": annotator,
-        "stranger": make_user(role=User.Role.RESEARCHER),
-    }[who]
+    user = {"anonymous": AnonymousUser(), "annotator": annotator, "stranger": make_user(role=User.Role.RESEARCHER)}[who]
 
     async def connect():
         comm = communicator(f"/ws/jobs/{job.pk}/", user)
@@ -73,13 +69,7 @@ def test_a_researcher_receives_progress_as_the_job_reports_it(setup):
     first, update, project_update = run_async(watch)
     assert first == {
         "type": "job.progress",
-        "job": {
-            "id": job.pk,
-            "kind": "selftest.sleep",
-            "status": "running",
-            "progress": 0.0,
-            "message": "",
-        },
+        "job": {"id": job.pk, "kind": "selftest.sleep", "status": "running", "progress": 0.0, "message": ""},
     }
     assert update["job"]["progress"] == 0.25 and update["job"]["message"] == "loading votes"
     assert project_update == update

@@ -44,9 +44,7 @@ def leaky_kind():
 def failed(leaky_kind, caplog):
     researcher = make_user("res", role=User.Role.RESEARCHER)
     project = make_project(researchers=[researcher])
-    job = Job.objects.create(
-        kind="train_reward_model", params={}, project=project, created_by=researcher
-    )
+    job = Job.objects.create(kind="train_reward_model", params={}, project=project, created_by=researcher)
     RewardModel.objects.create(project=project, version=1, base_model="tiny", job_id=job.pk)
     with caplog.at_level(logging.ERROR, logger="prefloop.jobs.services"):
         run_job(job.pk)
@@ -62,9 +60,7 @@ def assert_no_traceback_or_path(text: str) -> None:
 def test_a_failed_job_stores_the_message_with_server_folders_replaced(failed):
     job, _, _ = failed
     assert job.status == Job.Status.FAILED
-    assert job.error.startswith(
-        "FileNotFoundError: [Errno 2] No such file or directory: '<server>/"
-    )
+    assert job.error.startswith("FileNotFoundError: [Errno 2] No such file or directory: '<server>/")
     assert job.error.endswith("/no-such-folder/weights.safetensors'")
     assert_no_traceback_or_path(job.error)
 
@@ -72,9 +68,7 @@ def test_a_failed_job_stores_the_message_with_server_folders_replaced(failed):
 def test_the_traceback_goes_to_the_server_log(failed, caplog):
     job, _, _ = failed
     record = next(
-        r
-        for r in caplog.get_records("setup")
-        if r.getMessage() == f"job {job.pk} (train_reward_model) failed"
+        r for r in caplog.get_records("setup") if r.getMessage() == f"job {job.pk} (train_reward_model) failed"
     )
     logged = logging.Formatter().format(record)
     assert "Traceback" in logged and "_open_weights" in logged and str(MISSING) in logged

@@ -26,13 +26,8 @@ def queued(kind: str, **params) -> Job:
 
 def test_training_kinds_ask_for_the_training_queue_and_short_ones_for_default():
     assert queue_of("train_reward_model") == "training"
-    assert (
-        queue_of("training.update_policy") == "training"
-        and queue_of("training.build_policy") == "training"
-    )
-    assert (
-        queue_of("training.sample_round") == "default" and queue_of("selftest.sleep") == "default"
-    )
+    assert queue_of("training.update_policy") == "training" and queue_of("training.build_policy") == "training"
+    assert queue_of("training.sample_round") == "default" and queue_of("selftest.sleep") == "default"
     assert queue_of("selftest.sleep", {"queue": "gpu"}) == "gpu"
 
 
@@ -42,9 +37,10 @@ def test_the_db_backend_sends_a_training_job_to_its_queue_when_it_serves_it(
     with django_capture_on_commit_callbacks(execute=True):
         train = enqueue_job(kind="train_reward_model", params={"reward_model_id": 0})
         short = enqueue_job(kind="selftest.sleep", params={"seconds": 0})
-    assert list(
-        DBTaskResult.objects.order_by("enqueued_at").values_list("queue_name", flat=True)
-    ) == ["training", "default"]
+    assert list(DBTaskResult.objects.order_by("enqueued_at").values_list("queue_name", flat=True)) == [
+        "training",
+        "default",
+    ]
     assert job_queue(train) == "training" and job_queue(short) == "default"
 
 
@@ -82,9 +78,7 @@ def test_the_api_says_how_many_jobs_are_ahead(api, two_queues):
     first = Job.objects.create(kind="train_reward_model", project=project, created_by=researcher)
     second = Job.objects.create(kind="train_reward_model", project=project, created_by=researcher)
     client = api(researcher)
-    listed = {
-        row["id"]: row for row in client.get(f"/api/jobs/?project={project.pk}").json()["results"]
-    }
+    listed = {row["id"]: row for row in client.get(f"/api/jobs/?project={project.pk}").json()["results"]}
     assert (listed[first.pk]["ahead"], listed[second.pk]["ahead"]) == (0, 1)
     assert listed[second.pk]["queue"] == "training"
     detail = client.get(f"/api/jobs/{second.pk}/").json()
@@ -95,23 +89,17 @@ def test_the_api_says_how_many_jobs_are_ahead(api, two_queues):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_default_queue_worker_runs_short_jobs_while_a_training_job_waits_for_its_own_worker(
-    two_queues, worker_env
-):
+def test_a_default_queue_worker_runs_short_jobs_while_a_training_job_waits_for_its_own_worker(two_queues, worker_env):
     import subprocess
 
     from tests.jobs.conftest import manage
 
-    training = enqueue_job(
-        kind="selftest.sleep", params={"seconds": 0, "steps": 1, "queue": "training"}
-    )
+    training = enqueue_job(kind="selftest.sleep", params={"seconds": 0, "steps": 1, "queue": "training"})
     short = enqueue_job(kind="selftest.sleep", params={"seconds": 0, "steps": 1})
     env = {**worker_env, "PREFLOOP_JOB_QUEUES": "default,training"}
     for queue in ("default", "training"):
         done = subprocess.run(
-            manage(
-                "db_worker", "--batch", "--no-startup-delay", "--no-reload", "--queue-name", queue
-            ),
+            manage("db_worker", "--batch", "--no-startup-delay", "--no-reload", "--queue-name", queue),
             env=env,
             capture_output=True,
             text=True,

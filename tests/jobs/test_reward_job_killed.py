@@ -33,12 +33,8 @@ def voted_project(count: int = 40):
     rng = random.Random(0)
     for comparison in make_comparisons(project, count):
         first, second = comparison.items.order_by("position")
-        Completion.objects.filter(pk=first.completion_id).update(
-            text=" ".join(rng.choice(GOOD) for _ in range(40))
-        )
-        Completion.objects.filter(pk=second.completion_id).update(
-            text=" ".join(rng.choice(BAD) for _ in range(40))
-        )
+        Completion.objects.filter(pk=first.completion_id).update(text=" ".join(rng.choice(GOOD) for _ in range(40)))
+        Completion.objects.filter(pk=second.completion_id).update(text=" ".join(rng.choice(BAD) for _ in range(40)))
         Vote.objects.create(
             comparison=comparison,
             source=Vote.Source.IMPORTED,
@@ -57,23 +53,14 @@ def test_a_reward_model_job_killed_mid_training_ends_failed_with_no_artifact(
     from rewards.services import artifact_dir, request_training
 
     var_dir = tmp_path / "var"
-    settings.PREFLOOP_REWARD_MODEL_DIR = (
-        var_dir / "reward-models"
-    )  # where the worker writes (PREFLOOP_VAR_DIR)
+    settings.PREFLOOP_REWARD_MODEL_DIR = var_dir / "reward-models"  # where the worker writes (PREFLOOP_VAR_DIR)
     project, researcher = voted_project()
     version, job = request_training(
-        project=project,
-        user=researcher,
-        options={"batch_size": 4, "max_steps": 2000, "max_length": 128},
+        project=project, user=researcher, options={"batch_size": 4, "max_steps": 2000, "max_length": 128}
     )
     worker = start_process(
         manage("db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1"),
-        {
-            **worker_env,
-            "PREFLOOP_VAR_DIR": str(var_dir),
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-        },
+        {**worker_env, "PREFLOOP_VAR_DIR": str(var_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
     )
 
     def training_steps():
@@ -91,18 +78,11 @@ def test_a_reward_model_job_killed_mid_training_ends_failed_with_no_artifact(
     job.refresh_from_db()
     version.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.error == REAPED_ERROR and 0 < job.progress < 0.95
-    assert (
-        version.status == RewardModel.Status.FAILED
-        and f"training job {job.pk} failed" in version.error
-    )
+    assert version.status == RewardModel.Status.FAILED and f"training job {job.pk} failed" in version.error
     assert not version.is_current and version.artifact_path == ""
     final = artifact_dir(version)
-    assert (
-        not final.exists()
-    )  # save_artifact renames a finished folder into place; none was finished
+    assert not final.exists()  # save_artifact renames a finished folder into place; none was finished
     leftovers = [
-        p
-        for p in Path(settings.PREFLOOP_REWARD_MODEL_DIR).rglob("*")
-        if p.is_dir() and p.parent == final.parent
+        p for p in Path(settings.PREFLOOP_REWARD_MODEL_DIR).rglob("*") if p.is_dir() and p.parent == final.parent
     ]
     assert all(p.name.startswith(".") for p in leftovers), leftovers

@@ -15,14 +15,7 @@ from prefloop.jobs.context import JobContext
 from prefloop.jobs.files import atomic_dir, atomic_write
 from prefloop.jobs.models import Job
 from prefloop.jobs.registry import JOB_KINDS, UnknownJobKind, register_job_kind
-from prefloop.jobs.services import (
-    REAPED_ERROR,
-    cancel_job,
-    enqueue_job,
-    reap_stale_jobs,
-    run_job,
-    run_job_inline,
-)
+from prefloop.jobs.services import REAPED_ERROR, cancel_job, enqueue_job, reap_stale_jobs, run_job, run_job_inline
 from prefloop.jobs.signals import job_finished
 from tests.factories import make_project, make_user
 
@@ -99,9 +92,7 @@ def test_failing_job_records_the_error_message_and_keeps_its_progress():
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.error.startswith("RuntimeError: selftest failure requested (step ")
-    assert (
-        "\n" not in job.error and "Traceback" not in job.error
-    )  # the traceback is in the log only
+    assert "\n" not in job.error and "Traceback" not in job.error  # the traceback is in the log only
     assert job.progress == 0.5 and job.result is None and job.finished_at is not None
 
 
@@ -152,20 +143,13 @@ def test_enqueue_refuses_unknown_kinds():
         enqueue_job(kind="no.such.kind", params={})
 
 
-def test_enqueue_on_the_db_backend_adds_a_django_task_after_commit(
-    django_capture_on_commit_callbacks,
-):
+def test_enqueue_on_the_db_backend_adds_a_django_task_after_commit(django_capture_on_commit_callbacks):
     from django_tasks_db.models import DBTaskResult
 
     owner = make_user()
     project = make_project(researchers=[owner])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        job = enqueue_job(
-            kind="selftest.sleep",
-            params={"seconds": 0, "queue": "gpu"},
-            project=project,
-            user=owner,
-        )
+        job = enqueue_job(kind="selftest.sleep", params={"seconds": 0, "queue": "gpu"}, project=project, user=owner)
         assert not DBTaskResult.objects.exists()  # nothing is dispatched before the commit
     assert len(callbacks) == 1
     task = DBTaskResult.objects.get()
@@ -182,9 +166,7 @@ def test_the_immediate_backend_runs_the_job_at_commit(settings, django_capture_o
     assert job.status == Job.Status.SUCCEEDED and job.result == {"steps_done": 2}
 
 
-def test_a_job_that_cannot_be_dispatched_is_failed_not_left_queued(
-    settings, django_capture_on_commit_callbacks
-):
+def test_a_job_that_cannot_be_dispatched_is_failed_not_left_queued(settings, django_capture_on_commit_callbacks):
     settings.PREFLOOP_JOB_BACKEND = "carrier-pigeon"
     with django_capture_on_commit_callbacks(execute=True):
         job = enqueue_job(kind="selftest.sleep", params={})
@@ -203,9 +185,7 @@ def test_reaper_fails_running_jobs_whose_heartbeat_stopped_and_keeps_their_progr
         started_at=now - timedelta(minutes=5),
         heartbeat_at=now - timedelta(seconds=61),
     )
-    alive = Job.objects.create(
-        kind="selftest.sleep", status="running", started_at=now, heartbeat_at=now
-    )
+    alive = Job.objects.create(kind="selftest.sleep", status="running", started_at=now, heartbeat_at=now)
     waiting = Job.objects.create(kind="selftest.sleep", created_at=now - timedelta(hours=1))
     assert reap_stale_jobs(now=now) == 1
     dead.refresh_from_db()
@@ -234,9 +214,7 @@ def test_job_finished_is_sent_for_every_ending_including_a_reaped_worker(setting
         ok = run_job(queued(seconds=0, steps=1).pk)
         cancelled = cancel_job(queued())
         old = timezone.now() - timedelta(hours=1)
-        dead = Job.objects.create(
-            kind="selftest.sleep", status="running", started_at=old, heartbeat_at=old
-        )
+        dead = Job.objects.create(kind="selftest.sleep", status="running", started_at=old, heartbeat_at=old)
         assert reap_stale_jobs() == 1
     finally:
         job_finished.disconnect(receiver)
@@ -255,17 +233,8 @@ def test_checkpoint_dir_is_a_private_folder_under_the_job_dir(job_dir):
 def test_inline_run_draws_a_progress_bar_and_records_the_job():
     user = make_user()
     stream = io.StringIO()
-    job = run_job_inline(
-        "selftest.sleep",
-        {"seconds": 0, "steps": 3},
-        user=user,
-        ctx=JobContext.for_cli(stream=stream),
-    )
-    assert (
-        job.status == Job.Status.SUCCEEDED
-        and job.created_by == user
-        and job.worker.startswith("inline:")
-    )
+    job = run_job_inline("selftest.sleep", {"seconds": 0, "steps": 3}, user=user, ctx=JobContext.for_cli(stream=stream))
+    assert job.status == Job.Status.SUCCEEDED and job.created_by == user and job.worker.startswith("inline:")
     assert "100%" in stream.getvalue() and "step 3/3" in stream.getvalue()
 
 

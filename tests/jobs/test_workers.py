@@ -26,10 +26,7 @@ def test_db_worker_runs_queued_jobs_to_the_end(worker_env, job_dir):
     user = make_user()
     project = make_project(researchers=[user])
     ok = enqueue_job(
-        kind="selftest.sleep",
-        params={"seconds": 0.2, "steps": 4, "artifact": True},
-        project=project,
-        user=user,
+        kind="selftest.sleep", params={"seconds": 0.2, "steps": 4, "artifact": True}, project=project, user=user
     )
     bad = enqueue_job(kind="selftest.sleep", params={"seconds": 0.1, "steps": 2, "fail": True})
     done = subprocess.run(
@@ -42,10 +39,7 @@ def test_db_worker_runs_queued_jobs_to_the_end(worker_env, job_dir):
     assert done.returncode == 0, done.stdout + done.stderr
     ok.refresh_from_db(), bad.refresh_from_db()
     assert ok.status == Job.Status.SUCCEEDED, ok.error
-    assert ok.result == {
-        "steps_done": 4,
-        "artifact": str(job_dir / f"job-{ok.pk}" / "artifact.json"),
-    }
+    assert ok.result == {"steps_done": 4, "artifact": str(job_dir / f"job-{ok.pk}" / "artifact.json")}
     assert ok.worker.startswith("db:") and ok.progress == 1.0
     assert json.loads((job_dir / f"job-{ok.pk}" / "artifact.json").read_text())["job"] == ok.pk
     assert bad.status == Job.Status.FAILED and "selftest failure requested" in bad.error
@@ -54,9 +48,7 @@ def test_db_worker_runs_queued_jobs_to_the_end(worker_env, job_dir):
 def test_a_job_whose_worker_is_killed_is_failed_by_the_reaper_without_a_ready_artifact(
     worker_env, job_dir, start_process, settings
 ):
-    worker = start_process(
-        manage("db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1"), worker_env
-    )
+    worker = start_process(manage("db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1"), worker_env)
     job = enqueue_job(kind="selftest.sleep", params={"seconds": 60, "steps": 300, "artifact": True})
 
     def running_with_progress():
@@ -117,9 +109,7 @@ def test_celery_worker_runs_a_job_from_the_redis_queue(worker_env, start_process
         env,
     )
     try:
-        job = enqueue_job(
-            kind="selftest.sleep", params={"seconds": 0.3, "steps": 3, "queue": queue}
-        )
+        job = enqueue_job(kind="selftest.sleep", params={"seconds": 0.3, "steps": 3, "queue": queue})
 
         def finished():
             job.refresh_from_db()

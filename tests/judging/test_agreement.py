@@ -53,14 +53,8 @@ def test_figures_equal_the_hand_computation():
     assert (overall["position_bias"]["k"], overall["position_bias"]["n"]) == (5, 8)
     assert (overall["inconsistent"]["k"], overall["inconsistent"]["n"]) == (1, 4)
     by_category = {row["group"]: row for row in report["category"]}
-    assert (by_category["math"]["judge_human"]["k"], by_category["math"]["judge_human"]["n"]) == (
-        3,
-        4,
-    )
-    assert (by_category["chat"]["judge_human"]["k"], by_category["chat"]["judge_human"]["n"]) == (
-        1,
-        4,
-    )
+    assert (by_category["math"]["judge_human"]["k"], by_category["math"]["judge_human"]["n"]) == (3, 4)
+    assert (by_category["chat"]["judge_human"]["k"], by_category["chat"]["judge_human"]["n"]) == (1, 4)
     assert [row["group"] for row in report["aspect"]] == ["overall"]
 
 
@@ -73,10 +67,7 @@ def test_aspects_are_separate():
     human_vote(c, u1, "first", aspect="helpfulness")
     human_vote(c, u1, "first", aspect="harmlessness")
     rows = {row["group"]: row for row in judge_agreement(project)["aspect"]}
-    assert (
-        rows["helpfulness"]["judge_human"]["k"] == 1
-        and rows["harmlessness"]["judge_human"]["k"] == 0
-    )
+    assert rows["helpfulness"]["judge_human"]["k"] == 1 and rows["harmlessness"]["judge_human"]["k"] == 0
 
 
 def test_kappa_edge_cases():

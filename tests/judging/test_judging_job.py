@@ -23,9 +23,7 @@ def judged_project(tmp_path, settings):
     settings.PREFLOOP_JOB_BACKEND = "immediate"
     researcher = make_user(role=User.Role.RESEARCHER)
     annotator = make_user()
-    project = make_project(
-        researchers=[researcher], annotators=[annotator], aspects=["helpfulness", "harmlessness"]
-    )
+    project = make_project(researchers=[researcher], annotators=[annotator], aspects=["helpfulness", "harmlessness"])
     folder = save_judge(*letter_judge("A"), tmp_path / "judge")
     policy = Policy.objects.create(
         project=project,
@@ -38,18 +36,12 @@ def judged_project(tmp_path, settings):
     )
     update_judge_settings(
         project=project,
-        data={
-            "judge": policy.pk,
-            "principles": {"harmlessness": "Prefer the harmless answer."},
-            "batch_size": 3,
-        },
+        data={"judge": policy.pk, "principles": {"harmlessness": "Prefer the harmless answer."}, "batch_size": 3},
     )
     return project, researcher, annotator, policy
 
 
-def test_rest_job_judges_both_orders_and_stores_verdicts_apart(
-    judged_project, api, django_capture_on_commit_callbacks
-):
+def test_rest_job_judges_both_orders_and_stores_verdicts_apart(judged_project, api, django_capture_on_commit_callbacks):
     project, researcher, annotator, policy = judged_project
     comparisons = make_comparisons(project, 5)
     comparisons[1].round = 2
@@ -68,26 +60,18 @@ def test_rest_job_judges_both_orders_and_stores_verdicts_apart(
     assert JudgeVerdict.objects.count() == 2
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post(
-            f"/api/projects/{project.pk}/judge/run/", {}, format="json"
-        )  # the rest, not the judged one
+        response = api.post(f"/api/projects/{project.pk}/judge/run/", {}, format="json")  # the rest, not the judged one
     assert response.status_code == 202 and response.json()["comparisons"] == 4
     verdicts = JudgeVerdict.objects.filter(judge=policy)
     assert verdicts.count() == 10
-    for (
-        verdict
-    ) in verdicts:  # "A" in both orders: the first answer, then the second → a flagged tie
+    for verdict in verdicts:  # "A" in both orders: the first answer, then the second → a flagged tie
         assert verdict.verdict == "tie" and not verdict.consistent
         assert verdict.order1[0] > 0.99 and verdict.order2[0] > 0.99
         assert verdict.judge_label == "policy v1 (always-A)"
     versions = set(verdicts.values_list("aspect", "prompt_version").distinct())
-    assert (
-        len(versions) == 2 and len({v for _, v in versions}) == 2
-    )  # principles change the prompt version
+    assert len(versions) == 2 and len({v for _, v in versions}) == 2  # principles change the prompt version
     assert list(Vote.objects.values_list("pk", "choice")) == votes_before  # never a vote
-    assert (
-        list(Comparison.objects.order_by("pk").values_list("votes_done", "is_complete")) == counters
-    )
+    assert list(Comparison.objects.order_by("pk").values_list("votes_done", "is_complete")) == counters
 
 
 def test_annotators_never_see_judge_verdicts(judged_project, api, client):
@@ -105,12 +89,7 @@ def test_annotators_never_see_judge_verdicts(judged_project, api, client):
     payload = payload.content.decode()
     page = client.get(f"/projects/{project.pk}/annotate/").content.decode()
     for text in (payload, page):
-        assert (
-            "always-A" not in text
-            and "policy v1" not in text
-            and "consistent" not in text
-            and "order1" not in text
-        )
+        assert "always-A" not in text and "policy v1" not in text and "consistent" not in text and "order1" not in text
     my_votes = api.get(f"/api/projects/{project.pk}/my-votes/")
     assert my_votes.status_code == 200 and "always-A" not in my_votes.content.decode()
 
@@ -128,9 +107,7 @@ def test_command_and_settings_errors_name_the_field(judged_project):
     with pytest.raises(InvalidJudgeSettings, match="answer_b"):
         update_judge_settings(project=project, data={"user_template": "{question} {answer_a}"})
     other = make_project()
-    foreign = Policy.objects.create(
-        project=other, version=1, method="base", status="ready", artifact_path="/x"
-    )
+    foreign = Policy.objects.create(project=other, version=1, method="base", status="ready", artifact_path="/x")
     with pytest.raises(InvalidJudgeSettings, match="judge"):
         update_judge_settings(project=project, data={"judge": foreign.pk})
 
@@ -146,9 +123,7 @@ def test_scope_bound_is_enforced(judged_project, settings):
     assert Membership.objects.filter(project=project).count() == 2
 
 
-def test_scopes_import_and_created_before_and_cancel(
-    judged_project, client, django_capture_on_commit_callbacks
-):
+def test_scopes_import_and_created_before_and_cancel(judged_project, client, django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -160,15 +135,10 @@ def test_scopes_import_and_created_before_and_cancel(
     old, new, other = make_comparisons(project, 3)
     Comparison.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
     record = DataImport.objects.create(
-        project=project,
-        source="x.jsonl",
-        format="pairs-jsonl",
-        created_ids={"comparisons": [new.pk]},
+        project=project, source="x.jsonl", format="pairs-jsonl", created_ids={"comparisons": [new.pk]}
     )
     assert scope_ids(project, {"import": record.pk}) == [new.pk]
-    assert scope_ids(
-        project, {"created_before": (timezone.now() - timedelta(days=1)).isoformat()}
-    ) == [old.pk]
+    assert scope_ids(project, {"created_before": (timezone.now() - timedelta(days=1)).isoformat()}) == [old.pk]
     from judging.errors import InvalidJudgeSettings
 
     with pytest.raises(InvalidJudgeSettings, match="scope.created_before"):
@@ -176,11 +146,7 @@ def test_scopes_import_and_created_before_and_cancel(
     with pytest.raises(InvalidJudgeSettings, match="scope.colour"):
         scope_ids(project, {"colour": 1})
     with pytest.raises(JudgingStopped):
-        run_judging(
-            project_id=project.pk,
-            comparison_ids=[old.pk, new.pk, other.pk],
-            should_stop=lambda: True,
-        )
+        run_judging(project_id=project.pk, comparison_ids=[old.pk, new.pk, other.pk], should_stop=lambda: True)
     assert not JudgeVerdict.objects.exists()
     client.force_login(researcher)  # the Quality tab's button: round 0 holds all three
     with django_capture_on_commit_callbacks(execute=True):

@@ -17,12 +17,7 @@ def test_quality_tab_shows_judge_agreement_and_saves_settings(client):
     researcher, annotator = make_user(role=User.Role.RESEARCHER), make_user()
     project = make_project(researchers=[researcher], annotators=[annotator])
     policy = Policy.objects.create(
-        project=project,
-        version=1,
-        method="base",
-        status="ready",
-        artifact_path="/nowhere",
-        name="<b>j</b>",
+        project=project, version=1, method="base", status="ready", artifact_path="/nowhere", name="<b>j</b>"
     )
     (c,) = make_comparisons(project, 1)
     judge_verdict(c, policy, "first", "AB")
@@ -37,11 +32,7 @@ def test_quality_tab_shows_judge_agreement_and_saves_settings(client):
     )
     assert response.status_code == 302
     settings = JudgeSettings.objects.get(project=project)
-    assert (
-        settings.judge == policy
-        and settings.principles == {"overall": "Be kind."}
-        and settings.batch_size == 4
-    )
+    assert settings.judge == policy and settings.principles == {"overall": "Be kind."} and settings.batch_size == 4
     client.post(f"/projects/{project.pk}/quality/judge/", {"judge": policy.pk, "batch_size": "0"})
     assert JudgeSettings.objects.get(project=project).batch_size == 4  # refused, left as it was
     client.force_login(annotator)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotate.models import Comparison
-from judging.uses import (
-    DISAGREEMENT_BOOST,
-    SKIP_PRIORITY,
-    triage_round,
-    with_judge_examples,
-)
+from judging.uses import DISAGREEMENT_BOOST, SKIP_PRIORITY, triage_round, with_judge_examples
 from rewards.models import RewardModel
 from tests.factories import make_comparisons, make_project, make_user
 from tests.judging.helpers import human_vote, judge_verdict, sides
@@ -30,9 +25,7 @@ def _in_round(project, count: int, number: int = 1) -> list[Comparison]:
 
 def test_triage_skips_confident_agreement_and_puts_disagreement_first():
     project = make_project()
-    rm = RewardModel.objects.create(
-        project=project, version=1, base_model="tiny", status="ready", artifact_path="/rm"
-    )
+    rm = RewardModel.objects.create(project=project, version=1, base_model="tiny", status="ready", artifact_path="/rm")
     c0, c1, c2, c3, c4 = _in_round(project, 5)
     cases = [  # (comparison, judge verdict, judge P(verdict), RM picks first?, RM probability)
         (c0, "first", 0.9, True, 0.95),
@@ -52,23 +45,12 @@ def test_triage_skips_confident_agreement_and_puts_disagreement_first():
         first, second = sides(c)
         winner, loser = (first, second) if rm_first else (second, first)
         AIFeedback.objects.create(
-            comparison=c,
-            reward_model=rm,
-            winner_id=winner,
-            loser_id=loser,
-            margin=1.0,
-            probability=rm_p,
+            comparison=c, reward_model=rm, winner_id=winner, loser_id=loser, margin=1.0, probability=rm_p
         )
     counts = triage_round(project=project, round_number=1, confidence=0.85)
     assert counts == {"skip": 1, "first": 1, "keep": 2}  # c4 has no verdict: untouched, not counted
     priorities = dict(Comparison.objects.values_list("pk", "priority"))
-    assert priorities == {
-        c0.pk: SKIP_PRIORITY,
-        c1.pk: 101 + DISAGREEMENT_BOOST,
-        c2.pk: 101,
-        c3.pk: 101,
-        c4.pk: 101,
-    }
+    assert priorities == {c0.pk: SKIP_PRIORITY, c1.pk: 101 + DISAGREEMENT_BOOST, c2.pk: 101, c3.pk: 101, c4.pk: 101}
     with pytest.raises(ValueError, match="confidence"):
         triage_round(project=project, round_number=1, confidence=0.3)
 
@@ -78,16 +60,12 @@ def test_round_mixes_judge_labels_into_its_pairs_and_records_the_mix():
     person = make_user()
     c0, c1, c2 = _in_round(project, 3)
     human_vote(c0, person, "first")
-    judge_verdict(
-        c0, None, "second", "BA", probabilities={"second": 0.95}
-    )  # a person labelled it: not added
+    judge_verdict(c0, None, "second", "BA", probabilities={"second": 0.95})  # a person labelled it: not added
     judge_verdict(c1, None, "second", "BA", probabilities={"second": 0.9})
     judge_verdict(c2, None, "first", "AB", probabilities={"first": 0.7})  # below min_probability
     from training.models import Policy
 
-    policy = Policy.objects.create(
-        project=project, version=1, method="base", status="ready", artifact_path="/p"
-    )
+    policy = Policy.objects.create(project=project, version=1, method="base", status="ready", artifact_path="/p")
     round_ = Round.objects.create(project=project, number=1, method="dpo", policy=policy)
     assert with_judge_examples(round_, ["human pair"], {}) == (["human pair"], {})
     examples, mix = with_judge_examples(round_, ["human pair"], {"min_probability": 0.8})

@@ -22,9 +22,7 @@ from urllib.parse import urlparse
 from prefloop.loopback import free_port, start_process, stop_process_group, uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(
-    18200, 18300
-)  # this suite's own range (see the contributors' notes); any free one else
+PORTS = range(18200, 18300)  # this suite's own range (see the contributors' notes); any free one else
 
 
 def redis_url() -> str:
@@ -34,9 +32,7 @@ def redis_url() -> str:
 def redis_reachable(url: str) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection(
-            (parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1
-        ) as sock:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -56,9 +52,7 @@ def production_env(*, database: str, redis: str, workdir: Path, **extra: str) ->
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(
-            ("DJANGO_", "PREFLOOP_", "DATABASE_URL", "REDIS_URL", "CELERY_", "PYTEST_")
-        )
+        if not k.startswith(("DJANGO_", "PREFLOOP_", "DATABASE_URL", "REDIS_URL", "CELERY_", "PYTEST_"))
     }
     env.update(
         DJANGO_SETTINGS_MODULE="prefloop.settings.production",
@@ -78,21 +72,12 @@ def production_env(*, database: str, redis: str, workdir: Path, **extra: str) ->
     return env
 
 
-def manage(
-    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
-) -> subprocess.CompletedProcess:
+def manage(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     if check and done.returncode != 0:
-        raise AssertionError(
-            f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        )
+        raise AssertionError(f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
 
 
@@ -122,22 +107,13 @@ class Server:
         command = uvicorn_command(
             self.port,
             workers=self.workers,
-            extra=[
-                "--no-server-header",
-                "--proxy-headers",
-                "--forwarded-allow-ips",
-                "127.0.0.1",
-            ],
+            extra=["--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"],
         )
-        self.process = start_process(
-            command, env=self.env, log=open(self.log, "wb") if self.log else None
-        )
+        self.process = start_process(command, env=self.env, log=open(self.log, "wb") if self.log else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"uvicorn exited with {self.process.returncode}: {self.log_text()}"
-                )
+                raise AssertionError(f"uvicorn exited with {self.process.returncode}: {self.log_text()}")
             try:
                 status, _, body = self.request("GET", "/healthz/")
                 if status == 200:
@@ -146,18 +122,14 @@ class Server:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise AssertionError(
-            f"uvicorn did not answer /healthz/ within {timeout} s: {self.log_text()}"
-        )
+        raise AssertionError(f"uvicorn did not answer /healthz/ within {timeout} s: {self.log_text()}")
 
     def stop(self) -> None:
         if self.process:
             stop_process_group(self.process)  # the supervisor and its workers
 
     def log_text(self) -> str:
-        return (
-            self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
-        )
+        return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
 
     def request(
         self,
@@ -267,9 +239,7 @@ def multipart(
     boundary = f"prefloop-{uuid.uuid4().hex}"
     parts = []
     for name, value in (fields or {}).items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n".encode()

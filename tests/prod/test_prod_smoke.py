@@ -56,9 +56,7 @@ def prod(django_db_setup, tmp_path_factory):
     if not redis_reachable(redis):
         pytest.skip(f"Redis not reachable at {redis} (set PREFLOOP_TEST_REDIS_URL)")
     workdir = tmp_path_factory.mktemp("prod")
-    env = production_env(
-        database=database_url(connection.settings_dict), redis=redis, workdir=workdir
-    )
+    env = production_env(database=database_url(connection.settings_dict), redis=redis, workdir=workdir)
     manage(env, "collectstatic", "--noinput", "-v0")
     server = Server(env=env, workers=2, log=workdir / "uvicorn.log").start()
     yield server
@@ -68,9 +66,7 @@ def prod(django_db_setup, tmp_path_factory):
 def invite(prod: Server, *people: tuple[str, str]) -> list[str]:
     """`manage.py invite_user NAME --role ROLE` under the production settings, one process per
     person, side by side; returns the one-time links' paths."""
-    runs = [
-        manage_async(prod.env, "invite_user", username, "--role", role) for username, role in people
-    ]
+    runs = [manage_async(prod.env, "invite_user", username, "--role", role) for username, role in people]
     links = []
     for run in runs:
         out, err = run.communicate(timeout=120)
@@ -91,31 +87,21 @@ def accept_invitation(prod: Server, link: str, password: str = PASSWORD) -> None
     assert status == 200 and 'name="new_password1"' in page
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     status, headers, _ = browser.post_form(
-        form_path,
-        {"csrfmiddlewaretoken": csrf, "new_password1": password, "new_password2": password},
+        form_path, {"csrfmiddlewaretoken": csrf, "new_password1": password, "new_password2": password}
     )
     assert status == 302 and headers["Location"] == "/login/", "the password is set"
 
 
 def token_for(prod: Server, username: str, password: str = PASSWORD) -> str:
-    status, body, _ = api(
-        prod, "POST", "/api/auth/token/", form={"username": username, "password": password}
-    )
+    status, body, _ = api(prod, "POST", "/api/auth/token/", form={"username": username, "password": password})
     assert status == 200, body
     return body["token"]
 
 
 def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
-    researcher_link, annotator_link = invite(
-        prod, ("smoke-researcher", "researcher"), ("smoke-annotator", "annotator")
-    )
+    researcher_link, annotator_link = invite(prod, ("smoke-researcher", "researcher"), ("smoke-annotator", "annotator"))
     # Before the link is used nobody can sign in as the new user: the password is unusable.
-    assert (
-        api(prod, "POST", "/api/auth/token/", form={"username": "smoke-annotator", "password": ""})[
-            0
-        ]
-        == 400
-    )
+    assert api(prod, "POST", "/api/auth/token/", form={"username": "smoke-annotator", "password": ""})[0] == 400
     accept_invitation(prod, researcher_link)
     accept_invitation(prod, annotator_link)
     # The link works once: the password hash it was signed over has changed.
@@ -124,11 +110,7 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
 
     researcher, annotator = token_for(prod, "smoke-researcher"), token_for(prod, "smoke-annotator")
     status, project, _ = api(
-        prod,
-        "POST",
-        "/api/projects/",
-        token=researcher,
-        data={"name": "Smoke", "overlap_target": 1},
+        prod, "POST", "/api/projects/", token=researcher, data={"name": "Smoke", "overlap_target": 1}
     )
     assert status == 201, project
     status, report, _ = api(
@@ -153,9 +135,7 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
     with dashboard_socket(prod, "smoke-researcher", project["id"]) as dashboard:
         assert 'id="votes-done">0<' in receive_progress(dashboard)
 
-        status, lease, _ = api(
-            prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={}
-        )
+        status, lease, _ = api(prod, "POST", f"/api/projects/{project['id']}/next/", token=annotator, data={})
         assert status == 200 and lease["assignment"], lease
         assignment = lease["assignment"]["assignment_id"]
         vote = {"choice": "a", "rationale": "A adds up.", "time_spent_ms": 4200}
@@ -181,16 +161,14 @@ def test_invited_researcher_and_annotator_vote_through_the_workers(prod):
         assert status == 200 and body["replayed"] is True
 
         stored = Vote.objects.get(idempotency_key=key)
-        assert (
-            stored.annotator.username,
-            stored.choice,
-            stored.rationale,
-            stored.assignment_id,
-        ) == ("smoke-annotator", "a", "A adds up.", assignment)
-        assert Vote.objects.filter(annotator__username="smoke-annotator").count() == 1
-        status, votes, _ = api(
-            prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher
+        assert (stored.annotator.username, stored.choice, stored.rationale, stored.assignment_id) == (
+            "smoke-annotator",
+            "a",
+            "A adds up.",
+            assignment,
         )
+        assert Vote.objects.filter(annotator__username="smoke-annotator").count() == 1
+        status, votes, _ = api(prod, "GET", f"/api/projects/{project['id']}/votes/", token=researcher)
         assert status == 200 and votes["count"] == 1
         while 'id="votes-done">1<' not in receive_progress(dashboard):
             pass
@@ -209,10 +187,7 @@ def dashboard_socket(prod: Server, username: str, project_id: int):
         f"ws://127.0.0.1:{prod.port}/ws/projects/{project_id}/progress/",
         origin=browser.origin,
         proxy=None,
-        additional_headers={
-            "Cookie": f"sessionid={browser.cookies['sessionid']}",
-            "X-Forwarded-Proto": "https",
-        },
+        additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", "X-Forwarded-Proto": "https"},
         open_timeout=10,
     )
 
@@ -253,11 +228,7 @@ def test_pages_carry_the_security_headers(prod):
     status, headers, body = prod.request(
         "GET", stylesheet, headers={"X-Forwarded-Proto": "https", "Accept-Encoding": "gzip"}
     )
-    assert (
-        status == 200
-        and headers["Content-Encoding"] == "gzip"
-        and "immutable" in headers["Cache-Control"]
-    )
+    assert status == 200 and headers["Content-Encoding"] == "gzip" and "immutable" in headers["Cache-Control"]
     # Plain HTTP (nothing said it came through TLS) is sent to HTTPS.
     status, headers, _ = prod.request("GET", "/login/")
     assert status == 301 and headers["Location"] == f"https://127.0.0.1:{prod.port}/login/"
@@ -266,9 +237,7 @@ def test_pages_carry_the_security_headers(prod):
 def test_error_pages_leak_no_stack_trace_or_settings(prod):
     answers = [
         prod.request("GET", "/no/such/page/", headers={"X-Forwarded-Proto": "https"}),
-        prod.request(
-            "GET", "/login/", host="evil.example.org", headers={"X-Forwarded-Proto": "https"}
-        ),
+        prod.request("GET", "/login/", host="evil.example.org", headers={"X-Forwarded-Proto": "https"}),
         prod.request(
             "POST",
             "/api/auth/token/",
@@ -298,17 +267,13 @@ def test_login_lockout_holds_across_workers(prod):
     make_user("smoke-locked")
     make_user("smoke-other")
     for _ in range(5):  # two workers answer these; the counter lives in Redis
-        status, body, _ = api(
-            prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": "guess"}
-        )
+        status, body, _ = api(prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": "guess"})
         assert status in (400, 429)
     assert status == 429, "the fifth failure locks"
     status, body, headers = api(
         prod, "POST", "/api/auth/token/", form={"username": "smoke-locked", "password": PASSWORD}
     )
-    assert status == 429 and headers["Retry-After"] == "900", (
-        "even the right password is refused while locked"
-    )
+    assert status == 429 and headers["Retry-After"] == "900", "even the right password is refused while locked"
     # The HTML sign-in page refuses too, with its own message.
     browser = Browser(prod)
     _, _, page = browser.get("/login/")
@@ -329,6 +294,4 @@ def make_user(username: str) -> User:
 
 def test_check_deploy_is_clean(prod):
     done = manage(prod.env, "check", "--deploy", "--fail-level", "WARNING", check=False)
-    assert done.returncode == 0 and "System check identified no issues" in done.stdout, (
-        done.stdout + done.stderr
-    )
+    assert done.returncode == 0 and "System check identified no issues" in done.stdout, done.stdout + done.stderr

@@ -16,11 +16,7 @@ FILLER = ("the", "answer", "is", "that", "we", "can", "see", "it", "here", "now"
 
 
 def easy_texts(rng: random.Random, words) -> str:
-    return (
-        " ".join(rng.choice(FILLER) for _ in range(5))
-        + " "
-        + " ".join(rng.choice(words) for _ in range(2))
-    )
+    return " ".join(rng.choice(FILLER) for _ in range(5)) + " " + " ".join(rng.choice(words) for _ in range(2))
 
 
 @pytest.fixture
@@ -31,8 +27,7 @@ def easy_pairs():
     rng = random.Random(0)
     return [
         PreferencePair(
-            prompt=f"question {i}: "
-            + " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 60))),
+            prompt=f"question {i}: " + " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 60))),
             chosen=easy_texts(rng, GOOD),
             rejected=easy_texts(rng, BAD),
             group=str(i),
@@ -57,9 +52,7 @@ def model_dir(settings, tmp_path):
     return settings.PREFLOOP_REWARD_MODEL_DIR
 
 
-def vote_imported(
-    comparison, *, winner_position: int = 0, voter: str = "ext-1", strength=None, choice=None
-):
+def vote_imported(comparison, *, winner_position: int = 0, voter: str = "ext-1", strength=None, choice=None):
     """One imported vote on a two-way comparison; the completion at winner_position wins."""
     from annotate.models import Vote
 
@@ -86,9 +79,7 @@ def voted_project(db):
 
     researcher = make_user("res", role=User.Role.RESEARCHER)
     annotator = make_user("ann")
-    project = make_project(
-        name="rm-project", researchers=[researcher], annotators=[annotator], overlap_target=1
-    )
+    project = make_project(name="rm-project", researchers=[researcher], annotators=[annotator], overlap_target=1)
     rng = random.Random(3)
     for comparison in make_comparisons(project, 40):
         first, second = comparison.items.order_by("position")

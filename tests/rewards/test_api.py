@@ -52,9 +52,7 @@ def test_annotators_and_strangers_get_404_everywhere(api, voted_project, ready_v
     for user in (annotator, stranger):
         client = api(user)
         for method, url in urls(ready_version):
-            response = getattr(client, method)(
-                url, {"items": [{"prompt": "x", "response": "y"}]}, format="json"
-            )
+            response = getattr(client, method)(url, {"items": [{"prompt": "x", "response": "y"}]}, format="json")
             assert response.status_code == 404, (user.username, method, url, response.content)
     assert RewardModel.objects.count() == 1
 
@@ -63,9 +61,7 @@ def test_anonymous_requests_are_refused(api, ready_version):
     assert api().get(f"/api/reward-models/{ready_version.pk}/").status_code == 401
 
 
-def test_post_queues_a_training_job_and_returns_the_pending_version(
-    api, voted_project, tiny_model_dir, model_dir
-):
+def test_post_queues_a_training_job_and_returns_the_pending_version(api, voted_project, tiny_model_dir, model_dir):
     from prefloop.jobs.models import Job
 
     project, researcher, _ = voted_project
@@ -77,9 +73,7 @@ def test_post_queues_a_training_job_and_returns_the_pending_version(
     assert response.status_code == 202, response.content
     body = response.json()
     job = Job.objects.get(pk=body["job_id"])
-    assert job.kind == "train_reward_model" and job.params == {
-        "reward_model_id": body["reward_model"]["id"]
-    }
+    assert job.kind == "train_reward_model" and job.params == {"reward_model_id": body["reward_model"]["id"]}
     assert body["reward_model"]["status"] == "queued" and body["reward_model"]["job_id"] == job.pk
     assert body["reward_model"]["options"]["ties"] == "equal"
 
@@ -109,9 +103,7 @@ def test_make_current(api, voted_project, ready_version):
 def test_scoring_items_returns_one_float_per_item(api, voted_project, ready_version):
     _, researcher, _ = voted_project
     items = [{"prompt": f"question {i}", "response": "great helpful " * i} for i in range(5)]
-    response = api(researcher).post(
-        f"/api/reward-models/{ready_version.pk}/score/", {"items": items}, format="json"
-    )
+    response = api(researcher).post(f"/api/reward-models/{ready_version.pk}/score/", {"items": items}, format="json")
     assert response.status_code == 200, response.content
     scores = response.json()["scores"]
     assert len(scores) == 5 and all(isinstance(s, float) for s in scores)
@@ -119,26 +111,18 @@ def test_scoring_items_returns_one_float_per_item(api, voted_project, ready_vers
 
 def test_scoring_completion_ids_keeps_their_order(api, voted_project, ready_version):
     project, researcher, _ = voted_project
-    ids = list(
-        Completion.objects.filter(prompt__project=project)
-        .order_by("id")
-        .values_list("id", flat=True)[:6]
-    )
+    ids = list(Completion.objects.filter(prompt__project=project).order_by("id").values_list("id", flat=True)[:6])
     client = api(researcher)
     forward = client.post(
         f"/api/reward-models/{ready_version.pk}/score/", {"completion_ids": ids}, format="json"
     ).json()["scores"]
     backward = client.post(
-        f"/api/reward-models/{ready_version.pk}/score/",
-        {"completion_ids": ids[::-1]},
-        format="json",
+        f"/api/reward-models/{ready_version.pk}/score/", {"completion_ids": ids[::-1]}, format="json"
     ).json()["scores"]
     assert len(forward) == 6 and forward == pytest.approx(backward[::-1], abs=1e-5)
 
 
-def test_scoring_refuses_other_projects_completions_and_oversized_batches(
-    api, voted_project, ready_version
-):
+def test_scoring_refuses_other_projects_completions_and_oversized_batches(api, voted_project, ready_version):
     from tests.factories import make_comparisons, make_project
 
     _, researcher, _ = voted_project
@@ -156,9 +140,7 @@ def test_a_version_that_is_not_ready_does_not_score(api, voted_project):
     project, researcher, _ = voted_project
     queued = RewardModel.objects.create(project=project, version=1, base_model="tiny")
     response = api(researcher).post(
-        f"/api/reward-models/{queued.pk}/score/",
-        {"items": [{"prompt": "p", "response": "r"}]},
-        format="json",
+        f"/api/reward-models/{queued.pk}/score/", {"items": [{"prompt": "p", "response": "r"}]}, format="json"
     )
     assert response.status_code == 409
 
@@ -171,25 +153,14 @@ def test_settings_toggle_auto_retrain(api, voted_project):
     assert response.status_code == 200 and response.json()["auto_retrain"] is True
 
 
-def test_every_version_reports_its_held_out_accuracy_with_a_wilson_interval_and_size(
-    api, voted_project, ready_version
-):
+def test_every_version_reports_its_held_out_accuracy_with_a_wilson_interval_and_size(api, voted_project, ready_version):
     from rewards.ml.metrics import wilson_interval
 
     project, researcher, _ = voted_project
-    RewardModel.objects.filter(pk=ready_version.pk).update(
-        metrics={"accuracy": 0.75, "pairs": 40}
-    )  # stored before h4
+    RewardModel.objects.filter(pk=ready_version.pk).update(metrics={"accuracy": 0.75, "pairs": 40})  # stored before h4
     listed = api(researcher).get(f"/api/projects/{project.pk}/reward-models/").json()
     held_out = listed[0]["held_out"]
-    assert (
-        held_out["accuracy"] == 0.75
-        and held_out["pairs"] == 40
-        and held_out["interval"] == "wilson-95"
-    )
-    assert (
-        held_out["accuracy_ci"] == pytest.approx(list(wilson_interval(30, 40)))
-        and held_out["above_chance"] is True
-    )
+    assert held_out["accuracy"] == 0.75 and held_out["pairs"] == 40 and held_out["interval"] == "wilson-95"
+    assert held_out["accuracy_ci"] == pytest.approx(list(wilson_interval(30, 40))) and held_out["above_chance"] is True
     queued = RewardModel.objects.create(project=project, version=2, base_model="tiny")
     assert api(researcher).get(f"/api/reward-models/{queued.pk}/").json()["held_out"] is None

@@ -22,16 +22,14 @@ def test_artifact_round_trip_scores_the_same(tiny_model_dir, tmp_path):
     prompts, responses = ["hello there", "what is 2+2?"], ["general kenobi", "four"]
     before = RewardScorer(model=model, tokenizer=tokenizer, max_length=64).score(prompts, responses)
     loaded, loaded_tokenizer, meta = load_artifact(folder)
-    after = RewardScorer(
-        model=loaded, tokenizer=loaded_tokenizer, max_length=meta["max_length"]
-    ).score(prompts, responses)
+    after = RewardScorer(model=loaded, tokenizer=loaded_tokenizer, max_length=meta["max_length"]).score(
+        prompts, responses
+    )
     assert after == pytest.approx(before, abs=1e-6)
     assert RewardScorer(folder).score(prompts, responses) == pytest.approx(before, abs=1e-6)
 
 
-def test_a_folder_with_pickle_weights_is_refused_before_anything_is_unpickled(
-    tiny_model_dir, tmp_path, monkeypatch
-):
+def test_a_folder_with_pickle_weights_is_refused_before_anything_is_unpickled(tiny_model_dir, tmp_path, monkeypatch):
     import shutil
 
     import torch

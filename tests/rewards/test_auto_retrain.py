@@ -32,9 +32,7 @@ def vote_next(annotator, project, key):
     )
 
 
-def test_the_last_vote_of_a_round_enqueues_one_training_job(
-    round_project, django_capture_on_commit_callbacks
-):
+def test_the_last_vote_of_a_round_enqueues_one_training_job(round_project, django_capture_on_commit_callbacks):
     from prefloop.jobs.models import Job
 
     project, annotator = round_project
@@ -46,12 +44,7 @@ def test_the_last_vote_of_a_round_enqueues_one_training_job(
         assert RewardModel.objects.filter(project=project).count() == expected
     version = RewardModel.objects.get(project=project)
     assert version.trigger == "auto:round-0" and version.status == RewardModel.Status.QUEUED
-    assert (
-        Job.objects.filter(
-            kind="train_reward_model", params={"reward_model_id": version.pk}
-        ).count()
-        == 1
-    )
+    assert Job.objects.filter(kind="train_reward_model", params={"reward_model_id": version.pk}).count() == 1
     assert RetrainTrigger.objects.get(project=project, round=0).reward_model == version
 
 

@@ -35,9 +35,7 @@ def test_the_held_out_split_is_fixed_by_the_first_version_and_shared_by_later_on
         "fraction": 0.25,
         "fixed_by_version": 1,
     }
-    second = train(
-        project, tiny_model_dir, eval_fraction=0.5
-    )  # asks for another split: the project's wins
+    second = train(project, tiny_model_dir, eval_fraction=0.5)  # asks for another split: the project's wins
     for version in (first, second):
         split = version.data_snapshot["split"]
         assert split["fraction"] == 0.25 and split["salt"] == fixed["salt"]
@@ -50,9 +48,7 @@ def test_the_held_out_split_is_fixed_by_the_first_version_and_shared_by_later_on
     assert first.metrics["accuracy_ci"] == pytest.approx(
         list(wilson_interval(first.metrics["accuracy"] * pairs, pairs))
     )
-    assert (
-        first.data_snapshot["sha256"] == second.data_snapshot["sha256"]
-    )  # the same pairs on the same sides
+    assert first.data_snapshot["sha256"] == second.data_snapshot["sha256"]  # the same pairs on the same sides
 
 
 @pytest.mark.slow
@@ -64,9 +60,7 @@ def test_a_bounded_version_trains_on_the_new_round_plus_a_replay_sample_from_the
     newest = Comparison.objects.filter(project=project).order_by("id")[30:]
     Comparison.objects.filter(pk__in=[c.pk for c in newest]).update(round=1)
     # lr ≈ 0: a warm-started model keeps the previous version's scores; one from the base model would not.
-    bounded = train(
-        project, tiny_model_dir, rounds=[1], replay_pairs=5, warm_start=True, lr=1e-12, max_steps=1
-    )
+    bounded = train(project, tiny_model_dir, rounds=[1], replay_pairs=5, warm_start=True, lr=1e-12, max_steps=1)
     selection = bounded.data_snapshot["selection"]
     split = bounded.data_snapshot["split"]
     assert selection["rounds"] == [1] and selection["replay_pairs"] == 5
@@ -95,14 +89,8 @@ def test_a_warm_start_without_a_previous_version_says_it_started_from_the_base_m
     "options,message",
     [
         ({"replay_pairs": 10}, "replay_pairs needs rounds"),
-        (
-            {"rounds": [1], "replay_pairs": -1},
-            "replay_pairs must be an integer between 0 and 50000",
-        ),
-        (
-            {"rounds": [1], "replay_pairs": 10**9},
-            "replay_pairs must be an integer between 0 and 50000",
-        ),
+        ({"rounds": [1], "replay_pairs": -1}, "replay_pairs must be an integer between 0 and 50000"),
+        ({"rounds": [1], "replay_pairs": 10**9}, "replay_pairs must be an integer between 0 and 50000"),
         ({"rounds": [1], "max_new_pairs": "many"}, "max_new_pairs must be an integer"),
         ({"warm_start": "yes"}, "warm_start must be true or false"),
     ],

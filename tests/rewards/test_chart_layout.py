@@ -11,9 +11,7 @@ from training.charts import loop_charts  # noqa: F401  (the loop page's charts a
 def _texts(svg: str) -> list[tuple[float, float, str, str]]:
     return [
         (float(x), float(y), cls, text)
-        for x, y, cls, text in re.findall(
-            r'<text x="([\d.]+)" y="([\d.]+)"[^>]*class="([^"]+)">([^<]*)</text>', svg
-        )
+        for x, y, cls, text in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*class="([^"]+)">([^<]*)</text>', svg)
     ]
 
 
@@ -26,10 +24,7 @@ def _overlaps(svg: str) -> bool:
 
 
 def test_a_long_title_puts_the_legend_on_its_own_line():
-    svg = line_chart(
-        [Series("policy after each round", [(0, 1.0), (1, 2.0)])],
-        title="mean reward vs KL(π‖π_ref)",
-    )
+    svg = line_chart([Series("policy after each round", [(0, 1.0), (1, 2.0)])], title="mean reward vs KL(π‖π_ref)")
     assert not _overlaps(svg)
     legend_y = {y for _, y, cls, _ in _texts(svg) if "chart-legend" in cls}
     assert legend_y == {34.0}, "below the title line"
@@ -42,10 +37,5 @@ def test_a_short_title_keeps_the_legend_beside_it():
 
 
 def test_two_series_legend_with_a_long_title_does_not_overlap():
-    series = [
-        Series("policy n", [(0, 0.4), (1, 0.6)]),
-        Series("reference policy", [(0, 0.5), (1, 0.5)]),
-    ]
-    assert not _overlaps(
-        line_chart(series, title="win rate against the reference", y_range=(0.0, 1.0))
-    )
+    series = [Series("policy n", [(0, 0.4), (1, 0.6)]), Series("reference policy", [(0, 0.5), (1, 0.5)])]
+    assert not _overlaps(line_chart(series, title="win rate against the reference", y_range=(0.0, 1.0)))

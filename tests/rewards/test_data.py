@@ -51,9 +51,7 @@ def test_real_hh_pairs_are_truncated_never_dropped(db, real_data, minilm_tokeniz
     assert all(p.prompt.endswith("\n\nAssistant:") for p in pairs)
 
     stats = TruncationStats()
-    encoded = encode_pairs(
-        minilm_tokenizer, pairs, max_length=128, min_prompt_tokens=32, stats=stats
-    )
+    encoded = encode_pairs(minilm_tokenizer, pairs, max_length=128, min_prompt_tokens=32, stats=stats)
     assert len(encoded) == len(pairs) and stats.dropped == 0
     assert max(e.length for e in encoded) <= 128
     assert stats.prompt_truncated > 0.2 * stats.sequences  # HH dialogues are long at 128 tokens
@@ -83,14 +81,10 @@ def test_collated_batch_holds_chosen_rows_then_rejected_rows(minilm_tokenizer):
     encoded = encode_pairs(minilm_tokenizer, pairs, max_length=64)
     batch = PairCollator(minilm_tokenizer.pad_token_id)(encoded)
     assert batch["input_ids"].shape[0] == 4 and batch["margin"].shape == (2,)
-    assert batch["input_ids"].shape[1] == max(
-        len(s) for e in encoded for s in (e.chosen, e.rejected)
-    )
+    assert batch["input_ids"].shape[1] == max(len(s) for e in encoded for s in (e.chosen, e.rejected))
     assert batch["input_ids"][0, : len(encoded[0].chosen)].tolist() == encoded[0].chosen
     assert batch["input_ids"][2, : len(encoded[0].rejected)].tolist() == encoded[0].rejected
-    assert batch["attention_mask"].sum().item() == sum(
-        len(s) for e in encoded for s in (e.chosen, e.rejected)
-    )
+    assert batch["attention_mask"].sum().item() == sum(len(s) for e in encoded for s in (e.chosen, e.rejected))
 
 
 def test_length_buckets_cut_padding_and_cover_every_pair_once():

@@ -69,9 +69,7 @@ def test_a_decoder_score_ignores_padding_and_reads_the_last_real_token(arch, sid
         extra = sequence_scores(model, *padded([row], pad, side=side, extra=7)).item()
         changed = sequence_scores(model, *padded([words + [words[0]]], pad, side=side)).item()
         unpadded = model(input_ids=torch.tensor([row])).logits[0, 0].item()
-    if (
-        not pad_is_eos
-    ):  # HF's own reading of an unpadded row agrees (with pad == eos it skips the eos: below)
+    if not pad_is_eos:  # HF's own reading of an unpadded row agrees (with pad == eos it skips the eos: below)
         assert alone == pytest.approx(unpadded, abs=1e-5)
     assert beside_short == pytest.approx(alone, abs=1e-5)
     assert extra == pytest.approx(alone, abs=1e-5)
@@ -96,9 +94,7 @@ def test_an_encoder_reward_model_keeps_its_pooled_output(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     enc = tokenizer(["a river", "the moon is full of light"], padding=True, return_tensors="pt")
     with torch.no_grad():
-        ours = sequence_scores(
-            model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
-        )
+        ours = sequence_scores(model, enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
         theirs = model(**enc).logits.squeeze(-1)
     assert torch.allclose(ours, theirs)
 
@@ -133,16 +129,10 @@ def test_a_decoder_reward_model_trains_with_lora_and_saves_a_merged_classifier(t
     )
     result = train_reward_model(config, pairs, output_dir=tmp_path / "rm")
     folder = Path(result.artifact_path)
-    assert (folder / "model.safetensors").is_file() and not (
-        folder / "adapter_config.json"
-    ).exists()
+    assert (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").exists()
     scorer = RewardScorer(folder)
-    chosen, rejected = scorer.score(
-        [list(pairs[0].messages)] * 2, [pairs[0].chosen, pairs[0].rejected]
-    )
-    assert (
-        chosen > rejected
-    )  # it learnt the pairs, through the adapters, and the merged weights keep it
+    chosen, rejected = scorer.score([list(pairs[0].messages)] * 2, [pairs[0].chosen, pairs[0].rejected])
+    assert chosen > rejected  # it learnt the pairs, through the adapters, and the merged weights keep it
     assert config.as_dict()["lora"]["target_modules"] == ("q_proj", "v_proj")
 
 

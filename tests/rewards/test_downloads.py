@@ -20,9 +20,7 @@ HOSTILE = '<script>alert(1)</script> "x" & y'
 
 
 def attachment_name(response) -> str:
-    match = re.fullmatch(
-        r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"]
-    )
+    match = re.fullmatch(r'attachment; filename="([A-Za-z0-9._-]+)"', response["Content-Disposition"])
     assert match, response["Content-Disposition"]
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Security-Policy"] == "default-src 'none'"
@@ -54,20 +52,10 @@ def setup(tmp_path, client):
         "eval": [{"step": 9, "loss": 0.3, "accuracy": 0.8}],
     }
     reward_model = RewardModel.objects.create(
-        project=project,
-        version=3,
-        base_model="tiny",
-        status="ready",
-        artifact_path=str(folder),
-        curves=curves,
+        project=project, version=3, base_model="tiny", status="ready", artifact_path=str(folder), curves=curves
     )
     policy = Policy.objects.create(
-        project=project,
-        version=2,
-        name=HOSTILE,
-        method="base",
-        status="ready",
-        artifact_path=str(folder),
+        project=project, version=2, name=HOSTILE, method="base", status="ready", artifact_path=str(folder)
     )
     Loop.objects.create(project=project, reference=policy, current=policy)
     Round.objects.create(
@@ -107,10 +95,7 @@ def test_a_reward_model_and_a_policy_download_as_zips_without_following_links(se
         assert attachment_name(response) == name
         archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
         root = name.removesuffix(".zip")
-        assert sorted(archive.namelist()) == [
-            f"{root}/config.json",
-            f"{root}/sub/model.safetensors",
-        ]
+        assert sorted(archive.namelist()) == [f"{root}/config.json", f"{root}/sub/model.safetensors"]
         assert archive.read(f"{root}/sub/model.safetensors") == b"\0weights" * 100
 
 
@@ -128,15 +113,9 @@ def test_charts_download_as_standalone_svg_files(setup, path, chart):
     response = client.get(f"/projects/{project.pk}/" + path.format(rm=reward_model.pk))
     assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
     assert attachment_name(response) == f"prefloop-script-alert-1-script-x-y-{chart}.svg"
-    svg = ElementTree.fromstring(
-        response.content
-    )  # well-formed XML, an SVG root, nothing executable
+    svg = ElementTree.fromstring(response.content)  # well-formed XML, an SVG root, nothing executable
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
-    assert not [
-        e
-        for e in svg.iter()
-        if e.tag.endswith("script") or any(a.startswith("on") for a in e.attrib)
-    ]
+    assert not [e for e in svg.iter() if e.tag.endswith("script") or any(a.startswith("on") for a in e.attrib)]
 
 
 def test_downloads_are_for_the_projects_researchers_and_existing_things_only(setup, client):
@@ -157,16 +136,9 @@ def test_unknown_charts_and_unfinished_versions_are_not_found(setup):
     client, project, reward_model, policy, _ = setup
     assert client.get(f"/projects/{project.pk}/loop/charts/secret.svg").status_code == 404
     RewardModel.objects.filter(pk=reward_model.pk).update(status="training")
-    assert (
-        client.get(
-            f"/projects/{project.pk}/reward-models/{reward_model.pk}/artifact.zip"
-        ).status_code
-        == 404
-    )
+    assert client.get(f"/projects/{project.pk}/reward-models/{reward_model.pk}/artifact.zip").status_code == 404
     Policy.objects.filter(pk=policy.pk).update(artifact_path="/nonexistent/policy")
-    assert (
-        client.get(f"/projects/{project.pk}/policies/{policy.pk}/artifact.zip").status_code == 410
-    )
+    assert client.get(f"/projects/{project.pk}/policies/{policy.pk}/artifact.zip").status_code == 410
 
 
 def test_a_model_folder_above_the_download_limit_is_refused(setup, settings):
@@ -181,9 +153,6 @@ def test_the_pages_link_every_download(setup):
     rewards_page = client.get(f"/projects/{project.pk}/reward-models/").content.decode()
     loop_page = client.get(f"/projects/{project.pk}/loop/").content.decode()
     assert f"/projects/{project.pk}/reward-models/{reward_model.pk}/artifact.zip" in rewards_page
-    assert (
-        f"/projects/{project.pk}/reward-models/{reward_model.pk}/charts/accuracy.svg"
-        in rewards_page
-    )
+    assert f"/projects/{project.pk}/reward-models/{reward_model.pk}/charts/accuracy.svg" in rewards_page
     assert f"/projects/{project.pk}/policies/{policy.pk}/artifact.zip" in loop_page
     assert f"/projects/{project.pk}/loop/charts/length.svg" in loop_page

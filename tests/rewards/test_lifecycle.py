@@ -15,26 +15,16 @@ from tests.rewards.conftest import tiny_options
 pytestmark = pytest.mark.django_db
 
 
-def test_a_request_creates_the_next_queued_version_with_its_data_filters(
-    voted_project, tiny_model_dir, model_dir
-):
+def test_a_request_creates_the_next_queued_version_with_its_data_filters(voted_project, tiny_model_dir, model_dir):
     project, researcher, _ = voted_project
     first, _ = services.request_training(
-        project=project,
-        user=researcher,
-        options=tiny_options(tiny_model_dir, rounds=[0]),
-        enqueue=False,
+        project=project, user=researcher, options=tiny_options(tiny_model_dir, rounds=[0]), enqueue=False
     )
-    second, _ = services.request_training(
-        project=project, options=tiny_options(tiny_model_dir), enqueue=False
-    )
+    second, _ = services.request_training(project=project, options=tiny_options(tiny_model_dir), enqueue=False)
     assert (first.version, second.version) == (1, 2)
     assert first.status == RewardModel.Status.QUEUED
     assert first.options["max_length"] == 64 and first.options["ties"] == "drop"
-    assert (
-        first.data_snapshot["filters"]["rounds"] == [0]
-        and "until" in first.data_snapshot["filters"]
-    )
+    assert first.data_snapshot["filters"]["rounds"] == [0] and "until" in first.data_snapshot["filters"]
 
 
 def test_unknown_options_are_refused(voted_project):
@@ -46,13 +36,9 @@ def test_unknown_options_are_refused(voted_project):
 
 
 @pytest.mark.slow
-def test_a_finished_run_is_ready_with_metrics_curves_snapshot_and_artifact(
-    voted_project, tiny_model_dir, model_dir
-):
+def test_a_finished_run_is_ready_with_metrics_curves_snapshot_and_artifact(voted_project, tiny_model_dir, model_dir):
     project, _, _ = voted_project
-    queued, _ = services.request_training(
-        project=project, options=tiny_options(tiny_model_dir), enqueue=False
-    )
+    queued, _ = services.request_training(project=project, options=tiny_options(tiny_model_dir), enqueue=False)
     ready = services.run_training(reward_model_id=queued.pk)
     assert ready.status == RewardModel.Status.READY and ready.finished_at
     assert Path(ready.artifact_path, "model.safetensors").is_file()
@@ -60,11 +46,7 @@ def test_a_finished_run_is_ready_with_metrics_curves_snapshot_and_artifact(
     assert 0 <= ready.metrics["accuracy"] <= 1 and ready.metrics["steps"] == 4
     assert len(ready.curves["train"]) == 4
     snapshot = ready.data_snapshot
-    assert (
-        snapshot["pairs"] == 40
-        and len(snapshot["pair_ids"]) == 40
-        and len(snapshot["sha256"]) == 64
-    )
+    assert snapshot["pairs"] == 40 and len(snapshot["pair_ids"]) == 40 and len(snapshot["sha256"]) == 64
     assert snapshot["split"]["train"] + snapshot["split"]["held_out"] == 40
 
 
@@ -75,9 +57,7 @@ def test_a_crash_while_saving_leaves_the_version_failed_and_no_artifact(
     import rewards.ml.artifact as artifact
 
     project, _, _ = voted_project
-    queued, _ = services.request_training(
-        project=project, options=tiny_options(tiny_model_dir), enqueue=False
-    )
+    queued, _ = services.request_training(project=project, options=tiny_options(tiny_model_dir), enqueue=False)
 
     def crash(path, *args, **kwargs):
         raise OSError("disk full")
@@ -94,9 +74,7 @@ def test_a_crash_while_saving_leaves_the_version_failed_and_no_artifact(
 def test_an_exception_in_the_engine_fails_the_version(voted_project, tiny_model_dir, model_dir):
     project, _, _ = voted_project
     missing = tiny_model_dir.parent / "no-such-model"  # inside the allowed roots, but not there
-    queued, _ = services.request_training(
-        project=project, options=tiny_options(missing), enqueue=False
-    )
+    queued, _ = services.request_training(project=project, options=tiny_options(missing), enqueue=False)
     with pytest.raises(Exception):  # noqa: B017  (whatever the engine raises: the version's state is the point)
         services.run_training(reward_model_id=queued.pk)
     queued.refresh_from_db()
@@ -131,9 +109,7 @@ def test_only_one_version_per_project_is_current(voted_project):
     services.mark_current(reward_model=two)
     assert list(RewardModel.objects.filter(is_current=True)) == [two]
     with pytest.raises(IntegrityError), transaction.atomic():
-        RewardModel.objects.filter(pk=one.pk).update(
-            is_current=True
-        )  # the database refuses a second
+        RewardModel.objects.filter(pk=one.pk).update(is_current=True)  # the database refuses a second
 
 
 def test_a_version_that_is_not_ready_cannot_be_current(voted_project):
@@ -148,15 +124,11 @@ def test_a_version_that_is_not_ready_cannot_be_current(voted_project):
 def test_ready_without_an_artifact_is_refused_by_the_database(voted_project):
     project, _, _ = voted_project
     with pytest.raises(IntegrityError), transaction.atomic():
-        RewardModel.objects.create(
-            project=project, version=1, base_model="tiny", status=RewardModel.Status.READY
-        )
+        RewardModel.objects.create(project=project, version=1, base_model="tiny", status=RewardModel.Status.READY)
 
 
 def test_the_next_version_names_the_current_one_as_parent(voted_project, tiny_model_dir):
     project, _, _ = voted_project
     services.mark_current(reward_model=_ready_version(project, 1))
-    child, _ = services.request_training(
-        project=project, options=tiny_options(tiny_model_dir), enqueue=False
-    )
+    child, _ = services.request_training(project=project, options=tiny_options(tiny_model_dir), enqueue=False)
     assert child.parent.version == 1 and child.version == 2

@@ -24,17 +24,11 @@ def test_bt_loss_is_the_mean_negative_log_sigmoid_of_the_reward_gap():
 
 
 def test_equal_rewards_cost_log_two():
-    assert bradley_terry_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(
-        math.log(2), rel=1e-6
-    )
+    assert bradley_terry_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_a_margin_is_subtracted_from_the_gap():
-    chosen, rejected, margin = (
-        torch.tensor([2.0, 0.0]),
-        torch.tensor([1.0, 0.0]),
-        torch.tensor([0.5, 1.0]),
-    )
+    chosen, rejected, margin = (torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([0.5, 1.0]))
     expected = -(log_sigmoid(1.0 - 0.5) + log_sigmoid(0.0 - 1.0)) / 2
     assert bradley_terry_loss(chosen, rejected, margin).item() == pytest.approx(expected, rel=1e-6)
     assert bradley_terry_loss(chosen, rejected, margin) > bradley_terry_loss(chosen, rejected)
@@ -59,9 +53,7 @@ def test_preference_loss_mixes_preferences_and_ties_per_pair():
     chosen, rejected = torch.tensor([2.0, 1.0]), torch.tensor([0.0, 0.0])
     tie, margin = torch.tensor([False, True]), torch.tensor([0.5, 0.9])
     expected = (-log_sigmoid(2.0 - 0.5) - 0.5 * (log_sigmoid(1.0) + log_sigmoid(-1.0))) / 2
-    assert preference_loss(chosen, rejected, margin=margin, tie=tie).item() == pytest.approx(
-        expected, rel=1e-6
-    )
+    assert preference_loss(chosen, rejected, margin=margin, tie=tie).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_gradients_push_chosen_up_and_rejected_down():

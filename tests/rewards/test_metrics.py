@@ -27,17 +27,11 @@ def test_a_model_right_as_often_as_it_says_is_calibrated():
 
 def test_reward_metrics_split_by_category_and_leave_ties_out_of_accuracy():
     metrics = reward_metrics(
-        [1.0, 0.0, 2.0, 0.5],
-        [0.0, 1.0, 1.0, 0.5],
-        ties=[False, False, False, True],
-        categories=["x", "x", "y", "y"],
+        [1.0, 0.0, 2.0, 0.5], [0.0, 1.0, 1.0, 0.5], ties=[False, False, False, True], categories=["x", "x", "y", "y"]
     )
     assert metrics["pairs"] == 3 and metrics["tie_pairs"] == 1
     assert metrics["accuracy"] == pytest.approx(2 / 3)
-    assert metrics["accuracy_by_category"] == {
-        "x": {"pairs": 2, "accuracy": 0.5},
-        "y": {"pairs": 1, "accuracy": 1.0},
-    }
+    assert metrics["accuracy_by_category"] == {"x": {"pairs": 2, "accuracy": 0.5}, "y": {"pairs": 1, "accuracy": 1.0}}
     assert metrics["reward_mean"] == pytest.approx(0.75)
 
 
@@ -51,14 +45,10 @@ def test_wilson_interval_matches_a_hand_computation():
     half = z * math.sqrt(0.575 * 0.425 / 40 + z * z / 6400) / (1 + z * z / 40)
     low, high = wilson_interval(23, 40)
     assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
-    assert (low, high) == pytest.approx(
-        (0.4220, 0.7149), abs=1e-4
-    )  # the 0.575 on 40 pairs includes ½
+    assert (low, high) == pytest.approx((0.4220, 0.7149), abs=1e-4)  # the 0.575 on 40 pairs includes ½
 
 
-@pytest.mark.parametrize(
-    "k,n", [(0, 1), (1, 1), (0, 10), (7, 10), (10, 10), (17, 34), (380, 400), (1, 1000)]
-)
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (7, 10), (10, 10), (17, 34), (380, 400), (1, 1000)])
 def test_wilson_interval_agrees_with_scipy(k, n):
     from scipy.stats import binomtest
 
@@ -81,8 +71,5 @@ def test_reward_metrics_report_the_interval_over_the_held_out_pairs():
     assert metrics["pairs"] == 40 and metrics["accuracy"] == 0.75
     from rewards.ml.metrics import wilson_interval
 
-    assert (
-        metrics["accuracy_ci"] == list(wilson_interval(30, 40))
-        and metrics["accuracy_ci_method"] == "wilson-95"
-    )
+    assert metrics["accuracy_ci"] == list(wilson_interval(30, 40)) and metrics["accuracy_ci_method"] == "wilson-95"
     assert metrics["accuracy_ci"][0] > 0.5

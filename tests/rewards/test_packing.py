@@ -15,9 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def config(tiny_model_dir, **overrides) -> RewardTrainConfig:
-    base = dict(
-        base_model=str(tiny_model_dir), max_length=64, lr=5e-3, batch_size=8, seed=0, packing=True
-    )
+    base = dict(base_model=str(tiny_model_dir), max_length=64, lr=5e-3, batch_size=8, seed=0, packing=True)
     return RewardTrainConfig(**{**base, **overrides})
 
 
@@ -26,9 +24,7 @@ def model_and_batch(tiny_model_dir, easy_pairs):
     from rewards.ml.train import load_base
 
     model, tokenizer = load_base(config(tiny_model_dir))
-    for (
-        module
-    ) in model.modules():  # as the trainer does (disable_dropout): both paths see the same network
+    for module in model.modules():  # as the trainer does (disable_dropout): both paths see the same network
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     torch.manual_seed(1)
@@ -46,9 +42,7 @@ def _loss_and_grads(model, rewards):
     loss = preference_loss(rewards[:half], rewards[half:])
     model.zero_grad(set_to_none=True)
     loss.backward()
-    return loss.item(), {
-        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
-    }
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def test_a_packed_batch_gives_the_padded_batch_s_rewards_loss_and_gradients(model_and_batch):
@@ -57,15 +51,10 @@ def test_a_packed_batch_gives_the_padded_batch_s_rewards_loss_and_gradients(mode
     padded = PairCollator(tokenizer.pad_token_id)(encoded)
     packed = PackedPairCollator()(encoded)
     real = int(padded["attention_mask"].sum())
-    assert (
-        packed["input_ids"].shape == (1, real)
-        and int(packed["slot_tokens"]) == real < padded["input_ids"].numel()
-    )
+    assert packed["input_ids"].shape == (1, real) and int(packed["slot_tokens"]) == real < padded["input_ids"].numel()
 
     model.train()
-    reference = sequence_scores(
-        model, padded["input_ids"], padded["attention_mask"], padded["token_type_ids"]
-    )
+    reference = sequence_scores(model, padded["input_ids"], padded["attention_mask"], padded["token_type_ids"])
     ref_loss, ref_grads = _loss_and_grads(model, reference)
     rewards = packed_sequence_scores(model, packed)
     loss, grads = _loss_and_grads(model, rewards)
@@ -79,9 +68,7 @@ def test_a_packed_batch_gives_the_padded_batch_s_rewards_loss_and_gradients(mode
         # float32 sums in another order: within 1e-3 of the tensor's own scale (e.g. 7e-6 on 0.04)
         scale = ref_grads[name].abs().max().item()
         assert (grad - ref_grads[name]).abs().max().item() <= 1e-3 * scale + 1e-8, name
-    assert (
-        model.config._attn_implementation == "sdpa"
-    )  # the packed attention was swapped in for the call only
+    assert model.config._attn_implementation == "sdpa"  # the packed attention was swapped in for the call only
 
 
 def test_packed_training_follows_the_padded_run_and_drops_no_pair(tiny_model_dir, easy_pairs):
@@ -92,19 +79,14 @@ def test_packed_training_follows_the_padded_run_and_drops_no_pair(tiny_model_dir
     packed = train_reward_model(config(tiny_model_dir, epochs=2), train, held_out)
 
     assert packed.metrics["packed"] is True and padded.metrics["packed"] is False
-    assert (
-        packed.metrics["pairs_trained"] == padded.metrics["pairs_trained"] == 2 * 61
-    )  # count in == count trained
+    assert packed.metrics["pairs_trained"] == padded.metrics["pairs_trained"] == 2 * 61  # count in == count trained
     assert [p["pairs"] for p in packed.curves["train"]][-1] == 122 and packed.steps == 16
     assert packed.metrics["padding_share"] == 0.0 < padded.metrics["padding_share"]
     assert packed.metrics["train_tokens"] == padded.metrics["train_tokens"]
     assert [p["loss"] for p in packed.curves["train"]] == pytest.approx(
         [p["loss"] for p in padded.curves["train"]], abs=1e-4
     )
-    assert (
-        packed.metrics["eval_pairs"] == 40
-        and packed.metrics["accuracy"] == padded.metrics["accuracy"]
-    )
+    assert packed.metrics["eval_pairs"] == 40 and packed.metrics["accuracy"] == padded.metrics["accuracy"]
 
 
 def test_the_same_seed_gives_the_same_packed_run(tiny_model_dir, easy_pairs):
@@ -113,9 +95,7 @@ def test_the_same_seed_gives_the_same_packed_run(tiny_model_dir, easy_pairs):
     cfg = config(tiny_model_dir, max_steps=4)
     first = train_reward_model(cfg, easy_pairs[:64], easy_pairs[64:96])
     second = train_reward_model(cfg, easy_pairs[:64], easy_pairs[64:96])
-    other = train_reward_model(
-        config(tiny_model_dir, max_steps=4, seed=1), easy_pairs[:64], easy_pairs[64:96]
-    )
+    other = train_reward_model(config(tiny_model_dir, max_steps=4, seed=1), easy_pairs[:64], easy_pairs[64:96])
     assert [p["loss"] for p in first.curves["train"]] == [p["loss"] for p in second.curves["train"]]
     assert first.metrics["loss"] == second.metrics["loss"]
     assert [p["loss"] for p in other.curves["train"]] != [p["loss"] for p in first.curves["train"]]
@@ -141,12 +121,7 @@ def test_packing_falls_back_to_padded_batches_where_unsupported(tiny_model_dir, 
     assert not supports_packing(decoder)
     logs: list[str] = []
     result = train_reward_model(
-        config(tiny_model_dir, max_steps=2),
-        easy_pairs[:32],
-        [],
-        model=decoder,
-        tokenizer=tokenizer,
-        log=logs.append,
+        config(tiny_model_dir, max_steps=2), easy_pairs[:32], [], model=decoder, tokenizer=tokenizer, log=logs.append
     )
     assert result.metrics["packed"] is False and result.metrics["padding_share"] > 0
     assert any("packing: not for this model" in line for line in logs)

@@ -57,17 +57,11 @@ def test_the_retrain_button_queues_a_version(client, voted_project, model_dir):
     response = client.post(f"/projects/{project.pk}/reward-models/retrain/")
     assert response.status_code == 302
     queued = RewardModel.objects.get()
-    assert (
-        queued.status == RewardModel.Status.QUEUED
-        and queued.job_id
-        and queued.created_by == researcher
-    )
+    assert queued.status == RewardModel.Status.QUEUED and queued.job_id and queued.created_by == researcher
 
 
 def test_chart_labels_are_escaped():
-    svg = line_chart(
-        [Series("<script>alert(1)</script>", [(0, 1.0), (1, 2.0)])], title='"><img src=x>'
-    )
+    svg = line_chart([Series("<script>alert(1)</script>", [(0, 1.0), (1, 2.0)])], title='"><img src=x>')
     assert "<script>" not in svg and "<img" not in svg and "&lt;script&gt;" in svg
 
 
@@ -75,15 +69,8 @@ def test_the_page_shows_each_versions_interval_and_held_out_size(client, voted_p
     from rewards.ml.metrics import wilson_interval
 
     project, researcher, _ = voted_project
-    version(
-        project,
-        1,
-        metrics={"accuracy": 0.575, "pairs": 40, "accuracy_ci": list(wilson_interval(23, 40))},
-    )
+    version(project, 1, metrics={"accuracy": 0.575, "pairs": 40, "accuracy_ci": list(wilson_interval(23, 40))})
     client.force_login(researcher)
     html = client.get(f"/projects/{project.pk}/reward-models/").content.decode()
-    assert (
-        "held-out acc. [95 % CI]" in html
-        and '<span class="ci chance">[0.422, 0.715]</span>' in html
-    )
+    assert "held-out acc. [95 % CI]" in html and '<span class="ci chance">[0.422, 0.715]</span>' in html
     assert '<td class="num">40</td>' in html

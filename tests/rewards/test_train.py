@@ -12,13 +12,7 @@ pytestmark = pytest.mark.slow
 
 def config(tiny_model_dir, **overrides) -> RewardTrainConfig:
     base = dict(
-        base_model=str(tiny_model_dir),
-        max_length=64,
-        lr=5e-3,
-        batch_size=16,
-        max_steps=20,
-        seed=0,
-        eval_every=10,
+        base_model=str(tiny_model_dir), max_length=64, lr=5e-3, batch_size=16, max_steps=20, seed=0, eval_every=10
     )
     return RewardTrainConfig(**{**base, **overrides})
 
@@ -28,9 +22,7 @@ def test_a_few_steps_on_an_easy_set_lower_the_loss_and_beat_chance(tiny_model_di
 
     train, held_out = split_pairs(easy_pairs, eval_fraction=0.2, seed=0)
     seen = []
-    result = train_reward_model(
-        config(tiny_model_dir), train, held_out, progress=lambda f, m: seen.append(f)
-    )
+    result = train_reward_model(config(tiny_model_dir), train, held_out, progress=lambda f, m: seen.append(f))
     losses = [point["loss"] for point in result.curves["train"]]
     assert len(losses) == result.steps == 20
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
@@ -49,8 +41,7 @@ def test_chosen_and_rejected_share_one_forward_pass(tiny_model_dir, easy_pairs):
     model, tokenizer = load_base(cfg)
     rows = []
     model.register_forward_hook(
-        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
-        with_kwargs=True,
+        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
     )
     train_reward_model(cfg, easy_pairs[:48], [], model=model, tokenizer=tokenizer)
     assert rows == [16, 16, 16]  # 3 steps, each one call over 8 chosen + 8 rejected
@@ -75,9 +66,7 @@ def test_ties_trained_toward_equal_scores_shrink_their_gap(tiny_model_dir, easy_
     # Stage 1 learns kind > rude; stage 2 is told that kind-vs-rude pairs are ties, and the tie
     # term must pull their rewards together again.
     held_out_ties = [replace(p, tie=True) for p in easy_pairs[:40]]
-    first = train_reward_model(
-        config(tiny_model_dir, ties="equal", eval_every=None), easy_pairs[40:220], held_out_ties
-    )
+    first = train_reward_model(config(tiny_model_dir, ties="equal", eval_every=None), easy_pairs[40:220], held_out_ties)
     ties = [replace(p, tie=True) for p in easy_pairs[220:400]]
     second = train_reward_model(
         config(tiny_model_dir, ties="equal", eval_every=None),

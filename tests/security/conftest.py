@@ -92,16 +92,10 @@ def build_world(*, prefix: str = "") -> World:
     admin.refresh_from_db()
     # B's people are also members of... nothing in A; annotator_b annotates B, researcher_b runs B.
     project_a = make_project(
-        name=f"{prefix}Project A",
-        annotators=[annotator_a],
-        researchers=[researcher_a],
-        overlap_target=2,
+        name=f"{prefix}Project A", annotators=[annotator_a], researchers=[researcher_a], overlap_target=2
     )
     project_b = make_project(
-        name=f"{prefix}Project B",
-        annotators=[annotator_b],
-        researchers=[researcher_b],
-        overlap_target=2,
+        name=f"{prefix}Project B", annotators=[annotator_b], researchers=[researcher_b], overlap_target=2
     )
     make_comparisons(project_a, 4)
     make_comparisons(project_b, 2)
@@ -135,16 +129,10 @@ def build_world(*, prefix: str = "") -> World:
     RewardSettings.objects.create(project=project_a)
     # Finished jobs: cancelling them changes nothing, and no worker picks them up.
     job_a = Job.objects.create(
-        kind="selftest.sleep",
-        project=project_a,
-        created_by=researcher_a,
-        status=Job.Status.SUCCEEDED,
+        kind="selftest.sleep", project=project_a, created_by=researcher_a, status=Job.Status.SUCCEEDED
     )
     job_b = Job.objects.create(
-        kind="selftest.sleep",
-        project=project_b,
-        created_by=researcher_b,
-        status=Job.Status.SUCCEEDED,
+        kind="selftest.sleep", project=project_b, created_by=researcher_b, status=Job.Status.SUCCEEDED
     )
     world = World(
         project_a=project_a,

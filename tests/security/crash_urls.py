@@ -18,8 +18,4 @@ def crashing_page(request):
     raise ValueError(f"Traceback leak: {SECRET_SQL}")
 
 
-urlpatterns = [
-    path("api/test-crash/", CrashingApi.as_view()),
-    path("test-crash/", crashing_page),
-    *real_urlpatterns,
-]
+urlpatterns = [path("api/test-crash/", CrashingApi.as_view()), path("test-crash/", crashing_page), *real_urlpatterns]

@@ -117,9 +117,7 @@ def _data_import(w) -> int:
         return 1
     from annotate.models import DataImport
 
-    return DataImport.objects.get_or_create(
-        project=w.project_a, source="a.jsonl", format="pairs-jsonl"
-    )[0].pk
+    return DataImport.objects.get_or_create(project=w.project_a, source="a.jsonl", format="pairs-jsonl")[0].pk
 
 
 ROUTES: dict[str, Route] = {
@@ -143,9 +141,7 @@ ROUTES: dict[str, Route] = {
     "project-comparisons": Route(_project, {"GET": RESEARCHERS_A}),
     "project-votes": Route(_project, {"GET": RESEARCHERS_A}),
     "project-members": Route(
-        _project,
-        {"POST": RESEARCHERS_A},
-        body=lambda w: {"username": w.researcher_b.username, "role": "researcher"},
+        _project, {"POST": RESEARCHERS_A}, body=lambda w: {"username": w.researcher_b.username, "role": "researcher"}
     ),
     "project-imports": Route(_project, {"POST": RESEARCHERS_A}, body=_import_body, multipart=True),
     "project-export": Route(_project, {"GET": RESEARCHERS_A}),
@@ -155,9 +151,7 @@ ROUTES: dict[str, Route] = {
     "project-quality": Route(_project, {"GET": RESEARCHERS_A}),
     "project-leaderboard": Route(_project, {"GET": RESEARCHERS_A}),
     "comparison-gold": Route(
-        lambda w: {"comparison_id": w.comparison_a.pk},
-        {"POST": RESEARCHERS_A},
-        body=lambda w: {"label": "tie"},
+        lambda w: {"comparison_id": w.comparison_a.pk}, {"POST": RESEARCHERS_A}, body=lambda w: {"label": "tie"}
     ),
     "assignment-vote": Route(
         lambda w: {"assignment_id": w.assignment_a.pk},
@@ -165,24 +159,14 @@ ROUTES: dict[str, Route] = {
         body=lambda w: {"choice": "b", "rationale": "forged", "idempotency_key": "matrix-forged"},
     ),
     "reward-model-list": Route(
-        _project,
-        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
-        body=lambda w: {"options": {"max_steps": 1}},
+        _project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, body=lambda w: {"options": {"max_steps": 1}}
     ),
     "reward-settings": Route(
-        _project,
-        {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A},
-        body=lambda w: {"auto_retrain": True},
+        _project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"auto_retrain": True}
     ),
-    "reward-model-import": Route(
-        _project, {"POST": RESEARCHERS_A}, body=lambda w: {"model_path": "../../etc"}
-    ),
-    "reward-model-detail": Route(
-        lambda w: {"reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A}
-    ),
-    "reward-model-make-current": Route(
-        lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}
-    ),
+    "reward-model-import": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"model_path": "../../etc"}),
+    "reward-model-detail": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"GET": RESEARCHERS_A}),
+    "reward-model-make-current": Route(lambda w: {"reward_model_id": w.reward_model_a.pk}, {"POST": RESEARCHERS_A}),
     "reward-model-score": Route(
         lambda w: {"reward_model_id": w.reward_model_a.pk},
         {"POST": RESEARCHERS_A},
@@ -198,20 +182,14 @@ ROUTES: dict[str, Route] = {
         body=lambda w: {"kind": "base", "model_path": "../../etc", "name": "traversal"},
     ),
     "loop": Route(_project, {"GET": RESEARCHERS_A}),
-    "round-list": Route(
-        _project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, body=lambda w: {"method": "dpo"}
-    ),
+    "round-list": Route(_project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, body=lambda w: {"method": "dpo"}),
     "policy-detail": Route(lambda w: {"policy_id": w.extra["policy_a"].pk}, {"GET": RESEARCHERS_A}),
     "round-detail": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"GET": RESEARCHERS_A}),
     "round-advance": Route(
-        lambda w: {"round_id": w.extra["round_a"].pk},
-        {"POST": RESEARCHERS_A},
-        body=lambda w: {"force": True},
+        lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, body=lambda w: {"force": True}
     ),
     "round-cancel": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
-    "round-override-guard": Route(
-        lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}
-    ),
+    "round-override-guard": Route(lambda w: {"round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}),
     # --- web pages --------------------------------------------------------------------------
     "home": Route(lambda w: {}, {"GET": EVERYONE}, kind="page-public", html=True),
     "login": Route(
@@ -239,9 +217,7 @@ ROUTES: dict[str, Route] = {
     "quality": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "reward-models-retrain": Route(_project, {"POST": RESEARCHERS_A}, html=True),
-    "reward-models-import": Route(
-        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}
-    ),
+    "reward-models-import": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
     "reward-models-settings": Route(
         _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"auto_retrain": "on"}
     ),
@@ -259,20 +235,13 @@ ROUTES: dict[str, Route] = {
         read_only=True,
     ),
     "reward-models-chart": Route(
-        lambda w: {
-            "project_id": w.project_a.pk,
-            "reward_model_id": w.reward_model_a.pk,
-            "chart": "loss",
-        },
+        lambda w: {"project_id": w.project_a.pk, "reward_model_id": w.reward_model_a.pk, "chart": "loss"},
         {"GET": RESEARCHERS_A},
         html=True,
         read_only=True,
     ),
     "loop-chart": Route(
-        lambda w: {**_project(w), "chart": "reward_kl"},
-        {"GET": RESEARCHERS_A},
-        html=True,
-        read_only=True,
+        lambda w: {**_project(w), "chart": "reward_kl"}, {"GET": RESEARCHERS_A}, html=True, read_only=True
     ),
     "policy-artifact": Route(
         lambda w: {"project_id": w.project_a.pk, "policy_id": w.extra["policy_a"].pk},
@@ -282,42 +251,26 @@ ROUTES: dict[str, Route] = {
     ),
     "loop-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "loop-status": Route(_project, {"GET": RESEARCHERS_A}, html=True),
-    "loop-start-round": Route(
-        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"method": "dpo"}
-    ),
+    "loop-start-round": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"method": "dpo"}),
     "loop-advance-round": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
-        {"POST": RESEARCHERS_A},
-        html=True,
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-cancel-round": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
-        {"POST": RESEARCHERS_A},
-        html=True,
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-override-guard": Route(
-        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk},
-        {"POST": RESEARCHERS_A},
-        html=True,
+        lambda w: {"project_id": w.project_a.pk, "round_id": w.extra["round_a"].pk}, {"POST": RESEARCHERS_A}, html=True
     ),
     "loop-demo-policy": Route(_project, {"POST": RESEARCHERS_A}, html=True),
-    "loop-register-model": Route(
-        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}
-    ),
+    "loop-register-model": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"model_path": "/etc"}),
     # judging app (LLM-judge AI feedback)
-    "judge-settings": Route(
-        _project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"batch_size": 4}
-    ),
+    "judge-settings": Route(_project, {"GET": RESEARCHERS_A, "PATCH": RESEARCHERS_A}, body=lambda w: {"batch_size": 4}),
     "judge-run": Route(_project, {"POST": RESEARCHERS_A}, body=lambda w: {"round": 0}),
     "judge-agreement": Route(_project, {"GET": RESEARCHERS_A}),
-    "judge-settings-page": Route(
-        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"batch_size": "4"}
-    ),
+    "judge-settings-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"batch_size": "4"}),
     "judge-run-page": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {}),
     # An annotator's corrections, project settings, members and imports (h8)
-    "assignment-skip": Route(
-        lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}
-    ),
+    "assignment-skip": Route(lambda w: {"assignment_id": w.assignment_a.pk}, {"POST": frozenset({"annotator_a"})}),
     "assignment-edit": Route(
         lambda w: {"assignment_id": w.voted_assignment_a.pk},
         {"POST": frozenset({"annotator_a"})},
@@ -355,14 +308,9 @@ ROUTES: dict[str, Route] = {
     "project-imports-page": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "project-records": Route(_project, {"GET": RESEARCHERS_A}, html=True),
     "project-records-export": Route(_project, {"GET": RESEARCHERS_A}, html=True),
-    "project-import-preview": Route(
-        _project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True
-    ),
+    "project-import-preview": Route(_project, {"POST": RESEARCHERS_A}, html=True, body=_import_body, multipart=True),
     "project-import-confirm": Route(
-        _project,
-        {"POST": RESEARCHERS_A},
-        html=True,
-        body=lambda w: {"token": "0" * 32, "pairing": "all"},
+        _project, {"POST": RESEARCHERS_A}, html=True, body=lambda w: {"token": "0" * 32, "pairing": "all"}
     ),
     "project-import-change": Route(
         lambda w: {"project_id": w.project_a.pk, "import_id": _data_import(w)},
@@ -372,10 +320,7 @@ ROUTES: dict[str, Route] = {
     ),
     # Webhooks (prefloop/webhooks): page and REST
     "webhooks-page": Route(
-        _project,
-        {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A},
-        html=True,
-        body=lambda w: WEBHOOK_FORM,
+        _project, {"GET": RESEARCHERS_A, "POST": RESEARCHERS_A}, html=True, body=lambda w: WEBHOOK_FORM
     ),
     "webhook-change": Route(
         lambda w: {"project_id": w.project_a.pk, "webhook_id": _webhook(w)},
@@ -477,10 +422,7 @@ def test_every_route_is_in_the_matrix():
         given = set(ROUTES[found.name].kwargs(_KwargsProbe()))
         if needed - given:
             unfilled.append(f"{found.route}: no value for {sorted(needed - given)}")
-    assert not missing, (
-        "routes missing from tests/security/test_authorization_matrix.py ROUTES:\n"
-        + "\n".join(missing)
-    )
+    assert not missing, "routes missing from tests/security/test_authorization_matrix.py ROUTES:\n" + "\n".join(missing)
     assert not unfilled, "\n".join(unfilled)
 
 
@@ -488,9 +430,7 @@ def test_every_websocket_route_is_in_the_matrix():
     from prefloop.asgi import websocket_urlpatterns
 
     routes = {str(p.pattern) for p in websocket_urlpatterns}
-    assert routes == set(WEBSOCKET_ROUTES), (
-        f"add to WEBSOCKET_ROUTES: {sorted(routes - set(WEBSOCKET_ROUTES))}"
-    )
+    assert routes == set(WEBSOCKET_ROUTES), f"add to WEBSOCKET_ROUTES: {sorted(routes - set(WEBSOCKET_ROUTES))}"
 
 
 class _KwargsProbe:
@@ -530,9 +470,7 @@ def send(client: Client, method: str, url: str, route: Route, w: World):
     if route.multipart:
         return client.post(url, body) if method == "POST" else client.generic(method, url)
     if route.html:
-        return client.generic(
-            method, url, data=_form(body), content_type="application/x-www-form-urlencoded"
-        )
+        return client.generic(method, url, data=_form(body), content_type="application/x-www-form-urlencoded")
     import json
 
     return client.generic(method, url, data=json.dumps(body), content_type="application/json")
@@ -552,12 +490,7 @@ def is_refusal_for_anonymous(response, route: Route) -> bool:
 
 def a_marks(w: World) -> list[str]:
     """Strings that only appear in answers that leak project A."""
-    return [
-        w.project_a.name,
-        w.reward_model_a.artifact_path,
-        f'"id": {w.job_a.pk},',
-        f'"id":{w.job_a.pk},',
-    ]
+    return [w.project_a.name, w.reward_model_a.artifact_path, f'"id": {w.job_a.pk},', f'"id":{w.job_a.pk},']
 
 
 def check_route(name: str, found: Found) -> list[str]:
@@ -583,9 +516,7 @@ def check_route(name: str, found: Found) -> list[str]:
             if before is not None and db_fingerprint() != before:
                 failures.append(f"{where} changed {changed_tables(before, db_fingerprint())}")
             if code in (401, 403, 404, 405):
-                failures.append(
-                    f"{where}, but this visitor may use it (ids must point at real rows)"
-                )
+                failures.append(f"{where}, but this visitor may use it (ids must point at real rows)")
             if route.kind == "collection" and visitor not in MEMBERS_A:
                 body = response.content.decode(errors="replace")
                 leaked = [m for m in a_marks(w) if m in body]
@@ -596,9 +527,7 @@ def check_route(name: str, found: Found) -> list[str]:
             # Public pages may answer other methods like GET (Django's LoginView treats PUT as POST).
             ok = code in (200, 302, 405)
         elif method not in route.allowed:
-            ok = code == 405 or (
-                visitor == "anonymous" and is_refusal_for_anonymous(response, route)
-            )
+            ok = code == 405 or (visitor == "anonymous" and is_refusal_for_anonymous(response, route))
         elif visitor == "anonymous":
             ok = is_refusal_for_anonymous(response, route)
         elif visitor in route.forbidden:
@@ -607,11 +536,7 @@ def check_route(name: str, found: Found) -> list[str]:
             ok = code == 404
         if not ok:
             failures.append(f"{where}, expected a refusal")
-        body = (
-            response.content.decode(errors="replace")
-            if not getattr(response, "streaming", False)
-            else ""
-        )
+        body = response.content.decode(errors="replace") if not getattr(response, "streaming", False) else ""
         if code == 404 and any(m in body for m in a_marks(w)):
             failures.append(f"{where}: the refusal names project A's data")
         after = db_fingerprint()
@@ -639,9 +564,7 @@ def test_ids_of_another_project_behind_your_own_project_id_are_refused():
     failures = []
     for found in app_routes():
         route = ROUTES.get(found.name)
-        ids = [
-            name for name in route_kwargs(found.route) if name.endswith("_id")
-        ]  # a chart name is not A's
+        ids = [name for name in route_kwargs(found.route) if name.endswith("_id")]  # a chart name is not A's
         if route is None or "project_id" not in ids or len(ids) < 2:
             continue
         url = fill(found.route, {**route.kwargs(w), **own})
@@ -673,9 +596,7 @@ def test_admin_site_is_for_staff_only():
         for visitor in ("anonymous", "annotator_a", "annotator_b", "researcher_b", "researcher_a"):
             for method in ("GET", "POST"):
                 before = db_fingerprint()
-                response = getattr(by_visitor[visitor], method.lower())(
-                    url, {"name": "renamed by an attacker"}
-                )
+                response = getattr(by_visitor[visitor], method.lower())(url, {"name": "renamed by an attacker"})
                 if not (response.status_code == 302 and "/admin/login/" in response["Location"]):
                     failures.append(f"{method} {url} as {visitor}: {response.status_code}")
                 if db_fingerprint() != before:

@@ -32,14 +32,10 @@ def lab(api, settings, tmp_path):
     settings.PREFLOOP_JOB_BACKEND = "db"
     researcher = make_user("res", role=User.Role.RESEARCHER)
     project = make_project(researchers=[researcher])
-    folder = write_model_folder(
-        tmp_path / "models", "sft", architecture="GPT2LMHeadModel", model_type="gpt2"
-    )
+    folder = write_model_folder(tmp_path / "models", "sft", architecture="GPT2LMHeadModel", model_type="gpt2")
     client = api(researcher)
     response = client.post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "base", "model_path": str(folder)},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": str(folder)}, format="json"
     )
     assert response.status_code == 201, response.content
     return project, client
@@ -72,13 +68,9 @@ def refused(client, url, body, *, field: str, method: str = "post"):
         ({"max_train_pairs": 10**12}, "max_train_pairs"),
     ],
 )
-def test_reward_training_options_past_their_bound_are_refused_before_a_version_exists(
-    lab, options, field
-):
+def test_reward_training_options_past_their_bound_are_refused_before_a_version_exists(lab, options, field):
     project, client = lab
-    body = refused(
-        client, f"/api/projects/{project.pk}/reward-models/", {"options": options}, field=field
-    )
+    body = refused(client, f"/api/projects/{project.pk}/reward-models/", {"options": options}, field=field)
     assert body["error"] == "invalid_training_options" and body["field"] == field
 
 
@@ -124,15 +116,10 @@ def test_a_deployment_can_lower_a_bound(lab, settings):
     project, client = lab
     settings.PREFLOOP_LIMITS = {"reward.max_steps": 10}
     body = refused(
-        client,
-        f"/api/projects/{project.pk}/reward-models/",
-        {"options": {"max_steps": 11}},
-        field="max_steps",
+        client, f"/api/projects/{project.pk}/reward-models/", {"options": {"max_steps": 11}}, field="max_steps"
     )
     assert "between 0 and 10" in body["detail"]
-    response = client.post(
-        f"/api/projects/{project.pk}/reward-models/", {"options": {"max_steps": 10}}, format="json"
-    )
+    response = client.post(f"/api/projects/{project.pk}/reward-models/", {"options": {"max_steps": 10}}, format="json")
     assert response.status_code == 202, response.content
 
 
@@ -153,16 +140,9 @@ def test_a_deployment_can_lower_a_bound(lab, settings):
         ({"bogus": 1}, "bogus"),
     ],
 )
-def test_a_demo_policy_past_its_bounds_is_refused_before_the_policy_or_its_job_exist(
-    lab, config, field
-):
+def test_a_demo_policy_past_its_bounds_is_refused_before_the_policy_or_its_job_exist(lab, config, field):
     project, client = lab
-    body = refused(
-        client,
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "demo", "config": config},
-        field=field,
-    )
+    body = refused(client, f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": config}, field=field)
     assert body["error"] == "invalid_round_params"
 
 
@@ -171,9 +151,7 @@ def test_a_demo_policy_within_its_bounds_is_queued(lab):
 
     project, client = lab
     response = client.post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "demo", "config": {"n_layer": 2, "n_embd": 64}},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": {"n_layer": 2, "n_embd": 64}}, format="json"
     )
     assert response.status_code == 202, response.content
     assert Policy.objects.filter(project=project, method="demo", status="queued").count() == 1
@@ -194,27 +172,16 @@ def test_a_demo_policy_within_its_bounds_is_queued(lab):
         ("dpo", {"update": {"max_steps": 1e30}}, "update.max_steps"),
         ("ppo", {"update": {"ppo_epochs": 10**6}}, "update.ppo_epochs"),
         ("ppo", {"update": {"mini_batch_size": 10**6}}, "update.mini_batch_size"),
-        (
-            "ppo",
-            {"update": {"sampler": {"max_new_tokens": 10**6}}},
-            "update.sampler.max_new_tokens",
-        ),
+        ("ppo", {"update": {"sampler": {"max_new_tokens": 10**6}}}, "update.sampler.max_new_tokens"),
         ("best_of_n", {"update": {"epochs": 10**6}}, "update.epochs"),
         ("best_of_n", {"update": {"n": 10**4}}, "update.n"),
         ("dpo", {"reward_model": {"max_steps": 1e30}}, "reward_model.max_steps"),
         ("dpo", {"reward_model": {"epochs": 10**6}}, "reward_model.epochs"),
     ],
 )
-def test_round_parameters_past_their_bounds_are_refused_before_the_round_or_its_job_exist(
-    lab, method, params, field
-):
+def test_round_parameters_past_their_bounds_are_refused_before_the_round_or_its_job_exist(lab, method, params, field):
     project, client = lab
-    body = refused(
-        client,
-        f"/api/projects/{project.pk}/rounds/",
-        {"method": method, "params": params},
-        field=field,
-    )
+    body = refused(client, f"/api/projects/{project.pk}/rounds/", {"method": method, "params": params}, field=field)
     assert body["error"] == "invalid_round_params"
     if "." in field:
         assert body["field"] == field
@@ -223,15 +190,8 @@ def test_round_parameters_past_their_bounds_are_refused_before_the_round_or_its_
 def test_a_deployment_bound_on_k_applies_to_rounds(lab, settings):
     project, client = lab
     settings.PREFLOOP_LIMITS = {"round.k": 3}
-    refused(
-        client,
-        f"/api/projects/{project.pk}/rounds/",
-        {"method": "dpo", "params": {"k": 4}},
-        field="k",
-    )
-    response = client.post(
-        f"/api/projects/{project.pk}/rounds/", {"method": "dpo", "params": {"k": 3}}, format="json"
-    )
+    refused(client, f"/api/projects/{project.pk}/rounds/", {"method": "dpo", "params": {"k": 4}}, field="k")
+    response = client.post(f"/api/projects/{project.pk}/rounds/", {"method": "dpo", "params": {"k": 3}}, format="json")
     assert response.status_code == 202, response.content
 
 
@@ -240,9 +200,7 @@ def test_the_loop_page_form_refuses_k_past_the_bound_and_says_so(lab, client):
     client.force_login(User.objects.get(username="res"))
     before = db_fingerprint()
     response = client.post(
-        f"/projects/{project.pk}/loop/rounds/",
-        {"method": "dpo", "k": "1000", "prompts": "5"},
-        follow=True,
+        f"/projects/{project.pk}/loop/rounds/", {"method": "dpo", "k": "1000", "prompts": "5"}, follow=True
     )
     assert response.status_code == 200
     assert "k must be between 1 and 16" in response.content.decode()
@@ -297,12 +255,7 @@ def test_round_defaults_match_the_round_parameters_own_bounds():
 )
 def test_too_many_or_too_long_aspects_are_refused_before_the_project_exists(api, aspects):
     researcher = make_user("res", role=User.Role.RESEARCHER)
-    body = refused(
-        api(researcher),
-        "/api/projects/",
-        {"name": "many aspects", "aspects": aspects},
-        field="aspects",
-    )
+    body = refused(api(researcher), "/api/projects/", {"name": "many aspects", "aspects": aspects}, field="aspects")
     assert list(body) == ["aspects"]
     assert not Project.objects.filter(name="many aspects").exists()
 
@@ -310,9 +263,7 @@ def test_too_many_or_too_long_aspects_are_refused_before_the_project_exists(api,
 def test_the_most_aspects_allowed_are_accepted(api):
     researcher = make_user("res", role=User.Role.RESEARCHER)
     aspects = [f"a{i:02d}" + "x" * 60 for i in range(DEFAULT_LIMITS["project.aspects"])]
-    response = api(researcher).post(
-        "/api/projects/", {"name": "wide", "aspects": aspects}, format="json"
-    )
+    response = api(researcher).post("/api/projects/", {"name": "wide", "aspects": aspects}, format="json")
     assert response.status_code == 201, response.content
     assert Project.objects.get(name="wide").aspects == aspects
 
@@ -330,16 +281,7 @@ def test_the_service_refuses_too_many_aspects_whoever_calls_it(settings):
 
 
 @pytest.mark.parametrize(
-    "value",
-    [
-        1e30,
-        float("inf"),
-        float("nan"),
-        "100",
-        True,
-        pytest.param(10**5000, id="5000-digits"),
-        100_001,
-    ],
+    "value", [1e30, float("inf"), float("nan"), "100", True, pytest.param(10**5000, id="5000-digits"), 100_001]
 )
 def test_only_whole_numbers_within_the_bound_pass(value):
     with pytest.raises(OutOfBounds) as caught:
@@ -348,12 +290,6 @@ def test_only_whole_numbers_within_the_bound_pass(value):
 
 
 def test_unbounded_fields_and_none_pass_and_settings_override_defaults(settings):
-    check_limits(
-        {"lr": 1e9, "max_steps": None, "max_length": 8192, "sampler": {"seed": 10**9}},
-        scope="reward",
-    )
+    check_limits({"lr": 1e9, "max_steps": None, "max_length": 8192, "sampler": {"seed": 10**9}}, scope="reward")
     settings.PREFLOOP_LIMITS = {"reward.max_length": 128}
-    assert (
-        limit("reward.max_length") == 128
-        and limit("reward.epochs") == DEFAULT_LIMITS["reward.epochs"]
-    )
+    assert limit("reward.max_length") == 128 and limit("reward.epochs") == DEFAULT_LIMITS["reward.epochs"]

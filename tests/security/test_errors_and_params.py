@@ -9,16 +9,7 @@ from tests.security.conftest import build_world, db_fingerprint
 
 pytestmark = pytest.mark.django_db
 
-LEAKS = (
-    "Traceback",
-    'File "',
-    "SELECT",
-    "annotate_user",
-    "password",
-    "syntax error",
-    "DatabaseError",
-    "ValueError",
-)
+LEAKS = ("Traceback", 'File "', "SELECT", "annotate_user", "password", "syntax error", "DatabaseError", "ValueError")
 
 
 def _token_client(user) -> Client:
@@ -28,9 +19,7 @@ def _token_client(user) -> Client:
     return Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token.key}")
 
 
-@override_settings(
-    ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False
-)
+@override_settings(ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False)
 def test_an_api_500_is_generic_json_without_traceback_or_sql():
     w = build_world()
     response = _token_client(w.researcher_a).get("/api/test-crash/")
@@ -41,9 +30,7 @@ def test_an_api_500_is_generic_json_without_traceback_or_sql():
     assert not [leak for leak in LEAKS if leak in body]
 
 
-@override_settings(
-    ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False
-)
+@override_settings(ROOT_URLCONF="tests.security.crash_urls", DEBUG=False, DEBUG_PROPAGATE_EXCEPTIONS=False)
 def test_a_page_500_is_a_generic_page_without_traceback_or_sql():
     w = build_world()
     client = Client(raise_request_exception=False)
@@ -59,11 +46,7 @@ def test_validation_and_not_found_errors_are_json_with_detail():
     w = build_world()
     client = _token_client(w.researcher_b)
     missing = client.get(f"/api/projects/{w.project_a.pk}/")
-    assert (
-        missing.status_code == 404
-        and missing.json()["error"] == "not_found"
-        and "detail" in missing.json()
-    )
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found" and "detail" in missing.json()
     bad = client.get(f"/api/projects/{w.project_b.pk}/export/?format=exe")
     assert bad.status_code == 400 and "format" in bad.json()
     unauthenticated = Client().get(f"/api/projects/{w.project_a.pk}/")
@@ -160,10 +143,7 @@ def test_the_job_list_project_filter_cannot_reach_another_projects_jobs():
         response = client.get("/api/jobs/", params)
         assert response.status_code in (200, 400)
         assert w.project_a.name not in response.content.decode()
-    assert (
-        client.get("/api/jobs/", {"project": w.project_b.pk}).json()["results"][0]["id"]
-        == w.job_b.pk
-    )
+    assert client.get("/api/jobs/", {"project": w.project_b.pk}).json()["results"][0]["id"] == w.job_b.pk
 
 
 def test_the_export_annotator_filter_only_reads_this_projects_votes():

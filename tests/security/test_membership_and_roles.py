@@ -29,9 +29,7 @@ def holding(api):
     )
     make_comparisons(project, 4)
     client = api(annotator)
-    assignment = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]
+    assignment = client.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
     return project, annotator, client, f"/api/assignments/{assignment['assignment_id']}/vote/", api
 
 
@@ -46,9 +44,7 @@ def test_a_paused_annotator_cannot_vote_on_a_lease_already_held(holding):
     response = vote(client, url)
     assert response.status_code == 409 and response.json()["error"] == "paused", response.content
     assert db_fingerprint() == before
-    membership_set(
-        project=project, user=annotator, paused=False
-    )  # resumed: the lease is good again
+    membership_set(project=project, user=annotator, paused=False)  # resumed: the lease is good again
     assert vote(client, url).status_code == 201
 
 
@@ -81,16 +77,11 @@ def test_another_users_idempotency_key_is_not_an_oracle(holding):
     assert vote(client, url, key="secret-key").status_code == 201
     colleague = api(User.objects.get(username="colleague"))
     missing = "/api/assignments/999999/vote/"
-    unknown, known = (
-        vote(colleague, missing, key="never-used"),
-        vote(colleague, missing, key="secret-key"),
-    )
+    unknown, known = (vote(colleague, missing, key="never-used"), vote(colleague, missing, key="secret-key"))
     assert unknown.status_code == known.status_code == 404
     assert unknown.json() == known.json()
     # On the colleague's own lease the same key is simply the colleague's key.
-    own = colleague.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]
+    own = colleague.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
     mine = vote(colleague, f"/api/assignments/{own['assignment_id']}/vote/", key="secret-key")
     assert mine.status_code == 201 and mine.json()["replayed"] is False
     assert Vote.objects.filter(idempotency_key="secret-key").count() == 2
@@ -131,10 +122,7 @@ def test_the_project_list_shows_researchers_the_settings_of_their_projects_only(
     assert listed[mixed.pk] == api(annotator).get(f"/api/projects/{mixed.pk}/").json()
     assert "gold_rate" in listed[mixed.pk] and "progress" not in listed[mixed.pk]
     (entry,) = api(researcher).get("/api/projects/").json()
-    assert (
-        entry == api(researcher).get(f"/api/projects/{project.pk}/").json()
-        and "overlap_target" in entry
-    )
+    assert entry == api(researcher).get(f"/api/projects/{project.pk}/").json() and "overlap_target" in entry
 
 
 def test_the_project_list_reads_progress_in_a_fixed_number_of_queries(holding):

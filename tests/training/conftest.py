@@ -44,12 +44,7 @@ TOPICS = [
     ("a violin", "music"),
     ("a clock", "time"),
 ]
-QUESTIONS = [
-    "What is {t}?",
-    "Why does {t} matter?",
-    "How would you describe {t}?",
-    "Tell me about {t}.",
-]
+QUESTIONS = ["What is {t}?", "Why does {t} matter?", "How would you describe {t}?", "Tell me about {t}."]
 SENTENCES = [
     "{T} is full of {w}.",
     "People visit {t} to see the {w}.",
@@ -71,9 +66,7 @@ def corpus(seed: int = 0) -> list[tuple[str, str]]:
             for _ in range(2):
                 k = rng.randint(1, 4)
                 sentences = rng.sample(SENTENCES, k)
-                answer = " ".join(
-                    s.format(t=topic, T=topic.capitalize(), w=word) for s in sentences
-                )
+                answer = " ".join(s.format(t=topic, T=topic.capitalize(), w=word) for s in sentences)
                 pairs.append((question.format(t=topic), answer))
     return pairs
 

@@ -24,16 +24,12 @@ def letter_judge(letter: str, *, logit: float = 8.0):
     letter_id = tokenizer(letter, add_special_tokens=False)["input_ids"][0]
     with torch.no_grad():
         hidden = model.config.hidden_size
-        model.model.embed_tokens.weight[:] = (
-            1.0  # every token, every position: the same residual stream
-        )
+        model.model.embed_tokens.weight[:] = 1.0  # every token, every position: the same residual stream
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
         model.lm_head.weight.zero_()
-        model.lm_head.weight[letter_id] = (
-            logit / hidden
-        )  # RMSNorm(ones) = ones, so the logit is `logit`
+        model.lm_head.weight[letter_id] = logit / hidden  # RMSNorm(ones) = ones, so the logit is `logit`
     model.eval()
     return model, tokenizer
 

@@ -24,10 +24,7 @@ LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj
 
 
 def chatml(system: str, user: str) -> str:
-    return (
-        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
 @pytest.fixture
@@ -37,11 +34,7 @@ def seen(monkeypatch):
     import training.ml.dpo as dpo
 
     record = {"prompts": [], "exchanges": [], "dpo_rows": []}
-    render_prompt, render_exchange, dataset = (
-        chat.render_prompt,
-        chat.render_exchange,
-        dpo.preference_dataset,
-    )
+    render_prompt, render_exchange, dataset = (chat.render_prompt, chat.render_exchange, dpo.preference_dataset)
 
     def spy_prompt(tokenizer, messages):
         text = render_prompt(tokenizer, messages)
@@ -91,13 +84,7 @@ def round_done(project, round_: Round) -> Policy:
     reference that the one-sample Monte-Carlo KL estimate may come out a hair below zero."""
     round_.refresh_from_db()
     assert round_.state == Round.State.DONE, (round_.state, round_.reason)
-    assert [e["state"] for e in round_.history] == [
-        "sampling",
-        "labeling",
-        "reward_model",
-        "policy_update",
-        "done",
-    ]
+    assert [e["state"] for e in round_.history] == ["sampling", "labeling", "reward_model", "policy_update", "done"]
     new = round_.new_policy
     assert new.status == Policy.Status.READY and new.parent_id == round_.policy_id
     assert Loop.objects.get(project=project).current_id == new.pk
@@ -113,23 +100,15 @@ def round_done(project, round_: Round) -> Policy:
     return new
 
 
-def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_model(
-    project_env, loop_env, seen
-):
+def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_model(project_env, loop_env, seen):
     project, researcher, annotator = project_env
     project.system_prompt = SYSTEM
     project.save(update_fields=["system_prompt"])
     # One prompt is a real HH dialogue of over 4,000 tokens: longer than the policy's 512 positions.
-    Prompt.objects.filter(
-        project=project, key__startswith="extra-"
-    ).delete()  # 8 short prompts: every one is drawn
+    Prompt.objects.filter(project=project, key__startswith="extra-").delete()  # 8 short prompts: every one is drawn
     dialogue = hh_dialogue(min_chars=15_000)
     Prompt.objects.create(
-        project=project,
-        key="hh-long",
-        text=plain_text(dialogue),
-        messages=dialogue,
-        metadata={"format": "hh"},
+        project=project, key="hh-long", text=plain_text(dialogue), messages=dialogue, metadata={"format": "hh"}
     )
     texts = list(Prompt.objects.filter(project=project).values_list("text", flat=True))
     policy_dir = build_chat_model("llama", loop_env / "models" / "llama-chat", texts=texts)
@@ -162,32 +141,21 @@ def test_a_chat_model_goes_round_the_loop_with_lora_dpo_and_a_decoder_reward_mod
     assert round1.reward_model.status == "ready"
     # DPO went through trl's conversational format.
     row = seen["dpo_rows"][0]
-    assert (
-        row["prompt"][0] == {"role": "system", "content": SYSTEM}
-        and row["prompt"][1]["role"] == "user"
-    )
+    assert row["prompt"][0] == {"role": "system", "content": SYSTEM} and row["prompt"][1]["role"] == "user"
     assert row["chosen"][0]["role"] == "assistant" and len(row["chosen"]) == 1
     # The new checkpoint is a LoRA adapter over the base, with its lineage.
     folder = Path(new.artifact_path)
-    assert (folder / "adapter_config.json").is_file() and (
-        folder / "adapter_model.safetensors"
-    ).is_file()
+    assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
     assert not (folder / "model.safetensors").exists()
     assert new.data["adapter"] is True and Path(new.data["base"]) == Path(base.artifact_path)
     assert new.metrics["update"]["lora"] is True
     # The long dialogue was cut to fit (positions − max_new_tokens) where the round met it: sampled, or held out for
     # evaluation (all other prompts fit whole); the round records how many prompts and tokens were cut.
-    sampling, evaluation = (
-        round1.metrics["sampling"]["truncation"],
-        round1.metrics["truncation"]["eval"],
-    )
+    sampling, evaluation = (round1.metrics["sampling"]["truncation"], round1.metrics["truncation"]["eval"])
     long_is_held_out = (
-        Prompt.objects.get(key="hh-long", project=project).pk
-        in Loop.objects.get(project=project).eval_prompt_ids
+        Prompt.objects.get(key="hh-long", project=project).pk in Loop.objects.get(project=project).eval_prompt_ids
     )
-    assert (sampling["truncated_prompts"], evaluation["truncated_prompts"]) == (
-        (0, 1) if long_is_held_out else (1, 0)
-    )
+    assert (sampling["truncated_prompts"], evaluation["truncated_prompts"]) == ((0, 1) if long_is_held_out else (1, 0))
     assert sampling["truncated_tokens"] + evaluation["truncated_tokens"] > 3000
     # The merge export writes a full safetensors folder beside the adapter; base policies have nothing to merge.
     from io import StringIO
@@ -221,9 +189,7 @@ def test_merge_export_writes_a_full_policy_folder_that_samples_like_the_adapter(
     from training.ml.sampling import TransformersSampler
 
     base = build_chat_model("qwen2", tmp_path / "base", texts=["what is a river? it is water."])
-    model, tokenizer, reference, lineage = load_for_update(
-        base, base, device="cpu", lora=LoraSettings(r=4, alpha=8)
-    )
+    model, tokenizer, reference, lineage = load_for_update(base, base, device="cpu", lora=LoraSettings(r=4, alpha=8))
     assert reference is None and lineage == {"adapter": True, "base": str(base)}
     with torch.no_grad():  # move the adapter away from its zero start
         for name, param in model.named_parameters():
@@ -231,9 +197,7 @@ def test_merge_export_writes_a_full_policy_folder_that_samples_like_the_adapter(
                 param.normal_(0, 0.5)
     adapter = save_policy(model, tokenizer, tmp_path / "adapter", meta={"method": "dpo", **lineage})
     merged = merge_adapter(adapter, tmp_path / "merged")
-    assert (merged / "model.safetensors").is_file() and not (
-        merged / "adapter_config.json"
-    ).exists()
+    assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
     params = SamplerParams(temperature=0, max_new_tokens=6)
     prompts = ["what is a river?"]
     from_adapter = TransformersSampler(adapter).generate(prompts, n=1, params=params)[0][0]
@@ -241,13 +205,8 @@ def test_merge_export_writes_a_full_policy_folder_that_samples_like_the_adapter(
     assert from_adapter.token_ids == from_merged.token_ids
     merged_model, _ = load_policy(merged, device="cpu")
     base_model, _ = load_policy(base, device="cpu")
-    merged_weights, base_weights = (
-        dict(merged_model.named_parameters()),
-        dict(base_model.named_parameters()),
-    )
-    assert (
-        merged_weights.keys() == base_weights.keys()
-    )  # a plain model again: no adapter modules left
+    merged_weights, base_weights = (dict(merged_model.named_parameters()), dict(base_model.named_parameters()))
+    assert merged_weights.keys() == base_weights.keys()  # a plain model again: no adapter modules left
     changed = [n for n in base_weights if not torch.equal(merged_weights[n], base_weights[n])]
     assert changed and all(
         n.endswith(
@@ -272,24 +231,14 @@ def test_lora_dpo_measures_against_the_base_not_a_copy_of_the_adapter(tmp_path):
     from training.ml.data import PreferenceExample
     from training.ml.dpo import train_dpo
 
-    base = build_chat_model(
-        "llama", tmp_path / "base", texts=["what is a river? it is full of water. no."]
-    )
+    base = build_chat_model("llama", tmp_path / "base", texts=["what is a river? it is full of water. no."])
     examples = [
         PreferenceExample(
-            prompt=[{"role": "user", "content": "what is a river?"}],
-            chosen="it is full of water.",
-            rejected="no.",
+            prompt=[{"role": "user", "content": "what is a river?"}], chosen="it is full of water.", rejected="no."
         )
     ] * 4
     config = DPOConfig(max_steps=3, batch_size=4, lr=5e-2, max_length=64, lora=LORA)
-    first = train_dpo(
-        policy_path=base,
-        reference_path=base,
-        examples=examples,
-        out_dir=tmp_path / "v1",
-        config=config,
-    )
+    first = train_dpo(policy_path=base, reference_path=base, examples=examples, out_dir=tmp_path / "v1", config=config)
     assert first.curve[0]["rewards/chosen"] == 0.0  # fresh adapter: policy == base at step 1
     second = train_dpo(
         policy_path=first.path,
@@ -299,9 +248,7 @@ def test_lora_dpo_measures_against_the_base_not_a_copy_of_the_adapter(tmp_path):
         config=DPOConfig(**{**config.as_dict(), "gradient_checkpointing": True}),
     )
     assert abs(second.curve[0]["rewards/margins"]) > 1e-4
-    assert second.curve[0]["rewards/margins"] == pytest.approx(
-        first.curve[-1]["rewards/margins"], rel=0.5
-    )
+    assert second.curve[0]["rewards/margins"] == pytest.approx(first.curve[-1]["rewards/margins"], rel=0.5)
 
 
 def test_a_4000_token_hh_dialogue_is_left_truncated_in_sampling_ppo_and_evaluation(tmp_path):
@@ -340,19 +287,13 @@ def test_a_4000_token_hh_dialogue_is_left_truncated_in_sampling_ppo_and_evaluati
         prompts=[dialogue, short],
         reward_fn=length,
         out_dir=tmp_path / "ppo",
-        config=PPOConfig(
-            max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1, sampler=params
-        ),
+        config=PPOConfig(max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1, sampler=params),
     )
     assert ppo.metrics["truncation"]["truncated_prompts"] == 1
     assert ppo.metrics["truncation"]["truncated_tokens"] == long_sample.prompt_truncated_tokens
 
     evaluation = evaluate_policy(
-        policy_path=ppo.path,
-        reference_path=policy,
-        prompts=[dialogue, short],
-        reward_fn=length,
-        params=params,
+        policy_path=ppo.path, reference_path=policy, prompts=[dialogue, short], reward_fn=length, params=params
     )
     assert evaluation["truncation"] == {
         "prompts": 2,
@@ -371,21 +312,13 @@ def test_ppo_and_best_of_n_train_lora_adapters_with_the_base_as_reference(tmp_pa
     from training.ml.policy import load_policy
     from training.ml.ppo import train_ppo
 
-    base = build_chat_model(
-        "qwen2", tmp_path / "base", texts=["what is a river? it is full of water."]
-    )
+    base = build_chat_model("qwen2", tmp_path / "base", texts=["what is a river? it is full of water."])
     prompts = [[{"role": "user", "content": "what is a river?"}], "what is the sea?"]
     length = lambda prompts, responses: [len(r) / 10 for r in responses]
     sampler = SamplerParams(temperature=1.0, max_new_tokens=6, seed=0)
     if method == "ppo":
         config = PPOConfig(
-            max_steps=1,
-            batch_size=2,
-            mini_batch_size=2,
-            ppo_epochs=1,
-            lr=1e-2,
-            sampler=sampler,
-            lora=LORA,
+            max_steps=1, batch_size=2, mini_batch_size=2, ppo_epochs=1, lr=1e-2, sampler=sampler, lora=LORA
         )
         result = train_ppo(
             policy_path=base,
@@ -395,35 +328,19 @@ def test_ppo_and_best_of_n_train_lora_adapters_with_the_base_as_reference(tmp_pa
             out_dir=tmp_path / "out",
             config=config,
         )
-        assert result.curve[0]["kl"] == pytest.approx(
-            0.0, abs=1e-6
-        )  # fresh adapter vs base with adapters off
+        assert result.curve[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # fresh adapter vs base with adapters off
         assert (Path(result.path) / "value_head.safetensors").is_file()
     else:
         config = BestOfNConfig(
-            n=2,
-            epochs=1,
-            batch_size=2,
-            lr=1e-2,
-            sampler=sampler,
-            lora=LORA,
-            gradient_checkpointing=True,
+            n=2, epochs=1, batch_size=2, lr=1e-2, sampler=sampler, lora=LORA, gradient_checkpointing=True
         )
         result = train_best_of_n(
-            policy_path=base,
-            prompts=prompts,
-            reward_fn=length,
-            out_dir=tmp_path / "out",
-            config=config,
+            policy_path=base, prompts=prompts, reward_fn=length, out_dir=tmp_path / "out", config=config
         )
     folder = Path(result.path)
-    assert (folder / "adapter_config.json").is_file() and not (
-        folder / "model.safetensors"
-    ).exists()
+    assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
     assert result.metrics["lora"] is True
     trained, _ = load_policy(folder, device="cpu")
     original, _ = load_policy(base, device="cpu")
     q = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(
-        dict(trained.named_parameters())[q], dict(original.named_parameters())[q]
-    )
+    assert not torch.equal(dict(trained.named_parameters())[q], dict(original.named_parameters())[q])

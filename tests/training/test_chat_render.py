@@ -23,21 +23,16 @@ def tokenizer():
 
 def test_a_plain_prompt_is_one_user_turn_and_renders_as_before_without_a_template():
     assert as_messages("What is a river?") == [{"role": "user", "content": "What is a river?"}]
-    assert render_prompt(None, as_messages("  What is a river? ")) == format_prompt(
-        "What is a river?"
-    )
+    assert render_prompt(None, as_messages("  What is a river? ")) == format_prompt("What is a river?")
     hh = "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Why?\n\nAssistant:"
     turns = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello"},
         {"role": "user", "content": "Why?"},
     ]
-    assert render_prompt(None, turns) == format_prompt(
-        hh
-    )  # an HH dialogue reads exactly as its stored text
+    assert render_prompt(None, turns) == format_prompt(hh)  # an HH dialogue reads exactly as its stored text
     assert (
-        plain_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
-        == "Be brief.\n\nHi"
+        plain_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]) == "Be brief.\n\nHi"
     )
 
 
@@ -61,9 +56,7 @@ def test_a_chat_template_renders_chatml_with_the_generation_prompt(tokenizer):
         "<|im_start|>assistant\n"
     )
     ids = encode_prompt(tokenizer, DIALOGUE).ids
-    assert ids[0] == tokenizer.convert_tokens_to_ids(
-        "<|im_start|>"
-    )  # the template's tokens, no [CLS] added
+    assert ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")  # the template's tokens, no [CLS] added
 
 
 def test_left_truncation_drops_the_earliest_turns_then_tokens_and_keeps_the_system_turn(tokenizer):
@@ -71,14 +64,10 @@ def test_left_truncation_drops_the_earliest_turns_then_tokens_and_keeps_the_syst
     last_turn = encode_prompt(tokenizer, [DIALOGUE[0], DIALOGUE[3]])
     fitted = encode_prompt(tokenizer, DIALOGUE, max_tokens=len(last_turn.ids))
     assert fitted.messages == [DIALOGUE[0], DIALOGUE[3]] and fitted.dropped_turns == 2
-    assert fitted.ids == last_turn.ids and fitted.truncated_tokens == len(whole.ids) - len(
-        last_turn.ids
-    )
+    assert fitted.ids == last_turn.ids and fitted.truncated_tokens == len(whole.ids) - len(last_turn.ids)
     tight = encode_prompt(tokenizer, DIALOGUE, max_tokens=len(last_turn.ids) - 2)
     assert len(tight.ids) <= len(last_turn.ids) - 2 and tight.messages[0] == DIALOGUE[0]
-    assert tight.text.endswith(
-        "sea?<|im_end|>\n<|im_start|>assistant\n"
-    )  # the turn being answered keeps its end
+    assert tight.text.endswith("sea?<|im_end|>\n<|im_start|>assistant\n")  # the turn being answered keeps its end
     assert encode_prompt(tokenizer, DIALOGUE, max_tokens=10_000).truncated is False
 
 
@@ -98,6 +87,4 @@ def test_a_template_that_refuses_system_turns_gets_the_system_text_in_the_first_
         "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
         "{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
     )
-    assert (
-        render_prompt(strict, DIALOGUE[:2]) == "[user] Be brief.\n\nwhat is a river?\n[assistant] "
-    )
+    assert render_prompt(strict, DIALOGUE[:2]) == "[user] Be brief.\n\nwhat is a river?\n[assistant] "

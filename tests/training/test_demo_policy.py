@@ -64,9 +64,7 @@ def test_masked_perplexity_of_a_uniform_model_is_the_vocabulary_size():
             for parameter in model.parameters():
                 parameter.zero_()
         examples = answer_examples(corpus()[:10], tokenizer, max_length=64)
-        perplexity, tokens = masked_perplexity(
-            model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=3
-        )
+        perplexity, tokens = masked_perplexity(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=3)
         assert tokens == sum(sum(mask[1:]) for _, mask in examples) > 0
         assert perplexity == pytest.approx(len(tokenizer), rel=1e-5), architecture
     assert masked_perplexity(model, [], pad_token_id=tokenizer.pad_token_id) == (None, 0)
@@ -106,9 +104,7 @@ def test_the_extra_corpus_reads_lfqa_answers_and_hh_chosen_turns(settings):
     lfqa, hh = found["lfqa"], found["hh-rlhf"]
     assert len(lfqa) == len(set(lfqa)) > 200 and len(hh) > 2000
     assert all(q and a.strip() for q, a in lfqa + hh)
-    assert not any(
-        "Human:" in q or "Assistant:" in q for q, _ in hh[:200]
-    )  # the last Human turn only
+    assert not any("Human:" in q or "Assistant:" in q for q, _ in hh[:200])  # the last Human turn only
     assert demo_extra_corpus(settings.PREFLOOP_DATA_DIR, limit=5)["hh-rlhf"] == hh[:5]
 
 
@@ -130,13 +126,9 @@ def test_building_the_demo_policy_trains_on_the_project_and_the_extra_answers(se
     for i, (question, answer) in enumerate(corpus()[:20]):
         prompt = Prompt.objects.create(project=project, key=f"q{i}", text=question)
         Completion.objects.create(prompt=prompt, key=f"c{i}", model_name="m", text=answer)
-    policy, _ = request_demo_policy(
-        project=project, config={**TINY_POLICY, "steps": 5}, enqueue=False
-    )
+    policy, _ = request_demo_policy(project=project, config={**TINY_POLICY, "steps": 5}, enqueue=False)
     policy = run_build_policy(policy_id=policy.pk)
-    extra = {
-        name: len(rows) for name, rows in demo_extra_corpus(settings.PREFLOOP_DATA_DIR).items()
-    }
+    extra = {name: len(rows) for name, rows in demo_extra_corpus(settings.PREFLOOP_DATA_DIR).items()}
     assert policy.status == Policy.Status.READY
     assert policy.data["sources"] == {"project": 20, **extra}
     assert policy.data["texts"] == 20 + sum(extra.values()) == policy.metrics["texts"]
@@ -152,15 +144,11 @@ def test_a_demo_policy_request_with_a_bad_option_is_refused_naming_it_and_create
     researcher = make_user(role=User.Role.RESEARCHER)
     project = make_project(researchers=[researcher])
     response = api(researcher).post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "demo", "config": {"steps": 10**7}},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": {"steps": 10**7}}, format="json"
     )
     assert response.status_code == 400 and "steps" in response.json()["detail"], response.json()
     response = api(researcher).post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "demo", "config": {"n_layers": 2}},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": {"n_layers": 2}}, format="json"
     )
     assert response.status_code == 400 and "n_layers" in response.json()["detail"]
     assert not Policy.objects.exists()

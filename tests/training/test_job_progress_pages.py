@@ -25,9 +25,7 @@ def project_and_researcher(client, tmp_path):
 
 
 def rm_version(project, number: int, job: Job, status=RewardModel.Status.QUEUED) -> RewardModel:
-    return RewardModel.objects.create(
-        project=project, version=number, base_model="tiny", status=status, job_id=job.pk
-    )
+    return RewardModel.objects.create(project=project, version=number, base_model="tiny", status=status, job_id=job.pk)
 
 
 def fragment(html: str, element_id: str) -> str:
@@ -36,9 +34,7 @@ def fragment(html: str, element_id: str) -> str:
     return match.group(0)
 
 
-def test_the_reward_model_page_shows_queue_position_and_live_progress_from_the_job_row(
-    client, project_and_researcher
-):
+def test_the_reward_model_page_shows_queue_position_and_live_progress_from_the_job_row(client, project_and_researcher):
     project, _ = project_and_researcher
     running = Job.objects.create(
         kind="train_reward_model",
@@ -53,27 +49,16 @@ def test_the_reward_model_page_shows_queue_position_and_live_progress_from_the_j
     page = client.get(f"/projects/{project.pk}/reward-models/").content.decode()
     assert "running 81 % · step 81/100" in page and "queued (1 ahead)" in page
     head = fragment(page, "rm-versions")
-    assert (
-        'hx-trigger="every 2s"' in head
-        and 'hx-select="#rm-versions"' in head
-        and "htmx.min.js" in page
-    )
+    assert 'hx-trigger="every 2s"' in head and 'hx-select="#rm-versions"' in head and "htmx.min.js" in page
 
     # The worker moves on; the next poll of the same URL shows it (no stale field, no broadcast needed).
     Job.objects.filter(pk=running.pk).update(progress=0.9, message="step 90/100")
-    assert (
-        "running 90 % · step 90/100"
-        in client.get(f"/projects/{project.pk}/reward-models/").content.decode()
-    )
+    assert "running 90 % · step 90/100" in client.get(f"/projects/{project.pk}/reward-models/").content.decode()
 
 
-def test_the_reward_model_page_stops_polling_when_no_version_is_training(
-    client, project_and_researcher
-):
+def test_the_reward_model_page_stops_polling_when_no_version_is_training(client, project_and_researcher):
     project, _ = project_and_researcher
-    done = Job.objects.create(
-        kind="train_reward_model", project=project, status=Job.Status.SUCCEEDED, progress=1.0
-    )
+    done = Job.objects.create(kind="train_reward_model", project=project, status=Job.Status.SUCCEEDED, progress=1.0)
     RewardModel.objects.create(
         project=project,
         version=1,
@@ -84,11 +69,7 @@ def test_the_reward_model_page_stops_polling_when_no_version_is_training(
         metrics={"accuracy": 0.6},
     )
     page = client.get(f"/projects/{project.pk}/reward-models/").content.decode()
-    assert (
-        "hx-trigger" not in fragment(page, "rm-versions")
-        and "queued (" not in page
-        and "running" not in page
-    )
+    assert "hx-trigger" not in fragment(page, "rm-versions") and "queued (" not in page and "running" not in page
 
 
 def loop_with_policy(project, tmp_path) -> Policy:
@@ -104,35 +85,22 @@ def test_the_loop_page_says_queued_with_the_jobs_ahead_and_disables_start_round(
 ):
     project, _ = project_and_researcher
     policy = loop_with_policy(project, tmp_path)
-    Job.objects.create(
-        kind="training.sample_round", status=Job.Status.RUNNING
-    )  # another project's, same queue
+    Job.objects.create(kind="training.sample_round", status=Job.Status.RUNNING)  # another project's, same queue
     job = Job.objects.create(kind="training.sample_round", project=project)
-    Round.objects.create(
-        project=project, number=1, method="dpo", state="sampling", policy=policy, job_id=job.pk
-    )
+    Round.objects.create(project=project, number=1, method="dpo", state="sampling", policy=policy, job_id=job.pk)
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
     assert "queued (1 ahead)" in page
-    start = page[
-        page.index('id="loop-start"') : page.index("</section>", page.index('id="loop-start"'))
-    ]
-    assert (
-        re.search(r'<fieldset class="loop-fields" disabled', start)
-        and "round 1 must finish" in start
-    )
+    start = page[page.index('id="loop-start"') : page.index("</section>", page.index('id="loop-start"'))]
+    assert re.search(r'<fieldset class="loop-fields" disabled', start) and "round 1 must finish" in start
     assert f'hx-get="/projects/{project.pk}/loop/status/?part=start"' in start
     # The polled fragment is the same section.
     part = client.get(f"/projects/{project.pk}/loop/status/?part=start").content.decode()
     assert 'id="loop-start"' in part and "disabled" in part
 
 
-def test_start_round_is_enabled_and_not_polled_without_an_active_round(
-    client, project_and_researcher, tmp_path
-):
+def test_start_round_is_enabled_and_not_polled_without_an_active_round(client, project_and_researcher, tmp_path):
     project, _ = project_and_researcher
     loop_with_policy(project, tmp_path)
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
-    start = page[
-        page.index('id="loop-start"') : page.index("</section>", page.index('id="loop-start"'))
-    ]
+    start = page[page.index('id="loop-start"') : page.index("</section>", page.index('id="loop-start"'))]
     assert "disabled" not in start and "hx-trigger" not in start and "Start round" in start

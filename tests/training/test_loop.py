@@ -31,14 +31,7 @@ EXTRA_TOPICS = (
     "a bridge carry weight",
     "a team share work",
 )
-TINY_POLICY = {
-    "n_layer": 1,
-    "n_embd": 64,
-    "n_head": 2,
-    "max_length": 96,
-    "steps": 60,
-    "batch_size": 8,
-}
+TINY_POLICY = {"n_layer": 1, "n_embd": 64, "n_head": 2, "max_length": 96, "steps": 60, "batch_size": 8}
 
 
 @pytest.fixture
@@ -124,9 +117,7 @@ def vote_longer(client, project) -> int:
 def sampled_lengths(project, round_number: int, policy: Policy) -> list[int]:
     return [
         c.metadata["num_tokens"]
-        for c in Completion.objects.filter(
-            prompt__project=project, round=round_number, policy_checkpoint_id=policy.pk
-        )
+        for c in Completion.objects.filter(prompt__project=project, round=round_number, policy_checkpoint_id=policy.pk)
     ]
 
 
@@ -162,23 +153,13 @@ def check_round_done(project, round_: Round, method: str, steps: list[str] = STE
         "mean_length_tokens",
     ):
         assert round_.metrics["eval"][key] is not None, key
-        assert (
-            round_.metrics["eval_before"][key if key != "win_rate_vs_previous" else "mean_reward"]
-            is not None
-        )
-    assert (
-        round_.metrics["eval"]["kl_to_reference"] >= 0
-        and round_.metrics["eval"]["kl_to_reference_se"] >= 0
-    )
+        assert round_.metrics["eval_before"][key if key != "win_rate_vs_previous" else "mean_reward"] is not None
+    assert round_.metrics["eval"]["kl_to_reference"] >= 0 and round_.metrics["eval"]["kl_to_reference_se"] >= 0
     assert round_.metrics["eval"]["kl_samples"] > 0
     assert new.metrics["eval"] == round_.metrics["eval"]
     # Every job of the round succeeded: sampling, reward model, update.
     jobs = Job.objects.filter(pk__in=[e["job_id"] for e in round_.history if e["job_id"]])
-    assert sorted(j.kind for j in jobs) == [
-        "train_reward_model",
-        "training.sample_round",
-        "training.update_policy",
-    ]
+    assert sorted(j.kind for j in jobs) == ["train_reward_model", "training.sample_round", "training.update_policy"]
     assert all(j.status == "succeeded" for j in jobs)
     return new
 
@@ -186,9 +167,7 @@ def check_round_done(project, round_: Round, method: str, steps: list[str] = STE
 def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     project, researcher, annotator = project_env
     built = researcher.post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "demo", "config": TINY_POLICY},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "demo", "config": TINY_POLICY}, format="json"
     )
     assert built.status_code == 202, built.content
     demo = Policy.objects.get(pk=built.json()["policy"]["id"])
@@ -201,10 +180,7 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
         researcher,
         project,
         "dpo",
-        {
-            **round_params(reward_base, max_steps=30, lr=5e-4, beta=0.1),
-            "min_held_out_pairs": 10_000,
-        },
+        {**round_params(reward_base, max_steps=30, lr=5e-4, beta=0.1), "min_held_out_pairs": 10_000},
     )
     round1.refresh_from_db()
     assert round1.state == Round.State.LABELING, round1.reason
@@ -213,9 +189,7 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     assert samples.count() == 4 * round1.metrics["sampling"]["prompts"]
     assert set(samples.values_list("policy_checkpoint_id", flat=True)) == {demo.pk}
     assert all(c.sampler_params["max_new_tokens"] == 32 and c.source == "policy" for c in samples)
-    assert not samples.filter(
-        prompt_id__in=loop.eval_prompt_ids
-    ).exists()  # held-out prompts stay out
+    assert not samples.filter(prompt_id__in=loop.eval_prompt_ids).exists()  # held-out prompts stay out
     comparisons = Comparison.objects.filter(project=project, round=1)
     assert comparisons.count() == round1.metrics["sampling"]["comparisons"] > 0
 
@@ -225,14 +199,8 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
     new = check_round_done(project, round1, "dpo")
     assert new.data["pairs"] > 0 and new.data["rounds"] == [1]
     rm = round1.metrics["reward_model"]
-    assert (
-        rm["guard"]["passed"] is False
-        and "fewer than the minimum of 10000" in rm["guard"]["reason"]
-    )
-    assert (
-        rm["guard"]["warning"].startswith("DPO goes on")
-        and round1.history[3]["warning"] == rm["guard"]["warning"]
-    )
+    assert rm["guard"]["passed"] is False and "fewer than the minimum of 10000" in rm["guard"]["reason"]
+    assert rm["guard"]["warning"].startswith("DPO goes on") and round1.history[3]["warning"] == rm["guard"]["warning"]
     low, high = rm["accuracy_ci"]
     assert rm["pairs"] == round1.reward_model.metrics.get("pairs")
     if rm["pairs"]:
@@ -241,18 +209,14 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
         assert (low, high) == (0.0, 1.0) and "no held-out accuracy" in rm["guard"]["reason"]
     assert round1.metrics["reward_model_step"] == {"mode": "full (no reward model yet)"}
     listed = researcher.get(f"/api/rounds/{round1.pk}/").json()
-    assert listed["guard"]["warning"] == rm["guard"]["warning"] and listed["guard"][
-        "accuracy_ci"
-    ] == [low, high]
+    assert listed["guard"]["warning"] == rm["guard"]["warning"] and listed["guard"]["accuracy_ci"] == [low, high]
 
     round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     round2.refresh_from_db()
     assert round2.state == Round.State.LABELING and round2.policy_id == new.pk
     new_lengths = sampled_lengths(project, 2, new)
     assert new_lengths and set(
-        Completion.objects.filter(round=2, prompt__project=project).values_list(
-            "policy_checkpoint_id", flat=True
-        )
+        Completion.objects.filter(round=2, prompt__project=project).values_list("policy_checkpoint_id", flat=True)
     ) == {new.pk, demo.pk}  # plus the parent's answers for cross pairs
     # The behavioural fact: an annotator who prefers longer answers made the policy write longer ones.
     assert statistics.mean(new_lengths) > statistics.mean(demo_lengths), (new_lengths, demo_lengths)
@@ -279,16 +243,11 @@ def test_dpo_loop_two_rounds_through_the_api(project_env, reward_base):
 @pytest.mark.parametrize(
     "method,update",
     [
-        (
-            "ppo",
-            {"lr": 2e-3, "max_steps": 8, "batch_size": 16, "mini_batch_size": 8, "kl_coef": 0.02},
-        ),
+        ("ppo", {"lr": 2e-3, "max_steps": 8, "batch_size": 16, "mini_batch_size": 8, "kl_coef": 0.02}),
         ("best_of_n", {"n": 4, "lr": 2e-3, "epochs": 4, "batch_size": 8}),
     ],
 )
-def test_ppo_and_best_of_n_rounds(
-    project_env, reward_base, demo_policy_dir, method, update, client
-):
+def test_ppo_and_best_of_n_rounds(project_env, reward_base, demo_policy_dir, method, update, client):
     """Also the default sampler (top_p 0.95): PPO's rollouts still come from the full distribution."""
     project, researcher, annotator = project_env
     registered = researcher.post(
@@ -300,31 +259,20 @@ def test_ppo_and_best_of_n_rounds(
     base = Policy.objects.get(pk=registered.json()["id"])
     # A held-out minimum the tiny reward model cannot reach (its held-out size depends on which prompt ids
     # the hash split holds out, and ids differ from run to run): the guard holds the update.
-    params = {
-        **round_params(reward_base, **update),
-        "ai_feedback": True,
-        "min_held_out_pairs": 10_000,
-    }
+    params = {**round_params(reward_base, **update), "ai_feedback": True, "min_held_out_pairs": 10_000}
     del params["top_p"]  # the default, 0.95
     round1 = start_round(researcher, project, method, params)
     vote_longer(annotator, project)
     # The update waits at the guard, visibly.
     round1.refresh_from_db()
-    assert round1.state == Round.State.GUARDED and round1.reason.startswith(
-        "waiting at the guard: "
-    )
+    assert round1.state == Round.State.GUARDED and round1.reason.startswith("waiting at the guard: ")
     assert "held-out pairs, fewer than the minimum of 10000" in round1.reason
-    assert (
-        round1.history[-1]["state"] == "guarded" and round1.history[-1]["reason"] in round1.reason
-    )
-    assert not Policy.objects.filter(
-        project=project, round=round1
-    ).exists()  # the policy has not moved
+    assert round1.history[-1]["state"] == "guarded" and round1.history[-1]["reason"] in round1.reason
+    assert not Policy.objects.filter(project=project, round=round1).exists()  # the policy has not moved
     shown = researcher.get(f"/api/rounds/{round1.pk}/").json()
     assert shown["state"] == "guarded" and shown["guard"]["passed"] is False
     assert (
-        shown["guard"]["pairs"] == round1.reward_model.metrics.get("pairs", 0)
-        and shown["guard"]["min_pairs"] == 10_000
+        shown["guard"]["pairs"] == round1.reward_model.metrics.get("pairs", 0) and shown["guard"]["min_pairs"] == 10_000
     )
     client.force_login(User.objects.get(username="res"))
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
@@ -333,38 +281,23 @@ def test_ppo_and_best_of_n_rounds(
     overridden = researcher.post(f"/api/rounds/{round1.pk}/override-guard/", {}, format="json")
     assert overridden.status_code == 202, overridden.content
     new = check_round_done(
-        project,
-        round1,
-        method,
-        ["sampling", "labeling", "reward_model", "guarded", "policy_update", "done"],
+        project, round1, method, ["sampling", "labeling", "reward_model", "guarded", "policy_update", "done"]
     )
     assert round1.history[4]["override_guard"] is True and round1.history[4]["by"] == "res"
-    assert (
-        round1.metrics["guard_override"]["by"] == "res"
-        and "guard overridden by res" in round1.reason
-    )
-    assert (
-        researcher.post(f"/api/rounds/{round1.pk}/override-guard/", {}, format="json").status_code
-        == 409
-    )
+    assert round1.metrics["guard_override"]["by"] == "res" and "guard overridden by res" in round1.reason
+    assert researcher.post(f"/api/rounds/{round1.pk}/override-guard/", {}, format="json").status_code == 409
     if method == "ppo":
         assert round1.params["top_p"] == 0.95 and new.config["sampler"]["top_p"] == 1.0
     assert new.data["reward_model_version"] == round1.reward_model.version
     # AI feedback needs a reward model: round 1 had none, round 2 gets it, kept apart from human votes.
     assert not AIFeedback.objects.filter(comparison__round=1).exists()
-    round2 = start_round(
-        researcher, project, method, {**round_params(reward_base, **update), "ai_feedback": True}
-    )
+    round2 = start_round(researcher, project, method, {**round_params(reward_base, **update), "ai_feedback": True})
     round2.refresh_from_db()
     assert round2.state == Round.State.LABELING and round2.policy_id == new.pk
     feedback = AIFeedback.objects.filter(comparison__round=2)
     assert feedback.count() == Comparison.objects.filter(project=project, round=2).count() > 0
-    assert not Vote.objects.filter(
-        assignment__comparison__round=2
-    ).exists()  # no vote was written for it
-    assert statistics.mean(sampled_lengths(project, 2, new)) > statistics.mean(
-        sampled_lengths(project, 1, base)
-    )
+    assert not Vote.objects.filter(assignment__comparison__round=2).exists()  # no vote was written for it
+    assert statistics.mean(sampled_lengths(project, 2, new)) > statistics.mean(sampled_lengths(project, 1, base))
 
 
 @pytest.fixture(scope="session")
@@ -401,9 +334,7 @@ def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy
 
     project, researcher, annotator = project_env
     researcher.post(
-        f"/api/projects/{project.pk}/policies/",
-        {"kind": "base", "model_path": str(demo_policy_dir)},
-        format="json",
+        f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": str(demo_policy_dir)}, format="json"
     )
     round1 = start_round(researcher, project, "dpo", round_params(reward_base))
     # One active round per project.
@@ -421,12 +352,8 @@ def test_round_state_machine_refuses_out_of_order_steps(project_env, demo_policy
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert "cancelled by res during labeling" in cancelled.json()["reason"]
     assert not Comparison.objects.filter(project=project, round=1, is_open=True).exists()
-    served = annotator.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()[
-        "assignment"
-    ]
-    assert (
-        Assignment.objects.get(pk=served["assignment_id"]).comparison.round == 0
-    )  # imported pairs only
+    served = annotator.post(f"/api/projects/{project.pk}/next/", {}, format="json").json()["assignment"]
+    assert Assignment.objects.get(pk=served["assignment_id"]).comparison.round == 0  # imported pairs only
     # A new round takes the next number.
     round2 = start_round(researcher, project, "dpo", round_params(reward_base))
     assert round2.number == 2
@@ -438,9 +365,7 @@ def test_a_round_cancelled_while_sampling_leaves_nothing_behind(project_env, dem
 
     project, researcher, annotator = project_env
     register_base_policy(project=project, model_path=str(demo_policy_dir))
-    round_, _ = services.start_round(
-        project=project, method="dpo", params={"k": 2, "max_new_tokens": 8}, enqueue=False
-    )
+    round_, _ = services.start_round(project=project, method="dpo", params={"k": 2, "max_new_tokens": 8}, enqueue=False)
     calls = []
 
     def cancel_midway() -> bool:
@@ -458,9 +383,7 @@ def test_a_round_cancelled_while_sampling_leaves_nothing_behind(project_env, dem
     assert not Comparison.objects.filter(project=project, round=round_.number).exists()
 
 
-def test_run_round_command_takes_a_round_from_sampling_to_done(
-    project_env, demo_policy_dir, reward_base, settings
-):
+def test_run_round_command_takes_a_round_from_sampling_to_done(project_env, demo_policy_dir, reward_base, settings):
     from io import StringIO
 
     from django.core.management import call_command

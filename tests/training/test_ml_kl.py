@@ -75,17 +75,10 @@ def exact_kl(policy_path, reference_path, prompt: str) -> float:
         model, tokenizer = load_policy(path, device="cpu")
         prompt_ids = [tokenizer(format_prompt(prompt))["input_ids"]] * len(responses)
         totals.append(
-            [
-                sum(t)
-                for t in token_logprobs_ids(
-                    model, prompt_ids, responses, pad_token_id=tokenizer.pad_token_id
-                )
-            ]
+            [sum(t) for t in token_logprobs_ids(model, prompt_ids, responses, pad_token_id=tokenizer.pad_token_id)]
         )
     mine, ref = totals
-    assert sum(math.exp(v) for v in mine) == pytest.approx(
-        1.0, abs=1e-6
-    )  # the enumeration is the whole space
+    assert sum(math.exp(v) for v in mine) == pytest.approx(1.0, abs=1e-6)  # the enumeration is the whole space
     return sum(math.exp(a) * (a - b) for a, b in zip(mine, ref))
 
 
@@ -136,33 +129,21 @@ def test_the_estimate_agrees_with_the_enumerated_kl_within_its_error(tiny_pair):
     assert metrics["kl_params"]["top_p"] == 1.0 and metrics["kl_params"]["temperature"] == 1.0
     assert 0 < se < 0.1 * exact
     assert abs(estimate - exact) < 3 * se, (estimate, exact, se)
-    assert (
-        abs(metrics["kl_to_reference_k1"] - exact) < 0.2 * exact
-    )  # the plain log-ratio mean agrees too
+    assert abs(metrics["kl_to_reference_k1"] - exact) < 0.2 * exact  # the plain log-ratio mean agrees too
 
 
 def test_kl_samples_from_a_truncated_sampler_would_be_biased(tiny_pair):
     """Why the KL samples ignore the round's top_p: the same k3 sum on top_p = 0.5 samples misses the exact KL."""
     from training.ml.config import SamplerParams
-    from training.ml.metrics import (
-        _reference_token_logprobs,
-        _samples,
-        kl_estimate,
-        token_logprobs_ids,
-    )
+    from training.ml.metrics import _reference_token_logprobs, _samples, kl_estimate, token_logprobs_ids
     from training.ml.policy import load_policy
 
     policy, reference = tiny_pair
     exact = exact_kl(policy, reference, "a b")
     model, tokenizer = load_policy(policy, device="cpu")
-    rollouts, _ = _samples(
-        model, tokenizer, ["a b"], 4000, SamplerParams(top_p=0.5, max_new_tokens=MAX_NEW, seed=5)
-    )
+    rollouts, _ = _samples(model, tokenizer, ["a b"], 4000, SamplerParams(top_p=0.5, max_new_tokens=MAX_NEW, seed=5))
     mine = token_logprobs_ids(
-        model,
-        [r.prompt_ids for r in rollouts],
-        [r.response_ids for r in rollouts],
-        pad_token_id=tokenizer.pad_token_id,
+        model, [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts], pad_token_id=tokenizer.pad_token_id
     )
     biased = kl_estimate(mine, _reference_token_logprobs(reference, tokenizer, rollouts))
     assert abs(biased["kl_to_reference"] - exact) > 3 * biased["kl_to_reference_se"]

@@ -16,9 +16,7 @@ def test_random_pairs_are_seeded_and_capped_per_prompt():
     groups = [[1, 2, 3, 4], [5, 6, 7, 8]]
     first = select_pairs(groups, strategy="random", per_prompt=2, seed=3)
     assert first == select_pairs(groups, strategy="random", per_prompt=2, seed=3)
-    assert len(first) == 4 and all(
-        {a, b} <= set(groups[0]) or {a, b} <= set(groups[1]) for a, b in first
-    )
+    assert len(first) == 4 and all({a, b} <= set(groups[0]) or {a, b} <= set(groups[1]) for a, b in first)
 
 
 def test_uncertain_prefers_small_reward_gaps_without_reusing_one_completion():

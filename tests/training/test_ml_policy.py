@@ -22,16 +22,10 @@ def test_demo_policy_folder_is_safetensors_with_a_causal_tokenizer(demo_policy):
     assert meta["format"] == "prefloop.policy/1" and meta["method"] == "demo-sft"
     assert demo_policy.metrics["train_loss_last"] < demo_policy.metrics["train_loss_first"] / 2
     model, tokenizer = load_policy(folder)
-    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
-        "[CLS]",
-        "[SEP]",
-        "[PAD]",
-    )
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("[CLS]", "[SEP]", "[PAD]")
     assert tokenizer.padding_side == "left"
     ids = tokenizer("Question: hi\nAnswer:")["input_ids"]
-    assert (
-        ids[0] == tokenizer.bos_token_id and tokenizer.eos_token_id not in ids
-    )  # bos only, no BERT [SEP]
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.eos_token_id not in ids  # bos only, no BERT [SEP]
 
 
 def test_load_policy_refuses_pickled_weights(demo_policy, tmp_path):
@@ -68,9 +62,7 @@ def test_samples_are_reproducible_per_seed_in_prompt_order_and_stop_at_eos(demo_
     for s in flat:
         assert s.seed == 5 and "[SEP]" not in s.text
         if s.finish_reason == "stop":
-            assert (
-                s.token_ids[-1] == tokenizer.eos_token_id and s.num_tokens == len(s.token_ids) - 1
-            )
+            assert s.token_ids[-1] == tokenizer.eos_token_id and s.num_tokens == len(s.token_ids) - 1
         else:
             assert s.num_tokens == len(s.token_ids) == 40
 
@@ -80,11 +72,7 @@ def test_left_padded_batches_give_the_same_greedy_answers_as_one_prompt_at_a_tim
     from training.ml.sampling import TransformersSampler
 
     sampler = TransformersSampler(demo_policy.path)
-    batch = [
-        "What is a river?",
-        "Why does a violin matter to people who like music?",
-        "Tell me about a clock.",
-    ]
+    batch = ["What is a river?", "Why does a violin matter to people who like music?", "Tell me about a clock."]
     greedy = SamplerParams(temperature=0, max_new_tokens=24)
     together = sampler.generate(batch, n=1, params=greedy)
     alone = [sampler.generate([p], n=1, params=greedy)[0] for p in batch]
@@ -157,16 +145,9 @@ def test_evaluate_policy_against_itself_has_zero_kl_and_even_win_rates(demo_poli
         n=2,
     )
     assert metrics["samples"] == 16
-    assert (
-        metrics["kl_to_reference"] == 0.0 and metrics["kl_to_reference_se"] == 0.0
-    )  # exactly: k3 of ρ = 1 is 0
-    assert (
-        metrics["win_rate_vs_reference"] == 0.5 and metrics["win_rate_vs_previous"] == 0.5
-    )  # same draws: all ties
-    assert (
-        metrics["mean_length_tokens"] > 0
-        and metrics["mean_length_chars"] > metrics["mean_length_tokens"]
-    )
+    assert metrics["kl_to_reference"] == 0.0 and metrics["kl_to_reference_se"] == 0.0  # exactly: k3 of ρ = 1 is 0
+    assert metrics["win_rate_vs_reference"] == 0.5 and metrics["win_rate_vs_previous"] == 0.5  # same draws: all ties
+    assert metrics["mean_length_tokens"] > 0 and metrics["mean_length_chars"] > metrics["mean_length_tokens"]
     assert metrics["mean_reward"] == pytest.approx(metrics["reference_mean_reward"])
 
 
@@ -181,9 +162,7 @@ def test_a_stopped_update_raises_and_writes_no_policy(demo_policy, tmp_path):
             prompts=prompts(8),
             reward_fn=length_reward,
             out_dir=tmp_path / "bon",
-            config=BestOfNConfig(
-                n=2, epochs=3, batch_size=4, sampler=SamplerParams(max_new_tokens=16)
-            ),
+            config=BestOfNConfig(n=2, epochs=3, batch_size=4, sampler=SamplerParams(max_new_tokens=16)),
             should_stop=lambda: True,
         )
     assert not (tmp_path / "bon").exists() and not list(tmp_path.iterdir())

@@ -21,9 +21,7 @@ from training.ml.ppo import (
 def test_gae_matches_a_hand_computation_and_stops_at_each_response_end():
     gamma, lam = 0.9, 0.5
     rewards = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 0.0]])
-    values = torch.tensor(
-        [[0.5, 0.2, 0.1], [0.3, 9.0, 9.0]]
-    )  # the 9s sit on padding and must not leak in
+    values = torch.tensor([[0.5, 0.2, 0.1], [0.3, 9.0, 9.0]])  # the 9s sit on padding and must not leak in
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
     advantages, returns = gae(rewards, values, mask, gamma=gamma, lam=lam)
     # row 0: δ2 = 1 − 0.1 = 0.9; δ1 = 0 + 0.9·0.1 − 0.2 = −0.11; δ0 = 0 + 0.9·0.2 − 0.5 = −0.32
@@ -112,9 +110,7 @@ def test_whitening_uses_only_masked_entries():
 def test_a_ppo_config_with_nucleus_sampling_is_refused_with_the_reason():
     from training.ml.config import PPOConfig, SamplerParams
 
-    with pytest.raises(
-        ValueError, match=r"sampler.top_p must be 1 for PPO \(got 0.95\).*full distribution"
-    ):
+    with pytest.raises(ValueError, match=r"sampler.top_p must be 1 for PPO \(got 0.95\).*full distribution"):
         PPOConfig(sampler=SamplerParams(top_p=0.95))
     assert PPOConfig.from_dict({"sampler": {"temperature": 0.8}}).sampler.top_p == 1.0
 
@@ -125,6 +121,4 @@ def test_ppo_rollouts_sample_the_full_distribution_whatever_the_rounds_top_p():
 
     params = RoundParams(top_p=0.9, temperature=0.8)
     assert rollout_sampler("ppo", params, 2) == {**params.sampler(seed_offset=2), "top_p": 1.0}
-    assert (
-        rollout_sampler("best_of_n", params, 2)["top_p"] == 0.9
-    )  # ranks samples only: keeps the round's sampler
+    assert rollout_sampler("best_of_n", params, 2)["top_p"] == 0.9  # ranks samples only: keeps the round's sampler

@@ -18,9 +18,7 @@ def mean_tokens(policy_path, prompt_list, *, n: int = 4) -> float:
     from training.ml.config import SamplerParams
     from training.ml.sampling import TransformersSampler
 
-    groups = TransformersSampler(policy_path).generate(
-        prompt_list, n=n, params=SamplerParams(**PARAMS)
-    )
+    groups = TransformersSampler(policy_path).generate(prompt_list, n=n, params=SamplerParams(**PARAMS))
     return statistics.mean(s.num_tokens for group in groups for s in group)
 
 
@@ -38,9 +36,7 @@ def longer_preferred_pairs(policy_path, prompt_list, *, n: int = 4, seed: int = 
         for a, b in itertools.combinations(group, 2):
             if a.num_tokens != b.num_tokens:
                 long, short = (a, b) if a.num_tokens > b.num_tokens else (b, a)
-                examples.append(
-                    PreferenceExample(prompt=prompt, chosen=long.text, rejected=short.text)
-                )
+                examples.append(PreferenceExample(prompt=prompt, chosen=long.text, rejected=short.text))
     return examples
 
 
@@ -61,10 +57,7 @@ def test_dpo_on_longer_is_better_pairs_makes_fresh_samples_longer(demo_policy, t
     )
     assert (tmp_path / "dpo" / "model.safetensors").is_file()
     assert result.metrics["steps"] == 15 and len(result.curve) == 15 and seen[-1] == (15, 15)
-    before, after = (
-        mean_tokens(demo_policy.path, eval_prompts),
-        mean_tokens(result.path, eval_prompts),
-    )
+    before, after = (mean_tokens(demo_policy.path, eval_prompts), mean_tokens(result.path, eval_prompts))
     assert after > before * 1.2, (before, after)
 
 
@@ -90,13 +83,8 @@ def test_ppo_with_a_length_reward_makes_fresh_samples_longer(demo_policy, tmp_pa
         ),
     )
     assert (tmp_path / "ppo" / "value_head.safetensors").is_file()
-    assert (
-        len(result.curve) == 8 and result.curve[-1]["mean_reward"] > result.curve[0]["mean_reward"]
-    )
-    before, after = (
-        mean_tokens(demo_policy.path, eval_prompts),
-        mean_tokens(result.path, eval_prompts),
-    )
+    assert len(result.curve) == 8 and result.curve[-1]["mean_reward"] > result.curve[0]["mean_reward"]
+    before, after = (mean_tokens(demo_policy.path, eval_prompts), mean_tokens(result.path, eval_prompts))
     assert after > before * 1.2, (before, after)
 
 
@@ -110,15 +98,10 @@ def test_best_of_n_with_a_length_reward_makes_fresh_samples_longer(demo_policy, 
         prompts=train_prompts,
         reward_fn=length_reward,
         out_dir=tmp_path / "bon",
-        config=BestOfNConfig(
-            n=4, lr=2e-3, epochs=4, batch_size=16, sampler=SamplerParams(max_new_tokens=48)
-        ),
+        config=BestOfNConfig(n=4, lr=2e-3, epochs=4, batch_size=16, sampler=SamplerParams(max_new_tokens=48)),
     )
     assert result.metrics["mean_reward_kept"] > result.metrics["mean_reward_all"]
-    before, after = (
-        mean_tokens(demo_policy.path, eval_prompts),
-        mean_tokens(result.path, eval_prompts),
-    )
+    before, after = (mean_tokens(demo_policy.path, eval_prompts), mean_tokens(result.path, eval_prompts))
     assert after > before * 1.2, (before, after)
 
 
@@ -134,9 +117,7 @@ def length_reward_model(demo_policy, tmp_path_factory):
     from rewards.ml.train import load_base, train_reward_model
 
     examples = longer_preferred_pairs(demo_policy.path, prompts(48, seed=3), seed=11)
-    pairs = [
-        PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected) for e in examples
-    ]
+    pairs = [PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected) for e in examples]
     config = RewardTrainConfig(lr=2e-3, epochs=3, batch_size=16, max_length=96, eval_fraction=0.0)
     _, tokenizer = load_base(config)
     torch.manual_seed(0)
@@ -162,10 +143,7 @@ def test_ppo_against_a_reward_model_that_learned_length_makes_fresh_samples_long
     from training.ml.config import PPOConfig, SamplerParams
     from training.ml.ppo import train_ppo
 
-    short, long = (
-        "a city.",
-        "a city is full of streets. people visit a city to see the streets. it is calm.",
-    )
+    short, long = ("a city.", "a city is full of streets. people visit a city to see the streets. it is calm.")
     assert (
         length_reward_model.score(["What is a city?"] * 2, [long, short])[0]
         > length_reward_model.score(["What is a city?"] * 2, [long, short])[1]
@@ -187,10 +165,7 @@ def test_ppo_against_a_reward_model_that_learned_length_makes_fresh_samples_long
             sampler=SamplerParams(max_new_tokens=48),
         ),
     )
-    before, after = (
-        mean_tokens(demo_policy.path, eval_prompts),
-        mean_tokens(result.path, eval_prompts),
-    )
+    before, after = (mean_tokens(demo_policy.path, eval_prompts), mean_tokens(result.path, eval_prompts))
     assert after > before * 1.2, (before, after)
 
 
@@ -200,9 +175,7 @@ def test_a_stopped_dpo_update_raises_and_writes_no_policy(demo_policy, tmp_path)
     from training.ml.dpo import train_dpo
     from training.ml.results import TrainingStopped
 
-    examples = [
-        PreferenceExample("What is a river?", "a river is full of water. it is calm.", "a river.")
-    ] * 8
+    examples = [PreferenceExample("What is a river?", "a river is full of water. it is calm.", "a river.")] * 8
     with pytest.raises(TrainingStopped, match="stopped at step 1"):
         train_dpo(
             policy_path=demo_policy.path,

@@ -26,9 +26,7 @@ def setup(settings, tmp_path):
 
 
 def post_form(client, project, path, name=""):
-    response = client.post(
-        f"/projects/{project.pk}/loop/models/", {"model_path": str(path), "name": name}
-    )
+    response = client.post(f"/projects/{project.pk}/loop/models/", {"model_path": str(path), "name": name})
     assert response.status_code == 302 and response.url == f"/projects/{project.pk}/loop/"
     return [str(m) for m in get_messages(response.wsgi_request)]
 
@@ -50,11 +48,7 @@ def test_the_loop_form_registers_a_folder_and_says_what_it_found(setup):
     )
     found = policy.data["folder"]
     assert found["parameters"] == 1000 * 64 + 64 and found["architecture"] == "LlamaForCausalLM"
-    assert (
-        found["chat_template"] is True
-        and found["vocab_size"] == 1000
-        and found["max_positions"] == 2048
-    )
+    assert found["chat_template"] is True and found["vocab_size"] == 1000 and found["max_positions"] == 2048
     assert Loop.objects.get(project=project).reference_id == policy.pk
     page = client.get(f"/projects/{project.pk}/loop/").content.decode()
     assert f'action="/projects/{project.pk}/loop/models/"' in page and "chat template yes" in page
@@ -66,19 +60,13 @@ def test_a_folder_without_a_chat_template_says_no(setup):
         client,
         project,
         write_model_folder(
-            root,
-            "gpt2",
-            architecture="GPT2LMHeadModel",
-            model_type="gpt2",
-            config={"n_positions": 512},
+            root, "gpt2", architecture="GPT2LMHeadModel", model_type="gpt2", config={"n_positions": 512}
         ),
     )
     assert messages[0].endswith("max positions 2,048, chat template no.")
 
 
-@pytest.mark.parametrize(
-    "suffix", ["weights.npy", "scaler.joblib", "state.pkl", "model.pt", "pytorch_model.bin"]
-)
+@pytest.mark.parametrize("suffix", ["weights.npy", "scaler.joblib", "state.pkl", "model.pt", "pytorch_model.bin"])
 def test_a_folder_holding_pickle_like_files_is_refused_at_registration(setup, suffix):
     project, client, root = setup
     folder = write_model_folder(root, "mixed", extra_files=(suffix,))
@@ -92,20 +80,12 @@ def test_a_folder_holding_pickle_like_files_is_refused_at_registration(setup, su
     "make, message",
     [
         (
-            lambda root: write_model_folder(
-                root, "enc", architecture="BertForSequenceClassification"
-            ),
+            lambda root: write_model_folder(root, "enc", architecture="BertForSequenceClassification"),
             "must name a causal-lm model",
         ),
         (lambda root: write_model_folder(root, "notok", tokenizer=False), "no tokenizer"),
-        (
-            lambda root: write_model_folder(root, "noweights", weights=False),
-            "no .safetensors weights",
-        ),
-        (
-            lambda root: write_model_folder(root, "noarch", config={"architectures": []}),
-            "found none",
-        ),
+        (lambda root: write_model_folder(root, "noweights", weights=False), "no .safetensors weights"),
+        (lambda root: write_model_folder(root, "noarch", config={"architectures": []}), "found none"),
     ],
     ids=["encoder-architecture", "no-tokenizer", "no-safetensors", "no-architecture"],
 )
@@ -124,9 +104,7 @@ def test_refusals_never_echo_the_model_root(setup, api, tmp_path):
         messages = post_form(client, project, value)
         assert str(root) not in messages[0] and str(tmp_path) not in messages[0], messages
         response = researcher.post(
-            f"/api/projects/{project.pk}/policies/",
-            {"kind": "base", "model_path": value},
-            format="json",
+            f"/api/projects/{project.pk}/policies/", {"kind": "base", "model_path": value}, format="json"
         )
         assert response.status_code == 400 and str(tmp_path) not in response.content.decode()
     assert "PREFLOOP_MODEL_ROOTS" in post_form(client, project, "/etc")[0]
@@ -170,15 +148,10 @@ def test_the_parameter_count_of_a_real_tiny_llama_matches_torch(tmp_path, minilm
 
 @pytest.mark.parametrize(
     "raw, value, message",
-    [
-        (r"/models/a\u0000b", "/models/a\x00b", "NUL"),
-        (r"/models/\ud800", "/models/\ud800", "valid Unicode"),
-    ],
+    [(r"/models/a\u0000b", "/models/a\x00b", "NUL"), (r"/models/\ud800", "/models/\ud800", "valid Unicode")],
     ids=["nul", "lone-surrogate"],
 )
-def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(
-    setup, api, raw, value, message
-):
+def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(setup, api, raw, value, message):
     from rewards.errors import InvalidTrainingOptions
     from rewards.imports import check_reward_model_folder
     from training.errors import InvalidModelPath
@@ -190,13 +163,9 @@ def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(
         (f"/api/projects/{project.pk}/policies/", '"kind": "base", '),
         (f"/api/projects/{project.pk}/reward-models/import/", ""),
     ):
-        body = (
-            "{" + extra + '"model_path": "' + raw + '"}'
-        )  # JSON escapes: what a client may really send
+        body = "{" + extra + '"model_path": "' + raw + '"}'  # JSON escapes: what a client may really send
         assert researcher.post(url, body, content_type="application/json").status_code == 400
-    with pytest.raises(
-        InvalidModelPath, match=message
-    ):  # the forms reach the services without DRF's field checks
+    with pytest.raises(InvalidModelPath, match=message):  # the forms reach the services without DRF's field checks
         check_model_path(value)
     with pytest.raises(InvalidTrainingOptions, match=message):
         check_reward_model_folder(value)
@@ -206,8 +175,7 @@ def test_paths_no_file_system_accepts_are_a_clear_refusal_not_a_500(
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["weights.npy", "arrays.npz", "model.joblib", "state.pkl", "model.pt", "pytorch_model.bin"],
+    "name", ["weights.npy", "arrays.npz", "model.joblib", "state.pkl", "model.pt", "pytorch_model.bin"]
 )
 def test_the_loaders_and_base_model_check_refuse_the_same_files(settings, tmp_path, name):
     from rewards.errors import InvalidTrainingOptions
@@ -215,9 +183,7 @@ def test_the_loaders_and_base_model_check_refuse_the_same_files(settings, tmp_pa
     from rewards.services import check_base_model
 
     settings.PREFLOOP_MODEL_ROOTS = [tmp_path]
-    folder = write_model_folder(
-        tmp_path, "rm", architecture="BertForSequenceClassification", extra_files=(name,)
-    )
+    folder = write_model_folder(tmp_path, "rm", architecture="BertForSequenceClassification", extra_files=(name,))
     with pytest.raises(UnsafeArtifact, match="pickle-based files"):
         check_safe(folder)
     with pytest.raises(InvalidTrainingOptions, match="pickle-based files") as refused:

@@ -19,12 +19,7 @@ import pytest
 
 from tests.training.chat_models import build_chat_model, hh_dialogue
 from training.ml.config import SamplerParams
-from training.ml.vllm_backend import (
-    adapter_folder,
-    folder_positions,
-    max_lora_rank,
-    sampling_kwargs,
-)
+from training.ml.vllm_backend import adapter_folder, folder_positions, max_lora_rank, sampling_kwargs
 
 EOS = 2
 
@@ -95,9 +90,7 @@ class FakeLLM:
         ]
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
-        assert all(
-            isinstance(p, dict) and set(p) == {"prompt_token_ids"} for p in prompts
-        )  # TokensPrompt
+        assert all(isinstance(p, dict) and set(p) == {"prompt_token_ids"} for p in prompts)  # TokensPrompt
         self.calls.append(("generate", prompts, sampling_params, lora_request, None))
         return self._outputs(prompts, sampling_params)
 
@@ -209,9 +202,7 @@ def test_temperature_above_vllms_limit_is_refused_by_name():
 
 
 @pytest.mark.parametrize(
-    "sampling_cls, off",
-    [(FakeSamplingParams, 0), (OldFakeSamplingParams, -1)],
-    ids=["current", "older"],
+    "sampling_cls, off", [(FakeSamplingParams, 0), (OldFakeSamplingParams, -1)], ids=["current", "older"]
 )
 def test_top_k_off_follows_the_installed_vllm(fake_vllm, policy_folder, sampling_cls, off):
     from training.ml.sampling import VLLMSampler
@@ -233,9 +224,7 @@ def hf_rendered(folder, prompts, max_new_tokens):
 
 
 @pytest.mark.parametrize("folder_name", ["policy_folder", "plain_folder"])
-def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(
-    fake_vllm, folder_name, request
-):
+def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(fake_vllm, folder_name, request):
     from training.ml.sampling import VLLMSampler
 
     folder = request.getfixturevalue(folder_name)
@@ -254,16 +243,10 @@ def test_vllm_is_sent_exactly_the_ids_the_transformers_backend_conditions_on(
     assert [p["prompt_token_ids"] for p in inputs] == [list(r.ids) for r in expected]
     assert [row[0].prompt_text for row in out] == [r.text for r in expected]
     if folder_name == "policy_folder":
-        assert (
-            out[0][0].prompt_text
-            == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
-        )
+        assert out[0][0].prompt_text == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
     else:
         assert out[0][0].prompt_text == "Question: What is 2+2?\nAnswer:"
-    assert [[s.text for s in row] for row in out] == [
-        ["answer 0.0", "answer 0.1"],
-        ["answer 1.0", "answer 1.1"],
-    ]
+    assert [[s.text for s in row] for row in out] == [["answer 0.0", "answer 0.1"], ["answer 1.0", "answer 1.1"]]
     eos = fake_vllm.engines[0].get_tokenizer().eos_token_id
     assert [(s.num_tokens, s.finish_reason, s.token_ids) for s in out[0]] == [
         (2, "stop", (5, 6, eos)),
@@ -290,33 +273,23 @@ def test_max_model_len_given_to_the_engine_sets_the_prompt_budget(fake_vllm, pol
     from training.ml.sampling import VLLMSampler
 
     dialogue = hh_dialogue(min_chars=4_000)
-    VLLMSampler(policy_folder, max_model_len=48).generate(
-        [dialogue], n=1, params=SamplerParams(max_new_tokens=16)
-    )
+    VLLMSampler(policy_folder, max_model_len=48).generate([dialogue], n=1, params=SamplerParams(max_new_tokens=16))
     assert len(fake_vllm.engines[0].calls[0][1][0]["prompt_token_ids"]) <= 32
 
 
 # --- LoRA ------------------------------------------------------------------------------------------
-def test_a_peft_adapter_folder_is_served_as_its_base_plus_a_lora_request(
-    fake_vllm, tmp_path, policy_folder
-):
+def test_a_peft_adapter_folder_is_served_as_its_base_plus_a_lora_request(fake_vllm, tmp_path, policy_folder):
     from training.ml.sampling import VLLMSampler
 
     adapter = adapter_dir(tmp_path, policy_folder, r=4)
     sampler = VLLMSampler(adapter)
     engine = fake_vllm.engines[0]
-    assert engine.init_kwargs["model"] == str(policy_folder) and engine.init_kwargs[
-        "tokenizer"
-    ] == str(policy_folder)
+    assert engine.init_kwargs["model"] == str(policy_folder) and engine.init_kwargs["tokenizer"] == str(policy_folder)
     assert engine.init_kwargs["enable_lora"] is True and engine.init_kwargs["max_lora_rank"] == 8
     assert engine.init_kwargs["max_loras"] == 1
     sampler.generate(["Why?"], n=1, params=SamplerParams())
     lora = engine.calls[0][3]
-    assert (
-        isinstance(lora, FakeLoRARequest)
-        and lora.lora_int_id == 1
-        and lora.lora_path == str(adapter)
-    )
+    assert isinstance(lora, FakeLoRARequest) and lora.lora_int_id == 1 and lora.lora_path == str(adapter)
     assert lora.lora_name.startswith("prefloop-")
 
 
@@ -333,18 +306,9 @@ def test_an_adapter_with_its_own_tokenizer_uses_it_and_ranks_round_up(tmp_path, 
 
     adapter = adapter_folder(adapter_dir(tmp_path, policy_folder, r=24, tokenizer=True))
     kwargs = engine_kwargs(
-        adapter,
-        dtype="bfloat16",
-        seed=3,
-        gpu_memory_utilization=0.4,
-        max_model_len=None,
-        enforce_eager=True,
+        adapter, dtype="bfloat16", seed=3, gpu_memory_utilization=0.4, max_model_len=None, enforce_eager=True
     )
-    assert (
-        kwargs["tokenizer"] == adapter.adapter_path
-        and kwargs["max_lora_rank"] == 32
-        and kwargs["seed"] == 3
-    )
+    assert kwargs["tokenizer"] == adapter.adapter_path and kwargs["max_lora_rank"] == 32 and kwargs["seed"] == 3
     assert [max_lora_rank(r) for r in (1, 2, 8, 9, 300)] == [1, 8, 8, 16, 320]
     with pytest.raises(ValueError, match="largest"):
         max_lora_rank(1024)

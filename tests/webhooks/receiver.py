@@ -49,14 +49,10 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                )
+                receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                status, headers, payload = (
-                    receiver.script.pop(0) if receiver.script else (200, {}, b"ok")
-                )
+                status, headers, payload = receiver.script.pop(0) if receiver.script else (200, {}, b"ok")
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -70,9 +66,7 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.scheme = "http"
         if tls is not None:  # HTTPS: the handshake happens in each handler thread
-            self.server.socket = tls.wrap_socket(
-                self.server.socket, server_side=True, do_handshake_on_connect=False
-            )
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
             self.scheme = "https"
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

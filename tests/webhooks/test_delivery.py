@@ -22,9 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def project():
-    return make_project(
-        name="hooked", researchers=[make_user("res-hook", role=User.Role.RESEARCHER)]
-    )
+    return make_project(name="hooked", researchers=[make_user("res-hook", role=User.Role.RESEARCHER)])
 
 
 def hook(project, url: str, events=("job.succeeded",)) -> Webhook:
@@ -43,15 +41,9 @@ def test_a_test_delivery_is_signed_with_the_secret_and_verified_by_the_receiver(
     body = got.json
     assert body["event"] == "ping" and body["project"] == {"id": project.pk, "name": "hooked"}
     assert got.headers["x-prefloop-event-id"] == body["id"] == delivery.event_id
-    assert (
-        got.headers["x-prefloop-event"] == "ping"
-        and got.headers["content-type"] == "application/json"
-    )
+    assert got.headers["x-prefloop-event"] == "ping" and got.headers["content-type"] == "application/json"
     assert abs(int(got.headers["x-prefloop-timestamp"]) - timezone.now().timestamp()) < 300
-    assert (
-        got.body.decode() == delivery.body
-        and hashlib.sha256(got.body).hexdigest() == delivery.body_sha256
-    )
+    assert got.body.decode() == delivery.body and hashlib.sha256(got.body).hexdigest() == delivery.body_sha256
 
 
 def test_a_500_is_retried_with_the_same_signed_body_until_it_succeeds(project, receiver, settings):
@@ -66,13 +58,8 @@ def test_a_500_is_retried_with_the_same_signed_body_until_it_succeeds(project, r
         "",
     )
     assert [g.headers["x-prefloop-attempt"] for g in r.received] == ["1", "2", "3"]
-    assert (
-        len({g.body for g in r.received}) == 1
-        and len({g.headers["x-prefloop-event-id"] for g in r.received}) == 1
-    )
-    assert all(
-        signature_ok(webhook.secret, g.body, g.headers["x-prefloop-signature"]) for g in r.received
-    )
+    assert len({g.body for g in r.received}) == 1 and len({g.headers["x-prefloop-event-id"] for g in r.received}) == 1
+    assert all(signature_ok(webhook.secret, g.body, g.headers["x-prefloop-signature"]) for g in r.received)
     # one job per attempt, each through the job queue
     assert Job.objects.filter(kind="webhooks.deliver", status="succeeded").count() == 3
 
@@ -108,10 +95,7 @@ def test_attempts_are_bounded_and_a_4xx_is_not_retried(project, receiver, settin
     r = receiver([(500, {}, b"")] * 5)
     delivery = services.send_test(webhook=hook(project, r.url()))
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == (
-        "failed",
-        3,
-    ) and "gave up after 3 attempts" in delivery.last_error
+    assert (delivery.status, delivery.attempts) == ("failed", 3) and "gave up after 3 attempts" in delivery.last_error
     assert len(r.received) == 3
     r2 = receiver([(401, {}, b"bad signature")])
     delivery = services.send_test(webhook=hook(project, r2.url()))
@@ -139,9 +123,7 @@ def test_the_answer_is_read_only_up_to_the_bound(project, receiver, settings):
     assert answer.status == 200 and len(answer.body) == 4096
     delivery = services.send_test(webhook=hook(project, r.url()))
     delivery.refresh_from_db()
-    assert (
-        delivery.status == "succeeded" and len(delivery.response_excerpt) == services.EXCERPT_CHARS
-    )
+    assert delivery.status == "succeeded" and len(delivery.response_excerpt) == services.EXCERPT_CHARS
 
 
 def test_a_slow_receiver_times_out_and_is_retried(project, receiver, settings):
@@ -205,25 +187,18 @@ def test_a_stored_url_is_checked_again_at_send_time(project, receiver, settings)
     assert r.received == []
 
 
-def test_a_hostname_that_resolves_to_loopback_is_refused_after_resolution(
-    project, receiver, settings
-):
+def test_a_hostname_that_resolves_to_loopback_is_refused_after_resolution(project, receiver, settings):
     settings.PREFLOOP_WEBHOOK_ALLOWED_CIDRS = []
     r = receiver()
     webhook = hook(project, r.url(host="localhost"))  # no DNS at save time: the name itself is fine
     delivery = services.send_test(webhook=webhook)
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts == 1
-    assert (
-        "refused: localhost resolves to" in delivery.last_error
-        and "loopback address" in delivery.last_error
-    )
+    assert "refused: localhost resolves to" in delivery.last_error and "loopback address" in delivery.last_error
     assert r.received == []
 
 
-def test_the_checked_address_is_the_one_connected_to_and_host_keeps_the_name(
-    project, receiver, monkeypatch, settings
-):
+def test_the_checked_address_is_the_one_connected_to_and_host_keeps_the_name(project, receiver, monkeypatch, settings):
     """One lookup per send (the connection uses its answer: no second lookup to rebind), and the
     receiver sees the URL's host name in Host."""
     settings.PREFLOOP_WEBHOOK_ALLOWED_CIDRS = ["127.0.0.1/32", "::1/128"]
@@ -238,11 +213,7 @@ def test_the_checked_address_is_the_one_connected_to_and_host_keeps_the_name(
     r = receiver()
     answer = net.post(r.url(host="localhost"), b"{}", {}, services.rules())
     # the name is looked up once; the connection's own getaddrinfo gets the checked address, a literal
-    assert (
-        answer.status == 200
-        and lookups[0] == "localhost"
-        and lookups[1:] in ([], ["127.0.0.1"], ["::1"])
-    )
+    assert answer.status == 200 and lookups[0] == "localhost" and lookups[1:] in ([], ["127.0.0.1"], ["::1"])
     assert r.received[0].headers["host"] == f"localhost:{r.port}"
 
 
@@ -253,9 +224,7 @@ def test_the_host_allowlist_applies(project, settings, receiver):
     assert net.host_allowed("a.internal.example", services.rules())
     assert not net.host_allowed("internal.example.evil", services.rules())
     r = receiver()
-    with pytest.raises(
-        services.InvalidWebhook, match="127.0.0.1 is not in PREFLOOP_WEBHOOK_ALLOWED_HOSTS"
-    ):
+    with pytest.raises(services.InvalidWebhook, match="127.0.0.1 is not in PREFLOOP_WEBHOOK_ALLOWED_HOSTS"):
         hook(project, r.url())
 
 
@@ -275,9 +244,7 @@ def test_a_307_to_an_allowed_target_is_followed_and_checked_again(project, recei
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
     [moved] = final.received
-    assert moved.path == "/moved" and signature_ok(
-        webhook.secret, moved.body, moved.headers["x-prefloop-signature"]
-    )
+    assert moved.path == "/moved" and signature_ok(webhook.secret, moved.body, moved.headers["x-prefloop-signature"])
 
 
 def test_other_redirects_are_not_followed(project, receiver):
@@ -285,11 +252,7 @@ def test_other_redirects_are_not_followed(project, receiver):
     r = receiver([(302, {"Location": final.url()}, b"")])
     delivery = services.send_test(webhook=hook(project, r.url()))
     delivery.refresh_from_db()
-    assert (
-        delivery.status == "failed"
-        and "302 redirect" in delivery.last_error
-        and final.received == []
-    )
+    assert delivery.status == "failed" and "302 redirect" in delivery.last_error and final.received == []
 
 
 def test_a_deleted_webhook_stops_its_queued_attempts(project, receiver, settings):
@@ -310,17 +273,10 @@ def test_the_body_is_compact_sorted_json(project, receiver):
     r = receiver()
     services.send_test(webhook=hook(project, r.url()))
     body = r.received[0].body
-    assert (
-        body
-        == json.dumps(
-            json.loads(body), separators=(",", ":"), sort_keys=True, ensure_ascii=False
-        ).encode()
-    )
+    assert body == json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def test_a_webhook_paused_after_the_event_sends_nothing_but_a_test_still_goes(
-    project, receiver, settings
-):
+def test_a_webhook_paused_after_the_event_sends_nothing_but_a_test_still_goes(project, receiver, settings):
     settings.PREFLOOP_JOB_BACKEND = "db"
     r = receiver()
     webhook = hook(project, r.url())
@@ -343,9 +299,7 @@ def test_a_delivery_whose_worker_died_is_failed_by_the_reaper(project, receiver,
     settings.PREFLOOP_JOB_BACKEND = "db"
     delivery = services.send_test(webhook=hook(project, receiver().url()))
     long_ago = timezone.now() - timedelta(hours=1)
-    Job.objects.filter(pk=delivery.job_id).update(
-        status="running", started_at=long_ago, heartbeat_at=long_ago
-    )
+    Job.objects.filter(pk=delivery.job_id).update(status="running", started_at=long_ago, heartbeat_at=long_ago)
     assert reap_stale_jobs() == 1
     delivery.refresh_from_db()
     assert delivery.status == "failed" and "worker stopped responding" in delivery.last_error
@@ -355,9 +309,7 @@ def test_the_log_keeps_the_newest_finished_deliveries(project, receiver, setting
     settings.PREFLOOP_WEBHOOK_LOG_KEEP = 3
     webhook = hook(project, receiver().url())
     sent = [services.send_test(webhook=webhook).pk for _ in range(5)]
-    assert (
-        sorted(Delivery.objects.values_list("id", flat=True)) == sent[-4:]
-    )  # 3 finished + the one just created
+    assert sorted(Delivery.objects.values_list("id", flat=True)) == sent[-4:]  # 3 finished + the one just created
     services.send_test(webhook=webhook)
     assert Delivery.objects.count() == 4 and not Delivery.objects.filter(pk__in=sent[:2]).exists()
 

@@ -26,9 +26,7 @@ def people():
 @pytest.fixture
 def project(people):
     researcher, annotator = people
-    return make_project(
-        name="events", researchers=[researcher], annotators=[annotator], overlap_target=1
-    )
+    return make_project(name="events", researchers=[researcher], annotators=[annotator], overlap_target=1)
 
 
 def events_of(r, secret: str) -> list[dict]:
@@ -84,11 +82,7 @@ def _second_round(project, first):
     from training.models import Round
 
     return Round.objects.create(
-        project=project,
-        number=2,
-        method=Round.Method.DPO,
-        policy=first.policy,
-        state=Round.State.LABELING,
+        project=project, number=2, method=Round.Method.DPO, policy=first.policy, state=Round.State.LABELING
     )
 
 
@@ -108,13 +102,9 @@ def test_a_transition_rolled_back_sends_nothing(project, receiver):
 
 def test_jobs_that_succeed_or_fail_are_sent_and_webhook_jobs_are_not(project, receiver):
     r = receiver()
-    webhook = services.webhook_create(
-        project=project, url=r.url(), events=["job.succeeded", "job.failed"]
-    )
+    webhook = services.webhook_create(project=project, url=r.url(), events=["job.succeeded", "job.failed"])
     ok = run_job_inline("selftest.sleep", {"seconds": 0, "steps": 1}, project=project)
-    bad = run_job_inline(
-        "selftest.sleep", {"seconds": 0, "steps": 2, "fail": True}, project=project
-    )
+    bad = run_job_inline("selftest.sleep", {"seconds": 0, "steps": 2, "fail": True}, project=project)
     run_job_inline("selftest.sleep", {"seconds": 0, "steps": 1})  # no project: nobody to tell
     got = events_of(r, webhook.secret)
     assert [(e["event"], e["data"]["job"]["id"], e["data"]["job"]["status"]) for e in got] == [
@@ -150,10 +140,7 @@ def test_vote_milestones_every_n_judgements_and_a_round_fully_labelled(project, 
         Comparison.objects.filter(pk=comparison.pk).update(round=1)
     r = receiver()
     webhook = services.webhook_create(
-        project=project,
-        url=r.url(),
-        milestone_every=2,
-        events=["labeling.votes_milestone", "labeling.round_labelled"],
+        project=project, url=r.url(), milestone_every=2, events=["labeling.votes_milestone", "labeling.round_labelled"]
     )
     _vote(annotator, project, 3)
     assert [(e["event"], e["data"]) for e in events_of(r, webhook.secret)] == [
@@ -174,10 +161,7 @@ def test_the_same_event_emitted_twice_is_delivered_once(project, receiver):
     services.webhook_create(project=project, url=r.url(), events=["labeling.round_labelled"])
     for _ in range(2):
         services.emit(
-            project,
-            "labeling.round_labelled",
-            {"round": {"number": 7, "comparisons": 1}},
-            key="round_labelled:7",
+            project, "labeling.round_labelled", {"round": {"number": 7, "comparisons": 1}}, key="round_labelled:7"
         )
     assert len(r.received) == 1 and Delivery.objects.count() == 1
 

@@ -57,9 +57,7 @@ def test_a_researcher_adds_a_webhook_and_sees_the_secret_once(world):
 
 def test_a_bad_url_is_refused_with_the_field_named_and_nothing_written(world):
     project, researcher, _, _ = world
-    page = client_for(researcher).post(
-        f"/projects/{project.pk}/webhooks/", {**FORM, "url": "http://169.254.169.254/"}
-    )
+    page = client_for(researcher).post(f"/projects/{project.pk}/webhooks/", {**FORM, "url": "http://169.254.169.254/"})
     assert page.status_code == 400 and "link-local address" in page.content.decode()
     assert 'aria-invalid="true"' in page.content.decode() and not Webhook.objects.exists()
     page = client_for(researcher).post(f"/projects/{project.pk}/webhooks/", {**FORM, "events": []})
@@ -99,16 +97,12 @@ def test_annotators_and_other_researchers_cannot_see_or_configure(world, who):
     assert client.get(f"/projects/{project.pk}/webhooks/").status_code == 404
     assert client.post(f"/projects/{project.pk}/webhooks/", FORM).status_code == 404
     for action in ("save", "rotate", "test", "delete"):
-        response = client.post(
-            f"/projects/{project.pk}/webhooks/{webhook.pk}/", {**FORM, "action": action}
-        )
+        response = client.post(f"/projects/{project.pk}/webhooks/{webhook.pk}/", {**FORM, "action": action})
         assert response.status_code == 404 and webhook.secret not in response.content.decode()
     assert client.get(f"/api/projects/{project.pk}/webhooks/").status_code == 404
     assert client.get(f"/api/webhooks/{webhook.pk}/").status_code == 404
     assert (
-        client.patch(
-            f"/api/webhooks/{webhook.pk}/", {"active": False}, content_type="application/json"
-        ).status_code
+        client.patch(f"/api/webhooks/{webhook.pk}/", {"active": False}, content_type="application/json").status_code
         == 404
     )
     assert client.get(f"/api/webhooks/{webhook.pk}/deliveries/").status_code == 404
@@ -121,20 +115,13 @@ def test_a_webhook_of_another_project_behind_your_project_id_is_refused(world):
     project, researcher, _, stranger = world
     theirs = make_project(name="theirs", researchers=[stranger])
     webhook = services.webhook_create(project=theirs, url=FORM["url"], events=["job.failed"])
-    response = client_for(researcher).post(
-        f"/projects/{project.pk}/webhooks/{webhook.pk}/", {"action": "delete"}
-    )
+    response = client_for(researcher).post(f"/projects/{project.pk}/webhooks/{webhook.pk}/", {"action": "delete"})
     assert response.status_code == 404 and Webhook.objects.filter(pk=webhook.pk).exists()
 
 
 def test_the_page_needs_a_csrf_token_and_a_login(world):
     project, researcher, _, _ = world
-    assert (
-        client_for(researcher, csrf=True)
-        .post(f"/projects/{project.pk}/webhooks/", FORM)
-        .status_code
-        == 403
-    )
+    assert client_for(researcher, csrf=True).post(f"/projects/{project.pk}/webhooks/", FORM).status_code == 403
     assert Client().get(f"/projects/{project.pk}/webhooks/").status_code == 302
     assert not Webhook.objects.exists()
 
@@ -144,9 +131,7 @@ def test_rest_create_returns_the_secret_once_and_lists_mask_it(world, api, setti
     project, researcher, _, _ = world
     client = api(researcher)
     created = client.post(
-        f"/api/projects/{project.pk}/webhooks/",
-        {"url": FORM["url"], "events": ["job.failed"]},
-        format="json",
+        f"/api/projects/{project.pk}/webhooks/", {"url": FORM["url"], "events": ["job.failed"]}, format="json"
     )
     assert created.status_code == 201
     webhook = Webhook.objects.get()
@@ -155,34 +140,22 @@ def test_rest_create_returns_the_secret_once_and_lists_mask_it(world, api, setti
     assert listed[0]["secret"] == webhook.masked_secret and webhook.secret not in str(listed)
     patched = client.patch(f"/api/webhooks/{webhook.pk}/", {"active": False}, format="json")
     assert (
-        patched.status_code == 200
-        and patched.json()["active"] is False
-        and patched.json()["events"] == ["job.failed"]
+        patched.status_code == 200 and patched.json()["active"] is False and patched.json()["events"] == ["job.failed"]
     )
     bad = client.patch(f"/api/webhooks/{webhook.pk}/", {"url": "http://[::1]/"}, format="json")
-    assert (
-        bad.status_code == 400
-        and bad.json()["field"] == "url"
-        and "loopback" in bad.json()["detail"]
-    )
+    assert bad.status_code == 400 and bad.json()["field"] == "url" and "loopback" in bad.json()["detail"]
     assert client.patch(f"/api/webhooks/{webhook.pk}/", [1, 2], format="json").status_code == 400
     unknown = client.post(
-        f"/api/projects/{project.pk}/webhooks/",
-        {"url": FORM["url"], "events": ["nope"]},
-        format="json",
+        f"/api/projects/{project.pk}/webhooks/", {"url": FORM["url"], "events": ["nope"]}, format="json"
     )
     assert unknown.status_code == 400
     tested = client.post(f"/api/webhooks/{webhook.pk}/test/")
     assert tested.status_code == 202 and tested.json()["event"] == "ping"
-    assert [d["id"] for d in client.get(f"/api/webhooks/{webhook.pk}/deliveries/").json()] == [
-        tested.json()["id"]
-    ]
+    assert [d["id"] for d in client.get(f"/api/webhooks/{webhook.pk}/deliveries/").json()] == [tested.json()["id"]]
     rotated = client.post(f"/api/webhooks/{webhook.pk}/rotate-secret/").json()
     webhook.refresh_from_db()
     assert rotated["secret"] == webhook.secret
-    assert (
-        client.delete(f"/api/webhooks/{webhook.pk}/").status_code == 405
-    )  # deleting is the page's
+    assert client.delete(f"/api/webhooks/{webhook.pk}/").status_code == 405  # deleting is the page's
 
 
 def test_the_schema_lists_the_webhook_endpoints(api, world):

@@ -37,11 +37,7 @@ def self_signed(tmp_path, name: str):
     cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_file, key_file)
@@ -51,9 +47,7 @@ def self_signed(tmp_path, name: str):
 
 def rules(client_context: ssl.SSLContext) -> net.Rules:
     return net.Rules(
-        allowed_networks=net.parse_networks(["127.0.0.1/32", "::1/128"]),
-        timeout=5,
-        ssl_context=client_context,
+        allowed_networks=net.parse_networks(["127.0.0.1/32", "::1/128"]), timeout=5, ssl_context=client_context
     )
 
 
@@ -62,14 +56,10 @@ def test_https_sends_the_url_host_as_sni_and_verifies_the_certificate_for_it(tmp
     seen: list[str | None] = []
     server.sni_callback = lambda sock, name, ctx: seen.append(name)
     r = receiver(tls=server)
-    answer = net.post(
-        r.url(host="localhost"), b"{}", {"Content-Type": "application/json"}, rules(client)
-    )
+    answer = net.post(r.url(host="localhost"), b"{}", {"Content-Type": "application/json"}, rules(client))
     assert answer.status == 200 and seen == ["localhost"]
     assert r.received[0].headers["host"] == f"localhost:{r.port}"
-    assert ipaddress.ip_address(
-        net.resolve(net.parse_target(r.url(host="localhost")), rules(client))
-    ).is_loopback
+    assert ipaddress.ip_address(net.resolve(net.parse_target(r.url(host="localhost")), rules(client))).is_loopback
 
 
 def test_a_certificate_for_another_name_is_refused(tmp_path, receiver):

@@ -18,12 +18,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Policy",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("version", models.PositiveIntegerField()),
                 ("name", models.CharField(blank=True, max_length=200)),
                 (
@@ -54,17 +49,10 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "base_model",
-                    models.CharField(
-                        blank=True, help_text="Model folder of a base policy.", max_length=500
-                    ),
+                    models.CharField(blank=True, help_text="Model folder of a base policy.", max_length=500),
                 ),
                 ("config", models.JSONField(blank=True, default=dict)),
-                (
-                    "data",
-                    models.JSONField(
-                        blank=True, default=dict, help_text="What the update was trained on."
-                    ),
-                ),
+                ("data", models.JSONField(blank=True, default=dict, help_text="What the update was trained on.")),
                 ("metrics", models.JSONField(blank=True, default=dict)),
                 ("curve", models.JSONField(blank=True, default=list)),
                 ("artifact_path", models.CharField(blank=True, max_length=500)),
@@ -95,54 +83,37 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="policies",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="policies", to="annotate.project"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["-version"],
-            },
+            options={"ordering": ["-version"]},
         ),
         migrations.CreateModel(
             name="Loop",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "eval_prompt_ids",
-                    models.JSONField(
-                        blank=True, default=list, help_text="Held out from sampling rounds."
-                    ),
+                    models.JSONField(blank=True, default=list, help_text="Held out from sampling rounds."),
                 ),
                 (
                     "defaults",
                     models.JSONField(
-                        blank=True,
-                        default=dict,
-                        help_text="Round parameters used when a request omits them.",
+                        blank=True, default=dict, help_text="Round parameters used when a request omits them."
                     ),
                 ),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 (
                     "project",
                     models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="loop",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="loop", to="annotate.project"
                     ),
                 ),
                 (
                     "current",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="training.policy",
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="training.policy"
                     ),
                 ),
                 (
@@ -159,23 +130,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Round",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "number",
-                    models.PositiveIntegerField(
-                        help_text="Comparisons of this round carry this round number."
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField(help_text="Comparisons of this round carry this round number.")),
                 (
                     "method",
                     models.CharField(
-                        choices=[("dpo", "Dpo"), ("ppo", "Ppo"), ("best_of_n", "Best Of N")],
-                        max_length=16,
+                        choices=[("dpo", "Dpo"), ("ppo", "Ppo"), ("best_of_n", "Best Of N")], max_length=16
                     ),
                 ),
                 (
@@ -196,24 +156,9 @@ class Migration(migrations.Migration):
                 ),
                 ("params", models.JSONField(blank=True, default=dict)),
                 ("metrics", models.JSONField(blank=True, default=dict)),
-                (
-                    "reason",
-                    models.TextField(
-                        blank=True, help_text="Why the round failed or was cancelled."
-                    ),
-                ),
-                (
-                    "job_id",
-                    models.BigIntegerField(
-                        blank=True, help_text="The job of the current step.", null=True
-                    ),
-                ),
-                (
-                    "history",
-                    models.JSONField(
-                        blank=True, default=list, help_text="[{state, at, job_id}] in order."
-                    ),
-                ),
+                ("reason", models.TextField(blank=True, help_text="Why the round failed or was cancelled.")),
+                ("job_id", models.BigIntegerField(blank=True, help_text="The job of the current step.", null=True)),
+                ("history", models.JSONField(blank=True, default=list, help_text="[{state, at, job_id}] in order.")),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 ("finished_at", models.DateTimeField(blank=True, null=True)),
@@ -249,9 +194,7 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="rounds",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rounds", to="annotate.project"
                     ),
                 ),
                 (
@@ -265,9 +208,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            options={
-                "ordering": ["-number"],
-            },
+            options={"ordering": ["-number"]},
         ),
         migrations.AddField(
             model_name="policy",
@@ -284,17 +225,9 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="AIFeedback",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("margin", models.FloatField(help_text="r(winner) - r(loser)")),
-                (
-                    "probability",
-                    models.FloatField(help_text="sigmoid(margin): the model's P(winner preferred)"),
-                ),
+                ("probability", models.FloatField(help_text="sigmoid(margin): the model's P(winner preferred)")),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "comparison",
@@ -307,57 +240,41 @@ class Migration(migrations.Migration):
                 (
                     "loser",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.completion",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.completion"
                     ),
                 ),
                 (
                     "reward_model",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="rewards.rewardmodel",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="rewards.rewardmodel"
                     ),
                 ),
                 (
                     "winner",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="annotate.completion",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotate.completion"
                     ),
                 ),
             ],
             options={
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("comparison", "reward_model"), name="ai_feedback_once"
-                    )
-                ],
+                "constraints": [models.UniqueConstraint(fields=("comparison", "reward_model"), name="ai_feedback_once")]
             },
         ),
         migrations.AddConstraint(
             model_name="round",
-            constraint=models.UniqueConstraint(
-                fields=("project", "number"), name="round_number_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "number"), name="round_number_once"),
         ),
         migrations.AddConstraint(
             model_name="round",
             constraint=models.UniqueConstraint(
-                condition=models.Q(
-                    ("state__in", ["sampling", "labeling", "reward_model", "policy_update"])
-                ),
+                condition=models.Q(("state__in", ["sampling", "labeling", "reward_model", "policy_update"])),
                 fields=("project",),
                 name="one_active_round_per_project",
             ),
         ),
         migrations.AddConstraint(
             model_name="policy",
-            constraint=models.UniqueConstraint(
-                fields=("project", "version"), name="policy_version_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("project", "version"), name="policy_version_once"),
         ),
         migrations.AddConstraint(
             model_name="policy",

@@ -4,21 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("training", "0001_initial"),
-    ]
+    dependencies = [("training", "0001_initial")]
 
     operations = [
-        migrations.RemoveConstraint(
-            model_name="round",
-            name="one_active_round_per_project",
-        ),
+        migrations.RemoveConstraint(model_name="round", name="one_active_round_per_project"),
         migrations.AlterField(
             model_name="round",
             name="reason",
-            field=models.TextField(
-                blank=True, help_text="Why the round failed, was cancelled or waits at the guard."
-            ),
+            field=models.TextField(blank=True, help_text="Why the round failed, was cancelled or waits at the guard."),
         ),
         migrations.AlterField(
             model_name="round",
@@ -41,12 +34,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="round",
             constraint=models.UniqueConstraint(
-                condition=models.Q(
-                    (
-                        "state__in",
-                        ["sampling", "labeling", "reward_model", "guarded", "policy_update"],
-                    )
-                ),
+                condition=models.Q(("state__in", ["sampling", "labeling", "reward_model", "guarded", "policy_update"])),
                 fields=("project",),
                 name="one_active_round_per_project",
             ),

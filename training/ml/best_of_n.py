@@ -108,11 +108,7 @@ def train_best_of_n(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     model, tokenizer, _, lineage = load_for_update(
-        policy_path,
-        None,
-        device=device,
-        lora=config.lora,
-        gradient_checkpointing=config.gradient_checkpointing,
+        policy_path, None, device=device, lora=config.lora, gradient_checkpointing=config.gradient_checkpointing
     )
     rollouts = generate_ids(model, tokenizer, prompts, n=config.n, params=config.sampler)
     texts = [to_sample(tokenizer, r, config.sampler.seed).text for r in rollouts]

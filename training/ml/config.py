@@ -52,17 +52,13 @@ class SamplerParams(_Config):
     top_p: float = 1.0
     max_new_tokens: int = 64
     seed: int = 0
-    top_k: int = (
-        0  # 0 (or -1, stored as 0): off, every token is a candidate; k: only the k most likely
-    )
+    top_k: int = 0  # 0 (or -1, stored as 0): off, every token is a candidate; k: only the k most likely
 
     def __post_init__(self) -> None:
         if self.top_k == -1:  # vLLM's older spelling of "off"
             object.__setattr__(self, "top_k", 0)
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(
-                f"top_k must be 0 or -1 (off) or a positive integer (got {self.top_k!r})"
-            )
+            raise ValueError(f"top_k must be 0 or -1 (off) or a positive integer (got {self.top_k!r})")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
@@ -79,22 +75,18 @@ class DemoPolicyConfig(_Config):
     n_layer: int = 4
     n_embd: int = 192
     n_head: int = 4
-    max_length: int = 160  # tokens of prompt + answer in SFT; the model's n_positions is max(max_length, 512) (policy.py)
+    max_length: int = (
+        160  # tokens of prompt + answer in SFT; the model's n_positions is max(max_length, 512) (policy.py)
+    )
     steps: int = 700
     lr: float = 2e-3
     batch_size: int = 16
     seed: int = 0
     warmup_steps: int = 30
-    max_sentences: int = (
-        4  # answers are cut at sentence ends into 1..max_sentences-sentence examples
-    )
+    max_sentences: int = 4  # answers are cut at sentence ends into 1..max_sentences-sentence examples
     dropout: float = 0.0
-    vocab_size: int | None = (
-        8192  # corpus-trimmed MiniLM vocabulary (see policy.demo_tokenizer); None: all 30,522
-    )
-    eval_fraction: float = (
-        0.05  # share of prompts whose answers are held out for the perplexity (seeded hash)
-    )
+    vocab_size: int | None = 8192  # corpus-trimmed MiniLM vocabulary (see policy.demo_tokenizer); None: all 30,522
+    eval_fraction: float = 0.05  # share of prompts whose answers are held out for the perplexity (seeded hash)
 
     LIMITS = {
         "n_layer": 48,
@@ -113,17 +105,13 @@ class DemoPolicyConfig(_Config):
             if getattr(self, name) > high:
                 raise ValueError(f"{name} must be at most {high} (got {getattr(self, name)!r})")
         if self.architecture not in DEMO_ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {list(DEMO_ARCHITECTURES)} (got {self.architecture!r})"
-            )
+            raise ValueError(f"architecture must be one of {list(DEMO_ARCHITECTURES)} (got {self.architecture!r})")
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
         if self.max_length < 16:
             raise ValueError("max_length must be at least 16")
         if self.vocab_size is not None and not 256 <= self.vocab_size <= 30_522:
-            raise ValueError(
-                "vocab_size must be between 256 and 30522 (or None for the full vocabulary)"
-            )
+            raise ValueError("vocab_size must be between 256 and 30522 (or None for the full vocabulary)")
         if not 0.0 <= self.eval_fraction < 0.5:
             raise ValueError(f"eval_fraction must be in [0, 0.5) (got {self.eval_fraction!r})")
 
@@ -144,9 +132,7 @@ class DPOConfig(_Config):
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     bf16: bool | None = None  # None: on when the GPU supports it, off on CPU
-    lora: LoraSettings | None = (
-        None  # LoRA adapters; the reference is then the base with adapters disabled
-    )
+    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -183,32 +169,20 @@ class PPOConfig(_Config):
     max_grad_norm: float = 1.0
     sampler: SamplerParams = field(default_factory=SamplerParams)
     seed: int = 0
-    lora: LoraSettings | None = (
-        None  # LoRA adapters; the reference is then the base with adapters disabled
-    )
+    lora: LoraSettings | None = None  # LoRA adapters; the reference is then the base with adapters disabled
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         _check_lora(self)
         _positive(
-            self,
-            "lr",
-            "max_steps",
-            "batch_size",
-            "mini_batch_size",
-            "ppo_epochs",
-            "clip",
-            "target_kl",
-            "kl_horizon",
+            self, "lr", "max_steps", "batch_size", "mini_batch_size", "ppo_epochs", "clip", "target_kl", "kl_horizon"
         )
         if self.kl_coef < 0 or self.vf_coef < 0:
             raise ValueError("kl_coef and vf_coef must be >= 0")
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0):
             raise ValueError("gamma and lam must be in [0, 1]")
         if self.sampler.temperature == 0:
-            raise ValueError(
-                "sampler.temperature must be > 0 for PPO (rollouts must be stochastic)"
-            )
+            raise ValueError("sampler.temperature must be > 0 for PPO (rollouts must be stochastic)")
         if self.sampler.top_p < 1.0:
             # Ratios, advantages and the KL penalty use the full softmax: rollouts must come from it.
             raise ValueError(

@@ -52,9 +52,7 @@ def _longest_response(tokenizer, example: PreferenceExample) -> int:
     )
 
 
-def preference_dataset(
-    examples: Sequence[PreferenceExample], tokenizer=None, *, max_length: int | None = None
-):
+def preference_dataset(examples: Sequence[PreferenceExample], tokenizer=None, *, max_length: int | None = None):
     """(trl dataset, prompts truncated): conversational rows when the tokenizer has a chat template, else
     trl's standard explicit-prompt format {prompt, chosen, rejected} strings.
 
@@ -63,13 +61,7 @@ def preference_dataset(
     """
     from datasets import Dataset
 
-    from rewards.ml.chat import (
-        as_messages,
-        encode_prompt,
-        has_chat_template,
-        render_prompt,
-        template_messages,
-    )
+    from rewards.ml.chat import as_messages, encode_prompt, has_chat_template, render_prompt, template_messages
 
     chat = tokenizer is not None and has_chat_template(tokenizer)
     rows: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}
@@ -93,10 +85,7 @@ def preference_dataset(
 
 
 def _report_callback(
-    curve: list[dict],
-    stopped: dict,
-    progress: Progress | None,
-    should_stop: Callable[[], bool] | None,
+    curve: list[dict], stopped: dict, progress: Progress | None, should_stop: Callable[[], bool] | None
 ):
     """A trainer callback that appends each logged step to `curve`, reports it, and stops on request."""
     from transformers import TrainerCallback
@@ -105,10 +94,7 @@ def _report_callback(
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
-            point = {
-                "step": state.global_step,
-                **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs},
-            }
+            point = {"step": state.global_step, **{k: float(logs[k]) for k in _CURVE_KEYS if k in logs}}
             curve.append(point)
             if progress:
                 progress(state.global_step, state.max_steps, point)
@@ -153,21 +139,11 @@ def _trl_args(config: DPOConfig, scratch: str, device: str):
 
 
 def _summary(
-    curve: list[dict],
-    output,
-    pair_count: int,
-    truncated: int,
-    config: DPOConfig,
-    started: float,
-    device: str,
+    curve: list[dict], output, pair_count: int, truncated: int, config: DPOConfig, started: float, device: str
 ) -> dict:
     """The update's metrics: trl's training loss and the means of the last ten logged steps."""
     last = curve[-min(10, len(curve)) :] if curve else []
-    mean = lambda key: (
-        sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last))
-        if last
-        else None
-    )
+    mean = lambda key: sum(p[key] for p in last if key in p) / max(1, sum(key in p for p in last)) if last else None
     return {
         "method": "dpo",
         "pairs": pair_count,

@@ -65,22 +65,15 @@ class JudgeTemplate:
 
     def version(self, principles: str = "") -> str:
         """A short hash naming this prompt and its principles: two verdicts with the same version used the same text."""
-        digest = hashlib.sha256(
-            f"{self.system}\x1f{self.user}\x1f{principles}".encode()
-        ).hexdigest()
+        digest = hashlib.sha256(f"{self.system}\x1f{self.user}\x1f{principles}".encode()).hexdigest()
         return digest[:16]
 
-    def messages(
-        self, prompt: PromptLike, first: str, second: str, principles: str = ""
-    ) -> list[dict]:
+    def messages(self, prompt: PromptLike, first: str, second: str, principles: str = "") -> list[dict]:
         principles_text = PRINCIPLES_HEADER + principles.strip() if principles.strip() else ""
         question = plain_text(as_messages(prompt)).strip()
         return [
             {"role": "system", "content": self.system.format(principles=principles_text)},
-            {
-                "role": "user",
-                "content": self.user.format(question=question, answer_a=first, answer_b=second),
-            },
+            {"role": "user", "content": self.user.format(question=question, answer_a=first, answer_b=second)},
         ]
 
 
@@ -98,9 +91,7 @@ class Verdict:
     order1: tuple[float, float, float]  # P(A), P(B), P(C) with (first, second) shown
     order2: tuple[float, float, float]  # P(A), P(B), P(C) with (second, first) shown
     truncated: bool = False
-    probabilities: dict = field(
-        default_factory=dict
-    )  # the two orders averaged: {"first", "second", "tie"}
+    probabilities: dict = field(default_factory=dict)  # the two orders averaged: {"first", "second", "tie"}
 
     def as_dict(self) -> dict:
         return {
@@ -119,14 +110,10 @@ def letter_ids(tokenizer, letters: Sequence[str] = LETTERS) -> list[int]:
     for letter in letters:
         tokens = tokenizer(letter, add_special_tokens=False, verbose=False)["input_ids"]
         if not tokens:
-            raise JudgeError(
-                f"the judge's tokenizer has no token for the verdict letter {letter!r}"
-            )
+            raise JudgeError(f"the judge's tokenizer has no token for the verdict letter {letter!r}")
         ids.append(int(tokens[0]))
     if len(set(ids)) != len(ids):
-        raise JudgeError(
-            f"the judge's tokenizer maps the verdict letters {list(letters)} to the same token"
-        )
+        raise JudgeError(f"the judge's tokenizer maps the verdict letters {list(letters)} to the same token")
     return ids
 
 
@@ -138,14 +125,10 @@ def order_verdict(probs: Sequence[float]) -> int:
     return max(range(3), key=lambda i: (probs[i], -i))
 
 
-def combine(
-    order1: Sequence[float], order2: Sequence[float], *, truncated: bool = False
-) -> Verdict:
+def combine(order1: Sequence[float], order2: Sequence[float], *, truncated: bool = False) -> Verdict:
     """The verdict of a pair from its two orders' letter probabilities (order 2 shows the answers swapped)."""
     v1 = VERDICTS[order_verdict(order1)]
-    v2 = {0: "second", 1: "first", 2: "tie"}[
-        order_verdict(order2)
-    ]  # order 2's "A" is the second answer
+    v2 = {0: "second", 1: "first", 2: "tie"}[order_verdict(order2)]  # order 2's "A" is the second answer
     consistent = v1 == v2
     averaged = {
         "first": (order1[0] + order2[1]) / 2,
@@ -157,12 +140,7 @@ def combine(
         (float(order2[0]), float(order2[1]), float(order2[2])),
     )
     return Verdict(
-        v1 if consistent else "tie",
-        consistent,
-        first,
-        second,
-        truncated,
-        {k: round(v, 6) for k, v in averaged.items()},
+        v1 if consistent else "tie", consistent, first, second, truncated, {k: round(v, 6) for k, v in averaged.items()}
     )
 
 
@@ -219,22 +197,14 @@ def judge_pairs(
         for first, second in ((pair.first, pair.second), (pair.second, pair.first)):
             rendered.append(
                 encode_prompt(
-                    tokenizer,
-                    template.messages(pair.prompt, first, second, principles),
-                    max_tokens=max_tokens,
+                    tokenizer, template.messages(pair.prompt, first, second, principles), max_tokens=max_tokens
                 )
             )
     probs: list[tuple[float, float, float]] = []
     for start in range(0, len(rendered), batch_size):
-        probs += letter_probabilities(
-            model, tokenizer, [r.ids for r in rendered[start : start + batch_size]], ids
-        )
+        probs += letter_probabilities(model, tokenizer, [r.ids for r in rendered[start : start + batch_size]], ids)
     return [
-        combine(
-            probs[2 * i],
-            probs[2 * i + 1],
-            truncated=rendered[2 * i].truncated or rendered[2 * i + 1].truncated,
-        )
+        combine(probs[2 * i], probs[2 * i + 1], truncated=rendered[2 * i].truncated or rendered[2 * i + 1].truncated)
         for i in range(len(pairs))
     ]
 

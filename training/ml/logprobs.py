@@ -24,11 +24,7 @@ class ResponseBatch:
 
 
 def build_batch(
-    prompt_ids: Sequence[Sequence[int]],
-    response_ids: Sequence[Sequence[int]],
-    *,
-    pad_token_id: int,
-    device,
+    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], *, pad_token_id: int, device
 ) -> ResponseBatch:
     width_p = max(len(p) for p in prompt_ids)
     width_r = max(1, max(len(r) for r in response_ids))
@@ -46,9 +42,7 @@ def build_batch(
     return ResponseBatch(ids, mask, position_ids, ids[:, width_p:], mask[:, width_p:], width_p)
 
 
-def response_logprobs(
-    model, batch: ResponseBatch, *, temperature: float = 1.0, hidden: bool = False
-):
+def response_logprobs(model, batch: ResponseBatch, *, temperature: float = 1.0, hidden: bool = False):
     """log π(y_t | x, y_<t) for every response column   # -> (B, T) [, hidden states (B, T, H)]
 
     Logits are divided by `temperature` (the sampling distribution; 1.0 for the model itself).
@@ -67,9 +61,7 @@ def response_logprobs(
     logits = out.logits[:, :-1].float()  # (B, T, V): position P-1+t predicts y_t
     if temperature not in (0, 1.0):
         logits = logits / temperature
-    logp = torch.gather(
-        F.log_softmax(logits, dim=-1), -1, batch.response_ids.unsqueeze(-1)
-    ).squeeze(-1)  # (B, T)
+    logp = torch.gather(F.log_softmax(logits, dim=-1), -1, batch.response_ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
     if not hidden:
         return logp
     states = out.hidden_states[-1][:, -(width_r + 1) : -1]  # (B, T, H)
@@ -77,9 +69,7 @@ def response_logprobs(
 
 
 @torch.inference_mode()
-def sequence_logprobs_ids(
-    model, prompt_ids, response_ids, *, pad_token_id: int, batch_size: int = 16
-) -> list[float]:
+def sequence_logprobs_ids(model, prompt_ids, response_ids, *, pad_token_id: int, batch_size: int = 16) -> list[float]:
     """Σ_t log π(y_t | x, y_<t) per (prompt ids, response ids) pair."""
     device = next(model.parameters()).device
     totals = []

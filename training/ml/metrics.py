@@ -52,27 +52,22 @@ def sequence_logprobs(
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
     response_ids = [
-        tokenizer(
-            r.strip() if has_chat_template(tokenizer) else join_response(r),
-            add_special_tokens=False,
-        )["input_ids"]
+        tokenizer(r.strip() if has_chat_template(tokenizer) else join_response(r), add_special_tokens=False)[
+            "input_ids"
+        ]
         + ([tokenizer.eos_token_id] if add_eos else [])
         for r in responses
     ]
     longest = max((len(r) for r in response_ids), default=1)
     budget = prompt_budget(model.config, max(1, longest))
     prompt_ids = [encode_prompt(tokenizer, p, max_tokens=budget).ids for p in prompts]
-    return sequence_logprobs_ids(
-        model, prompt_ids, response_ids, pad_token_id=tokenizer.pad_token_id
-    )
+    return sequence_logprobs_ids(model, prompt_ids, response_ids, pad_token_id=tokenizer.pad_token_id)
 
 
 KL_METHOD = "k3 per token summed per response; y ~ π at temperature 1, top_p 1, top_k 0"
 
 
-def kl_estimate(
-    logp_tokens: Sequence[Sequence[float]], ref_logp_tokens: Sequence[Sequence[float]]
-) -> dict:
+def kl_estimate(logp_tokens: Sequence[Sequence[float]], ref_logp_tokens: Sequence[Sequence[float]]) -> dict:
     """KL(π ‖ π_ref) from per-token log-probs of responses sampled from π (see the module docstring).
 
     # [n][T_i] x2 -> {kl_to_reference, kl_to_reference_se, kl_to_reference_k1, kl_samples, kl_method}
@@ -112,10 +107,7 @@ def token_logprobs_ids(
         for start in range(0, len(prompt_ids), batch_size):
             responses = response_ids[start : start + batch_size]
             batch = build_batch(
-                prompt_ids[start : start + batch_size],
-                responses,
-                pad_token_id=pad_token_id,
-                device=device,
+                prompt_ids[start : start + batch_size], responses, pad_token_id=pad_token_id, device=device
             )
             logp = response_logprobs(model, batch).tolist()
             out += [row[: len(r)] for row, r in zip(logp, responses)]
@@ -124,9 +116,7 @@ def token_logprobs_ids(
 
 def kl_sampler(params: SamplerParams) -> SamplerParams:
     """The sampler of the KL samples: π itself (temperature 1, top_p 1), the round's length and seed."""
-    return SamplerParams(
-        temperature=1.0, top_p=1.0, max_new_tokens=params.max_new_tokens, seed=params.seed + 1
-    )
+    return SamplerParams(temperature=1.0, top_p=1.0, max_new_tokens=params.max_new_tokens, seed=params.seed + 1)
 
 
 def kl_to_reference(
@@ -146,18 +136,13 @@ def kl_to_reference(
     model, tokenizer = load_policy(policy_path)
     rollouts, _ = _samples(model, tokenizer, list(prompts), n, kl_sampler(params))
     mine = token_logprobs_ids(
-        model,
-        [r.prompt_ids for r in rollouts],
-        [r.response_ids for r in rollouts],
-        pad_token_id=tokenizer.pad_token_id,
+        model, [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts], pad_token_id=tokenizer.pad_token_id
     )
     del model
     return kl_estimate(mine, _reference_token_logprobs(reference_path, tokenizer, rollouts))
 
 
-def _reference_token_logprobs(
-    reference_path, tokenizer, rollouts, reference=None
-) -> list[list[float]]:
+def _reference_token_logprobs(reference_path, tokenizer, rollouts, reference=None) -> list[list[float]]:
     from training.ml.policy import load_policy
 
     if reference is None:
@@ -193,9 +178,7 @@ def _win_rate_vs(
 
     other, other_tokenizer = load_policy(other_path)
     _, other_samples = _samples(other, other_tokenizer, prompts, n, params)
-    result = win_rate(
-        rewards, [float(r) for r in reward_fn(expanded, [s.text for s in other_samples])]
-    )
+    result = win_rate(rewards, [float(r) for r in reward_fn(expanded, [s.text for s in other_samples])])
     del other
     return result
 
@@ -249,9 +232,7 @@ def evaluate_policy(
     reference, ref_tokenizer = load_policy(reference_path)
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError("policy and reference tokenizers differ: KL needs one vocabulary")
-    kl = kl_estimate(
-        logp, _reference_token_logprobs(reference_path, tokenizer, kl_rollouts, reference=reference)
-    )
+    kl = kl_estimate(logp, _reference_token_logprobs(reference_path, tokenizer, kl_rollouts, reference=reference))
     _, ref_samples = _samples(reference, ref_tokenizer, prompts, n, params)
     ref_rewards = [float(r) for r in reward_fn(expanded, [s.text for s in ref_samples])]
     del reference

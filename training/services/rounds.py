@@ -18,10 +18,7 @@ from training.errors import InvalidRoundParams, LoopNotReady, RoundStateError
 from training.job_kinds import SAMPLE_ROUND, UPDATE_POLICY
 from training.models import Loop, Policy, Round
 from training.params import METHODS, RoundParams
-from training.policies import (
-    BUILD_POLICY,
-    creator,
-)
+from training.policies import BUILD_POLICY, creator
 from training.selectors import current_reward_model, human_win_rate, loop_for, round_progress
 from training.services.transitions import enqueue_round_job, history_event, tail, transition
 from training.services.updates import GUARDED_METHODS, check_update_overrides
@@ -39,9 +36,7 @@ def next_round_number(project: Project) -> int:
     return used + 1
 
 
-def start_round(
-    *, project: Project, method: str, params: dict | None = None, user=None, enqueue: bool = True
-):
+def start_round(*, project: Project, method: str, params: dict | None = None, user=None, enqueue: bool = True):
     """Create round n (sampling) from the loop's current policy and queue its sampling job.
 
     Returns (round, job or None). One active round per project (a database constraint holds it).
@@ -67,9 +62,7 @@ def start_round(
         Project.objects.select_for_update().filter(pk=project.pk).first()
         active = Round.objects.filter(project=project, state__in=Round.ACTIVE).first()
         if active is not None:
-            raise RoundStateError(
-                f"round {active.number} is still {active.state}; finish or cancel it first"
-            )
+            raise RoundStateError(f"round {active.number} is still {active.state}; finish or cancel it first")
         loop = Loop.objects.select_related("current").get(pk=loop.pk)
         round_ = Round.objects.create(
             project=project,
@@ -99,9 +92,7 @@ def advance_round(*, round_: Round, user=None, force: bool = False):
         if locked.state != Round.State.LABELING:
             raise RoundStateError(f"round {locked.number} is {locked.state}, not labeling")
         progress = round_progress(locked)
-        if not force and (
-            progress["comparisons"] == 0 or progress["complete"] < progress["comparisons"]
-        ):
+        if not force and (progress["comparisons"] == 0 or progress["complete"] < progress["comparisons"]):
             raise RoundStateError(
                 f"round {locked.number} has {progress['complete']} of {progress['comparisons']} comparisons complete; "
                 "advance with force to go on early"
@@ -112,15 +103,10 @@ def advance_round(*, round_: Round, user=None, force: bool = False):
                 f"{max(1, params.min_votes)} are needed"
             )
         # The rewards app's auto-retrain would train a second version for this round: claim it.
-        trigger, _ = RetrainTrigger.objects.get_or_create(
-            project_id=locked.project_id, round=locked.number
-        )
+        trigger, _ = RetrainTrigger.objects.get_or_create(project_id=locked.project_id, round=locked.number)
         options, step = reward_step_options(locked, params)
         reward_model, job = request_training(
-            project=locked.project,
-            user=user,
-            options=options,
-            trigger=f"round:{locked.number}",
+            project=locked.project, user=user, options=options, trigger=f"round:{locked.number}"
         )
         trigger.reward_model = reward_model
         trigger.save(update_fields=["reward_model"])
@@ -216,9 +202,7 @@ def reward_model_finished(*, job) -> None:
     guard = reward_model_guard(reward_model.metrics, min_pairs=params.min_held_out_pairs)
     blocked = not guard["passed"] and round_.method in GUARDED_METHODS
     if not guard["passed"] and not blocked:
-        guard["warning"] = (
-            f"DPO goes on (it trains on the votes, not on the reward model): {guard['reason']}"
-        )
+        guard["warning"] = f"DPO goes on (it trains on the votes, not on the reward model): {guard['reason']}"
     with transaction.atomic():
         mark_current(reward_model=reward_model)
         locked = Round.objects.select_for_update().get(pk=round_.pk)
@@ -231,9 +215,7 @@ def reward_model_finished(*, job) -> None:
                 **{k: reward_model.metrics.get(k) for k in RM_METRIC_KEYS},
             }
         }
-        rm_metrics["reward_model"]["accuracy_ci"] = (
-            rm_metrics["reward_model"]["accuracy_ci"] or guard["accuracy_ci"]
-        )
+        rm_metrics["reward_model"]["accuracy_ci"] = rm_metrics["reward_model"]["accuracy_ci"] or guard["accuracy_ci"]
         if blocked:
             transition(
                 locked,
@@ -269,9 +251,7 @@ def reward_model_guard(metrics: dict, *, min_pairs: int) -> dict:
         low, high = metrics.get("accuracy_ci") or wilson_interval(accuracy * pairs, pairs)
     reasons = []
     if pairs < min_pairs:
-        reasons.append(
-            f"{pairs} held-out pairs, fewer than the minimum of {min_pairs} (min_held_out_pairs)"
-        )
+        reasons.append(f"{pairs} held-out pairs, fewer than the minimum of {min_pairs} (min_held_out_pairs)")
     if accuracy is None:
         reasons.append("no held-out accuracy")
     elif low <= 0.5:
@@ -296,9 +276,7 @@ def override_guard(*, round_: Round, user=None, who: str = ""):
     with transaction.atomic():
         locked = Round.objects.select_for_update().get(pk=round_.pk)
         if locked.state != Round.State.GUARDED:
-            raise RoundStateError(
-                f"round {locked.number} is {locked.state}, not waiting at the guard"
-            )
+            raise RoundStateError(f"round {locked.number} is {locked.state}, not waiting at the guard")
         record = {"by": who, "at": timezone.now().isoformat(), "reason": locked.reason}
         transition(
             locked,
@@ -309,9 +287,7 @@ def override_guard(*, round_: Round, user=None, who: str = ""):
             event={"override_guard": True, "by": who},
         )
         job = enqueue_round_job(
-            locked,
-            UPDATE_POLICY,
-            user if getattr(user, "is_authenticated", False) else locked.created_by,
+            locked, UPDATE_POLICY, user if getattr(user, "is_authenticated", False) else locked.created_by
         )
     round_.refresh_from_db()
     return job
@@ -327,19 +303,14 @@ def cancel_round(*, round_: Round, user=None) -> Round:
         locked = Round.objects.select_for_update().get(pk=round_.pk)
         if not locked.is_active:
             raise RoundStateError(f"round {locked.number} is already {locked.state}")
-        transition(
-            locked,
-            locked.state,
-            Round.State.CANCELLED,
-            reason=f"cancelled by {who} during {locked.state}",
-        )
+        transition(locked, locked.state, Round.State.CANCELLED, reason=f"cancelled by {who} during {locked.state}")
         job = Job.objects.filter(pk=locked.job_id).first() if locked.job_id else None
     if job is not None:
         cancel_job(job)
     # Comparisons not yet voted on are withdrawn from annotators' queues.
-    Comparison.objects.filter(
-        project_id=locked.project_id, round=locked.number, votes_done=0, imported_votes=0
-    ).update(is_open=False)
+    Comparison.objects.filter(project_id=locked.project_id, round=locked.number, votes_done=0, imported_votes=0).update(
+        is_open=False
+    )
     round_.refresh_from_db()
     return round_
 
@@ -349,12 +320,7 @@ def fail_round(*, round_: Round, reason: str, cancelled: bool = False) -> None:
         locked = Round.objects.select_for_update().filter(pk=round_.pk).first()
         if locked is None or not locked.is_active:
             return
-        transition(
-            locked,
-            locked.state,
-            Round.State.CANCELLED if cancelled else Round.State.FAILED,
-            reason=reason,
-        )
+        transition(locked, locked.state, Round.State.CANCELLED if cancelled else Round.State.FAILED, reason=reason)
 
 
 def job_finished(*, job) -> None:
@@ -366,14 +332,10 @@ def job_finished(*, job) -> None:
         if round_ is not None:
             step = "sampling" if job.kind == SAMPLE_ROUND else "policy update"
             fail_round(
-                round_=round_,
-                reason=f"{step} {job.status}: {tail(job.error)}",
-                cancelled=job.status == "cancelled",
+                round_=round_, reason=f"{step} {job.status}: {tail(job.error)}", cancelled=job.status == "cancelled"
             )
     if job.kind in (BUILD_POLICY, UPDATE_POLICY) and job.status != "succeeded":
-        Policy.objects.filter(
-            job_id=job.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]
-        ).update(
+        Policy.objects.filter(job_id=job.pk, status__in=[Policy.Status.QUEUED, Policy.Status.TRAINING]).update(
             status=Policy.Status.FAILED,
             error=f"job {job.pk} {job.status}: {tail(job.error)}",
             finished_at=timezone.now(),

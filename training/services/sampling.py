@@ -13,29 +13,15 @@ from annotate.services.sampled import SampledCompletion, add_comparisons, add_sa
 from training.errors import InvalidRoundParams
 from training.models import AIFeedback, Policy, Round
 from training.params import RoundParams
-from training.policies import (
-    Log,
-    Progress,
-    ShouldStop,
-)
+from training.policies import Log, Progress, ShouldStop
 from training.selectors import current_reward_model, round_prompts
-from training.services.transitions import (
-    mean_or_none,
-    report_progress,
-    round_in,
-    stop_if_asked,
-    transition,
-)
+from training.services.transitions import mean_or_none, report_progress, round_in, stop_if_asked, transition
 
 logger = logging.getLogger(__name__)
 
 
 def run_sampling(
-    *,
-    round_id: int,
-    progress: Progress | None = None,
-    log: Log | None = None,
-    should_stop: ShouldStop | None = None,
+    *, round_id: int, progress: Progress | None = None, log: Log | None = None, should_stop: ShouldStop | None = None
 ) -> Round:
     """Sample K completions per prompt from the round's policy (and the parent's, for the human win
     rate), choose the pairs to label, store them as round-n comparisons, then open labeling."""
@@ -51,14 +37,10 @@ def run_sampling(
     report_progress(progress, 0.8, "choosing pairs")
     everything = rows + previous_rows
     reward_model = current_reward_model(round_.project)
-    scores: dict[tuple[int, str], float] | None = (
-        None  # scored before the transaction: no lock held meanwhile
-    )
+    scores: dict[tuple[int, str], float] | None = None  # scored before the transaction: no lock held meanwhile
     if params.pair_strategy == "uncertain" or params.ai_feedback:
         if reward_model is None:
-            say(
-                "no current reward model: no AI feedback, and pairs are drawn at random instead of by uncertainty"
-            )
+            say("no current reward model: no AI feedback, and pairs are drawn at random instead of by uncertainty")
         else:
             scores = _score(reward_model, everything)
     strategy = params.pair_strategy if (params.pair_strategy != "uncertain" or scores) else "random"
@@ -67,16 +49,7 @@ def run_sampling(
     with transaction.atomic():
         ids = add_sampled_completions(project=round_.project, completions=everything)
         rewards = {ids[key]: value for key, value in scores.items()} if scores else None
-        pairs = _round_pairs(
-            round_,
-            params,
-            prompts,
-            rows,
-            previous_rows,
-            ids=ids,
-            strategy=strategy,
-            rewards=rewards,
-        )
+        pairs = _round_pairs(round_, params, prompts, rows, previous_rows, ids=ids, strategy=strategy, rewards=rewards)
         # Handed out before older material: the loop waits on these votes.
         comparison_ids = add_comparisons(
             project=round_.project, round=round_.number, pairs=pairs, priority=100 + round_.number
@@ -121,28 +94,18 @@ def _sample_policies(
     from training.ml.sampling import make_sampler
 
     policy = round_.policy
-    texts = prompt_conversations(
-        round_.project, prompts
-    )  # each policy renders them with its own template
+    texts = prompt_conversations(round_.project, prompts)  # each policy renders them with its own template
     sampler_params = SamplerParams(**params.sampler(seed_offset=round_.number))
-    say(
-        f"round {round_.number}: {params.k} samples for each of {len(prompts)} prompts from {policy.label}"
-    )
+    say(f"round {round_.number}: {params.k} samples for each of {len(prompts)} prompts from {policy.label}")
     report_progress(progress, 0.05, "sampling")
     samples = make_sampler(policy.artifact_path).generate(texts, n=params.k, params=sampler_params)
     stop_if_asked(should_stop)
     rows = _sampled_rows(round_, policy, prompts, samples, sampler_params.as_dict())
-    parent = (
-        policy.parent
-        if policy.parent is not None and policy.parent.status == Policy.Status.READY
-        else None
-    )
+    parent = policy.parent if policy.parent is not None and policy.parent.status == Policy.Status.READY else None
     previous_rows: list[SampledCompletion] = []
     if parent is not None and params.previous_samples:
         report_progress(progress, 0.45, f"sampling the parent {parent.label}")
-        previous = make_sampler(parent.artifact_path).generate(
-            texts, n=params.previous_samples, params=sampler_params
-        )
+        previous = make_sampler(parent.artifact_path).generate(texts, n=params.previous_samples, params=sampler_params)
         previous_rows = _sampled_rows(round_, parent, prompts, previous, sampler_params.as_dict())
     stop_if_asked(should_stop)
     return samples, rows, previous_rows
@@ -189,17 +152,11 @@ def _round_pairs(
 
 def sampling_truncation(samples) -> dict:
     """Prompts of a sampling call cut from the left to fit the policy (positions − max_new_tokens)."""
-    cut = [
-        group[0].prompt_truncated_tokens
-        for group in samples
-        if group and group[0].prompt_truncated_tokens
-    ]
+    cut = [group[0].prompt_truncated_tokens for group in samples if group and group[0].prompt_truncated_tokens]
     return {"prompts": len(samples), "truncated_prompts": len(cut), "truncated_tokens": sum(cut)}
 
 
-def _sampled_rows(
-    round_: Round, policy: Policy, prompts, samples, sampler_params: dict
-) -> list[SampledCompletion]:
+def _sampled_rows(round_: Round, policy: Policy, prompts, samples, sampler_params: dict) -> list[SampledCompletion]:
     rows = []
     for prompt, group in zip(prompts, samples):
         for i, sample in enumerate(group):
@@ -232,9 +189,7 @@ def _score(reward_model, rows: list[SampledCompletion]) -> dict[tuple[int, str],
     scores: dict[tuple[int, str], float] = {}
     for start in range(0, len(rows), MAX_SCORE_ITEMS):
         chunk = rows[start : start + MAX_SCORE_ITEMS]
-        values = score_items(
-            reward_model=reward_model, items=[(prompts[r.prompt_id], r.text) for r in chunk]
-        )
+        values = score_items(reward_model=reward_model, items=[(prompts[r.prompt_id], r.text) for r in chunk])
         scores.update({(r.prompt_id, r.key): v for r, v in zip(chunk, values)})
     return scores
 

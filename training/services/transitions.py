@@ -12,19 +12,14 @@ from django.utils import timezone
 from prefloop.core.json_safe import json_safe
 from training.errors import RoundStateError
 from training.models import Round
-from training.policies import (
-    Progress,
-    ShouldStop,
-)
+from training.policies import Progress, ShouldStop
 from training.signals import round_state_changed
 
 logger = logging.getLogger(__name__)
 
 
 def round_in(round_id: int, state: str) -> Round:
-    round_ = Round.objects.select_related(
-        "project", "policy", "policy__parent", "reward_model"
-    ).get(pk=round_id)
+    round_ = Round.objects.select_related("project", "policy", "policy__parent", "reward_model").get(pk=round_id)
     if round_.state != state:
         raise RoundStateError(f"round {round_.number} is {round_.state}, not {state}")
     return round_
@@ -45,10 +40,7 @@ def transition(
 
     event: extra fields of the history entry (a guard's reason, who overrode it)."""
     now = timezone.now()
-    entry = {
-        **history_event(new, job_id=None if isinstance(job_id, str) else job_id),
-        **(event or {}),
-    }
+    entry = {**history_event(new, job_id=None if isinstance(job_id, str) else job_id), **(event or {})}
     update = {"state": new, "history": [*round_.history, entry], "updated_at": now, **fields}
     if metrics:
         update["metrics"] = {**round_.metrics, **json_safe(metrics)}
@@ -62,9 +54,7 @@ def transition(
         raise RoundStateError(f"round {round_.number} is no longer {expected}")
     for key, value in update.items():
         setattr(round_, key, value)
-    round_state_changed.send(
-        sender=Round, round=round_, previous=expected
-    )  # webhooks (training/signals.py)
+    round_state_changed.send(sender=Round, round=round_, previous=expected)  # webhooks (training/signals.py)
 
 
 def history_event(state: str, *, job_id: int | None = None) -> dict:

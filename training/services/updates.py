@@ -34,10 +34,7 @@ from training.services.transitions import report_progress, round_in, stop_if_ask
 
 logger = logging.getLogger(__name__)
 
-GUARDED_METHODS = (
-    "ppo",
-    "best_of_n",
-)  # they optimise the reward model; DPO trains on the votes themselves
+GUARDED_METHODS = ("ppo", "best_of_n")  # they optimise the reward model; DPO trains on the votes themselves
 
 METRIC_KEYS = (
     "mean_reward",
@@ -60,14 +57,10 @@ def check_update_overrides(method: str, overrides: dict) -> None:
     known = {f.name for f in dc_fields(config_class)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise InvalidRoundParams(
-            f"update: unknown {method} option(s) {unknown}; known: {sorted(known)}"
-        )
+        raise InvalidRoundParams(f"update: unknown {method} option(s) {unknown}; known: {sorted(known)}")
     try:
         config = update_config(method, overrides, seed=0)
-        check_limits(
-            config.as_dict(), scope="update"
-        )  # steps, epochs, batch sizes, lengths: PREFLOOP_LIMITS
+        check_limits(config.as_dict(), scope="update")  # steps, epochs, batch sizes, lengths: PREFLOOP_LIMITS
     except OutOfBounds as exc:
         raise field_error(InvalidRoundParams, exc, prefix="update.") from None
     except (TypeError, ValueError) as exc:
@@ -89,11 +82,7 @@ def update_examples(round_: Round) -> list:
     from rewards.services import training_pairs
     from training.ml.data import PreferenceExample
 
-    filters = {
-        "rule": "majority",
-        "rounds": [round_.number],
-        "aspect": round_.project.aspect_names[0],
-    }
+    filters = {"rule": "majority", "rounds": [round_.number], "aspect": round_.project.aspect_names[0]}
     pairs, _ = training_pairs(round_.project, filters=filters, ties="drop")
     return [
         PreferenceExample(prompt=list(p.messages) or p.prompt, chosen=p.chosen, rejected=p.rejected)
@@ -134,9 +123,7 @@ def _update_dpo(inputs: UpdateInputs) -> tuple[dict, Any]:
     judge_labels = RoundParams.from_dict(round_.params).judge_labels
     examples, mix = with_judge_examples(round_, update_examples(round_), judge_labels)
     if not examples:
-        raise InvalidRoundParams(
-            f"round {round_.number} has no labelled pairs (all ties?) to run DPO on"
-        )
+        raise InvalidRoundParams(f"round {round_.number} has no labelled pairs (all ties?) to run DPO on")
     inputs.say(f"DPO on {len(examples)} labelled pairs of round {round_.number}")
     data = {"pairs": len(examples), "rounds": [round_.number], **mix}
     return data, train_dpo(reference_path=inputs.reference_path, examples=examples, **inputs.common)
@@ -145,28 +132,19 @@ def _update_dpo(inputs: UpdateInputs) -> tuple[dict, Any]:
 def _update_ppo(inputs: UpdateInputs) -> tuple[dict, Any]:
     from training.ml.ppo import train_ppo
 
-    inputs.say(
-        f"PPO on {len(inputs.prompts)} prompts against reward model v{inputs.reward_model.version}"
-    )
+    inputs.say(f"PPO on {len(inputs.prompts)} prompts against reward model v{inputs.reward_model.version}")
     data = {"prompts": len(inputs.prompts), "reward_model_version": inputs.reward_model.version}
     return data, train_ppo(
-        reference_path=inputs.reference_path,
-        prompts=inputs.prompts,
-        reward_fn=inputs.scorer.score,
-        **inputs.common,
+        reference_path=inputs.reference_path, prompts=inputs.prompts, reward_fn=inputs.scorer.score, **inputs.common
     )
 
 
 def _update_best_of_n(inputs: UpdateInputs) -> tuple[dict, Any]:
     from training.ml.best_of_n import train_best_of_n
 
-    inputs.say(
-        f"best-of-N on {len(inputs.prompts)} prompts against reward model v{inputs.reward_model.version}"
-    )
+    inputs.say(f"best-of-N on {len(inputs.prompts)} prompts against reward model v{inputs.reward_model.version}")
     data = {"prompts": len(inputs.prompts), "reward_model_version": inputs.reward_model.version}
-    return data, train_best_of_n(
-        prompts=inputs.prompts, reward_fn=inputs.scorer.score, **inputs.common
-    )
+    return data, train_best_of_n(prompts=inputs.prompts, reward_fn=inputs.scorer.score, **inputs.common)
 
 
 # The update function of each method: (inputs) -> (the policy's data record, the engine's UpdateResult).
@@ -184,11 +162,7 @@ def _updatable_round(round_id: int) -> Round:
     if reward_model is None or reward_model.status != "ready":
         raise RoundStateError(f"round {round_.number} has no ready reward model")
     guard = (round_.metrics.get("reward_model") or {}).get("guard") or {}
-    if (
-        round_.method in GUARDED_METHODS
-        and guard.get("passed") is False
-        and not round_.metrics.get("guard_override")
-    ):
+    if round_.method in GUARDED_METHODS and guard.get("passed") is False and not round_.metrics.get("guard_override"):
         raise RoundStateError(
             f"round {round_.number}: the guard holds the {round_.method} update: {guard.get('reason')}"
         )
@@ -211,21 +185,13 @@ def _new_policy(round_: Round, job_id: int | None) -> Policy:
 
 
 def _evaluation_metrics(
-    round_: Round,
-    params: RoundParams,
-    result: Any,
-    *,
-    reference_path: str,
-    scorer: Any,
-    prompts: list,
+    round_: Round, params: RoundParams, result: Any, *, reference_path: str, scorer: Any, prompts: list
 ) -> tuple[dict, dict]:
     """(the round's metrics, the new policy's evaluation) on the held-out prompts, before and after."""
     from training.ml.config import SamplerParams
     from training.ml.metrics import evaluate_policy
 
-    held_out = (
-        prompt_conversations(round_.project, eval_prompts(round_.project)) or prompts[:EVAL_PROMPTS]
-    )
+    held_out = prompt_conversations(round_.project, eval_prompts(round_.project)) or prompts[:EVAL_PROMPTS]
     sampler = SamplerParams(**params.sampler(seed_offset=10_000))
     evaluation = evaluate_policy(
         policy_path=str(result.path),
@@ -279,9 +245,7 @@ def run_update(
 
         scorer = RewardScorer(Path(reward_model.artifact_path))
         overrides = dict(params.update)
-        if (
-            round_.method != Round.Method.DPO
-        ):  # rollouts sample like the round did, unless told otherwise
+        if round_.method != Round.Method.DPO:  # rollouts sample like the round did, unless told otherwise
             overrides.setdefault("sampler", rollout_sampler(round_.method, params, round_.number))
         config = update_config(round_.method, overrides, seed=params.seed + round_.number)
         folder = policy_dir(policy)
@@ -296,25 +260,14 @@ def run_update(
         )
         prompts = prompt_conversations(round_.project, round_prompts(round_, params))
         say = log or (lambda line: None)
-        inputs = UpdateInputs(
-            round_, loop.reference.artifact_path, reward_model, scorer, prompts, common, say
-        )
+        inputs = UpdateInputs(round_, loop.reference.artifact_path, reward_model, scorer, prompts, common, say)
         data, result = UPDATES[round_.method](inputs)
         stop_if_asked(should_stop)
         report_progress(progress, 0.85, "evaluating on held-out prompts")
         metrics, evaluation = _evaluation_metrics(
-            round_,
-            params,
-            result,
-            reference_path=loop.reference.artifact_path,
-            scorer=scorer,
-            prompts=prompts,
+            round_, params, result, reference_path=loop.reference.artifact_path, scorer=scorer, prompts=prompts
         )
-        lineage = {
-            k: v
-            for k, v in (read_meta(Path(result.path)) or {}).items()
-            if k in ("adapter", "base")
-        }
+        lineage = {k: v for k, v in (read_meta(Path(result.path)) or {}).items() if k in ("adapter", "base")}
         with transaction.atomic():
             Policy.objects.filter(pk=policy.pk).update(
                 status=Policy.Status.READY,
@@ -328,12 +281,7 @@ def run_update(
             Loop.objects.filter(pk=loop.pk).update(current=policy, updated_at=timezone.now())
             locked = Round.objects.select_for_update().get(pk=round_.pk)
             transition(
-                locked,
-                Round.State.POLICY_UPDATE,
-                Round.State.DONE,
-                metrics=metrics,
-                job_id=None,
-                new_policy=policy,
+                locked, Round.State.POLICY_UPDATE, Round.State.DONE, metrics=metrics, job_id=None, new_policy=policy
             )
         say(
             f"policy v{policy.version}: mean reward {evaluation.get('mean_reward'):.3f}, "

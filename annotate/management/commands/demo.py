@@ -54,9 +54,7 @@ class Command(BaseCommand):
         else:
             report = import_file(project=project, path=SAMPLE)
             what = f"the built-in sample ({SAMPLE.name}); PRD data not found at {source}"
-        self.stdout.write(
-            f"Imported {what}: created {report.created}, already there {report.existing}"
-        )
+        self.stdout.write(f"Imported {what}: created {report.created}, already there {report.existing}")
 
         self.stdout.write("\nAccounts (passwords are new on every run):")
         for username, role in ACCOUNTS:
@@ -70,12 +68,8 @@ class Command(BaseCommand):
                 membership_set(
                     project=project,
                     user=user,
-                    role=Membership.Role.RESEARCHER
-                    if role == User.Role.RESEARCHER
-                    else Membership.Role.ANNOTATOR,
+                    role=Membership.Role.RESEARCHER if role == User.Role.RESEARCHER else Membership.Role.ANNOTATOR,
                 )
             token, _ = Token.objects.get_or_create(user=user)
-            self.stdout.write(
-                f"  {role:<10} {username:<11} password {password}   API token {token.key}"
-            )
+            self.stdout.write(f"  {role:<10} {username:<11} password {password}   API token {token.key}")
         self.stdout.write(f"\nProject {project.name!r} has id {project.pk}.")

@@ -33,12 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
         parser.add_argument("--format", choices=FORMATS, default="jsonl")
         parser.add_argument("--out", required=True)
-        parser.add_argument(
-            "--raw", action="store_true", help="one row per vote instead of per pair"
-        )
-        parser.add_argument(
-            "--rule", choices=RULES, default="majority", help="how votes on a pair become a label"
-        )
+        parser.add_argument("--raw", action="store_true", help="one row per vote instead of per pair")
+        parser.add_argument("--rule", choices=RULES, default="majority", help="how votes on a pair become a label")
         parser.add_argument(
             "--ties",
             choices=TIE_POLICIES,
@@ -47,16 +43,12 @@ class Command(BaseCommand):
             "file loads into trl as is; label: kept in the pairs file without chosen/rejected; "
             "drop; both-orders",
         )
-        parser.add_argument(
-            "--conversational", action="store_true", help="prompt/chosen/rejected as message lists"
-        )
+        parser.add_argument("--conversational", action="store_true", help="prompt/chosen/rejected as message lists")
         parser.add_argument("--round", type=int, action="append", dest="rounds")
         parser.add_argument("--since", type=parse_when)
         parser.add_argument("--until", type=parse_when)
         parser.add_argument("--min-agreement", type=float)
-        parser.add_argument(
-            "--annotator", action="append", dest="annotators", help="repeat for a set"
-        )
+        parser.add_argument("--annotator", action="append", dest="annotators", help="repeat for a set")
         parser.add_argument("--aspect")
         parser.add_argument(
             "--source",
@@ -86,9 +78,7 @@ class Command(BaseCommand):
             sources=sources_for(opts["source"]),
             max_vote_id=opts["max_vote_id"],
         )
-        options = ExportOptions(
-            rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"]
-        )
+        options = ExportOptions(rule=opts["rule"], ties=opts["ties"], conversational=opts["conversational"])
         with tqdm(desc=f"export {project.name}", unit="row", disable=opts["verbosity"] == 0) as bar:
             result = export_dataset(
                 project=project,

@@ -17,25 +17,13 @@ from prefloop.core.errors import ImportDataError
 
 
 class Command(BaseCommand):
-    help = (
-        "Import prompts, completions, pairs and votes. All or nothing; re-importing adds nothing."
-    )
+    help = "Import prompts, completions, pairs and votes. All or nothing; re-importing adds nothing."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "path", help="file or folder; relative paths are also tried under PREFLOOP_DATA_DIR"
-        )
-        parser.add_argument(
-            "--project",
-            required=True,
-            help=f"{PROJECT_HELP} (with --create: the new project's name)",
-        )
-        parser.add_argument(
-            "--create", action="store_true", help="create the project if it does not exist"
-        )
-        parser.add_argument(
-            "--format", choices=sorted(FORMATS), help="detected from the file when omitted"
-        )
+        parser.add_argument("path", help="file or folder; relative paths are also tried under PREFLOOP_DATA_DIR")
+        parser.add_argument("--project", required=True, help=f"{PROJECT_HELP} (with --create: the new project's name)")
+        parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
+        parser.add_argument("--format", choices=sorted(FORMATS), help="detected from the file when omitted")
         parser.add_argument("--pairing", default="all", choices=sorted(PAIRING_STRATEGIES))
         parser.add_argument("--pairs-per-prompt", type=int, default=2, help="for --pairing sample")
         parser.add_argument("--seed", type=int, default=0)
@@ -44,11 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         path = Path(opts["path"])
-        if (
-            not path.exists()
-            and not path.is_absolute()
-            and (settings.PREFLOOP_DATA_DIR / path).exists()
-        ):
+        if not path.exists() and not path.is_absolute() and (settings.PREFLOOP_DATA_DIR / path).exists():
             path = settings.PREFLOOP_DATA_DIR / path
         if not path.exists():
             raise CommandError(f"{path}: no such file or folder")
@@ -59,9 +43,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc} (add --create to make it)") from None
             project = project_create(name=opts["project"])
 
-        bar = tqdm(
-            total=4, desc=f"import {path.name}", unit="stage", disable=opts["verbosity"] == 0
-        )
+        bar = tqdm(total=4, desc=f"import {path.name}", unit="stage", disable=opts["verbosity"] == 0)
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.set_postfix_str(stage)

@@ -8,18 +8,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.leaderboard import (
-    BattleFileError,
-    LeaderboardOptions,
-    compute_leaderboard,
-    load_battles,
-)
-from annotate.leaderboard.compute import (
-    DEFAULT_ROUNDS,
-    DEFAULT_SEED,
-    LeaderboardInputError,
-    LeaderboardResult,
-)
+from annotate.leaderboard import BattleFileError, LeaderboardOptions, compute_leaderboard, load_battles
+from annotate.leaderboard.compute import DEFAULT_ROUNDS, DEFAULT_SEED, LeaderboardInputError, LeaderboardResult
 from annotate.leaderboard.data import VoteFilter, project_leaderboard
 from prefloop.core.commands import PROJECT_HELP, project_option
 
@@ -42,36 +32,17 @@ class Command(BaseCommand):
         source.add_argument("--battles", help="JSON list or JSONL in Chatbot Arena's battle format")
         source.add_argument("--project", help=PROJECT_HELP)
         parser.add_argument(
-            "--bootstrap",
-            type=int,
-            default=DEFAULT_ROUNDS,
-            help="rounds for the 95%% intervals (0: none)",
+            "--bootstrap", type=int, default=DEFAULT_ROUNDS, help="rounds for the 95%% intervals (0: none)"
         )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+        parser.add_argument("--anchor", help="MODEL=RATING: shift ratings so MODEL has RATING (default: mean 1000)")
+        parser.add_argument("--exclude-ties", action="store_true", help="drop tie and both-bad battles")
         parser.add_argument(
-            "--anchor", help="MODEL=RATING: shift ratings so MODEL has RATING (default: mean 1000)"
+            "--style-control", action="store_true", help="control for length and Markdown (Arena's method)"
         )
-        parser.add_argument(
-            "--exclude-ties", action="store_true", help="drop tie and both-bad battles"
-        )
-        parser.add_argument(
-            "--style-control",
-            action="store_true",
-            help="control for length and Markdown (Arena's method)",
-        )
-        parser.add_argument(
-            "--elo", action="store_true", help="also the online Elo (K=4) over battles in order"
-        )
-        parser.add_argument(
-            "--aspect", help="project only: the aspect to rate (default: the project's first)"
-        )
-        parser.add_argument(
-            "--round",
-            type=int,
-            action="append",
-            dest="rounds",
-            help="project only; repeat for a set",
-        )
+        parser.add_argument("--elo", action="store_true", help="also the online Elo (K=4) over battles in order")
+        parser.add_argument("--aspect", help="project only: the aspect to rate (default: the project's first)")
+        parser.add_argument("--round", type=int, action="append", dest="rounds", help="project only; repeat for a set")
         parser.add_argument("--format", choices=["json", "table"], default="table")
 
     def handle(self, *args, **opts):
@@ -86,12 +57,7 @@ class Command(BaseCommand):
             online_elo=opts["elo"],
         )
         rounds = options.bootstrap
-        with tqdm(
-            total=rounds,
-            desc="bootstrap",
-            unit="round",
-            disable=opts["verbosity"] == 0 or not rounds,
-        ) as bar:
+        with tqdm(total=rounds, desc="bootstrap", unit="round", disable=opts["verbosity"] == 0 or not rounds) as bar:
             progress = lambda done: bar.update(done - bar.n)
             try:
                 result = self._compute(opts, options, progress)
@@ -124,9 +90,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--aspect {opts['aspect']!r}: the project's aspects are {', '.join(project.aspect_names)}"
             )
-        filters = VoteFilter(
-            aspect=opts["aspect"], rounds=tuple(opts["rounds"]) if opts["rounds"] else None
-        )
+        filters = VoteFilter(aspect=opts["aspect"], rounds=tuple(opts["rounds"]) if opts["rounds"] else None)
         return project_leaderboard(project, filters=filters, options=options, progress=progress)
 
 
@@ -144,10 +108,7 @@ def format_table(result: LeaderboardResult) -> str:
             + (f"  {r.online_elo:10.1f}" if online else "")
         )
     if result.style_coefficients:
-        lines.append(
-            "style coefficients: "
-            + ", ".join(f"{k} {v:+.3f}" for k, v in result.style_coefficients.items())
-        )
+        lines.append("style coefficients: " + ", ".join(f"{k} {v:+.3f}" for k, v in result.style_coefficients.items()))
     method = result.method
     lines.append(
         f"{method['model']}; {method['ties']}; centre: {method['centre']}; {method['battles']} battles; "

@@ -12,13 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from annotate.models import Project
-from annotate.services.importing.adapters import (
-    prd_root,
-    read_copilot_arena,
-    read_hh_rlhf,
-    read_lfqa,
-    read_prd,
-)
+from annotate.services.importing.adapters import prd_root, read_copilot_arena, read_hh_rlhf, read_lfqa, read_prd
 from annotate.services.importing.readers import (
     Problems,
     binary_kind,
@@ -66,9 +60,7 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         if prd_root(path):
             return "prd"
-        raise ImportDataError(
-            [(path.name, None, None, "a folder is only accepted for PRD vicuna80 data")]
-        )
+        raise ImportDataError([(path.name, None, None, "a folder is only accepted for PRD vicuna80 data")])
     if not path.is_file():
         raise ImportDataError([(path.name, None, None, "no such file")])
     suffixes = [s.lower() for s in path.suffixes]
@@ -82,20 +74,11 @@ def detect_format(path: Path) -> str:
         if "prompt" in header and "completion" in header:
             return "prompts-csv"
         raise ImportDataError(
-            [
-                (
-                    path.name,
-                    1,
-                    None,
-                    f"CSV header {header} has neither prompt+completion nor Copilot Arena columns",
-                )
-            ]
+            [(path.name, 1, None, f"CSV header {header} has neither prompt+completion nor Copilot Arena columns")]
         )
     first = first_json_object(path)
     if first is None:
-        raise ImportDataError(
-            [(path.name, 1, None, "cannot detect the format: the first line is not a JSON object")]
-        )
+        raise ImportDataError([(path.name, 1, None, "cannot detect the format: the first line is not a JSON object")])
     keys = set(first)
     if "overall_preference" in keys and "answer_a" in keys:
         return "lfqa"
@@ -105,9 +88,7 @@ def detect_format(path: Path) -> str:
         return "prompts-jsonl"
     if {"response_a", "response_b"} <= keys or {"prompt", "chosen", "rejected"} <= keys:
         return "pairs-jsonl"
-    raise ImportDataError(
-        [(path.name, 1, None, f"cannot detect the format from keys {sorted(keys)}; pass --format")]
-    )
+    raise ImportDataError([(path.name, 1, None, f"cannot detect the format from keys {sorted(keys)}; pass --format")])
 
 
 def max_import_bytes() -> int:
@@ -116,19 +97,10 @@ def max_import_bytes() -> int:
 
 def check_input(path: Path) -> None:
     """Refuse what no reader should open: archives by name, files over the size limit (before reading)."""
-    compression = next(
-        (REFUSED_SUFFIXES[s.lower()] for s in path.suffixes if s.lower() in REFUSED_SUFFIXES), None
-    )
+    compression = next((REFUSED_SUFFIXES[s.lower()] for s in path.suffixes if s.lower() in REFUSED_SUFFIXES), None)
     if compression:
         raise ImportDataError(
-            [
-                (
-                    path.name,
-                    None,
-                    None,
-                    f"{compression} files are not accepted; give the file itself or gzip it (.gz)",
-                )
-            ]
+            [(path.name, None, None, f"{compression} files are not accepted; give the file itself or gzip it (.gz)")]
         )
     if path.is_file() and path.stat().st_size > max_import_bytes():
         raise ImportDataError(
@@ -155,14 +127,8 @@ def read_batch(path: Path, format: str | None = None) -> ImportBatch:
     check_input(path)
     format = format or detect_format(path)
     if format not in FORMATS:
-        raise ImportDataError(
-            [(path.name, None, None, f"unknown format {format!r}; known: {sorted(FORMATS)}")]
-        )
-    if (
-        format
-        in ("prompts-jsonl", "pairs-jsonl", "prompts-csv", "hh-rlhf", "lfqa", "copilot-arena")
-        and path.is_file()
-    ):
+        raise ImportDataError([(path.name, None, None, f"unknown format {format!r}; known: {sorted(FORMATS)}")])
+    if format in ("prompts-jsonl", "pairs-jsonl", "prompts-csv", "hh-rlhf", "lfqa", "copilot-arena") and path.is_file():
         _refuse_binary(path)
     problems = Problems()
     try:

@@ -23,9 +23,7 @@ from annotate.services.importing.records import (
 
 # --- PRD Vicuna80: 80 questions, 5 models' answers, 7,040 human votes with ties ------------------
 
-PRD_RATING_FILE = re.compile(
-    r"^answer_(?P<a>.+)-vs-answer_(?P<b>.+)-human-reviewer_threeclass\.jsonl$"
-)
+PRD_RATING_FILE = re.compile(r"^answer_(?P<a>.+)-vs-answer_(?P<b>.+)-human-reviewer_threeclass\.jsonl$")
 PRD_SCORE = {1: "a", 2: "b", 3: "tie"}
 
 
@@ -49,13 +47,7 @@ def _prd_questions(root: Path, batch: ImportBatch, problems: Problems) -> dict[i
             continue
         category = text_field(row, "category", questions.name, line, problems, required=False)
         by_qid[qid] = batch.prompt(
-            PromptRecord(
-                text=text,
-                key=f"vicuna80:{qid}",
-                category=category,
-                metadata={"question_id": qid},
-                line=line,
-            )
+            PromptRecord(text=text, key=f"vicuna80:{qid}", category=category, metadata={"question_id": qid}, line=line)
         )
     return by_qid
 
@@ -72,15 +64,11 @@ def _prd_answers(
             qid = row.get("question_id")
             text = text_field(row, "text", file.name, line, problems)
             if qid not in by_qid:
-                problems.add(
-                    file.name, line, "question_id", f"{qid!r} is not a question in {questions.name}"
-                )
+                problems.add(file.name, line, "question_id", f"{qid!r} is not a question in {questions.name}")
                 continue
             metadata = {k: row[k] for k in ("answer_id", "model_id", "metadata") if k in row}
             answers[(model, qid)] = by_qid[qid].add(
-                CompletionRecord(
-                    text=text, model=model, key=f"prd:{model}:{qid}", metadata=metadata
-                )
+                CompletionRecord(text=text, model=model, key=f"prd:{model}:{qid}", metadata=metadata)
             )
     return answers
 
@@ -98,10 +86,7 @@ def _prd_votes(
         match = PRD_RATING_FILE.match(file.name)
         if not match:
             problems.add(
-                file.name,
-                None,
-                None,
-                "file name is not answer_<A>-vs-answer_<B>-human-reviewer_threeclass.jsonl",
+                file.name, None, None, "file name is not answer_<A>-vs-answer_<B>-human-reviewer_threeclass.jsonl"
             )
             continue
         model_a, model_b = match["a"], match["b"]
@@ -109,24 +94,16 @@ def _prd_votes(
         for line, row in iter_json_lines(file, problems):
             qid, score = row.get("question_id"), row.get("score")
             if qid not in by_qid:
-                problems.add(
-                    file.name, line, "question_id", f"{qid!r} is not a question in {questions.name}"
-                )
+                problems.add(file.name, line, "question_id", f"{qid!r} is not a question in {questions.name}")
                 continue
             if score not in PRD_SCORE:
-                problems.add(
-                    file.name, line, "score", "must be 1 (A better), 2 (B better) or 3 (tie)"
-                )
+                problems.add(file.name, line, "score", "must be 1 (A better), 2 (B better) or 3 (tie)")
                 continue
             prompt = by_qid[qid]
             # The repo has no answers of the guanaco models: keep the votes for leaderboard fits.
             sides = [
                 answers.get((model, qid))
-                or prompt.add(
-                    CompletionRecord(
-                        text="", model=model, key=f"prd:{model}:{qid}", text_available=False
-                    )
-                )
+                or prompt.add(CompletionRecord(text="", model=model, key=f"prd:{model}:{qid}", text_available=False))
                 for model in (model_a, model_b)
             ]
             seen[qid] += 1
@@ -137,9 +114,7 @@ def _prd_votes(
                     completion_keys=shown,
                     votes=[
                         VoteRecord(
-                            voter=f"prd:{model_a}-vs-{model_b}:{qid}:{seen[qid]}",
-                            shown=shown,
-                            choice=PRD_SCORE[score],
+                            voter=f"prd:{model_a}-vs-{model_b}:{qid}:{seen[qid]}", shown=shown, choice=PRD_SCORE[score]
                         )
                     ],
                 )
@@ -150,12 +125,7 @@ def read_prd(path: Path, problems: Problems, *, with_votes: bool = True) -> Impo
     root = prd_root(path)
     batch = ImportBatch(source=f"PRD/{path.name}", format="prd", build_pairs=True)
     if root is None:
-        problems.add(
-            path.name,
-            None,
-            None,
-            "not a PRD vicuna80 folder (prompts/vicuna_questions.jsonl is missing)",
-        )
+        problems.add(path.name, None, None, "not a PRD vicuna80 folder (prompts/vicuna_questions.jsonl is missing)")
         return batch
     by_qid = _prd_questions(root, batch, problems)
     answers = _prd_answers(root, by_qid, problems)
@@ -238,11 +208,7 @@ def read_hh_rlhf(path: Path, problems: Problems) -> ImportBatch:
             continue
         shown = [a.key, b.key]
         batch.comparisons.append(
-            ComparisonRecord(
-                prompt.key,
-                shown,
-                votes=[VoteRecord(voter=f"hh-rlhf:{line}", shown=shown, choice="a")],
-            )
+            ComparisonRecord(prompt.key, shown, votes=[VoteRecord(voter=f"hh-rlhf:{line}", shown=shown, choice="a")])
         )
     return batch
 
@@ -259,9 +225,7 @@ def read_lfqa(path: Path, problems: Problems) -> ImportBatch:
     for line, row in iter_json_lines(path, problems):
         question = text_field(row, "question", file, line, problems)
         # The source writes line breaks as <br /> tags; annotators should see line breaks.
-        answers = [
-            HTML_BREAK.sub("\n", text_field(row, f"answer_{s}", file, line, problems)) for s in "ab"
-        ]
+        answers = [HTML_BREAK.sub("\n", text_field(row, f"answer_{s}", file, line, problems)) for s in "ab"]
         types = [text_field(row, f"answer_{s}_type", file, line, problems) for s in "ab"]
         preference = row.get("overall_preference")
         if preference not in LFQA_PREFERENCE:
@@ -276,12 +240,7 @@ def read_lfqa(path: Path, problems: Problems) -> ImportBatch:
             continue
         shown = [s.key for s in sides]
         rationale = text_field(row, "justification", file, line, problems, required=False)
-        vote = VoteRecord(
-            voter=f"lfqa:{line}",
-            shown=shown,
-            choice=LFQA_PREFERENCE[preference],
-            rationale=rationale,
-        )
+        vote = VoteRecord(voter=f"lfqa:{line}", shown=shown, choice=LFQA_PREFERENCE[preference], rationale=rationale)
         batch.comparisons.append(ComparisonRecord(prompt.key, shown, votes=[vote]))
     return batch
 
@@ -289,15 +248,7 @@ def read_lfqa(path: Path, problems: Problems) -> ImportBatch:
 # --- Copilot Arena: code-completion battles, acceptedIndex = the completion the user accepted ----
 
 COPILOT_CURSOR = "<|cursor|>"
-COPILOT_COLUMNS = (
-    "prefix",
-    "suffix",
-    "model_a",
-    "model_b",
-    "acceptedIndex",
-    "completion_a",
-    "completion_b",
-)
+COPILOT_COLUMNS = ("prefix", "suffix", "model_a", "model_b", "acceptedIndex", "completion_a", "completion_b")
 
 
 def read_copilot_arena(path: Path, problems: Problems) -> ImportBatch:
@@ -314,9 +265,7 @@ def read_copilot_arena(path: Path, problems: Problems) -> ImportBatch:
         models = [text_field(row, f"model_{s}", file, line, problems) for s in "ab"]
         accepted = row["acceptedIndex"].strip()
         if accepted not in ("0", "0.0", "1", "1.0"):
-            problems.add(
-                file, line, "acceptedIndex", "must be 0 (completion_a) or 1 (completion_b)"
-            )
+            problems.add(file, line, "acceptedIndex", "must be 0 (completion_a) or 1 (completion_b)")
             continue
         if not (all(completions) and all(models)):
             continue
@@ -335,17 +284,13 @@ def read_copilot_arena(path: Path, problems: Problems) -> ImportBatch:
         )
         sides = [prompt.add(CompletionRecord(text=t, model=m)) for t, m in zip(completions, models)]
         if sides[0].key == sides[1].key:
-            problems.add(
-                file, line, "completion_b", "is identical to completion_a from the same model"
-            )
+            problems.add(file, line, "completion_b", "is identical to completion_a from the same model")
             continue
         shown = [s.key for s in sides]
         choice = "a" if accepted.startswith("0") else "b"
         batch.comparisons.append(
             ComparisonRecord(
-                prompt.key,
-                shown,
-                votes=[VoteRecord(voter=f"copilot-arena:{line}", shown=shown, choice=choice)],
+                prompt.key, shown, votes=[VoteRecord(voter=f"copilot-arena:{line}", shown=shown, choice=choice)]
             )
         )
     return batch

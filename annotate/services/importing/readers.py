@@ -178,25 +178,19 @@ def iter_json_lines(path: Path, problems: Problems) -> Iterator[tuple[int, dict]
                 return
             line_no += 1
             if len(raw) > MAX_FIELD_BYTES:
-                problems.add(
-                    name, line_no, None, f"line longer than {MAX_FIELD_BYTES} bytes; refused"
-                )
+                problems.add(name, line_no, None, f"line longer than {MAX_FIELD_BYTES} bytes; refused")
                 return
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                problems.add(
-                    name, line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
-                )
+                problems.add(name, line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 if problems.full:
                     return
                 continue
             if not line.strip():
                 blank += 1
                 if blank > MAX_BLANK_LINES:
-                    problems.add(
-                        name, line_no, None, f"more than {MAX_BLANK_LINES} blank lines; refused"
-                    )
+                    problems.add(name, line_no, None, f"more than {MAX_BLANK_LINES} blank lines; refused")
                     return
                 continue
             try:
@@ -214,13 +208,9 @@ def iter_json_lines(path: Path, problems: Problems) -> Iterator[tuple[int, dict]
                 return
 
 
-def text_field(
-    row: dict, field: str, file: str, line: int | None, problems: Problems, *, required: bool = True
-) -> str:
+def text_field(row: dict, field: str, file: str, line: int | None, problems: Problems, *, required: bool = True) -> str:
     value = row.get(field)
-    if value is None or (
-        isinstance(value, float) and value != value
-    ):  # missing or NaN (pandas/CSV)
+    if value is None or (isinstance(value, float) and value != value):  # missing or NaN (pandas/CSV)
         if required:
             problems.add(file, line, field, "is required")
         return ""
@@ -254,9 +244,7 @@ def optional_id(row: dict, field: str, file: str, line: int | None, problems: Pr
     return f"id:{value}"
 
 
-def metadata_field(
-    row: dict, file: str, line: int | None, problems: Problems, field: str = "metadata"
-) -> dict:
+def metadata_field(row: dict, file: str, line: int | None, problems: Problems, field: str = "metadata") -> dict:
     value = row.get(field)
     if value is None:
         return {}
@@ -273,9 +261,7 @@ def metadata_field(
 # --- prompts with completions ------------------------------------------------------------------
 
 
-def add_prompt_row(
-    batch: ImportBatch, row: dict, file: str, line: int | None, problems: Problems
-) -> None:
+def add_prompt_row(batch: ImportBatch, row: dict, file: str, line: int | None, problems: Problems) -> None:
     """One CSV/Parquet row: a prompt and one of its completions."""
     prompt_text = text_field(row, "prompt", file, line, problems)
     completion_text = text_field(row, "completion", file, line, problems)
@@ -286,12 +272,7 @@ def add_prompt_row(
         return
     prompt = batch.prompt(PromptRecord(text=prompt_text, key=key, category=category, line=line))
     if prompt.text != prompt_text:
-        problems.add(
-            file,
-            line,
-            "prompt",
-            f"differs from the prompt with the same prompt_id on line {prompt.line}",
-        )
+        problems.add(file, line, "prompt", f"differs from the prompt with the same prompt_id on line {prompt.line}")
         return
     prompt.add(CompletionRecord(text=completion_text, model=model))
 
@@ -310,16 +291,9 @@ def read_prompts_jsonl(path: Path, problems: Problems) -> ImportBatch:
             continue
         if not prompt_text:
             continue
-        prompt = batch.prompt(
-            PromptRecord(text=prompt_text, key=key, category=category, metadata=metadata, line=line)
-        )
+        prompt = batch.prompt(PromptRecord(text=prompt_text, key=key, category=category, metadata=metadata, line=line))
         if prompt.text != prompt_text:
-            problems.add(
-                file,
-                line,
-                "prompt",
-                f"differs from the prompt with the same id on line {prompt.line}",
-            )
+            problems.add(file, line, "prompt", f"differs from the prompt with the same id on line {prompt.line}")
             continue
         for i, completion in enumerate(completions):
             field = f"completions[{i}]"
@@ -327,16 +301,10 @@ def read_prompts_jsonl(path: Path, problems: Problems) -> ImportBatch:
                 problems.add(file, line, field, "must be an object with 'text' and 'model'")
                 continue
             text = text_field(completion, "text", file, line, problems)
-            model = (
-                text_field(completion, "model", file, line, problems, required=False) or "unknown"
-            )
+            model = text_field(completion, "model", file, line, problems, required=False) or "unknown"
             if text:
                 prompt.add(
-                    CompletionRecord(
-                        text=text,
-                        model=model,
-                        metadata=metadata_field(completion, file, line, problems),
-                    )
+                    CompletionRecord(text=text, model=model, metadata=metadata_field(completion, file, line, problems))
                 )
     return batch
 
@@ -348,9 +316,7 @@ def read_prompts_csv(path: Path, problems: Problems) -> ImportBatch:
     return batch
 
 
-def iter_csv_rows(
-    path: Path, problems: Problems, *, required_columns: tuple[str, ...]
-) -> Iterator[tuple[int, dict]]:
+def iter_csv_rows(path: Path, problems: Problems, *, required_columns: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """(line where the record starts, row) for each CSV record; fields may span lines."""
     file = path.name
     reader = None
@@ -366,10 +332,7 @@ def iter_csv_rows(
             for row in reader:
                 if None in row:
                     problems.add(
-                        file,
-                        start,
-                        None,
-                        f"has {len(header) + len(row[None])} fields, header has {len(header)}",
+                        file, start, None, f"has {len(header) + len(row[None])} fields, header has {len(header)}"
                     )
                 else:
                     yield start, row
@@ -385,9 +348,7 @@ def iter_csv_rows(
 # --- ready pairs ---------------------------------------------------------------------------------
 
 
-def add_pair_row(
-    batch: ImportBatch, row: dict, file: str, line: int | None, problems: Problems
-) -> None:
+def add_pair_row(batch: ImportBatch, row: dict, file: str, line: int | None, problems: Problems) -> None:
     prompt_text = text_field(row, "prompt", file, line, problems)
     if "chosen" in row or "rejected" in row:  # TRL's preference format: chosen won
         text_a = text_field(row, "chosen", file, line, problems)
@@ -411,18 +372,14 @@ def add_pair_row(
         return
     prompt = batch.prompt(PromptRecord(text=prompt_text, key=key, line=line))
     if prompt.text != prompt_text:
-        problems.add(
-            file, line, "prompt", f"differs from the prompt with the same id on line {prompt.line}"
-        )
+        problems.add(file, line, "prompt", f"differs from the prompt with the same id on line {prompt.line}")
         return
     a = prompt.add(CompletionRecord(text=text_a, model=model_a))
     b = prompt.add(CompletionRecord(text=text_b, model=model_b))
     comparison = ComparisonRecord(prompt_key=prompt.key, completion_keys=[a.key, b.key])
     if winner:
         comparison.votes.append(
-            VoteRecord(
-                voter=f"{file}:{line}", shown=[a.key, b.key], choice=winner, rationale=rationale
-            )
+            VoteRecord(voter=f"{file}:{line}", shown=[a.key, b.key], choice=winner, rationale=rationale)
         )
     batch.comparisons.append(comparison)
 
@@ -451,14 +408,9 @@ def read_parquet(path: Path, problems: Problems) -> ImportBatch:
     if {"response_a", "response_b"} <= columns or {"chosen", "rejected"} <= columns:
         batch, add_row = ImportBatch(source=file, format="pairs-parquet"), add_pair_row
     elif {"prompt", "completion"} <= columns:
-        batch, add_row = (
-            ImportBatch(source=file, format="prompts-parquet", build_pairs=True),
-            add_prompt_row,
-        )
+        batch, add_row = (ImportBatch(source=file, format="prompts-parquet", build_pairs=True), add_prompt_row)
     else:
-        problems.add(
-            file, None, None, f"columns {sorted(columns)} match neither the prompts table nor pairs"
-        )
+        problems.add(file, None, None, f"columns {sorted(columns)} match neither the prompts table nor pairs")
         return ImportBatch(source=file, format="parquet")
     row_no = 0
     for record_batch in parquet.iter_batches(batch_size=10_000):
@@ -484,9 +436,7 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
 
 def csv_header(path: Path) -> list[str]:
     try:
-        with open_binary(
-            path
-        ) as handle:  # only the first line: bad bytes further down are the reader's to report
+        with open_binary(path) as handle:  # only the first line: bad bytes further down are the reader's to report
             return next(csv.reader([handle.readline(MAX_FIELD_BYTES).decode("utf-8")]), [])
     except (UnicodeDecodeError, csv.Error, OSError, EOFError):
         return []

@@ -34,9 +34,7 @@ class PromptRecord:
     metadata: dict = field(default_factory=dict)
     completions: dict[str, CompletionRecord] = field(default_factory=dict)  # by completion key
     line: int | None = None  # where it was first seen, for error messages
-    messages: list = field(
-        default_factory=list
-    )  # the prompt as conversation turns; empty: the text is one user turn
+    messages: list = field(default_factory=list)  # the prompt as conversation turns; empty: the text is one user turn
 
     def __post_init__(self) -> None:
         self.key = self.key or text_key(self.text)

@@ -58,9 +58,7 @@ def write_batch(
     progress: Progress | None = None,
 ) -> ImportReport:
     strategy = get_pairing_strategy(pairing)
-    report = ImportReport(
-        project=project.name, source=batch.source, format=batch.format, skipped=batch.skipped
-    )
+    report = ImportReport(project=project.name, source=batch.source, format=batch.format, skipped=batch.skipped)
     tick = progress or (lambda stage, done, total: None)
     with transaction.atomic():
         prompt_ids = _upsert_prompts(project, batch, report)
@@ -68,13 +66,9 @@ def write_batch(
         completion_ids = _upsert_completions(batch, prompt_ids, report)
         tick("completions", 2, 4)
 
-        wanted: dict[
-            str, tuple[int, tuple[int, ...]]
-        ] = {}  # comparison key -> (prompt id, completion ids)
+        wanted: dict[str, tuple[int, tuple[int, ...]]] = {}  # comparison key -> (prompt id, completion ids)
         for record in batch.comparisons:
-            ids = tuple(
-                sorted(completion_ids[(record.prompt_key, key)] for key in record.completion_keys)
-            )
+            ids = tuple(sorted(completion_ids[(record.prompt_key, key)] for key in record.completion_keys))
             wanted.setdefault(_comparison_key(ids), (prompt_ids[record.prompt_key], ids))
         if batch.build_pairs:
             for prompt_id, ids in _pairs_for_prompts(
@@ -124,9 +118,7 @@ def _upsert_completions(
     key_of_prompt = {pid: key for key, pid in prompt_ids.items()}
     ids: dict[tuple[str, str], int] = {}
     for chunk in chunks(list(prompt_ids.values())):
-        for prompt_id, key, pk in Completion.objects.filter(prompt_id__in=chunk).values_list(
-            "prompt_id", "key", "id"
-        ):
+        for prompt_id, key, pk in Completion.objects.filter(prompt_id__in=chunk).values_list("prompt_id", "key", "id"):
             ids[(key_of_prompt[prompt_id], key)] = pk
     wanted = [(pk, c) for pk, p in batch.prompts.items() for c in p.completions.values()]
     report.existing["completions"] = sum(1 for pk, c in wanted if (pk, c.key) in ids)
@@ -155,9 +147,7 @@ def _pairs_for_prompts(
     """Pairs over every completion with text a prompt has (this file's and earlier imports')."""
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for chunk in chunks(prompt_ids):
-        rows = Completion.objects.filter(prompt_id__in=chunk, text_available=True).values_list(
-            "prompt_id", "id"
-        )
+        rows = Completion.objects.filter(prompt_id__in=chunk, text_available=True).values_list("prompt_id", "id")
         for prompt_id, pk in rows:
             by_prompt[prompt_id].append(pk)
     for prompt_id in prompt_ids:
@@ -168,29 +158,17 @@ def _pairs_for_prompts(
 
 
 def _upsert_comparisons(
-    project: Project,
-    wanted: dict[str, tuple[int, tuple[int, ...]]],
-    round: int,
-    priority: int,
-    report: ImportReport,
+    project: Project, wanted: dict[str, tuple[int, tuple[int, ...]]], round: int, priority: int, report: ImportReport
 ) -> dict[str, int]:
     ids: dict[str, int] = {}
     keys = list(wanted)
     for chunk in chunks(keys):
-        ids.update(
-            Comparison.objects.filter(project=project, round=round, key__in=chunk).values_list(
-                "key", "id"
-            )
-        )
+        ids.update(Comparison.objects.filter(project=project, round=round, key__in=chunk).values_list("key", "id"))
     report.existing["comparisons"] = len(ids)
     unavailable: set[int] = set()
     all_completions = sorted({c for _, cs in wanted.values() for c in cs})
     for chunk in chunks(all_completions):
-        unavailable.update(
-            Completion.objects.filter(pk__in=chunk, text_available=False).values_list(
-                "id", flat=True
-            )
-        )
+        unavailable.update(Completion.objects.filter(pk__in=chunk, text_available=False).values_list("id", flat=True))
     new = [
         Comparison(
             project=project,
@@ -208,11 +186,7 @@ def _upsert_comparisons(
     for comparison in created:
         ids[comparison.key] = comparison.pk
         for position, completion_id in enumerate(wanted[comparison.key][1]):
-            items.append(
-                ComparisonItem(
-                    comparison_id=comparison.pk, completion_id=completion_id, position=position
-                )
-            )
+            items.append(ComparisonItem(comparison_id=comparison.pk, completion_id=completion_id, position=position))
     ComparisonItem.objects.bulk_create(items, batch_size=CHUNK)
     report.created["comparisons"] = len(new)
     report.created_ids["comparisons"] = [c.pk for c in created]
@@ -237,14 +211,7 @@ def _insert_votes(
             identity = (comparison_id, vote.voter, vote.aspect)
             if identity in rows:
                 raise ImportDataError(
-                    [
-                        (
-                            batch.source,
-                            None,
-                            None,
-                            f"voter {vote.voter!r} votes twice on one comparison",
-                        )
-                    ]
+                    [(batch.source, None, None, f"voter {vote.voter!r} votes twice on one comparison")]
                 )
             rows[identity] = Vote(
                 comparison_id=comparison_id,
@@ -283,8 +250,6 @@ def _insert_votes(
         by_id = {row["comparison_id"]: row["voters"] for row in counts}
         for comparison in Comparison.objects.filter(pk__in=chunk):
             comparison.imported_votes = by_id.get(comparison.pk, 0)
-            comparison.is_complete = (
-                comparison.imported_votes + comparison.votes_done >= project.overlap_target
-            )
+            comparison.is_complete = comparison.imported_votes + comparison.votes_done >= project.overlap_target
             updates.append(comparison)
     Comparison.objects.bulk_update(updates, ["imported_votes", "is_complete"], batch_size=CHUNK)

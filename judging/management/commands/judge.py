@@ -14,15 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
         parser.add_argument("--round", type=int)
-        parser.add_argument(
-            "--import", dest="data_import", type=int, help="Every comparison of this import."
-        )
+        parser.add_argument("--import", dest="data_import", type=int, help="Every comparison of this import.")
         parser.add_argument("--before", help="Comparisons created before this ISO date-time.")
-        parser.add_argument(
-            "--rejudge",
-            action="store_true",
-            help="Also judge comparisons this judge already judged.",
-        )
+        parser.add_argument("--rejudge", action="store_true", help="Also judge comparisons this judge already judged.")
 
     def handle(self, *args, **options) -> None:
         from judging import services
@@ -42,9 +36,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not ids:
             raise CommandError("nothing to judge in this scope")
-        job = run_job_inline(
-            services.JUDGE_JOB, {"project_id": project.pk, "comparison_ids": ids}, project=project
-        )
+        job = run_job_inline(services.JUDGE_JOB, {"project_id": project.pk, "comparison_ids": ids}, project=project)
         if job.status != "succeeded":
             raise CommandError(f"judging job {job.pk} {job.status}: {job.error or job.message}")
         self.stdout.write(f"job {job.pk}: {job.result}")

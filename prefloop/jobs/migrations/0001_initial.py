@@ -8,27 +8,16 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [
-        ("annotate", "0002_gold_checks"),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-    ]
+    dependencies = [("annotate", "0002_gold_checks"), migrations.swappable_dependency(settings.AUTH_USER_MODEL)]
 
     operations = [
         migrations.CreateModel(
             name="Job",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 (
                     "kind",
-                    models.CharField(
-                        help_text='Registered handler name, e.g. "train_reward_model".',
-                        max_length=100,
-                    ),
+                    models.CharField(help_text='Registered handler name, e.g. "train_reward_model".', max_length=100),
                 ),
                 ("params", models.JSONField(blank=True, default=dict)),
                 (
@@ -45,18 +34,8 @@ class Migration(migrations.Migration):
                         max_length=16,
                     ),
                 ),
-                (
-                    "progress",
-                    models.FloatField(
-                        default=0.0, help_text="0-1; kept as it was when a job fails."
-                    ),
-                ),
-                (
-                    "message",
-                    models.CharField(
-                        blank=True, help_text="The current step, for people.", max_length=300
-                    ),
-                ),
+                ("progress", models.FloatField(default=0.0, help_text="0-1; kept as it was when a job fails.")),
+                ("message", models.CharField(blank=True, help_text="The current step, for people.", max_length=300)),
                 ("log_tail", models.TextField(blank=True, help_text="The last ~100 log lines.")),
                 ("result", models.JSONField(blank=True, null=True)),
                 ("error", models.TextField(blank=True)),
@@ -66,11 +45,7 @@ class Migration(migrations.Migration):
                 ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
                 (
                     "worker",
-                    models.CharField(
-                        blank=True,
-                        help_text="host:pid (and backend) of the runner.",
-                        max_length=200,
-                    ),
+                    models.CharField(blank=True, help_text="host:pid (and backend) of the runner.", max_length=200),
                 ),
                 ("attempts", models.PositiveIntegerField(default=0)),
                 ("cancel_requested", models.BooleanField(default=False)),
@@ -103,19 +78,13 @@ class Migration(migrations.Migration):
                 ],
                 "constraints": [
                     models.CheckConstraint(
-                        condition=models.Q(
-                            (
-                                "status__in",
-                                ["queued", "running", "succeeded", "failed", "cancelled"],
-                            )
-                        ),
+                        condition=models.Q(("status__in", ["queued", "running", "succeeded", "failed", "cancelled"])),
                         name="job_status_valid",
                     ),
                     models.CheckConstraint(
-                        condition=models.Q(("progress__gte", 0), ("progress__lte", 1)),
-                        name="job_progress_share",
+                        condition=models.Q(("progress__gte", 0), ("progress__lte", 1)), name="job_progress_share"
                     ),
                 ],
             },
-        ),
+        )
     ]

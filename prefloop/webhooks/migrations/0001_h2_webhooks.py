@@ -17,39 +17,21 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Webhook",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("name", models.CharField(blank=True, max_length=100)),
-                (
-                    "url",
-                    models.CharField(
-                        help_text="http(s) URL the events are POSTed to.", max_length=2000
-                    ),
-                ),
+                ("url", models.CharField(help_text="http(s) URL the events are POSTed to.", max_length=2000)),
                 ("secret", models.CharField(max_length=128)),
-                (
-                    "events",
-                    models.JSONField(
-                        default=list, help_text="Event names (prefloop.webhooks.events.EVENTS)."
-                    ),
-                ),
+                ("events", models.JSONField(default=list, help_text="Event names (prefloop.webhooks.events.EVENTS).")),
                 ("active", models.BooleanField(default=True)),
                 (
                     "milestone_every",
                     models.PositiveIntegerField(
-                        default=100,
-                        help_text="labeling.votes_milestone: sent every this many completed judgements.",
+                        default=100, help_text="labeling.votes_milestone: sent every this many completed judgements."
                     ),
                 ),
                 (
                     "last_milestone",
-                    models.PositiveIntegerField(
-                        default=0, help_text="The last judgement count announced."
-                    ),
+                    models.PositiveIntegerField(default=0, help_text="The last judgement count announced."),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -66,38 +48,26 @@ class Migration(migrations.Migration):
                 (
                     "project",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="webhooks",
-                        to="annotate.project",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="webhooks", to="annotate.project"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["project_id", "id"],
-            },
+            options={"ordering": ["project_id", "id"]},
         ),
         migrations.CreateModel(
             name="Delivery",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("event", models.CharField(max_length=64)),
                 (
                     "event_id",
                     models.CharField(
-                        help_text="Sent as X-Prefloop-Event-Id: the receiver's idempotency key.",
-                        max_length=64,
+                        help_text="Sent as X-Prefloop-Event-Id: the receiver's idempotency key.", max_length=64
                     ),
                 ),
                 (
                     "body",
-                    models.TextField(
-                        help_text="The exact JSON bytes sent (and signed), the same on every attempt."
-                    ),
+                    models.TextField(help_text="The exact JSON bytes sent (and signed), the same on every attempt."),
                 ),
                 ("body_sha256", models.CharField(max_length=64)),
                 (
@@ -121,9 +91,7 @@ class Migration(migrations.Migration):
                 ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
                 (
                     "job_id",
-                    models.BigIntegerField(
-                        blank=True, help_text="The job of the latest (or next) attempt.", null=True
-                    ),
+                    models.BigIntegerField(blank=True, help_text="The job of the latest (or next) attempt.", null=True),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
@@ -132,15 +100,11 @@ class Migration(migrations.Migration):
                 (
                     "webhook",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="deliveries",
-                        to="webhooks.webhook",
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="webhooks.webhook"
                     ),
                 ),
             ],
-            options={
-                "ordering": ["-created_at", "-id"],
-            },
+            options={"ordering": ["-created_at", "-id"]},
         ),
         migrations.AddConstraint(
             model_name="webhook",
@@ -149,14 +113,11 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_recent"),
+            model_name="delivery", index=models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_recent")
         ),
         migrations.AddConstraint(
             model_name="delivery",
-            constraint=models.UniqueConstraint(
-                fields=("webhook", "event_id"), name="delivery_event_once"
-            ),
+            constraint=models.UniqueConstraint(fields=("webhook", "event_id"), name="delivery_event_once"),
         ),
         migrations.AddConstraint(
             model_name="delivery",

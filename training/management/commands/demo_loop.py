@@ -15,13 +15,7 @@ from prefloop.core.commands import PROJECT_HELP, project_option
 # answers are long (median 316 tokens), and the main signal in its votes needs both answers whole
 # (max_length 512 keeps 86 % of pairs whole, 256 only 8 %); a quarter of the 80 questions held out
 # gives ~140 held-out pairs instead of ~35, enough for a Wilson interval that can clear 0.5.
-DEMO_REWARD_OPTIONS = {
-    "max_length": 512,
-    "eval_fraction": 0.25,
-    "epochs": 2,
-    "lr": 6e-5,
-    "warmup_ratio": 0.1,
-}
+DEMO_REWARD_OPTIONS = {"max_length": 512, "eval_fraction": 0.25, "epochs": 2, "lr": 6e-5, "warmup_ratio": 0.1}
 
 
 def configure_demo_rewards(project) -> bool:
@@ -51,13 +45,9 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; run `manage.py demo` first") from None
         if configure_demo_rewards(project):
             self.stdout.write(f"{project.name}: reward-model defaults {DEMO_REWARD_OPTIONS}")
-        existing = (
-            Policy.objects.filter(project=project).exclude(status=Policy.Status.FAILED).first()
-        )
+        existing = Policy.objects.filter(project=project).exclude(status=Policy.Status.FAILED).first()
         if existing is not None:
-            self.stdout.write(
-                f"{project.name}: policy v{existing.version} is {existing.status}; the loop tab is ready"
-            )
+            self.stdout.write(f"{project.name}: policy v{existing.version} is {existing.status}; the loop tab is ready")
             return
         policy, job = request_demo_policy(project=project)
         self.stdout.write(

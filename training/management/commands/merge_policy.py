@@ -13,18 +13,11 @@ from training.models import Policy
 
 
 class Command(BaseCommand):
-    help = (
-        "Merge a LoRA adapter policy checkpoint into its base and write a full safetensors folder."
-    )
+    help = "Merge a LoRA adapter policy checkpoint into its base and write a full safetensors folder."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
-        parser.add_argument(
-            "--policy-version",
-            type=int,
-            required=True,
-            help="policy version (an adapter checkpoint)",
-        )
+        parser.add_argument("--policy-version", type=int, required=True, help="policy version (an adapter checkpoint)")
 
     def handle(self, *args, project: str, policy_version: int, **options):
         project_id = project_option(project).pk

@@ -53,9 +53,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help=PROJECT_HELP)
-        parser.add_argument(
-            "--method", choices=["dpo", "ppo", "best_of_n"], help="update method of a new round"
-        )
+        parser.add_argument("--method", choices=["dpo", "ppo", "best_of_n"], help="update method of a new round")
         parser.add_argument("--prompts", type=int)
         parser.add_argument("--k", type=int, help="completions per prompt")
         parser.add_argument("--pair-strategy", choices=["all", "random", "uncertain"])
@@ -66,52 +64,26 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--ai-feedback", action="store_true", default=None)
         parser.add_argument(
-            "--param",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="any other round parameter",
+            "--param", action="append", default=[], metavar="KEY=VALUE", help="any other round parameter"
         )
-        parser.add_argument(
-            "--update",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="update-method option",
-        )
-        parser.add_argument(
-            "--reward", action="append", default=[], metavar="KEY=VALUE", help="reward-model option"
-        )
-        parser.add_argument(
-            "--force",
-            action="store_true",
-            help="leave labeling before every comparison is complete",
-        )
+        parser.add_argument("--update", action="append", default=[], metavar="KEY=VALUE", help="update-method option")
+        parser.add_argument("--reward", action="append", default=[], metavar="KEY=VALUE", help="reward-model option")
+        parser.add_argument("--force", action="store_true", help="leave labeling before every comparison is complete")
         parser.add_argument(
             "--override-guard",
             action="store_true",
             help="run the update of a round waiting at the reward-model guard anyway (recorded)",
         )
         parser.add_argument("--cancel", action="store_true", help="cancel the active round")
+        parser.add_argument("--build-demo-policy", action="store_true", help="build the demo policy when there is none")
         parser.add_argument(
-            "--build-demo-policy",
-            action="store_true",
-            help="build the demo policy when there is none",
-        )
-        parser.add_argument(
-            "--enqueue",
-            action="store_true",
-            help="queue the jobs for the workers; do not run them here",
+            "--enqueue", action="store_true", help="queue the jobs for the workers; do not run them here"
         )
 
     def handle(self, *args, **opts):
         project = project_option(opts["project"])
         # Unless told to enqueue, this process runs each job as it is queued, with a progress bar.
-        foreground = (
-            {}
-            if opts["enqueue"]
-            else {"PREFLOOP_JOB_BACKEND": "immediate", "PREFLOOP_JOB_PROGRESS_BAR": True}
-        )
+        foreground = {} if opts["enqueue"] else {"PREFLOOP_JOB_BACKEND": "immediate", "PREFLOOP_JOB_PROGRESS_BAR": True}
         with _settings(**foreground):
             active = self._step(project, opts)
         if active is not None:
@@ -139,12 +111,8 @@ class Command(BaseCommand):
                 return None
             if active is None:
                 if not opts["method"]:
-                    raise CommandError(
-                        "no active round: give --method dpo|ppo|best_of_n to start one"
-                    )
-                active, _ = services.start_round(
-                    project=project, method=opts["method"], params=self._params(opts)
-                )
+                    raise CommandError("no active round: give --method dpo|ppo|best_of_n to start one")
+                active, _ = services.start_round(project=project, method=opts["method"], params=self._params(opts))
                 self.stdout.write(f"round {active.number} started ({opts['method']})")
             elif active.state == Round.State.LABELING:
                 services.advance_round(round_=active, force=opts["force"])
@@ -157,9 +125,7 @@ class Command(BaseCommand):
                 services.override_guard(round_=active, who="manage.py run_round --override-guard")
                 self.stdout.write(f"round {active.number}: guard overridden")
             else:
-                self.stdout.write(
-                    f"round {active.number} is {active.state} (job {active.job_id}); workers are on it"
-                )
+                self.stdout.write(f"round {active.number} is {active.state} (job {active.job_id}); workers are on it")
         except PrefloopError as exc:
             raise CommandError(str(exc)) from None
         return active
@@ -167,10 +133,7 @@ class Command(BaseCommand):
     def _report(self, round_) -> None:
         from training.services import round_progress
 
-        self.stdout.write(
-            f"round {round_.number}: {round_.state}"
-            + (f" — {round_.reason}" if round_.reason else "")
-        )
+        self.stdout.write(f"round {round_.number}: {round_.state}" + (f" — {round_.reason}" if round_.reason else ""))
         if round_.state == "labeling":
             p = round_progress(round_)
             self.stdout.write(
@@ -182,11 +145,7 @@ class Command(BaseCommand):
             for k in ("sampling", "labeling", "reward_model", "eval", "eval_before")
             if round_.metrics.get(k)
         }
-        self.stdout.write(
-            json.dumps(
-                {"round": round_.number, "state": round_.state, "metrics": summary}, default=str
-            )
-        )
+        self.stdout.write(json.dumps({"round": round_.number, "state": round_.state, "metrics": summary}, default=str))
 
     def _params(self, opts) -> dict:
         params = {}

@@ -16,9 +16,7 @@ from prefloop.core.commands import PROJECT_HELP, project_option
 
 
 class Command(BaseCommand):
-    help = (
-        "Create a user (no password yet) and print a one-time link where they set their password."
-    )
+    help = "Create a user (no password yet) and print a one-time link where they set their password."
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -26,18 +24,14 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="")
         parser.add_argument("--project", help=f"{PROJECT_HELP} to add the user to")
         parser.add_argument(
-            "--project-role",
-            choices=Membership.Role.values,
-            help="default: researcher for researchers, else annotator",
+            "--project-role", choices=Membership.Role.values, help="default: researcher for researchers, else annotator"
         )
         parser.add_argument(
             "--base-url",
             default=getattr(settings, "PREFLOOP_BASE_URL", ""),
             help="e.g. https://prefloop.example.org (default: PREFLOOP_BASE_URL)",
         )
-        parser.add_argument(
-            "--reissue", action="store_true", help="a new link for an existing user instead"
-        )
+        parser.add_argument("--reissue", action="store_true", help="a new link for an existing user instead")
 
     def handle(self, *args, **opts):
         if opts["reissue"]:
@@ -58,7 +52,5 @@ class Command(BaseCommand):
             except InviteError as exc:
                 raise CommandError(str(exc)) from None
         hours = invitation.valid_for_seconds // 3600
-        self.stderr.write(
-            f"{invitation.user.role} {invitation.user.username}: set-password link (one use, {hours} h):"
-        )
+        self.stderr.write(f"{invitation.user.role} {invitation.user.username}: set-password link (one use, {hours} h):")
         self.stdout.write(invitation.url(opts["base_url"]))

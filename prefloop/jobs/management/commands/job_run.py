@@ -16,13 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("kind", help=f"one of: {', '.join(sorted(JOB_KINDS))}")
-        parser.add_argument(
-            "--params", default="{}", help='JSON object, e.g. \'{"seconds": 3, "steps": 10}\''
-        )
+        parser.add_argument("--params", default="{}", help='JSON object, e.g. \'{"seconds": 3, "steps": 10}\'')
         parser.add_argument("--project", help=PROJECT_HELP)
-        parser.add_argument(
-            "--enqueue", action="store_true", help="Queue it for a worker instead (prints the id)."
-        )
+        parser.add_argument("--enqueue", action="store_true", help="Queue it for a worker instead (prints the id).")
 
     def handle(self, *args, kind, params, project=None, enqueue=False, **opts):
         from django.db import transaction
@@ -41,7 +37,5 @@ class Command(BaseCommand):
             return
         job = run_job_inline(kind, params, project=project_obj)
         if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(
-                f"job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else ''}"
-            )
+            raise CommandError(f"job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else ''}")
         self.stdout.write(f"job {job.pk} succeeded: {json.dumps(job.result)}")

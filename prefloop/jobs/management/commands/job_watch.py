@@ -18,9 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("job_id", type=int)
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds between polls.")
-        parser.add_argument(
-            "--timeout", type=float, default=None, help="Give up after this many seconds."
-        )
+        parser.add_argument("--timeout", type=float, default=None, help="Give up after this many seconds.")
 
     def handle(self, *args, job_id, interval=0.5, timeout=None, **opts):
         job = Job.objects.filter(pk=job_id).first()
@@ -53,6 +51,4 @@ class Command(BaseCommand):
         elif job.status == Job.Status.CANCELLED:
             self.stdout.write(f"job {job.pk} was cancelled")
         else:
-            raise CommandError(
-                f"job {job.pk} failed: {job.error.splitlines()[0] if job.error else ''}"
-            )
+            raise CommandError(f"job {job.pk} failed: {job.error.splitlines()[0] if job.error else ''}")

@@ -32,9 +32,7 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No jobs.")
             return
-        self.stdout.write(
-            f"{'id':>6}  {'kind':<22} {'status':<10} {'progress':>8}  {'created':<19}  message"
-        )
+        self.stdout.write(f"{'id':>6}  {'kind':<22} {'status':<10} {'progress':>8}  {'created':<19}  message")
         for job in rows:
             detail = job.error.splitlines()[0] if job.error else job.message
             self.stdout.write(

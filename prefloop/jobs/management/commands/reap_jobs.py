@@ -8,9 +8,7 @@ from prefloop.jobs.services import heartbeat_timeout, reap_stale_jobs
 
 
 class Command(BaseCommand):
-    help = (
-        "Mark running jobs without a recent heartbeat (PREFLOOP_JOB_HEARTBEAT_TIMEOUT) as failed."
-    )
+    help = "Mark running jobs without a recent heartbeat (PREFLOOP_JOB_HEARTBEAT_TIMEOUT) as failed."
 
     def handle(self, *args, **opts):
         count = reap_stale_jobs()
