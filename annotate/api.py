@@ -300,40 +300,46 @@ class AssignmentVoteApi(APIView):
         ],
     )
     def post(self, request, assignment_id: int):
-        body = request.data if isinstance(request.data, dict) else {}
-        with_next = wants_next(request.query_params, body)  # ?next=1: the answer carries the next assignment
-        exclude = parse_exclude(body) if with_next else set()
-        key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
-        if not isinstance(key, str):
-            raise InvalidVote("idempotency_key", "must be a string")
-        time_spent_ms = body.get("time_spent_ms")
-        if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
-            raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
-        if body.get("votes"):
-            if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
-                raise InvalidVote("votes", "a list with one vote per aspect")
-            votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
-        else:
-            votes = [_vote_input(body, "", aspect_required=False)]  # the project's only aspect
-        result = record_vote(
-            annotator=request.user,
-            assignment_id=assignment_id,
-            votes=votes,
-            idempotency_key=key,
-            time_spent_ms=None if time_spent_ms is None else int(time_spent_ms),
+        answer, replayed = cast_vote(request.user, assignment_id, request.query_params, request.data, request.headers)
+        return Response(answer, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
+
+
+def cast_vote(user, assignment_id: int, query, data: object, headers) -> tuple[dict, bool]:
+    """A vote request's checks, the vote and (with ?next=) the next assignment: (answer, replayed).
+
+    The one body of the vote endpoint, shared by the DRF view and the fast path (annotate/fast_api.py)."""
+    body = data if isinstance(data, dict) else {}
+    with_next = wants_next(query, body)  # ?next=1: the answer carries the next assignment
+    exclude = parse_exclude(body) if with_next else set()
+    key = headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
+    if not isinstance(key, str):
+        raise InvalidVote("idempotency_key", "must be a string")
+    time_spent_ms = body.get("time_spent_ms")
+    if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
+        raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
+    if body.get("votes"):
+        if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
+            raise InvalidVote("votes", "a list with one vote per aspect")
+        votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
+    else:
+        votes = [_vote_input(body, "", aspect_required=False)]  # the project's only aspect
+    result = record_vote(
+        annotator=user,
+        assignment_id=assignment_id,
+        votes=votes,
+        idempotency_key=key,
+        time_spent_ms=None if time_spent_ms is None else int(time_spent_ms),
+    )
+    answer = {
+        "assignment_id": result.assignment.pk,
+        "replayed": result.replayed,
+        "votes": [_vote_output(vote) for vote in result.votes],
+    }
+    if with_next:
+        answer.update(
+            next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude, mode=with_next)
         )
-        body = {
-            "assignment_id": result.assignment.pk,
-            "replayed": result.replayed,
-            "votes": [_vote_output(vote) for vote in result.votes],
-        }
-        if with_next:
-            body.update(
-                next_after_vote(
-                    annotator=request.user, project_id=result.assignment.project_id, exclude=exclude, mode=with_next
-                )
-            )
-        return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+    return answer, result.replayed
 
 
 def _is_int(value) -> bool:

@@ -38,12 +38,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils.encoders import JSONEncoder
 
-from annotate.api import HotPathTokenAuthentication, _is_int, _vote_input, _vote_output
+from annotate.api import HotPathTokenAuthentication, cast_vote
 from annotate.models import User
-from annotate.services.voting import record_vote
-from annotate.vote_next import next_after_vote, next_body, parse_exclude, wants_next
+from annotate.vote_next import next_body, parse_exclude
 from prefloop.core.api_errors import exception_handler
-from prefloop.core.errors import InvalidVote
 from prefloop.core.parsers import BoundedJSONParser
 
 NEXT_PATH = re.compile(r"/api/projects/([0-9]{1,18})/next/")
@@ -111,39 +109,9 @@ def next_view(request: HttpRequest, user: User, project_id: int, body: object) -
 
 
 def vote_view(request: HttpRequest, user: User, assignment_id: int, body: object) -> tuple[dict, int]:
-    """AssignmentVoteApi.post without DRF: the same checks in the same order."""
-    body = body if isinstance(body, dict) else {}
-    with_next = wants_next(request.GET, body)
-    exclude = parse_exclude(body) if with_next else set()
-    key = request.headers.get("Idempotency-Key") or body.get("idempotency_key") or ""
-    if not isinstance(key, str):
-        raise InvalidVote("idempotency_key", "must be a string")
-    time_spent_ms = body.get("time_spent_ms")
-    if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
-        raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
-    if body.get("votes"):
-        if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
-            raise InvalidVote("votes", "a list with one vote per aspect")
-        votes = [_vote_input(vote, f"votes[{i}]", aspect_required=True) for i, vote in enumerate(body["votes"])]
-    else:
-        votes = [_vote_input(body, "", aspect_required=False)]
-    result = record_vote(
-        annotator=user,
-        assignment_id=assignment_id,
-        votes=votes,
-        idempotency_key=key,
-        time_spent_ms=None if time_spent_ms is None else int(time_spent_ms),
-    )
-    answer: dict = {
-        "assignment_id": result.assignment.pk,
-        "replayed": result.replayed,
-        "votes": [_vote_output(vote) for vote in result.votes],
-    }
-    if with_next:
-        answer.update(
-            next_after_vote(annotator=user, project_id=result.assignment.project_id, exclude=exclude, mode=with_next)
-        )
-    return answer, 200 if result.replayed else 201
+    """AssignmentVoteApi.post without DRF: the same function (annotate.api.cast_vote)."""
+    answer, replayed = cast_vote(user, assignment_id, request.GET, body, request.headers)
+    return answer, 200 if replayed else 201
 
 
 View = Callable[[HttpRequest, User, int, object], tuple[dict, int]]
