@@ -11,4 +11,5 @@ class JudgingConfig(AppConfig):
         from judging.job_kinds import JUDGE
         from prefloop.jobs.registry import register_job_kind
 
-        register_job_kind(JUDGE, "judging.tasks.judge")  # torch is imported only when a job runs
+        # torch is imported only when a job runs; a causal LM forward per pair: the training queue
+        register_job_kind(JUDGE, "judging.tasks.judge", queue="training")
