@@ -498,7 +498,10 @@ def _scorer(reward_model: RewardModel):
     with _scorers_lock:
         key = reward_model.artifact_path
         if key not in _scorers:
-            _scorers[key] = RewardScorer(Path(key))
+            try:
+                _scorers[key] = RewardScorer(Path(key))
+            except FileNotFoundError as exc:  # a ready version whose folder was removed or moved
+                raise RewardModelNotReady(f"version {reward_model.version}: its files are missing ({exc})") from None
             while len(_scorers) > SCORER_CACHE:
                 _scorers.popitem(last=False)
         _scorers.move_to_end(key)
