@@ -30,7 +30,7 @@ from annotate.services.importing import import_file
 from annotate.services.prepared import prepared_cursor
 from annotate.services.projects import comparison_set_gold, membership_set, project_create
 from annotate.services.voting import VoteInput, record_vote
-from annotate.vote_next import next_after_vote, parse_exclude, wants_next
+from annotate.vote_next import is_int, next_after_vote, parse_exclude, wants_next
 from prefloop.core.errors import InvalidUpload, InvalidUsername, InvalidVote
 from prefloop.core.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
 from prefloop.core.pagination import paginated
@@ -270,11 +270,8 @@ class NextAssignmentApi(APIView):
     # engine's first statement (NotFound when not an annotator here); see annotate/services/assignment.md.
     @extend_schema(request=s.NextInputSerializer, responses=dict)
     def post(self, request, project_id: int):
-        exclude = (request.data.get("exclude") or []) if isinstance(request.data, dict) else []
-        if not isinstance(exclude, list) or len(exclude) > 10 or not all(_is_int(i) for i in exclude):
-            raise InvalidVote("exclude", "a list of at most 10 assignment ids")
         result = next_comparison(
-            annotator=request.user, project=project_id, exclude_assignments={int(i) for i in exclude}
+            annotator=request.user, project=project_id, exclude_assignments=parse_exclude(request.data)
         )
         if result.assignment is None:
             return Response({"assignment": None, "reason": result.reason})
@@ -315,7 +312,7 @@ def cast_vote(user, assignment_id: int, query, data: object, headers) -> tuple[d
     if not isinstance(key, str):
         raise InvalidVote("idempotency_key", "must be a string")
     time_spent_ms = body.get("time_spent_ms")
-    if time_spent_ms is not None and not (_is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
+    if time_spent_ms is not None and not (is_int(time_spent_ms) and 0 <= int(time_spent_ms) <= 86_400_000):
         raise InvalidVote("time_spent_ms", "an integer number of milliseconds between 0 and 86400000")
     if body.get("votes"):
         if not isinstance(body["votes"], list) or len(body["votes"]) > 20:
@@ -342,13 +339,6 @@ def cast_vote(user, assignment_id: int, query, data: object, headers) -> tuple[d
     return answer, result.replayed
 
 
-def _is_int(value) -> bool:
-    """A 64-bit integer, or its decimal digits as a string (ASCII only: int("²") raises)."""
-    if isinstance(value, str):
-        return value.isascii() and value.isdigit() and len(value) <= 18
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
 def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
     """One aspect's vote from JSON, type-checked here (the rules live in the voting service)."""
 
@@ -368,7 +358,7 @@ def _vote_input(data, prefix: str, *, aspect_required: bool) -> VoteInput:
         isinstance(ranking, list) and len(ranking) <= 26 and all(_is_side_or_group(r) for r in ranking)
     ):
         raise InvalidVote(field("ranking"), "a list of sides, best first (a list of sides inside is a tie)")
-    if strength is not None and not _is_int(strength):
+    if strength is not None and not is_int(strength):
         raise InvalidVote(field("strength"), "must be an integer")
     if not isinstance(rationale, str) or len(rationale) > 20_000:
         raise InvalidVote(field("rationale"), "a string of at most 20000 characters")
