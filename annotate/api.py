@@ -34,7 +34,6 @@ from annotate.vote_next import is_int, next_after_vote, parse_exclude, wants_nex
 from prefloop.core.errors import InvalidUpload, InvalidUsername, InvalidVote
 from prefloop.core.pagination import Pagination as LimitOffsetPagination  # bounded limit and offset
 from prefloop.core.pagination import paginated
-from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
 ANNOTATOR = Membership.Role.ANNOTATOR
@@ -215,14 +214,7 @@ class ProjectExportApi(APIView):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         export = export_download(project=project, query=query.validated_data)
-        return download_response(
-            export.path,
-            filename=export.filename,
-            kind=export.kind,
-            request=request,
-            remove_after=export.folder,
-            headers=export.headers,
-        )
+        return export.response(request)
 
 
 class HotPathTokenAuthentication(TokenAuthentication):

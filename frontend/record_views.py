@@ -29,7 +29,6 @@ from annotate.selectors_records import (
 from annotate.serializers import ExportQuerySerializer
 from frontend.rendering import render_markdown
 from frontend.views import not_found_as_404
-from prefloop.downloads import download_response
 
 RESEARCHER = Membership.Role.RESEARCHER
 EXPORT_OPTIONS = ("format", "part", "raw", "rule", "ties", "conversational")  # the rest of the query is the filter
@@ -159,11 +158,4 @@ def project_records_export(request: HttpRequest, project_id: int) -> HttpRespons
     export = export_download(
         project=project, query=query.validated_data, filters=record_export_filters(project, f), name="records"
     )
-    return download_response(
-        export.path,
-        filename=export.filename,
-        kind=export.kind,
-        request=request,
-        remove_after=export.folder,
-        headers=export.headers,
-    )
+    return export.response(request)

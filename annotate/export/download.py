@@ -10,7 +10,7 @@ from pathlib import Path
 from annotate.export.rows import ExportFilters, ExportOptions
 from annotate.export.writers import export_dataset
 from annotate.models import Project
-from prefloop.downloads import download_filename, safe_name_part, zip_folder
+from prefloop.downloads import download_filename, download_response, safe_name_part, zip_folder
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,17 @@ class ExportDownload:
     filename: str  # safe: project, kind, part, snapshot and format
     kind: str  # a prefloop.downloads.MEDIA_TYPES key
     headers: dict[str, str]
+
+    def response(self, request):
+        """The file as an attachment (prefloop.downloads), its temporary folder removed once sent."""
+        return download_response(
+            self.path,
+            filename=self.filename,
+            kind=self.kind,
+            request=request,
+            remove_after=self.folder,
+            headers=self.headers,
+        )
 
 
 def export_download(
