@@ -131,7 +131,7 @@ def _completion(c) -> dict:
 
 
 def ai_vote_rows(project: Project, filters, stats=None) -> Iterator[dict]:
-    from annotate.export.rows import RAW_SCHEMA_VERSION
+    from annotate.export.vote_rows import RAW_SCHEMA_VERSION
 
     for v in _verdicts(project, filters):
         if stats is not None:

@@ -22,10 +22,9 @@ from django.db.models import Count, F, Q, Sum, TextField
 from django.db.models.functions import Cast
 
 from annotate.export.aggregate import RULES, label_from_counts, pair_votes_from_ranking, tied_pairs_from_ranking
-from annotate.models import Comparison, ComparisonItem, Completion, Project, User, Vote
+from annotate.models import Comparison, ComparisonItem, Project, User, Vote
 
 SCHEMA_VERSION = "prefloop.preference/1"
-RAW_SCHEMA_VERSION = "prefloop.votes/1"
 TIE_POLICIES = ("split", "label", "drop", "both-orders")
 TIE_LABELS = ("tie", "both_bad")
 CHUNK = 2000
@@ -471,79 +470,3 @@ def _base_row(
         "provenance_b": cb["provenance"],
         "source": "human",  # people's votes (human or imported); judging/export.py writes "ai" rows
     }
-
-
-def iter_vote_rows(
-    project: Project, filters: ExportFilters = ExportFilters(), stats: ExportStats | None = None
-) -> Iterator[dict]:
-    """The raw export: one row per vote, with the sides as shown and both models."""
-    stats = stats if stats is not None else ExportStats()
-    if "ai" in filters.sources:
-        from judging.export import with_ai_rows
-
-        yield from with_ai_rows(iter_vote_rows, project, filters, stats)
-        return
-    vote_q = _vote_filter(project, filters)
-    for first, last in _comparison_ranges(project, filters):
-        votes = list(
-            Vote.objects.filter(vote_q, comparison_id__gte=first, comparison_id__lte=last)
-            .order_by("id")
-            .values(
-                "id",
-                "comparison_id",
-                "comparison__round",
-                "comparison__prompt_id",
-                "aspect",
-                "choice",
-                "ranking",
-                "ranking_ties",
-                "strength",
-                "rationale",
-                "annotator_id",
-                "external_annotator",
-                "source",
-                "shown_order",
-                "winner_id",
-                "loser_id",
-                "time_spent_ms",
-                "created_at",
-            )
-        )
-        if not votes:
-            continue
-        models = dict(
-            Completion.objects.filter(pk__in={c for v in votes for c in v["shown_order"]}).values_list(
-                "id", "model_name"
-            )
-        )
-        stats.comparisons += len({v["comparison_id"] for v in votes})
-        for v in votes:
-            shown = v["shown_order"]
-            if v["winner_id"] in shown[:2] and len(shown) == 2:
-                winner_position = "left" if v["winner_id"] == shown[0] else "right"
-            else:
-                winner_position = None
-            stats.votes += 1
-            stats.rows += 1
-            yield {
-                "schema_version": RAW_SCHEMA_VERSION,
-                "vote_id": v["id"],
-                "comparison_id": v["comparison_id"],
-                "prompt_id": v["comparison__prompt_id"],
-                "round": v["comparison__round"],
-                "aspect": v["aspect"],
-                "annotator": pseudonym(v["annotator_id"]) if v["annotator_id"] else v["external_annotator"],
-                "source": v["source"],
-                "choice": v["choice"],
-                "ranking": v["ranking"],
-                "ranking_ties": v["ranking_ties"],
-                "strength": v["strength"],
-                "rationale": v["rationale"],
-                "shown": shown,
-                "shown_models": [models.get(c) for c in shown],
-                "winner_id": v["winner_id"],
-                "loser_id": v["loser_id"],
-                "winner_position": winner_position,
-                "time_spent_ms": v["time_spent_ms"],
-                "created_at": v["created_at"].isoformat(),
-            }

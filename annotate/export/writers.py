@@ -27,16 +27,15 @@ from django.db import connection, transaction
 from django.db.models import Max
 
 from annotate.export.rows import (
-    RAW_SCHEMA_VERSION,
     SCHEMA_VERSION,
     TIE_LABELS,
     ExportFilters,
     ExportOptions,
     ExportStats,
     iter_preference_rows,
-    iter_vote_rows,
     manifest_filters,
 )
+from annotate.export.vote_rows import RAW_SCHEMA_VERSION, iter_vote_rows
 from annotate.models import Project
 
 FORMATS = ("jsonl", "parquet", "csv", "hf")

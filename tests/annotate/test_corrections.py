@@ -201,7 +201,8 @@ def test_rest_skip_edit_and_last_vote(api):
 
 
 def test_a_ranking_with_a_tie_is_stored_flat_with_its_tie_group_and_exports_a_tie(tmp_path):
-    from annotate.export.rows import iter_preference_rows, iter_vote_rows
+    from annotate.export.rows import iter_preference_rows
+    from annotate.export.vote_rows import iter_vote_rows
     from annotate.leaderboard.data import project_pair_counts
     from annotate.models import Completion
 

@@ -7,7 +7,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from annotate.export.rows import ExportFilters, ExportOptions, iter_preference_rows, iter_vote_rows
+from annotate.export.rows import ExportFilters, ExportOptions, iter_preference_rows
+from annotate.export.vote_rows import iter_vote_rows
 from annotate.leaderboard.data import VoteFilter, project_pair_counts
 from annotate.models import User
 from judging.export import sources_for
