@@ -14,7 +14,7 @@ free loopback port, and runs the annotators with asyncio + aiohttp, in phases:
 2. the baseline: two trivial GETs per loop (`--baseline health`: GET /healthz/; `projects`:
    an authenticated DRF list), so the loop's cost reads as a ratio on any machine;
 3. with `--training-duration S`: the vote loop again while a reward-model training run
-   (`manage.py train_reward_model`, MiniLM on CPU at `nice 19`) works on the same cores; the
+   (`manage.py train_reward_model`, MiniLM on CPU at idle priority, `--training-priority`) works on the same cores; the
    report gives the slowdown against phase 1 (goal: at most 20 %).
 
 `--think-ms MEAN`, `--rate R` or `--rates R1,R2,..` add an exponential think time before each
@@ -301,13 +301,12 @@ def child_verify(database_url: str, project_id: int, log_path: str) -> dict:
     }
 
 
-def start_training(env: dict, project_id: int, log) -> subprocess.Popen:
-    """A reward-model training run on the bench project's votes, at the lowest CPU priority, as a
-    job worker on the web machine would be run (docs/operations.md); stopped after the phase."""
+def start_training(env: dict, project_id: int, log, priority: str) -> subprocess.Popen:
+    """A reward-model training run on the bench project's votes, as a job worker on the web machine
+    would run it (docs/operations.md), stopped after the phase. priority: "idle", the product's
+    default (PREFLOOP_TRAINING_PRIORITY, prefloop/jobs/priority.py); "normal"; "nice19": normal
+    policy under `nice -n 19`, the set-up before SCHED_IDLE."""
     command = [
-        "nice",
-        "-n",
-        "19",
         sys.executable,
         str(ROOT / "manage.py"),
         "train_reward_model",
@@ -324,6 +323,9 @@ def start_training(env: dict, project_id: int, log) -> subprocess.Popen:
         "--batch-size",
         "8",
     ]
+    if priority == "nice19":
+        command = ["nice", "-n", "19", *command]
+    env = dict(env, PREFLOOP_TRAINING_PRIORITY="idle" if priority == "idle" else "normal")
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
@@ -838,6 +840,12 @@ def parse_args() -> argparse.Namespace:
         default=25.0,
         help="seconds between starting the training run and measuring (model loading)",
     )
+    parser.add_argument(
+        "--training-priority",
+        choices=["idle", "normal", "nice19"],
+        default="idle",
+        help="CPU priority of the training run: idle (SCHED_IDLE, the product's default), normal, or nice 19",
+    )
     parser.add_argument("--comparisons", type=int, default=30_000, help="comparisons in the bench project (x3 slots)")
     parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
     parser.add_argument("--workers", type=int, default=2)
@@ -989,7 +997,9 @@ def report(args, config: ServerConfig | None, runs: dict[str, Run], verify: dict
     print_pace_table(args, runs, floor, base)
     if "training" in runs:
         run = runs["training"]
-        trained = print_phase("vote loop while a reward model trains (nice 19, same cores)", run.rec, run.phase)
+        trained = print_phase(
+            f"vote loop while a reward model trains (priority {args.training_priority}, same cores)", run.rec, run.phase
+        )
         print(
             f"  training used {run.training_cpu_s:.1f} CPU-s in the window; still running at the end: {run.training_alive}"
         )
@@ -1124,7 +1134,7 @@ def main() -> int:
             )
         if args.training_duration > 0:
             print(f"starting a reward-model training run; {args.training_warmup:.0f} s to load ...", flush=True)
-            training = start_training(env, setup["project_id"], training_log)
+            training = start_training(env, setup["project_id"], training_log, args.training_priority)
             time.sleep(args.training_warmup)
             if training.poll() is not None:
                 training_log.seek(0)

@@ -44,7 +44,7 @@ def run_job(job_id: int) -> str:
     from prefloop.jobs.services import default_worker_name
     from prefloop.jobs.services import run_job as run
 
-    return run(job_id, worker=default_worker_name("celery")).status
+    return run(job_id, worker=default_worker_name("celery"), background=True).status
 
 
 @worker_ready.connect

@@ -57,6 +57,13 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _normal_training_priority(settings):
+    # Commands run in the test process would move it to idle CPU priority for good;
+    # tests/jobs/test_priority.py checks the idle path in child processes.
+    settings.PREFLOOP_TRAINING_PRIORITY = "normal"
+
+
 # --- tiny models shared by the rewards and training tests (nothing is downloaded) ---------------
 @pytest.fixture(scope="session")
 def minilm_tokenizer():

@@ -22,13 +22,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOB_KINDS: dict[str, str] = {"selftest.sleep": "prefloop.jobs.selftest.sleep"}  # apps add theirs in ready()
+JOB_KINDS: dict[str, str] = {  # apps add theirs in ready()
+    "selftest.sleep": "prefloop.jobs.selftest.sleep",
+    "selftest.train": "prefloop.jobs.selftest.train",
+}
 # The queue a kind runs on when the job's params name none. Long training runs get their own
 # queue so that short jobs (sampling, scoring, import, export) never wait behind one; a queue the
 # backend does not serve (TASKS QUEUES) falls back to "default" (backends.DatabaseBackend).
 DEFAULT_QUEUE = "default"
 TRAINING_QUEUE = "training"
-JOB_QUEUES: dict[str, str] = {}
+JOB_QUEUES: dict[str, str] = {"selftest.train": TRAINING_QUEUE}
 
 
 class UnknownJobKind(PrefloopError):

@@ -1,5 +1,6 @@
-"""The built-in `selftest.sleep` job: exercises progress, cancellation, failure and atomic
-checkpoints without any ML. Used by the tests and docs/jobs.md."""
+"""The built-in self-test jobs, without any ML: `selftest.sleep` exercises progress, cancellation,
+failure and atomic checkpoints; `selftest.train` does the same on the training queue and reports
+the CPU priority a training job gets there. Used by the tests and docs/jobs.md."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def sleep(job, ctx) -> dict:
         atomic_write(path, json.dumps({"kind": "selftest", "steps": steps, "job": job.pk}))
         result["artifact"] = str(path)
     return result
+
+
+def train(job, ctx) -> dict:
+    """selftest.sleep as a training kind runs it: plus "cpu_priority", "idle" or "normal" (prefloop/jobs/priority.py)."""
+    from prefloop.jobs.priority import is_background
+
+    return {**sleep(job, ctx), "cpu_priority": "idle" if is_background() else "normal"}

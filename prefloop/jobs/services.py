@@ -24,7 +24,15 @@ from django.utils import timezone
 from prefloop.jobs.broadcast import broadcast_job
 from prefloop.jobs.context import JobCancelled, JobContext
 from prefloop.jobs.models import Job
-from prefloop.jobs.registry import DEFAULT_QUEUE, UnknownJobKind, get_handler, is_registered
+from prefloop.jobs.priority import apply_training_priority
+from prefloop.jobs.registry import (
+    DEFAULT_QUEUE,
+    JOB_QUEUES,
+    TRAINING_QUEUE,
+    UnknownJobKind,
+    get_handler,
+    is_registered,
+)
 from prefloop.jobs.signals import job_finished
 
 logger = logging.getLogger(__name__)
@@ -84,8 +92,12 @@ def job_queue(job: Job) -> str:
 
 
 # --- run ---------------------------------------------------------------------------------
-def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None) -> Job:
+def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None, background: bool = False) -> Job:
     """Claim a queued job (exactly one caller wins), run its handler and record the outcome.
+
+    background: this process exists to run jobs (a worker, a command), so a job of a training
+    kind may lower its CPU priority for good (PREFLOOP_TRAINING_PRIORITY, prefloop/jobs/priority.py);
+    a web process running a job in place (the immediate backend) never does.
 
     Never leaves the job "running": success stores the handler's dict as `result`; an exception
     stores its message in `error` (the traceback goes to the server log only); a handler that
@@ -110,6 +122,8 @@ def run_job(job_id: int, *, worker: str = "", ctx: JobContext | None = None) -> 
     # the row and, on SQLite, would wait for the write lock; the handler's own writes beat then.
     heartbeat = None if connection.in_atomic_block else _Heartbeat(job.pk, job.attempts)
     try:
+        if background and JOB_QUEUES.get(job.kind) == TRAINING_QUEUE:
+            apply_training_priority(settings.PREFLOOP_TRAINING_PRIORITY)
         if heartbeat:
             heartbeat.start()
         result = get_handler(job.kind)(job, ctx)
@@ -234,7 +248,7 @@ def run_job_inline(kind: str, params: dict, *, project=None, user=None, ctx: Job
         project=project,
         created_by=creator,
     )
-    return run_job(job.pk, worker=default_worker_name("inline"), ctx=ctx or JobContext.for_cli())
+    return run_job(job.pk, worker=default_worker_name("inline"), ctx=ctx or JobContext.for_cli(), background=True)
 
 
 # --- cancel and reap ---------------------------------------------------------------------

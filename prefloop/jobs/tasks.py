@@ -14,4 +14,4 @@ from prefloop.jobs.services import default_worker_name, reap_stale_jobs, run_job
 def run_job_task(job_id: int) -> str:
     # A db_worker has no start-up hook; reaping before each job it takes is as good and cheap.
     reap_stale_jobs()
-    return run_job(job_id, worker=default_worker_name("db")).status
+    return run_job(job_id, worker=default_worker_name("db"), background=True).status

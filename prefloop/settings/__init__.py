@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from prefloop.limits import DEFAULT_LIMITS
 
@@ -227,6 +228,12 @@ PREFLOOP_JOB_BACKEND = os.environ.get("PREFLOOP_JOB_BACKEND", "prefloop.jobs.bac
 PREFLOOP_JOB_DIR = Path(os.environ.get("PREFLOOP_JOB_DIR", VAR_DIR / "jobs"))
 # A running job silent for this long (no progress, no heartbeat) is failed as killed.
 PREFLOOP_JOB_HEARTBEAT_TIMEOUT = float(os.environ.get("PREFLOOP_JOB_HEARTBEAT_TIMEOUT", "120"))
+# A worker or command running a training job (reward model, policy, judging) moves to idle CPU
+# priority, so annotators keep their latency on a shared machine (prefloop/jobs/priority.py);
+# "normal" keeps the normal priority (a dedicated training machine).
+PREFLOOP_TRAINING_PRIORITY = os.environ.get("PREFLOOP_TRAINING_PRIORITY", "idle").strip().lower()
+if PREFLOOP_TRAINING_PRIORITY not in ("idle", "normal"):
+    raise ImproperlyConfigured(f"PREFLOOP_TRAINING_PRIORITY must be idle or normal, not {PREFLOOP_TRAINING_PRIORITY!r}")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "redis://127.0.0.1:6379/0"
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
