@@ -5,8 +5,9 @@ harmless pairs, imported through prefloop's importer into a throw-away SQLite da
 into train / held-out by prompt with a fixed seed. Identical: batch 16, max_length 256, lr,
 1 epoch over the same training pairs, seed, AdamW with linear decay, precision (fp32 by default),
 thread count. Differences are the point: trl drops pairs longer than max_length and pads random
-batches; ours truncates (keeps the prompt's end and the whole response), buckets by length and
-packs each batch's sequences into one unpadded row (rewards/ml/packing.py; --no-packing: padded).
+batches; ours truncates (keeps the prompt's end and the whole response) and packs each random
+batch's sequences into one unpadded row, attention per group of similar lengths
+(rewards/ml/packing.py; --no-packing: padded and length-bucketed).
 
 Prints for each: pairs/s and real (unpadded) tokens/s of the training loop, held-out accuracy on
 the same full held-out set (each model fed its own input format; trl's with left truncation,
@@ -168,6 +169,7 @@ def run_ours(args, train, held_out) -> dict:
         eval_fraction=0.0,
         eval_batch_size=64,
         packing=args.packing,
+        bucket=args.bucket,
         bf16=args.dtype == "bf16",
     )
     load = load_avg()
@@ -260,6 +262,12 @@ def parse_args() -> argparse.Namespace:
         "--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides and the peak loop"
     )
     parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True, help="ours: packed batches")
+    parser.add_argument(
+        "--bucket",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: length-bucketed batches (default: the trainer's, off when packed)",
+    )
     parser.add_argument("--peak-seconds", type=float, default=3.0, help="length of the matmul peak loop")
     parser.add_argument(
         "--trl-gradient-checkpointing",

@@ -666,9 +666,9 @@ def process_table() -> list[tuple[int, int, str, float]]:
     return table
 
 
-def cpu_by_role() -> dict[str, float]:
-    """CPU seconds so far of the server (supervisor + workers), the bench database's PostgreSQL
-    backends, and this client process; differences over a window give CPU per loop."""
+def cpu_by_role() -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per process, of the server (supervisor + workers), the bench database's
+    PostgreSQL backends, and this client process; differences over a window give CPU per loop."""
     table = process_table()
     server, children = set(), {}
     for pid, ppid, _, _ in table:
@@ -680,12 +680,18 @@ def cpu_by_role() -> dict[str, float]:
         stack.extend(children.get(pid, []))
     times = os.times()
     return {
-        "server": sum(cpu for pid, _, _, cpu in table if pid in server),
-        "postgres": sum(
-            cpu for _, _, cmd, cpu in table if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd
-        ),
-        "client": times.user + times.system,
+        "server": {pid: cpu for pid, _, _, cpu in table if pid in server},
+        "postgres": {
+            pid: cpu for pid, _, cmd, cpu in table if cmd.startswith("postgres: ") and f" {DATABASE_NAME} " in cmd
+        },
+        "client": {os.getpid(): times.user + times.system},
     }
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two readings by the processes alive at the second (a backend that
+    closed in the window takes its seconds with it: an undercount, never a negative figure)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 async def measure_cpu(phase: Phase, rec: Recorder) -> None:
@@ -693,7 +699,7 @@ async def measure_cpu(phase: Phase, rec: Recorder) -> None:
     before = cpu_by_role()
     await asyncio.sleep(max(0.0, phase.end - time.monotonic()))
     after = cpu_by_role()
-    rec.cpu = {role: after[role] - before[role] for role in before}
+    rec.cpu = {role: cpu_delta(before[role], after[role]) for role in before}
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -71,9 +71,13 @@ class RewardTrainConfig:
     # margin m_i in −log σ(Δr − m_i), from the pair's mean vote strength (normalised to 0..1 by the caller)
     margin_from_strength: bool = False
     margin_scale: float = 1.0
-    bucket: bool = True  # length-bucketed batches (less padding)
-    # a batch's sequences laid end to end, no padding computed (BERT-family backbones, one process; see ml/packing.py)
-    packing: bool = False
+    # length-bucketed batches: less padding for padded batches. None: on for padded batches, off for
+    # packed ones (no padding to save there but attention's, and random batches learn better: the
+    # HH bench's held-out accuracy over 3 seeds 0.583 bucketed vs 0.615 random, trl 0.608).
+    bucket: bool | None = None
+    # a batch's sequences laid end to end, no padding computed (BERT-family backbones, one process; see
+    # ml/packing.py). None: wherever supported (same rewards and loss as padded); False: always padded.
+    packing: bool | None = None
     bf16: bool | None = None  # None: on when the GPU supports it, off on CPU; True: also on CPU (AMX)
     tf32: bool = True  # GPU matmuls only
     gradient_checkpointing: bool = False

@@ -1,14 +1,15 @@
 """CPU behaviour of a training run: the allocator, and yielding to the annotation server.
 
-glibc's malloc serves every block over its mmap threshold (128 KiB, raised up to 32 MiB as
-blocks are freed) with a fresh mmap and returns it with munmap on free. A MiniLM
-step allocates and frees hundreds of activation and gradient blocks of 5–50 MiB, and the heap
-gives its free top back past the trim threshold, so on CPU most of them come back as new pages: the first write of each 4 KiB page faults and the
-kernel zeroes it. Measured on these 2 cores: `torch.empty(8640, 1536).copy_(x)` 10.5 ms with
-fresh pages vs 1.1 ms with reused ones, and the training loop 6–10 % faster (2.0M → 0.75M page faults per bench run) with the heap kept
-(bench/reward_training.py). Inside the context large blocks come from the heap and stay there
-between steps; on exit the allocator's defaults come back and the free heap is trimmed, so a
-worker that trains and then idles holds no more memory than before.
+`heap_kept()`: glibc's malloc serves every block over its mmap threshold (128 KiB, raised up to
+32 MiB as blocks are freed) with a fresh mmap and unmaps it on free, and gives the heap's free
+top back once it passes the trim threshold. A MiniLM step allocates and frees hundreds of
+activation and gradient blocks of 5–50 MiB, so most of them come back as new pages: the first
+write of each 4 KiB page faults and the kernel zeroes it. Measured on these 2 cores:
+`torch.empty(8640, 1536).copy_(x)` 10.5 ms on fresh pages vs 1.1 ms on reused ones; the training
+loop 6–10 % faster with the heap kept (2.0 M → 0.75 M page faults per bench/reward_training.py
+run). Inside the context large blocks come from the heap and stay there between steps; on exit
+glibc's defaults come back and the free heap is trimmed, so a worker that trains and then idles
+holds no more memory than before. PREFLOOP_KEEP_HEAP=0 leaves the allocator alone.
 
 `Backoff`: a worker at idle CPU priority (prefloop/jobs/priority.py) never takes a core from the
 web server, but it still fills every gap between requests, and each request then starts on a

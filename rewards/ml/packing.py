@@ -2,11 +2,13 @@
 
 The padded path (data.PairCollator) feeds a (2B, T) tensor, T the longest of the batch's 2B
 sequences: every linear layer also runs over the padding. Here the 2B sequences of a batch are
-laid end to end in one row of N = Σ lengths tokens, with position ids restarting at 0 for each
-sequence. The linear layers, layer norms and GELUs (≈ 90 % of the FLOPs at these lengths) then
-run over the N real tokens only; attention alone is laid out per sequence, (2B, heads, L, d)
-gathered from the row with a key mask, and scattered back, so no token attends across a
-sequence boundary and each reward equals the padded path's (tests/rewards/test_packing.py).
+laid end to end in one row of N = Σ lengths tokens, shortest first, with position ids restarting
+at 0 for each sequence. The linear layers, layer norms and GELUs (≈ 90 % of the FLOPs at these
+lengths) then run over the N real tokens only; attention alone is laid out per sequence, in
+groups of GROUP neighbours in that order: (G, heads, L, d) gathered from the row with a key
+mask, L the group's own longest, and gathered back, so no token attends across a sequence
+boundary, attention pads each sequence only to its group's longest even in a random batch,
+and each reward equals the padded path's (tests/rewards/test_packing.py).
 
 Supported: BERT-family sequence classifiers (MiniLM, the default backbone), alone or under a
 peft LoRA wrapper, in one process. Anything else (decoders, DDP) stays on the padded path:
@@ -29,36 +31,45 @@ ATTENTION_NAME = "prefloop_packed"
 _SEGMENTS_KEY = "prefloop_segments"
 
 
+GROUP = 8  # segments per attention call: sorted by length, each group padded only to its own longest
+
+
 @dataclass
 class PackedPairCollator:
-    """EncodedPairs → one packed row: chosen sequences first, then rejected ones (2B segments).
+    """EncodedPairs → one packed row of 2B segments (chosen of each pair, then rejected), laid out
+    shortest first so that attention can run per group of similar lengths.
 
     Keys: input_ids, token_type_ids (if the template has them), position_ids (1, N);
-    pack_gather (2B, L): the row position of each segment's token, N (a zero slot) past its end;
-    pack_keys (2B, 1, 1, L): True on real tokens; pack_flat (N,): each token's slot in the
-    flattened (2B·L) layout; pack_first (2B,): each segment's first token (BERT's [CLS]);
-    margin, tie, index (B,); real_tokens, slot_tokens: token counts (packed: equal).
+    pack_groups: per group of ≤ GROUP segments, {"span": (2,) its first and past-last row
+    position, "keys": (G, 1, 1, L) True on real tokens, "flat": (n,) each token's slot in the
+    group's flattened (G·L) layout}; pack_first (2B,): each segment's first token (BERT's
+    [CLS]) in the original order; margin, tie, index (B,); real_tokens, slot_tokens (equal).
     """
 
     pad_token_id: int = 0
 
-    def __call__(self, batch: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: Sequence[EncodedPair]) -> dict[str, Any]:
         sequences = [p.chosen for p in batch] + [p.rejected for p in batch]
         types = [p.chosen_types for p in batch] + [p.rejected_types for p in batch]
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-        total, width = int(lengths.sum()), int(lengths.max())
-        starts = torch.cumsum(lengths, 0) - lengths
-        columns = torch.arange(width)
-        real = columns[None, :] < lengths[:, None]  # (2B, L)
-        gather = torch.where(real, starts[:, None] + columns[None, :], torch.full_like(real, total, dtype=torch.long))
-        slots = torch.arange(len(sequences) * width).view(len(sequences), width)
-        out = {
-            "input_ids": torch.tensor([t for s in sequences for t in s], dtype=torch.long)[None],
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # stable: ties keep their order
+        lengths = torch.tensor([len(sequences[i]) for i in order], dtype=torch.long)
+        starts = torch.cumsum(lengths, 0) - lengths  # row position of each segment, in row order
+        first = torch.empty(len(order), dtype=torch.long)
+        first[torch.tensor(order)] = starts
+        groups = []
+        for g in range(0, len(order), GROUP):
+            width, size = int(lengths[g : g + GROUP].max()), len(lengths[g : g + GROUP])
+            real = torch.arange(width)[None, :] < lengths[g : g + GROUP, None]  # (G, L)
+            span = torch.tensor([int(starts[g]), int(starts[g + size - 1] + lengths[g + size - 1])])
+            groups.append(
+                {"span": span, "keys": real[:, None, None, :], "flat": torch.arange(size * width)[real.view(-1)]}
+            )
+        total = int(lengths.sum())
+        out: dict[str, Any] = {
+            "input_ids": torch.tensor([t for i in order for t in sequences[i]], dtype=torch.long)[None],
             "position_ids": torch.cat([torch.arange(n) for n in lengths.tolist()])[None],
-            "pack_gather": gather,
-            "pack_keys": real[:, None, None, :],
-            "pack_flat": slots[real],
-            "pack_first": starts,
+            "pack_groups": groups,
+            "pack_first": first,
             "margin": torch.tensor([p.margin for p in batch], dtype=torch.float),
             "tie": torch.tensor([p.tie for p in batch], dtype=torch.bool),
             "index": torch.tensor([p.index for p in batch], dtype=torch.long),
@@ -66,40 +77,55 @@ class PackedPairCollator:
             "slot_tokens": torch.tensor(total),
         }
         if types[0] is not None:
-            out["token_type_ids"] = torch.tensor([t for s in types for t in (s or [])], dtype=torch.long)[None]
+            out["token_type_ids"] = torch.tensor([t for i in order for t in (types[i] or [])], dtype=torch.long)[None]
         return out
 
 
-class _ToSlots(torch.autograd.Function):
-    """Packed tokens → per-segment slots (zeros past each end)   # (N, h, d) -> (S·L, h, d)
+Groups = list[tuple[int, int, torch.Tensor, int]]  # per group: first row, past-last row, flat slots, slot count
 
-    The indices are unique, so the backward pass is a gather (index_select), not an accumulating scatter.
+
+class _ToGroups(torch.autograd.Function):
+    """Packed tokens → each group's per-segment slots (zeros past each end)   # (N, h, d) -> [(G·L, h, d), ...]
+
+    The groups partition the row and each flat index is unique, so the backward pass is one gather
+    per group into its own rows of a single gradient: no zero-filled buffer, no accumulating scatter.
     """
 
     @staticmethod
-    def forward(ctx: Any, tokens: torch.Tensor, flat: torch.Tensor, slots: int) -> torch.Tensor:
-        ctx.save_for_backward(flat)
-        return tokens.new_zeros(slots, *tokens.shape[1:]).index_copy_(0, flat, tokens)
+    def forward(ctx: Any, tokens: torch.Tensor, groups: Groups) -> tuple[torch.Tensor, ...]:
+        ctx.groups, ctx.rows = groups, tokens.shape[0]
+        return tuple(
+            tokens.new_zeros(slots, *tokens.shape[1:]).index_copy_(0, flat, tokens[start:end])
+            for start, end, flat, slots in groups
+        )
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (flat,) = ctx.saved_tensors
-        return grad.index_select(0, flat), None, None
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None]:
+        out = grads[0].new_empty(ctx.rows, *grads[0].shape[1:])
+        for (start, end, flat, _), grad in zip(ctx.groups, grads):
+            torch.index_select(grad, 0, flat, out=out[start:end])
+        return out, None
 
 
-class _FromSlots(torch.autograd.Function):
-    """Per-segment slots → packed tokens   # (S·L, h, d) -> (N, h, d); backward: a copy into zeros, no scatter-add."""
-
-    @staticmethod
-    def forward(ctx: Any, slots: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(flat)
-        ctx.slots = slots.shape[0]
-        return slots.index_select(0, flat)
+class _FromGroups(torch.autograd.Function):
+    """Each group's slots → packed tokens   # [(G·L, h, d), ...] -> (N, h, d); backward: copies into zeros, no scatter-add."""
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (flat,) = ctx.saved_tensors
-        return grad.new_zeros(ctx.slots, *grad.shape[1:]).index_copy_(0, flat, grad.contiguous()), None
+    def forward(ctx: Any, groups: Groups, *slots: torch.Tensor) -> torch.Tensor:
+        ctx.groups = groups
+        rows = groups[-1][1]
+        out = slots[0].new_empty(rows, *slots[0].shape[1:])
+        for (start, end, flat, _), group in zip(groups, slots):
+            torch.index_select(group, 0, flat, out=out[start:end])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad = grad.contiguous()
+        return (
+            None,
+            *(grad.new_zeros(n, *grad.shape[1:]).index_copy_(0, flat, grad[s:e]) for s, e, flat, n in ctx.groups),
+        )
 
 
 def packed_attention(
@@ -112,21 +138,25 @@ def packed_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA per segment of the packed row   # (1, h, N, d) x3 -> (1, N, h, d)"""
+    """SDPA per segment of the packed row, one call per group of similar lengths   # (1, h, N, d) x3 -> (1, N, h, d)"""
     segments = kwargs[_SEGMENTS_KEY]
-    keys, flat = segments["pack_keys"], segments["pack_flat"]
-    count, width = keys.shape[0], keys.shape[-1]
     heads, dim = query.shape[1], query.shape[3]
+    groups: Groups = [
+        (int(g["span"][0]), int(g["span"][1]), g["flat"], g["keys"].shape[0] * g["keys"].shape[-1]) for g in segments
+    ]
 
-    def per_segment(x: torch.Tensor) -> torch.Tensor:  # (1, h, N, d) -> (S, h, L) x d, laid out (S, L, h, d)
-        slots = _ToSlots.apply(x[0].transpose(0, 1), flat, count * width)
-        return slots.view(count, width, heads, dim).transpose(1, 2)
+    def per_segment(x: torch.Tensor) -> list[torch.Tensor]:  # (1, h, N, d) -> per group (G, h, L, d)
+        slots = _ToGroups.apply(x[0].transpose(0, 1), groups)
+        return [
+            t.view(g["keys"].shape[0], g["keys"].shape[-1], heads, dim).transpose(1, 2) for t, g in zip(slots, segments)
+        ]
 
-    out = F.scaled_dot_product_attention(
-        per_segment(query), per_segment(key), per_segment(value), attn_mask=keys, dropout_p=dropout, scale=scaling
-    )  # (S, h, L, d)
-    out = _FromSlots.apply(out.transpose(1, 2).reshape(count * width, heads, dim), flat)  # (N, h, d)
-    return out[None], None
+    outs = [
+        F.scaled_dot_product_attention(q, k, v, attn_mask=g["keys"], dropout_p=dropout, scale=scaling)  # (G, h, L, d)
+        for q, k, v, g in zip(per_segment(query), per_segment(key), per_segment(value), segments)
+    ]
+    flat_outs = [o.transpose(1, 2).reshape(-1, heads, dim) for o in outs]  # (G·L, h, d)
+    return _FromGroups.apply(groups, *flat_outs)[None], None
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:
@@ -171,7 +201,7 @@ def packed_sequence_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor
     """r per segment, in float32   # packed batch -> (2B,)"""
     classifier = _classifier(model)
     _register()
-    segments = {k: batch[k] for k in ("pack_keys", "pack_flat")}
+    segments = batch["pack_groups"]
     with _attention_swapped(classifier.config):
         hidden = classifier.bert(
             input_ids=batch["input_ids"],

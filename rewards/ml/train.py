@@ -281,8 +281,8 @@ def setup_run(
     model, tokenizer = _prepared_model(config, model, tokenizer)
     progress(0.0, "tokenising")
     train_encoded, eval_encoded, truncation = _encoded(config, tokenizer, train, held_out)
-    packed = config.packing and accelerator.num_processes == 1 and supports_packing(model)
-    if config.packing and not packed:
+    packed = config.packing is not False and accelerator.num_processes == 1 and supports_packing(model)
+    if config.packing and not packed:  # asked for by name: say why not
         log("packing: not for this model or process count; batches are padded")
     collate = (
         PackedPairCollator()
@@ -290,7 +290,10 @@ def setup_run(
         else PairCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
     )
     sampler = LengthBucketBatchSampler(
-        [p.length for p in train_encoded], config.batch_size, seed=config.seed, bucket=config.bucket
+        [p.length for p in train_encoded],
+        config.batch_size,
+        seed=config.seed,
+        bucket=(not packed) if config.bucket is None else config.bucket,
     )
     train_loader = torch.utils.data.DataLoader(train_encoded, batch_sampler=sampler, collate_fn=collate)
     eval_batches = sorted_batches([p.length for p in eval_encoded], config.eval_batch_size)
@@ -447,6 +450,7 @@ def summarise(
             "processes": accelerator.num_processes,
             "bf16": run.bf16,
             "packed": run.packed,
+            "bucketed": run.sampler.bucket,  # length-bucketed batches (default: padded runs only)
         }
     )
     result = TrainResult(

@@ -40,6 +40,7 @@ def worker_env(job_dir) -> dict:
         DJANGO_SETTINGS_MODULE="prefloop.settings",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="WARNING",
+        PREFLOOP_TRAINING_PRIORITY="normal",  # a worker at idle priority would wait behind the other test process
     )
     return env
 

@@ -37,7 +37,7 @@ def test_a_few_steps_on_an_easy_set_lower_the_loss_and_beat_chance(tiny_model_di
 def test_chosen_and_rejected_share_one_forward_pass(tiny_model_dir, easy_pairs):
     from rewards.ml.train import load_base, train_reward_model
 
-    cfg = config(tiny_model_dir, max_steps=3, eval_every=None, batch_size=8)
+    cfg = config(tiny_model_dir, max_steps=3, eval_every=None, batch_size=8, packing=False)  # padded rows
     model, tokenizer = load_base(cfg)
     rows = []
     model.register_forward_hook(
@@ -87,7 +87,9 @@ def test_gradient_accumulation_takes_one_optimiser_step_per_n_batches(tiny_model
     cfg = config(tiny_model_dir, max_steps=2, grad_accum=2, eval_every=None, batch_size=8)
     model, tokenizer = load_base(cfg)
     calls = []
-    model.register_forward_hook(lambda module, args, out: calls.append(1))
+    model.bert.register_forward_hook(lambda module, args, out: calls.append(1))  # packed or padded: one call a batch
     result = train_reward_model(cfg, easy_pairs[:64], [], model=model, tokenizer=tokenizer)
-    assert len(calls) == 4 and result.steps == 2 and len(result.curves["train"]) == 2
+    assert (
+        result.metrics["packed"] is True and len(calls) == 4 and result.steps == 2 and len(result.curves["train"]) == 2
+    )
     assert [p["pairs"] for p in result.curves["train"]] == [16, 32]

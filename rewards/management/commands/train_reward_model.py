@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -30,12 +31,18 @@ class Command(BaseCommand):
         engine.add_argument("--ties", choices=["drop", "equal"])
         engine.add_argument("--margin-from-strength", action="store_true", default=None)
         engine.add_argument("--margin-scale", type=float)
-        engine.add_argument("--no-bucket", dest="bucket", action="store_false", default=None)
+        engine.add_argument(
+            "--bucket",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="length-bucketed batches; default: for padded batches, not packed ones",
+        )
         engine.add_argument(
             "--packing",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,
             default=None,
-            help="unpadded packed batches (BERT-family backbones, one process): same loss, fewer FLOPs",
+            help="unpadded packed batches (same loss, fewer FLOPs); default: wherever supported "
+            "(BERT-family backbones, one process)",
         )
         engine.add_argument(
             "--bf16", type=_bool, help="true/false; default: on when the GPU supports it (true: also on CPU)"
