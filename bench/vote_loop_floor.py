@@ -6,7 +6,8 @@ Each of `connections` threads is one bench annotator with its own psycopg connec
    membership row lock, open leases, savepoint, the skip-locked pick-and-lease, the waiting pick
    when that found nothing), prepared, with the same parameters;
 2. vote: one transaction with annotate.services.voting's locking read (FOR UPDATE of the
-   comparison) and its writing statement, prepared.
+   comparison, with the receivers' VOTE_FACTS as the server runs it) and its writing statement,
+   prepared.
 
 Statement texts are imported from the services, so the floor follows any change to them. What
 this leaves out is everything per request: HTTP, Django, authentication, JSON. Run by
@@ -28,6 +29,9 @@ def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: 
 
     from annotate.services import assignment as engine
     from annotate.services import voting
+    from annotate.signals import VOTE_FACTS
+
+    read_sql = voting._read_sql(tuple(VOTE_FACTS.items()))
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         users = dict(
@@ -71,7 +75,7 @@ def floor_run(database_url: str, project_id: int, usernames: list[str], warmup: 
         key = str(uuid.uuid4())
         now = datetime.now(UTC)
         with conn.transaction():
-            read = conn.execute(voting._READ_SQL, [user_id, key, assignment_id, user_id], prepare=True).fetchone()
+            read = conn.execute(read_sql, [user_id, key, assignment_id, user_id], prepare=True).fetchone()
             comparison_id, state, shown_order, imported, done, _leases = read[:6]
             shown = json.loads(shown_order)
             choice = rng.choice("ab")

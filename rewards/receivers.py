@@ -9,7 +9,16 @@ from rewards.job_kinds import IMPORT_REWARD_MODEL, TRAIN_REWARD_MODEL
 logger = logging.getLogger(__name__)
 
 
-def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
+def auto_retrain_fact() -> str:
+    """annotate.signals.VOTE_FACTS["auto_retrain"]: the vote's statement answers _auto_retrain_on."""
+    from rewards.models import RewardSettings
+
+    return (
+        f"EXISTS (SELECT 1 FROM {RewardSettings._meta.db_table} r WHERE r.project_id = a.project_id AND r.auto_retrain)"
+    )
+
+
+def retrain_when_round_completes(sender, assignment, facts=None, **kwargs) -> None:
     """annotate.signals.vote_recorded → maybe_auto_retrain for the voted comparison's round.
 
     Runs after the vote committed; a failure here is logged, never raised into the vote request.
@@ -17,8 +26,11 @@ def retrain_when_round_completes(sender, assignment, **kwargs) -> None:
     from rewards.services import maybe_auto_retrain
 
     try:
-        # The cheap check first: on every vote, and auto-retrain is usually off.
-        if not _auto_retrain_on(assignment.project_id):
+        # The cheap check first: on every vote, and auto-retrain is usually off. On PostgreSQL the
+        # vote's own statement has answered it (facts); elsewhere one query.
+        facts = facts or {}
+        on = facts["auto_retrain"] if "auto_retrain" in facts else _auto_retrain_on(assignment.project_id)
+        if not on:
             return
         maybe_auto_retrain(project=assignment.project, round_number=assignment.comparison.round)
     except Exception:

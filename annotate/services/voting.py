@@ -8,6 +8,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from annotate.models import Assignment, Comparison, Membership, Project, User, Vote
 from annotate.services.prepared import prepared_cursor
+from annotate.signals import VOTE_FACTS
 from prefloop.core.errors import (
     AlreadyVoted,
     AnnotatorPaused,
@@ -251,11 +253,12 @@ def _validated_rows(*, project: Project, shown_order: list[int], votes: Sequence
     return rows
 
 
-def _announce_vote(assignment: Assignment) -> None:
-    """Tell live dashboards about the vote (after commit, so a rolled-back vote is never shown)."""
+def _announce_vote(assignment: Assignment, facts: dict | None = None) -> None:
+    """Tell live dashboards about the vote (after commit, so a rolled-back vote is never shown);
+    `facts`: the VOTE_FACTS the vote's statement evaluated (annotate.signals)."""
     from annotate.signals import vote_recorded
 
-    vote_recorded.send(sender=Assignment, assignment=assignment)
+    vote_recorded.send(sender=Assignment, assignment=assignment, facts=facts or {})
 
 
 # --- PostgreSQL: one locking read and one writing statement -----------------------------------
@@ -271,13 +274,21 @@ _READ_SQL = (
     " (SELECT m.paused FROM annotate_membership m"
     "  WHERE m.project_id = a.project_id AND m.user_id = a.annotator_id AND m.role = 'annotator'), "
     + ", ".join(f'p."{f.column}"' for f in _PROJECT_FIELDS)
-    + """
+    + """{facts}
     FROM annotate_assignment a
     JOIN annotate_comparison c ON c.id = a.comparison_id
     JOIN annotate_project p ON p.id = a.project_id
     WHERE a.id = %s AND a.annotator_id = %s
     FOR UPDATE OF c"""
 )
+
+
+@cache
+def _read_sql(facts: tuple[tuple[str, str], ...]) -> str:
+    """The locking read with the receivers' VOTE_FACTS as extra columns (annotate.signals)."""
+    return _READ_SQL.format(facts="".join(f", ({sql})" for _, sql in facts))
+
+
 # Close the assignment only from the state we validated against; the counters and the votes
 # follow only if it closed. {values} is one typed VALUES row per aspect.
 _WRITE_SQL = """
@@ -314,8 +325,9 @@ def _record_vote_pg(
         with transaction.atomic(), prepared_cursor() as cursor:
             # Twice at most: a second read happens only when the assignment changed while we
             # waited for the lock, and then we hold the lock, so nothing can change it again.
+            facts = tuple(VOTE_FACTS.items())
             for _ in range(2):
-                cursor.execute(_READ_SQL, [annotator.pk, key, assignment_id, annotator.pk])
+                cursor.execute(_read_sql(facts), [annotator.pk, key, assignment_id, annotator.pk])
                 row = cursor.fetchone()
                 if row is None:
                     raise NotFound("No such assignment.")
@@ -330,8 +342,9 @@ def _record_vote_pg(
                     round_number,
                     key_seen,
                     paused,
-                    *values,
+                    *columns,
                 ) = row
+                values, fact_values = columns[: len(_PROJECT_FIELDS)], columns[len(_PROJECT_FIELDS) :]
                 if key_seen:
                     replay = _replay(annotator=annotator, assignment_id=assignment_id, key=key)
                     if replay:
@@ -429,7 +442,8 @@ def _record_vote_pg(
             ]
             if gold_label:
                 pause_if_failing_gold(annotator=annotator, project=project)
-            transaction.on_commit(lambda: _announce_vote(assignment))
+            known = {name: value for (name, _), value in zip(facts, fact_values, strict=True)}
+            transaction.on_commit(lambda: _announce_vote(assignment, known))
             return VoteResult(assignment=assignment, votes=created, replayed=False)
     except IntegrityError as exc:
         # Only a key used by another submission at the same instant gets here.

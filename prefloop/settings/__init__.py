@@ -114,6 +114,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-prefloop.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's backend, with a health check that polls the socket instead of a `SELECT 1` round
+    # trip per request while the connection is quiet (prefloop/postgres/base.py).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "prefloop.postgres"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "annotate.User"
@@ -244,10 +248,13 @@ PREFLOOP_DATA_DIR = Path(os.environ.get("PREFLOOP_DATA_DIR", BASE_DIR.parent / "
 PREFLOOP_MAX_UPLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 # A model folder (reward model, policy) is zipped to a temporary file before it is sent; larger ones answer 413.
 PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES = int(os.environ.get("PREFLOOP_MAX_ARTIFACT_DOWNLOAD_BYTES", str(8 * 1024**3)))
-# How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 # The vote loop's fast path caches token lookups per process this long (annotate/fast_api.py; 0: off).
 PREFLOOP_FAST_PATH = os.environ.get("PREFLOOP_FAST_PATH", "1") not in ("0", "false", "no")
 PREFLOOP_TOKEN_CACHE_SECONDS = float(os.environ.get("PREFLOOP_TOKEN_CACHE_SECONDS", "10"))
+# The engine's statements are prepared on PostgreSQL (annotate/services/prepared.py); 0 for a
+# pooler in transaction mode that cannot keep prepared statements.
+PREFLOOP_PREPARED_STATEMENTS = os.environ.get("DB_PREPARED_STATEMENTS", "1") not in ("0", "false", "no")
+# How many unvoted leases one annotator may hold in one project (the UI prefetches one ahead).
 PREFLOOP_MAX_OPEN_LEASES = int(os.environ.get("PREFLOOP_MAX_OPEN_LEASES", "3"))
 # How long after voting an annotator may still change their last vote (seconds; 0: never).
 PREFLOOP_VOTE_EDIT_SECONDS = int(os.environ.get("PREFLOOP_VOTE_EDIT_SECONDS", "120"))

@@ -88,6 +88,7 @@ def _database() -> dj_database_url.DBConfig:
     config = dj_database_url.parse(url, conn_max_age=0, conn_health_checks=False)
     if config["ENGINE"] != "django.db.backends.postgresql":
         _refuse(f"DATABASE_URL must be a PostgreSQL URL (postgres://...), not {config['ENGINE']}.")
+    config["ENGINE"] = "prefloop.postgres"  # Django's, with prefloop/postgres/base.py's additions
     # Under ASGI a persistent connection per thread is the wrong model; psycopg's pool is the right
     # one (connections are handed back after each request). Size it per worker process.
     config["OPTIONS"] = {

@@ -14,7 +14,7 @@ class WebhooksConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
-        from annotate.signals import vote_recorded
+        from annotate.signals import register_vote_fact, vote_recorded
         from prefloop.jobs.registry import register_job_kind
         from prefloop.jobs.signals import job_finished
         from prefloop.webhooks import checks, receivers  # noqa: F401 (checks registers itself)
@@ -23,5 +23,6 @@ class WebhooksConfig(AppConfig):
         register_job_kind(receivers.DELIVER_JOB, "prefloop.webhooks.tasks.deliver")
         job_finished.connect(receivers.on_job_finished, dispatch_uid="webhooks.job_finished")
         vote_recorded.connect(receivers.on_vote_recorded, dispatch_uid="webhooks.vote_recorded")
+        register_vote_fact("webhook_events", receivers.webhook_events_fact())
         round_state_changed.connect(receivers.on_round_state_changed, dispatch_uid="webhooks.round_state")
         post_save.connect(receivers.on_round_saved, sender="training.Round", dispatch_uid="webhooks.round_created")

@@ -16,10 +16,23 @@ JOB_EVENTS = {"succeeded": ev.JOB_SUCCEEDED, "failed": ev.JOB_FAILED, "cancelled
 REWARD_JOBS = ("train_reward_model", "rewards.import_reward_model")
 
 
-def _subscribed(project_id: int | None, names: tuple[str, ...]) -> bool:
-    """One indexed query: does the project have an active webhook for any of `names`?"""
+def webhook_events_fact() -> str:
+    """annotate.signals.VOTE_FACTS["webhook_events"]: the events lists of the voted project's active
+    webhooks (JSON text, NULL for none), evaluated by the vote's own statement."""
+    from prefloop.webhooks.models import Webhook
+
+    table = Webhook._meta.db_table
+    return f"SELECT json_agg(w.events)::text FROM {table} w WHERE w.project_id = a.project_id AND w.active"
+
+
+def _subscribed(project_id: int | None, names: tuple[str, ...], facts: dict | None = None) -> bool:
+    """Does the project have an active webhook for any of `names`? From the vote's `facts` when it
+    carries them (PostgreSQL's vote statement), else one indexed query."""
     if not project_id:
         return False
+    if facts and "webhook_events" in facts:
+        wanted = set(names)
+        return any(wanted & set(_json_list(events)) for events in _json_list(facts["webhook_events"]))
     from django.db import connection
 
     from prefloop.webhooks.models import Webhook
@@ -140,10 +153,10 @@ def on_round_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
     on_round_state_changed(sender, round=instance, previous=None)  # type: ignore[arg-type]
 
 
-def on_vote_recorded(sender: Any, assignment: Any, **kwargs: Any) -> None:
+def on_vote_recorded(sender: Any, assignment: Any, facts: dict | None = None, **kwargs: Any) -> None:
     """annotate vote_recorded (after commit) → labeling.votes_milestone, labeling.round_labelled."""
     try:
-        if not _subscribed(assignment.project_id, ev.LABELING_EVENTS):
+        if not _subscribed(assignment.project_id, ev.LABELING_EVENTS, facts):
             return
         from prefloop.webhooks.services import check_vote_milestones
 
