@@ -43,6 +43,9 @@ class DatabaseOperations(operations.DatabaseOperations):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+    # Set by Django's BaseDatabaseWrapper (CONN_HEALTH_CHECKS); django-stubs does not declare them.
+    health_check_enabled: bool
+    health_check_done: bool
 
     def close_if_health_check_failed(self) -> None:
         if (
