@@ -72,6 +72,20 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
+def run_worker_batch(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`manage.py db_worker --batch` (the queued jobs, then exit); fails the test when it fails."""
+    done = subprocess.run(
+        manage("db_worker", "--batch", "--no-startup-delay", "--no-reload", *args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, proc: subprocess.Popen | None = None):
     """Poll until predicate() is truthy; fail with the process's log when it takes too long or dies."""
     deadline = time.monotonic() + timeout

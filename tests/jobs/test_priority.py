@@ -11,7 +11,7 @@ import pytest
 
 from prefloop.jobs.models import Job
 from prefloop.jobs.services import enqueue_job
-from tests.jobs.conftest import ROOT, manage
+from tests.jobs.conftest import ROOT, manage, run_worker_batch
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
 
@@ -49,15 +49,7 @@ def test_a_worker_runs_a_training_kind_at_the_configured_priority(worker_env, se
     short = enqueue_job(kind="selftest.sleep", params={"seconds": 0.05, "steps": 1})
     training = enqueue_job(kind="selftest.train", params={"seconds": 0.05, "steps": 1})
     env = dict(worker_env, PREFLOOP_TRAINING_PRIORITY=setting)
-    done = subprocess.run(
-        manage("db_worker", "--batch", "--no-startup-delay", "--no-reload"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_worker_batch(env)
     short.refresh_from_db(), training.refresh_from_db()
     assert short.status == training.status == Job.Status.SUCCEEDED, (short.error, training.error)
     assert training.result == {"steps_done": 1, "cpu_priority": expected}

@@ -90,22 +90,13 @@ def test_the_api_says_how_many_jobs_are_ahead(api, two_queues):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_default_queue_worker_runs_short_jobs_while_a_training_job_waits_for_its_own_worker(two_queues, worker_env):
-    import subprocess
-
-    from tests.jobs.conftest import manage
+    from tests.jobs.conftest import run_worker_batch
 
     training = enqueue_job(kind="selftest.sleep", params={"seconds": 0, "steps": 1, "queue": "training"})
     short = enqueue_job(kind="selftest.sleep", params={"seconds": 0, "steps": 1})
     env = {**worker_env, "PREFLOOP_JOB_QUEUES": "default,training"}
     for queue in ("default", "training"):
-        done = subprocess.run(
-            manage("db_worker", "--batch", "--no-startup-delay", "--no-reload", "--queue-name", queue),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        run_worker_batch(env, "--queue-name", queue, timeout=120)
         training.refresh_from_db(), short.refresh_from_db()
         if queue == "default":  # the short job did not wait behind the training one
             assert (short.status, training.status) == (Job.Status.SUCCEEDED, Job.Status.QUEUED)

@@ -15,28 +15,19 @@ from django.utils import timezone
 from prefloop.jobs.models import Job
 from prefloop.jobs.services import REAPED_ERROR, enqueue_job, reap_stale_jobs
 from tests.factories import make_project, make_user
-from tests.jobs.conftest import manage, wait_until
+from tests.jobs.conftest import manage, run_worker_batch, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_db_worker_runs_queued_jobs_to_the_end(worker_env, job_dir):
-    import subprocess
-
     user = make_user()
     project = make_project(researchers=[user])
     ok = enqueue_job(
         kind="selftest.sleep", params={"seconds": 0.2, "steps": 4, "artifact": True}, project=project, user=user
     )
     bad = enqueue_job(kind="selftest.sleep", params={"seconds": 0.1, "steps": 2, "fail": True})
-    done = subprocess.run(
-        manage("db_worker", "--batch", "--no-startup-delay", "--no-reload"),
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_worker_batch(worker_env)
     ok.refresh_from_db(), bad.refresh_from_db()
     assert ok.status == Job.Status.SUCCEEDED, ok.error
     assert ok.result == {"steps_done": 4, "artifact": str(job_dir / f"job-{ok.pk}" / "artifact.json")}
