@@ -75,7 +75,7 @@ def test_a_connection_with_something_waiting_gets_djangos_select_1():
     with psycopg.connect(_dsn(), autocommit=True) as other:
         other.execute("NOTIFY prefloop_health_test")
     start_of_request()
-    for _ in range(50):  # the notification reaches the socket asynchronously
+    for _ in range(250):  # the notification reaches the socket asynchronously (at most 5 s)
         if not quiet(raw):
             break
         time.sleep(0.02)
