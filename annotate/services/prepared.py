@@ -42,6 +42,6 @@ def prepared_cursor():
     """A cursor on the default connection whose statements PostgreSQL plans once per connection."""
     connection.ensure_connection()
     raw = connection.connection
-    if raw.prepare_threshold is None and getattr(settings, "PREFLOOP_PREPARED_STATEMENTS", True):
+    if raw.prepare_threshold is None and settings.PREFLOOP_PREPARED_STATEMENTS:
         raw.prepare_threshold = ONLY_WHEN_ASKED
     return connection._prepare_cursor(_preparing_cursor_class()(raw))  # type: ignore[attr-defined]  # PostgreSQL's wrapper has it

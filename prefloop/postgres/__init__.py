@@ -1,1 +1,2 @@
-"""prefloop's PostgreSQL database backend (ENGINE "prefloop.postgres"): Django's, health check aside."""
+"""prefloop's PostgreSQL database backend (ENGINE "prefloop.postgres"): Django's, with a cheaper
+health check and query-log text for prepared statements (base.py)."""

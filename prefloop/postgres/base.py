@@ -12,7 +12,7 @@ read has not been dropped by the server. This backend polls the socket (one sysc
 trip) and runs Django's `SELECT 1` only when the connection is not idle or has something waiting
 (then the check, a reconnect if it fails, and everything after are Django's). What no check sees
 without a round trip, a network path that died without a word, `SELECT 1` would only have found
-after its TCP timeout too. tests/core/test_postgres_backend.py; the restart test in
+after its TCP timeout too. tests/test_postgres_backend.py; the restart test in
 tests/faults/test_postgres_restarted.py runs through it.
 
 Its operations also give Django's query log (DEBUG, CaptureQueriesContext) the text of prepared
