@@ -66,11 +66,14 @@ def test_backoff_sleeps_when_a_normal_priority_process_wants_the_same_core():
     out = _run(
         """
         import os, subprocess, sys, time
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        hog = subprocess.Popen([sys.executable, "-c", "import time\\nt = time.time()\\nwhile time.time() - t < 20: pass"])
-        time.sleep(0.5)
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        # Imported first: at idle priority beside the hog an import (compiling .pyc files in a fresh
+        # clone) could outlast the hog, and the step would then have the core to itself.
         from rewards.ml.cpu import Backoff
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        spin = "import time\\nprint('spinning', flush=True)\\nt = time.time()\\nwhile time.time() - t < 20: pass"
+        hog = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+        hog.stdout.readline()  # spinning now (a fixed sleep can be shorter than its start-up)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         slept = []
         backoff = Backoff(steps=2.0, max_sleep=0.05, sleep=slept.append)
         def step():
