@@ -87,7 +87,9 @@ def test_gradient_accumulation_takes_one_optimiser_step_per_n_batches(tiny_model
     cfg = config(tiny_model_dir, max_steps=2, grad_accum=2, eval_every=None, batch_size=8)
     model, tokenizer = load_base(cfg)
     calls = []
-    model.bert.register_forward_hook(lambda module, args, out: calls.append(1))  # packed or padded: one call a batch
+    model.bert.embeddings.register_forward_hook(
+        lambda module, args, out: calls.append(1)
+    )  # packed or padded: one a batch
     result = train_reward_model(cfg, easy_pairs[:64], [], model=model, tokenizer=tokenizer)
     assert (
         result.metrics["packed"] is True and len(calls) == 4 and result.steps == 2 and len(result.curves["train"]) == 2
