@@ -191,6 +191,24 @@ def test_packing_falls_back_to_padded_batches_where_unsupported(tiny_model_dir, 
     assert any("packing: not for this model" in line for line in logs)
 
 
+def test_a_gradient_checkpointed_run_trains_padded_and_follows_the_plain_run(tiny_model_dir, easy_pairs):
+    from rewards.ml.train import train_reward_model
+
+    logs: list[str] = []
+    plain = train_reward_model(config(tiny_model_dir, max_steps=4, packing=False), easy_pairs[:32], easy_pairs[300:316])
+    checkpointed = train_reward_model(
+        config(tiny_model_dir, max_steps=4, gradient_checkpointing=True),
+        easy_pairs[:32],
+        easy_pairs[300:316],
+        log=logs.append,
+    )
+    assert checkpointed.metrics["packed"] is False and checkpointed.steps == 4
+    assert any("gradient checkpointing; batches are padded" in line for line in logs)
+    assert [p["loss"] for p in checkpointed.curves["train"]] == pytest.approx(
+        [p["loss"] for p in plain.curves["train"]], abs=1e-5
+    )
+
+
 def test_a_bf16_run_computes_the_packed_backbone_in_bf16(tiny_model_dir, easy_pairs):
     # The packed path calls model.bert directly, past the forward accelerate wraps in autocast:
     # without the trainer's own autocast a bf16 run stayed in float32 (and got no faster).
