@@ -32,6 +32,7 @@ from rewards.ml.data import EncodedPair
 
 ATTENTION_NAME = "prefloop_packed"
 _SEGMENTS_KEY = "prefloop_segments"
+_GROUPS_KEY = "prefloop_groups"  # the same groups as (first row, past-last row, flat slots, slot count)
 
 
 GROUP = 8  # segments per attention call: sorted by length, each group padded only to its own longest
@@ -93,6 +94,16 @@ def _groups(segments: list[dict[str, Any]]) -> Groups:
     ]
 
 
+def _per_group(
+    tokens: torch.Tensor, groups: Groups, segments: list[dict[str, Any]], heads: int, dim: int
+) -> list[torch.Tensor]:
+    """Packed tokens → each group's segments side by side, zeros past each end   # (N, h, d) -> per group (G, h, L, d)"""
+    slots = _ToGroups.apply(tokens, groups)
+    return [
+        t.view(g["keys"].shape[0], g["keys"].shape[-1], heads, dim).transpose(1, 2) for t, g in zip(slots, segments)
+    ]
+
+
 class _ToGroups(torch.autograd.Function):
     """Packed tokens → each group's per-segment slots (zeros past each end)   # (N, h, d) -> [(G·L, h, d), ...]
 
@@ -148,15 +159,11 @@ def packed_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """SDPA per segment of the packed row, one call per group of similar lengths   # (1, h, N, d) x3 -> (1, N, h, d)"""
-    segments = kwargs[_SEGMENTS_KEY]
+    segments, groups = kwargs[_SEGMENTS_KEY], kwargs[_GROUPS_KEY]
     heads, dim = query.shape[1], query.shape[3]
-    groups = _groups(segments)
 
     def per_segment(x: torch.Tensor) -> list[torch.Tensor]:  # (1, h, N, d) -> per group (G, h, L, d)
-        slots = _ToGroups.apply(x[0].transpose(0, 1), groups)
-        return [
-            t.view(g["keys"].shape[0], g["keys"].shape[-1], heads, dim).transpose(1, 2) for t, g in zip(slots, segments)
-        ]
+        return _per_group(x[0].transpose(0, 1), groups, segments, heads, dim)
 
     outs = [
         F.scaled_dot_product_attention(q, k, v, attn_mask=g["keys"], dropout_p=dropout, scale=scaling)  # (G, h, L, d)
@@ -185,13 +192,19 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def supports_packing(model: torch.nn.Module) -> bool:
-    """A BERT-family sequence classifier (pooled [CLS] → classifier), peft-wrapped or not; not under DDP."""
+    """A BERT-family sequence classifier (pooled [CLS] → classifier), peft-wrapped or not; not under DDP, and
+    not with gradient checkpointing (recomputing a packed layer saves other tensors than its first pass did,
+    which torch.utils.checkpoint refuses; checkpointing is for larger models than packing serves)."""
     from transformers import BertForSequenceClassification
 
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return False
     classifier = _classifier(model)
-    return isinstance(classifier, BertForSequenceClassification) and classifier.bert.pooler is not None
+    return (
+        isinstance(classifier, BertForSequenceClassification)
+        and classifier.bert.pooler is not None
+        and not classifier.is_gradient_checkpointing
+    )
 
 
 @contextmanager
@@ -217,14 +230,13 @@ def _last_layer_at_first_tokens(
     heads, dim = attention.num_attention_heads, attention.attention_head_size
     first = hidden[starts]  # (S, H)
     query = attention.query(first).view(-1, heads, dim)  # (S, h, d)
-    keys = _ToGroups.apply(attention.key(hidden).view(-1, heads, dim), groups)
-    values = _ToGroups.apply(attention.value(hidden).view(-1, heads, dim), groups)
+    keys = _per_group(attention.key(hidden).view(-1, heads, dim), groups, segments, heads, dim)
+    values = _per_group(attention.value(hidden).view(-1, heads, dim), groups, segments, heads, dim)
     dropout = attention.dropout.p if attention.training else 0.0
     context, at = [], 0
-    for g, k, v in zip(segments, keys, values):
-        size, width = g["keys"].shape[0], g["keys"].shape[-1]
+    for g, k, v in zip(segments, keys, values):  # k, v: (G, h, L, d)
+        size = k.shape[0]
         q = query[at : at + size, :, None, :]  # (G, h, 1, d)
-        k, v = (t.view(size, width, heads, dim).transpose(1, 2) for t in (k, v))  # (G, h, L, d)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=g["keys"], dropout_p=dropout, scale=attention.scaling)
         context.append(out.reshape(size, heads * dim))
         at += size
@@ -248,7 +260,7 @@ def packed_sequence_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor
             input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"), position_ids=batch["position_ids"]
         )  # (1, N, H)
         for layer in bert.encoder.layer[:-1]:
-            hidden = layer(hidden, None, **{_SEGMENTS_KEY: segments})
+            hidden = layer(hidden, None, **{_SEGMENTS_KEY: segments, _GROUPS_KEY: groups})
     first = _last_layer_at_first_tokens(bert.encoder.layer[-1], hidden[0], segments, groups, starts)  # (S, H)
     first = first[torch.argsort(order)][:, None, :]  # (S, 1, H), the batch's order
     pooled = bert.pooler(first)

@@ -281,14 +281,7 @@ def setup_run(
     model, tokenizer = _prepared_model(config, model, tokenizer)
     progress(0.0, "tokenising")
     train_encoded, eval_encoded, truncation = _encoded(config, tokenizer, train, held_out)
-    # Not with gradient checkpointing: recomputing a packed layer saves other tensors than its first
-    # pass did (torch.utils.checkpoint refuses it), and checkpointing is for models packing does not serve.
-    packed = (
-        config.packing is not False
-        and accelerator.num_processes == 1
-        and not config.gradient_checkpointing
-        and supports_packing(model)
-    )
+    packed = config.packing is not False and accelerator.num_processes == 1 and supports_packing(model)
     if config.packing and not packed:  # asked for by name: say why not
         log("packing: not for this model, process count or gradient checkpointing; batches are padded")
     collate = (
