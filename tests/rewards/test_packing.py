@@ -203,6 +203,7 @@ def test_a_gradient_checkpointed_run_trains_padded_and_follows_the_plain_run(tin
         log=logs.append,
     )
     assert checkpointed.metrics["packed"] is False and checkpointed.steps == 4
+    assert checkpointed.metrics["linear_backend"] == "default"  # its recomputation would run outside the mode
     assert any("gradient checkpointing; batches are padded" in line for line in logs)
     assert [p["loss"] for p in checkpointed.curves["train"]] == pytest.approx(
         [p["loss"] for p in plain.curves["train"]], abs=1e-5
