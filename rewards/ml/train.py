@@ -228,7 +228,7 @@ def _prepared_model(config: RewardTrainConfig, model, tokenizer):
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if config.lora is not None:
         model = with_lora(model, config)
