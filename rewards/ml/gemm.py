@@ -37,9 +37,9 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x · weightᵀ through oneDNN   # (M, K) x (N, K) -> (M, N); x is made contiguous, weight may be any view"""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x · weightᵀ [+ bias] through oneDNN   # (M, K) x (N, K) -> (M, N); x is made contiguous, weight may be any view"""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 class _OneDnnLinear(torch.autograd.Function):
@@ -49,7 +49,7 @@ class _OneDnnLinear(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return _product(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
