@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from rewards.ml.artifact import resolve_base_model, save_artifact
+from rewards.ml.artifact import save_artifact
+from rewards.ml.backbone import prepared_model
 from rewards.ml.config import RewardTrainConfig
 from rewards.ml.cpu import Backoff, heap_kept, is_idle_priority
 from rewards.ml.data import (
@@ -68,27 +69,6 @@ class _Batches(list):
         self.batch_size = batch_size
 
 
-def load_base(config: RewardTrainConfig):
-    """(model with a 1-output head, tokenizer) from local files only: nothing is ever downloaded."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    path = resolve_base_model(config.base_model)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "classifier newly initialised" report is expected here
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, local_files_only=True, use_safetensors=True
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
-
-
 def _forward(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass over chosen+rejected rows (padded or packed) → (r_chosen (B,), r_rejected (B,)) in float32."""
     from rewards.ml.score import sequence_scores
@@ -135,16 +115,6 @@ def _subset(pairs: Sequence[PreferencePair], limit: int | None, seed: int) -> li
 
     keep = sorted(random.Random(seed).sample(range(len(pairs)), limit))
     return [pairs[i] for i in keep]
-
-
-def with_lora(model, config: RewardTrainConfig):
-    """The classifier with LoRA adapters on config.lora's modules; the score head trains in full."""
-    from peft import get_peft_model
-
-    if config.gradient_checkpointing:
-        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
-    assert config.lora is not None  # called only when LoRA is on
-    return get_peft_model(model, config.lora.peft_config("SEQ_CLS"))
 
 
 def _use_bf16(config: RewardTrainConfig) -> bool:
@@ -220,21 +190,6 @@ def _new_accelerator(config: RewardTrainConfig, bf16: bool):
     return accelerator
 
 
-def _prepared_model(config: RewardTrainConfig, model, tokenizer):
-    if model is None or tokenizer is None:
-        model, tokenizer = load_base(config)
-    if config.disable_dropout:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-    if config.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if config.lora is not None:
-        model = with_lora(model, config)
-    return model, tokenizer
-
-
 def _encoded(config: RewardTrainConfig, tokenizer, train: list[PreferencePair], held_out: list[PreferencePair]):
     """Tokenise each split once (every distinct text once): (train, held-out, truncation stats)."""
     template = chat_template_layout(tokenizer) or pair_template(tokenizer)
@@ -280,7 +235,7 @@ def setup_run(
     bf16 = _use_bf16(config)
     accelerator = _new_accelerator(config, bf16)
     set_seed(config.seed)
-    model, tokenizer = _prepared_model(config, model, tokenizer)
+    model, tokenizer = prepared_model(config, model, tokenizer)
     progress(0.0, "tokenising")
     train_encoded, eval_encoded, truncation = _encoded(config, tokenizer, train, held_out)
     packed = config.packing is not False and accelerator.num_processes == 1 and supports_packing(model)

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 def ready_version(voted_project, tiny_model_dir, tmp_path):
     """A ready version whose artifact is the tiny model (no training needed for API tests)."""
     from rewards.ml.artifact import save_artifact
+    from rewards.ml.backbone import load_base
     from rewards.ml.config import RewardTrainConfig
-    from rewards.ml.train import load_base
 
     project, _, _ = voted_project
     model, tokenizer = load_base(RewardTrainConfig(base_model=str(tiny_model_dir)))

@@ -7,9 +7,9 @@ import pytest
 
 def test_artifact_round_trip_scores_the_same(tiny_model_dir, tmp_path):
     from rewards.ml.artifact import load_artifact, read_meta, save_artifact
+    from rewards.ml.backbone import load_base
     from rewards.ml.config import RewardTrainConfig
     from rewards.ml.score import RewardScorer
-    from rewards.ml.train import load_base
 
     model, tokenizer = load_base(RewardTrainConfig(base_model=str(tiny_model_dir)))
     folder = save_artifact(model, tokenizer, tmp_path / "v1", meta={"max_length": 64})
@@ -54,8 +54,8 @@ def test_a_folder_without_safetensors_is_refused(tmp_path):
 
 def test_an_artifact_is_never_overwritten(tiny_model_dir, tmp_path):
     from rewards.ml.artifact import save_artifact
+    from rewards.ml.backbone import load_base
     from rewards.ml.config import RewardTrainConfig
-    from rewards.ml.train import load_base
 
     model, tokenizer = load_base(RewardTrainConfig(base_model=str(tiny_model_dir)))
     save_artifact(model, tokenizer, tmp_path / "v1", meta={})

@@ -21,7 +21,7 @@ def config(tiny_model_dir, **overrides) -> RewardTrainConfig:
 
 @pytest.fixture
 def model_and_batch(tiny_model_dir, easy_pairs):
-    from rewards.ml.train import load_base
+    from rewards.ml.backbone import load_base
 
     model, tokenizer = load_base(config(tiny_model_dir))
     for module in model.modules():  # as the trainer does (disable_dropout): both paths see the same network
@@ -131,7 +131,8 @@ def test_a_lora_wrapped_classifier_gets_the_padded_rewards_and_gradients_from_a_
 
 
 def test_packed_training_follows_the_padded_run_and_drops_no_pair(tiny_model_dir, easy_pairs):
-    from rewards.ml.train import load_base, train_reward_model
+    from rewards.ml.backbone import load_base
+    from rewards.ml.train import train_reward_model
 
     def float64_model():  # float32 runs summing in another order drift apart chaotically at lr 5e-3
         model, tokenizer = load_base(config(tiny_model_dir))
@@ -168,7 +169,8 @@ def test_the_same_seed_gives_the_same_packed_run(tiny_model_dir, easy_pairs):
 def test_packing_falls_back_to_padded_batches_where_unsupported(tiny_model_dir, easy_pairs):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from rewards.ml.train import load_base, train_reward_model
+    from rewards.ml.backbone import load_base
+    from rewards.ml.train import train_reward_model
 
     _, tokenizer = load_base(config(tiny_model_dir))
     decoder = GPT2ForSequenceClassification(

@@ -35,7 +35,8 @@ def test_a_few_steps_on_an_easy_set_lower_the_loss_and_beat_chance(tiny_model_di
 
 
 def test_chosen_and_rejected_share_one_forward_pass(tiny_model_dir, easy_pairs):
-    from rewards.ml.train import load_base, train_reward_model
+    from rewards.ml.backbone import load_base
+    from rewards.ml.train import train_reward_model
 
     cfg = config(tiny_model_dir, max_steps=3, eval_every=None, batch_size=8, packing=False)  # padded rows
     model, tokenizer = load_base(cfg)
@@ -82,7 +83,8 @@ def test_ties_trained_toward_equal_scores_shrink_their_gap(tiny_model_dir, easy_
 
 
 def test_gradient_accumulation_takes_one_optimiser_step_per_n_batches(tiny_model_dir, easy_pairs):
-    from rewards.ml.train import load_base, train_reward_model
+    from rewards.ml.backbone import load_base
+    from rewards.ml.train import train_reward_model
 
     cfg = config(tiny_model_dir, max_steps=2, grad_accum=2, eval_every=None, batch_size=8)
     model, tokenizer = load_base(cfg)

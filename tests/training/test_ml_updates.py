@@ -111,10 +111,11 @@ def length_reward_model(demo_policy, tmp_path_factory):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
+    from rewards.ml.backbone import load_base
     from rewards.ml.config import RewardTrainConfig
     from rewards.ml.data import PreferencePair
     from rewards.ml.score import RewardScorer
-    from rewards.ml.train import load_base, train_reward_model
+    from rewards.ml.train import train_reward_model
 
     examples = longer_preferred_pairs(demo_policy.path, prompts(48, seed=3), seed=11)
     pairs = [PreferencePair(prompt=e.prompt, chosen=e.chosen, rejected=e.rejected) for e in examples]
